@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { Command } from 'commander';
+import { registerWorkerCommand } from './commands/worker';
+
+/** Builds the `dstore` command line. Every command lives in cli/commands/. */
+export function buildProgram(): Command {
+  const pkg = require('../../package.json') as { version: string; description: string };
+  const program = new Command('dstore')
+    .description(pkg.description)
+    .version(pkg.version, '-V, --version', 'print the dstore version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ outputError: (str, write) => write(str) });
+  registerWorkerCommand(program);
+  return program;
+}
+
+/** Runs the CLI: one readable line and exit code 1 on any error. */
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    process.stderr.write(`dstore: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+if (require.main === module) void main();

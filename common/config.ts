@@ -1,0 +1,228 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ConfigError } from './errors';
+import { isValidName } from './names';
+
+/**
+ * Every setting of dstore, read from the environment in one place, with its default
+ * and its check. A wrong value stops the process with one line naming the variable
+ * (see {@link ConfigError}); entry points print `err.message` and exit 1.
+ */
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const MiB = 1024 * 1024;
+
+type Env = Record<string, string | undefined>;
+
+/** One documented setting: the source of the README's settings table. */
+export interface SettingDoc {
+  env: string;
+  default: string;
+  used: 'all' | 'worker' | 'coordinator' | 'cli';
+  description: string;
+}
+
+/** Every setting, in the order the README lists them. */
+export const SETTINGS: readonly SettingDoc[] = [
+  { env: 'REDIS_URL', default: 'redis://127.0.0.1:6379', used: 'all', description: 'Redis to use (redis:// or rediss://, user and password in the URL).' },
+  { env: 'DSTORE_PREFIX', default: 'dstore', used: 'all', description: 'Prefix of every Redis key, channel and BullMQ queue.' },
+  { env: 'LOG_LEVEL', default: 'info', used: 'all', description: 'fatal, error, warn, info, debug, trace or silent.' },
+  { env: 'LOG_FORMAT', default: 'pretty on a TTY, else json', used: 'all', description: 'json (one JSON object a line) or pretty.' },
+  { env: 'DSTORE_WORKER_ID', default: 'generated once, kept in the data dir', used: 'worker', description: 'Stable id of a worker (letters, digits, _ . -).' },
+  { env: 'DSTORE_DATA_DIR', default: './dstore-data', used: 'worker', description: "Directory of the worker's SQLite shard and id file." },
+  { env: 'DSTORE_HEARTBEAT_MS', default: '1000', used: 'worker', description: 'How often a worker reports itself alive.' },
+  { env: 'DSTORE_OPS_BATCH', default: '32', used: 'worker', description: 'Stream entries read from the ops stream per call.' },
+  { env: 'DSTORE_APPLY_ATTEMPTS', default: '5', used: 'worker', description: 'Tries of an entry that fails to apply for a transient reason before it is dead-lettered.' },
+  { env: 'DSTORE_FETCH_BATCH_ROWS', default: '1000', used: 'worker', description: 'Rows per FETCH_RESP message.' },
+  { env: 'DSTORE_FETCH_BATCH_BYTES', default: '262144', used: 'worker', description: 'Bytes of rows per FETCH_RESP message (whichever limit comes first).' },
+  { env: 'DSTORE_SQLITE_SYNC', default: 'full', used: 'worker', description: 'SQLite synchronous mode: full (an acked chunk survives power loss) or normal (faster; survives a process crash only).' },
+  { env: 'DSTORE_COORDINATOR_ID', default: 'generated at each start', used: 'coordinator', description: 'Id of a coordinator (names its reply stream).' },
+  { env: 'DSTORE_HOST', default: '127.0.0.1', used: 'coordinator', description: 'Address the HTTP API listens on.' },
+  { env: 'DSTORE_PORT', default: '7070', used: 'coordinator', description: 'Port of the HTTP API (0 picks a free one).' },
+  { env: 'DSTORE_REPLICAS', default: '2', used: 'coordinator', description: 'Replication factor R: copies of each chunk.' },
+  { env: 'DSTORE_MIN_REPLICAS', default: '1', used: 'coordinator', description: 'Acks a chunk needs before a POST succeeds.' },
+  { env: 'DSTORE_CHUNK_ROWS', default: '1000', used: 'coordinator', description: 'Rows per chunk (a chunk is cut at this or DSTORE_CHUNK_BYTES).' },
+  { env: 'DSTORE_CHUNK_BYTES', default: '1048576', used: 'coordinator', description: 'Bytes per chunk.' },
+  { env: 'DSTORE_INGEST_WINDOW', default: '16', used: 'coordinator', description: 'Chunks of one POST in flight (sent, not yet acked); bounds memory.' },
+  { env: 'DSTORE_ACK_TIMEOUT_MS', default: '30000', used: 'coordinator', description: 'How long a chunk waits for its acks before the POST fails or the chunk is marked under-replicated.' },
+  { env: 'DSTORE_FETCH_TIMEOUT_MS', default: '10000', used: 'coordinator', description: 'How long a FETCH waits for a worker before retrying without it.' },
+  { env: 'DSTORE_WORKER_TIMEOUT_MS', default: '5000', used: 'coordinator', description: 'Heartbeat age after which a worker is not live.' },
+  { env: 'DSTORE_BODY_LIMIT_BYTES', default: '1073741824', used: 'coordinator', description: 'Largest request body (records are streamed, not buffered).' },
+  { env: 'DSTORE_URL', default: 'http://127.0.0.1:7070', used: 'cli', description: 'Coordinator the CLI talks to (--url overrides).' },
+];
+
+/** Settings shared by every process. */
+export interface CommonOptions {
+  /** Redis connection URL. @defaultValue `redis://127.0.0.1:6379` */
+  redisUrl: string;
+  /** Prefix of every key. @defaultValue `dstore` */
+  prefix: string;
+  /** pino level. @defaultValue `info` */
+  logLevel: string;
+  /** Log output. @defaultValue `pretty` on a TTY, else `json` */
+  logFormat: 'json' | 'pretty';
+}
+
+/** Settings of a worker process. */
+export interface WorkerOptions extends CommonOptions {
+  /** Stable worker id; when absent one is generated and kept in `dataDir`. */
+  workerId?: string;
+  /** Where the shard lives. @defaultValue `./dstore-data` */
+  dataDir: string;
+  /** Heartbeat period. @defaultValue 1000 ms */
+  heartbeatMs: number;
+  /** Entries per XREADGROUP. @defaultValue 32 */
+  opsBatch: number;
+  /** Tries before an entry that keeps failing is dead-lettered. @defaultValue 5 */
+  applyAttempts: number;
+  /** Rows per FETCH_RESP. @defaultValue 1000 */
+  fetchBatchRows: number;
+  /** Bytes per FETCH_RESP. @defaultValue 256 KiB */
+  fetchBatchBytes: number;
+  /** SQLite `synchronous`. Full by default because an ack promises durability. @defaultValue `full` */
+  sqliteSync: 'full' | 'normal';
+}
+
+/** Settings of a coordinator process. */
+export interface CoordinatorOptions extends CommonOptions {
+  /** Names the reply stream. @defaultValue generated at each start */
+  coordinatorId?: string;
+  /** @defaultValue `127.0.0.1` */
+  host: string;
+  /** @defaultValue 7070 */
+  port: number;
+  /** Copies of each chunk. @defaultValue 2 */
+  replicas: number;
+  /** Acks a chunk needs for the POST to succeed. @defaultValue 1 */
+  minReplicas: number;
+  /** @defaultValue 1000 */
+  chunkRows: number;
+  /** @defaultValue 1 MiB */
+  chunkBytes: number;
+  /** Chunks in flight per POST. @defaultValue 16 */
+  ingestWindow: number;
+  /** @defaultValue 30 s */
+  ackTimeoutMs: number;
+  /** @defaultValue 10 s */
+  fetchTimeoutMs: number;
+  /** Heartbeat age after which a worker is not live; a few heartbeats, so one late beat is no failure. @defaultValue 5 s */
+  workerTimeoutMs: number;
+  /** @defaultValue 1 GiB */
+  bodyLimitBytes: number;
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Reads and checks one integer setting. */
+export function readInt(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+/** Reads one setting that must be one of `choices`. */
+export function readChoice<T extends string>(env: Env, name: string, def: T, choices: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const v = raw.trim().toLowerCase() as T;
+  if (!choices.includes(v)) throw new ConfigError(name, `must be one of ${choices.join(', ')}, got ${JSON.stringify(raw)}`);
+  return v;
+}
+
+function readRedisUrl(env: Env): string {
+  const raw = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError('REDIS_URL', `is not a URL (expected redis://host:port or rediss://user:pass@host:port/db)`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw new ConfigError('REDIS_URL', `must start with redis:// or rediss://, got ${u.protocol}//`);
+  }
+  return raw;
+}
+
+/** Reads the settings every process shares. */
+export function loadCommonOptions(env: Env = process.env): CommonOptions {
+  const prefix = env.DSTORE_PREFIX?.trim() || 'dstore';
+  if (!/^[A-Za-z0-9_{}-]{1,64}$/.test(prefix)) {
+    throw new ConfigError('DSTORE_PREFIX', `must be 1-64 letters, digits, "_", "-" (or "{}"), got ${JSON.stringify(prefix)}`);
+  }
+  return {
+    redisUrl: readRedisUrl(env),
+    prefix,
+    logLevel: readChoice(env, 'LOG_LEVEL', 'info', LEVELS),
+    logFormat: readChoice(env, 'LOG_FORMAT', process.stdout.isTTY ? 'pretty' : 'json', ['json', 'pretty'] as const),
+  };
+}
+
+/** Reads a worker's settings. */
+export function loadWorkerOptions(env: Env = process.env): WorkerOptions {
+  const workerId = env.DSTORE_WORKER_ID?.trim() || undefined;
+  if (workerId !== undefined && !isValidName(workerId)) {
+    throw new ConfigError('DSTORE_WORKER_ID', `must be 1-64 letters, digits, "_", "." or "-", got ${JSON.stringify(workerId)}`);
+  }
+  return {
+    ...loadCommonOptions(env),
+    workerId,
+    dataDir: path.resolve(env.DSTORE_DATA_DIR?.trim() || 'dstore-data'),
+    heartbeatMs: readInt(env, 'DSTORE_HEARTBEAT_MS', 1 * SECOND, 50, 1 * MINUTE),
+    opsBatch: readInt(env, 'DSTORE_OPS_BATCH', 32, 1, 10_000),
+    applyAttempts: readInt(env, 'DSTORE_APPLY_ATTEMPTS', 5, 1, 100),
+    fetchBatchRows: readInt(env, 'DSTORE_FETCH_BATCH_ROWS', 1000, 1, 1_000_000),
+    fetchBatchBytes: readInt(env, 'DSTORE_FETCH_BATCH_BYTES', 256 * 1024, 1024, 64 * MiB),
+    sqliteSync: readChoice(env, 'DSTORE_SQLITE_SYNC', 'full', ['full', 'normal'] as const),
+  };
+}
+
+/** Reads a coordinator's settings. */
+export function loadCoordinatorOptions(env: Env = process.env): CoordinatorOptions {
+  const coordinatorId = env.DSTORE_COORDINATOR_ID?.trim() || undefined;
+  if (coordinatorId !== undefined && !isValidName(coordinatorId)) {
+    throw new ConfigError('DSTORE_COORDINATOR_ID', `must be 1-64 letters, digits, "_", "." or "-", got ${JSON.stringify(coordinatorId)}`);
+  }
+  const host = env.DSTORE_HOST?.trim() || '127.0.0.1';
+  const replicas = readInt(env, 'DSTORE_REPLICAS', 2, 1, 16);
+  const minReplicas = readInt(env, 'DSTORE_MIN_REPLICAS', 1, 1, 16);
+  if (minReplicas > replicas) throw new ConfigError('DSTORE_MIN_REPLICAS', `must not exceed DSTORE_REPLICAS (${replicas}), got ${minReplicas}`);
+  return {
+    ...loadCommonOptions(env),
+    coordinatorId,
+    host,
+    port: readInt(env, 'DSTORE_PORT', 7070, 0, 65535),
+    replicas,
+    minReplicas,
+    chunkRows: readInt(env, 'DSTORE_CHUNK_ROWS', 1000, 1, 1_000_000),
+    chunkBytes: readInt(env, 'DSTORE_CHUNK_BYTES', 1 * MiB, 1024, 64 * MiB),
+    ingestWindow: readInt(env, 'DSTORE_INGEST_WINDOW', 16, 1, 10_000),
+    ackTimeoutMs: readInt(env, 'DSTORE_ACK_TIMEOUT_MS', 30 * SECOND, 100, 60 * MINUTE),
+    fetchTimeoutMs: readInt(env, 'DSTORE_FETCH_TIMEOUT_MS', 10 * SECOND, 100, 60 * MINUTE),
+    workerTimeoutMs: readInt(env, 'DSTORE_WORKER_TIMEOUT_MS', 5 * SECOND, 100, 60 * MINUTE),
+    bodyLimitBytes: readInt(env, 'DSTORE_BODY_LIMIT_BYTES', 1024 * MiB, 1024, 64 * 1024 * MiB),
+  };
+}
+
+/** The coordinator URL the CLI talks to. */
+export function readCliUrl(env: Env = process.env, flag?: string): string {
+  const raw = flag ?? env.DSTORE_URL?.trim() ?? 'http://127.0.0.1:7070';
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(flag ? '--url' : 'DSTORE_URL', `is not a URL (expected http://host:port), got ${JSON.stringify(raw)}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(flag ? '--url' : 'DSTORE_URL', `must start with http:// or https://`);
+  return raw.replace(/\/+$/, '');
+}
+
+/** A short host label for status output. */
+export function hostLabel(): string {
+  return os.hostname();
+}
+
+export { SECOND, MINUTE, MiB };

@@ -1,0 +1,412 @@
+/**
+ * The `where` language: MongoDB-style operators compiled to one SQLite boolean
+ * expression over a table `(_id TEXT PRIMARY KEY, chunk TEXT, doc TEXT)`, plus a plain
+ * JavaScript evaluator with the same semantics. Both run off one validated tree, so
+ * they accept and reject exactly the same filters. See docs/filter.md.
+ */
+
+/** A filter (or field name) that breaks the rules; `path` names the place, e.g. `where.age.$gt`. */
+export class FilterError extends Error {
+  override readonly name = 'FilterError';
+  constructor(
+    /** Where in the filter the problem is (`where.age.$gt`, `where["a..b"]`). */
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A compiled filter: a boolean SQL expression and its bound parameters, in order. */
+export interface CompiledFilter {
+  sql: string;
+  params: unknown[];
+}
+
+type Scalar = string | number | boolean | null;
+type CmpOp = '=' | '>' | '>=' | '<' | '<=';
+interface Field {
+  segs: string[];
+  path: string;
+}
+type Node =
+  | { k: 'all' }
+  | { k: 'and' | 'or'; items: Node[] }
+  | { k: 'not'; item: Node }
+  | { k: 'cmp'; f: Field; op: CmpOp; v: Scalar }
+  | { k: 'in'; f: Field; vs: Scalar[] }
+  | { k: 'exists'; f: Field; v: boolean };
+
+/** The limits a filter must stay within (documented in docs/filter.md). */
+const LIMITS = { fieldLength: 256, depth: 32, operators: 1000, inValues: 10_000 } as const;
+const RANGE_OPS: Record<string, CmpOp> = { $gt: '>', $gte: '>=', $lt: '<', $lte: '<=' };
+const FIELD_OPS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$exists', '$not'];
+const LOGICAL_OPS = ['$and', '$or', '$not'];
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function show(s: string): string {
+  return JSON.stringify(s.length > 80 ? s.slice(0, 80) + '…' : s);
+}
+
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  return typeof v;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function isScalar(v: unknown): v is Scalar {
+  return v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+}
+
+function checkField(field: unknown, label: string, path: string): string[] {
+  const fail = (rule: string): never => {
+    throw new FilterError(path, `${label} ${rule}`);
+  };
+  if (typeof field !== 'string') return fail(`must be a string, got ${kindOf(field)}`);
+  if (field === '') return fail('is empty');
+  if (field.length > LIMITS.fieldLength) return fail(`is ${field.length} characters long; at most ${LIMITS.fieldLength}`);
+  const segs = field.split('.');
+  for (const s of segs) {
+    if (s === '') fail('has an empty segment; separate nested names with single dots, like "a.b"');
+    const c = CONTROL.exec(s);
+    if (c) fail(`contains the control character U+${c[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`);
+    if (s.startsWith('$')) fail(`has a segment starting with "$" (${show(s)}); "$" is reserved for operators`);
+  }
+  return segs;
+}
+
+/**
+ * Validates a user field reference (`"a"`, `"a.b.c"`, `"first name"`) and returns its
+ * segments. Rules: non-empty, at most 256 characters, split on "."; every segment is
+ * non-empty, has no control characters (U+0000–U+001F, U+007F) and does not start with "$".
+ * @throws {@link FilterError} naming the field and the rule it breaks.
+ */
+export function parseField(field: string): string[] {
+  const shown = typeof field === 'string' ? show(field) : String(field);
+  return checkField(field, `field name ${shown}`, shown);
+}
+
+function pathOf(segs: string[]): string {
+  return '$' + segs.map((s) => `."${s.replace(/[\\"]/g, (c) => '\\' + c)}"`).join('');
+}
+
+/**
+ * The SQLite JSON path for a field: `jsonPath("a b.c") === '$."a b"."c"'`, with `"` and
+ * `\` in names escaped as `\"` and `\\`. Always pass it as a bound parameter.
+ * @throws {@link FilterError} if the field breaks the {@link parseField} rules.
+ */
+export function jsonPath(field: string): string {
+  return pathOf(parseField(field));
+}
+
+// ---------------------------------------------------------------------------
+// Parsing: unknown JSON → validated tree
+
+function fieldAt(at: string, name: string): string {
+  return /^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$/.test(name) ? `${at}.${name}` : `${at}[${show(name)}]`;
+}
+
+function allOf(items: Node[]): Node {
+  return items.length === 0 ? { k: 'all' } : items.length === 1 ? items[0] : { k: 'and', items };
+}
+
+class Parser {
+  private ops = 0;
+
+  /** Counts one operator and checks the nesting depth it would open. */
+  private count(at: string, depth = 0): void {
+    if (++this.ops > LIMITS.operators) {
+      throw new FilterError(at, `filter too complex: more than ${LIMITS.operators} operators (at ${at}); split the request`);
+    }
+    if (depth > LIMITS.depth) {
+      throw new FilterError(at, `filter too complex: $and/$or/$not nested more than ${LIMITS.depth} deep at ${at}`);
+    }
+  }
+
+  filter(x: unknown, at: string, depth: number): Node {
+    if (!isPlainObject(x)) {
+      throw new FilterError(at, `${at} must be an object like {"age": {"$gt": 5}}, got ${kindOf(x)}`);
+    }
+    const items: Node[] = [];
+    for (const [key, v] of Object.entries(x)) {
+      if (!key.startsWith('$')) {
+        const fat = fieldAt(at, key);
+        const segs = checkField(key, `field name at ${fat}`, fat);
+        items.push(this.condition({ segs, path: pathOf(segs) }, v, fat, depth));
+        continue;
+      }
+      const oat = `${at}.${key}`;
+      if (key === '$not') {
+        this.count(oat, depth + 1);
+        items.push({ k: 'not', item: this.filter(v, oat, depth + 1) });
+      } else if (key === '$and' || key === '$or') {
+        this.count(oat, depth + 1);
+        if (!Array.isArray(v) || v.length === 0) {
+          throw new FilterError(oat, `${key} at ${at} needs a non-empty array of filters, got ${Array.isArray(v) ? 'an empty array' : kindOf(v)}`);
+        }
+        items.push({ k: key === '$and' ? 'and' : 'or', items: v.map((s, i) => this.filter(s, `${oat}[${i}]`, depth + 1)) });
+      } else {
+        throw new FilterError(oat, `unknown operator ${show(key)} at ${at} (supported here: ${LOGICAL_OPS.join(', ')}; field operators go inside a field, like {"age": {"$gt": 5}})`);
+      }
+    }
+    return allOf(items);
+  }
+
+  private condition(f: Field, v: unknown, at: string, depth: number): Node {
+    if (Array.isArray(v)) {
+      throw new FilterError(at, `${at}: an array is not a value; to match any of several values use {"$in": [...]}`);
+    }
+    if (!isPlainObject(v)) {
+      this.count(at);
+      return this.cmp(f, '=', v, at, '$eq');
+    }
+    return this.operators(f, v, at, depth);
+  }
+
+  private operators(f: Field, obj: Record<string, unknown>, at: string, depth: number): Node {
+    const keys = Object.keys(obj);
+    if (keys.length === 0 || !keys.every((k) => k.startsWith('$'))) {
+      throw new FilterError(at, `${at}: equality on objects is not supported; use dotted paths like "a.b" or an operator object like {"$gt": 5}`);
+    }
+    return allOf(keys.map((op) => this.operator(f, op, obj[op], at, depth)));
+  }
+
+  private operator(f: Field, op: string, arg: unknown, at: string, depth: number): Node {
+    const oat = `${at}.${op}`;
+    this.count(oat, op === '$not' ? depth + 1 : depth);
+    switch (op) {
+      case '$eq':
+        return this.cmp(f, '=', arg, oat, op, at);
+      case '$ne':
+        return { k: 'not', item: this.cmp(f, '=', arg, oat, op, at) };
+      case '$gt':
+      case '$gte':
+      case '$lt':
+      case '$lte':
+        if (typeof arg !== 'string' && !(typeof arg === 'number' && Number.isFinite(arg))) {
+          throw new FilterError(oat, `${op} at ${at} needs a number or string, got ${kindOf(arg)}`);
+        }
+        return { k: 'cmp', f, op: RANGE_OPS[op], v: arg };
+      case '$in':
+      case '$nin': {
+        if (!Array.isArray(arg)) throw new FilterError(oat, `${op} at ${at} needs an array, got ${kindOf(arg)}`);
+        if (arg.length > LIMITS.inValues) {
+          throw new FilterError(oat, `${op} at ${at} has ${arg.length} values; at most ${LIMITS.inValues}`);
+        }
+        arg.forEach((x, i) => {
+          if (!isScalar(x)) {
+            throw new FilterError(`${oat}[${i}]`, `${op} at ${at} needs an array of strings, numbers, booleans or null; got ${kindOf(x)} at item ${i}`);
+          }
+        });
+        const node: Node = { k: 'in', f, vs: arg as Scalar[] };
+        return op === '$in' ? node : { k: 'not', item: node };
+      }
+      case '$exists':
+        if (typeof arg !== 'boolean') throw new FilterError(oat, `$exists at ${at} needs true or false, got ${kindOf(arg)}`);
+        return { k: 'exists', f, v: arg };
+      case '$not':
+        if (!isPlainObject(arg)) {
+          throw new FilterError(oat, `$not at ${at} needs an operator object like {"$gt": 5}, got ${kindOf(arg)}`);
+        }
+        return { k: 'not', item: this.operators(f, arg, oat, depth + 1) };
+      default:
+        throw new FilterError(oat, `unknown operator ${show(op)} at ${at} (supported: ${FIELD_OPS.join(', ')})`);
+    }
+  }
+
+  private cmp(f: Field, op: CmpOp, v: unknown, at: string, opName: string, fat = at): Node {
+    if (!isScalar(v)) {
+      const where = at === fat ? at : `${opName} at ${fat}`;
+      throw new FilterError(at, `${where} needs a string, number, boolean or null, got ${kindOf(v)}`);
+    }
+    return { k: 'cmp', f, op, v };
+  }
+}
+
+function parse(filter: unknown, where: string): Node {
+  if (filter === undefined || filter === null) return { k: 'all' };
+  return new Parser().filter(filter, where, 0);
+}
+
+// ---------------------------------------------------------------------------
+// SQL. Every expression below evaluates to 0 or 1, never NULL, so NOT(...) is exact.
+
+/** Joins as a balanced tree: a flat chain of 1000 ANDs exceeds SQLite's expression depth limit. */
+function balanced(parts: string[], op: 'AND' | 'OR'): string {
+  if (parts.length === 1) return parts[0];
+  const mid = parts.length >> 1;
+  return `(${balanced(parts.slice(0, mid), op)} ${op} ${balanced(parts.slice(mid), op)})`;
+}
+
+const NUMBER_TYPES = "('integer', 'real')";
+
+function toSql(n: Node, params: unknown[]): string {
+  switch (n.k) {
+    case 'all':
+      return '1';
+    case 'and':
+    case 'or':
+      return balanced(
+        n.items.map((i) => toSql(i, params)),
+        n.k === 'and' ? 'AND' : 'OR',
+      );
+    case 'not':
+      return `(NOT ${toSql(n.item, params)})`;
+    case 'exists':
+      if (isId(n.f)) return n.v ? '1' : '0';
+      params.push(n.f.path);
+      return `(json_type(doc, ?) IS ${n.v ? 'NOT NULL' : 'NULL'})`;
+    case 'cmp':
+      return cmpSql(n.f, n.op, n.v, params);
+    case 'in':
+      return inSql(n.f, n.vs, params);
+  }
+}
+
+function isId(f: Field): boolean {
+  return f.segs.length === 1 && f.segs[0] === '_id';
+}
+
+// Number operands travel as JSON text and are parsed by SQLite's JSON reader, the same
+// code that reads the stored doc: SQLite's text→double conversion is not correctly
+// rounded beyond about 1e±100, so binding the exact double would miss stored 1.5e300.
+function cmpSql(f: Field, op: CmpOp, v: Scalar, params: unknown[]): string {
+  if (isId(f)) {
+    if (typeof v !== 'string') return '0';
+    params.push(v);
+    return `(_id ${op} ?)`;
+  }
+  if (v === null || typeof v === 'boolean') {
+    params.push(f.path);
+    return `(IFNULL(json_type(doc, ?), 'null') = '${v === null ? 'null' : String(v)}')`;
+  }
+  if (typeof v === 'number') {
+    params.push(f.path, f.path, JSON.stringify(v));
+    return `(CASE WHEN json_type(doc, ?) IN ${NUMBER_TYPES} THEN json_extract(doc, ?) ${op} json_extract(?, '$') ELSE 0 END)`;
+  }
+  params.push(f.path, f.path, v);
+  return `(CASE WHEN json_type(doc, ?) = 'text' THEN json_extract(doc, ?) ${op} ? ELSE 0 END)`;
+}
+
+// One subquery per type family keeps the parameter count constant however long the list.
+function inSql(f: Field, vs: Scalar[], params: unknown[]): string {
+  const nums = vs.filter((v): v is number => typeof v === 'number');
+  const strs = vs.filter((v): v is string => typeof v === 'string');
+  const types = [...new Set(vs.filter((v) => v === null || typeof v === 'boolean').map(String))];
+  const parts: string[] = [];
+  if (isId(f)) {
+    if (strs.length) {
+      params.push(JSON.stringify(strs));
+      parts.push('(_id IN (SELECT value FROM json_each(?)))');
+    }
+  } else {
+    if (nums.length) {
+      params.push(f.path, f.path, JSON.stringify(nums));
+      parts.push(`(CASE WHEN json_type(doc, ?) IN ${NUMBER_TYPES} THEN json_extract(doc, ?) IN (SELECT value FROM json_each(?)) ELSE 0 END)`);
+    }
+    if (strs.length) {
+      params.push(f.path, f.path, JSON.stringify(strs));
+      parts.push(`(CASE WHEN json_type(doc, ?) = 'text' THEN json_extract(doc, ?) IN (SELECT value FROM json_each(?)) ELSE 0 END)`);
+    }
+    if (types.length) {
+      params.push(f.path);
+      parts.push(`(IFNULL(json_type(doc, ?), 'null') IN (${types.map((t) => `'${t}'`).join(', ')}))`);
+    }
+  }
+  return parts.length ? balanced(parts, 'OR') : '0';
+}
+
+/**
+ * Compiles a filter (an already JSON-parsed value; `undefined`, `null` or `{}` match
+ * everything and give sql `"1"`) into a boolean SQL expression for `WHERE (<sql>)` over
+ * a dstore table. The SQL refers only to the columns `doc` and `_id`, never contains
+ * user text (every name and value is in `params`), uses only anonymous `?` placeholders
+ * (so it can be embedded anywhere with its params spliced in at the same position), and
+ * never evaluates to NULL.
+ * @param where label for error paths (default `"where"`).
+ * @throws {@link FilterError} naming the place at fault and how to fix it.
+ */
+export function compileFilter(filter: unknown, where = 'where'): CompiledFilter {
+  const params: unknown[] = [];
+  const sql = toSql(parse(filter, where), params);
+  return { sql, params };
+}
+
+// ---------------------------------------------------------------------------
+// Reference evaluator
+
+const MISSING = Symbol('missing');
+
+function read(row: unknown, segs: string[]): unknown {
+  let cur = row;
+  for (const s of segs) {
+    if (typeof cur !== 'object' || cur === null || Array.isArray(cur) || !Object.prototype.hasOwnProperty.call(cur, s)) return MISSING;
+    cur = (cur as Record<string, unknown>)[s];
+  }
+  if (cur === undefined) return MISSING;
+  // JSON.stringify writes NaN and ±Infinity as null, so that is what SQLite would see.
+  return typeof cur === 'number' && !Number.isFinite(cur) ? null : cur;
+}
+
+/**
+ * Orders strings as SQLite's BINARY collation orders their UTF-8 bytes, i.e. by code
+ * point. Unlike Buffer.compare on Buffer.from(...), lone surrogates keep their code point
+ * (SQLite and better-sqlite3 both store them as 3-byte sequences, not as U+FFFD).
+ */
+function compareText(a: string, b: string): number {
+  let i = 0;
+  while (i < a.length && i < b.length) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(i)!;
+    if (x !== y) return x < y ? -1 : 1;
+    i += x > 0xffff ? 2 : 1;
+  }
+  return Math.sign(a.length - b.length);
+}
+
+function holds(c: number, op: CmpOp): boolean {
+  return op === '=' ? c === 0 : op === '>' ? c > 0 : op === '>=' ? c >= 0 : op === '<' ? c < 0 : c <= 0;
+}
+
+function cmpMatch(x: unknown, op: CmpOp, v: Scalar): boolean {
+  if (v === null) return x === MISSING || x === null;
+  if (typeof v === 'boolean') return x === v;
+  if (typeof v === 'number') return typeof x === 'number' && holds(x < v ? -1 : x > v ? 1 : 0, op);
+  return typeof x === 'string' && holds(compareText(x, v), op);
+}
+
+function evaluate(n: Node, row: Record<string, unknown>): boolean {
+  switch (n.k) {
+    case 'all':
+      return true;
+    case 'and':
+      return n.items.every((i) => evaluate(i, row));
+    case 'or':
+      return n.items.some((i) => evaluate(i, row));
+    case 'not':
+      return !evaluate(n.item, row);
+    case 'exists':
+      return (read(row, n.f.segs) !== MISSING) === n.v;
+    case 'cmp':
+      return cmpMatch(read(row, n.f.segs), n.op, n.v);
+    case 'in': {
+      const x = read(row, n.f.segs);
+      return n.vs.some((v) => cmpMatch(x, '=', v));
+    }
+  }
+}
+
+/**
+ * Whether `row` (a JSON row as `JSON.parse` gives it) matches `filter`, with exactly the
+ * semantics of {@link compileFilter}'s SQL. Throws the same {@link FilterError}s.
+ */
+export function matchesFilter(filter: unknown, row: Record<string, unknown>): boolean {
+  return evaluate(parse(filter, 'where'), row);
+}

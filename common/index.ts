@@ -1,0 +1,10 @@
+export * from './config';
+export * from './errors';
+export * from './keys';
+export * from './names';
+export * from './logger';
+export * from './redis';
+export * from './query';
+export * from './stream-ids';
+export * from './messages';
+export { compileFilter, jsonPath, parseField, matchesFilter, FilterError } from './filter';

@@ -1,0 +1,143 @@
+import 'reflect-metadata';
+import { validateSync, type ValidationError } from 'class-validator';
+import { MessageError } from '../errors';
+
+/** Flat field/value pairs of one stream entry (or the JSON object of a pub/sub message). */
+export type Fields = Record<string, string>;
+
+/** How a property is written into a string field. */
+export type FieldKind = 'string' | 'int' | 'bool' | 'list' | 'lines' | 'json';
+
+/** Largest field value accepted from Redis before validation even starts (64 MiB). */
+const MAX_FIELD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Base of every message: subclasses declare `static readonly codec` (property → kind)
+ * and class-validator decorators on their properties.
+ */
+export abstract class Message {
+  abstract readonly type: string;
+
+  /** Flat string fields, readable in redis-cli / RedisInsight (`type` first). */
+  encode(): Fields {
+    const codec = (this.constructor as MessageClass<Message>).codec;
+    const out: Fields = { type: this.type };
+    for (const [prop, kind] of Object.entries(codec)) {
+      const v = (this as unknown as Record<string, unknown>)[prop];
+      if (v === undefined || v === null) continue;
+      out[prop] = encodeValue(kind, v);
+    }
+    return out;
+  }
+
+  /** The fields as an XADD argument list. */
+  toArgs(): string[] {
+    return Object.entries(this.encode()).flat();
+  }
+}
+
+/** A concrete message class. */
+export interface MessageClass<T extends Message> {
+  new (): T;
+  readonly type: string;
+  readonly codec: Readonly<Record<string, FieldKind>>;
+}
+
+function encodeValue(kind: FieldKind, v: unknown): string {
+  switch (kind) {
+    case 'string':
+      return String(v);
+    case 'int':
+      return String(v);
+    case 'bool':
+      return v ? '1' : '0';
+    case 'list':
+      return (v as string[]).join(',');
+    case 'lines':
+      return (v as string[]).join('\n');
+    case 'json':
+      return JSON.stringify(v);
+  }
+}
+
+function decodeValue(kind: FieldKind, raw: string, field: string, type: string): unknown {
+  switch (kind) {
+    case 'string':
+      return raw;
+    case 'int':
+      if (!/^-?\d{1,16}$/.test(raw)) throw new MessageError(`${type}.${field}: expected an integer, got ${clip(raw)}`, type);
+      return Number(raw);
+    case 'bool':
+      if (raw !== '0' && raw !== '1') throw new MessageError(`${type}.${field}: expected 0 or 1, got ${clip(raw)}`, type);
+      return raw === '1';
+    case 'list':
+      return raw === '' ? [] : raw.split(',');
+    case 'lines':
+      return raw === '' ? [] : raw.split('\n');
+    case 'json':
+      try {
+        return JSON.parse(raw);
+      } catch {
+        throw new MessageError(`${type}.${field}: not valid JSON: ${clip(raw)}`, type);
+      }
+  }
+}
+
+function clip(s: string, n = 60): string {
+  return JSON.stringify(s.length > n ? s.slice(0, n) + '…' : s);
+}
+
+function describe(errors: ValidationError[], parent = ''): string[] {
+  return errors.flatMap((e) => {
+    const at = parent ? `${parent}.${e.property}` : e.property;
+    const own = Object.values(e.constraints ?? {}).map((m) => `${at}: ${m}`);
+    return [...own, ...describe(e.children ?? [], at)];
+  });
+}
+
+/** Turns ioredis' `[field, value, field, value, …]` into an object (last one wins). */
+export function fieldsFromArray(arr: string[]): Fields {
+  const out: Fields = {};
+  for (let i = 0; i + 1 < arr.length; i += 2) out[arr[i]] = arr[i + 1];
+  return out;
+}
+
+/**
+ * Decodes and validates one message of a known class. Throws {@link MessageError}
+ * naming every field at fault; never returns a half-valid message.
+ */
+export function decodeAs<T extends Message>(cls: MessageClass<T>, fields: Fields): T {
+  if (fields.type !== cls.type) throw new MessageError(`expected a ${cls.type} message, got type ${clip(String(fields.type))}`, fields.type);
+  const msg = new cls();
+  for (const [prop, kind] of Object.entries(cls.codec)) {
+    const raw = fields[prop];
+    if (raw === undefined) continue;
+    if (typeof raw !== 'string') throw new MessageError(`${cls.type}.${prop}: expected a string field`, cls.type);
+    if (raw.length > MAX_FIELD_BYTES) throw new MessageError(`${cls.type}.${prop}: field of ${raw.length} bytes is over the 64 MiB limit`, cls.type);
+    (msg as unknown as Record<string, unknown>)[prop] = decodeValue(kind, raw, prop, cls.type);
+  }
+  const errors = validateSync(msg, { forbidUnknownValues: true, validationError: { target: false, value: false } });
+  if (errors.length > 0) throw new MessageError(`invalid ${cls.type}: ${describe(errors).join('; ')}`, cls.type);
+  return msg;
+}
+
+/**
+ * Decodes an entry whose class is chosen by its `type` field among `classes`.
+ * An unknown or missing type is a {@link MessageError}.
+ */
+export function decodeOneOf<T extends Message>(classes: readonly MessageClass<T>[], fields: Fields): T {
+  const cls = classes.find((c) => c.type === fields.type);
+  if (!cls) {
+    const names = classes.map((c) => c.type).join(', ');
+    throw new MessageError(`unknown message type ${clip(String(fields.type ?? '(none)'))}; expected one of ${names}`, fields.type);
+  }
+  return decodeAs(cls, fields);
+}
+
+/** Assigns `props` onto a fresh message and validates it: the way producers build messages. */
+export function build<T extends Message>(cls: MessageClass<T>, props: Omit<T, 'type' | 'encode' | 'toArgs'>): T {
+  const msg = Object.assign(new cls(), props);
+  const errors = validateSync(msg, { forbidUnknownValues: true, validationError: { target: false, value: false } });
+  if (errors.length > 0) throw new MessageError(`invalid ${cls.type}: ${describe(errors).join('; ')}`, cls.type);
+  return msg;
+}

@@ -1,0 +1,56 @@
+import { IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min } from 'class-validator';
+import { Message, type FieldKind } from './codec';
+import { IsId, IsName, IsStreamKey } from './common-rules';
+
+/** coordinator → every worker's ops stream: set fields on the rows matching a filter. */
+export class UpdateMessage extends Message {
+  static readonly type = 'UPDATE';
+  static readonly codec: Record<string, FieldKind> = { op: 'string', table: 'string', where: 'json', set: 'json', replyTo: 'string' };
+  readonly type = UpdateMessage.type;
+  @IsId() op!: string;
+  @IsName() table!: string;
+  @IsDefined() where!: unknown;
+  /** Field (dotted path) → new JSON value. */
+  @IsObject() set!: Record<string, unknown>;
+  @IsStreamKey() replyTo!: string;
+}
+
+/** coordinator → every worker's ops stream: delete the rows matching a filter. */
+export class DeleteMessage extends Message {
+  static readonly type = 'DELETE';
+  static readonly codec: Record<string, FieldKind> = { op: 'string', table: 'string', where: 'json', replyTo: 'string' };
+  readonly type = DeleteMessage.type;
+  @IsId() op!: string;
+  @IsName() table!: string;
+  @IsDefined() where!: unknown;
+  @IsStreamKey() replyTo!: string;
+}
+
+/** The ops that answer with an OP_ACK. */
+export const OP_KINDS = ['SETUP_TABLE', 'DROP_TABLE', 'UPDATE', 'DELETE', 'COMMIT', 'ABORT'] as const;
+
+/**
+ * worker → coordinator reply stream: an op was applied. `counts` maps chunk id → rows
+ * changed in that chunk, so a coordinator counts each chunk once however many
+ * replicas hold it.
+ */
+export class OpAckMessage extends Message {
+  static readonly type = 'OP_ACK';
+  static readonly codec: Record<string, FieldKind> = {
+    op: 'string',
+    kind: 'string',
+    worker: 'string',
+    status: 'string',
+    count: 'int',
+    counts: 'json',
+    error: 'string',
+  };
+  readonly type = OpAckMessage.type;
+  @IsId() op!: string;
+  @IsIn(OP_KINDS) kind!: (typeof OP_KINDS)[number];
+  @IsName() worker!: string;
+  @IsIn(['ok', 'error']) status!: 'ok' | 'error';
+  @IsInt() @Min(0) count!: number;
+  @IsOptional() @IsObject() counts?: Record<string, number>;
+  @IsOptional() @IsString() @MaxLength(2000) error?: string;
+}

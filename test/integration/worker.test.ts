@@ -1,0 +1,369 @@
+import 'reflect-metadata';
+import { strict as assert } from 'node:assert';
+import * as path from 'node:path';
+import { ulid } from 'ulid';
+import { matchesFilter } from '../../common/filter';
+import type { OpAckMessage, PostAckMessage } from '../../common/messages';
+import { compareSql, toSqlValue } from '../../common/sqlite-order';
+import { Driver, type Row } from '../support/driver';
+import { chunked, lossAndDuplicates, makeRows, multiset } from '../support/data';
+import { startWorkerProcess, tempDir, type ChildHandle } from '../support/processes';
+import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { waitFor } from '../support/wait';
+
+/** Reads a dotted path the way the filter language does. */
+function get(row: Record<string, unknown>, field: string): unknown {
+  let v: unknown = row;
+  for (const seg of field.split('.')) v = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[seg] : undefined;
+  return v;
+}
+
+describe('worker (real child process, real Redis)', function () {
+  this.timeout(120_000);
+  let redis: TestRedis;
+  let prefix: string;
+  let driver: Driver;
+  const children: ChildHandle[] = [];
+
+  async function startWorker(id: string, dataDir = tempDir(`shard-${id}`), env: Record<string, string> = {}) {
+    const child = startWorkerProcess({ redisUrl: redis.url, prefix, id, dataDir, env });
+    children.push(child);
+    await waitFor(async () => (await driver.status(id))?.ready === true && (await driver.status(id))?.pid === child.pid, {
+      what: `worker ${id} ready`,
+      timeoutMs: 20_000,
+    }).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${child.tail(30)}`);
+    });
+    return { child, dataDir };
+  }
+
+  before(async () => {
+    redis = await sharedRedis();
+  });
+
+  beforeEach(() => {
+    prefix = uniquePrefix();
+    driver = new Driver(redis.url, prefix);
+  });
+
+  afterEach(async () => {
+    await Promise.all(children.splice(0).map((c) => c.stop()));
+    await driver.close();
+    await dropPrefix(redis.url, prefix);
+  });
+
+  it('applies a POST once and acks it, even when the entry is delivered twice', async () => {
+    await startWorker('w1');
+    const rows = makeRows(50);
+    const msg = driver.post('t', rows, ['w1']);
+    await driver.send('w1', msg);
+    await driver.send('w1', msg); // the same chunk again, as a retrying coordinator would
+    await driver.commit(['w1']);
+    await driver.until(() => driver.acksFor(msg.chunk).length === 2, 'two POST_ACKs');
+    const [first, second] = driver.acksFor(msg.chunk) as PostAckMessage[];
+    assert.equal(first.status, 'ok');
+    assert.equal(first.rows, 50);
+    assert.equal(first.duplicate, false);
+    assert.equal(second.duplicate, true, 'the second delivery is recognised by chunk id');
+    assert.equal(second.rows, 50);
+    const res = await driver.fetch('t', ['w1']);
+    assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    assert.equal((await driver.groupInfo('w1')).pending, 0, 'every entry is acked');
+  });
+
+  it('applies UPDATE and DELETE in stream order relative to POSTs, counting per chunk', async () => {
+    await startWorker('w1');
+    const a = makeRows(40, 2, 'a');
+    const b = makeRows(40, 3, 'b');
+    await driver.setupTable('w1', 't');
+    const pa = driver.post('t', a, ['w1'], undefined, 'pa');
+    await driver.send('w1', pa);
+    await driver.commit(['w1'], 'pa');
+    const up = await driver.update('w1', 't', {}, { stage: 1 }); // reaches only rows of a
+    const pb = driver.post('t', b, ['w1'], undefined, 'pb');
+    await driver.send('w1', pb);
+    await driver.commit(['w1'], 'pb');
+    const del = await driver.delete('w1', 't', { city: 'Lyon' }); // reaches rows of a and b
+    const up2 = await driver.update('w1', 't', { stage: { $exists: false } }, { stage: 2, 'meta.tag': 'x' });
+    await driver.until(() => driver.opAcks(up2).length === 1, 'last OP_ACK');
+
+    // The same sequence computed in plain JS.
+    let expected: Row[] = a.map((r) => ({ ...r, stage: 1 }));
+    expected.push(...b.map((r) => ({ ...r })));
+    const deleted = expected.filter((r) => r.city === 'Lyon');
+    expected = expected.filter((r) => r.city !== 'Lyon');
+    const touched = expected.filter((r) => r.stage === undefined);
+    expected = expected.map((r) => (r.stage === undefined ? { ...r, stage: 2, meta: { ...(r.meta as object), tag: 'x' } } : r));
+
+    const ackUp = driver.opAcks(up)[0] as OpAckMessage;
+    assert.equal(ackUp.count, 40);
+    assert.deepEqual(ackUp.counts, { [pa.chunk]: 40 });
+    const ackDel = driver.opAcks(del)[0] as OpAckMessage;
+    assert.equal(ackDel.count, deleted.length);
+    assert.ok(deleted.length > 0 && deleted.some((r) => r._id.startsWith('a')) && deleted.some((r) => r._id.startsWith('b')));
+    assert.equal((ackDel.counts?.[pa.chunk] ?? 0) + (ackDel.counts?.[pb.chunk] ?? 0), deleted.length);
+    assert.equal((driver.opAcks(up2)[0] as OpAckMessage).count, touched.length);
+
+    const res = await driver.fetch('t', ['w1']);
+    assert.deepEqual(multiset(res.lines), multiset(expected));
+  });
+
+  describe('FETCH', () => {
+    const rows = makeRows(600, 7);
+    beforeEach(async () => {
+      await startWorker('w1');
+      for (const c of chunked(rows, 100)) await driver.send('w1', driver.post('t', c, ['w1']));
+      await driver.commit(['w1']);
+      await driver.until((all) => all.filter((r) => r.type === 'POST_ACK').length === 6, 'six POST_ACKs');
+    });
+
+    const filters: unknown[] = [
+      {},
+      { city: 'Oslo' },
+      { n: { $gte: 500 }, ok: true },
+      { $or: [{ 'meta.depth': { $lt: 1 } }, { score: { $exists: false } }] },
+      { 'meta.tag': null },
+      { city: { $in: ['Lima', 'Kyoto'] }, n: { $not: { $lt: 900 } } },
+    ];
+    for (const where of filters) {
+      it(`returns exactly the rows matching ${JSON.stringify(where)}`, async () => {
+        const res = await driver.fetch('t', ['w1'], { where });
+        const expected = rows.filter((r) => matchesFilter(where, r));
+        assert.ok(expected.length > 0, 'the case selects something');
+        assert.deepEqual(multiset(res.lines), multiset(expected));
+      });
+    }
+
+    it('projects fields, leaving out missing ones', async () => {
+      const res = await driver.fetch('t', ['w1'], { where: { score: { $exists: false } }, fields: ['_id', 'score', 'meta.depth'] });
+      const expected = rows.filter((r) => r.score === undefined).map((r) => ({ _id: r._id, 'meta.depth': (r.meta as { depth: number }).depth }));
+      assert.deepEqual(multiset(res.lines), multiset(expected));
+    });
+
+    it('sorts and limits in SQLite, sending the sort keys it compared', async () => {
+      const res = await driver.fetch('t', ['w1'], { sort: [{ field: 'city', dir: 'desc' }, { field: 'score', dir: 'asc' }], limit: 50 });
+      const keyed = rows.map((r) => ({ r, k: [toSqlValue(r.city), toSqlValue(r.score)] }));
+      keyed.sort((x, y) => -compareSql(x.k[0], y.k[0]) || compareSql(x.k[1], y.k[1]) || compareSql(x.r._id, y.r._id));
+      const lines = res.lines as [unknown, unknown, string, Row][];
+      assert.equal(lines.length, 50);
+      assert.deepEqual(
+        lines.map((l) => l[2]),
+        keyed.slice(0, 50).map((x) => x.r._id),
+      );
+      assert.deepEqual(lines[0][3], keyed[0].r);
+    });
+
+    it('computes partial aggregates per group', async () => {
+      const res = await driver.fetch('t', ['w1'], {
+        where: { ok: true },
+        groupBy: ['city'],
+        aggregate: [{ op: 'count' }, { op: 'sum', field: 'n' }, { op: 'avg', field: 'score' }, { op: 'min', field: 'score' }, { op: 'max', field: 'n' }],
+      });
+      const got = new Map((res.lines as { g: unknown[]; a: unknown[] }[]).map((l) => [l.g[0], l.a]));
+      const sel = rows.filter((r) => r.ok === true);
+      const cities = [...new Set(sel.map((r) => r.city))];
+      assert.equal(got.size, cities.length);
+      for (const c of cities) {
+        const g = sel.filter((r) => r.city === c);
+        const nums = (f: string) => g.map((r) => get(r, f)).filter((v): v is number => typeof v === 'number');
+        const [count, sum, avg, min, max] = got.get(c)!;
+        assert.equal(count, g.length, `count for ${c}`);
+        assert.equal(sum, nums('n').reduce((s, v) => s + v, 0));
+        const [asum, acount] = avg as [number, number];
+        assert.equal(acount, nums('score').length);
+        assert.ok(Math.abs(asum - nums('score').reduce((s, v) => s + v, 0)) < 1e-6);
+        assert.equal(min, Math.min(...nums('score')));
+        // min/max order numbers before strings (SQLite's and MongoDB's order): a numeric string outranks every number.
+        const ns = g.map((r) => r.n).filter((v): v is number | string => typeof v === 'number' || typeof v === 'string');
+        assert.equal(max, ns.reduce((m, v) => (compareSql(v, m) > 0 ? v : m)));
+      }
+    });
+
+    it('answers a bad query with a bad-request code instead of rows', async () => {
+      const res = await driver.fetch('t', ['w1'], { where: { n: { $regex: 'x' } } });
+      assert.equal(res.errors.length, 1);
+      assert.equal(res.errors[0].code, 'bad-request');
+      assert.match(res.errors[0].error!, /\$regex/);
+    });
+  });
+
+  it('answers each chunk once: only its first live replica sends it', async () => {
+    await startWorker('w1');
+    await startWorker('w2');
+    const rows = makeRows(300, 11);
+    const [c1, c2, c3] = chunked(rows, 100);
+    // c1 on both (w1 first), c2 on both (w2 first), c3 only on w2.
+    for (const w of ['w1', 'w2']) await driver.send(w, driver.post('t', c1, ['w1', 'w2'], 'chunk1'));
+    for (const w of ['w2', 'w1']) await driver.send(w, driver.post('t', c2, ['w2', 'w1'], 'chunk2'));
+    await driver.send('w2', driver.post('t', c3, ['w2'], 'chunk3'));
+    await driver.commit(['w1', 'w2']);
+    await driver.until((all) => all.filter((r) => r.type === 'POST_ACK').length === 5, 'five POST_ACKs');
+
+    const both = await driver.fetch('t', ['w1', 'w2']);
+    assert.deepEqual(lossAndDuplicates(rows, both.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    const sent = (w: string) => both.byWorker.get(w)!.reduce((n, r) => n + r.count, 0);
+    assert.equal(sent('w1'), 100, 'w1 answers chunk1 only');
+    assert.equal(sent('w2'), 200, 'w2 answers chunk2 and chunk3');
+
+    const onlyW1 = await driver.fetch('t', ['w1']);
+    assert.deepEqual(lossAndDuplicates([...c1, ...c2], onlyW1.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 }, 'with w2 out, w1 answers for chunk2 too');
+  });
+
+  it('applies all of 1000 entries left unacked by a SIGKILL, losing and duplicating nothing', async () => {
+    const { child, dataDir } = await startWorker('w1');
+    const rows = makeRows(5000, 21);
+    const chunks = chunked(rows, 5);
+    assert.equal(chunks.length, 1000);
+    const pipeline = driver.redis.pipeline();
+    const msgs = chunks.map((c) => driver.post('t', c, ['w1']));
+    for (const m of msgs) pipeline.xadd(driver.keys.workerOps('w1'), '*', ...m.toArgs());
+    await pipeline.exec();
+    await driver.commit(['w1']);
+    // Kill it while it is part-way through.
+    await driver.until((all) => all.filter((r) => r.type === 'POST_ACK').length >= 50, 'the first acks');
+    child.kill('SIGKILL');
+    const exit = await child.exited;
+    assert.equal(exit.signal, 'SIGKILL');
+    const before = await driver.groupInfo('w1');
+    assert.ok(before.pending + before.lag > 0, `entries are left unacked (pending ${before.pending}, lag ${before.lag})`);
+
+    await startWorker('w1', dataDir);
+    await waitFor(async () => {
+      const g = await driver.groupInfo('w1');
+      return g.pending === 0 && g.lag === 0;
+    }, { what: 'the backlog applied', timeoutMs: 60_000 });
+    const res = await driver.fetch('t', ['w1']);
+    assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    await driver.until((all) => msgs.every((m) => all.some((r) => r.type === 'POST_ACK' && r.chunk === m.chunk)), 'an ack for every chunk');
+    assert.ok(driver.replies.every((r) => r.type !== 'POST_ACK' || r.status === 'ok'));
+  });
+
+  it('hides a POST until COMMIT, and ABORT removes it and refuses its late chunks', async () => {
+    await startWorker('w1');
+    const kept = makeRows(30, 41, 'k');
+    const dropped = makeRows(30, 42, 'd');
+    await driver.send('w1', driver.post('t', kept, ['w1'], undefined, 'pk'));
+    await driver.send('w1', driver.post('t', dropped, ['w1'], undefined, 'pd'));
+    const hidden = await driver.fetch('t', ['w1']);
+    assert.equal(hidden.lines.length, 0, 'uncommitted chunks are not answered');
+    await driver.update('w1', 't', {}, { touched: true });
+    await driver.commit(['w1'], 'pk');
+    const abort = await driver.abort(['w1'], 'pd');
+    const late = driver.post('t', makeRows(5, 43, 'l'), ['w1'], undefined, 'pd');
+    await driver.send('w1', late);
+    await driver.until(() => driver.acksFor(late.chunk).length === 1, 'the late chunk answered');
+    assert.equal((driver.acksFor(late.chunk)[0] as PostAckMessage).status, 'error');
+    assert.equal((driver.opAcks(abort)[0] as OpAckMessage).count, 30);
+    const res = await driver.fetch('t', ['w1']);
+    assert.deepEqual(multiset(res.lines), multiset(kept), 'the update before COMMIT did not reach uncommitted rows');
+  });
+
+  it('cuts row batches on chunk boundaries and answers an explicit chunk list', async () => {
+    await startWorker('w1', undefined, { DSTORE_FETCH_BATCH_ROWS: '25' });
+    const rows = makeRows(200, 51);
+    const chunks = chunked(rows, 40).map((c, i) => driver.post('t', c, ['w1'], `ck${i}`));
+    for (const m of chunks) await driver.send('w1', m);
+    await driver.commit(['w1']);
+    const res = await driver.fetch('t', ['w1']);
+    const batches = res.byWorker.get('w1')!;
+    assert.ok(batches.length > 1, 'several batches');
+    for (const b of batches) {
+      const ids = new Set((b.rows.map((l) => JSON.parse(l)) as Row[]).map((r) => r._id));
+      const expectIds = new Set(chunks.filter((c) => b.chunks?.includes(c.chunk)).flatMap((c) => c.ids));
+      assert.deepEqual(ids, expectIds, `batch ${b.seq} holds exactly the chunks it names`);
+    }
+    const retry = await driver.fetch('t', ['w1'], {}, 10_000, ['ck1', 'ck3']);
+    assert.deepEqual(lossAndDuplicates([...chunked(rows, 40)[1], ...chunked(rows, 40)[3]], retry.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+  });
+
+  it('dead-letters a malformed entry with its reason and applies the next good one', async () => {
+    await startWorker('w1');
+    await driver.xadd('w1', ['type', 'NOPE', 'x', '1']);
+    await driver.xadd('w1', ['type', 'POST', 'chunk', 'c1', 'table', 'bad:name']);
+    const upd = await driver.xadd('w1', ['type', 'UPDATE', 'op', 'o1', 'table', 't', 'where', '{"a":{"$bogus":1}}', 'set', '{"a":1}', 'replyTo', driver.replyTo]);
+    const rows = makeRows(10, 5);
+    const good = driver.post('t', rows, ['w1']);
+    await driver.send('w1', good);
+    await driver.commit(['w1']);
+    await driver.until(() => driver.acksFor(good.chunk).length === 1, 'the good POST acked');
+    const dead = await driver.deadLetters();
+    assert.equal(dead.length, 3);
+    assert.match(dead[0].reason, /unknown message type "NOPE"/);
+    assert.match(dead[1].reason, /invalid POST/);
+    assert.match(dead[2].reason, /\$bogus/);
+    assert.equal(dead[2].id, upd);
+    assert.equal(dead[2].stream, driver.keys.workerOps('w1'));
+    const errAck = driver.opAcks('o1')[0] as OpAckMessage;
+    assert.equal(errAck.status, 'error', 'a refused op with a reply stream is answered with an error');
+    const res = await driver.fetch('t', ['w1']);
+    assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    assert.equal((await driver.groupInfo('w1')).pending, 0);
+  });
+
+  it('refuses a chunk holding an _id the shard already has, and keeps none of its rows', async () => {
+    await startWorker('w1');
+    const rows = makeRows(10, 9);
+    await driver.send('w1', driver.post('t', rows, ['w1']));
+    await driver.commit(['w1']);
+    const clash = driver.post('t', [{ _id: 'new1', x: 1 }, rows[3]], ['w1']);
+    await driver.send('w1', clash);
+    await driver.until(() => driver.acksFor(clash.chunk).length === 1, 'the clashing chunk answered');
+    const ack = driver.acksFor(clash.chunk)[0] as PostAckMessage;
+    assert.equal(ack.status, 'error');
+    assert.match(ack.error!, /duplicate _id "r0000003"/);
+    const res = await driver.fetch('t', ['w1']);
+    assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+  });
+
+  it('keeps its generated id across restarts and stops cleanly on SIGTERM', async () => {
+    const dataDir = tempDir('shard-gen');
+    const child = startWorkerProcess({ redisUrl: redis.url, prefix, id: '', dataDir });
+    children.push(child);
+    const id = await waitFor(async () => {
+      const ids = await driver.redis.zrange(driver.keys.workers, 0, -1);
+      return ids[0];
+    }, { what: 'a generated worker id' });
+    assert.match(id, /^w-[0-9a-f]{8}$/);
+    child.kill('SIGTERM');
+    assert.equal((await child.exited).code, 0);
+    assert.equal((await driver.status(id))?.state, 'stopped');
+    const again = startWorkerProcess({ redisUrl: redis.url, prefix, id: '', dataDir });
+    children.push(again);
+    await waitFor(async () => (await driver.status(id))?.pid === again.pid, { what: 'the same id after restart' });
+    assert.equal(path.basename(dataDir).length > 0, true);
+  });
+
+  it('exits 1 with one line naming a wrong setting', async () => {
+    const child = startWorkerProcess({ redisUrl: redis.url, prefix, id: 'w9', dataDir: tempDir('bad'), env: { DSTORE_HEARTBEAT_MS: 'often' } });
+    children.push(child);
+    const exit = await child.exited;
+    assert.equal(exit.code, 1);
+    assert.match(child.tail(5), /DSTORE_HEARTBEAT_MS: must be a whole number/);
+  });
+
+  it('does not answer reads with a stale view: a FETCH sees every entry written before it', async () => {
+    await startWorker('w1');
+    const rows = makeRows(2000, 31);
+    const p = driver.redis.pipeline();
+    for (const c of chunked(rows, 10)) p.xadd(driver.keys.workerOps('w1'), '*', ...driver.post('t', c, ['w1']).toArgs());
+    await p.exec();
+    await driver.commit(['w1']);
+    // No waiting for acks: the worker must catch up before it answers.
+    const res = await driver.fetch('t', ['w1'], { aggregate: [{ op: 'count' }] });
+    assert.deepEqual(res.lines, [{ g: [], a: [2000] }]);
+  });
+
+  it('ignores a FETCH whose live set does not include it', async () => {
+    await startWorker('w1');
+    await driver.send('w1', driver.post('t', makeRows(5), ['w1']));
+    await driver.until((all) => all.length === 1, 'the ack');
+    const req = ulid();
+    await driver.redis.publish(
+      driver.keys.fetchChannel,
+      JSON.stringify({ type: 'FETCH', req, replyTo: driver.replyTo, table: 't', live: 'w2', timeoutMs: '1000' }),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    await driver.pull(100);
+    assert.equal(driver.replies.filter((r) => r.type === 'FETCH_RESP').length, 0);
+  });
+});

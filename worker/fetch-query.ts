@@ -1,0 +1,130 @@
+import { compileFilter, jsonPath } from '../common/filter';
+import type { FetchMode } from '../common/messages';
+import type { AggregateSpec, QuerySpec } from '../common/query';
+
+/** A FETCH turned into one SQLite statement and a way to turn its rows into reply lines. */
+export interface FetchPlan {
+  mode: FetchMode;
+  sql: string;
+  params: unknown[];
+  /** Turns one result row into one FETCH_RESP line (JSON text). */
+  line(row: Record<string, unknown>): string;
+}
+
+const NUMERIC = "('integer','real')";
+
+/** SQL for one partial aggregate; avg returns two columns (sum, count). */
+function aggregateSql(a: AggregateSpec, i: number, params: unknown[]): string {
+  if (a.field === undefined) return `count(*) AS a${i}`;
+  const p = jsonPath(a.field);
+  switch (a.op) {
+    case 'count':
+      params.push(p);
+      return `count(CASE WHEN json_type(doc, ?) <> 'null' THEN 1 END) AS a${i}`;
+    case 'sum':
+      params.push(p, p);
+      return `sum(CASE WHEN json_type(doc, ?) IN ${NUMERIC} THEN json_extract(doc, ?) END) AS a${i}`;
+    case 'avg':
+      params.push(p, p, p);
+      return (
+        `sum(CASE WHEN json_type(doc, ?) IN ${NUMERIC} THEN json_extract(doc, ?) END) AS a${i}, ` +
+        `count(CASE WHEN json_type(doc, ?) IN ${NUMERIC} THEN 1 END) AS c${i}`
+      );
+    case 'min':
+    case 'max':
+      params.push(p, p);
+      return `${a.op}(CASE WHEN json_type(doc, ?) IN ('integer','real','text') THEN json_extract(doc, ?) END) AS a${i}`;
+  }
+}
+
+/**
+ * Plans a FETCH over one local table. `chunks` limits the read to the chunks this
+ * worker answers for (undefined = all of them). Rows travel as the JSON text SQLite
+ * holds, so a whole-row read never parses a row.
+ *
+ * - mode `rows`: whole rows (`doc`) or projected objects, grouped by chunk; the row's
+ *   `chunk` column lets the responder cut batches on chunk boundaries only.
+ * - mode `sorted`: `[key…, _id, row]` with keys as SQLite compared them, `_id` as the
+ *   tie-breaker, so the coordinator's k-way merge orders exactly as SQLite would.
+ * - mode `agg`: `{"g":[group values], "a":[partials]}` per group.
+ */
+export function planFetch(ident: string, q: QuerySpec, chunks: string[] | undefined): FetchPlan {
+  const params: unknown[] = [];
+  const cols: string[] = [];
+  const where = compileFilter(q.where);
+  const conds = [`(${where.sql})`];
+  const whereParams = [...where.params];
+  if (chunks) {
+    conds.push('chunk IN (SELECT value FROM json_each(?))');
+    whereParams.push(JSON.stringify(chunks));
+  }
+
+  if (q.aggregate) {
+    const groups = q.groupBy ?? [];
+    groups.forEach((g, i) => {
+      cols.push(`doc -> ? AS g${i}`);
+      params.push(jsonPath(g));
+    });
+    q.aggregate.forEach((a, i) => cols.push(aggregateSql(a, i, params)));
+    const groupSql = groups.length ? ` GROUP BY ${groups.map((_, i) => `g${i}`).join(', ')}` : '';
+    const aggs = q.aggregate;
+    return {
+      mode: 'agg',
+      sql: `SELECT ${cols.join(', ')} FROM ${ident} WHERE ${conds.join(' AND ')}${groupSql}`,
+      params: [...params, ...whereParams],
+      line: (r) => {
+        const g = groups.map((_, i) => (r[`g${i}`] as string | null) ?? 'null');
+        const a = aggs.map((spec, i) => (spec.op === 'avg' ? JSON.stringify([r[`a${i}`] ?? null, r[`c${i}`]]) : JSON.stringify(r[`a${i}`] ?? null)));
+        return `{"g":[${g.join(',')}],"a":[${a.join(',')}]}`;
+      },
+    };
+  }
+
+  const fields = q.fields;
+  if (fields) {
+    fields.forEach((f, i) => {
+      cols.push(`doc -> ? AS f${i}`);
+      params.push(jsonPath(f));
+    });
+  } else {
+    cols.push('doc');
+  }
+  const keys = JSON.stringify;
+  const rowText = fields
+    ? (r: Record<string, unknown>) => {
+        const parts: string[] = [];
+        fields.forEach((f, i) => {
+          const v = r[`f${i}`];
+          // A missing field is left out of the projected row, as in MongoDB.
+          if (v !== null && v !== undefined) parts.push(`${keys(f)}:${v as string}`);
+        });
+        return `{${parts.join(',')}}`;
+      }
+    : (r: Record<string, unknown>) => r.doc as string;
+
+  const sort = q.sort ?? [];
+  const limitSql = q.limit !== undefined ? ' LIMIT ?' : '';
+  const limitParams = q.limit !== undefined ? [q.limit] : [];
+  if (sort.length === 0) {
+    cols.push('chunk');
+    return {
+      mode: 'rows',
+      // Grouped by chunk (the chunk index gives this order without a sort step).
+      sql: `SELECT ${cols.join(', ')} FROM ${ident} WHERE ${conds.join(' AND ')} ORDER BY chunk${limitSql}`,
+      params: [...params, ...whereParams, ...limitParams],
+      line: rowText,
+    };
+  }
+  sort.forEach((s, i) => {
+    cols.push(s.field === '_id' ? `_id AS k${i}` : `json_extract(doc, ?) AS k${i}`);
+    if (s.field !== '_id') params.push(jsonPath(s.field));
+  });
+  cols.push('_id');
+  const order = sort.map((s, i) => `k${i} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
+  return {
+    mode: 'sorted',
+    sql: `SELECT ${cols.join(', ')} FROM ${ident} WHERE ${conds.join(' AND ')} ORDER BY ${order}, _id ASC${limitSql}`,
+    params: [...params, ...whereParams, ...limitParams],
+    line: (r) => `[${sort.map((_, i) => keys(r[`k${i}`] ?? null)).join(',')},${keys(r._id)},${rowText(r)}]`,
+  };
+}

@@ -1,0 +1,276 @@
+import { EventEmitter } from 'node:events';
+import { MessageError, RejectedError } from '../common/errors';
+import { FilterError } from '../common/filter';
+import { OPS_GROUP, type Keys } from '../common/keys';
+import type { Logger } from '../common/logger';
+import {
+  decodeOps,
+  fieldsFromArray,
+  OpAckMessage,
+  PostAckMessage,
+  type Fields,
+  type OpsMessage,
+} from '../common/messages';
+import type { DstoreRedis } from '../common/redis';
+import { compareStreamIds } from '../common/stream-ids';
+import type { ApplyResult, ShardStore } from './shard-store';
+
+type StreamReply = [key: string, entries: [id: string, fields: string[] | null][]][] | null;
+
+/** Options of {@link OpsConsumer}. */
+export interface OpsConsumerOptions {
+  workerId: string;
+  keys: Keys;
+  /** Entries per XREADGROUP. */
+  batch: number;
+  /** Tries before an entry that fails for a transient reason is dead-lettered. */
+  applyAttempts: number;
+  /** How long one XREADGROUP blocks; bounds how fast stop() is noticed. @defaultValue 1000 */
+  blockMs?: number;
+}
+
+/**
+ * Consumes a worker's ops stream through its consumer group, strictly in order:
+ * decode → apply in one SQLite transaction → reply on the stream named in the
+ * message → XACK. Delivery is at least once; applying is idempotent by chunk id /
+ * op id, so a redelivered entry replies again but changes nothing.
+ *
+ * On start it first re-reads its own pending entries (id 0), then every entry not yet
+ * delivered; only when both are exhausted does it emit `ready` (reads may then be
+ * answered). An entry that fails to decode or is refused goes to the dead-letter stream
+ * with its reason, is acked, and consumption goes on.
+ *
+ * Events: `ready`, `applied` (entry id), `error` is never emitted (errors are logged
+ * and retried).
+ */
+export class OpsConsumer extends EventEmitter {
+  private stopping = false;
+  private loopDone?: Promise<void>;
+  private readonly stream: string;
+  /** Highest entry id this process has finished with (applied, refused or dead-lettered). */
+  appliedId: string;
+  ready = false;
+
+  constructor(
+    private readonly read: DstoreRedis,
+    private readonly cmd: DstoreRedis,
+    private readonly store: ShardStore,
+    private readonly opts: OpsConsumerOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.stream = opts.keys.workerOps(opts.workerId);
+    this.appliedId = store.appliedId();
+  }
+
+  /** Creates the consumer group if needed and starts consuming. */
+  async start(): Promise<void> {
+    await this.ensureGroup();
+    this.loopDone = this.loop();
+  }
+
+  /** Finishes the entry in hand, then stops. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.loopDone;
+  }
+
+  private async ensureGroup(): Promise<void> {
+    try {
+      await this.cmd.xgroup('CREATE', this.stream, OPS_GROUP, '0', 'MKSTREAM');
+    } catch (e) {
+      if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
+    }
+  }
+
+  private async readBatch(id: string, block: boolean): Promise<[string, string[] | null][]> {
+    const args: (string | number)[] = ['GROUP', OPS_GROUP, this.opts.workerId, 'COUNT', this.opts.batch];
+    if (block) args.push('BLOCK', this.opts.blockMs ?? 1000);
+    args.push('STREAMS', this.stream, id);
+    const reply = (await (this.read.xreadgroup as (...a: (string | number)[]) => Promise<unknown>)(...args)) as StreamReply;
+    return reply?.[0]?.[1] ?? [];
+  }
+
+  private async loop(): Promise<void> {
+    // Phase 1: our own pending entries (delivered before a crash, never acked).
+    // Phase 2: entries never delivered, without blocking, until none are left: then ready.
+    // Phase 3: block for new entries.
+    let phase: 1 | 2 | 3 = 1;
+    while (!this.stopping) {
+      try {
+        const entries = await this.readBatch(phase === 1 ? '0' : '>', phase === 3);
+        if (entries.length === 0) {
+          if (phase === 1) phase = 2;
+          else if (phase === 2) {
+            phase = 3;
+            this.ready = true;
+            this.log.info({ appliedId: this.appliedId }, 'ops backlog applied; ready for reads');
+            this.emit('ready');
+          }
+          continue;
+        }
+        for (const [id, raw] of entries) {
+          if (this.stopping && phase === 3) break; // unacked entries stay pending for the next start
+          await this.handle(id, raw);
+        }
+      } catch (e) {
+        if (this.stopping) break;
+        const msg = String((e as Error).message);
+        if (msg.includes('NOGROUP')) {
+          this.log.warn('consumer group missing (stream deleted?); recreating it');
+          await this.ensureGroup().catch(() => undefined);
+          continue;
+        }
+        this.log.error({ err: e }, 'reading the ops stream failed; retrying');
+        await sleep(500);
+      }
+    }
+  }
+
+  /** Handles one entry; never throws for a bad entry, only for Redis failures. */
+  private async handle(id: string, raw: string[] | null): Promise<void> {
+    if (raw === null) {
+      // Deleted from the stream while pending (XDEL / trim): nothing to apply.
+      await this.cmd.xack(this.stream, OPS_GROUP, id);
+      this.advance(id);
+      return;
+    }
+    const fields = fieldsFromArray(raw);
+    let msg: OpsMessage;
+    try {
+      msg = decodeOps(fields);
+    } catch (e) {
+      await this.deadLetter(id, fields, (e as Error).message);
+      return;
+    }
+    let result: ApplyResult | undefined;
+    let refusal: string | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        result = this.apply(msg, id);
+        break;
+      } catch (e) {
+        if (e instanceof RejectedError || e instanceof FilterError || e instanceof MessageError) {
+          refusal = e.message;
+          break;
+        }
+        if (attempt >= this.opts.applyAttempts) {
+          refusal = `failed after ${attempt} attempts: ${(e as Error).message}`;
+          break;
+        }
+        this.log.warn({ err: e, entry: id, attempt }, 'applying an entry failed; retrying');
+        await sleep(Math.min(100 * 2 ** attempt, 5000));
+      }
+    }
+    if (refusal !== undefined) {
+      await this.reply(msg, { count: 0, duplicate: false }, refusal);
+      await this.deadLetter(id, fields, refusal);
+      return;
+    }
+    await this.reply(msg, result!);
+    await this.cmd.xack(this.stream, OPS_GROUP, id);
+    this.advance(id);
+  }
+
+  private apply(msg: OpsMessage, id: string): ApplyResult {
+    switch (msg.type) {
+      case 'POST': {
+        const r = this.store.insertChunk(msg, id);
+        this.log.info({ table: msg.table, chunk: msg.chunk, rows: r.count, duplicate: r.duplicate }, 'stored chunk');
+        return r;
+      }
+      case 'COMMIT':
+        return this.store.commitPost(msg.op, msg.post, id);
+      case 'ABORT':
+        return this.store.abortPost(msg.op, msg.post, id);
+      case 'SETUP_TABLE':
+        return this.store.setupTable(msg, id);
+      case 'DROP_TABLE':
+        return this.store.dropTable(msg.op, msg.table, id);
+      case 'UPDATE':
+        return this.store.update(msg, id);
+      case 'DELETE':
+        return this.store.delete(msg, id);
+    }
+  }
+
+  /** Writes the ack to the stream the message names; only coordinator reply streams are accepted. */
+  private async reply(msg: OpsMessage, r: ApplyResult, error?: string): Promise<void> {
+    if (!msg.replyTo.startsWith(`${this.opts.keys.prefix}:coord:`)) {
+      this.log.warn({ replyTo: msg.replyTo }, 'not replying: replyTo is not a coordinator reply stream of this prefix');
+      return;
+    }
+    const status = error === undefined ? 'ok' : 'error';
+    const ack =
+      msg.type === 'POST'
+        ? Object.assign(new PostAckMessage(), {
+            chunk: msg.chunk,
+            post: msg.post,
+            worker: this.opts.workerId,
+            status,
+            rows: r.count,
+            duplicate: r.duplicate,
+            error,
+          })
+        : Object.assign(new OpAckMessage(), {
+            op: msg.op,
+            kind: msg.type,
+            worker: this.opts.workerId,
+            status,
+            count: r.count,
+            counts: r.counts,
+            error,
+          });
+    await this.cmd.xadd(msg.replyTo, '*', ...ack.toArgs());
+  }
+
+  private async deadLetter(id: string, fields: Fields, reason: string): Promise<void> {
+    this.log.warn({ entry: id, reason, type: fields.type }, 'dead-lettered an ops entry');
+    const original = JSON.stringify(fields);
+    await this.cmd.xadd(
+      this.opts.keys.dead,
+      'MAXLEN',
+      '~',
+      '100000',
+      '*',
+      'stream',
+      this.stream,
+      'id',
+      id,
+      'worker',
+      this.opts.workerId,
+      'reason',
+      reason,
+      'entry',
+      original.length > 1_000_000 ? original.slice(0, 1_000_000) + '…' : original,
+    );
+    await this.cmd.xack(this.stream, OPS_GROUP, id);
+    this.advance(id);
+  }
+
+  private advance(id: string): void {
+    if (compareStreamIds(id, this.appliedId) > 0) this.appliedId = id;
+    this.emit('applied', id);
+  }
+
+  /** Resolves once every entry up to `id` is handled, or false after `timeoutMs`. */
+  async waitApplied(id: string, timeoutMs: number): Promise<boolean> {
+    if (compareStreamIds(this.appliedId, id) >= 0) return true;
+    return new Promise((resolve) => {
+      const onApplied = () => {
+        if (compareStreamIds(this.appliedId, id) >= 0) done(true);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.off('applied', onApplied);
+        resolve(ok);
+      };
+      this.on('applied', onApplied);
+    });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

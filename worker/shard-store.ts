@@ -1,0 +1,308 @@
+import Database from 'better-sqlite3';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { compileFilter, jsonPath, parseField } from '../common/filter';
+import { RejectedError } from '../common/errors';
+import type { DeleteMessage, PostMessage, SetupTableMessage, UpdateMessage } from '../common/messages';
+
+/** What one applied message did, as reported in its ack. */
+export interface ApplyResult {
+  /** POST: rows held for the chunk; UPDATE/DELETE: rows changed; tables: 0. */
+  count: number;
+  /** UPDATE/DELETE: chunk id → rows changed in it. */
+  counts?: Record<string, number>;
+  /** The message had been applied before (a redelivery); nothing changed now. */
+  duplicate: boolean;
+}
+
+/** A table as the shard knows it. */
+export interface LocalTable {
+  name: string;
+  /** The SQLite table holding its rows: generated (`t_<n>`), never user text. */
+  ident: string;
+}
+
+/** Counts reported in heartbeats. */
+export interface ShardStats {
+  tables: number;
+  chunks: number;
+  rows: number;
+  bytes: number;
+}
+
+/**
+ * One worker's shard: a single SQLite file in WAL mode, the descendant of the
+ * original `SQLStorage`. Every statement is parameterised; the only identifiers
+ * spliced into SQL are table idents the shard generates itself. Each applied message
+ * is one transaction that also records the stream entry id, so the shard knows how
+ * far it has applied its ops stream.
+ *
+ * Writes go through `db`; reads for FETCH go through `reader`, a second connection,
+ * so a long scan never blocks applying writes (WAL gives it a stable snapshot).
+ */
+export class ShardStore {
+  readonly file: string;
+  private readonly db: Database.Database;
+  readonly reader: Database.Database;
+  private readonly stmt;
+
+  constructor(dataDir: string, opts: { sync: 'full' | 'normal' } = { sync: 'full' }) {
+    fs.mkdirSync(dataDir, { recursive: true });
+    this.file = path.join(dataDir, 'shard.sqlite');
+    this.db = new Database(this.file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.sync === 'full' ? 'FULL' : 'NORMAL'}`);
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS _tables (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        schema TEXT,
+        version INTEGER NOT NULL DEFAULT 1
+      );
+      CREATE TABLE IF NOT EXISTS _chunks (
+        chunk TEXT PRIMARY KEY,
+        tbl TEXT NOT NULL,
+        post TEXT NOT NULL,
+        replicas TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        committed INTEGER NOT NULL DEFAULT 0,
+        applied_at INTEGER NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS _chunks_tbl ON _chunks (tbl);
+      CREATE INDEX IF NOT EXISTS _chunks_post ON _chunks (post);
+      CREATE TABLE IF NOT EXISTS _posts (post TEXT PRIMARY KEY, state TEXT NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS _ops (
+        op TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        result TEXT NOT NULL,
+        applied_at INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS _state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `);
+    this.reader = new Database(this.file, { readonly: true });
+    this.reader.pragma('busy_timeout = 5000');
+    this.stmt = {
+      table: this.db.prepare<[string], { name: string; seq: number }>('SELECT name, seq FROM _tables WHERE name = ?'),
+      readerTable: this.reader.prepare<[string], { name: string; seq: number }>('SELECT name, seq FROM _tables WHERE name = ?'),
+      insertTable: this.db.prepare('INSERT INTO _tables (name, schema, version) VALUES (?, ?, ?)'),
+      updateTable: this.db.prepare('UPDATE _tables SET schema = ?, version = ? WHERE name = ? AND version <= ?'),
+      deleteTable: this.db.prepare('DELETE FROM _tables WHERE name = ?'),
+      chunk: this.db.prepare<[string], { rows: number }>('SELECT rows FROM _chunks WHERE chunk = ?'),
+      insertChunk: this.db.prepare('INSERT INTO _chunks (chunk, tbl, post, replicas, rows, committed, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      postState: this.db.prepare<[string], { state: string }>('SELECT state FROM _posts WHERE post = ?'),
+      setPost: this.db.prepare('INSERT INTO _posts (post, state, at) VALUES (?, ?, ?) ON CONFLICT (post) DO UPDATE SET state = excluded.state'),
+      commitChunks: this.db.prepare('UPDATE _chunks SET committed = 1 WHERE post = ?'),
+      chunksOfPost: this.db.prepare<[string], { chunk: string; tbl: string }>('SELECT chunk, tbl FROM _chunks WHERE post = ?'),
+      deleteChunk: this.db.prepare('DELETE FROM _chunks WHERE chunk = ?'),
+      addChunkRows: this.db.prepare('UPDATE _chunks SET rows = rows + ? WHERE chunk = ?'),
+      deleteChunks: this.db.prepare('DELETE FROM _chunks WHERE tbl = ?'),
+      op: this.db.prepare<[string], { result: string }>('SELECT result FROM _ops WHERE op = ?'),
+      insertOp: this.db.prepare('INSERT INTO _ops (op, kind, result, applied_at) VALUES (?, ?, ?, ?)'),
+      getState: this.db.prepare<[string], { value: string }>('SELECT value FROM _state WHERE key = ?'),
+      setState: this.db.prepare('INSERT INTO _state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      stats: this.db.prepare<[], { tables: number; chunks: number; rows: number }>(
+        'SELECT (SELECT count(*) FROM _tables) AS tables, count(*) AS chunks, coalesce(sum(rows), 0) AS rows FROM _chunks',
+      ),
+      chunksOf: this.reader.prepare<[string], { chunk: string; replicas: string }>('SELECT chunk, replicas FROM _chunks WHERE tbl = ? AND committed = 1'),
+    };
+  }
+
+  /** The id of the last ops-stream entry applied in a transaction (`0-0` when none). */
+  appliedId(): string {
+    return this.stmt.getState.get('applied_id')?.value ?? '0-0';
+  }
+
+  /** Counts for heartbeats and status. */
+  stats(): ShardStats {
+    const s = this.stmt.stats.get()!;
+    let bytes = 0;
+    for (const f of [this.file, `${this.file}-wal`]) {
+      try {
+        bytes += fs.statSync(f).size;
+      } catch {
+        // the WAL file may not exist yet
+      }
+    }
+    return { ...s, bytes };
+  }
+
+  /** The table as seen by the reader connection, or undefined when this shard has none. */
+  readerTable(name: string): LocalTable | undefined {
+    const t = this.stmt.readerTable.get(name);
+    return t && { name: t.name, ident: `t_${t.seq}` };
+  }
+
+  /** This shard's committed chunks of a table, with their replica lists (reader connection). */
+  chunksOf(table: string): { chunk: string; replicas: string[] }[] {
+    return this.stmt.chunksOf.all(table).map((r) => ({ chunk: r.chunk, replicas: r.replicas.split(',') }));
+  }
+
+  /** Runs `fn` in one write transaction that also records `entryId` as applied. */
+  private tx<T>(entryId: string, fn: () => T): T {
+    return this.db.transaction(() => {
+      const out = fn();
+      this.stmt.setState.run('applied_id', entryId);
+      return out;
+    })();
+  }
+
+  /** Creates the table if this shard lacks it (POSTs may arrive before or without SETUP_TABLE). */
+  private ensureTable(name: string, schema?: unknown, version = 1): LocalTable {
+    let t = this.stmt.table.get(name);
+    if (!t) {
+      this.stmt.insertTable.run(name, schema === undefined ? null : JSON.stringify(schema), version);
+      t = this.stmt.table.get(name)!;
+      const ident = `t_${t.seq}`;
+      this.db.exec(`CREATE TABLE IF NOT EXISTS ${ident} (_id TEXT PRIMARY KEY, chunk TEXT NOT NULL, doc TEXT NOT NULL)`);
+      this.db.exec(`CREATE INDEX IF NOT EXISTS ${ident}_chunk ON ${ident} (chunk)`);
+    } else if (schema !== undefined) {
+      this.stmt.updateTable.run(JSON.stringify(schema), version, name, version);
+    }
+    return { name, ident: `t_${t.seq}` };
+  }
+
+  private existingTable(name: string): LocalTable | undefined {
+    const t = this.stmt.table.get(name);
+    return t && { name: t.name, ident: `t_${t.seq}` };
+  }
+
+  /** Runs an op once: a repeated op id returns the stored result marked duplicate. */
+  private once(op: string, kind: string, entryId: string, fn: () => Omit<ApplyResult, 'duplicate'>): ApplyResult {
+    const prior = this.stmt.op.get(op);
+    if (prior) return { ...(JSON.parse(prior.result) as ApplyResult), duplicate: true };
+    return this.tx(entryId, () => {
+      const result = fn();
+      this.stmt.insertOp.run(op, kind, JSON.stringify(result), Date.now());
+      return { ...result, duplicate: false };
+    });
+  }
+
+  /** SETUP_TABLE: create or re-declare a table. */
+  setupTable(msg: SetupTableMessage, entryId: string): ApplyResult {
+    return this.once(msg.op, msg.type, entryId, () => {
+      this.ensureTable(msg.table, msg.schema ?? null, msg.version);
+      return { count: 0 };
+    });
+  }
+
+  /** DROP_TABLE: remove a table, its rows and its chunks. */
+  dropTable(op: string, table: string, entryId: string): ApplyResult {
+    return this.once(op, 'DROP_TABLE', entryId, () => {
+      const t = this.existingTable(table);
+      if (!t) return { count: 0 };
+      const { n } = this.db.prepare<[], { n: number }>(`SELECT count(*) AS n FROM ${t.ident}`).get()!;
+      this.db.exec(`DROP TABLE IF EXISTS ${t.ident}`);
+      this.stmt.deleteChunks.run(table);
+      this.stmt.deleteTable.run(table);
+      return { count: n };
+    });
+  }
+
+  /**
+   * POST: stores one chunk. Idempotent by chunk id: a redelivered chunk changes
+   * nothing and reports the rows already held. A row whose `_id` this shard already
+   * holds (from another chunk) rejects the whole chunk.
+   */
+  insertChunk(msg: PostMessage, entryId: string): ApplyResult {
+    if (msg.ids.length !== msg.rows.length) {
+      throw new RejectedError(`chunk ${msg.chunk} has ${msg.ids.length} ids but ${msg.rows.length} rows`);
+    }
+    const prior = this.stmt.chunk.get(msg.chunk);
+    if (prior) return { count: prior.rows, duplicate: true };
+    const post = this.stmt.postState.get(msg.post)?.state;
+    if (post === 'aborted') throw new RejectedError(`chunk ${msg.chunk} belongs to POST ${msg.post}, which was aborted`);
+    return this.tx(entryId, () => {
+      const t = this.ensureTable(msg.table);
+      const insert = this.db.prepare(`INSERT INTO ${t.ident} (_id, chunk, doc) VALUES (?, ?, ?)`);
+      for (let i = 0; i < msg.ids.length; i++) {
+        try {
+          insert.run(msg.ids[i], msg.chunk, msg.rows[i]);
+        } catch (e) {
+          if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+            throw new RejectedError(`duplicate _id ${JSON.stringify(msg.ids[i])} in table ${msg.table} (row ${i + 1} of chunk ${msg.chunk})`);
+          }
+          throw e;
+        }
+      }
+      this.stmt.insertChunk.run(msg.chunk, msg.table, msg.post, msg.replicas.join(','), msg.ids.length, post === 'committed' ? 1 : 0, Date.now());
+      return { count: msg.ids.length, duplicate: false };
+    });
+  }
+
+  /** COMMIT: makes the chunks of a POST visible to reads (and any of its chunks that arrive later). */
+  commitPost(op: string, post: string, entryId: string): ApplyResult {
+    return this.once(op, 'COMMIT', entryId, () => {
+      if (this.stmt.postState.get(post)?.state === 'aborted') throw new RejectedError(`POST ${post} was aborted; it cannot commit`);
+      this.stmt.setPost.run(post, 'committed', Date.now());
+      return { count: this.stmt.commitChunks.run(post).changes };
+    });
+  }
+
+  /** ABORT: removes every chunk of a POST that will never commit, and refuses its late chunks. */
+  abortPost(op: string, post: string, entryId: string): ApplyResult {
+    return this.once(op, 'ABORT', entryId, () => {
+      if (this.stmt.postState.get(post)?.state === 'committed') throw new RejectedError(`POST ${post} is committed; it cannot be aborted`);
+      this.stmt.setPost.run(post, 'aborted', Date.now());
+      let rows = 0;
+      for (const c of this.stmt.chunksOfPost.all(post)) {
+        const t = this.existingTable(c.tbl);
+        if (t) rows += this.db.prepare(`DELETE FROM ${t.ident} WHERE chunk = ?`).run(c.chunk).changes;
+        this.stmt.deleteChunk.run(c.chunk);
+      }
+      return { count: rows };
+    });
+  }
+
+  /** UPDATE: sets fields on matching rows; reports rows changed per chunk. */
+  update(msg: UpdateMessage, entryId: string): ApplyResult {
+    const where = compileFilter(msg.where);
+    const entries = Object.entries(msg.set);
+    if (entries.length === 0) throw new RejectedError('UPDATE needs at least one field in "set"');
+    const setArgs: unknown[] = [];
+    for (const [field, value] of entries) {
+      const segs = parseField(field);
+      if (segs[0] === '_id') throw new RejectedError('"_id" cannot be updated');
+      setArgs.push(jsonPath(field), JSON.stringify(value ?? null));
+    }
+    const pairs = entries.map(() => '?, json(?)').join(', ');
+    return this.once(msg.op, msg.type, entryId, () => {
+      const t = this.existingTable(msg.table);
+      if (!t) return { count: 0, counts: {} };
+      const rows = this.db
+        .prepare<unknown[], { chunk: string }>(`UPDATE ${t.ident} SET doc = json_set(doc, ${pairs}) WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`)
+        .all(...setArgs, ...where.params, msg.table);
+      return perChunk(rows);
+    });
+  }
+
+  /** DELETE: removes matching rows; reports rows removed per chunk. */
+  delete(msg: DeleteMessage, entryId: string): ApplyResult {
+    const where = compileFilter(msg.where);
+    return this.once(msg.op, msg.type, entryId, () => {
+      const t = this.existingTable(msg.table);
+      if (!t) return { count: 0, counts: {} };
+      const rows = this.db
+        .prepare<unknown[], { chunk: string }>(`DELETE FROM ${t.ident} WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`)
+        .all(...where.params, msg.table);
+      const result = perChunk(rows);
+      for (const [chunk, n] of Object.entries(result.counts)) this.stmt.addChunkRows.run(-n, chunk);
+      return result;
+    });
+  }
+
+  /** Closes both connections (checkpointing the WAL). */
+  close(): void {
+    if (this.reader.open) this.reader.close();
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** UPDATE and DELETE reach committed rows only: an uncommitted POST is not there yet. */
+const COMMITTED = 'chunk IN (SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1)';
+
+function perChunk(rows: { chunk: string }[]): { count: number; counts: Record<string, number> } {
+  const counts: Record<string, number> = {};
+  for (const r of rows) counts[r.chunk] = (counts[r.chunk] ?? 0) + 1;
+  return { count: rows.length, counts };
+}

@@ -1,0 +1,104 @@
+import type { WorkerOptions } from '../common/config';
+import { makeKeys, type Keys } from '../common/keys';
+import type { Logger } from '../common/logger';
+import { closeAll, createRedis, type DstoreRedis } from '../common/redis';
+import { FetchResponder } from './fetch-responder';
+import { Heartbeat, resolveWorkerId, type WorkerState } from './membership';
+import { OpsConsumer } from './ops-consumer';
+import { ShardStore } from './shard-store';
+
+/**
+ * A dstore worker: keeps its shard of every table in SQLite, applies its ops stream,
+ * answers FETCH, heartbeats. Three Redis connections: commands, the blocking ops
+ * reader, the fetch subscriber (each blocking role needs a connection of its own).
+ */
+export class Worker {
+  readonly id: string;
+  readonly keys: Keys;
+  private state: WorkerState = 'starting';
+  private readonly store: ShardStore;
+  private readonly cmd: DstoreRedis;
+  private readonly reader: DstoreRedis;
+  private readonly sub: DstoreRedis;
+  private readonly consumer: OpsConsumer;
+  private readonly fetch: FetchResponder;
+  private readonly heartbeat: Heartbeat;
+  private readonly log: Logger;
+
+  constructor(
+    readonly opts: WorkerOptions,
+    logger: Logger,
+  ) {
+    this.id = resolveWorkerId(opts.dataDir, opts.workerId);
+    this.keys = makeKeys(opts.prefix);
+    this.log = logger.child({ component: 'worker', workerId: this.id });
+    this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync });
+    const name = (role: string) => `${opts.prefix}:worker:${this.id}:${role}`;
+    this.cmd = createRedis({ url: opts.redisUrl, name: name('cmd'), role: 'command' });
+    this.reader = createRedis({ url: opts.redisUrl, name: name('ops'), role: 'blocking' });
+    this.sub = createRedis({ url: opts.redisUrl, name: name('fetch'), role: 'subscriber' });
+    for (const c of [this.cmd, this.reader, this.sub]) c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
+    this.consumer = new OpsConsumer(
+      this.reader,
+      this.cmd,
+      this.store,
+      { workerId: this.id, keys: this.keys, batch: opts.opsBatch, applyAttempts: opts.applyAttempts },
+      this.log.child({ component: 'ops-consumer' }),
+    );
+    this.fetch = new FetchResponder(
+      this.sub,
+      this.cmd,
+      this.store,
+      this.consumer,
+      { workerId: this.id, keys: this.keys, batchRows: opts.fetchBatchRows, batchBytes: opts.fetchBatchBytes },
+      this.log.child({ component: 'fetch-responder' }),
+    );
+    this.heartbeat = new Heartbeat(this.cmd, this.keys, opts.heartbeatMs, () => this.status(), this.log);
+    this.consumer.on('ready', () => {
+      this.state = 'ready';
+      this.heartbeat.beat().catch(() => undefined);
+    });
+  }
+
+  private status() {
+    const s = this.store.stats();
+    return {
+      id: this.id,
+      state: this.state,
+      ready: this.state === 'ready',
+      rows: s.rows,
+      chunks: s.chunks,
+      tables: s.tables,
+      shardBytes: s.bytes,
+      appliedId: this.consumer.appliedId,
+    };
+  }
+
+  /** Starts consuming, answering and heartbeating. Resolves once started (not once ready). */
+  async start(): Promise<void> {
+    this.log.info({ dataDir: this.opts.dataDir, shard: this.store.file }, 'worker starting');
+    await this.fetch.start();
+    await this.consumer.start();
+    await this.heartbeat.start();
+  }
+
+  /** Resolves when the ops backlog has been applied. */
+  whenReady(): Promise<void> {
+    return this.consumer.ready ? Promise.resolve() : new Promise((r) => this.consumer.once('ready', () => r()));
+  }
+
+  /** Graceful stop: finish the entry and FETCHes in hand, report `stopped`, close. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.state = 'stopping';
+    this.log.info('worker stopping');
+    this.heartbeat.stop();
+    await this.fetch.stop();
+    await this.consumer.stop();
+    this.state = 'stopped';
+    await this.heartbeat.beat().catch(() => undefined);
+    await closeAll(this.cmd, this.reader, this.sub);
+    this.store.close();
+    this.log.info('worker stopped');
+  }
+}
