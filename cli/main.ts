@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
 import { Command } from 'commander';
+import { registerClientCommands } from './commands';
+import { registerCoordinatorCommand } from './commands/coordinator';
+import { registerDemoCommand } from './commands/demo';
+import { registerUpCommand } from './commands/up';
 import { registerWorkerCommand } from './commands/worker';
 
 /** Builds the `dstore` command line. Every command lives in cli/commands/. */
@@ -11,7 +15,11 @@ export function buildProgram(): Command {
     .version(pkg.version, '-V, --version', 'print the dstore version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (str, write) => write(str) });
+  registerClientCommands(program);
+  registerCoordinatorCommand(program);
   registerWorkerCommand(program);
+  registerUpCommand(program);
+  registerDemoCommand(program);
   return program;
 }
 

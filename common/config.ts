@@ -209,7 +209,7 @@ export function loadCoordinatorOptions(env: Env = process.env): CoordinatorOptio
 
 /** The coordinator URL the CLI talks to. */
 export function readCliUrl(env: Env = process.env, flag?: string): string {
-  const raw = flag ?? env.DSTORE_URL?.trim() ?? 'http://127.0.0.1:7070';
+  const raw = flag || env.DSTORE_URL?.trim() || 'http://127.0.0.1:7070';
   let u: URL;
   try {
     u = new URL(raw);

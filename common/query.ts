@@ -95,7 +95,7 @@ export function normalizeQuery(q: QuerySpec): QuerySpec {
     out.groupBy = checkList('groupBy', q.groupBy, QUERY_LIMITS.groupBy).map((f, i) => checkField(`groupBy[${i}]`, f));
   }
   if (q.aggregate !== undefined) {
-    const names = new Set<string>();
+    const names = new Set<string>(out.groupBy ?? []);
     out.aggregate = checkList('aggregate', q.aggregate, QUERY_LIMITS.aggregate).map((a, i) => {
       const at = `aggregate[${i}]`;
       if (!a || typeof a !== 'object') throw new QueryError(at, 'expected {op, field?, as?}');
@@ -106,7 +106,7 @@ export function normalizeQuery(q: QuerySpec): QuerySpec {
       if (field !== undefined) spec.field = checkField(`${at}.field`, field);
       if (as !== undefined) spec.as = checkField(`${at}.as`, as);
       const name = aggregateName(spec);
-      if (names.has(name)) throw new QueryError(at, `duplicate output column ${JSON.stringify(name)}; give one an "as"`);
+      if (names.has(name)) throw new QueryError(at, `duplicate output column ${JSON.stringify(name)} (a groupBy field or another aggregate has it); give this one an "as"`);
       names.add(name);
       return spec;
     });

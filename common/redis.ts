@@ -71,16 +71,27 @@ export function createRedis(opts: ConnectionOptions): DstoreRedis {
   return conn;
 }
 
-/** Closes connections, ignoring ones already closed. */
+/** Resolves with `p`, or with undefined after `ms` (the work goes on, unawaited). */
+export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    p.then(
+      (v) => (clearTimeout(timer), resolve(v)),
+      (e) => (clearTimeout(timer), reject(e)),
+    );
+  });
+}
+
+/** Closes connections, ignoring ones already closed; never waits long for an unreachable Redis. */
 export async function closeAll(...conns: (Redis | undefined)[]): Promise<void> {
   await Promise.all(
     conns.map(async (c) => {
       if (!c || c.status === 'end') return;
-      try {
-        await c.quit();
-      } catch {
-        c.disconnect();
-      }
+      const quit = c.quit().then(
+        () => true,
+        () => false,
+      );
+      if (!(await withTimeout(quit, 1000))) c.disconnect();
     }),
   );
 }

@@ -69,9 +69,13 @@ export class OpsConsumer extends EventEmitter {
     this.loopDone = this.loop();
   }
 
-  /** Finishes the entry in hand, then stops. */
+  /**
+   * Finishes the entry in hand, then stops. The blocking read is cut off at once (entries
+   * it may have taken stay pending and are read again, id 0, at the next start).
+   */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.read.disconnect();
     await this.loopDone;
   }
 

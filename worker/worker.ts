@@ -1,7 +1,7 @@
 import type { WorkerOptions } from '../common/config';
 import { makeKeys, type Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
-import { closeAll, createRedis, type DstoreRedis } from '../common/redis';
+import { closeAll, createRedis, withTimeout, type DstoreRedis } from '../common/redis';
 import { FetchResponder } from './fetch-responder';
 import { Heartbeat, resolveWorkerId, type WorkerState } from './membership';
 import { OpsConsumer } from './ops-consumer';
@@ -93,10 +93,11 @@ export class Worker {
     this.state = 'stopping';
     this.log.info('worker stopping');
     this.heartbeat.stop();
-    await this.fetch.stop();
+    // Bounded: with Redis unreachable, unsubscribing and the last heartbeat would wait forever.
+    await withTimeout(this.fetch.stop(), 5000);
     await this.consumer.stop();
     this.state = 'stopped';
-    await this.heartbeat.beat().catch(() => undefined);
+    await withTimeout(this.heartbeat.beat().catch(() => undefined), 2000);
     await closeAll(this.cmd, this.reader, this.sub);
     this.store.close();
     this.log.info('worker stopped');

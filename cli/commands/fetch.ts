@@ -1,0 +1,252 @@
+import { Option, type Command } from 'commander';
+import { AGGREGATE_OPS, type AggregateOp, type AggregateSpec, type QuerySpec, type SortSpec } from '../../common/query';
+import { csvLine, csvRow, renderObjects } from '../format';
+import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
+
+/**
+ * `dstore fetch`: reads rows (or aggregates) and streams them out as NDJSON, CSV or an
+ * aligned table. Also home of the flag parsers shared with update, delete and shell.
+ */
+
+/** Rows the table format collects at most; the rest of the answer is not read. */
+export const TABLE_ROW_CAP = 10_000;
+
+/** Output formats of fetch. */
+export const FETCH_FORMATS = ['ndjson', 'csv', 'table'] as const;
+export type FetchFormat = (typeof FETCH_FORMATS)[number];
+
+/** A query as POST /tables/:name/query takes it. */
+export type QueryBody = QuerySpec & { partial?: boolean };
+
+/** Parses a JSON flag value that must be an object (`--where`, `--set`); the error names the flag. */
+export function parseJsonObjectFlag(flag: string, text: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`${flag} is not valid JSON (${(e as Error).message}); quote it for the shell, e.g. ${flag} '{"age":{"$gt":30}}'`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new CliError(`${flag} must be a JSON object, e.g. ${flag} '{"age":{"$gt":30}}', got ${text.trim()}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+/** Parses a comma-separated list of field names (`--fields a,b`); blanks around names are dropped. */
+export function parseFieldList(flag: string, text: string): string[] {
+  const names = text.split(',').map((s) => s.trim());
+  if (names.some((n) => n === '')) throw new CliError(`${flag} must be comma-separated field names, e.g. ${flag} name,age; got ${JSON.stringify(text)}`);
+  return names;
+}
+
+/** Parses `--sort f[:asc|:desc],g`: ascending unless a field ends in `:desc`. */
+export function parseSort(text: string): SortSpec[] {
+  return parseFieldList('--sort', text).map((item) => {
+    const i = item.lastIndexOf(':');
+    if (i <= 0) return { field: item, dir: 'asc' };
+    const dir = item.slice(i + 1).trim().toLowerCase();
+    if (dir !== 'asc' && dir !== 'desc') throw new CliError(`--sort ${JSON.stringify(item)}: the direction after ":" must be asc or desc`);
+    return { field: item.slice(0, i).trim(), dir };
+  });
+}
+
+/** Parses `--limit N` (a whole number, 0 or more). */
+export function parseLimit(text: string): number {
+  if (!/^\s*\d+\s*$/.test(text)) throw new CliError(`--limit must be a whole number (0 or more), got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+const AGG_ITEM = /^([A-Za-z_]\w*)\s*\(\s*(.*?)\s*\)(?:\s+as\s+(.+?))?$/i;
+
+/**
+ * Parses `--agg "count(),sum(x),avg(y) as m"`: comma-separated `op(field)` with an
+ * optional ` as name`. `count()` and `count(*)` count rows; the other ops need a field.
+ * Ops are case-insensitive. Commas inside parentheses do not split.
+ */
+export function parseAggregates(text: string): AggregateSpec[] {
+  const items: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '(') depth++;
+    else if (text[i] === ')') depth = Math.max(0, depth - 1);
+    else if (text[i] === ',' && depth === 0) {
+      items.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  items.push(text.slice(start));
+  return items.map((raw) => {
+    const item = raw.trim();
+    const m = AGG_ITEM.exec(item);
+    if (!m) throw new CliError(`--agg ${JSON.stringify(item)}: expected op(field) with an optional "as name", e.g. --agg "count(),avg(price) as avg_price"`);
+    const op = m[1].toLowerCase();
+    if (!AGGREGATE_OPS.includes(op as AggregateOp)) {
+      throw new CliError(`--agg ${JSON.stringify(item)}: unknown aggregate ${JSON.stringify(m[1])}; use ${AGGREGATE_OPS.join(', ')}`);
+    }
+    const field = m[2] === '' || (op === 'count' && m[2] === '*') ? undefined : m[2];
+    if (field === undefined && op !== 'count') throw new CliError(`--agg ${JSON.stringify(item)}: ${op} needs a field, e.g. ${op}(price)`);
+    const spec: AggregateSpec = { op: op as AggregateOp };
+    if (field !== undefined) spec.field = field;
+    if (m[3] !== undefined) spec.as = m[3].trim();
+    return spec;
+  });
+}
+
+/** The flags of fetch, as commander gives them. */
+export interface FetchFlags {
+  where?: string;
+  fields?: string;
+  sort?: string;
+  limit?: string;
+  agg?: string;
+  groupBy?: string;
+  partial?: boolean;
+}
+
+/** Builds the query body from fetch's flags; flag mistakes throw a {@link CliError} naming the flag. */
+export function buildQuery(o: FetchFlags): QueryBody {
+  const q: QueryBody = {};
+  if (o.where !== undefined) q.where = parseJsonObjectFlag('--where', o.where);
+  if (o.fields !== undefined) q.fields = parseFieldList('--fields', o.fields);
+  if (o.sort !== undefined) q.sort = parseSort(o.sort);
+  if (o.limit !== undefined) q.limit = parseLimit(o.limit);
+  if (o.agg !== undefined) q.aggregate = parseAggregates(o.agg);
+  if (o.groupBy !== undefined) q.groupBy = parseFieldList('--group-by', o.groupBy);
+  if (q.groupBy && !q.aggregate) throw new CliError('--group-by needs --agg, e.g. --group-by city --agg "count()"');
+  if (q.fields && q.aggregate) throw new CliError('--fields cannot be combined with --agg: the output columns are the --group-by fields and the aggregates');
+  if (o.partial) q.partial = true;
+  return q;
+}
+
+/** The last line of a query answer when it is not a row. */
+export type Trailer = { kind: 'partial'; missingWorkers: string[]; missingChunks: number } | { kind: 'error'; code: string; message: string };
+
+/** Reads a `{"_partial": …}` or `{"_error": …}` line; undefined for a row. */
+export function parseTrailer(line: string): Trailer | undefined {
+  if (!line.includes('"_partial"') && !line.includes('"_error"')) return undefined;
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (v._partial === true) {
+    const workers = Array.isArray(v.missingWorkers) ? v.missingWorkers.map(String) : [];
+    return { kind: 'partial', missingWorkers: workers, missingChunks: typeof v.missingChunks === 'number' ? v.missingChunks : 0 };
+  }
+  const e = v._error as { error?: unknown; message?: unknown } | undefined;
+  if (e && typeof e === 'object') {
+    return { kind: 'error', code: String(e.error ?? 'internal'), message: typeof e.message === 'string' ? e.message : JSON.stringify(e) };
+  }
+  return undefined;
+}
+
+/**
+ * Runs a query, passing rows (NDJSON lines) to `onRows` in batches as they arrive, and
+ * returns the trailer, if any. The last line is held back until the answer ends, since
+ * only then is it known to be a trailer. `onRows` returning false stops reading.
+ */
+export async function runQuery(client: HttpClient, table: string, body: QueryBody, onRows: (lines: string[]) => Promise<boolean | void>): Promise<Trailer | undefined> {
+  let pending: string | undefined;
+  for await (const batch of client.streamLineBatches(tablePath(table, '/query'), body)) {
+    const lines = pending === undefined ? batch : [pending, ...batch];
+    pending = lines.pop();
+    if (lines.length > 0 && (await onRows(lines)) === false) return undefined;
+  }
+  if (pending === undefined) return undefined;
+  const trailer = parseTrailer(pending);
+  if (!trailer) await onRows([pending]);
+  return trailer;
+}
+
+/** Writes to stdout, waiting when the pipe is full. A reader that went away (EPIPE) ends the process quietly. */
+export async function writeStdout(text: string): Promise<void> {
+  if (process.stdout.listenerCount('error') === 0) {
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+  }
+  if (!process.stdout.write(text)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
+}
+
+/** Says what a trailer means: a warning on stderr for a partial answer, a thrown error for a failed one. */
+export function reportTrailer(t: Trailer | undefined, rows: number): void {
+  if (!t) return;
+  if (t.kind === 'error') throw new CliError(`the read failed after ${rows} rows: ${t.message}`);
+  const who = t.missingWorkers.length > 0 ? ` (workers not answering: ${t.missingWorkers.join(', ')})` : '';
+  process.stderr.write(`dstore: warning: partial answer: ${t.missingChunks} chunks had no replica that answered${who}\n`);
+}
+
+async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat }, cmd: Command): Promise<void> {
+  const body = buildQuery(o);
+  const client = clientFor(cmd);
+  let count = 0;
+  if (o.format === 'ndjson') {
+    const t = await runQuery(client, table, body, async (lines) => {
+      count += lines.length;
+      await writeStdout(lines.join('\n') + '\n');
+    });
+    return reportTrailer(t, count);
+  }
+  if (o.format === 'csv') {
+    let columns: string[] | undefined;
+    const t = await runQuery(client, table, body, async (lines) => {
+      const out: string[] = [];
+      for (const line of lines) {
+        const row = JSON.parse(line) as Record<string, unknown>;
+        if (!columns) {
+          columns = Object.keys(row);
+          out.push(csvLine(columns));
+        }
+        out.push(csvRow(columns, row));
+      }
+      count += lines.length;
+      await writeStdout(out.join('\n') + '\n');
+    });
+    return reportTrailer(t, count);
+  }
+  const rows: Record<string, unknown>[] = [];
+  let more = false;
+  const t = await runQuery(client, table, body, async (lines) => {
+    for (const line of lines) {
+      if (rows.length === TABLE_ROW_CAP) {
+        more = true;
+        return false;
+      }
+      rows.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  if (rows.length === 0) {
+    await writeStdout('(no rows)\n');
+  } else {
+    const { lines, hidden } = renderObjects(rows, { maxWidth: process.stdout.columns || 120 });
+    await writeStdout(lines.join('\n') + '\n');
+    if (hidden.length > 0) process.stderr.write(`dstore: ${hidden.length} columns did not fit the terminal: ${hidden.join(', ')} (use --fields, or --format ndjson or csv)\n`);
+  }
+  if (more) process.stderr.write(`dstore: showing the first ${TABLE_ROW_CAP} rows; use --limit, or --format ndjson or csv for all of them\n`);
+  reportTrailer(t, rows.length);
+}
+
+/** `dstore fetch TABLE [flags]`. */
+export function registerFetchCommand(program: Command): void {
+  const cmd = program
+    .command('fetch')
+    .summary('read rows or aggregates of a table')
+    .description('read rows of a table (or aggregates of them) and stream them to stdout')
+    .argument('<table>', 'table to read')
+    .option('--where <json>', 'filter as JSON, e.g. \'{"age":{"$gte":18}}\' (see docs/filter.md)')
+    .option('--fields <list>', 'comma-separated fields to return (default: whole rows)')
+    .option('--sort <list>', 'comma-separated sort keys, each field[:asc|:desc], e.g. age:desc,name')
+    .option('--limit <n>', 'return at most n rows')
+    .option('--agg <list>', 'aggregates: comma-separated count(), sum(f), min(f), max(f), avg(f), each with an optional "as name"')
+    .option('--group-by <list>', 'comma-separated fields to group the aggregates by (needs --agg)')
+    .option('--partial', 'answer with the rows that can be read when some chunks have no live replica (a warning says what is missing) instead of failing')
+    .addOption(
+      new Option('--format <format>', 'output: ndjson (one JSON row a line, streamed), csv (header from the first row\'s keys; keys that first appear in later rows are left out) or table (aligned, at most 10,000 rows, cut to the terminal width)')
+        .choices(FETCH_FORMATS)
+        .default('ndjson'),
+    );
+  withUrlOption(cmd).action(fetchAction);
+}

@@ -1,0 +1,23 @@
+import type { Command } from 'commander';
+import { registerDeleteCommand } from './delete';
+import { registerFetchCommand } from './fetch';
+import { registerPostCommand } from './post';
+import { registerShellCommand } from './shell';
+import { registerTableCommand } from './table';
+import { registerUpdateCommand } from './update';
+import { registerWorkersCommand } from './workers';
+
+/**
+ * Registers the commands that talk to a coordinator over HTTP: table, post, fetch,
+ * update, delete, workers and shell. Each takes `--url` (else `DSTORE_URL`, else
+ * http://127.0.0.1:7070) and fails with an Error whose message is the one line to print.
+ */
+export function registerClientCommands(program: Command): void {
+  registerTableCommand(program);
+  registerPostCommand(program);
+  registerFetchCommand(program);
+  registerUpdateCommand(program);
+  registerDeleteCommand(program);
+  registerWorkersCommand(program);
+  registerShellCommand(program);
+}

@@ -1,0 +1,169 @@
+import type { Command } from 'commander';
+import { readCliUrl } from '../common/config';
+
+/**
+ * The CLI's side of the coordinator's HTTP API: JSON requests, streamed request bodies
+ * and streamed NDJSON answers. Every failure becomes a {@link CliError} whose message is
+ * the one line `dstore` prints before exiting 1.
+ */
+
+/** A command failed; `message` is the line shown to the user. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  constructor(
+    message: string,
+    /** HTTP status of the coordinator's answer, when there was one. */
+    readonly status?: number,
+    /** The API's stable error code (`not_found`, `bad_filter`, …), when there was one. */
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Network errors that mean nothing is listening (or reachable) at the URL. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function causeCodes(e: unknown): string[] {
+  const cause = (e as { cause?: { code?: string; errors?: { code?: string }[] } })?.cause;
+  if (!cause) return [];
+  return [cause.code, ...(cause.errors ?? []).map((x) => x.code)].filter((c): c is string => typeof c === 'string');
+}
+
+/** A raw request body with its Content-Type. */
+export interface RawBody {
+  contentType: string;
+  body: string | ReadableStream<Uint8Array>;
+}
+
+/** A small client of one coordinator. */
+export class HttpClient {
+  constructor(
+    /** Base URL without a trailing slash, e.g. `http://127.0.0.1:7070`. */
+    readonly baseUrl: string,
+  ) {}
+
+  /**
+   * Sends a request and returns its parsed JSON answer. `body` is sent as JSON unless it
+   * is a {@link RawBody}. Throws {@link CliError} with the server's message on a non-2xx.
+   */
+  async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.send(method, path, body);
+    const text = await res.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CliError(`unexpected answer from the coordinator at ${this.baseUrl} to ${method} ${path} (not JSON): ${excerpt(text)}`, res.status);
+    }
+  }
+
+  /**
+   * POSTs `body` as JSON and yields the lines of the NDJSON answer in batches, one batch
+   * per network read, so a caller can write a batch at once without waiting for more.
+   * Empty lines are skipped. Breaking out of the loop cancels the response.
+   */
+  async *streamLineBatches(path: string, body: unknown): AsyncGenerator<string[]> {
+    const res = await this.send('POST', path, body);
+    if (!res.body) return;
+    const decoder = new TextDecoder();
+    let rest = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      const text = rest + decoder.decode(chunk, { stream: true });
+      const parts = text.split('\n');
+      rest = parts.pop()!;
+      const lines = parts.map(stripCr).filter((l) => l !== '');
+      if (lines.length > 0) yield lines;
+    }
+    rest = stripCr(rest + decoder.decode());
+    if (rest !== '') yield [rest];
+  }
+
+  /** POSTs `body` as JSON and yields the lines of the NDJSON answer one by one. */
+  async *streamLines(path: string, body: unknown): AsyncGenerator<string> {
+    for await (const batch of this.streamLineBatches(path, body)) yield* batch;
+  }
+
+  /** Sends a request and returns the 2xx response; anything else becomes a {@link CliError}. */
+  private async send(method: string, path: string, body?: unknown): Promise<Response> {
+    const url = this.baseUrl + path;
+    const init: RequestInit & { duplex?: 'half' } = { method, headers: { accept: 'application/json, application/x-ndjson' } };
+    if (isRawBody(body)) {
+      init.headers = { ...init.headers, 'content-type': body.contentType };
+      init.body = body.body;
+      // A stream body needs half duplex: the answer may only be read once it is sent.
+      if (typeof body.body !== 'string') init.duplex = 'half';
+    } else if (body !== undefined) {
+      // Sent only with a body: Fastify rejects an empty body declared as JSON.
+      init.headers = { ...init.headers, 'content-type': 'application/json' };
+      init.body = JSON.stringify(body);
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, init);
+    } catch (e) {
+      throw this.networkError(e);
+    }
+    if (!res.ok) throw await this.httpError(method, path, res);
+    return res;
+  }
+
+  private networkError(e: unknown): Error {
+    // A request body that failed to read (e.g. the input file) is the real cause.
+    const cause = (e as { cause?: unknown }).cause;
+    if (cause instanceof CliError) return cause;
+    if (causeCodes(e).some((c) => UNREACHABLE.has(c))) {
+      return new CliError(`cannot reach the coordinator at ${this.baseUrl} (is it running? start one with dstore up)`);
+    }
+    const detail = cause instanceof Error ? cause.message : (e as Error).message;
+    return new CliError(`request to the coordinator at ${this.baseUrl} failed: ${detail}`);
+  }
+
+  private async httpError(method: string, path: string, res: Response): Promise<CliError> {
+    const text = await res.text().catch(() => '');
+    try {
+      const j = JSON.parse(text) as { error?: unknown; message?: unknown };
+      if (typeof j.message === 'string' && j.message !== '') {
+        return new CliError(j.message, res.status, typeof j.error === 'string' ? j.error : undefined);
+      }
+    } catch {
+      // not JSON: a proxy or something that is not a coordinator answered
+    }
+    const what = `${method} ${path} failed with HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}`;
+    return new CliError(text.trim() ? `${what}: ${excerpt(text)}` : what, res.status);
+  }
+}
+
+function isRawBody(b: unknown): b is RawBody {
+  return typeof b === 'object' && b !== null && typeof (b as RawBody).contentType === 'string' && 'body' in b;
+}
+
+function stripCr(line: string): string {
+  return line.endsWith('\r') ? line.slice(0, -1) : line;
+}
+
+function excerpt(text: string): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > 200 ? one.slice(0, 200) + '…' : one;
+}
+
+/** `/tables/NAME` plus `suffix`, with the name escaped. */
+export function tablePath(name: string, suffix = ''): string {
+  return `/tables/${encodeURIComponent(name)}${suffix}`;
+}
+
+/** Adds the `--url` option every client command takes. */
+export function withUrlOption(cmd: Command): Command {
+  return cmd.option('--url <url>', 'coordinator URL (default: $DSTORE_URL, else http://127.0.0.1:7070)');
+}
+
+/**
+ * The client for a command: `--url` (on the command or an ancestor), else `DSTORE_URL`,
+ * else the default. A wrong URL throws a ConfigError naming its source.
+ */
+export function clientFor(cmd: Command): HttpClient {
+  const { url } = cmd.optsWithGlobals<{ url?: string }>();
+  const env = { ...process.env };
+  // An empty DSTORE_URL means "not set", as for every other setting.
+  if (env.DSTORE_URL?.trim() === '') delete env.DSTORE_URL;
+  return new HttpClient(readCliUrl(env, url));
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance } from 'fastify';
+import { Transform, type Readable } from 'node:stream';
+import type { Coordinator } from '../coordinator';
+import { ApiError, badRequest } from '../errors';
+import { formatOf, parseRecords } from '../record-parsers';
+
+type Named = { Params: { name: string } };
+
+/**
+ * `POST /tables/:name/records` (streamed body), `PATCH` and `DELETE` of records by filter.
+ * The POST route lives in its own plugin so that its content types reach the handler
+ * as raw streams instead of being parsed whole.
+ */
+export function registerRecordRoutes(app: FastifyInstance, coord: Coordinator): void {
+  void app.register(async (sub) => {
+    sub.removeAllContentTypeParsers();
+    sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+    sub.post<Named>('/tables/:name/records', async (req) => {
+      const table = await coord.catalogue.require(req.params.name);
+      const format = formatOf(req.headers['content-type']);
+      if (!format) {
+        throw new ApiError(415, 'unsupported_media_type', `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not one of application/x-ndjson, application/json, text/csv`);
+      }
+      const body = limitBytes(req.body as Readable, coord.opts.bodyLimitBytes);
+      return coord.ingest.post(table, parseRecords(body, format, table.schema));
+    });
+  });
+  app.patch<Named & { Body: { where?: unknown; set?: unknown } | undefined }>('/tables/:name/records', async (req) => {
+    const table = await coord.catalogue.require(req.params.name);
+    if (!req.body) throw badRequest('body must be JSON {where, set}');
+    return { updated: await coord.mutations.update(table, req.body.where, req.body.set) };
+  });
+  app.delete<Named & { Body: { where?: unknown } | undefined }>('/tables/:name/records', async (req) => {
+    const table = await coord.catalogue.require(req.params.name);
+    if (!req.body) throw badRequest('body must be JSON {where}; use {"where": {}} to delete every row');
+    return { deleted: await coord.mutations.delete(table, req.body.where) };
+  });
+}
+
+/** Passes a stream through, failing it with a 413 once it exceeds `limit` bytes. */
+function limitBytes(body: Readable, limit: number): Readable {
+  let seen = 0;
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > limit) cb(new ApiError(413, 'too_large', `request body is over DSTORE_BODY_LIMIT_BYTES (${limit} bytes); split the file`));
+      else cb(null, chunk);
+    },
+  });
+  body.on('error', (e) => t.destroy(e));
+  return body.pipe(t);
+}

@@ -1,0 +1,80 @@
+import * as crypto from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { CoordinatorOptions } from '../common/config';
+import { makeKeys, type Keys } from '../common/keys';
+import type { Logger } from '../common/logger';
+import { closeAll, createRedis, type DstoreRedis } from '../common/redis';
+import { buildServer } from './api/server';
+import { Catalogue } from './catalogue';
+import type { CoordinatorContext } from './context';
+import { FetchMerger } from './fetch-merger';
+import { Ingest } from './ingest';
+import { WorkerDirectory } from './membership';
+import { Mutations } from './mutations';
+import { ReplyRouter } from './reply-router';
+
+/**
+ * A coordinator: the HTTP API over the catalogue, ingest, reads and mutations. It
+ * holds no state Redis does not hold, so any number can run side by side; each reads
+ * its own reply stream (`<prefix>:coord:<id>:replies`).
+ */
+export class Coordinator {
+  readonly id: string;
+  readonly keys: Keys;
+  readonly cmd: DstoreRedis;
+  private readonly replyReader: DstoreRedis;
+  readonly router: ReplyRouter;
+  readonly workers: WorkerDirectory;
+  readonly catalogue: Catalogue;
+  readonly ingest: Ingest;
+  readonly fetch: FetchMerger;
+  readonly mutations: Mutations;
+  readonly log: Logger;
+  private server?: FastifyInstance;
+  private heartbeat?: NodeJS.Timeout;
+  /** The URL the API listens on, once started. */
+  url?: string;
+
+  constructor(
+    readonly opts: CoordinatorOptions,
+    logger: Logger,
+  ) {
+    this.id = opts.coordinatorId ?? `c-${crypto.randomBytes(4).toString('hex')}`;
+    this.keys = makeKeys(opts.prefix);
+    this.log = logger.child({ component: 'coordinator', coordinatorId: this.id });
+    const name = (role: string) => `${opts.prefix}:coord:${this.id}:${role}`;
+    this.cmd = createRedis({ url: opts.redisUrl, name: name('cmd'), role: 'command' });
+    this.replyReader = createRedis({ url: opts.redisUrl, name: name('replies'), role: 'blocking' });
+    for (const c of [this.cmd, this.replyReader]) c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
+    const replyTo = this.keys.coordReplies(this.id);
+    this.router = new ReplyRouter(this.replyReader, this.cmd, replyTo, this.log.child({ component: 'reply-router' }));
+    this.workers = new WorkerDirectory(this.cmd, this.keys, opts.workerTimeoutMs);
+    const ctx: CoordinatorContext = { cmd: this.cmd, keys: this.keys, router: this.router, workers: this.workers, replyTo, log: this.log };
+    this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs);
+    this.ingest = new Ingest(ctx, opts);
+    this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs);
+    this.mutations = new Mutations(ctx, opts.ackTimeoutMs);
+  }
+
+  /** Starts reading replies and serving HTTP. */
+  async start(): Promise<void> {
+    await this.router.start();
+    const beat = () => this.cmd.zadd(this.keys.coordinators, Date.now(), this.id).catch(() => undefined);
+    await beat();
+    this.heartbeat = setInterval(beat, 1000);
+    this.server = buildServer(this, this.log);
+    const address = await this.server.listen({ host: this.opts.host, port: this.opts.port });
+    this.url = address;
+    this.log.info({ url: address, replicas: this.opts.replicas, minReplicas: this.opts.minReplicas }, `coordinator listening on ${address}`);
+  }
+
+  /** Stops serving (finishing requests in hand), then closes Redis connections. */
+  async stop(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.server?.close();
+    await this.router.stop();
+    await this.cmd.zrem(this.keys.coordinators, this.id).catch(() => undefined);
+    await closeAll(this.cmd, this.replyReader);
+    this.log.info('coordinator stopped');
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * Errors the HTTP API turns into a status and a JSON body `{error, message, …details}`.
+ * `error` is a stable code for scripts; `message` says what is wrong and what to do.
+ */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const badRequest = (message: string, details?: Record<string, unknown>) => new ApiError(400, 'bad_request', message, details);
+export const notFound = (message: string) => new ApiError(404, 'not_found', message);
+export const conflict = (message: string, details?: Record<string, unknown>) => new ApiError(409, 'conflict', message, details);
+export const unavailable = (message: string, details?: Record<string, unknown>) => new ApiError(503, 'unavailable', message, details);
+export const timeout = (message: string, details?: Record<string, unknown>) => new ApiError(504, 'timeout', message, details);

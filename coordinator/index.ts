@@ -1,0 +1,12 @@
+export { Coordinator } from './coordinator';
+export { Catalogue, type TableDef } from './catalogue';
+export { Ingest, type IngestResult } from './ingest';
+export { FetchMerger, combineAggregates, type ReadOptions } from './fetch-merger';
+export { FetchRound } from './fetch-round';
+export { Mutations } from './mutations';
+export { WorkerDirectory, type WorkerView } from './membership';
+export { ReplyRouter } from './reply-router';
+export { placeChunk } from './token-ring';
+export { parseSchema, checkRow, type Schema } from './schema';
+export { formatOf, parseRecords, RECORD_FORMATS, type RecordFormat } from './record-parsers';
+export { ApiError } from './errors';

@@ -1,0 +1,280 @@
+import { monotonicFactory } from 'ulid';
+import type { CoordinatorOptions } from '../common/config';
+import type { Logger } from '../common/logger';
+import { AbortMessage, CommitMessage, PostMessage, type PostAckMessage } from '../common/messages';
+import type { DstorePipeline } from '../common/redis';
+import type { TableDef } from './catalogue';
+import { ApiError, badRequest, conflict, unavailable } from './errors';
+import type { ParsedRecord } from './record-parsers';
+import type { CoordinatorContext } from './context';
+import { checkRow } from './schema';
+import { placeChunk } from './token-ring';
+
+/** What a successful POST reports. */
+export interface IngestResult {
+  post: string;
+  inserted: number;
+  chunks: number;
+  /** Chunks acked by fewer than R workers in time (recorded for repair). */
+  underReplicated: number;
+}
+
+/** A chunk sent and waiting for acks. */
+interface InFlight {
+  id: string;
+  replicas: string[];
+  rows: number;
+  acked: Set<string>;
+  sentAt: number;
+  /** Time it reached minReplicas acks. */
+  minAt?: number;
+}
+
+const MAX_ID_LENGTH = 256;
+// Once every chunk has its minReplicas acks, how long a POST still waits for the rest.
+const REPLICA_GRACE_MS = 2000;
+
+/**
+ * The write path: records stream in, are checked (schema, `_id`), cut into chunks
+ * (`chunkRows` / `chunkBytes`), placed by the token ring and XADDed to each replica's
+ * ops stream. At most `ingestWindow` chunks wait for acks at once, so memory does not
+ * grow with the input. The POST commits (COMMIT to every worker that got a chunk) only
+ * when every chunk has `minReplicas` acks; any failure aborts it (ABORT removes every
+ * chunk it placed), so a request is stored whole or not at all.
+ */
+export class Ingest {
+  private readonly newId = monotonicFactory();
+
+  private readonly log: Logger;
+
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly opts: Pick<CoordinatorOptions, 'replicas' | 'minReplicas' | 'chunkRows' | 'chunkBytes' | 'ingestWindow' | 'ackTimeoutMs'>,
+  ) {
+    this.log = ctx.log.child({ component: 'ingest' });
+  }
+
+  /** Stores the records of one request in `table`; throws an {@link ApiError} when nothing was stored. */
+  async post(table: TableDef, records: AsyncIterable<ParsedRecord>): Promise<IngestResult> {
+    const post = this.newId();
+    const run = new PostRun(this, table, post);
+    try {
+      return await run.execute(records);
+    } catch (e) {
+      await run.abort().catch((err) => this.log.error({ err, post }, 'aborting a failed POST failed; the clean-up job will retry'));
+      throw e;
+    } finally {
+      run.close();
+    }
+  }
+
+  /** @internal state shared with PostRun */
+  get deps() {
+    return { ...this.ctx, opts: this.opts, log: this.log, newId: this.newId };
+  }
+}
+
+/** One POST in progress. */
+class PostRun {
+  private readonly d;
+  private readonly inflight = new Map<string, InFlight>();
+  private readonly placed: string[] = [];
+  private readonly touched = new Set<string>();
+  private readonly ids = new Set<string>();
+  private failure?: ApiError;
+  private wake?: () => void;
+  private readonly unlisten: () => void;
+  private readonly timer: NodeJS.Timeout;
+  private underReplicated = 0;
+
+  constructor(
+    ingest: Ingest,
+    private readonly table: TableDef,
+    private readonly post: string,
+  ) {
+    this.d = ingest.deps;
+    this.unlisten = this.d.router.listen('post', post, (m) => this.onAck(m as PostAckMessage));
+    this.timer = setInterval(() => this.checkDeadlines(), 100);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.unlisten();
+  }
+
+  async execute(records: AsyncIterable<ParsedRecord>): Promise<IngestResult> {
+    const { chunkRows, chunkBytes, ingestWindow } = this.d.opts;
+    let ids: string[] = [];
+    let rows: string[] = [];
+    let bytes = 0;
+    let inserted = 0;
+    for await (const rec of records) {
+      this.throwIfFailed();
+      const { id, line } = this.prepare(rec);
+      if (line.length > chunkBytes) {
+        throw badRequest(`row ${rec.row}: the record is ${line.length} bytes; the limit is DSTORE_CHUNK_BYTES (${chunkBytes})`, { row: rec.row });
+      }
+      if (bytes + line.length > chunkBytes && rows.length > 0) {
+        await this.send(ids, rows);
+        ids = [];
+        rows = [];
+        bytes = 0;
+      }
+      ids.push(id);
+      rows.push(line);
+      bytes += line.length + 1;
+      inserted++;
+      if (rows.length >= chunkRows) {
+        await this.send(ids, rows);
+        ids = [];
+        rows = [];
+        bytes = 0;
+      }
+      while (this.waitingForMin() >= ingestWindow) await this.nextEvent();
+    }
+    if (rows.length > 0) await this.send(ids, rows);
+    // Every chunk needs minReplicas acks; then the rest get a short grace.
+    while (this.waitingForMin() > 0 || this.waitingForAll() > 0) {
+      this.throwIfFailed();
+      await this.nextEvent();
+    }
+    this.throwIfFailed();
+    await this.commit();
+    return { post: this.post, inserted, chunks: this.placed.length, underReplicated: this.underReplicated };
+  }
+
+  /** Checks one record and serialises it with `_id` first. */
+  private prepare(rec: ParsedRecord): { id: string; line: string } {
+    const v = rec.value;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) {
+      throw badRequest(`row ${rec.row}: a record must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`, { row: rec.row });
+    }
+    const row = v as Record<string, unknown>;
+    if (this.table.schema) checkRow(row, this.table.schema, rec.row);
+    let id = row._id;
+    if (id === undefined) {
+      id = this.d.newId();
+    } else {
+      if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(id)) {
+        throw badRequest(`row ${rec.row}: field "_id" must be a non-empty string of at most ${MAX_ID_LENGTH} characters without control characters`, {
+          row: rec.row,
+          field: '_id',
+        });
+      }
+      if (this.ids.has(id)) throw conflict(`row ${rec.row}: duplicate _id ${JSON.stringify(id)} in this request`, { row: rec.row, field: '_id' });
+      this.ids.add(id);
+    }
+    const { _id, ...rest } = row;
+    void _id;
+    return { id: id as string, line: JSON.stringify({ _id: id, ...rest }) };
+  }
+
+  private async send(ids: string[], rows: string[]): Promise<void> {
+    const { cmd, keys, opts, workers } = this.d;
+    const live = await workers.live();
+    if (live.length < opts.minReplicas) {
+      throw unavailable(`${live.length} live worker(s); a write needs at least DSTORE_MIN_REPLICAS=${opts.minReplicas}. Start workers or lower DSTORE_MIN_REPLICAS`, {
+        live,
+      });
+    }
+    const token = await cmd.incr(keys.token);
+    const replicas = placeChunk(live, token, opts.replicas);
+    const chunk = this.d.newId();
+    const msg = Object.assign(new PostMessage(), { chunk, post: this.post, table: this.table.name, replicas, replyTo: this.d.replyTo, ids, rows });
+    const args = msg.toArgs();
+    const meta = JSON.stringify({ table: this.table.name, post: this.post, replicas, rows: ids.length });
+    this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, acked: new Set(), sentAt: Date.now() });
+    this.placed.push(chunk);
+    replicas.forEach((w) => this.touched.add(w));
+    const p = cmd.pipeline();
+    (p as unknown as DstorePipeline).registerChunk(3 + replicas.length, keys.chunks, keys.tableChunks(this.table.name), keys.openPosts, ...replicas.map((w) => keys.workerChunks(w)), chunk, meta, this.post, String(Date.now()));
+    for (const w of replicas) p.xadd(keys.workerOps(w), '*', ...args);
+    const res = await p.exec();
+    const err = res?.find(([e]) => e)?.[0];
+    if (err) throw err;
+  }
+
+  private onAck(m: PostAckMessage): void {
+    const c = this.inflight.get(m.chunk);
+    if (!c || !c.replicas.includes(m.worker)) return;
+    if (m.status === 'error') {
+      const dup = /duplicate _id/.test(m.error ?? '');
+      this.fail(dup ? conflict(`${m.error}; nothing of this request was stored`, { worker: m.worker }) : new ApiError(500, 'write_failed', `worker ${m.worker} refused chunk ${m.chunk}: ${m.error}`));
+      return;
+    }
+    c.acked.add(m.worker);
+    if (c.minAt === undefined && c.acked.size >= this.d.opts.minReplicas) c.minAt = Date.now();
+    if (c.acked.size === c.replicas.length) this.inflight.delete(m.chunk);
+    this.wake?.();
+  }
+
+  private checkDeadlines(): void {
+    const now = Date.now();
+    const { ackTimeoutMs, minReplicas } = this.d.opts;
+    for (const c of this.inflight.values()) {
+      if (c.minAt === undefined) {
+        if (now - c.sentAt > ackTimeoutMs) {
+          const silent = c.replicas.filter((w) => !c.acked.has(w));
+          this.fail(
+            unavailable(`chunk ${c.id} got ${c.acked.size} of ${minReplicas} required acks within DSTORE_ACK_TIMEOUT_MS=${ackTimeoutMs} (silent: ${silent.join(', ')}); nothing was stored`, {
+              workers: silent,
+            }),
+          );
+          return;
+        }
+      } else if (now - c.minAt > Math.min(REPLICA_GRACE_MS, ackTimeoutMs)) {
+        this.inflight.delete(c.id);
+        this.underReplicated++;
+        this.d.cmd.zadd(this.d.keys.underReplicated, now, c.id).catch(() => undefined);
+        this.d.log.warn({ chunk: c.id, acked: [...c.acked], replicas: c.replicas }, 'chunk under-replicated; recorded for repair');
+      }
+    }
+    this.wake?.();
+  }
+
+  private waitingForMin(): number {
+    let n = 0;
+    for (const c of this.inflight.values()) if (c.minAt === undefined) n++;
+    return n;
+  }
+
+  private waitingForAll(): number {
+    return this.inflight.size;
+  }
+
+  private nextEvent(): Promise<void> {
+    return new Promise((resolve) => (this.wake = resolve));
+  }
+
+  private fail(e: ApiError): void {
+    this.failure ??= e;
+    this.wake?.();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private async commit(): Promise<void> {
+    const { cmd, keys } = this.d;
+    const p = cmd.pipeline();
+    const msg = Object.assign(new CommitMessage(), { op: this.d.newId(), post: this.post, replyTo: this.d.replyTo });
+    for (const w of this.touched) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
+    p.zrem(keys.openPosts, this.post);
+    await p.exec();
+    this.d.log.info({ post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated }, 'POST committed');
+  }
+
+  /** Removes every chunk placed so far from its workers and from the placement records. */
+  async abort(): Promise<void> {
+    if (this.placed.length === 0) return;
+    const { cmd, keys } = this.d;
+    const msg = Object.assign(new AbortMessage(), { op: this.d.newId(), post: this.post, replyTo: this.d.replyTo });
+    const p = cmd.pipeline();
+    for (const w of this.touched) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
+    const workerKeys = [...this.touched].map((w) => keys.workerChunks(w));
+    (p as unknown as DstorePipeline).unregisterChunks(3 + workerKeys.length, keys.chunks, keys.tableChunks(this.table.name), keys.openPosts, ...workerKeys, this.post, ...this.placed);
+    await p.exec();
+    this.d.log.info({ post: this.post, chunks: this.placed.length }, 'POST aborted');
+  }
+}

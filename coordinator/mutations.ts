@@ -1,0 +1,71 @@
+import { compileFilter, FilterError, parseField } from '../common/filter';
+import { DeleteMessage, UpdateMessage } from '../common/messages';
+import type { TableDef } from './catalogue';
+import { badRequest, unavailable } from './errors';
+import { broadcastToAll, type CoordinatorContext } from './context';
+import { countOncePerChunk, type OpOutcome } from './ops';
+import { checkRow } from './schema';
+
+/**
+ * UPDATE and DELETE by filter. The op goes through the ops stream of every known
+ * worker (one that is down applies it when it comes back, in order with its writes);
+ * the answer waits for the live ones and counts each chunk once, not once per replica.
+ */
+export class Mutations {
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Sets fields on every row matching `where`; returns rows changed. */
+  async update(table: TableDef, where: unknown, set: unknown): Promise<number> {
+    checkWhere(where);
+    if (!set || typeof set !== 'object' || Array.isArray(set) || Object.keys(set).length === 0) {
+      throw badRequest('"set" must be a non-empty object of field → new value', { field: 'set' });
+    }
+    for (const field of Object.keys(set)) {
+      try {
+        if (parseField(field)[0] === '_id') throw badRequest('"_id" cannot be updated', { field: 'set._id' });
+      } catch (e) {
+        if (e instanceof FilterError) throw badRequest(`set: ${e.message}`, { field: `set.${field}` });
+        throw e;
+      }
+    }
+    if (table.schema) {
+      const top = Object.fromEntries(Object.entries(set).filter(([f]) => !f.includes('.')));
+      checkRow(top, table.schema, 0);
+    }
+    const out = await this.send((op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: set as Record<string, unknown>, replyTo: this.ctx.replyTo }));
+    return countOncePerChunk(out.acks.values());
+  }
+
+  /** Deletes every row matching `where`; returns rows removed. */
+  async delete(table: TableDef, where: unknown): Promise<number> {
+    checkWhere(where);
+    const out = await this.send((op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
+    return countOncePerChunk(out.acks.values());
+  }
+
+  private async send(make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
+    if ((await this.ctx.workers.live()).length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
+    const out = await broadcastToAll(this.ctx, make, this.timeoutMs);
+    const refused = [...out.acks.values()].find((a) => a.status === 'error');
+    if (refused) throw badRequest(`worker ${refused.worker} refused the ${refused.kind}: ${refused.error}`);
+    if (out.missing.length > 0) {
+      throw unavailable(`workers ${out.missing.join(', ')} did not confirm within ${this.timeoutMs} ms; the change is queued on their streams and will apply when they catch up`, {
+        workers: out.missing,
+      });
+    }
+    return out;
+  }
+}
+
+function checkWhere(where: unknown): void {
+  if (where === undefined) throw badRequest('"where" is required (use {} to match every row)', { field: 'where' });
+  try {
+    compileFilter(where);
+  } catch (e) {
+    if (e instanceof FilterError) throw badRequest(e.message, { field: e.path });
+    throw e;
+  }
+}

@@ -1,0 +1,144 @@
+import { parse as parseCsv } from 'csv-parse';
+import * as readline from 'node:readline';
+import type { Readable } from 'node:stream';
+import { badRequest } from './errors';
+import { typeCsvRecord, type Schema } from './schema';
+
+/** Input formats of a POST. */
+export const RECORD_FORMATS = ['ndjson', 'json', 'csv'] as const;
+export type RecordFormat = (typeof RECORD_FORMATS)[number];
+
+/** One parsed record and its 1-based position (NDJSON line, JSON array element, CSV record). */
+export interface ParsedRecord {
+  row: number;
+  value: unknown;
+}
+
+/** Picks the format from a Content-Type header; undefined when it names none of them. */
+export function formatOf(contentType: string | undefined): RecordFormat | undefined {
+  const ct = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (ct === 'application/x-ndjson' || ct === 'application/ndjson' || ct === 'application/jsonl' || ct === 'application/jsonlines') return 'ndjson';
+  if (ct === 'application/json') return 'json';
+  if (ct === 'text/csv' || ct === 'application/csv') return 'csv';
+  return undefined;
+}
+
+/** Streams the records of a body without holding it whole. Bad syntax is a 400 naming the row. */
+export function parseRecords(body: Readable, format: RecordFormat, schema: Schema | undefined): AsyncGenerator<ParsedRecord> {
+  switch (format) {
+    case 'ndjson':
+      return parseNdjson(body);
+    case 'json':
+      return parseJsonArray(body);
+    case 'csv':
+      return parseCsvRecords(body, schema);
+  }
+}
+
+async function* parseNdjson(body: Readable): AsyncGenerator<ParsedRecord> {
+  const lines = readline.createInterface({ input: body, crlfDelay: Infinity });
+  let row = 0;
+  for await (const raw of lines) {
+    row++;
+    const line = row === 1 && raw.startsWith('\ufeff') ? raw.slice(1) : raw;
+    if (line.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (e) {
+      throw badRequest(`row ${row}: invalid JSON: ${(e as Error).message}`, { row });
+    }
+    yield { row, value };
+  }
+}
+
+/**
+ * A JSON array read element by element: the text of each top-level element is cut out
+ * by tracking strings and nesting, then parsed on its own.
+ */
+async function* parseJsonArray(body: Readable): AsyncGenerator<ParsedRecord> {
+  body.setEncoding('utf8');
+  let state: 'start' | 'between' | 'element' | 'end' = 'start';
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let buf = '';
+  let row = 0;
+  const fail = (msg: string) => badRequest(`row ${row + 1}: ${msg}`, { row: row + 1 });
+  const finish = (): ParsedRecord => {
+    row++;
+    try {
+      return { row, value: JSON.parse(buf) };
+    } catch (e) {
+      throw badRequest(`row ${row}: invalid JSON: ${(e as Error).message}`, { row });
+    } finally {
+      buf = '';
+    }
+  };
+  for await (const piece of body as AsyncIterable<string>) {
+    let from = 0;
+    for (let i = 0; i < piece.length; i++) {
+      const c = piece[i];
+      if (state === 'element') {
+        if (inString) {
+          if (escaped) escaped = false;
+          else if (c === '\\') escaped = true;
+          else if (c === '"') inString = false;
+          continue;
+        }
+        if (c === '"') inString = true;
+        else if (c === '{' || c === '[') depth++;
+        else if (c === '}' || c === ']') {
+          if (depth === 0) {
+            if (c === '}') throw fail('unbalanced "}"');
+            buf += piece.slice(from, i);
+            yield finish();
+            state = 'end';
+            continue;
+          }
+          depth--;
+        } else if (c === ',' && depth === 0) {
+          buf += piece.slice(from, i);
+          yield finish();
+          state = 'between';
+        }
+        continue;
+      }
+      if (c === ' ' || c === '\n' || c === '\r' || c === '\t' || c === '\ufeff') continue;
+      if (state === 'start') {
+        if (c !== '[') throw badRequest('a JSON body must be an array of records (or send NDJSON as application/x-ndjson)', { row: 0 });
+        state = 'between';
+      } else if (state === 'between') {
+        if (c === ']' && row === 0) {
+          state = 'end';
+          continue;
+        }
+        state = 'element';
+        from = i;
+        i--; // let the element branch see its first character
+      } else {
+        throw badRequest(`unexpected ${JSON.stringify(c)} after the end of the JSON array`, { row });
+      }
+    }
+    if (state === 'element') buf += piece.slice(from);
+  }
+  // The loop above moves `state` on; TypeScript cannot see that through for-await.
+  const last = state as string;
+  if (last !== 'end') throw fail(last === 'start' ? 'empty body; send a JSON array of records' : 'the JSON array is not closed');
+}
+
+async function* parseCsvRecords(body: Readable, schema: Schema | undefined): AsyncGenerator<ParsedRecord> {
+  const parser = body.pipe(parseCsv({ columns: true, skip_empty_lines: true, bom: true, trim: false }));
+  let row = 0;
+  try {
+    for await (const rec of parser as AsyncIterable<Record<string, string>>) {
+      row++;
+      yield { row, value: typeCsvRecord(rec, schema, row) };
+    }
+  } catch (e) {
+    if ((e as { status?: number }).status) throw e;
+    // csv-parse reads ahead of what we consumed; its own count says where it stopped.
+    const bad = ((e as { records?: number }).records ?? row) + 1;
+    throw badRequest(`row ${bad}: invalid CSV: ${(e as Error).message}`, { row: bad });
+  }
+}

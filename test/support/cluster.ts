@@ -1,0 +1,124 @@
+import Redis from 'ioredis';
+import { freePort } from './redis';
+import { spawnNode, startWorkerProcess, tempDir, type ChildHandle } from './processes';
+import { waitFor } from './wait';
+
+/** One worker process of a test cluster. */
+export interface TestWorker {
+  id: string;
+  dataDir: string;
+  child: ChildHandle;
+}
+
+/** Options of {@link startCluster}. */
+export interface ClusterOptions {
+  redisUrl: string;
+  prefix: string;
+  workers: number;
+  replicas?: number;
+  /** Extra env for the coordinator and the workers (short timeouts for fault tests). */
+  env?: Record<string, string>;
+}
+
+/** An HTTP answer: status and parsed body (JSON, or NDJSON lines as an array). */
+export interface ApiAnswer<T = unknown> {
+  status: number;
+  body: T;
+}
+
+/**
+ * A real cluster for e2e tests: one coordinator and N workers as child processes on the
+ * test's Redis and key prefix, plus a small HTTP client for its API.
+ */
+export class TestCluster {
+  url = '';
+  coordinator!: ChildHandle;
+  readonly workers = new Map<string, TestWorker>();
+  readonly redis: Redis;
+
+  constructor(readonly opts: ClusterOptions) {
+    this.redis = new Redis(opts.redisUrl, { connectionName: `${opts.prefix}:test-cluster` });
+  }
+
+  private env(): Record<string, string> {
+    return {
+      DSTORE_REPLICAS: String(this.opts.replicas ?? 2),
+      DSTORE_HEARTBEAT_MS: '200',
+      DSTORE_WORKER_TIMEOUT_MS: '1500',
+      DSTORE_FETCH_TIMEOUT_MS: '2000',
+      LOG_LEVEL: 'info',
+      ...this.opts.env,
+    };
+  }
+
+  async start(): Promise<this> {
+    for (let i = 1; i <= this.opts.workers; i++) this.startWorker(`w${i}`);
+    await this.startCoordinator();
+    await this.waitLive(this.opts.workers);
+    return this;
+  }
+
+  startWorker(id: string, dataDir = this.workers.get(id)?.dataDir ?? tempDir(`e2e-${id}`)): TestWorker {
+    const child = startWorkerProcess({ redisUrl: this.opts.redisUrl, prefix: this.opts.prefix, id, dataDir, env: { ...this.env(), LOG_LEVEL: 'info' } });
+    const w = { id, dataDir, child };
+    this.workers.set(id, w);
+    return w;
+  }
+
+  async startCoordinator(): Promise<void> {
+    const port = await freePort();
+    this.coordinator = spawnNode('coordinator', 'dist/coordinator/main.js', [], {
+      REDIS_URL: this.opts.redisUrl,
+      DSTORE_PREFIX: this.opts.prefix,
+      DSTORE_PORT: String(port),
+      LOG_FORMAT: 'json',
+      ...this.env(),
+    });
+    this.url = `http://127.0.0.1:${port}`;
+    await waitFor(
+      async () => {
+        if (this.coordinator.child.exitCode !== null) throw new Error(`coordinator exited:\n${this.coordinator.tail(20)}`);
+        return (await fetch(`${this.url}/healthz`).catch(() => undefined))?.ok;
+      },
+      { what: 'the coordinator to answer /healthz', timeoutMs: 20_000 },
+    );
+  }
+
+  /** Waits until exactly `n` workers are live. */
+  async waitLive(n: number): Promise<void> {
+    await waitFor(async () => ((await this.api<{ liveWorkers: number }>('GET', '/healthz')).body.liveWorkers === n ? true : undefined), {
+      what: `${n} live workers`,
+      timeoutMs: 30_000,
+    });
+  }
+
+  async api<T = Record<string, unknown>>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<ApiAnswer<T>> {
+    const init: RequestInit = { method, headers: {} };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)['content-type'] = contentType;
+    }
+    const res = await fetch(this.url + path, init);
+    const text = await res.text();
+    const ct = res.headers.get('content-type') ?? '';
+    const parsed = ct.includes('ndjson') ? text.split('\n').filter(Boolean).map((l) => JSON.parse(l)) : text ? JSON.parse(text) : undefined;
+    return { status: res.status, body: parsed as T };
+  }
+
+  /** Runs a query; returns the NDJSON lines (throws with the body on a non-200). */
+  async query<T = Record<string, unknown>>(table: string, q: Record<string, unknown> = {}): Promise<T[]> {
+    const r = await this.api<T[]>('POST', `/tables/${table}/query`, q);
+    if (r.status !== 200) throw new Error(`query failed: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.coordinator?.stop(), ...[...this.workers.values()].map((w) => w.child.stop())]);
+    await this.redis.quit();
+  }
+}
+
+/** Starts a cluster and waits for every worker to be live. */
+export function startCluster(opts: ClusterOptions): Promise<TestCluster> {
+  return new TestCluster(opts).start();
+}
