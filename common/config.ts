@@ -49,6 +49,8 @@ export const SETTINGS: readonly SettingDoc[] = [
   { env: 'DSTORE_FETCH_TIMEOUT_MS', default: '10000', used: 'coordinator', description: 'How long a FETCH waits for a worker before retrying without it.' },
   { env: 'DSTORE_WORKER_TIMEOUT_MS', default: '5000', used: 'coordinator', description: 'Heartbeat age after which a worker is not live.' },
   { env: 'DSTORE_BODY_LIMIT_BYTES', default: '1073741824', used: 'coordinator', description: 'Largest request body (records are streamed, not buffered).' },
+  { env: 'DSTORE_REPAIR_AFTER_MS', default: '60000', used: 'coordinator', description: 'Heartbeat age after which a worker is lost for good and its chunks are copied elsewhere.' },
+  { env: 'DSTORE_SWEEP_MS', default: '5000', used: 'coordinator', description: 'How often the repair sweep looks for lost workers and under-replicated chunks.' },
   { env: 'DSTORE_URL', default: 'http://127.0.0.1:7070', used: 'cli', description: 'Coordinator the CLI talks to (--url overrides).' },
 ];
 
@@ -110,6 +112,10 @@ export interface CoordinatorOptions extends CommonOptions {
   workerTimeoutMs: number;
   /** @defaultValue 1 GiB */
   bodyLimitBytes: number;
+  /** Lost for good after this long without a heartbeat: its chunks are re-homed. @defaultValue 60 s */
+  repairAfterMs: number;
+  /** @defaultValue 5 s */
+  sweepMs: number;
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -204,6 +210,8 @@ export function loadCoordinatorOptions(env: Env = process.env): CoordinatorOptio
     fetchTimeoutMs: readInt(env, 'DSTORE_FETCH_TIMEOUT_MS', 10 * SECOND, 100, 60 * MINUTE),
     workerTimeoutMs: readInt(env, 'DSTORE_WORKER_TIMEOUT_MS', 5 * SECOND, 100, 60 * MINUTE),
     bodyLimitBytes: readInt(env, 'DSTORE_BODY_LIMIT_BYTES', 1024 * MiB, 1024, 64 * 1024 * MiB),
+    repairAfterMs: readInt(env, 'DSTORE_REPAIR_AFTER_MS', 1 * MINUTE, 100, 7 * 24 * 60 * MINUTE),
+    sweepMs: readInt(env, 'DSTORE_SWEEP_MS', 5 * SECOND, 100, 60 * MINUTE),
   };
 }
 

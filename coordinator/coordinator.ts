@@ -8,6 +8,7 @@ import { buildServer } from './api/server';
 import { Catalogue } from './catalogue';
 import type { CoordinatorContext } from './context';
 import { FetchMerger } from './fetch-merger';
+import { Jobs } from './jobs/queues';
 import { Ingest } from './ingest';
 import { WorkerDirectory } from './membership';
 import { Mutations } from './mutations';
@@ -29,6 +30,8 @@ export class Coordinator {
   readonly ingest: Ingest;
   readonly fetch: FetchMerger;
   readonly mutations: Mutations;
+  /** Repair (and later scrub, clean-up) as BullMQ jobs. */
+  readonly jobs: Jobs;
   readonly log: Logger;
   private server?: FastifyInstance;
   private heartbeat?: NodeJS.Timeout;
@@ -54,6 +57,7 @@ export class Coordinator {
     this.ingest = new Ingest(ctx, opts);
     this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs);
     this.mutations = new Mutations(ctx, opts.ackTimeoutMs);
+    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs });
   }
 
   /** Starts reading replies and serving HTTP. */
@@ -62,6 +66,7 @@ export class Coordinator {
     const beat = () => this.cmd.zadd(this.keys.coordinators, Date.now(), this.id).catch(() => undefined);
     await beat();
     this.heartbeat = setInterval(beat, 1000);
+    await this.jobs.start();
     this.server = buildServer(this, this.log);
     const address = await this.server.listen({ host: this.opts.host, port: this.opts.port });
     this.url = address;
@@ -72,6 +77,7 @@ export class Coordinator {
   async stop(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.server?.close();
+    await this.jobs.stop();
     await this.router.stop();
     await this.cmd.zrem(this.keys.coordinators, this.id).catch(() => undefined);
     await closeAll(this.cmd, this.replyReader);

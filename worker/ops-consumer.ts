@@ -187,6 +187,10 @@ export class OpsConsumer extends EventEmitter {
         return this.store.commitPost(msg.op, msg.post, id);
       case 'ABORT':
         return this.store.abortPost(msg.op, msg.post, id);
+      case 'DROP_CHUNKS':
+        return this.store.dropChunks(msg.op, msg.chunks, id);
+      case 'SET_REPLICAS':
+        return this.store.setReplicas(msg.op, msg.chunk, msg.replicas, id);
       case 'SETUP_TABLE':
         return this.store.setupTable(msg, id);
       case 'DROP_TABLE':

@@ -95,6 +95,8 @@ export class ShardStore {
       commitChunks: this.db.prepare('UPDATE _chunks SET committed = 1 WHERE post = ?'),
       chunksOfPost: this.db.prepare<[string], { chunk: string; tbl: string }>('SELECT chunk, tbl FROM _chunks WHERE post = ?'),
       deleteChunk: this.db.prepare('DELETE FROM _chunks WHERE chunk = ?'),
+      chunkTable: this.db.prepare<[string], { tbl: string }>('SELECT tbl FROM _chunks WHERE chunk = ?'),
+      setReplicas: this.db.prepare('UPDATE _chunks SET replicas = ? WHERE chunk = ?'),
       addChunkRows: this.db.prepare('UPDATE _chunks SET rows = rows + ? WHERE chunk = ?'),
       deleteChunks: this.db.prepare('DELETE FROM _chunks WHERE tbl = ?'),
       op: this.db.prepare<[string], { result: string }>('SELECT result FROM _ops WHERE op = ?'),
@@ -252,6 +254,26 @@ export class ShardStore {
       }
       return { count: rows };
     });
+  }
+
+  /** DROP_CHUNKS: removes chunks re-homed elsewhere while this worker was lost. */
+  dropChunks(op: string, chunks: string[], entryId: string): ApplyResult {
+    return this.once(op, 'DROP_CHUNKS', entryId, () => {
+      let rows = 0;
+      for (const chunk of chunks) {
+        const c = this.stmt.chunkTable.get(chunk);
+        if (!c) continue;
+        const t = this.existingTable(c.tbl);
+        if (t) rows += this.db.prepare(`DELETE FROM ${t.ident} WHERE chunk = ?`).run(chunk).changes;
+        this.stmt.deleteChunk.run(chunk);
+      }
+      return { count: rows };
+    });
+  }
+
+  /** SET_REPLICAS: a chunk's replica list changed after repair. */
+  setReplicas(op: string, chunk: string, replicas: string[], entryId: string): ApplyResult {
+    return this.once(op, 'SET_REPLICAS', entryId, () => ({ count: this.stmt.setReplicas.run(replicas.join(','), chunk).changes }));
   }
 
   /** UPDATE: sets fields on matching rows; reports rows changed per chunk. */

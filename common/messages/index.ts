@@ -3,19 +3,40 @@ import { SetupTableMessage, DropTableMessage } from './table-messages';
 import { PostMessage, PostAckMessage, CommitMessage, AbortMessage } from './post-messages';
 import { UpdateMessage, DeleteMessage, OpAckMessage } from './op-messages';
 import { FetchMessage, FetchRespMessage } from './fetch-messages';
+import { DropChunksMessage, SetReplicasMessage } from './chunk-messages';
 
 export * from './codec';
 export * from './table-messages';
 export * from './post-messages';
 export * from './op-messages';
 export * from './fetch-messages';
+export * from './chunk-messages';
 
 /** Messages a worker finds on its ops stream. */
-export type OpsMessage = SetupTableMessage | DropTableMessage | PostMessage | CommitMessage | AbortMessage | UpdateMessage | DeleteMessage;
+export type OpsMessage =
+  | SetupTableMessage
+  | DropTableMessage
+  | PostMessage
+  | CommitMessage
+  | AbortMessage
+  | UpdateMessage
+  | DeleteMessage
+  | DropChunksMessage
+  | SetReplicasMessage;
 /** Messages a coordinator finds on its reply stream. */
 export type ReplyMessage = PostAckMessage | OpAckMessage | FetchRespMessage;
 
-const OPS: readonly MessageClass<OpsMessage>[] = [SetupTableMessage, DropTableMessage, PostMessage, CommitMessage, AbortMessage, UpdateMessage, DeleteMessage];
+const OPS: readonly MessageClass<OpsMessage>[] = [
+  SetupTableMessage,
+  DropTableMessage,
+  PostMessage,
+  CommitMessage,
+  AbortMessage,
+  UpdateMessage,
+  DeleteMessage,
+  DropChunksMessage,
+  SetReplicasMessage,
+];
 const REPLIES: readonly MessageClass<ReplyMessage>[] = [PostAckMessage, OpAckMessage, FetchRespMessage];
 
 /** Decodes an ops-stream entry; throws MessageError for anything else. */

@@ -27,7 +27,7 @@ export class DeleteMessage extends Message {
 }
 
 /** The ops that answer with an OP_ACK. */
-export const OP_KINDS = ['SETUP_TABLE', 'DROP_TABLE', 'UPDATE', 'DELETE', 'COMMIT', 'ABORT'] as const;
+export const OP_KINDS = ['SETUP_TABLE', 'DROP_TABLE', 'UPDATE', 'DELETE', 'COMMIT', 'ABORT', 'DROP_CHUNKS', 'SET_REPLICAS'] as const;
 
 /**
  * worker → coordinator reply stream: an op was applied. `counts` maps chunk id → rows

@@ -1,0 +1,103 @@
+import 'reflect-metadata';
+import { strict as assert } from 'node:assert';
+import { startCluster, type TestCluster } from '../support/cluster';
+import { lossAndDuplicates, makeRows } from '../support/data';
+import type { Row } from '../support/driver';
+import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { waitFor } from '../support/wait';
+
+describe('e2e: repair of a worker lost for good (BullMQ repair jobs)', function () {
+  this.timeout(180_000);
+  let redis: TestRedis;
+  let prefix: string;
+  let cluster: TestCluster;
+  const rows = makeRows(20_000, 123);
+
+  before(async () => {
+    redis = await sharedRedis();
+    prefix = uniquePrefix();
+    cluster = await startCluster({
+      redisUrl: redis.url,
+      prefix,
+      workers: 3,
+      replicas: 2,
+      env: { DSTORE_REPAIR_AFTER_MS: '2000', DSTORE_SWEEP_MS: '300' },
+    });
+    await cluster.api('PUT', '/tables/t');
+    const r = await cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await dropPrefix(redis.url, prefix);
+  });
+
+  async function placements(): Promise<Map<string, string[]>> {
+    const all = await cluster.redis.hgetall(`${prefix}:chunks`);
+    return new Map(Object.entries(all).map(([k, v]) => [k, (JSON.parse(v) as { replicas: string[] }).replicas]));
+  }
+
+  it('copies every chunk of the lost worker to a live one, then reads survive losing a second worker', async () => {
+    const before = await placements();
+    assert.equal(before.size, 20);
+    const onW2 = [...before.values()].filter((r) => r.includes('w2')).length;
+    assert.ok(onW2 > 0);
+
+    const w2 = cluster.workers.get('w2')!;
+    w2.child.kill('SIGKILL');
+    await w2.child.exited;
+    const t0 = Date.now();
+    await waitFor(
+      async () => {
+        const p = await placements();
+        return [...p.values()].every((r) => r.length === 2 && !r.includes('w2')) ? p : undefined;
+      },
+      { what: 'every chunk back at 2 replicas without w2', timeoutMs: 60_000 },
+    );
+    const recoverMs = Date.now() - t0;
+    assert.equal(await cluster.redis.scard(`${prefix}:worker:w2:chunks`), 0);
+    assert.equal(await cluster.redis.zcard(`${prefix}:chunks:under-replicated`), 0);
+
+    // Now every chunk is on w1 and w3: losing w1 as well must not lose a row.
+    const w1 = cluster.workers.get('w1')!;
+    w1.child.kill('SIGKILL');
+    await w1.child.exited;
+    await cluster.waitLive(1);
+    const got = await cluster.query<Row>('t');
+    assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 }, `recovered in ${recoverMs} ms`);
+  });
+
+  it('has a returning lost worker drop its re-homed chunks, so reads never see duplicates', async () => {
+    cluster.startWorker('w2');
+    cluster.startWorker('w1');
+    await cluster.waitLive(3);
+    const got = await cluster.query<Row>('t');
+    assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 });
+    const count = await cluster.query('t', { aggregate: [{ op: 'count' }] });
+    assert.deepEqual(count, [{ count: rows.length }]);
+  });
+
+  it('tops chunks left with one copy back up to R once workers return', async () => {
+    await waitFor(
+      async () => {
+        const p = await placements();
+        return [...p.values()].every((r) => r.length === 2) && (await cluster.redis.zcard(`${prefix}:chunks:under-replicated`)) === 0;
+      },
+      { what: 'every chunk at 2 replicas again', timeoutMs: 60_000 },
+    );
+    // Each worker holds exactly what placement says: no stale copy survived on a returning worker.
+    await waitFor(
+      async () => {
+        const st = await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
+        for (const w of st.body.workers) {
+          if (w.status.chunks !== (await cluster.redis.scard(`${prefix}:worker:${w.id}:chunks`))) return undefined;
+        }
+        return st.body.workers.reduce((n, w) => n + w.status.chunks, 0) === 40;
+      },
+      { what: 'each worker to hold exactly its placed chunks, 40 copies in all', timeoutMs: 30_000 },
+    );
+    const got = await cluster.query<Row>('t');
+    assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 });
+  });
+});
