@@ -27,8 +27,12 @@ export interface Keys {
   readonly chunks: string;
   /** SET: chunk ids of one table. */
   tableChunks(table: string): string;
-  /** ZSET: POSTs sent but not yet committed or aborted (score: start time, ms). */
+  /** HASH: POSTs sent but not yet committed or aborted → JSON {coordinator, table, at}. */
   readonly openPosts: string;
+  /** SET: chunk ids of an open POST. */
+  postChunks(post: string): string;
+  /** SET: workers that got a chunk of an open POST. */
+  postWorkers(post: string): string;
   /** SET: chunk ids held by one worker. */
   workerChunks(workerId: string): string;
   /** ZSET: chunk ids below the replication factor (score: time recorded). */
@@ -60,6 +64,8 @@ export function makeKeys(prefix: string): Keys {
     chunks: `${prefix}:chunks`,
     tableChunks: (table) => `${prefix}:table:${assertName('table', table)}:chunks`,
     openPosts: `${prefix}:posts:open`,
+    postChunks: (post) => `${prefix}:post:${assertName('op id', post)}:chunks`,
+    postWorkers: (post) => `${prefix}:post:${assertName('op id', post)}:workers`,
     workerChunks: (id) => `${prefix}:worker:${assertName('worker id', id)}:chunks`,
     underReplicated: `${prefix}:chunks:under-replicated`,
     coordinators: `${prefix}:coordinators`,

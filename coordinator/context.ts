@@ -12,6 +12,8 @@ export interface CoordinatorContext {
   keys: Keys;
   router: ReplyRouter;
   workers: WorkerDirectory;
+  /** This coordinator's id. */
+  coordinatorId: string;
   /** This coordinator's reply stream. */
   replyTo: string;
   log: Logger;

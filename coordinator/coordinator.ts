@@ -52,18 +52,18 @@ export class Coordinator {
     const replyTo = this.keys.coordReplies(this.id);
     this.router = new ReplyRouter(this.replyReader, this.cmd, replyTo, this.log.child({ component: 'reply-router' }));
     this.workers = new WorkerDirectory(this.cmd, this.keys, opts.workerTimeoutMs);
-    const ctx: CoordinatorContext = { cmd: this.cmd, keys: this.keys, router: this.router, workers: this.workers, replyTo, log: this.log };
+    const ctx: CoordinatorContext = { cmd: this.cmd, keys: this.keys, router: this.router, workers: this.workers, coordinatorId: this.id, replyTo, log: this.log };
     this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs);
     this.ingest = new Ingest(ctx, opts);
     this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs);
     this.mutations = new Mutations(ctx, opts.ackTimeoutMs);
-    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs });
+    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs });
   }
 
   /** Starts reading replies and serving HTTP. */
   async start(): Promise<void> {
     await this.router.start();
-    const beat = () => this.cmd.zadd(this.keys.coordinators, Date.now(), this.id).catch(() => undefined);
+    const beat = () => this.cmd.touch(this.keys.coordinators, this.id).catch(() => undefined);
     await beat();
     this.heartbeat = setInterval(beat, 1000);
     await this.jobs.start();

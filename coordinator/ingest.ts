@@ -1,4 +1,4 @@
-import { monotonicFactory } from 'ulid';
+import { monotonicFactory, ulid } from 'ulid';
 import type { CoordinatorOptions } from '../common/config';
 import type { Logger } from '../common/logger';
 import { AbortMessage, CommitMessage, PostMessage, type PostAckMessage } from '../common/messages';
@@ -187,7 +187,20 @@ class PostRun {
     this.placed.push(chunk);
     replicas.forEach((w) => this.touched.add(w));
     const p = cmd.pipeline();
-    (p as unknown as DstorePipeline).registerChunk(3 + replicas.length, keys.chunks, keys.tableChunks(this.table.name), keys.openPosts, ...replicas.map((w) => keys.workerChunks(w)), chunk, meta, this.post, String(Date.now()));
+    (p as unknown as DstorePipeline).registerChunk(
+      5 + replicas.length,
+      keys.chunks,
+      keys.tableChunks(this.table.name),
+      keys.openPosts,
+      keys.postChunks(this.post),
+      keys.postWorkers(this.post),
+      ...replicas.map((w) => keys.workerChunks(w)),
+      chunk,
+      meta,
+      this.post,
+      JSON.stringify({ coordinator: this.d.coordinatorId, table: this.table.name, at: Date.now() }),
+      ...replicas,
+    );
     for (const w of replicas) p.xadd(keys.workerOps(w), '*', ...args);
     const res = await p.exec();
     const err = res?.find(([e]) => e)?.[0];
@@ -257,10 +270,12 @@ class PostRun {
 
   private async commit(): Promise<void> {
     const { cmd, keys } = this.d;
+    // Closing the open-post record first decides the race with a clean-up job.
+    const open = await cmd.commitPost(keys.openPosts, keys.postChunks(this.post), keys.postWorkers(this.post), this.post);
+    if (open !== 1) throw unavailable(`POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`);
     const p = cmd.pipeline();
     const msg = Object.assign(new CommitMessage(), { op: this.d.newId(), post: this.post, replyTo: this.d.replyTo });
     for (const w of this.touched) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
-    p.zrem(keys.openPosts, this.post);
     await p.exec();
     this.d.log.info({ post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated }, 'POST committed');
   }
@@ -268,13 +283,24 @@ class PostRun {
   /** Removes every chunk placed so far from its workers and from the placement records. */
   async abort(): Promise<void> {
     if (this.placed.length === 0) return;
-    const { cmd, keys } = this.d;
-    const msg = Object.assign(new AbortMessage(), { op: this.d.newId(), post: this.post, replyTo: this.d.replyTo });
-    const p = cmd.pipeline();
-    for (const w of this.touched) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
-    const workerKeys = [...this.touched].map((w) => keys.workerChunks(w));
-    (p as unknown as DstorePipeline).unregisterChunks(3 + workerKeys.length, keys.chunks, keys.tableChunks(this.table.name), keys.openPosts, ...workerKeys, this.post, ...this.placed);
-    await p.exec();
+    await abortPost(this.d, this.post, this.table.name, [...this.touched]);
     this.d.log.info({ post: this.post, chunks: this.placed.length }, 'POST aborted');
   }
+}
+
+/**
+ * Aborts an open POST: forgets its placement (unless it committed meanwhile) and sends
+ * ABORT to every worker that got a chunk. Used by a failing POST and by the clean-up job.
+ * Returns false when the POST was not open.
+ */
+export async function abortPost(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo'>, post: string, table: string, workers: string[]): Promise<boolean> {
+  const { cmd, keys } = ctx;
+  const workerKeys = workers.map((w) => keys.workerChunks(w));
+  const n = await cmd.unregisterChunks(5 + workerKeys.length, keys.chunks, keys.tableChunks(table), keys.openPosts, keys.postChunks(post), keys.postWorkers(post), ...workerKeys, post);
+  if (n < 0) return false;
+  const msg = Object.assign(new AbortMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
+  const p = cmd.pipeline();
+  for (const w of workers) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
+  await p.exec();
+  return true;
 }

@@ -1,22 +1,27 @@
 --[[
-  Records where a chunk was placed, in one atomic step, so that repair and reads can
-  always tell which workers hold it. Called with a variable number of keys.
+  Records where a chunk was placed, in one atomic step, so that repair, reads and the
+  clean-up of abandoned POSTs can always tell which workers hold it. Variable key count.
 
   KEYS[1]     HASH  <prefix>:chunks                   chunk id -> JSON {table, post, replicas, rows}
   KEYS[2]     SET   <prefix>:table:<table>:chunks     chunk ids of the table
-  KEYS[3]     ZSET  <prefix>:posts:open               POSTs not yet committed (score: ms)
-  KEYS[4..n]  SET   <prefix>:worker:<id>:chunks       one per replica
+  KEYS[3]     HASH  <prefix>:posts:open               post id -> JSON {coordinator, table, at}
+  KEYS[4]     SET   <prefix>:post:<post>:chunks       chunk ids of the open POST
+  KEYS[5]     SET   <prefix>:post:<post>:workers      workers that got a chunk of it
+  KEYS[6..n]  SET   <prefix>:worker:<id>:chunks       one per replica
   ARGV[1]     chunk id
-  ARGV[2]     JSON metadata
+  ARGV[2]     JSON chunk metadata
   ARGV[3]     post id
-  ARGV[4]     now (ms)
+  ARGV[4]     JSON open-post record
+  ARGV[5..m]  replica worker ids (same order as KEYS[6..n])
 
   Returns the number of replica sets the chunk was added to.
 ]]
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
-for i = 4, #KEYS do
+redis.call('HSETNX', KEYS[3], ARGV[3], ARGV[4])
+redis.call('SADD', KEYS[4], ARGV[1])
+for i = 6, #KEYS do
   redis.call('SADD', KEYS[i], ARGV[1])
+  redis.call('SADD', KEYS[5], ARGV[i - 1])
 end
-return #KEYS - 3
+return #KEYS - 5

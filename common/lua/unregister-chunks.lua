@@ -1,22 +1,30 @@
 --[[
-  Forgets chunks of an aborted POST: the reverse of register-chunk, for many chunks.
+  Forgets an aborted POST: its chunks' placement and its open-post record. The reverse of
+  register-chunk, for every chunk of the POST at once.
 
   KEYS[1]     HASH  <prefix>:chunks
   KEYS[2]     SET   <prefix>:table:<table>:chunks
-  KEYS[3]     ZSET  <prefix>:posts:open
-  KEYS[4..n]  SET   <prefix>:worker:<id>:chunks       every worker that got a chunk
+  KEYS[3]     HASH  <prefix>:posts:open
+  KEYS[4]     SET   <prefix>:post:<post>:chunks
+  KEYS[5]     SET   <prefix>:post:<post>:workers
+  KEYS[6..n]  SET   <prefix>:worker:<id>:chunks       every worker that got a chunk
   ARGV[1]     post id
-  ARGV[2..m]  chunk ids
 
-  Returns the number of chunks forgotten.
+  Returns the number of chunks forgotten, or -1 if the POST is not open (committed, or
+  already aborted): then nothing is touched, so a commit and a clean-up never both win.
 ]]
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  return -1
+end
+local chunks = redis.call('SMEMBERS', KEYS[4])
 local n = 0
-for j = 2, #ARGV do
-  n = n + redis.call('HDEL', KEYS[1], ARGV[j])
-  redis.call('SREM', KEYS[2], ARGV[j])
-  for i = 4, #KEYS do
-    redis.call('SREM', KEYS[i], ARGV[j])
+for _, c in ipairs(chunks) do
+  n = n + redis.call('HDEL', KEYS[1], c)
+  redis.call('SREM', KEYS[2], c)
+  for i = 6, #KEYS do
+    redis.call('SREM', KEYS[i], c)
   end
 end
-redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4], KEYS[5])
 return n

@@ -1,13 +1,16 @@
 import { Queue, Worker as BullWorker, type Job } from 'bullmq';
 import { createRedis, type DstoreRedis } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
+import { cleanupAbandonedPosts } from './cleanup';
 import { chunksToRepair, repairChunk, type RepairOptions } from './repair';
 
 /** Options of the background jobs. */
 export interface JobsOptions extends RepairOptions {
   redisUrl: string;
-  /** How often the sweep looks for lost workers and under-replicated chunks. */
+  /** How often the sweep looks for lost workers, under-replicated chunks and abandoned POSTs. */
   sweepMs: number;
+  /** Heartbeat age after which a coordinator is dead and its open POSTs are aborted. */
+  coordinatorTimeoutMs: number;
 }
 
 /** The BullMQ queue names (under `<prefix>:bull`). */
@@ -15,7 +18,8 @@ export const QUEUES = { repair: 'repair' } as const;
 
 /**
  * Background work as BullMQ jobs, processed by every coordinator: a scheduled `sweep`
- * finds chunks to repair and adds one `chunk` job per chunk, with the chunk id as job id,
+ * aborts POSTs abandoned by dead coordinators, finds chunks to repair and adds one
+ * `chunk` job per chunk, with the chunk id as job id,
  * so two coordinators never repair the same chunk at once; jobs retry with backoff.
  */
 export class Jobs {
@@ -46,6 +50,7 @@ export class Jobs {
 
   private async process(job: Job): Promise<unknown> {
     if (job.name === 'sweep') {
+      const aborted = await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs);
       const { chunks, lost } = await chunksToRepair(this.ctx, this.opts.repairAfterMs);
       if (chunks.length > 0) {
         this.ctx.log.info({ lost, chunks: chunks.length }, 'sweep: queueing chunk repairs');
@@ -58,7 +63,7 @@ export class Jobs {
           })),
         );
       }
-      return { lost, queued: chunks.length };
+      return { lost, queued: chunks.length, aborted };
     }
     return repairChunk(this.ctx, (job.data as { chunk: string }).chunk, this.opts);
   }

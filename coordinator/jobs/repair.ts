@@ -48,7 +48,7 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
   const raw = await ctx.cmd.hget(ctx.keys.chunks, chunk);
   if (!raw) return { chunk, status: 'gone' };
   const meta = JSON.parse(raw) as ChunkMeta;
-  if ((await ctx.cmd.zscore(ctx.keys.openPosts, meta.post)) !== null) return { chunk, status: 'uncommitted' };
+  if (await ctx.cmd.hexists(ctx.keys.openPosts, meta.post)) return { chunk, status: 'uncommitted' };
   const list = await ctx.workers.list();
   const live = list.filter((w) => w.live).map((w) => w.id);
   const lost = lostWorkers(list, opts.repairAfterMs);

@@ -1,0 +1,34 @@
+import type { CoordinatorContext } from '../context';
+import { abortPost } from '../ingest';
+
+/** An open POST as `<prefix>:posts:open` records it. */
+interface OpenPost {
+  coordinator: string;
+  table: string;
+  at: number;
+}
+
+/**
+ * Aborts the POSTs whose coordinator died before committing them: their chunks are
+ * removed from every worker and from the placement records, so a retry of the same
+ * request (same `_id`s) can store them. A coordinator is dead when its heartbeat (Redis
+ * server time) is older than `coordinatorTimeoutMs`, or absent.
+ */
+export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinatorTimeoutMs: number): Promise<string[]> {
+  const open = await ctx.cmd.hgetall(ctx.keys.openPosts);
+  if (Object.keys(open).length === 0) return [];
+  const [sec, usec] = await ctx.cmd.time();
+  const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  const aborted: string[] = [];
+  for (const [post, raw] of Object.entries(open)) {
+    const rec = JSON.parse(raw) as OpenPost;
+    const seen = await ctx.cmd.zscore(ctx.keys.coordinators, rec.coordinator);
+    if (seen !== null && now - Number(seen) <= coordinatorTimeoutMs) continue;
+    const workers = await ctx.cmd.smembers(ctx.keys.postWorkers(post));
+    if (await abortPost(ctx, post, rec.table, workers)) {
+      aborted.push(post);
+      ctx.log.warn({ post, table: rec.table, coordinator: rec.coordinator, workers }, 'aborted a POST abandoned by a dead coordinator');
+    }
+  }
+  return aborted;
+}
