@@ -52,6 +52,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   { env: 'DSTORE_REPAIR_AFTER_MS', default: '60000', used: 'coordinator', description: 'Heartbeat age after which a worker is lost for good and its chunks are copied elsewhere.' },
   { env: 'DSTORE_SWEEP_MS', default: '5000', used: 'coordinator', description: 'How often the repair sweep looks for lost workers and under-replicated chunks.' },
   { env: 'DSTORE_COORDINATOR_TIMEOUT_MS', default: '10000', used: 'coordinator', description: 'Heartbeat age after which a coordinator is dead and the POSTs it left open are aborted.' },
+  { env: 'DSTORE_SCRUB_MS', default: '3600000', used: 'coordinator', description: 'How often scrub compares the replicas of every chunk and rebuilds bad copies (0: never).' },
   { env: 'DSTORE_URL', default: 'http://127.0.0.1:7070', used: 'cli', description: 'Coordinator the CLI talks to (--url overrides).' },
 ];
 
@@ -119,6 +120,8 @@ export interface CoordinatorOptions extends CommonOptions {
   sweepMs: number;
   /** A coordinator silent this long is dead: clean-up aborts the POSTs it left open. @defaultValue 10 s */
   coordinatorTimeoutMs: number;
+  /** How often scrub runs; 0 turns it off. @defaultValue 1 hour */
+  scrubMs: number;
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -216,6 +219,7 @@ export function loadCoordinatorOptions(env: Env = process.env): CoordinatorOptio
     repairAfterMs: readInt(env, 'DSTORE_REPAIR_AFTER_MS', 1 * MINUTE, 100, 7 * 24 * 60 * MINUTE),
     sweepMs: readInt(env, 'DSTORE_SWEEP_MS', 5 * SECOND, 100, 60 * MINUTE),
     coordinatorTimeoutMs: readInt(env, 'DSTORE_COORDINATOR_TIMEOUT_MS', 10 * SECOND, 500, 60 * MINUTE),
+    scrubMs: readInt(env, 'DSTORE_SCRUB_MS', 60 * MINUTE, 0, 7 * 24 * 60 * MINUTE),
   };
 }
 

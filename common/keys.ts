@@ -37,6 +37,8 @@ export interface Keys {
   workerChunks(workerId: string): string;
   /** ZSET: chunk ids below the replication factor (score: time recorded). */
   readonly underReplicated: string;
+  /** STRING: JSON report of the last scrub pass. */
+  readonly scrubReport: string;
   /** ZSET: coordinator id → last heartbeat (ms). */
   readonly coordinators: string;
   /** Prefix for BullMQ queues (BullMQ appends `:<queue>:<key>`). */
@@ -69,6 +71,7 @@ export function makeKeys(prefix: string): Keys {
     workerChunks: (id) => `${prefix}:worker:${assertName('worker id', id)}:chunks`,
     underReplicated: `${prefix}:chunks:under-replicated`,
     coordinators: `${prefix}:coordinators`,
+    scrubReport: `${prefix}:scrub:last`,
     bullPrefix: `${prefix}:bull`,
   };
 }

@@ -57,7 +57,7 @@ export class Coordinator {
     this.ingest = new Ingest(ctx, opts);
     this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs);
     this.mutations = new Mutations(ctx, opts.ackTimeoutMs);
-    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs });
+    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs, scrubMs: opts.scrubMs });
   }
 
   /** Starts reading replies and serving HTTP. */

@@ -42,7 +42,7 @@ export class FetchRound {
     ctx: CoordinatorContext,
     readonly table: string,
     readonly live: readonly string[],
-    private readonly query: QuerySpec,
+    private readonly query: QuerySpec & { digest?: boolean },
     private readonly timeoutMs: number,
     readonly chunks?: string[],
   ) {

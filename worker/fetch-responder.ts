@@ -91,6 +91,7 @@ export class FetchResponder {
     if (last && !(await this.consumer.waitApplied(last, Math.max(50, Math.floor(msg.timeoutMs / 2))))) {
       return this.fail(msg, 'lagging', `worker has not applied its ops stream up to ${last}`);
     }
+    if (msg.digest) return this.answerDigests(msg);
     let q;
     try {
       q = normalizeQuery({ where: msg.where, fields: msg.fields, sort: msg.sort, limit: msg.limit, aggregate: msg.aggregate, groupBy: msg.groupBy });
@@ -150,6 +151,20 @@ export class FetchResponder {
       }
     }
     await this.send(msg, { seq, mode, rows: [], done: true });
+  }
+
+  /** Scrub: stored and recomputed digests of the requested chunks. */
+  private async answerDigests(msg: FetchMessage): Promise<void> {
+    let seq = 0;
+    let lines: string[] = [];
+    for (const d of this.store.digests(msg.chunks ?? [])) {
+      lines.push(JSON.stringify({ c: d.chunk, s: d.stored, a: d.actual, e: d.error }));
+      if (lines.length >= this.opts.batchRows) {
+        await this.send(msg, { seq: seq++, mode: 'rows', rows: lines, done: false });
+        lines = [];
+      }
+    }
+    await this.send(msg, { seq, mode: 'rows', rows: lines, done: true });
   }
 
   private async send(

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compileFilter, jsonPath, parseField } from '../common/filter';
 import { RejectedError } from '../common/errors';
+import { ChunkDigest } from './chunk-digest';
 import type { DeleteMessage, PostMessage, SetupTableMessage, UpdateMessage } from '../common/messages';
 
 /** What one applied message did, as reported in its ack. */
@@ -80,6 +81,9 @@ export class ShardStore {
       );
       CREATE TABLE IF NOT EXISTS _state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
+    if (!this.db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('_chunks')").all().some((c) => c.name === 'digest')) {
+      this.db.exec('ALTER TABLE _chunks ADD COLUMN digest TEXT');
+    }
     this.reader = new Database(this.file, { readonly: true });
     this.reader.pragma('busy_timeout = 5000');
     this.stmt = {
@@ -89,7 +93,9 @@ export class ShardStore {
       updateTable: this.db.prepare('UPDATE _tables SET schema = ?, version = ? WHERE name = ? AND version <= ?'),
       deleteTable: this.db.prepare('DELETE FROM _tables WHERE name = ?'),
       chunk: this.db.prepare<[string], { rows: number }>('SELECT rows FROM _chunks WHERE chunk = ?'),
-      insertChunk: this.db.prepare('INSERT INTO _chunks (chunk, tbl, post, replicas, rows, committed, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insertChunk: this.db.prepare('INSERT INTO _chunks (chunk, tbl, post, replicas, rows, committed, digest, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      setDigest: this.db.prepare('UPDATE _chunks SET digest = ?, rows = ? WHERE chunk = ?'),
+      chunkInfo: this.reader.prepare<[string], { tbl: string; digest: string | null }>('SELECT tbl, digest FROM _chunks WHERE chunk = ?'),
       postState: this.db.prepare<[string], { state: string }>('SELECT state FROM _posts WHERE post = ?'),
       setPost: this.db.prepare('INSERT INTO _posts (post, state, at) VALUES (?, ?, ?) ON CONFLICT (post) DO UPDATE SET state = excluded.state'),
       commitChunks: this.db.prepare('UPDATE _chunks SET committed = 1 WHERE post = ?'),
@@ -97,7 +103,6 @@ export class ShardStore {
       deleteChunk: this.db.prepare('DELETE FROM _chunks WHERE chunk = ?'),
       chunkTable: this.db.prepare<[string], { tbl: string }>('SELECT tbl FROM _chunks WHERE chunk = ?'),
       setReplicas: this.db.prepare('UPDATE _chunks SET replicas = ? WHERE chunk = ?'),
-      addChunkRows: this.db.prepare('UPDATE _chunks SET rows = rows + ? WHERE chunk = ?'),
       deleteChunks: this.db.prepare('DELETE FROM _chunks WHERE tbl = ?'),
       op: this.db.prepare<[string], { result: string }>('SELECT result FROM _ops WHERE op = ?'),
       insertOp: this.db.prepare('INSERT INTO _ops (op, kind, result, applied_at) VALUES (?, ?, ?, ?)'),
@@ -217,7 +222,9 @@ export class ShardStore {
     return this.tx(entryId, () => {
       const t = this.ensureTable(msg.table);
       const insert = this.db.prepare(`INSERT INTO ${t.ident} (_id, chunk, doc) VALUES (?, ?, ?)`);
+      const digest = new ChunkDigest();
       for (let i = 0; i < msg.ids.length; i++) {
+        digest.add(msg.ids[i], msg.rows[i]);
         try {
           insert.run(msg.ids[i], msg.chunk, msg.rows[i]);
         } catch (e) {
@@ -227,7 +234,7 @@ export class ShardStore {
           throw e;
         }
       }
-      this.stmt.insertChunk.run(msg.chunk, msg.table, msg.post, msg.replicas.join(','), msg.ids.length, post === 'committed' ? 1 : 0, Date.now());
+      this.stmt.insertChunk.run(msg.chunk, msg.table, msg.post, msg.replicas.join(','), msg.ids.length, post === 'committed' ? 1 : 0, digest.toString(), Date.now());
       return { count: msg.ids.length, duplicate: false };
     });
   }
@@ -294,7 +301,9 @@ export class ShardStore {
       const rows = this.db
         .prepare<unknown[], { chunk: string }>(`UPDATE ${t.ident} SET doc = json_set(doc, ${pairs}) WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`)
         .all(...setArgs, ...where.params, msg.table);
-      return perChunk(rows);
+      const result = perChunk(rows);
+      this.redigest(t, Object.keys(result.counts));
+      return result;
     });
   }
 
@@ -308,9 +317,43 @@ export class ShardStore {
         .prepare<unknown[], { chunk: string }>(`DELETE FROM ${t.ident} WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`)
         .all(...where.params, msg.table);
       const result = perChunk(rows);
-      for (const [chunk, n] of Object.entries(result.counts)) this.stmt.addChunkRows.run(-n, chunk);
+      this.redigest(t, Object.keys(result.counts));
       return result;
     });
+  }
+
+  /** Recomputes the stored digest (and row count) of chunks a write changed. */
+  private redigest(t: LocalTable, chunks: string[]): void {
+    if (chunks.length === 0) return;
+    const read = this.db.prepare<[string], { _id: string; doc: string }>(`SELECT _id, doc FROM ${t.ident} WHERE chunk = ?`);
+    for (const chunk of chunks) {
+      const d = new ChunkDigest();
+      for (const r of read.iterate(chunk)) d.add(r._id, r.doc);
+      this.stmt.setDigest.run(d.toString(), d.rows, chunk);
+    }
+  }
+
+  /**
+   * For scrub: per chunk, the digest recorded when it was last written and the digest of
+   * what the file holds now (reader connection). They differ when the file changed
+   * outside dstore; reading may also fail outright on a damaged file.
+   */
+  *digests(chunks: string[]): Generator<{ chunk: string; stored?: string; actual?: string; error?: string }> {
+    for (const chunk of chunks) {
+      try {
+        const info = this.stmt.chunkInfo.get(chunk);
+        if (!info) {
+          yield { chunk, error: 'not held' };
+          continue;
+        }
+        const t = this.readerTable(info.tbl);
+        const d = new ChunkDigest();
+        if (t) for (const r of this.reader.prepare<[string], { _id: string; doc: string }>(`SELECT _id, doc FROM ${t.ident} WHERE chunk = ?`).iterate(chunk)) d.add(r._id, r.doc);
+        yield { chunk, stored: info.digest ?? undefined, actual: d.toString() };
+      } catch (e) {
+        yield { chunk, error: (e as Error).message };
+      }
+    }
   }
 
   /** Closes both connections (checkpointing the WAL). */

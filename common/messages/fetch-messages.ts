@@ -23,6 +23,7 @@ export class FetchMessage extends Message {
     aggregate: 'json',
     groupBy: 'json',
     chunks: 'list',
+    digest: 'bool',
     timeoutMs: 'int',
   };
   readonly type = FetchMessage.type;
@@ -41,6 +42,11 @@ export class FetchMessage extends Message {
    * first live replica). Absent: every committed chunk of the table.
    */
   @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) chunks?: string[];
+  /**
+   * Scrub: instead of rows, answer `{"c": chunk, "s": stored digest, "a": actual digest}`
+   * (or `"e": error`) for each of `chunks` this worker holds, first live replica or not.
+   */
+  @IsOptional() @IsBoolean() digest?: boolean;
   /** How long the coordinator waits; a worker gives up waiting to catch up before that. */
   @IsInt() @Min(1) @Max(3_600_000) timeoutMs!: number;
 }

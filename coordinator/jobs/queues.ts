@@ -3,6 +3,7 @@ import { createRedis, type DstoreRedis } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { cleanupAbandonedPosts } from './cleanup';
 import { chunksToRepair, repairChunk, type RepairOptions } from './repair';
+import { scrub } from './scrub';
 
 /** Options of the background jobs. */
 export interface JobsOptions extends RepairOptions {
@@ -11,10 +12,12 @@ export interface JobsOptions extends RepairOptions {
   sweepMs: number;
   /** Heartbeat age after which a coordinator is dead and its open POSTs are aborted. */
   coordinatorTimeoutMs: number;
+  /** How often scrub compares replicas; 0 turns it off. */
+  scrubMs: number;
 }
 
 /** The BullMQ queue names (under `<prefix>:bull`). */
-export const QUEUES = { repair: 'repair' } as const;
+export const QUEUES = { repair: 'repair', scrub: 'scrub' } as const;
 
 /**
  * Background work as BullMQ jobs, processed by every coordinator: a scheduled `sweep`
@@ -25,6 +28,8 @@ export const QUEUES = { repair: 'repair' } as const;
 export class Jobs {
   private queue?: Queue;
   private worker?: BullWorker;
+  private scrubQueue?: Queue;
+  private scrubWorker?: BullWorker;
   private readonly conns: DstoreRedis[] = [];
 
   constructor(
@@ -46,6 +51,18 @@ export class Jobs {
     await this.queue.upsertJobScheduler('sweep', { every: this.opts.sweepMs }, { name: 'sweep', opts: { removeOnComplete: 100, removeOnFail: 100 } });
     this.worker = new BullWorker(QUEUES.repair, (job) => this.process(job), { connection: this.connection('worker'), prefix, concurrency: 1 });
     this.worker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'repair job failed; it will be retried'));
+    this.scrubQueue = new Queue(QUEUES.scrub, { connection: this.connection('scrub-queue'), prefix });
+    if (this.opts.scrubMs > 0) {
+      await this.scrubQueue.upsertJobScheduler('scrub', { every: this.opts.scrubMs }, { name: 'scrub', opts: { removeOnComplete: 50, removeOnFail: 50 } });
+    } else {
+      await this.scrubQueue.removeJobScheduler('scrub');
+    }
+    this.scrubWorker = new BullWorker(QUEUES.scrub, () => scrub(this.ctx, this.opts.copyTimeoutMs), {
+      connection: this.connection('scrub-worker'),
+      prefix,
+      concurrency: 1,
+    });
+    this.scrubWorker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'scrub failed'));
   }
 
   private async process(job: Job): Promise<unknown> {
@@ -69,8 +86,8 @@ export class Jobs {
   }
 
   async stop(): Promise<void> {
-    await this.worker?.close();
-    await this.queue?.close();
+    await Promise.all([this.worker?.close(), this.scrubWorker?.close()]);
+    await Promise.all([this.queue?.close(), this.scrubQueue?.close()]);
     await Promise.all(this.conns.map((c) => c.quit().catch(() => c.disconnect())));
   }
 }

@@ -95,7 +95,7 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
 }
 
 /** Reads every row of one chunk from one worker. */
-async function copyOut(ctx: CoordinatorContext, table: string, chunk: string, source: string, timeoutMs: number): Promise<string[]> {
+export async function copyOut(ctx: CoordinatorContext, table: string, chunk: string, source: string, timeoutMs: number): Promise<string[]> {
   const round = new FetchRound(ctx, table, [source], {}, timeoutMs, [chunk]);
   const lines: string[] = [];
   try {
@@ -108,8 +108,21 @@ async function copyOut(ctx: CoordinatorContext, table: string, chunk: string, so
   return lines;
 }
 
-/** Writes a chunk to its new replicas, committed, and waits for their acks. */
-async function copyIn(ctx: CoordinatorContext, meta: ChunkMeta, chunk: string, replicas: string[], targets: string[], lines: string[], timeoutMs: number): Promise<void> {
+/**
+ * Writes a chunk to `targets`, committed, and waits for their acks. With `replace`, each
+ * target first drops its copy, in the same MULTI, so that no read fence can fall between
+ * the drop and the new copy.
+ */
+export async function copyIn(
+  ctx: CoordinatorContext,
+  meta: ChunkMeta,
+  chunk: string,
+  replicas: string[],
+  targets: string[],
+  lines: string[],
+  timeoutMs: number,
+  replace = false,
+): Promise<void> {
   const ids = lines.map((l) => (JSON.parse(l) as { _id: string })._id);
   const post = Object.assign(new PostMessage(), { chunk, post: meta.post, table: meta.table, replicas, replyTo: ctx.replyTo, ids, rows: lines }).toArgs();
   const commit = Object.assign(new CommitMessage(), { op: ulid(), post: meta.post, replyTo: ctx.replyTo }).toArgs();
@@ -124,8 +137,12 @@ async function copyIn(ctx: CoordinatorContext, meta: ChunkMeta, chunk: string, r
     wake();
   });
   try {
-    const p = ctx.cmd.pipeline();
-    for (const w of targets) p.xadd(ctx.keys.workerOps(w), '*', ...post).xadd(ctx.keys.workerOps(w), '*', ...commit);
+    const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
+    const p = ctx.cmd.multi();
+    for (const w of targets) {
+      if (replace) p.xadd(ctx.keys.workerOps(w), '*', ...drop);
+      p.xadd(ctx.keys.workerOps(w), '*', ...post).xadd(ctx.keys.workerOps(w), '*', ...commit);
+    }
     await p.exec();
     const deadline = Date.now() + timeoutMs;
     while (acked.size < targets.length && !fail && Date.now() < deadline) {

@@ -1,0 +1,101 @@
+import type { CoordinatorContext } from '../context';
+import { FetchRound } from '../fetch-round';
+import { copyIn, copyOut, type ChunkMeta } from './repair';
+
+/** What one scrub pass found and did. */
+export interface ScrubReport {
+  at: number;
+  ms: number;
+  chunks: number;
+  /** Replica copies whose digests were compared. */
+  copies: number;
+  /** Copies whose content no longer matches what their worker wrote (or cannot be read). */
+  corrupt: { chunk: string; worker: string; reason: string }[];
+  /** Chunks whose healthy copies disagree and no majority decides (left alone, reported). */
+  divergent: { chunk: string; digests: Record<string, string> }[];
+  rebuilt: { chunk: string; worker: string; from: string }[];
+  /** Workers that did not answer (not live, or timed out): their copies were not checked. */
+  unchecked: string[];
+}
+
+type Digest = { c: string; s?: string; a?: string; e?: string };
+
+/**
+ * Compares every live copy of every committed chunk. Each worker reports, per chunk,
+ * the digest it recorded when it last wrote the chunk and the digest of what its file
+ * holds now: a copy whose two digests differ (changed outside dstore), that cannot be
+ * read, or that disagrees with the majority of healthy copies (a missed write) is rebuilt
+ * from a healthy copy. With two healthy copies that disagree there is no majority: the
+ * chunk is reported as divergent and left alone.
+ */
+export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise<ScrubReport> {
+  const started = Date.now();
+  const report: ScrubReport = { at: started, ms: 0, chunks: 0, copies: 0, corrupt: [], divergent: [], rebuilt: [], unchecked: [] };
+  const metas = new Map(Object.entries(await ctx.cmd.hgetall(ctx.keys.chunks)).map(([k, v]) => [k, JSON.parse(v) as ChunkMeta]));
+  const open = new Set(await ctx.cmd.hkeys(ctx.keys.openPosts));
+  const live = new Set(await ctx.workers.live());
+  const asks = new Map<string, Map<string, string[]>>(); // worker → table → chunks
+  for (const [chunk, m] of metas) {
+    if (open.has(m.post)) continue;
+    report.chunks++;
+    for (const w of m.replicas) {
+      if (!live.has(w)) continue;
+      const byTable = asks.get(w) ?? new Map<string, string[]>();
+      byTable.set(m.table, [...(byTable.get(m.table) ?? []), chunk]);
+      asks.set(w, byTable);
+    }
+  }
+  const found = new Map<string, Map<string, Digest>>(); // chunk → worker → digest
+  for (const [worker, byTable] of asks) {
+    for (const [table, chunks] of byTable) {
+      const round = new FetchRound(ctx, table, [worker], { digest: true }, timeoutMs, chunks);
+      try {
+        await round.publish();
+        for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
+          if (e.kind !== 'batch') continue;
+          for (const line of e.resp.rows) {
+            const d = JSON.parse(line) as Digest;
+            const m = found.get(d.c) ?? new Map<string, Digest>();
+            m.set(worker, d);
+            found.set(d.c, m);
+          }
+        }
+      } finally {
+        round.close();
+      }
+      if (round.failed.size > 0 && !report.unchecked.includes(worker)) report.unchecked.push(worker);
+    }
+  }
+  for (const [chunk, byWorker] of found) {
+    const meta = metas.get(chunk)!;
+    const healthy = new Map<string, string>();
+    const bad: string[] = [];
+    for (const [w, d] of byWorker) {
+      report.copies++;
+      if (d.e !== undefined || d.s === undefined || d.s !== d.a) {
+        bad.push(w);
+        report.corrupt.push({ chunk, worker: w, reason: d.e ?? `stored digest ${d.s} but the file holds ${d.a}` });
+      } else healthy.set(w, d.a!);
+    }
+    const votes = new Map<string, string[]>();
+    for (const [w, a] of healthy) votes.set(a, [...(votes.get(a) ?? []), w]);
+    const ranked = [...votes.entries()].sort((x, y) => y[1].length - x[1].length);
+    if (ranked.length === 0) continue; // no healthy copy here; repair of lost workers may still help
+    if (ranked.length > 1 && ranked[0][1].length === ranked[1][1].length) {
+      report.divergent.push({ chunk, digests: Object.fromEntries(healthy) });
+      continue;
+    }
+    const [, winners] = ranked[0];
+    const losers = [...bad, ...ranked.slice(1).flatMap(([, ws]) => ws)];
+    if (losers.length === 0) continue;
+    const source = winners[0];
+    const lines = await copyOut(ctx, meta.table, chunk, source, timeoutMs);
+    await copyIn(ctx, meta, chunk, meta.replicas, losers, lines, timeoutMs, true);
+    for (const w of losers) report.rebuilt.push({ chunk, worker: w, from: source });
+    ctx.log.warn({ chunk, table: meta.table, rebuilt: losers, from: source }, 'scrub rebuilt chunk copies');
+  }
+  report.ms = Date.now() - started;
+  await ctx.cmd.set(ctx.keys.scrubReport, JSON.stringify(report));
+  ctx.log.info({ chunks: report.chunks, copies: report.copies, corrupt: report.corrupt.length, divergent: report.divergent.length, rebuilt: report.rebuilt.length, ms: report.ms }, 'scrub done');
+  return report;
+}

@@ -1,0 +1,96 @@
+import 'reflect-metadata';
+import { strict as assert } from 'node:assert';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { startCluster, type TestCluster } from '../support/cluster';
+import { lossAndDuplicates, makeRows } from '../support/data';
+import type { Row } from '../support/driver';
+import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { waitFor } from '../support/wait';
+
+interface Report {
+  at: number;
+  copies: number;
+  corrupt: { chunk: string; worker: string }[];
+  divergent: unknown[];
+  rebuilt: { chunk: string; worker: string; from: string }[];
+}
+
+describe('e2e: scrub finds a silently altered replica and rebuilds it', function () {
+  this.timeout(120_000);
+  let redis: TestRedis;
+  let prefix: string;
+  let cluster: TestCluster;
+  let expected: Row[];
+  let loadedAt: number;
+
+  before(async () => {
+    redis = await sharedRedis();
+    prefix = uniquePrefix();
+    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', DSTORE_SCRUB_MS: '700' } });
+    const rows = makeRows(5000, 4);
+    await cluster.api('PUT', '/tables/t');
+    assert.equal((await cluster.api('POST', '/tables/t/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson')).status, 200);
+    // A write after the load: digests must follow updates, or scrub would flag every copy.
+    assert.equal((await cluster.api('PATCH', '/tables/t/records', { where: { city: 'Lima' }, set: { seen: true } })).status, 200);
+    expected = rows.map((r) => (r.city === 'Lima' ? { ...r, seen: true } : r));
+    loadedAt = Date.now();
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await dropPrefix(redis.url, prefix);
+  });
+
+  async function report(after: number): Promise<Report | undefined> {
+    const raw = await cluster.redis.get(`${prefix}:scrub:last`);
+    const r = raw ? (JSON.parse(raw) as Report) : undefined;
+    return r && r.at > after ? r : undefined;
+  }
+
+  it('reports every copy healthy after loads and updates', async () => {
+    const r = await waitFor(() => report(loadedAt), { what: 'a scrub report after the load', timeoutMs: 20_000 });
+    assert.equal(r.copies, 20, '10 chunks × 2 copies compared');
+    assert.deepEqual([r.corrupt, r.divergent, r.rebuilt], [[], [], []]);
+  });
+
+  it('rebuilds the altered copies, so a read served only by that replica is exact', async () => {
+    const w2 = cluster.workers.get('w2')!;
+    await w2.child.stop();
+    const db = new Database(path.join(w2.dataDir, 'shard.sqlite'));
+    const ident = `t_${(db.prepare("SELECT seq FROM _tables WHERE name = 't'").get() as { seq: number }).seq}`;
+    const altered = db.prepare(`UPDATE ${ident} SET doc = json_set(doc, '$.n', -1) WHERE rowid % 7 = 0`).run().changes;
+    db.close();
+    assert.ok(altered > 0);
+    const t0 = Date.now();
+    cluster.startWorker('w2');
+    await cluster.waitLive(3);
+
+    const fixed = await waitFor(async () => {
+      const r = await report(t0);
+      return r && r.rebuilt.length > 0 ? r : undefined;
+    }, { what: 'scrub to rebuild the altered copies', timeoutMs: 30_000 });
+    assert.ok(fixed.corrupt.every((c) => c.worker === 'w2'), 'only w2 is flagged');
+    assert.ok(fixed.rebuilt.every((c) => c.worker === 'w2' && c.from !== 'w2'));
+    const clean = await waitFor(async () => {
+      const r = await report(fixed.at);
+      return r && r.corrupt.length === 0 ? r : undefined;
+    }, { what: 'a clean scrub pass after the rebuild', timeoutMs: 30_000 });
+    assert.equal(clean.copies, 20);
+
+    for (const id of ['w1', 'w3']) {
+      cluster.workers.get(id)!.child.kill('SIGKILL');
+      await cluster.workers.get(id)!.child.exited;
+    }
+    await cluster.waitLive(1);
+    // Only w2 is left: it answers every chunk it holds (2/3 of them), from its rebuilt copies.
+    const metas = Object.values(await cluster.redis.hgetall(`${prefix}:chunks`)).map((v) => JSON.parse(v) as { replicas: string[]; rows: number });
+    const held = metas.filter((m) => m.replicas.includes('w2')).reduce((n, m) => n + m.rows, 0);
+    const r = await cluster.api<Row[]>('POST', '/tables/t/query', { partial: true });
+    assert.equal(r.status, 200);
+    const got = r.body.filter((x) => !('_partial' in x));
+    assert.equal(got.length, held);
+    const check = lossAndDuplicates(expected, got);
+    assert.deepEqual([check.duplicated, check.wrong], [0, 0], 'no row of w2 differs from what was written');
+  });
+});
