@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { formatBytes, formatDuration, renderTable } from '../format';
 import { clientFor, withUrlOption } from '../http-client';
+import type { WorkerStatus } from '../../worker/membership';
 
 /** A worker as GET /workers lists it. */
 export interface WorkerInfo {
@@ -8,18 +9,7 @@ export interface WorkerInfo {
   live: boolean;
   age: number;
   lastSeen: number;
-  status?: {
-    state: string;
-    ready: boolean;
-    rows: number;
-    chunks: number;
-    tables: number;
-    shardBytes: number;
-    appliedId: string;
-    pid: number;
-    host: string;
-    startedAt: number;
-  };
+  status?: WorkerStatus;
 }
 
 /** The aligned table of `dstore workers`: id, live, state, rows, chunks, shard, heartbeat. */

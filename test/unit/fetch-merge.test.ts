@@ -5,18 +5,8 @@ import type { AggregateSpec, SortSpec } from '../../common/query';
 import { compareSql, toSqlValue, type SqlValue } from '../../common/sqlite-order';
 import { combineAggregates } from '../../coordinator/fetch-merger';
 import { countOncePerChunk } from '../../coordinator/ops';
+import { rng } from '../support/data';
 
-/** mulberry32: a tiny seeded generator, so every run sees the same data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Row = Record<string, unknown>;
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];

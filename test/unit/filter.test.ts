@@ -1,20 +1,10 @@
 import { strict as assert } from 'node:assert';
 import Database from 'better-sqlite3';
 import { compileFilter, FilterError, jsonPath, matchesFilter, parseField } from '../../common/filter';
+import { rng } from '../support/data';
 
 type Row = Record<string, unknown> & { _id: string };
 
-/** mulberry32: a tiny seeded generator, so data and random filters are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const EVIL = "x'); DROP TABLE t; --";
 
