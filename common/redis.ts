@@ -26,7 +26,7 @@ export interface DstoreCommands {
   registerChunk(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   /** numKeys, then KEYS, then ARGV (see common/lua/unregister-chunks.lua). */
   unregisterChunks(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
-  commitPost(openPosts: string, postChunks: string, postWorkers: string, post: string): Promise<number>;
+  beginCommit(openPosts: string, post: string): Promise<number>;
   touch(zset: string, id: string): Promise<number>;
 }
 

@@ -270,13 +270,11 @@ class PostRun {
 
   private async commit(): Promise<void> {
     const { cmd, keys } = this.d;
-    // Closing the open-post record first decides the race with a clean-up job.
-    const open = await cmd.commitPost(keys.openPosts, keys.postChunks(this.post), keys.postWorkers(this.post), this.post);
-    if (open !== 1) throw unavailable(`POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`);
-    const p = cmd.pipeline();
-    const msg = Object.assign(new CommitMessage(), { op: this.d.newId(), post: this.post, replyTo: this.d.replyTo });
-    for (const w of this.touched) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
-    await p.exec();
+    // Marking the record `committing` first decides the race with a clean-up job.
+    if ((await cmd.beginCommit(keys.openPosts, this.post)) !== 1) {
+      throw unavailable(`POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`);
+    }
+    await finishCommit(this.d, this.post, [...this.touched]);
     this.d.log.info({ post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated }, 'POST committed');
   }
 
@@ -286,6 +284,20 @@ class PostRun {
     await abortPost(this.d, this.post, this.table.name, [...this.touched]);
     this.d.log.info({ post: this.post, chunks: this.placed.length }, 'POST aborted');
   }
+}
+
+/**
+ * Second step of a commit (after begin-commit-1.lua marked it): sends COMMIT to every
+ * worker that got a chunk, then closes the open record. Also run by clean-up for a POST
+ * whose coordinator died in between; COMMIT is idempotent, so sending it twice is harmless.
+ */
+export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo'>, post: string, workers: string[]): Promise<void> {
+  const { cmd, keys } = ctx;
+  const msg = Object.assign(new CommitMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
+  const p = cmd.pipeline();
+  for (const w of workers) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
+  await p.exec();
+  await cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post)).exec();
 }
 
 /**

@@ -10,10 +10,11 @@
   KEYS[6..n]  SET   <prefix>:worker:<id>:chunks       every worker that got a chunk
   ARGV[1]     post id
 
-  Returns the number of chunks forgotten, or -1 if the POST is not open (committed, or
-  already aborted): then nothing is touched, so a commit and a clean-up never both win.
+  Returns the number of chunks forgotten, or -1 if the POST is not open or is committing
+  (see begin-commit-1.lua): then nothing is touched, so a commit and an abort never both win.
 ]]
-if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+local raw = redis.call('HGET', KEYS[3], ARGV[1])
+if not raw or cjson.decode(raw).committing then
   return -1
 end
 local chunks = redis.call('SMEMBERS', KEYS[4])

@@ -1,17 +1,21 @@
 import type { CoordinatorContext } from '../context';
-import { abortPost } from '../ingest';
+import { abortPost, finishCommit } from '../ingest';
 
 /** An open POST as `<prefix>:posts:open` records it. */
 interface OpenPost {
   coordinator: string;
   table: string;
   at: number;
+  /** Set once its coordinator decided to commit: clean-up then finishes the commit. */
+  committing?: boolean;
 }
 
 /**
  * Aborts the POSTs whose coordinator died before committing them: their chunks are
  * removed from every worker and from the placement records, so a retry of the same
- * request (same `_id`s) can store them. A coordinator is dead when its heartbeat (Redis
+ * request (same `_id`s) can store them. A POST whose coordinator died while committing
+ * (marked `committing`) is committed instead: its client may have been told nothing, but
+ * the decision was taken. A coordinator is dead when its heartbeat (Redis
  * server time) is older than `coordinatorTimeoutMs`, or absent.
  */
 export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinatorTimeoutMs: number): Promise<string[]> {
@@ -25,6 +29,11 @@ export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinator
     const seen = await ctx.cmd.zscore(ctx.keys.coordinators, rec.coordinator);
     if (seen !== null && now - Number(seen) <= coordinatorTimeoutMs) continue;
     const workers = await ctx.cmd.smembers(ctx.keys.postWorkers(post));
+    if (rec.committing) {
+      await finishCommit(ctx, post, workers);
+      ctx.log.warn({ post, table: rec.table, coordinator: rec.coordinator, workers }, 'finished the commit of a POST whose coordinator died while committing');
+      continue;
+    }
     if (await abortPost(ctx, post, rec.table, workers)) {
       aborted.push(post);
       ctx.log.warn({ post, table: rec.table, coordinator: rec.coordinator, workers }, 'aborted a POST abandoned by a dead coordinator');

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import * as http from 'node:http';
 import { startCluster, type TestCluster } from '../support/cluster';
+import { Driver } from '../support/driver';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
 import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
@@ -80,5 +81,32 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
     ).catch((e) => {
       throw new Error(`${(e as Error).message}: ${JSON.stringify(st.body)}`);
     });
+  });
+
+  it('finishes the commit of a POST whose coordinator died after deciding to commit', async () => {
+    // The state a coordinator leaves when it dies between marking a POST `committing`
+    // and sending COMMIT: chunks stored but uncommitted, the open record marked.
+    const driver = new Driver(redis.url, prefix, 'ghost');
+    const rows = makeRows(300, 9, 'ghost');
+    const post = 'ghostpost1';
+    const chunk = driver.post('t', rows, ['w1', 'w2'], 'ghostchunk1', post);
+    for (const w of ['w1', 'w2']) await driver.send(w, chunk);
+    await driver.until(() => driver.acksFor(chunk.chunk).length === 2, 'both copies stored');
+    const before = await cluster.query<Row>('t', { where: { _id: { $in: rows.map((r) => r._id) } } });
+    assert.equal(before.length, 0, 'uncommitted: invisible');
+    await cluster.redis
+      .multi()
+      .hset(`${prefix}:chunks`, chunk.chunk, JSON.stringify({ table: 't', post, replicas: ['w1', 'w2'], rows: rows.length }))
+      .sadd(`${prefix}:table:t:chunks`, chunk.chunk)
+      .sadd(`${prefix}:worker:w1:chunks`, chunk.chunk)
+      .sadd(`${prefix}:worker:w2:chunks`, chunk.chunk)
+      .sadd(`${prefix}:post:${post}:chunks`, chunk.chunk)
+      .sadd(`${prefix}:post:${post}:workers`, 'w1', 'w2')
+      .hset(`${prefix}:posts:open`, post, JSON.stringify({ coordinator: 'c-dead', table: 't', at: Date.now(), committing: true }))
+      .exec();
+    await waitFor(async () => (await cluster.redis.hexists(`${prefix}:posts:open`, post)) === 0, { what: 'clean-up to finish the commit', timeoutMs: 30_000 });
+    const after = await cluster.query<Row>('t', { where: { _id: { $in: rows.map((r) => r._id) } } });
+    assert.deepEqual(lossAndDuplicates(rows, after), { lost: 0, duplicated: 0, wrong: 0 }, 'committed, not aborted');
+    await driver.close();
   });
 });

@@ -1,0 +1,19 @@
+--[[
+  First step of committing a POST: marks its open record `committing`, atomically with
+  the check that clean-up has not aborted it. From here on clean-up finishes the commit
+  (sends COMMIT again) instead of aborting, should this coordinator die before it
+  closes the record.
+
+  KEYS[1]  HASH  <prefix>:posts:open      post id -> JSON {coordinator, table, at[, committing]}
+  ARGV[1]  post id
+
+  Returns 1 when the POST may commit, 0 when it was aborted already.
+]]
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return 0
+end
+local rec = cjson.decode(raw)
+rec.committing = true
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+return 1
