@@ -3,14 +3,16 @@ import { strict as assert } from 'node:assert';
 import { startCluster, type TestCluster } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { spawnNode, type ChildHandle } from '../support/processes';
+import { dropPrefix, freePort, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { waitFor } from '../support/wait';
 
-describe('e2e: repair of a worker lost for good (BullMQ repair jobs)', function () {
+describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordinators)', function () {
   this.timeout(180_000);
   let redis: TestRedis;
   let prefix: string;
   let cluster: TestCluster;
+  let second: ChildHandle;
   const rows = makeRows(20_000, 123);
 
   before(async () => {
@@ -19,9 +21,21 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs)', function 
     cluster = await startCluster({
       redisUrl: redis.url,
       prefix,
-      workers: 3,
+      workers: 4,
       replicas: 2,
       env: { DSTORE_REPAIR_AFTER_MS: '2000', DSTORE_SWEEP_MS: '300' },
+    });
+    // A second coordinator takes repair jobs too: each chunk must still be repaired once.
+    second = spawnNode('coordinator-2', 'dist/coordinator/main.js', [], {
+      REDIS_URL: redis.url,
+      DSTORE_PREFIX: prefix,
+      DSTORE_PORT: String(await freePort()),
+      DSTORE_REPLICAS: '2',
+      DSTORE_HEARTBEAT_MS: '200',
+      DSTORE_WORKER_TIMEOUT_MS: '1500',
+      DSTORE_REPAIR_AFTER_MS: '2000',
+      DSTORE_SWEEP_MS: '300',
+      LOG_FORMAT: 'json',
     });
     await cluster.api('PUT', '/tables/t');
     const r = await cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
@@ -29,6 +43,7 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs)', function 
   });
 
   after(async () => {
+    await second?.stop();
     await cluster?.stop();
     await dropPrefix(redis.url, prefix);
   });
@@ -56,14 +71,27 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs)', function 
       { what: 'every chunk back at 2 replicas without w2', timeoutMs: 60_000 },
     );
     const recoverMs = Date.now() - t0;
+    // Two coordinators sweep and each chunk has two candidate targets: a chunk repaired
+    // twice at once would gain a third copy.
+    const st = await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
+    await waitFor(
+      async () => {
+        const s2 = await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
+        const held = s2.body.workers.filter((w) => w.id !== 'w2').reduce((n, w) => n + w.status.chunks, 0);
+        return held === 40 ? true : held > 40 ? Promise.reject(new Error(`${held} copies of 20 chunks: a chunk was copied twice`)) : undefined;
+      },
+      { what: 'the three survivors to hold exactly 2 copies of each of the 20 chunks', timeoutMs: 10_000 },
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message} (${JSON.stringify(st.body)})`);
+    });
     assert.equal(await cluster.redis.scard(`${prefix}:worker:w2:chunks`), 0);
     assert.equal(await cluster.redis.zcard(`${prefix}:chunks:under-replicated`), 0);
 
-    // Now every chunk is on w1 and w3: losing w1 as well must not lose a row.
+    // Now every chunk has 2 copies among w1, w3, w4: losing w1 as well must not lose a row.
     const w1 = cluster.workers.get('w1')!;
     w1.child.kill('SIGKILL');
     await w1.child.exited;
-    await cluster.waitLive(1);
+    await cluster.waitLive(2);
     const got = await cluster.query<Row>('t');
     assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 }, `recovered in ${recoverMs} ms`);
   });
@@ -71,7 +99,7 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs)', function 
   it('has a returning lost worker drop its re-homed chunks, so reads never see duplicates', async () => {
     cluster.startWorker('w2');
     cluster.startWorker('w1');
-    await cluster.waitLive(3);
+    await cluster.waitLive(4);
     const got = await cluster.query<Row>('t');
     assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 });
     const count = await cluster.query('t', { aggregate: [{ op: 'count' }] });
