@@ -1,0 +1,96 @@
+import 'reflect-metadata';
+import { strict as assert } from 'node:assert';
+import { startCluster, type TestCluster } from '../support/cluster';
+import { lossAndDuplicates, makeRows } from '../support/data';
+import type { Row } from '../support/driver';
+import { spawnNode, type ChildHandle } from '../support/processes';
+import { dropPrefix, freePort, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { waitFor } from '../support/wait';
+
+describe('e2e: two coordinators on one Redis', function () {
+  this.timeout(120_000);
+  let redis: TestRedis;
+  let prefix: string;
+  let cluster: TestCluster;
+  let second: ChildHandle;
+  let url2: string;
+
+  before(async () => {
+    redis = await sharedRedis();
+    prefix = uniquePrefix();
+    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '250' } });
+    const port = await freePort();
+    second = spawnNode('coordinator-2', 'dist/coordinator/main.js', [], {
+      REDIS_URL: redis.url,
+      DSTORE_PREFIX: prefix,
+      DSTORE_PORT: String(port),
+      DSTORE_REPLICAS: '2',
+      DSTORE_CHUNK_ROWS: '250',
+      DSTORE_WORKER_TIMEOUT_MS: '1500',
+      LOG_FORMAT: 'json',
+    });
+    url2 = `http://127.0.0.1:${port}`;
+    await waitFor(async () => (await fetch(`${url2}/healthz`).catch(() => undefined))?.ok, { what: 'the second coordinator', timeoutMs: 20_000 });
+  });
+
+  after(async () => {
+    await second?.stop();
+    await cluster?.stop();
+    await dropPrefix(redis.url, prefix);
+  });
+
+  async function post(base: string, table: string, rows: Row[]): Promise<number> {
+    const res = await fetch(`${base}/tables/${table}/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: rows.map((r) => JSON.stringify(r)).join('\n'),
+    });
+    return res.status;
+  }
+
+  async function query(base: string, table: string, q: unknown = {}): Promise<Row[]> {
+    const res = await fetch(`${base}/tables/${table}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(q) });
+    assert.equal(res.status, 200);
+    return (await res.text())
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Row);
+  }
+
+  it('takes concurrent POSTs and queries through both, exactly, with chunks spread evenly', async () => {
+    assert.equal((await cluster.api('PUT', '/tables/t')).status, 201);
+    // The table created through one coordinator is known to the other.
+    assert.equal((await fetch(`${url2}/tables`).then((r) => r.json()) as { tables: { name: string }[] }).tables[0].name, 't');
+    const batches = Array.from({ length: 12 }, (_, i) => makeRows(1500, 100 + i, `b${i}-`));
+    const urls = [cluster.url, url2];
+    // POSTs alternate between the coordinators, all at once, with reads in between.
+    const statuses = await Promise.all([
+      ...batches.map((b, i) => post(urls[i % 2], 't', b)),
+      ...urls.map((u) => query(u, 't', { aggregate: [{ op: 'count' }] }).then(() => 200)),
+    ]);
+    assert.ok(statuses.every((s) => s === 200), JSON.stringify(statuses));
+
+    const all = batches.flat();
+    for (const u of urls) assert.deepEqual(lossAndDuplicates(all, await query(u, 't')), { lost: 0, duplicated: 0, wrong: 0 }, `read through ${u}`);
+    const sorted = await query(url2, 't', { sort: [{ field: '_id', dir: 'desc' }], limit: 10, fields: ['_id'] });
+    assert.deepEqual(
+      sorted.map((r) => r._id),
+      all
+        .map((r) => r._id)
+        .sort()
+        .reverse()
+        .slice(0, 10),
+    );
+
+    // 12 × 1500 rows / 250 = 72 chunks, 2 copies each; one global token keeps them even.
+    const replicas = Object.values(await cluster.redis.hgetall(`${prefix}:chunks`)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
+    assert.equal(replicas.length, 72);
+    const perWorker = new Map<string, number>();
+    for (const r of replicas) for (const w of r) perWorker.set(w, (perWorker.get(w) ?? 0) + 1);
+    for (const [w, n] of perWorker) assert.ok(Math.abs(n - 48) <= 2, `${w} holds ${n} of 144 copies (even share: 48)`);
+    assert.equal(Number(await cluster.redis.get(`${prefix}:token`)), 72, 'one token draw per chunk, from both coordinators');
+
+    const streams = await cluster.redis.keys(`${prefix}:coord:*:replies`);
+    assert.equal(new Set(streams).size, 2, `one reply stream per coordinator: ${streams.join(', ')}`);
+  });
+});
