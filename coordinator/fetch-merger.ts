@@ -52,7 +52,7 @@ export class FetchMerger {
 
   /** Runs a normalised query over a table that exists; yields output lines. */
   async *read(table: string, q: QuerySpec, opts: ReadOptions = {}): AsyncGenerator<string> {
-    let live = await this.workers.live();
+    const live = await this.workers.live();
     if (live.length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
     const gap = await this.gap(table, live);
     this.checkGap(gap, opts);
@@ -62,8 +62,6 @@ export class FetchMerger {
     if (gap.chunks.size > 0) {
       yield JSON.stringify({ _partial: true, missingWorkers: [...gap.workers].sort(), missingChunks: gap.chunks.size });
     }
-    void live;
-    live = [];
   }
 
   private checkGap(gap: Gap, opts: ReadOptions): void {

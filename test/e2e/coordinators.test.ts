@@ -3,38 +3,23 @@ import { strict as assert } from 'node:assert';
 import { startCluster, type TestCluster } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { spawnNode, type ChildHandle } from '../support/processes';
-import { dropPrefix, freePort, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
-import { waitFor } from '../support/wait';
+import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 
 describe('e2e: two coordinators on one Redis', function () {
   this.timeout(120_000);
   let redis: TestRedis;
   let prefix: string;
   let cluster: TestCluster;
-  let second: ChildHandle;
   let url2: string;
 
   before(async () => {
     redis = await sharedRedis();
     prefix = uniquePrefix();
     cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '250' } });
-    const port = await freePort();
-    second = spawnNode('coordinator-2', 'dist/coordinator/main.js', [], {
-      REDIS_URL: redis.url,
-      DSTORE_PREFIX: prefix,
-      DSTORE_PORT: String(port),
-      DSTORE_REPLICAS: '2',
-      DSTORE_CHUNK_ROWS: '250',
-      DSTORE_WORKER_TIMEOUT_MS: '1500',
-      LOG_FORMAT: 'json',
-    });
-    url2 = `http://127.0.0.1:${port}`;
-    await waitFor(async () => (await fetch(`${url2}/healthz`).catch(() => undefined))?.ok, { what: 'the second coordinator', timeoutMs: 20_000 });
+    url2 = (await cluster.spawnCoordinator('coordinator-2')).url;
   });
 
   after(async () => {
-    await second?.stop();
     await cluster?.stop();
     await dropPrefix(redis.url, prefix);
   });

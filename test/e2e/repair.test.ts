@@ -3,8 +3,7 @@ import { strict as assert } from 'node:assert';
 import { startCluster, type TestCluster } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { spawnNode, type ChildHandle } from '../support/processes';
-import { dropPrefix, freePort, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordinators)', function () {
@@ -12,7 +11,6 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
   let redis: TestRedis;
   let prefix: string;
   let cluster: TestCluster;
-  let second: ChildHandle;
   const rows = makeRows(20_000, 123);
 
   before(async () => {
@@ -26,24 +24,13 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
       env: { DSTORE_REPAIR_AFTER_MS: '2000', DSTORE_SWEEP_MS: '300' },
     });
     // A second coordinator takes repair jobs too: each chunk must still be repaired once.
-    second = spawnNode('coordinator-2', 'dist/coordinator/main.js', [], {
-      REDIS_URL: redis.url,
-      DSTORE_PREFIX: prefix,
-      DSTORE_PORT: String(await freePort()),
-      DSTORE_REPLICAS: '2',
-      DSTORE_HEARTBEAT_MS: '200',
-      DSTORE_WORKER_TIMEOUT_MS: '1500',
-      DSTORE_REPAIR_AFTER_MS: '2000',
-      DSTORE_SWEEP_MS: '300',
-      LOG_FORMAT: 'json',
-    });
+    await cluster.spawnCoordinator('coordinator-2');
     await cluster.api('PUT', '/tables/t');
     const r = await cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 
   after(async () => {
-    await second?.stop();
     await cluster?.stop();
     await dropPrefix(redis.url, prefix);
   });

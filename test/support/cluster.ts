@@ -34,6 +34,7 @@ export class TestCluster {
   url = '';
   coordinator!: ChildHandle;
   readonly workers = new Map<string, TestWorker>();
+  private readonly extra: ChildHandle[] = [];
   readonly redis: Redis;
 
   constructor(readonly opts: ClusterOptions) {
@@ -65,23 +66,36 @@ export class TestCluster {
     return w;
   }
 
+  /** Starts the cluster's (replacement) coordinator on a new port; `url` then points at it. */
   async startCoordinator(): Promise<void> {
+    const { child, url } = await this.spawnCoordinator('coordinator');
+    this.coordinator = child;
+    this.url = url;
+  }
+
+  /**
+   * Starts one more coordinator with the cluster's settings, waits for /healthz, and
+   * stops it with the cluster. Used for tests that run several coordinators.
+   */
+  async spawnCoordinator(name: string): Promise<{ child: ChildHandle; url: string }> {
     const port = await freePort();
-    this.coordinator = spawnNode('coordinator', 'dist/coordinator/main.js', [], {
+    const child = spawnNode(name, 'dist/coordinator/main.js', [], {
       REDIS_URL: this.opts.redisUrl,
       DSTORE_PREFIX: this.opts.prefix,
       DSTORE_PORT: String(port),
       LOG_FORMAT: 'json',
       ...this.env(),
     });
-    this.url = `http://127.0.0.1:${port}`;
+    const url = `http://127.0.0.1:${port}`;
     await waitFor(
       async () => {
-        if (this.coordinator.child.exitCode !== null) throw new Error(`coordinator exited:\n${this.coordinator.tail(20)}`);
-        return (await fetch(`${this.url}/healthz`).catch(() => undefined))?.ok;
+        if (child.child.exitCode !== null) throw new Error(`${name} exited:\n${child.tail(20)}`);
+        return (await fetch(`${url}/healthz`).catch(() => undefined))?.ok;
       },
-      { what: 'the coordinator to answer /healthz', timeoutMs: 20_000 },
+      { what: `${name} to answer /healthz`, timeoutMs: 20_000 },
     );
+    if (name !== 'coordinator') this.extra.push(child);
+    return { child, url };
   }
 
   /** Waits until exactly `n` workers are live. */
@@ -113,7 +127,7 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.coordinator?.stop(), ...[...this.workers.values()].map((w) => w.child.stop())]);
+    await Promise.all([this.coordinator?.stop(), ...this.extra.map((c) => c.stop()), ...[...this.workers.values()].map((w) => w.child.stop())]);
     await this.redis.quit();
   }
 }
