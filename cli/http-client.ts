@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { readCliUrl } from '../common/config';
+import { readCliToken, readCliUrl } from '../common/config';
 
 /**
  * The CLI's side of the coordinator's HTTP API: JSON requests, streamed request bodies
@@ -41,6 +41,8 @@ export class HttpClient {
   constructor(
     /** Base URL without a trailing slash, e.g. `http://127.0.0.1:7070`. */
     readonly baseUrl: string,
+    /** Secret sent as `Authorization: Bearer` (from `DSTORE_TOKEN`); never printed. */
+    private readonly token?: string,
   ) {}
 
   /**
@@ -86,7 +88,7 @@ export class HttpClient {
   /** Sends a request and returns the 2xx response; anything else becomes a {@link CliError}. */
   private async send(method: string, path: string, body?: unknown): Promise<Response> {
     const url = this.baseUrl + path;
-    const init: RequestInit & { duplex?: 'half' } = { method, headers: { accept: 'application/json, application/x-ndjson' } };
+    const init: RequestInit & { duplex?: 'half' } = { method, headers: { accept: 'application/json, application/x-ndjson', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) } };
     if (isRawBody(body)) {
       init.headers = { ...init.headers, 'content-type': body.contentType };
       init.body = body.body;
@@ -123,7 +125,8 @@ export class HttpClient {
     try {
       const j = JSON.parse(text) as { error?: unknown; message?: unknown };
       if (typeof j.message === 'string' && j.message !== '') {
-        return new CliError(j.message, res.status, typeof j.error === 'string' ? j.error : undefined);
+        const hint = res.status === 401 && !this.token ? ' (set DSTORE_TOKEN to your token secret)' : '';
+        return new CliError(j.message + hint, res.status, typeof j.error === 'string' ? j.error : undefined);
       }
     } catch {
       // not JSON: a proxy or something that is not a coordinator answered
@@ -165,5 +168,5 @@ export function clientFor(cmd: Command): HttpClient {
   const env = { ...process.env };
   // An empty DSTORE_URL means "not set", as for every other setting.
   if (env.DSTORE_URL?.trim() === '') delete env.DSTORE_URL;
-  return new HttpClient(readCliUrl(env, url));
+  return new HttpClient(readCliUrl(env, url), readCliToken(env));
 }

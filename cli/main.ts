@@ -2,6 +2,8 @@
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { registerClientCommands } from './commands';
+import { registerAclCommand } from './commands/acl';
+import { registerCompletionCommand } from './commands/completion';
 import { registerCoordinatorCommand } from './commands/coordinator';
 import { registerDemoCommand } from './commands/demo';
 import { registerUpCommand } from './commands/up';
@@ -20,6 +22,8 @@ export function buildProgram(): Command {
   registerWorkerCommand(program);
   registerUpCommand(program);
   registerDemoCommand(program);
+  registerAclCommand(program);
+  registerCompletionCommand(program);
   return program;
 }
 

@@ -410,3 +410,27 @@ function evaluate(n: Node, row: Record<string, unknown>): boolean {
 export function matchesFilter(filter: unknown, row: Record<string, unknown>): boolean {
   return evaluate(parse(filter, 'where'), row);
 }
+
+/**
+ * The fields a filter reads, as written (`"a"`, `"a.b"`), each once. Used to refuse
+ * filters on columns whose stored values cannot be compared (encrypted columns).
+ * @throws {@link FilterError} as {@link compileFilter} does.
+ */
+export function filterFields(filter: unknown, where = 'where'): string[] {
+  const out = new Set<string>();
+  const walk = (n: Node): void => {
+    switch (n.k) {
+      case 'and':
+      case 'or':
+        return n.items.forEach(walk);
+      case 'not':
+        return walk(n.item);
+      case 'all':
+        return;
+      default:
+        out.add(n.f.segs.join('.'));
+    }
+  };
+  walk(parse(filter, where));
+  return [...out];
+}

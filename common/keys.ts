@@ -1,9 +1,18 @@
 import { assertName } from './names';
 
 /**
- * The only place a Redis key or channel is spelled. Every key starts with the
- * prefix and uses `:` so that Redis tooling (redis-cli --scan, RedisInsight) groups
- * them: `dstore:worker:w1:ops`, `dstore:coord:c1:replies`, `dstore:fetch`, …
+ * The only place a Redis key or channel is spelled. Keys use `:` so that Redis tooling
+ * (redis-cli --scan, RedisInsight) groups them, and carry a Redis Cluster hash tag (the
+ * part in braces, which alone decides the slot):
+ *
+ * - shared metadata is tagged with the prefix, `{dstore}:chunks`, so every multi-key
+ *   script and MULTI over it touches one slot;
+ * - each worker's ops stream is tagged with the worker id, `dstore:worker:{w1}:ops`, and
+ *   each coordinator's reply stream with its id, `dstore:coord:{c1}:replies`, so the
+ *   heavy per-process streams spread over the cluster's nodes;
+ * - the fetch channel has a tag of its own, `dstore:{fetch}`, a sharded pub/sub channel.
+ *
+ * On a single Redis the tags are just part of the name. docs/scaling.md says why.
  */
 export interface Keys {
   readonly prefix: string;
@@ -15,6 +24,8 @@ export interface Keys {
   readonly dead: string;
   /** PUB/SUB channel: FETCH requests to every worker. */
   readonly fetchChannel: string;
+  /** PUB/SUB channel: read credit (`<req> <worker> <batches>`), coordinator → the worker answering a FETCH. */
+  readonly fetchCreditChannel: string;
   /** ZSET: worker id → last heartbeat (Redis server time, ms). */
   readonly workers: string;
   /** HASH: worker id → JSON status (state, ready, rows, chunks, appliedId, …). */
@@ -37,41 +48,71 @@ export interface Keys {
   workerChunks(workerId: string): string;
   /** ZSET: chunk ids below the replication factor (score: time recorded). */
   readonly underReplicated: string;
+  /**
+   * STREAM: one entry per chunk move (drain, rebalance): `chunk`, `replicas`. Its last id
+   * is the generation a FETCH carries; workers read it before answering (see docs).
+   */
+  readonly moves: string;
+  /** HASH: worker id → JSON {at, force} for workers being drained (no new chunks land on them). */
+  readonly draining: string;
+  /** HASH: worker id → JSON {at, drainedFrom} for drained workers, which are no longer listed. */
+  readonly retired: string;
+  /** SET: chunk ids with a planned move (rebalance) not yet done. */
+  readonly movesPending: string;
+  /**
+   * ZSET: `<coordinator id>:<token>` → Redis time (ms) an UPDATE/DELETE was registered, until
+   * it is on every worker's stream. A chunk copy waits for the ones registered before it
+   * (docs/architecture.md, "Copies are verified").
+   */
+  readonly mutationsInflight: string;
   /** STRING: JSON report of the last scrub pass. */
   readonly scrubReport: string;
   /** ZSET: coordinator id → last heartbeat (ms). */
   readonly coordinators: string;
-  /** Prefix for BullMQ queues (BullMQ appends `:<queue>:<key>`). */
+  /** Prefix for BullMQ queues (BullMQ appends `:<queue>:<key>`); hash-tagged as BullMQ requires on a cluster. */
   readonly bullPrefix: string;
+  /** SCAN patterns that together match every key of this prefix (for tooling and tests). */
+  readonly patterns: readonly string[];
 }
 
 /** The consumer group every worker uses on its own ops stream. */
 export const OPS_GROUP = 'apply';
 
+/** A valid key prefix: no braces, since keys.ts places the hash tags itself. */
+export const PREFIX_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
 /** Builds the key set for one prefix (default `dstore`). */
 export function makeKeys(prefix: string): Keys {
-  if (!/^[A-Za-z0-9_{}-]{1,64}$/.test(prefix)) {
-    throw new Error(`invalid key prefix ${JSON.stringify(prefix)}: use 1-64 letters, digits, "_", "-" (and "{}" for a cluster hash tag)`);
+  if (!PREFIX_PATTERN.test(prefix)) {
+    throw new Error(`invalid key prefix ${JSON.stringify(prefix)}: use 1-64 letters, digits, "_" or "-"`);
   }
+  const shared = `{${prefix}}`;
   return {
     prefix,
-    workerOps: (id) => `${prefix}:worker:${assertName('worker id', id)}:ops`,
-    coordReplies: (id) => `${prefix}:coord:${assertName('coordinator id', id)}:replies`,
-    dead: `${prefix}:dead`,
-    fetchChannel: `${prefix}:fetch`,
-    workers: `${prefix}:workers`,
-    workerStatus: `${prefix}:workers:status`,
-    token: `${prefix}:token`,
-    tables: `${prefix}:tables`,
-    chunks: `${prefix}:chunks`,
-    tableChunks: (table) => `${prefix}:table:${assertName('table', table)}:chunks`,
-    openPosts: `${prefix}:posts:open`,
-    postChunks: (post) => `${prefix}:post:${assertName('op id', post)}:chunks`,
-    postWorkers: (post) => `${prefix}:post:${assertName('op id', post)}:workers`,
-    workerChunks: (id) => `${prefix}:worker:${assertName('worker id', id)}:chunks`,
-    underReplicated: `${prefix}:chunks:under-replicated`,
-    coordinators: `${prefix}:coordinators`,
-    scrubReport: `${prefix}:scrub:last`,
-    bullPrefix: `${prefix}:bull`,
+    workerOps: (id) => `${prefix}:worker:{${assertName('worker id', id)}}:ops`,
+    coordReplies: (id) => `${prefix}:coord:{${assertName('coordinator id', id)}}:replies`,
+    dead: `${shared}:dead`,
+    fetchChannel: `${prefix}:{fetch}`,
+    fetchCreditChannel: `${prefix}:{fetch}:credit`,
+    workers: `${shared}:workers`,
+    workerStatus: `${shared}:workers:status`,
+    token: `${shared}:token`,
+    tables: `${shared}:tables`,
+    chunks: `${shared}:chunks`,
+    tableChunks: (table) => `${shared}:table:${assertName('table', table)}:chunks`,
+    openPosts: `${shared}:posts:open`,
+    postChunks: (post) => `${shared}:post:${assertName('op id', post)}:chunks`,
+    postWorkers: (post) => `${shared}:post:${assertName('op id', post)}:workers`,
+    workerChunks: (id) => `${shared}:worker:${assertName('worker id', id)}:chunks`,
+    underReplicated: `${shared}:chunks:under-replicated`,
+    coordinators: `${shared}:coordinators`,
+    scrubReport: `${shared}:scrub:last`,
+    moves: `${shared}:moves`,
+    draining: `${shared}:workers:draining`,
+    retired: `${shared}:workers:retired`,
+    movesPending: `${shared}:moves:pending`,
+    mutationsInflight: `${shared}:mutations:inflight`,
+    bullPrefix: `${shared}:bull`,
+    patterns: [`${shared}:*`, `${prefix}:*`],
   };
 }

@@ -38,3 +38,21 @@ export function assertName(kind: NameKind, value: unknown): string {
   }
   return value as string;
 }
+
+/** Longest field (column) name, in UTF-16 code units. */
+export const MAX_FIELD_NAME_LENGTH = 256;
+
+/**
+ * What is wrong with a record field or column name, or undefined when it is fine:
+ * 1-256 characters, no control characters (U+0000-U+001F, U+007F), not starting with
+ * "$" (reserved for filter operators). Any other text, quotes, spaces and SQL included,
+ * is a valid name: names only ever reach SQLite as bound JSON paths.
+ */
+export function fieldNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'is empty';
+  if (name.length > MAX_FIELD_NAME_LENGTH) return `is ${name.length} characters long; at most ${MAX_FIELD_NAME_LENGTH}`;
+  const c = /[\u0000-\u001f\u007f]/.exec(name);
+  if (c) return `contains the control character U+${c[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+  if (name.startsWith('$')) return 'starts with "$", which is reserved for filter operators';
+  return undefined;
+}

@@ -1,11 +1,14 @@
 import { ConfigError } from './errors';
 import { createLogger, type Logger } from './logger';
+import { checkRedisTls } from './redis-tls';
 import type { CommonOptions } from './config';
 
 /** Something an entry point runs until a signal stops it. */
 export interface Service {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** The service's scoped logger (with its id); the process's own lines use it when present. */
+  readonly log?: Logger;
 }
 
 /**
@@ -24,14 +27,15 @@ export function runProcess<O extends CommonOptions>(name: string, load: () => O,
     }
     throw e;
   }
-  const log = createLogger(opts, { component: name });
+  const root = createLogger(opts, { component: name });
   let service: Service;
   try {
-    service = make(opts, log);
+    service = make(opts, root);
   } catch (e) {
     process.stderr.write(`dstore ${name}: ${(e as Error).message}\n`);
     process.exit(1);
   }
+  const log = service.log ?? root;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -50,8 +54,13 @@ export function runProcess<O extends CommonOptions>(name: string, load: () => O,
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  service.start().catch((e) => {
-    log.fatal({ err: e }, `${name} failed to start`);
-    process.exit(1);
-  });
+  // A TLS certificate problem is found before the service starts retrying connections forever.
+  checkRedisTls(opts)
+    .then(() => service.start())
+    .catch((e) => {
+      // A setting found wrong only at start (TLS, DSTORE_ENCRYPTION_KEY against the catalogue) gets the same one line.
+      if (e instanceof ConfigError) process.stderr.write(`dstore ${name}: ${e.message}\n`);
+      log.fatal({ err: e }, `${name} failed to start`);
+      process.exit(1);
+    });
 }

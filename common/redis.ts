@@ -1,4 +1,5 @@
-import Redis, { type RedisOptions } from 'ioredis';
+import Redis, { Cluster, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { ClusterNode } from './config';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -13,10 +14,15 @@ export type ConnectionRole =
 
 /** Options for {@link createRedis}. */
 export interface ConnectionOptions {
+  /** redis:// or rediss:// URL; on a cluster it still gives user, password and TLS. */
   url: string;
+  /** Redis Cluster seed nodes; when given the connection is an ioredis Cluster. */
+  clusterNodes?: ClusterNode[];
   /** Shown in `CLIENT LIST` as `<prefix>:<name>` so operators see who is who. */
   name: string;
   role: ConnectionRole;
+  /** PEM of the CA that signed the server certificate (rediss:// only; `REDIS_TLS_CA_FILE`). */
+  tlsCa?: string;
 }
 
 /** Scripts in common/lua, registered on every command connection. */
@@ -30,10 +36,18 @@ export interface DstoreCommands {
   touch(zset: string, id: string): Promise<number>;
 }
 
+/**
+ * A command connection to a single Redis or to a Redis Cluster. Typed as `Redis` since
+ * ioredis' Cluster offers the same command methods; code that must differ asks
+ * {@link isCluster}.
+ */
 export type DstoreRedis = Redis & DstoreCommands;
 
-/** A pipeline on which the dstore scripts can be queued. */
-export type DstorePipeline = { [K in keyof DstoreCommands]: (...args: Parameters<DstoreCommands[K]>) => DstorePipeline };
+/** Whether a connection talks to a Redis Cluster. */
+export function isCluster(conn: Redis | Cluster): boolean {
+  return (conn as { isCluster?: boolean }).isCluster === true;
+}
+
 
 const LUA_DIR = path.resolve(__dirname, '..', '..', 'common', 'lua');
 
@@ -57,6 +71,7 @@ let scripts: ReturnType<typeof loadScripts> | undefined;
  * capped backoff: a Redis restart must not take dstore processes down with it.
  */
 export function createRedis(opts: ConnectionOptions): DstoreRedis {
+  scripts ??= loadScripts();
   const base: RedisOptions = {
     connectionName: opts.name,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
@@ -64,13 +79,66 @@ export function createRedis(opts: ConnectionOptions): DstoreRedis {
     // few reconnects so a caller sees an error instead of hanging.
     maxRetriesPerRequest: opts.role === 'command' ? 20 : null,
     enableAutoPipelining: opts.role === 'command',
+    // ioredis turns TLS on for rediss:// by itself; this only adds the private CA.
+    ...(opts.tlsCa && opts.url.startsWith('rediss://') ? { tls: { ca: opts.tlsCa } } : {}),
+    // Auto-pipelining routes by a command's first argument, which for a script with a
+    // variable key count is the count, not a key: on a cluster it would pick a wrong node.
+    autoPipeliningIgnoredCommands: scripts.filter((s) => s.numberOfKeys === undefined).map((s) => s.name),
   };
-  const conn = new Redis(opts.url, base) as DstoreRedis;
+  const conn = (opts.clusterNodes ? createCluster(opts.url, opts.clusterNodes, opts.role, base) : new Redis(opts.url, base)) as DstoreRedis;
   if (opts.role === 'command') {
-    scripts ??= loadScripts();
     for (const s of scripts) conn.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
   }
   return conn;
+}
+
+/**
+ * A Cluster client: credentials and TLS from the URL apply to every node. Slots are
+ * refreshed on MOVED and every few seconds, so resharding and failover are followed.
+ */
+function createCluster(url: string, nodes: ClusterNode[], role: ConnectionRole, base: RedisOptions): Cluster {
+  const u = new URL(url);
+  const redisOptions: RedisOptions = {
+    ...base,
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    tls: u.protocol === 'rediss:' ? (base.tls ?? {}) : undefined,
+  };
+  const options: ClusterOptions = {
+    redisOptions,
+    clusterRetryStrategy: base.retryStrategy,
+    enableAutoPipelining: base.enableAutoPipelining,
+    autoPipeliningIgnoredCommands: base.autoPipeliningIgnoredCommands,
+    // A sharded channel lives on the node owning its slot: SSUBSCRIBE there, so FETCH
+    // traffic is not broadcast over the cluster bus to every node.
+    shardedSubscribers: role === 'subscriber',
+    slotsRefreshInterval: 5000,
+  };
+  return new Cluster(nodes, options);
+}
+
+/** Publishes on a channel: SPUBLISH on a cluster (sharded pub/sub), PUBLISH on a single Redis. */
+export function publish(conn: Redis, channel: string, payload: string): Promise<number> {
+  return isCluster(conn) ? ((conn as unknown as Cluster).spublish(channel, payload) as Promise<number>) : conn.publish(channel, payload);
+}
+
+/**
+ * Subscribes `sub` (a subscriber connection) to one channel, sharded on a cluster, and
+ * calls `onMessage` with each payload. Returns a function that unsubscribes.
+ */
+export async function subscribe(sub: Redis, channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
+  const sharded = isCluster(sub);
+  const event = sharded ? 'smessage' : 'message';
+  const listener = (ch: string, payload: string) => {
+    if (ch === channel) onMessage(payload);
+  };
+  sub.on(event, listener);
+  if (sharded) await (sub as unknown as Cluster).ssubscribe(channel);
+  else await sub.subscribe(channel);
+  return async () => {
+    sub.off(event, listener);
+    await (sharded ? (sub as unknown as Cluster).sunsubscribe(channel) : sub.unsubscribe(channel)).catch(() => undefined);
+  };
 }
 
 /** Resolves with `p`, or with undefined after `ms` (the work goes on, unawaited). */
@@ -85,7 +153,7 @@ export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined
 }
 
 /** Closes connections, ignoring ones already closed; never waits long for an unreachable Redis. */
-export async function closeAll(...conns: (Redis | undefined)[]): Promise<void> {
+export async function closeAll(...conns: (Redis | Cluster | undefined)[]): Promise<void> {
   await Promise.all(
     conns.map(async (c) => {
       if (!c || c.status === 'end') return;

@@ -4,12 +4,17 @@ import { assertName } from '../common/names';
 import type { DstoreRedis } from '../common/redis';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { badRequest, conflict, notFound } from './errors';
-import { parseSchema, type Schema } from './schema';
+import type { TableEncryption } from './encryption';
+import { parseTableSchema, type Schema } from './schema';
 
 /** A table as the catalogue holds it (`<prefix>:tables`, one JSON value per table). */
 export interface TableDef {
   name: string;
   schema?: Schema;
+  /** Columns stored encrypted (docs/security.md); absent when none. */
+  encrypted?: string[];
+  /** Identifies the DSTORE_ENCRYPTION_KEY the table was created with (an HMAC, not the key); set with `encrypted`. */
+  keyCheck?: string;
   version: number;
   createdAt: number;
 }
@@ -26,6 +31,7 @@ export class Catalogue {
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly opTimeoutMs: number,
+    private readonly encryption?: TableEncryption,
   ) {
     this.cmd = ctx.cmd;
     this.keys = ctx.keys;
@@ -46,14 +52,17 @@ export class Catalogue {
    */
   async create(name: string, schemaInput?: unknown): Promise<{ table: TableDef; created: boolean }> {
     Catalogue.checkName(name);
-    const schema = parseSchema(schemaInput);
-    const def: TableDef = { name, version: 1, createdAt: Date.now(), ...(schema ? { schema } : {}) };
+    const { schema, encrypted } = parseTableSchema(schemaInput);
+    const keyCheck = this.encryption ? this.encryption.keyCheckFor(name, encrypted) : undefined;
+    if (encrypted.length > 0 && !keyCheck) throw badRequest('this coordinator cannot create encrypted columns', { field: 'schema' });
+    const def: TableDef = { name, version: 1, createdAt: Date.now(), ...(schema ? { schema } : {}), ...(encrypted.length ? { encrypted, keyCheck } : {}) };
     const created = (await this.cmd.hsetnx(this.keys.tables, name, JSON.stringify(def))) === 1;
     if (!created) {
       const existing = (await this.get(name))!;
-      if (JSON.stringify(existing.schema ?? null) !== JSON.stringify(schema ?? null)) {
+      if (JSON.stringify(existing.schema ?? null) !== JSON.stringify(schema ?? null) || JSON.stringify(existing.encrypted ?? []) !== JSON.stringify(encrypted)) {
         throw conflict(`table ${name} exists with another schema; drop it first or use the same schema`, { table: name });
       }
+      this.encryption?.cipherFor(existing, 'create');
       return { table: existing, created: false };
     }
     await broadcastToAll(this.ctx, (op) => Object.assign(new SetupTableMessage(), { op, table: name, schema, version: def.version, replyTo: this.ctx.replyTo }), this.opTimeoutMs);

@@ -1,3 +1,4 @@
+import { ulid } from 'ulid';
 import type { Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
 import type { Message } from '../common/messages';
@@ -19,8 +20,29 @@ export interface CoordinatorContext {
   log: Logger;
 }
 
-/** Sends an op to every known worker and waits for the live ones (see {@link broadcastOp}). */
-export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string) => Message, timeoutMs: number): Promise<OpOutcome> {
-  const [known, live] = [await ctx.workers.known(), await ctx.workers.live()];
-  return broadcastOp(ctx.cmd, ctx.keys, ctx.router, known, live, make, timeoutMs);
+/**
+ * Sends an op to every known worker and waits for the live ones (see {@link broadcastOp}).
+ * The known list is read again after the XADDs and a worker that joined in between gets
+ * the op as well. With `inflight` (UPDATE, DELETE) the op is registered in
+ * `<prefix>:mutations:inflight` before the list is read and until every XADD is done: a
+ * chunk copy waits for the ones registered before it, so that each of them is either on
+ * both sides of the copy's verification or lands on the target after the copy
+ * (docs/architecture.md, "Copies are verified").
+ */
+export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string) => Message, timeoutMs: number, opts: { inflight?: boolean } = {}): Promise<OpOutcome> {
+  const token = opts.inflight ? `${ctx.coordinatorId}:${ulid()}` : undefined;
+  if (token) await ctx.cmd.touch(ctx.keys.mutationsInflight, token);
+  let done = token === undefined;
+  const sent = async () => {
+    if (done) return;
+    done = true;
+    await ctx.cmd.zrem(ctx.keys.mutationsInflight, token!);
+  };
+  try {
+    const [known, live] = [await ctx.workers.known(), await ctx.workers.live()];
+    return await broadcastOp(ctx.cmd, ctx.keys, ctx.router, known, live, make, timeoutMs, { joined: () => ctx.workers.known(), sent, live: () => ctx.workers.live() });
+  } finally {
+    // After a failed XADD too (the op is then on some streams only, and the request fails).
+    await sent().catch(() => undefined);
+  }
 }

@@ -6,18 +6,22 @@ import type { Logger } from '../common/logger';
 import { closeAll, createRedis, type DstoreRedis } from '../common/redis';
 import { buildServer } from './api/server';
 import { Catalogue } from './catalogue';
+import { readClusterStatus, type ClusterStatus } from './cluster-status';
 import type { CoordinatorContext } from './context';
+import { TableEncryption } from './encryption';
 import { FetchMerger } from './fetch-merger';
+import { FetchQueue } from './fetch-round';
 import { Jobs } from './jobs/queues';
 import { Ingest } from './ingest';
 import { WorkerDirectory } from './membership';
+import { CoordinatorMetrics } from './metrics';
 import { Mutations } from './mutations';
 import { ReplyRouter } from './reply-router';
 
 /**
  * A coordinator: the HTTP API over the catalogue, ingest, reads and mutations. It
  * holds no state Redis does not hold, so any number can run side by side; each reads
- * its own reply stream (`<prefix>:coord:<id>:replies`).
+ * its own reply stream (`<prefix>:coord:{<id>}:replies`).
  */
 export class Coordinator {
   readonly id: string;
@@ -30,9 +34,15 @@ export class Coordinator {
   readonly ingest: Ingest;
   readonly fetch: FetchMerger;
   readonly mutations: Mutations;
+  /** Encrypted columns (DSTORE_ENCRYPTION_KEY). */
+  readonly encryption: TableEncryption;
   /** Repair (and later scrub, clean-up) as BullMQ jobs. */
   readonly jobs: Jobs;
   readonly log: Logger;
+  /** Prometheus metrics of `GET /metrics`. */
+  readonly metrics: CoordinatorMetrics;
+  /** What every component shares (Redis, keys, replies, workers). */
+  readonly ctx: CoordinatorContext;
   private server?: FastifyInstance;
   private heartbeat?: NodeJS.Timeout;
   /** The URL the API listens on, once started. */
@@ -46,22 +56,36 @@ export class Coordinator {
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'coordinator', coordinatorId: this.id });
     const name = (role: string) => `${opts.prefix}:coord:${this.id}:${role}`;
-    this.cmd = createRedis({ url: opts.redisUrl, name: name('cmd'), role: 'command' });
-    this.replyReader = createRedis({ url: opts.redisUrl, name: name('replies'), role: 'blocking' });
+    this.cmd = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('cmd'), role: 'command' });
+    this.replyReader = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('replies'), role: 'blocking' });
     for (const c of [this.cmd, this.replyReader]) c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
     const replyTo = this.keys.coordReplies(this.id);
     this.router = new ReplyRouter(this.replyReader, this.cmd, replyTo, this.log.child({ component: 'reply-router' }));
     this.workers = new WorkerDirectory(this.cmd, this.keys, opts.workerTimeoutMs);
     const ctx: CoordinatorContext = { cmd: this.cmd, keys: this.keys, router: this.router, workers: this.workers, coordinatorId: this.id, replyTo, log: this.log };
-    this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs);
-    this.ingest = new Ingest(ctx, opts);
-    this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs);
-    this.mutations = new Mutations(ctx, opts.ackTimeoutMs);
-    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs, scrubMs: opts.scrubMs });
+    this.ctx = ctx;
+    this.encryption = new TableEncryption(opts.encryptionKey);
+    this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs, this.encryption);
+    this.ingest = new Ingest(ctx, opts, this.encryption);
+    const fetchQueue = new FetchQueue();
+    this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs, { window: opts.fetchWindow, queue: fetchQueue });
+    this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
+    this.metrics = new CoordinatorMetrics(this.id, fetchQueue);
+    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, redisClusterNodes: opts.redisClusterNodes, redisTlsCa: opts.redisTlsCa, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs, scrubMs: opts.scrubMs });
+  }
+
+  /** One look at the cluster from Redis: what `GET /status` answers and `/metrics` exports. */
+  status(): Promise<ClusterStatus> {
+    return readClusterStatus(
+      { cmd: this.cmd, keys: this.keys, workers: this.workers, coordinatorId: this.id, coordinatorTimeoutMs: this.opts.coordinatorTimeoutMs, queueCounts: () => this.jobs.counts() },
+      this.opts.statusTimeoutMs,
+    );
   }
 
   /** Starts reading replies and serving HTTP. */
   async start(): Promise<void> {
+    // A wrong DSTORE_ENCRYPTION_KEY stops the start, before this coordinator serves anything.
+    this.encryption.checkCatalogue(await this.catalogue.list());
     await this.router.start();
     const beat = () => this.cmd.touch(this.keys.coordinators, this.id).catch(() => undefined);
     await beat();
@@ -70,7 +94,12 @@ export class Coordinator {
     this.server = buildServer(this, this.log);
     const address = await this.server.listen({ host: this.opts.host, port: this.opts.port });
     this.url = address;
-    this.log.info({ url: address, replicas: this.opts.replicas, minReplicas: this.opts.minReplicas }, `coordinator listening on ${address}`);
+    this.log.info({ url: address, replicas: this.opts.replicas, minReplicas: this.opts.minReplicas, tokens: this.opts.tokens.length, encryption: this.encryption.enabled }, `coordinator listening on ${address}`);
+    if (this.opts.tokens.length === 0) {
+      this.log.warn(
+        this.opts.insecure ? 'no API tokens and DSTORE_INSECURE=1: anyone who reaches this port can read, write and drop tables' : 'no API tokens: every local process can read, write and drop tables; set DSTORE_TOKENS (docs/security.md)',
+      );
+    }
   }
 
   /** Stops serving (finishing requests in hand), then closes Redis connections. */

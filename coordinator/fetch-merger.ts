@@ -5,7 +5,7 @@ import { aggregateName, type AggregateSpec, type QuerySpec, type SortSpec } from
 import type { DstoreRedis } from '../common/redis';
 import { compareSql, toSqlValue, type SqlValue } from '../common/sqlite-order';
 import { unavailable } from './errors';
-import { FetchRound } from './fetch-round';
+import { FetchRound, readFence, type Fence, type FetchFlow } from './fetch-round';
 import type { WorkerDirectory } from './membership';
 import type { CoordinatorContext } from './context';
 
@@ -13,6 +13,15 @@ import type { CoordinatorContext } from './context';
 export interface ReadOptions {
   /** Answer with what the live workers hold when some chunk has no live replica (a trailer line says so). */
   partial?: boolean;
+  /** Turns a stored row (whole or projected) into the row to answer: decrypts encrypted columns (coordinator/encryption.ts). */
+  decryptRow?: (row: Record<string, unknown>) => Record<string, unknown>;
+}
+
+/** What {@link FetchMerger.start} read ahead of a read. */
+export interface ReadStart {
+  known: string[];
+  live: string[];
+  fence: Fence;
 }
 
 /** Chunks nobody live holds, and the workers that hold them. */
@@ -45,19 +54,43 @@ export class FetchMerger {
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly timeoutMs: number,
+    /** Flow control of every read (see {@link FetchRound}); absent: workers send without waiting. */
+    private readonly flow?: FetchFlow,
   ) {
     ({ cmd: this.cmd, keys: this.keys, workers: this.workers } = ctx);
     this.log = ctx.log.child({ component: 'fetch' });
   }
 
-  /** Runs a normalised query over a table that exists; yields output lines. */
-  async *read(table: string, q: QuerySpec, opts: ReadOptions = {}): AsyncGenerator<string> {
-    const live = await this.workers.live();
+  /**
+   * Starts the Redis reads a read needs first (the live set and the first round's fence),
+   * so that they share a round trip with the caller's own (the catalogue lookup); pass
+   * the result to {@link read}. A point lookup is mostly round trips.
+   */
+  start(): Promise<ReadStart> {
+    const p = (async () => {
+      const { known, live } = await this.workers.snapshot();
+      return { known, live, fence: await readFence(this.cmd, this.keys, live) };
+    })();
+    p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Runs a normalised query over a table that exists; yields output text: one line, or
+   * (plain reads without a limit) a batch of lines joined by newlines, never ending in one.
+   */
+  async *read(table: string, q: QuerySpec, opts: ReadOptions = {}, started?: Promise<ReadStart>): AsyncGenerator<string> {
+    // One cached listing for both: no Redis round trip per read (a point lookup's cost).
+    const s = started ? await started : undefined;
+    const { known, live } = s ?? (await this.workers.snapshot());
     if (live.length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
-    const gap = await this.gap(table, live);
+    const liveSet = new Set(live);
+    const gap = await this.gap(table, live, known.filter((w) => !liveSet.has(w)));
     this.checkGap(gap, opts);
     const mode = q.aggregate ? 'agg' : q.sort ? 'sorted' : 'rows';
-    const rounds = mode === 'rows' ? this.readRows(table, q, live, gap, opts) : mode === 'sorted' ? this.readSorted(table, q, live, gap, opts) : this.readAggregate(table, q, live, gap, opts);
+    const fence = s?.fence;
+    const rounds =
+      mode === 'rows' ? this.readRows(table, q, live, gap, opts, fence) : mode === 'sorted' ? this.readSorted(table, q, live, gap, opts, fence) : this.readAggregate(table, q, live, gap, opts, fence);
     yield* rounds;
     if (gap.chunks.size > 0) {
       yield JSON.stringify({ _partial: true, missingWorkers: [...gap.workers].sort(), missingChunks: gap.chunks.size });
@@ -106,15 +139,16 @@ export class FetchMerger {
   }
 
   private round(table: string, live: readonly string[], q: QuerySpec, chunks?: string[]): FetchRound {
-    return new FetchRound(this.ctx, table, live, q, this.timeoutMs, chunks);
+    return new FetchRound(this.ctx, table, live, q, this.timeoutMs, chunks, this.flow);
   }
 
   /** After failures: the new live set, and the extra gap it opens (or a 503). */
   private async afterFailure(table: string, round: FetchRound, live: string[], gap: Gap, opts: ReadOptions): Promise<string[]> {
     this.workers.invalidate();
-    const failed = [...round.failed.keys()];
+    // A `stale` worker is fine: the read's generation was too old for it; a new round has a newer one.
+    const failed = [...round.failed.keys()].filter((w) => !round.stale.has(w));
     this.log.warn({ req: round.req, failed: Object.fromEntries(round.failed) }, 'FETCH: workers failed; retrying without them');
-    const next = live.filter((w) => !round.failed.has(w));
+    const next = live.filter((w) => !round.failed.has(w) || round.stale.has(w));
     const more = await this.gap(table, next, failed);
     for (const c of more.chunks) gap.chunks.add(c);
     for (const w of more.workers) gap.workers.add(w);
@@ -123,49 +157,53 @@ export class FetchMerger {
     return next;
   }
 
-  private async *readRows(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions): AsyncGenerator<string> {
+  private async *readRows(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions, fence?: Fence): AsyncGenerator<string> {
     let emitted = 0;
     let chunks: string[] | undefined;
+    // Chunks whose rows were sent, by any worker, in any round of this read.
+    const sent = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       const round = this.round(table, live, q, chunks);
-      const delivered = new Map<string, Set<string>>();
       try {
-        await round.publish();
+        await round.publish(attempt === 0 ? fence : undefined);
         for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
           if (e.kind !== 'batch') continue;
           const r = e.resp;
-          for (const line of r.rows) {
-            if (q.limit !== undefined && emitted >= q.limit) return;
-            emitted++;
-            yield line;
+          const dec = opts.decryptRow;
+          const out = (l: string) => (dec ? JSON.stringify(dec(JSON.parse(l) as Record<string, unknown>)) : l);
+          if (q.limit === undefined && r.rows.length > 0) {
+            // A whole batch as one piece of text: per-line yields through the generators
+            // were a large share of a big read's cost.
+            emitted += r.rows.length;
+            yield (dec ? r.rows.map(out) : r.rows).join('\n');
+          } else {
+            for (const line of r.rows) {
+              if (q.limit !== undefined && emitted >= q.limit) return;
+              emitted++;
+              yield out(line);
+            }
           }
-          const set = delivered.get(r.worker) ?? new Set<string>();
-          for (const c of r.chunks ?? []) set.add(c);
-          delivered.set(r.worker, set);
+          // Taken: the reader asked for what comes next.
+          round.ack(r);
+          for (const c of r.chunks ?? []) sent.add(c);
         }
       } finally {
         round.close();
       }
       if (round.failed.size === 0 || (q.limit !== undefined && emitted >= q.limit)) return;
       if (attempt > 2 * live.length + 2) throw unavailable('the read did not complete after repeated retries');
-      // Chunks each failed worker answered for and did not complete.
-      const missing: string[] = [];
-      const wanted = chunks ? new Set(chunks) : undefined;
-      const liveSet = new Set(live);
-      for (const w of round.failed.keys()) {
-        const done = delivered.get(w) ?? new Set<string>();
-        for (const [chunk, replicas] of await this.chunksOf(w, table)) {
-          if (wanted && !wanted.has(chunk)) continue;
-          if (replicas.find((x) => liveSet.has(x)) === w && !done.has(chunk)) missing.push(chunk);
-        }
-      }
+      // Ask again for every chunk of the table not sent yet, not only those the placement
+      // records give the failed workers: a chunk being moved may have been theirs to answer
+      // at this read's generation and someone else's by now. Workers still answer only the
+      // chunks they are first live replica of, and a chunk with no row sent is asked again
+      // harmlessly (it has none to send, or nobody sent it).
       live = await this.afterFailure(table, round, live, gap, opts);
-      chunks = missing.filter((c) => !gap.chunks.has(c));
+      chunks = (await this.cmd.smembers(this.keys.tableChunks(table))).filter((c) => !sent.has(c) && !gap.chunks.has(c));
       if (chunks.length === 0) return;
     }
   }
 
-  private async *readSorted(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions): AsyncGenerator<string> {
+  private async *readSorted(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions, fence?: Fence): AsyncGenerator<string> {
     const sort = q.sort!;
     const cmp = (a: SortedLine, b: SortedLine) => compareSorted(sort, a, b);
     let cursor: SortedLine | undefined;
@@ -173,10 +211,17 @@ export class FetchMerger {
     for (let attempt = 0; ; attempt++) {
       const round = this.round(table, live, q);
       const buffers = new Map<string, SortedLine[]>(live.map((w) => [w, []]));
+      // Per worker, its buffered batches and how many of their rows are still in `buffers`:
+      // a batch is taken (acked) once its last row has been emitted or skipped.
+      const batches = new Map<string, { resp: FetchRespMessage; left: number }[]>(live.map((w) => [w, []]));
+      const shifted = (w: string) => {
+        const q = batches.get(w)!;
+        if (--q[0].left === 0) round.ack(q.shift()!.resp);
+      };
       const open = new Set(live);
       let failed = false;
       try {
-        await round.publish();
+        await round.publish(attempt === 0 ? fence : undefined);
         for (;;) {
           // Emit while every open worker has a row buffered (or has finished).
           while ([...open].every((w) => buffers.get(w)!.length > 0)) {
@@ -184,10 +229,12 @@ export class FetchMerger {
             for (const [w, buf] of buffers) if (buf.length && (!best || cmp(buf[0], buffers.get(best)![0]) < 0)) best = w;
             if (!best) break;
             const line = buffers.get(best)!.shift()!;
+            shifted(best);
             if (cursor && cmp(line, cursor) <= 0) continue;
             cursor = line;
             emitted++;
-            yield JSON.stringify(line[line.length - 1]);
+            const row = line[line.length - 1] as unknown as Record<string, unknown>;
+            yield JSON.stringify(opts.decryptRow ? opts.decryptRow(row) : row);
             if (q.limit !== undefined && emitted >= q.limit) return;
           }
           const e = await round.next();
@@ -202,6 +249,8 @@ export class FetchMerger {
             break;
           }
           for (const l of e.resp.rows) buffers.get(e.resp.worker)!.push(JSON.parse(l) as SortedLine);
+          if (e.resp.rows.length > 0) batches.get(e.resp.worker)!.push({ resp: e.resp, left: e.resp.rows.length });
+          else round.ack(e.resp);
           if (e.resp.done) open.delete(e.resp.worker);
         }
       } finally {
@@ -212,15 +261,20 @@ export class FetchMerger {
     }
   }
 
-  private async *readAggregate(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions): AsyncGenerator<string> {
+  private async *readAggregate(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions, fence?: Fence): AsyncGenerator<string> {
     const aggs = q.aggregate!;
     const groupBy = q.groupBy ?? [];
     for (let attempt = 0; ; attempt++) {
       const round = this.round(table, live, q);
       const parts: FetchRespMessage[] = [];
       try {
-        await round.publish();
-        for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) if (e.kind === 'batch') parts.push(e.resp);
+        await round.publish(attempt === 0 ? fence : undefined);
+        for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
+          if (e.kind !== 'batch') continue;
+          // Partial aggregates are one line per group: kept whole, taken at once.
+          parts.push(e.resp);
+          round.ack(e.resp);
+        }
       } finally {
         round.close();
       }

@@ -2,11 +2,12 @@ import { monotonicFactory, ulid } from 'ulid';
 import type { CoordinatorOptions } from '../common/config';
 import type { Logger } from '../common/logger';
 import { AbortMessage, CommitMessage, PostMessage, type PostAckMessage } from '../common/messages';
-import type { DstorePipeline } from '../common/redis';
 import type { TableDef } from './catalogue';
 import { ApiError, badRequest, conflict, unavailable } from './errors';
 import type { ParsedRecord } from './record-parsers';
 import type { CoordinatorContext } from './context';
+import { checkRecordBytes, checkRecordShape, limitExceeded, type Limits } from './limits';
+import type { TableEncryption } from './encryption';
 import { checkRow } from './schema';
 import { placeChunk } from './token-ring';
 
@@ -49,15 +50,19 @@ export class Ingest {
 
   constructor(
     private readonly ctx: CoordinatorContext,
-    private readonly opts: Pick<CoordinatorOptions, 'replicas' | 'minReplicas' | 'chunkRows' | 'chunkBytes' | 'ingestWindow' | 'ackTimeoutMs'>,
+    private readonly opts: Pick<CoordinatorOptions, 'replicas' | 'minReplicas' | 'chunkRows' | 'chunkBytes' | 'ingestWindow' | 'ackTimeoutMs'> & Pick<Limits, 'maxRowsPerRequest' | 'maxRecordBytes' | 'maxFields' | 'maxDepth'>,
+    private readonly encryption?: TableEncryption,
   ) {
     this.log = ctx.log.child({ component: 'ingest' });
   }
 
   /** Stores the records of one request in `table`; throws an {@link ApiError} when nothing was stored. */
   async post(table: TableDef, records: AsyncIterable<ParsedRecord>): Promise<IngestResult> {
+    // Refuses (no key, wrong key) before anything is sent.
+    const cipher = this.encryption?.cipherFor(table, 'write');
+    const encrypt = cipher ? (row: Record<string, unknown>) => this.encryption!.encryptRow(table, cipher, row) : undefined;
     const post = this.newId();
-    const run = new PostRun(this, table, post);
+    const run = new PostRun(this, table, post, encrypt);
     try {
       return await run.execute(records);
     } catch (e) {
@@ -91,6 +96,7 @@ class PostRun {
     ingest: Ingest,
     private readonly table: TableDef,
     private readonly post: string,
+    private readonly encrypt?: (row: Record<string, unknown>) => void,
   ) {
     this.d = ingest.deps;
     this.unlisten = this.d.router.listen('post', post, (m) => this.onAck(m as PostAckMessage));
@@ -103,17 +109,19 @@ class PostRun {
   }
 
   async execute(records: AsyncIterable<ParsedRecord>): Promise<IngestResult> {
-    const { chunkRows, chunkBytes, ingestWindow } = this.d.opts;
+    const { chunkRows, chunkBytes, ingestWindow, maxRowsPerRequest } = this.d.opts;
     let ids: string[] = [];
     let rows: string[] = [];
     let bytes = 0;
     let inserted = 0;
     for await (const rec of records) {
       this.throwIfFailed();
-      const { id, line } = this.prepare(rec);
-      if (line.length > chunkBytes) {
-        throw badRequest(`row ${rec.row}: the record is ${line.length} bytes; the limit is DSTORE_CHUNK_BYTES (${chunkBytes})`, { row: rec.row });
+      if (inserted >= maxRowsPerRequest) {
+        throw limitExceeded(413, 'DSTORE_MAX_ROWS_PER_REQUEST', `row ${rec.row}: the request has more than DSTORE_MAX_ROWS_PER_REQUEST (${maxRowsPerRequest}) records; split it`, { row: rec.row });
       }
+      const { id, line } = this.prepare(rec);
+      // A UTF-16 unit is at most 3 UTF-8 bytes: count bytes only when the limit could be near.
+      if (line.length * 3 > this.d.opts.maxRecordBytes) checkRecordBytes(Buffer.byteLength(line), this.d.opts, rec.row);
       if (bytes + line.length > chunkBytes && rows.length > 0) {
         await this.send(ids, rows);
         ids = [];
@@ -139,7 +147,8 @@ class PostRun {
       await this.nextEvent();
     }
     this.throwIfFailed();
-    await this.commit();
+    // A body without records (e.g. a CSV header alone) stored nothing: nothing to commit.
+    if (this.placed.length > 0) await this.commit();
     return { post: this.post, inserted, chunks: this.placed.length, underReplicated: this.underReplicated };
   }
 
@@ -150,6 +159,7 @@ class PostRun {
       throw badRequest(`row ${rec.row}: a record must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`, { row: rec.row });
     }
     const row = v as Record<string, unknown>;
+    checkRecordShape(row, this.d.opts, rec.row);
     if (this.table.schema) checkRow(row, this.table.schema, rec.row);
     let id = row._id;
     if (id === undefined) {
@@ -161,17 +171,24 @@ class PostRun {
           field: '_id',
         });
       }
-      if (this.ids.has(id)) throw conflict(`row ${rec.row}: duplicate _id ${JSON.stringify(id)} in this request`, { row: rec.row, field: '_id' });
-      this.ids.add(id);
+      // One hash lookup per row: add, and see whether the set grew.
+      const n = this.ids.size;
+      if (this.ids.add(id).size === n) throw conflict(`row ${rec.row}: duplicate _id ${JSON.stringify(id)} in this request`, { row: rec.row, field: '_id' });
     }
+    // The client's own text holds encrypted columns in clear: with encryption the row is always re-serialised.
+    const reused = rec.text === undefined || this.encrypt ? undefined : withIdFirst(rec.text, id as string, row._id === undefined);
+    if (reused !== undefined) return { id: id as string, line: reused };
     const { _id, ...rest } = row;
     void _id;
+    // After the checks, which need the clear values; `rest` is a copy, the input stays as it was.
+    this.encrypt?.(rest);
     return { id: id as string, line: JSON.stringify({ _id: id, ...rest }) };
   }
 
   private async send(ids: string[], rows: string[]): Promise<void> {
     const { cmd, keys, opts, workers } = this.d;
-    const live = await workers.live();
+    // Draining workers take no new chunks.
+    const live = await workers.writable();
     if (live.length < opts.minReplicas) {
       throw unavailable(`${live.length} live worker(s); a write needs at least DSTORE_MIN_REPLICAS=${opts.minReplicas}. Start workers or lower DSTORE_MIN_REPLICAS`, {
         live,
@@ -186,8 +203,10 @@ class PostRun {
     this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, acked: new Set(), sentAt: Date.now() });
     this.placed.push(chunk);
     replicas.forEach((w) => this.touched.add(w));
-    const p = cmd.pipeline();
-    (p as unknown as DstorePipeline).registerChunk(
+    // Placement is recorded before any stream gets the chunk, so clean-up always knows where a
+    // chunk may be. On a cluster the streams live on other nodes than the metadata, hence
+    // one command per stream rather than one pipeline.
+    await cmd.registerChunk(
       5 + replicas.length,
       keys.chunks,
       keys.tableChunks(this.table.name),
@@ -201,10 +220,9 @@ class PostRun {
       JSON.stringify({ coordinator: this.d.coordinatorId, table: this.table.name, at: Date.now() }),
       ...replicas,
     );
-    for (const w of replicas) p.xadd(keys.workerOps(w), '*', ...args);
-    const res = await p.exec();
-    const err = res?.find(([e]) => e)?.[0];
-    if (err) throw err;
+    // Several copies: the large fields are encoded to UTF-8 once, not once per stream write.
+    const payload = replicas.length > 1 ? args.map((a) => (a.length > 4096 ? Buffer.from(a) : a)) : args;
+    await Promise.all(replicas.map((w) => cmd.xadd(keys.workerOps(w), '*', ...payload)));
   }
 
   private onAck(m: PostAckMessage): void {
@@ -287,6 +305,28 @@ class PostRun {
 }
 
 /**
+ * The record's own JSON text with `_id` first, or undefined when it cannot be had safely
+ * without re-serialising (then the caller stringifies the parsed value). `text` is known to
+ * parse as a JSON object. Reusing it saves a JSON.stringify per row on the hot path; the
+ * stored text is then the client's, which is the same JSON value. Conservative: any `"_id"`
+ * elsewhere in the text or any `\u` escape (which could spell a duplicate `_id` key) falls back.
+ */
+export function withIdFirst(text: string, id: string, generated: boolean): string | undefined {
+  const t = text.trim();
+  if (t.charCodeAt(0) !== 123 /* { */ || t.charCodeAt(t.length - 1) !== 125 /* } */ || t.includes('\\u')) return undefined;
+  const head = `{"_id":${JSON.stringify(id)}`;
+  if (generated) {
+    if (t.includes('"_id"')) return undefined;
+    const body = t.slice(1).trimStart();
+    return body === '}' ? `${head}}` : `${head},${body}`;
+  }
+  if (!t.startsWith(head)) return undefined;
+  const next = t.charCodeAt(head.length);
+  if (next !== 44 /* , */ && next !== 125 /* } */) return undefined;
+  return t.includes('"_id"', head.length) ? undefined : t;
+}
+
+/**
  * Second step of a commit (after begin-commit-1.lua marked it): sends COMMIT to every
  * worker that got a chunk, then closes the open record. Also run by clean-up for a POST
  * whose coordinator died in between; COMMIT is idempotent, so sending it twice is harmless.
@@ -294,9 +334,8 @@ class PostRun {
 export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo'>, post: string, workers: string[]): Promise<void> {
   const { cmd, keys } = ctx;
   const msg = Object.assign(new CommitMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
-  const p = cmd.pipeline();
-  for (const w of workers) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
-  await p.exec();
+  const args = msg.toArgs();
+  await Promise.all(workers.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
   await cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post)).exec();
 }
 
@@ -311,8 +350,7 @@ export async function abortPost(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | '
   const n = await cmd.unregisterChunks(5 + workerKeys.length, keys.chunks, keys.tableChunks(table), keys.openPosts, keys.postChunks(post), keys.postWorkers(post), ...workerKeys, post);
   if (n < 0) return false;
   const msg = Object.assign(new AbortMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
-  const p = cmd.pipeline();
-  for (const w of workers) p.xadd(keys.workerOps(w), '*', ...msg.toArgs());
-  await p.exec();
+  const args = msg.toArgs();
+  await Promise.all(workers.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
   return true;
 }

@@ -4,6 +4,7 @@ import type { TableDef } from './catalogue';
 import { badRequest, unavailable } from './errors';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { countOncePerChunk, type OpOutcome } from './ops';
+import type { TableEncryption } from './encryption';
 import { checkRow } from './schema';
 
 /**
@@ -15,6 +16,7 @@ export class Mutations {
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly timeoutMs: number,
+    private readonly encryption?: TableEncryption,
   ) {}
 
   /** Sets fields on every row matching `where`; returns rows changed. */
@@ -35,20 +37,24 @@ export class Mutations {
       const top = Object.fromEntries(Object.entries(set).filter(([f]) => !f.includes('.')));
       checkRow(top, table.schema, 0);
     }
-    const out = await this.send((op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: set as Record<string, unknown>, replyTo: this.ctx.replyTo }));
+    this.encryption?.checkWhere(table, where);
+    const cipher = this.encryption?.cipherFor(table, 'update');
+    const stored = cipher ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>) : (set as Record<string, unknown>);
+    const out = await this.send((op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
     return countOncePerChunk(out.acks.values());
   }
 
   /** Deletes every row matching `where`; returns rows removed. */
   async delete(table: TableDef, where: unknown): Promise<number> {
     checkWhere(where);
+    this.encryption?.checkWhere(table, where);
     const out = await this.send((op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
     return countOncePerChunk(out.acks.values());
   }
 
   private async send(make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
     if ((await this.ctx.workers.live()).length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
-    const out = await broadcastToAll(this.ctx, make, this.timeoutMs);
+    const out = await broadcastToAll(this.ctx, make, this.timeoutMs, { inflight: true });
     const refused = [...out.acks.values()].find((a) => a.status === 'error');
     if (refused) throw badRequest(`worker ${refused.worker} refused the ${refused.kind}: ${refused.error}`);
     if (out.missing.length > 0) {
@@ -61,7 +67,7 @@ export class Mutations {
 }
 
 function checkWhere(where: unknown): void {
-  if (where === undefined) throw badRequest('"where" is required (use {} to match every row)', { field: 'where' });
+  if (where === undefined || where === null) throw badRequest('"where" is required and must be an object (use {} to match every row)', { field: 'where' });
   try {
     compileFilter(where);
   } catch (e) {

@@ -10,12 +10,25 @@ export interface OpOutcome {
   acks: Map<string, OpAckMessage>;
   /** Workers waited for that did not answer in time. */
   missing: string[];
+  /**
+   * Workers waited for that stopped being live during the wait: like a worker down when
+   * the op was sent, each applies the op from its stream when it comes back.
+   */
+  departed: string[];
 }
+
+/** How often a waiting op asks whether the workers it waits for are still live. */
+const LIVENESS_POLL_MS = 500;
 
 /**
  * Sends one op (same op id) to the ops stream of each worker in `to`, then waits up to
  * `timeoutMs` for the OP_ACK of each worker in `waitFor` (usually the live ones: a
- * worker that is down applies the op from its stream when it comes back).
+ * worker that is down applies the op from its stream when it comes back). `hooks.joined`,
+ * when given, is asked once after those XADDs for workers that appeared since `to` was
+ * read; they get the op too. `hooks.sent` runs once every XADD is done, before the wait
+ * (see {@link broadcastToAll}). `hooks.live`, when given, is asked every
+ * {@link LIVENESS_POLL_MS} during the wait: a worker that stopped being live (killed after
+ * the op was sent) is no longer waited for, so the op does not wait out the timeout.
  */
 export async function broadcastOp(
   cmd: DstoreRedis,
@@ -25,10 +38,12 @@ export async function broadcastOp(
   waitFor: readonly string[],
   make: (op: string) => Message,
   timeoutMs: number,
+  hooks: { joined?: () => Promise<string[]>; sent?: () => Promise<void>; live?: () => Promise<string[]> } = {},
 ): Promise<OpOutcome> {
   const op = ulid();
   const msg = make(op);
   const acks = new Map<string, OpAckMessage>();
+  const departed: string[] = [];
   const waiting = new Set(waitFor.filter((w) => to.includes(w)));
   let wake: () => void = () => undefined;
   const allIn = new Promise<void>((resolve) => (wake = resolve));
@@ -40,17 +55,39 @@ export async function broadcastOp(
   });
   try {
     if (to.length > 0) {
-      const p = cmd.pipeline();
       const args = msg.toArgs();
-      for (const w of to) p.xadd(keys.workerOps(w), '*', ...args);
-      await p.exec();
+      // One command per stream: on a cluster the workers' streams live on different nodes.
+      await Promise.all(to.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
     }
+    const late = hooks.joined ? (await hooks.joined()).filter((w) => !to.includes(w)) : [];
+    if (late.length > 0) {
+      const args = msg.toArgs();
+      await Promise.all(late.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
+    }
+    await hooks.sent?.();
     if (waiting.size > 0) {
       let timer: NodeJS.Timeout | undefined;
+      let poll: NodeJS.Timeout | undefined;
+      if (hooks.live) {
+        const check = hooks.live;
+        poll = setInterval(() => {
+          check()
+            .then((live) => {
+              for (const w of waiting) {
+                if (live.includes(w)) continue;
+                waiting.delete(w);
+                departed.push(w);
+              }
+              if (waiting.size === 0) wake();
+            })
+            .catch(() => undefined); // the next poll or the timeout decides
+        }, LIVENESS_POLL_MS);
+      }
       await Promise.race([allIn, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
       clearTimeout(timer);
+      clearInterval(poll);
     }
-    return { op, acks, missing: [...waiting] };
+    return { op, acks, missing: [...waiting], departed };
   } finally {
     unlisten();
   }

@@ -2,6 +2,9 @@ import type { Logger } from '../common/logger';
 import { decodeReply, fieldsFromArray, type ReplyMessage } from '../common/messages';
 import type { DstoreRedis } from '../common/redis';
 
+/** Handled entries left in the reply stream before it is trimmed. */
+const TRIM_EVERY = 64;
+
 type StreamReply = [key: string, entries: [id: string, fields: string[]][]][] | null;
 
 /** The id a reply is routed by: chunk (POST_ACK), op (OP_ACK) or request (FETCH_RESP). */
@@ -23,8 +26,11 @@ function routeOf(m: ReplyMessage): string {
  * trimmed so the stream stays short; the stream is deleted when the coordinator stops.
  */
 export class ReplyRouter {
-  private readonly routes = new Map<string, (m: ReplyMessage) => void>();
+  // Several listeners per key: concurrent repair or move jobs may copy chunks of one POST.
+  private readonly routes = new Map<string, Set<(m: ReplyMessage) => void>>();
   private lastId = '0-0';
+  /** Entries handled since the last XTRIM. */
+  private untrimmed = 0;
   private stopping = false;
   private loopDone?: Promise<void>;
 
@@ -52,9 +58,12 @@ export class ReplyRouter {
   /** Routes replies for `kind:id` to `fn` until the returned function is called. */
   listen(kind: 'post' | 'op' | 'req', id: string, fn: (m: ReplyMessage) => void): () => void {
     const key = `${kind}:${id}`;
-    this.routes.set(key, fn);
+    const set = this.routes.get(key) ?? new Set();
+    set.add(fn);
+    this.routes.set(key, set);
     return () => {
-      if (this.routes.get(key) === fn) this.routes.delete(key);
+      const cur = this.routes.get(key);
+      if (cur?.delete(fn) && cur.size === 0) this.routes.delete(key);
     };
   }
 
@@ -79,8 +88,7 @@ export class ReplyRouter {
           this.log.warn({ entry: id, reason: (e as Error).message }, 'ignored an invalid reply');
           continue;
         }
-        const fn = this.routes.get(routeOf(m));
-        if (fn) {
+        for (const fn of this.routes.get(routeOf(m)) ?? []) {
           try {
             fn(m);
           } catch (e) {
@@ -88,8 +96,12 @@ export class ReplyRouter {
           }
         }
       }
-      if (entries.length > 0) {
-        // Everything before the last entry read has been handled.
+      // Everything before the last entry read has been handled. Trimmed every TRIM_EVERY
+      // entries or when the stream goes quiet, not after every read: a point lookup
+      // reads up to one reply per worker, and each XTRIM is a socket write.
+      this.untrimmed += entries.length;
+      if (this.untrimmed >= TRIM_EVERY || (entries.length === 0 && this.untrimmed > 0)) {
+        this.untrimmed = 0;
         this.cmd.xtrim(this.stream, 'MINID', this.lastId).catch(() => undefined);
       }
     }

@@ -1,4 +1,5 @@
 import { COLUMN_TYPES, type ColumnType } from '../common/messages';
+import { fieldNameProblem } from '../common/names';
 import { aggregateName, type QuerySpec } from '../common/query';
 import { badRequest } from './errors';
 
@@ -7,12 +8,31 @@ export type Schema = Record<string, ColumnType>;
 
 const MAX_COLUMNS = 1000;
 
+/** A schema as a table declares it: column types, and the columns stored encrypted. */
+export interface TableSchema {
+  schema?: Schema;
+  /** Columns whose values are encrypted at the coordinator (see docs/security.md); empty when none. */
+  encrypted: string[];
+}
+
+const ENCRYPTED_SUFFIX = ':encrypted';
+
 /**
  * Reads a schema given as an object (`{"age": "integer"}`) or as text
  * (`"age:integer,name:string"`). Column names are top-level fields: no `.`, not `$…`.
+ * Encrypted columns are not reported here; see {@link parseTableSchema}.
  */
 export function parseSchema(input: unknown): Schema | undefined {
-  if (input === undefined || input === null) return undefined;
+  return parseTableSchema(input).schema;
+}
+
+/**
+ * Reads a schema as {@link parseSchema} does, plus encrypted columns: a type followed by
+ * `:encrypted` (`"ssn:string:encrypted"`, or `{"ssn": "string:encrypted"}`), or in the
+ * object form `{"ssn": {"type": "string", "encrypted": true}}`.
+ */
+export function parseTableSchema(input: unknown): TableSchema {
+  if (input === undefined || input === null) return { encrypted: [] };
   let entries: [string, unknown][];
   if (typeof input === 'string') {
     entries = input
@@ -20,9 +40,12 @@ export function parseSchema(input: unknown): Schema | undefined {
       .map((p) => p.trim())
       .filter(Boolean)
       .map((p) => {
-        const i = p.lastIndexOf(':');
-        if (i <= 0) throw badRequest(`schema entry ${JSON.stringify(p)} must be column:type`, { field: 'schema' });
-        return [p.slice(0, i).trim(), p.slice(i + 1).trim()];
+        const enc = p.endsWith(ENCRYPTED_SUFFIX);
+        const q = enc ? p.slice(0, -ENCRYPTED_SUFFIX.length) : p;
+        const i = q.lastIndexOf(':');
+        if (i <= 0) throw badRequest(`schema entry ${JSON.stringify(p)} must be column:type (or column:type:encrypted)`, { field: 'schema' });
+        const type = q.slice(i + 1).trim();
+        return [q.slice(0, i).trim(), enc ? type + ENCRYPTED_SUFFIX : type];
       });
   } else if (typeof input === 'object' && !Array.isArray(input)) {
     entries = Object.entries(input);
@@ -31,17 +54,34 @@ export function parseSchema(input: unknown): Schema | undefined {
   }
   if (entries.length > MAX_COLUMNS) throw badRequest(`schema has ${entries.length} columns; at most ${MAX_COLUMNS}`, { field: 'schema' });
   const out: Schema = {};
-  for (const [name, type] of entries) {
-    if (!name || name.length > 256 || name.includes('.') || name.startsWith('$') || /[\u0000-\u001f\u007f]/.test(name)) {
-      throw badRequest(`schema column ${JSON.stringify(name)} must be 1-256 characters without ".", control characters or a leading "$"`, { field: 'schema' });
-    }
+  const encrypted: string[] = [];
+  for (const [name, spec] of entries) {
+    const problem = fieldNameProblem(name) ?? (name.includes('.') ? 'contains "." (a column is a top-level field; dots address nested values)' : undefined);
+    if (problem) throw badRequest(`schema column ${JSON.stringify(name.slice(0, 80))} ${problem}`, { field: 'schema' });
+    const { type, enc } = columnSpec(name, spec);
     if (!COLUMN_TYPES.includes(type as ColumnType)) {
       throw badRequest(`schema column ${JSON.stringify(name)} has type ${JSON.stringify(type)}; use one of ${COLUMN_TYPES.join(', ')}`, { field: 'schema' });
     }
     out[name] = type as ColumnType;
+    if (enc) encrypted.push(name);
   }
   if (out._id !== undefined && out._id !== 'string') throw badRequest('schema column "_id" must be of type string', { field: 'schema' });
-  return out;
+  if (encrypted.includes('_id')) throw badRequest('schema column "_id" cannot be encrypted: it is the key every replica, sort and duplicate check uses', { field: 'schema' });
+  return { schema: out, encrypted };
+}
+
+/** One column's type and encrypted flag, from `"type"`, `"type:encrypted"` or `{type, encrypted}`. */
+function columnSpec(name: string, spec: unknown): { type: unknown; enc: boolean } {
+  if (typeof spec === 'string' && spec.endsWith(ENCRYPTED_SUFFIX)) return { type: spec.slice(0, -ENCRYPTED_SUFFIX.length).trim(), enc: true };
+  if (spec && typeof spec === 'object' && !Array.isArray(spec)) {
+    const { type, encrypted, ...rest } = spec as Record<string, unknown>;
+    const extra = Object.keys(rest);
+    if (extra.length > 0 || (encrypted !== undefined && typeof encrypted !== 'boolean')) {
+      throw badRequest(`schema column ${JSON.stringify(name)}: write it as "type", "type:encrypted" or {"type": "string", "encrypted": true}`, { field: 'schema' });
+    }
+    return { type, enc: encrypted === true };
+  }
+  return { type: spec, enc: false };
 }
 
 function typeOk(type: ColumnType, v: unknown): boolean {

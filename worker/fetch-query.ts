@@ -13,6 +13,18 @@ export interface FetchPlan {
 
 const NUMERIC = "('integer','real')";
 
+/** JSON of chunk lists, by list: a worker reuses one list for every FETCH until its chunks change. */
+const listJson = new WeakMap<readonly string[], string>();
+
+function chunkListJson(chunks: readonly string[]): string {
+  let json = listJson.get(chunks);
+  if (json === undefined) {
+    json = JSON.stringify(chunks);
+    listJson.set(chunks, json);
+  }
+  return json;
+}
+
 /** SQL for one partial aggregate; avg returns two columns (sum, count). */
 function aggregateSql(a: AggregateSpec, i: number, params: unknown[]): string {
   if (a.field === undefined) return `count(*) AS a${i}`;
@@ -56,7 +68,7 @@ export function planFetch(ident: string, q: QuerySpec, chunks: string[] | undefi
   const whereParams = [...where.params];
   if (chunks) {
     conds.push('chunk IN (SELECT value FROM json_each(?))');
-    whereParams.push(JSON.stringify(chunks));
+    whereParams.push(chunkListJson(chunks));
   }
 
   if (q.aggregate) {

@@ -22,9 +22,25 @@ export interface WorkerStatus {
   /** Shard file size on disk (bytes, with the WAL). */
   shardBytes: number;
   appliedId: string;
+  /**
+   * Running totals since the process started (they restart at 0, like any Prometheus
+   * counter): ops entries handled, chunks and rows stored, entries dead-lettered, FETCHes
+   * answered with rows and the rows sent. The coordinator exports them on `/metrics`.
+   */
+  counters?: WorkerCounters;
   pid: number;
   host: string;
   startedAt: number;
+}
+
+/** See {@link WorkerStatus.counters}. */
+export interface WorkerCounters {
+  entries: number;
+  chunks: number;
+  rows: number;
+  deadLettered: number;
+  fetches: number;
+  fetchRows: number;
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   type Fields,
   type OpsMessage,
 } from '../common/messages';
-import type { DstoreRedis } from '../common/redis';
+import { isCluster, type DstoreRedis } from '../common/redis';
 import { compareStreamIds } from '../common/stream-ids';
 import type { ApplyResult, ShardStore } from './shard-store';
 
@@ -49,7 +49,10 @@ export class OpsConsumer extends EventEmitter {
   private readonly stream: string;
   /** Highest entry id this process has finished with (applied, refused or dead-lettered). */
   appliedId: string;
+  private sinceTrim = 0;
   ready = false;
+  /** Running totals since this process started, reported in the heartbeat (see worker/membership.ts). */
+  readonly counters = { entries: 0, chunks: 0, rows: 0, deadLettered: 0 };
 
   constructor(
     private readonly read: DstoreRedis,
@@ -95,6 +98,13 @@ export class OpsConsumer extends EventEmitter {
     return reply?.[0]?.[1] ?? [];
   }
 
+  /** Whether an entry below `id` (any entry, without `id`) is pending for this consumer. */
+  private async pendingBefore(id: string | undefined): Promise<boolean> {
+    const end = id === undefined ? '+' : `(${id}`;
+    const rows = (await this.cmd.xpending(this.stream, OPS_GROUP, '-', end, 1, this.opts.workerId)) as unknown[];
+    return rows.length > 0;
+  }
+
   private async loop(): Promise<void> {
     // Phase 1: our own pending entries (delivered before a crash, never acked).
     // Phase 2: entries never delivered, without blocking, until none are left: then ready.
@@ -103,7 +113,17 @@ export class OpsConsumer extends EventEmitter {
     while (!this.stopping) {
       try {
         const entries = await this.readBatch(phase === 1 ? '0' : '>', phase === 3);
+        // A reply can be lost with its connection (Redis restart, network): the entries it
+        // carried are then pending for us but were never seen, and ioredis resends the read,
+        // which continues after them. Before new entries, or when idle, make sure no entry
+        // before them is pending; if one is, read the pending list again (in order).
+        if (phase !== 1 && (await this.pendingBefore(entries[0]?.[0]))) {
+          this.log.warn('entries delivered to this worker were never seen (a lost reply); reading them again');
+          phase = 1;
+          continue;
+        }
         if (entries.length === 0) {
+          if (this.sinceTrim > 0) this.trim();
           if (phase === 1) phase = 2;
           else if (phase === 2) {
             phase = 3;
@@ -171,8 +191,20 @@ export class OpsConsumer extends EventEmitter {
       await this.deadLetter(id, fields, refusal);
       return;
     }
-    await this.reply(msg, result!);
-    await this.cmd.xack(this.stream, OPS_GROUP, id);
+    if (isCluster(this.cmd)) {
+      // The reply stream and ours live on different nodes: no pipeline can span them, and
+      // the ack must still go out before the XACK.
+      await this.reply(msg, result!);
+      await this.cmd.xack(this.stream, OPS_GROUP, id);
+    } else {
+      // The ack to the coordinator and the XACK travel in one round trip.
+      const p = this.cmd.pipeline();
+      void this.reply(msg, result!, undefined, p); // queues synchronously when given a pipeline
+      p.xack(this.stream, OPS_GROUP, id);
+      const res = await p.exec();
+      const err = res?.find(([e]) => e)?.[0];
+      if (err) throw err;
+    }
     this.advance(id);
   }
 
@@ -180,7 +212,11 @@ export class OpsConsumer extends EventEmitter {
     switch (msg.type) {
       case 'POST': {
         const r = this.store.insertChunk(msg, id);
-        this.log.info({ table: msg.table, chunk: msg.chunk, rows: r.count, duplicate: r.duplicate }, 'stored chunk');
+        if (!r.duplicate) {
+          this.counters.chunks++;
+          this.counters.rows += r.count;
+        }
+        this.log.info({ table: msg.table, chunk: msg.chunk, count: r.count, duplicate: r.duplicate }, 'stored chunk');
         return r;
       }
       case 'COMMIT':
@@ -188,9 +224,9 @@ export class OpsConsumer extends EventEmitter {
       case 'ABORT':
         return this.store.abortPost(msg.op, msg.post, id);
       case 'DROP_CHUNKS':
-        return this.store.dropChunks(msg.op, msg.chunks, id);
+        return this.store.dropChunks(msg.op, msg.chunks, id, msg.minGen);
       case 'SET_REPLICAS':
-        return this.store.setReplicas(msg.op, msg.chunk, msg.replicas, id);
+        return this.store.setReplicas(msg.op, msg.chunk, msg.replicas, id, msg.since);
       case 'SETUP_TABLE':
         return this.store.setupTable(msg, id);
       case 'DROP_TABLE':
@@ -202,8 +238,11 @@ export class OpsConsumer extends EventEmitter {
     }
   }
 
-  /** Writes the ack to the stream the message names; only coordinator reply streams are accepted. */
-  private async reply(msg: OpsMessage, r: ApplyResult, error?: string): Promise<void> {
+  /**
+   * Writes the ack to the stream the message names (queued on `pipeline` when given);
+   * only coordinator reply streams are accepted.
+   */
+  private async reply(msg: OpsMessage, r: ApplyResult, error?: string, pipeline?: ReturnType<DstoreRedis['pipeline']>): Promise<void> {
     if (!msg.replyTo.startsWith(`${this.opts.keys.prefix}:coord:`)) {
       this.log.warn({ replyTo: msg.replyTo }, 'not replying: replyTo is not a coordinator reply stream of this prefix');
       return;
@@ -229,11 +268,13 @@ export class OpsConsumer extends EventEmitter {
             counts: r.counts,
             error,
           });
-    await this.cmd.xadd(msg.replyTo, '*', ...ack.toArgs());
+    if (pipeline) pipeline.xadd(msg.replyTo, '*', ...ack.toArgs());
+    else await this.cmd.xadd(msg.replyTo, '*', ...ack.toArgs());
   }
 
   private async deadLetter(id: string, fields: Fields, reason: string): Promise<void> {
     this.log.warn({ entry: id, reason, type: fields.type }, 'dead-lettered an ops entry');
+    this.counters.deadLettered++;
     const original = JSON.stringify(fields);
     await this.cmd.xadd(
       this.opts.keys.dead,
@@ -257,8 +298,21 @@ export class OpsConsumer extends EventEmitter {
   }
 
   private advance(id: string): void {
+    this.counters.entries++;
     if (compareStreamIds(id, this.appliedId) > 0) this.appliedId = id;
     this.emit('applied', id);
+    if (++this.sinceTrim >= TRIM_EVERY) this.trim();
+  }
+
+  /**
+   * Drops the entries before the last applied one: they are in SQLite now, and without
+   * this every row would stay in Redis R times forever. Entries are applied in order, so
+   * everything below `appliedId` is acked; the newest applied entry stays, which keeps the
+   * read fence's "last entry" defined. `~` lets Redis trim whole stream nodes only (cheap).
+   */
+  private trim(): void {
+    this.sinceTrim = 0;
+    this.cmd.xtrim(this.stream, 'MINID', '~', this.appliedId).catch((e) => this.log.debug({ err: e }, 'trimming the ops stream failed; next time'));
   }
 
   /** Resolves once every entry up to `id` is handled, or false after `timeoutMs`. */
@@ -278,6 +332,9 @@ export class OpsConsumer extends EventEmitter {
     });
   }
 }
+
+/** Applied entries between two trims of the ops stream. */
+const TRIM_EVERY = 64;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -3,8 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compileFilter, jsonPath, parseField } from '../common/filter';
 import { RejectedError } from '../common/errors';
+import { compareStreamIds } from '../common/stream-ids';
 import { ChunkDigest } from './chunk-digest';
-import type { DeleteMessage, PostMessage, SetupTableMessage, UpdateMessage } from '../common/messages';
+import { DIGEST_NOT_HELD, type DeleteMessage, type PostMessage, type SetupTableMessage, type UpdateMessage } from '../common/messages';
 
 /** What one applied message did, as reported in its ack. */
 export interface ApplyResult {
@@ -22,6 +23,70 @@ export interface LocalTable {
   /** The SQLite table holding its rows: generated (`t_<n>`), never user text. */
   ident: string;
 }
+
+/**
+ * A committed chunk with the replica lists that decide who answers it: `replicas` from
+ * generation `since` on, `prev` (from `prevSince`) for reads of an older generation.
+ */
+export interface HeldChunk {
+  chunk: string;
+  replicas: string[];
+  since: string;
+  prev?: string[];
+  prevSince?: string;
+}
+
+/**
+ * The replica list a read of generation `gen` uses for a chunk, or undefined when the
+ * chunk moved twice since that generation (the read is too old to be answered exactly).
+ */
+export function replicasAt(c: HeldChunk, gen: string | undefined): string[] | undefined {
+  if (gen === undefined || compareStreamIds(gen, c.since) >= 0) return c.replicas;
+  if (c.prev && compareStreamIds(gen, c.prevSince ?? '0-0') >= 0) return c.prev;
+  return undefined;
+}
+
+/**
+ * A read-only connection of its own for one FETCH at a time. SQLite keeps one snapshot
+ * per connection while any statement on it is open, so FETCHes sharing a connection
+ * would read the snapshot of the oldest scan still running: older than their fence.
+ */
+export class ShardReader {
+  readonly db: Database.Database;
+  private readonly table;
+  /** Prepared statements by SQL text: a repeated query (a point lookup) is not compiled again. */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(file: string) {
+    this.db = new Database(file, { readonly: true });
+    this.db.pragma('busy_timeout = 5000');
+    this.table = this.db.prepare<[string], { name: string; seq: number }>('SELECT name, seq FROM _tables WHERE name = ?');
+  }
+
+  /** The table, or undefined when this shard has none. */
+  readerTable(name: string): LocalTable | undefined {
+    const t = this.table.get(name);
+    return t && { name: t.name, ident: `t_${t.seq}` };
+  }
+
+  /** A prepared statement for `sql`, kept for the next FETCH on this reader (at most {@link STATEMENT_CACHE}). */
+  statement(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      if (this.statements.size >= STATEMENT_CACHE) this.statements.clear();
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** Statements one reader keeps prepared. */
+const STATEMENT_CACHE = 64;
 
 /** Counts reported in heartbeats. */
 export interface ShardStats {
@@ -46,6 +111,17 @@ export class ShardStore {
   private readonly db: Database.Database;
   readonly reader: Database.Database;
   private readonly stmt;
+  private readonly idleReaders: ShardReader[] = [];
+  /**
+   * Committed chunks per table and `_state` values, read once and kept until the next
+   * write: a FETCH lists the chunks of its table, and a point lookup would otherwise
+   * spend most of its time there. Every write goes through {@link tx} or
+   * {@link applyMoves}, which clear both (the process is the file's only writer).
+   */
+  private readonly heldCache = new Map<string, HeldChunk[]>();
+  private readonly stateCache = new Map<string, string | undefined>();
+  /** Inside a write transaction the caches are bypassed: it may read what it just wrote. */
+  private writing = false;
 
   constructor(dataDir: string, opts: { sync: 'full' | 'normal' } = { sync: 'full' }) {
     fs.mkdirSync(dataDir, { recursive: true });
@@ -81,9 +157,12 @@ export class ShardStore {
       );
       CREATE TABLE IF NOT EXISTS _state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
-    if (!this.db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('_chunks')").all().some((c) => c.name === 'digest')) {
-      this.db.exec('ALTER TABLE _chunks ADD COLUMN digest TEXT');
-    }
+    const columns = new Set(this.db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('_chunks')").all().map((c) => c.name));
+    if (!columns.has('digest')) this.db.exec('ALTER TABLE _chunks ADD COLUMN digest TEXT');
+    // Moves: the list in force from generation `since`, and the one before it.
+    if (!columns.has('since')) this.db.exec("ALTER TABLE _chunks ADD COLUMN since TEXT NOT NULL DEFAULT '0-0'");
+    if (!columns.has('prev_replicas')) this.db.exec('ALTER TABLE _chunks ADD COLUMN prev_replicas TEXT');
+    if (!columns.has('prev_since')) this.db.exec('ALTER TABLE _chunks ADD COLUMN prev_since TEXT');
     this.reader = new Database(this.file, { readonly: true });
     this.reader.pragma('busy_timeout = 5000');
     this.stmt = {
@@ -103,6 +182,9 @@ export class ShardStore {
       deleteChunk: this.db.prepare('DELETE FROM _chunks WHERE chunk = ?'),
       chunkTable: this.db.prepare<[string], { tbl: string }>('SELECT tbl FROM _chunks WHERE chunk = ?'),
       setReplicas: this.db.prepare('UPDATE _chunks SET replicas = ? WHERE chunk = ?'),
+      chunkLists: this.db.prepare<[string], { replicas: string; since: string }>('SELECT replicas, since FROM _chunks WHERE chunk = ?'),
+      moveReplicas: this.db.prepare('UPDATE _chunks SET prev_replicas = replicas, prev_since = since, replicas = ?, since = ? WHERE chunk = ?'),
+      setSince: this.db.prepare('UPDATE _chunks SET since = ? WHERE chunk = ?'),
       deleteChunks: this.db.prepare('DELETE FROM _chunks WHERE tbl = ?'),
       op: this.db.prepare<[string], { result: string }>('SELECT result FROM _ops WHERE op = ?'),
       insertOp: this.db.prepare('INSERT INTO _ops (op, kind, result, applied_at) VALUES (?, ?, ?, ?)'),
@@ -111,13 +193,15 @@ export class ShardStore {
       stats: this.db.prepare<[], { tables: number; chunks: number; rows: number }>(
         'SELECT (SELECT count(*) FROM _tables) AS tables, count(*) AS chunks, coalesce(sum(rows), 0) AS rows FROM _chunks',
       ),
-      chunksOf: this.reader.prepare<[string], { chunk: string; replicas: string }>('SELECT chunk, replicas FROM _chunks WHERE tbl = ? AND committed = 1'),
+      chunksOf: this.db.prepare<[string], { chunk: string; replicas: string; since: string; prev_replicas: string | null; prev_since: string | null }>(
+        'SELECT chunk, replicas, since, prev_replicas, prev_since FROM _chunks WHERE tbl = ? AND committed = 1',
+      ),
     };
   }
 
   /** The id of the last ops-stream entry applied in a transaction (`0-0` when none). */
   appliedId(): string {
-    return this.stmt.getState.get('applied_id')?.value ?? '0-0';
+    return this.state('applied_id') ?? '0-0';
   }
 
   /** Counts for heartbeats and status. */
@@ -140,18 +224,95 @@ export class ShardStore {
     return t && { name: t.name, ident: `t_${t.seq}` };
   }
 
-  /** This shard's committed chunks of a table, with their replica lists (reader connection). */
-  chunksOf(table: string): { chunk: string; replicas: string[] }[] {
-    return this.stmt.chunksOf.all(table).map((r) => ({ chunk: r.chunk, replicas: r.replicas.split(',') }));
+  /**
+   * This shard's committed chunks of a table, with their replica lists: as of now, the
+   * same state a reader statement started now sees. Cached until the next write; do not
+   * modify the result.
+   */
+  chunksOf(table: string): readonly HeldChunk[] {
+    let held = this.writing ? undefined : this.heldCache.get(table);
+    if (!held) {
+      held = this.stmt.chunksOf.all(table).map((r) => ({
+        chunk: r.chunk,
+        replicas: r.replicas.split(','),
+        since: r.since,
+        prev: r.prev_replicas ? r.prev_replicas.split(',') : undefined,
+        prevSince: r.prev_since ?? undefined,
+      }));
+      if (!this.writing) this.heldCache.set(table, held);
+    }
+    return held;
+  }
+
+  /** A `_state` value, cached until the next write. */
+  private state(key: string): string | undefined {
+    if (this.writing) return this.stmt.getState.get(key)?.value;
+    if (!this.stateCache.has(key)) this.stateCache.set(key, this.stmt.getState.get(key)?.value);
+    return this.stateCache.get(key);
+  }
+
+  /** Runs a write transaction; the caches are cleared whether it commits or rolls back. */
+  private write<T>(fn: () => T): T {
+    const outer = !this.writing;
+    this.writing = true;
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      if (outer) this.writing = false;
+      this.heldCache.clear();
+      this.stateCache.clear();
+    }
+  }
+
+  /** A reader no other FETCH is using (opened on first need, kept for reuse); give it back with {@link releaseReader}. */
+  acquireReader(): ShardReader {
+    return this.idleReaders.pop() ?? new ShardReader(this.file);
+  }
+
+  releaseReader(r: ShardReader): void {
+    this.idleReaders.push(r);
+  }
+
+  /** Oldest read generation this shard can still answer exactly (`0-0`: any). */
+  minGen(): string {
+    return this.state('min_gen') ?? '0-0';
+  }
+
+  /** Position reached in `<prefix>:moves`. */
+  movesCursor(): string {
+    return this.state('moves_cursor') ?? '0-0';
+  }
+
+  /**
+   * Applies entries of `<prefix>:moves` (not an ops-stream entry: the applied id does not
+   * change): each gives a chunk's list from that entry's id on, for chunks held here.
+   */
+  applyMoves(entries: { id: string; chunk: string; replicas: string[] }[]): number {
+    if (entries.length === 0) return 0;
+    return this.write(() => {
+      let n = 0;
+      for (const e of entries) if (e.chunk && e.replicas.length > 0) n += this.switchReplicas(e.chunk, e.replicas, e.id);
+      // Two FETCHes may apply overlapping ranges: the cursor only moves forward.
+      const last = entries[entries.length - 1].id;
+      if (compareStreamIds(last, this.movesCursor()) > 0) this.stmt.setState.run('moves_cursor', last);
+      return n;
+    });
+  }
+
+  /** Installs `replicas` from generation `since`, keeping the current list for older reads; a replay changes nothing. */
+  private switchReplicas(chunk: string, replicas: string[], since: string): number {
+    const cur = this.stmt.chunkLists.get(chunk);
+    if (!cur || compareStreamIds(since, cur.since) <= 0) return 0;
+    return this.stmt.moveReplicas.run(replicas.join(','), since, chunk).changes;
   }
 
   /** Runs `fn` in one write transaction that also records `entryId` as applied. */
   private tx<T>(entryId: string, fn: () => T): T {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const out = fn();
       this.stmt.setState.run('applied_id', entryId);
       return out;
-    })();
+    });
   }
 
   /** Creates the table if this shard lacks it (POSTs may arrive before or without SETUP_TABLE). */
@@ -235,6 +396,8 @@ export class ShardStore {
         }
       }
       this.stmt.insertChunk.run(msg.chunk, msg.table, msg.post, msg.replicas.join(','), msg.ids.length, post === 'committed' ? 1 : 0, digest.toString(), Date.now());
+      // A moved copy has no list for reads older than the move: they get `stale`.
+      if (msg.since) this.stmt.setSince.run(msg.since, msg.chunk);
       return { count: msg.ids.length, duplicate: false };
     });
   }
@@ -263,9 +426,13 @@ export class ShardStore {
     });
   }
 
-  /** DROP_CHUNKS: removes chunks re-homed elsewhere while this worker was lost. */
-  dropChunks(op: string, chunks: string[], entryId: string): ApplyResult {
+  /**
+   * DROP_CHUNKS: removes chunks re-homed elsewhere while this worker was lost, or moved
+   * away; `minGen` (a move) makes reads older than the move `stale` here from now on.
+   */
+  dropChunks(op: string, chunks: string[], entryId: string, minGen?: string): ApplyResult {
     return this.once(op, 'DROP_CHUNKS', entryId, () => {
+      if (minGen && compareStreamIds(minGen, this.minGen()) > 0) this.stmt.setState.run('min_gen', minGen);
       let rows = 0;
       for (const chunk of chunks) {
         const c = this.stmt.chunkTable.get(chunk);
@@ -278,9 +445,11 @@ export class ShardStore {
     });
   }
 
-  /** SET_REPLICAS: a chunk's replica list changed after repair. */
-  setReplicas(op: string, chunk: string, replicas: string[], entryId: string): ApplyResult {
-    return this.once(op, 'SET_REPLICAS', entryId, () => ({ count: this.stmt.setReplicas.run(replicas.join(','), chunk).changes }));
+  /** SET_REPLICAS: a chunk's replica list changed after repair, or (with `since`) a move. */
+  setReplicas(op: string, chunk: string, replicas: string[], entryId: string, since?: string): ApplyResult {
+    return this.once(op, 'SET_REPLICAS', entryId, () => ({
+      count: since ? this.switchReplicas(chunk, replicas, since) : this.stmt.setReplicas.run(replicas.join(','), chunk).changes,
+    }));
   }
 
   /** UPDATE: sets fields on matching rows; reports rows changed per chunk. */
@@ -343,7 +512,7 @@ export class ShardStore {
       try {
         const info = this.stmt.chunkInfo.get(chunk);
         if (!info) {
-          yield { chunk, error: 'not held' };
+          yield { chunk, error: DIGEST_NOT_HELD };
           continue;
         }
         const t = this.readerTable(info.tbl);
@@ -358,6 +527,7 @@ export class ShardStore {
 
   /** Closes both connections (checkpointing the WAL). */
   close(): void {
+    for (const r of this.idleReaders.splice(0)) r.close();
     if (this.reader.open) this.reader.close();
     if (this.db.open) this.db.close();
   }

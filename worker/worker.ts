@@ -23,7 +23,7 @@ export class Worker {
   private readonly consumer: OpsConsumer;
   private readonly fetch: FetchResponder;
   private readonly heartbeat: Heartbeat;
-  private readonly log: Logger;
+  readonly log: Logger;
 
   constructor(
     readonly opts: WorkerOptions,
@@ -34,9 +34,9 @@ export class Worker {
     this.log = logger.child({ component: 'worker', workerId: this.id });
     this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync });
     const name = (role: string) => `${opts.prefix}:worker:${this.id}:${role}`;
-    this.cmd = createRedis({ url: opts.redisUrl, name: name('cmd'), role: 'command' });
-    this.reader = createRedis({ url: opts.redisUrl, name: name('ops'), role: 'blocking' });
-    this.sub = createRedis({ url: opts.redisUrl, name: name('fetch'), role: 'subscriber' });
+    this.cmd = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('cmd'), role: 'command' });
+    this.reader = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('ops'), role: 'blocking' });
+    this.sub = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('fetch'), role: 'subscriber' });
     for (const c of [this.cmd, this.reader, this.sub]) c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
     this.consumer = new OpsConsumer(
       this.reader,
@@ -71,6 +71,7 @@ export class Worker {
       tables: s.tables,
       shardBytes: s.bytes,
       appliedId: this.consumer.appliedId,
+      counters: { ...this.consumer.counters, ...this.fetch.counters },
     };
   }
 

@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { readInt } from '../../common/config';
+import { readCliToken, readInt } from '../../common/config';
+import { HttpClient } from '../http-client';
 import { LocalCluster } from '../local-cluster';
 
 const CITIES = ['Lyon', 'Oslo', 'Kyoto', 'Lima', 'Accra', 'Perth', 'Quito', 'Hanoi'];
@@ -38,11 +39,12 @@ function generate(file: string, n: number): { buys: number; bigSpend: number } {
   return { buys, bigSpend };
 }
 
-async function call(url: string, method: string, p: string, body?: unknown): Promise<string> {
-  const res = await fetch(url + p, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text}`);
-  return text;
+/** One request through the CLI's client (so `DSTORE_TOKEN` is sent); the answer as text, NDJSON lines joined. */
+async function call(client: HttpClient, method: string, p: string, body?: unknown): Promise<string> {
+  if (method !== 'POST') return JSON.stringify(await client.request(method, p, body));
+  const lines: string[] = [];
+  for await (const l of client.streamLines(p, body)) lines.push(l);
+  return lines.join('\n');
 }
 
 async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
@@ -69,40 +71,35 @@ export function registerDemoCommand(program: Command): void {
       try {
         const url = await timed(`start redis, a coordinator and ${workers} workers`, () => cluster.start());
         say(`  cluster at ${url}, R=2, data in ${dir}`);
+        // The local coordinator inherits DSTORE_TOKENS from this shell; DSTORE_TOKEN is then the secret to send.
+        const client = new HttpClient(url, readCliToken());
         const file = path.join(dir, 'events.ndjson');
         const expect = await timed(`generate ${rows} records`, async () => generate(file, rows));
-        await call(url, 'PUT', '/tables/events', { schema: 'user:string,city:string,kind:string,amount:number,at:integer,device:json' });
+        await call(client, 'PUT', '/tables/events', { schema: 'user:string,city:string,kind:string,amount:number,at:integer,device:json' });
         const size = fs.statSync(file).size;
         const t0 = performance.now();
         const posted = JSON.parse(
           await timed(`POST ${(size / 1048576).toFixed(1)} MiB of NDJSON`, async () => {
-            const res = await fetch(`${url}/tables/events/records`, {
-              method: 'POST',
-              headers: { 'content-type': 'application/x-ndjson' },
-              body: Readable.toWeb(fs.createReadStream(file)) as unknown as BodyInit,
-              duplex: 'half',
-            } as RequestInit);
-            const text = await res.text();
-            if (!res.ok) throw new Error(`POST failed: ${res.status} ${text}`);
-            return text;
+            const body = Readable.toWeb(fs.createReadStream(file)) as unknown as ReadableStream<Uint8Array>;
+            return JSON.stringify(await client.request('POST', '/tables/events/records', { contentType: 'application/x-ndjson', body }));
           }),
         ) as { inserted: number; chunks: number };
         const secs = (performance.now() - t0) / 1000;
         say(`  → ${posted.inserted} rows in ${posted.chunks} chunks, ${Math.round(posted.inserted / secs)} rows/s`);
 
-        const count = await timed('count(*)', () => call(url, 'POST', '/tables/events/query', { aggregate: [{ op: 'count' }] }));
-        const filtered = await timed('filter: kind = buy', () => call(url, 'POST', '/tables/events/query', { where: { kind: 'buy' }, fields: ['_id'] }));
+        const count = await timed('count(*)', () => call(client, 'POST', '/tables/events/query', { aggregate: [{ op: 'count' }] }));
+        const filtered = await timed('filter: kind = buy', () => call(client, 'POST', '/tables/events/query', { where: { kind: 'buy' }, fields: ['_id'] }));
         const top = await timed('sort + limit: top 5 amounts', () =>
-          call(url, 'POST', '/tables/events/query', { sort: [{ field: 'amount', dir: 'desc' }], limit: 5, fields: ['user', 'city', 'amount'] }),
+          call(client, 'POST', '/tables/events/query', { sort: [{ field: 'amount', dir: 'desc' }], limit: 5, fields: ['user', 'city', 'amount'] }),
         );
         const byCity = await timed('group-by: per city count, sum, avg', () =>
-          call(url, 'POST', '/tables/events/query', {
+          call(client, 'POST', '/tables/events/query', {
             groupBy: ['city'],
             aggregate: [{ op: 'count' }, { op: 'sum', field: 'amount', as: 'revenue' }, { op: 'avg', field: 'amount', as: 'avg' }],
             sort: [{ field: 'revenue', dir: 'desc' }],
           }),
         );
-        const big = await timed('filter: amount > 490 (count)', () => call(url, 'POST', '/tables/events/query', { where: { amount: { $gt: 490 } }, aggregate: [{ op: 'count' }] }));
+        const big = await timed('filter: amount > 490 (count)', () => call(client, 'POST', '/tables/events/query', { where: { amount: { $gt: 490 } }, aggregate: [{ op: 'count' }] }));
         say('');
         say(`count(*):            ${count.trim()}`);
         say(`kind = buy:          ${filtered.trim().split('\n').length} rows (generated: ${expect.buys})`);

@@ -1,15 +1,17 @@
 import type { Command } from 'commander';
 import { registerDeleteCommand } from './delete';
+import { registerRebalanceCommand } from './drain';
 import { registerFetchCommand } from './fetch';
 import { registerPostCommand } from './post';
 import { registerShellCommand } from './shell';
+import { registerStatusCommand } from './status';
 import { registerTableCommand } from './table';
 import { registerUpdateCommand } from './update';
 import { registerWorkersCommand } from './workers';
 
 /**
  * Registers the commands that talk to a coordinator over HTTP: table, post, fetch,
- * update, delete, workers and shell. Each takes `--url` (else `DSTORE_URL`, else
+ * update, delete, workers, status, rebalance and shell. Each takes `--url` (else `DSTORE_URL`, else
  * http://127.0.0.1:7070) and fails with an Error whose message is the one line to print.
  */
 export function registerClientCommands(program: Command): void {
@@ -19,5 +21,7 @@ export function registerClientCommands(program: Command): void {
   registerUpdateCommand(program);
   registerDeleteCommand(program);
   registerWorkersCommand(program);
+  registerStatusCommand(program);
+  registerRebalanceCommand(program);
   registerShellCommand(program);
 }

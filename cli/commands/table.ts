@@ -6,6 +6,8 @@ import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '
 export interface TableInfo {
   name: string;
   schema?: Record<string, string>;
+  /** Columns stored encrypted. */
+  encrypted?: string[];
   version: number;
   createdAt: number;
 }
@@ -27,10 +29,10 @@ export function parseSchemaFlag(text: string): string | Record<string, unknown> 
   return v as Record<string, unknown>;
 }
 
-/** A table's columns for listings: `age:integer, name:string`, or `-` when schemaless. */
-export function schemaText(schema: Record<string, string> | undefined): string {
+/** A table's columns for listings: `age:integer, ssn:string:encrypted`, or `-` when schemaless. */
+export function schemaText(schema: Record<string, string> | undefined, encrypted: readonly string[] = []): string {
   const entries = Object.entries(schema ?? {});
-  return entries.length === 0 ? '-' : entries.map(([c, t]) => `${c}:${t}`).join(', ');
+  return entries.length === 0 ? '-' : entries.map(([c, t]) => `${c}:${t}${encrypted.includes(c) ? ':encrypted' : ''}`).join(', ');
 }
 
 /** The lines of `table ls` (also the shell's `tables`). */
@@ -39,7 +41,7 @@ export async function listTables(client: HttpClient, maxWidth = process.stdout.c
   if (tables.length === 0) return ['no tables (create one with: dstore table create NAME)'];
   return renderTable(
     ['name', 'columns', 'created'],
-    tables.map((t) => [t.name, schemaText(t.schema), formatTime(t.createdAt)]),
+    tables.map((t) => [t.name, schemaText(t.schema, t.encrypted), formatTime(t.createdAt)]),
     { maxWidth },
   ).lines;
 }
@@ -59,7 +61,7 @@ export function registerTableCommand(program: Command): void {
       .command('create')
       .description('create a table (succeeds without change if it already exists with the same schema)')
       .argument('<name>', 'table name: letters, digits, _ . -')
-      .option('--schema <columns>', 'typed columns, e.g. "age:integer,name:string" or \'{"age":"integer"}\'; types: string, integer, number, boolean, json'),
+      .option('--schema <columns>', 'typed columns, e.g. "age:integer,name:string" or \'{"age":"integer"}\'; types: string, integer, number, boolean, json; add :encrypted to encrypt a column (needs DSTORE_ENCRYPTION_KEY on the coordinator)'),
   ).action(async (name: string, o: { schema?: string }, cmd: Command) => {
     const schema = o.schema === undefined ? undefined : parseSchemaFlag(o.schema);
     process.stdout.write((await createTable(clientFor(cmd), name, schema)).line + '\n');

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { main as workerMain } from '../../worker/main';
+import { registerDrainCommand } from './drain';
 
-/** `dstore worker`: runs one worker in this process (settings from the environment). */
+/** `dstore worker`: runs one worker in this process (settings from the environment); `dstore worker drain ID`. */
 export function registerWorkerCommand(program: Command): void {
-  program
+  const worker = program
     .command('worker')
     .description('run a worker: applies its ops stream to its SQLite shard and answers FETCH (settings: REDIS_URL, DSTORE_WORKER_ID, DSTORE_DATA_DIR, …)')
     .option('--id <id>', 'worker id (overrides DSTORE_WORKER_ID)')
@@ -13,4 +14,5 @@ export function registerWorkerCommand(program: Command): void {
       if (o.dataDir) process.env.DSTORE_DATA_DIR = o.dataDir;
       workerMain();
     });
+  registerDrainCommand(worker);
 }

@@ -24,6 +24,9 @@ export class FetchMessage extends Message {
     groupBy: 'json',
     chunks: 'list',
     digest: 'bool',
+    gen: 'string',
+    tails: 'list',
+    window: 'int',
     timeoutMs: 'int',
   };
   readonly type = FetchMessage.type;
@@ -47,16 +50,40 @@ export class FetchMessage extends Message {
    * (or `"e": error`) for each of `chunks` this worker holds, first live replica or not.
    */
   @IsOptional() @IsBoolean() digest?: boolean;
+  /**
+   * The read's generation: the last id of `<prefix>:moves` when it was published. A
+   * worker picks, per chunk, the replica list in force at that generation, so every
+   * holder agrees on who answers a chunk that is being moved. Absent: the newest lists.
+   */
+  @IsOptional() @Matches(/^\d{1,20}-\d{1,20}$/) gen?: string;
+  /**
+   * The last id of each `live` worker's ops stream (same order, `0-0` for an empty one),
+   * read by the coordinator just before publishing: the worker waits until it has applied
+   * up to its entry instead of reading its stream's tail itself. Absent: it reads it.
+   */
+  @IsOptional() @IsArray() @Matches(/^\d{1,20}-\d{1,20}$/, { each: true }) tails?: string[];
+  /**
+   * Flow control: the worker sends batches `seq < window` and then waits for credit on
+   * the credit channel (`<req> <worker> <n>`: it may send `seq < n`; `n = -1`: the read is
+   * over, stop). Absent: no waiting.
+   */
+  @IsOptional() @IsInt() @Min(1) window?: number;
   /** How long the coordinator waits; a worker gives up waiting to catch up before that. */
   @IsInt() @Min(1) @Max(3_600_000) timeoutMs!: number;
 }
+
+/** The digest of a chunk with no rows (`<rows>:<sum>`, see worker/chunk-digest.ts). */
+export const DIGEST_EMPTY = '0:0000000000000000';
+
+/** The `e` of a digest answer for a chunk the worker does not hold. */
+export const DIGEST_NOT_HELD = 'not held';
 
 /** What a FETCH_RESP batch carries. */
 export const FETCH_MODES = ['rows', 'sorted', 'agg'] as const;
 export type FetchMode = (typeof FETCH_MODES)[number];
 
 /** Why a worker did not answer a FETCH with rows. */
-export const FETCH_ERROR_CODES = ['not-ready', 'lagging', 'bad-request', 'failed'] as const;
+export const FETCH_ERROR_CODES = ['not-ready', 'lagging', 'bad-request', 'failed', 'stale'] as const;
 
 /**
  * worker → coordinator reply stream: one batch of a worker's answer to a FETCH.

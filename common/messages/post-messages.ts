@@ -1,4 +1,4 @@
-import { ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, MaxLength, Min } from 'class-validator';
+import { ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, MaxLength, Min } from 'class-validator';
 import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey, IsWorkerList } from './common-rules';
 
@@ -14,6 +14,7 @@ export class PostMessage extends Message {
     post: 'string',
     table: 'string',
     replicas: 'list',
+    since: 'string',
     replyTo: 'string',
     ids: 'lines',
     rows: 'lines',
@@ -24,6 +25,11 @@ export class PostMessage extends Message {
   @IsId() post!: string;
   @IsName() table!: string;
   @IsWorkerList(64) @ArrayMinSize(1) replicas!: string[];
+  /**
+   * A copy made by a move: the generation (`<prefix>:moves` id) from which `replicas`
+   * holds. The copy refuses (`stale`) reads of an older generation. Absent on new chunks.
+   */
+  @IsOptional() @Matches(/^\d{1,20}-\d{1,20}$/) since?: string;
   @IsStreamKey() replyTo!: string;
   @IsArray() @ArrayMinSize(1) @IsString({ each: true }) @MaxLength(512, { each: true }) ids!: string[];
   @IsArray() @ArrayMinSize(1) @IsString({ each: true }) rows!: string[];

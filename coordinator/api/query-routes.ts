@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { normalizeQuery, type QuerySpec } from '../../common/query';
 import type { Coordinator } from '../coordinator';
 import { ApiError, badRequest } from '../errors';
+import { limitExceeded } from '../limits';
 import { checkQueryFields } from '../schema';
 
 type Named = { Params: { name: string } };
@@ -53,21 +54,94 @@ export function fromQueryString(qs: Record<string, string | undefined>): QuerySp
  * after rows have left ends the stream with a `{"_error": …}` line.
  */
 async function stream(coord: Coordinator, reply: FastifyReply, name: string, raw: QuerySpec, partial: boolean): Promise<FastifyReply> {
+  // Issued together with the catalogue lookup: one round trip to Redis, not two.
+  const started = coord.fetch.start();
   const table = await coord.catalogue.require(name);
   const q = normalizeQuery(raw);
   checkQueryFields(q, table.schema);
-  const it = coord.fetch.read(table.name, q, { partial })[Symbol.asyncIterator]();
-  const first = await it.next();
-  async function* lines(): AsyncGenerator<string> {
-    if (first.done) return;
-    yield first.value + '\n';
+  coord.encryption.checkQuery(table, q);
+  const cipher = coord.encryption.cipherFor(table, 'read');
+  const decryptRow = cipher ? (r: Record<string, unknown>) => coord.encryption.decryptRow(table, cipher, r) : undefined;
+  const { maxResultRows, queryTimeoutMs } = coord.opts;
+  if (q.limit !== undefined && q.limit > maxResultRows) {
+    throw limitExceeded(400, 'DSTORE_MAX_RESULT_ROWS', `limit ${q.limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}); page with a smaller limit and a filter on the sort key`, { field: 'limit' });
+  }
+  const timer = coord.metrics.fetchDuration.startTimer();
+  const it = coord.fetch.read(table.name, q, { partial, decryptRow }, started)[Symbol.asyncIterator]();
+  const deadline = Date.now() + queryTimeoutMs;
+  const timedOut = () => limitExceeded(504, 'DSTORE_QUERY_TIMEOUT_MS', `the query ran longer than DSTORE_QUERY_TIMEOUT_MS (${queryTimeoutMs} ms); narrow the filter or add a limit`);
+  /** The next line, or a 504 once the deadline passes (the read is then closed). */
+  const next = async (): Promise<IteratorResult<string>> => {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), Math.max(0, deadline - Date.now()))));
     try {
-      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value + '\n';
-    } catch (e) {
-      const err = e instanceof ApiError ? { error: e.code, message: e.message } : { error: 'internal', message: (e as Error).message };
-      yield JSON.stringify({ _error: err }) + '\n';
+      const r = await Promise.race([it.next(), expired]);
+      if (r !== 'expired') return r;
+    } finally {
+      clearTimeout(timer);
+    }
+    void it.return?.(undefined)?.catch(() => undefined);
+    throw timedOut();
+  };
+  let rows = 0;
+  const tooMany = () =>
+    limitExceeded(400, 'DSTORE_MAX_RESULT_ROWS', `the answer has more than DSTORE_MAX_RESULT_ROWS (${maxResultRows}) rows; add a limit or narrow the filter`);
+  const isRow = (line: string) => !line.startsWith('{"_partial"');
+  // A plain read yields whole FETCH_RESP batches: one piece of text may hold many lines.
+  const rowsIn = (text: string) => (isRow(text) ? countLines(text) : 0);
+  // Lines read before the status is sent: a small over-limit answer still gets a 400.
+  // Counted in rows, not pieces: a piece of a plain read is a whole batch, and a thousand
+  // of those would be most of a big answer held here before the first byte goes out.
+  const head: string[] = [];
+  let done = false;
+  try {
+    while (rows <= Math.min(maxResultRows, 1000)) {
+      const r = await next();
+      if (r.done) {
+        done = true;
+        break;
+      }
+      head.push(r.value);
+      if ((rows += rowsIn(r.value)) > maxResultRows) {
+        void it.return?.(undefined)?.catch(() => undefined);
+        throw tooMany();
+      }
+    }
+  } catch (e) {
+    timer({ outcome: 'error' });
+    throw e;
+  }
+  async function* lines(): AsyncGenerator<string> {
+    try {
+      for (const l of head) yield l + '\n';
+      if (done) return void timer({ outcome: 'ok' });
+      try {
+        for (let r = await next(); !r.done; r = await next()) {
+          if ((rows += rowsIn(r.value)) > maxResultRows) {
+            void it.return?.(undefined)?.catch(() => undefined);
+            throw tooMany();
+          }
+          yield r.value + '\n';
+        }
+        done = true;
+        timer({ outcome: 'ok' });
+      } catch (e) {
+        timer({ outcome: 'error' });
+        const err = e instanceof ApiError ? { error: e.code, message: e.message, ...e.details } : { error: 'internal', message: (e as Error).message };
+        yield JSON.stringify({ _error: err }) + '\n';
+      }
+    } finally {
+      // The client went away mid-answer: close the read, so its workers stop sending.
+      if (!done) void it.return?.(undefined)?.catch(() => undefined);
     }
   }
   reply.header('content-type', 'application/x-ndjson');
   return reply.send(Readable.from(lines()));
+}
+
+/** Lines in a piece of output text that does not end in a newline. */
+function countLines(text: string): number {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
 }

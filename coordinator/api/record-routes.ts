@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Transform, type Readable } from 'node:stream';
 import type { Coordinator } from '../coordinator';
 import { ApiError, badRequest } from '../errors';
+import { checkRecordShape } from '../limits';
 import { formatOf, parseRecords } from '../record-parsers';
 
 type Named = { Params: { name: string } };
@@ -21,13 +22,18 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Coordinator): 
       if (!format) {
         throw new ApiError(415, 'unsupported_media_type', `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not one of application/x-ndjson, application/json, text/csv`);
       }
-      const body = limitBytes(req.body as Readable, coord.opts.bodyLimitBytes);
-      return coord.ingest.post(table, parseRecords(body, format, table.schema));
+      const counted = { bytes: 0 };
+      const body = limitBytes(req.body as Readable, coord.opts.bodyLimitBytes, counted);
+      const result = await coord.ingest.post(table, parseRecords(body, format, table.schema, coord.opts.maxRecordBytes));
+      coord.metrics.ingested(result.inserted, counted.bytes);
+      return result;
     });
   });
   app.patch<Named & { Body: { where?: unknown; set?: unknown } | undefined }>('/tables/:name/records', async (req) => {
     const table = await coord.catalogue.require(req.params.name);
     if (!req.body) throw badRequest('body must be JSON {where, set}');
+    const set = req.body.set;
+    if (set && typeof set === 'object' && !Array.isArray(set)) checkRecordShape(set as Record<string, unknown>, coord.opts);
     return { updated: await coord.mutations.update(table, req.body.where, req.body.set) };
   });
   app.delete<Named & { Body: { where?: unknown } | undefined }>('/tables/:name/records', async (req) => {
@@ -37,13 +43,12 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Coordinator): 
   });
 }
 
-/** Passes a stream through, failing it with a 413 once it exceeds `limit` bytes. */
-function limitBytes(body: Readable, limit: number): Readable {
-  let seen = 0;
+/** Passes a stream through, counting its bytes, failing it with a 413 once it exceeds `limit` bytes. */
+function limitBytes(body: Readable, limit: number, counted: { bytes: number }): Readable {
   const t = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      if (seen > limit) cb(new ApiError(413, 'too_large', `request body is over DSTORE_BODY_LIMIT_BYTES (${limit} bytes); split the file`));
+      counted.bytes += chunk.length;
+      if (counted.bytes > limit) cb(new ApiError(413, 'too_large', `request body is over DSTORE_BODY_LIMIT_BYTES (${limit} bytes); split the file`, { limit: 'DSTORE_BODY_LIMIT_BYTES' }));
       else cb(null, chunk);
     },
   });

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Coordinator } from '../coordinator';
 
-/** `GET /healthz`, `GET /workers`. */
+/** `GET /healthz`, `GET /workers`, `GET /status`, `GET /metrics`. */
 export function registerSystemRoutes(app: FastifyInstance, coord: Coordinator): void {
   app.get('/healthz', async (_req, reply) => {
     try {
@@ -13,4 +13,16 @@ export function registerSystemRoutes(app: FastifyInstance, coord: Coordinator): 
     }
   });
   app.get('/workers', async () => ({ workers: await coord.workers.list() }));
+  app.get('/status', async () => coord.status());
+  // One scrape at a time: each resets and refills the Redis-derived gauges.
+  let scraping: Promise<unknown> = Promise.resolve();
+  app.get('/metrics', async (_req, reply) => {
+    const run = scraping.then(async () => {
+      coord.metrics.update(await coord.status());
+      return coord.metrics.text();
+    });
+    scraping = run.catch(() => undefined);
+    const { contentType, body } = await run;
+    return reply.header('content-type', contentType).send(body);
+  });
 }

@@ -1,13 +1,19 @@
 import { Queue, Worker as BullWorker, type Job } from 'bullmq';
+import type { ClusterNode } from '../../common/config';
 import { createRedis, type DstoreRedis } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { cleanupAbandonedPosts } from './cleanup';
+import { chunksToDrain, drainChunk, retireDrained } from './drain';
+import { moveChunk, type PlannedMove } from './move';
 import { chunksToRepair, repairChunk, type RepairOptions } from './repair';
 import { scrub } from './scrub';
 
 /** Options of the background jobs. */
 export interface JobsOptions extends RepairOptions {
   redisUrl: string;
+  /** CA for a rediss:// Redis (`REDIS_TLS_CA_FILE`). */
+  redisTlsCa?: string;
+  redisClusterNodes?: ClusterNode[];
   /** How often the sweep looks for lost workers, under-replicated chunks and abandoned POSTs. */
   sweepMs: number;
   /** Heartbeat age after which a coordinator is dead and its open POSTs are aborted. */
@@ -19,11 +25,20 @@ export interface JobsOptions extends RepairOptions {
 /** The BullMQ queue names (under `<prefix>:bull`). */
 export const QUEUES = { repair: 'repair', scrub: 'scrub' } as const;
 
+/** Job options of a per-chunk job: the job id is the chunk's, so one job per chunk runs at a time. */
+function chunkJobOpts(chunk: string) {
+  // A failed job is removed (and logged) so that the next sweep can queue the chunk again.
+  return { jobId: `chunk-${chunk}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: true };
+}
+
 /**
  * Background work as BullMQ jobs, processed by every coordinator: a scheduled `sweep`
- * aborts POSTs abandoned by dead coordinators, finds chunks to repair and adds one
- * `chunk` job per chunk, with the chunk id as job id,
- * so two coordinators never repair the same chunk at once; jobs retry with backoff.
+ * aborts POSTs abandoned by dead coordinators, finds chunks to repair or to move off
+ * draining workers and adds one `chunk` job per chunk, and retires drained workers.
+ * Rebalance adds `move` jobs. Every per-chunk job has the chunk id as job id, so two
+ * coordinators never repair or move the same chunk at once; jobs retry with backoff.
+ * A coordinator that dies mid-job leaves it to BullMQ's stalled-job check and the next
+ * sweep, so a drain resumes on its own.
  */
 export class Jobs {
   private queue?: Queue;
@@ -39,7 +54,7 @@ export class Jobs {
 
   private connection(role: string): DstoreRedis {
     // BullMQ needs maxRetriesPerRequest: null, which the 'blocking' role gives.
-    const c = createRedis({ url: this.opts.redisUrl, name: `${this.ctx.keys.prefix}:bull:${role}`, role: 'blocking' });
+    const c = createRedis({ url: this.opts.redisUrl, clusterNodes: this.opts.redisClusterNodes, tlsCa: this.opts.redisTlsCa, name: `${this.ctx.keys.prefix}:bull:${role}`, role: 'blocking' });
     c.on('error', (e) => this.ctx.log.debug({ err: e }, 'bullmq connection error'));
     this.conns.push(c);
     return c;
@@ -49,8 +64,15 @@ export class Jobs {
     const prefix = this.ctx.keys.bullPrefix;
     this.queue = new Queue(QUEUES.repair, { connection: this.connection('queue'), prefix });
     await this.queue.upsertJobScheduler('sweep', { every: this.opts.sweepMs }, { name: 'sweep', opts: { removeOnComplete: 100, removeOnFail: 100 } });
-    this.worker = new BullWorker(QUEUES.repair, (job) => this.process(job), { connection: this.connection('worker'), prefix, concurrency: 1 });
-    this.worker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'repair job failed; it will be retried'));
+    // Per-chunk jobs are independent (one job id per chunk): a few run at once to drain faster.
+    this.worker = new BullWorker(QUEUES.repair, (job) => this.process(job), { connection: this.connection('worker'), prefix, concurrency: 4 });
+    this.worker.on('failed', (job, err) => {
+      this.ctx.log.warn({ job: job?.id, err: err.message }, 'repair job failed; it will be retried');
+      // A planned move that failed for good is no longer pending (rebalance can be run again).
+      if (job?.name === 'move' && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        this.ctx.cmd.srem(this.ctx.keys.movesPending, (job.data as PlannedMove).chunk).catch(() => undefined);
+      }
+    });
     this.scrubQueue = new Queue(QUEUES.scrub, { connection: this.connection('scrub-queue'), prefix });
     if (this.opts.scrubMs > 0) {
       await this.scrubQueue.upsertJobScheduler('scrub', { every: this.opts.scrubMs }, { name: 'scrub', opts: { removeOnComplete: 50, removeOnFail: 50 } });
@@ -65,24 +87,67 @@ export class Jobs {
     this.scrubWorker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'scrub failed'));
   }
 
+  /** The queues, for the dashboard (`/admin/queues`); empty before {@link start}. */
+  queues(): Queue[] {
+    return [this.queue, this.scrubQueue].filter((q): q is Queue => q !== undefined);
+  }
+
+  /** Job counts of every queue by state (waiting, active, delayed, failed, …). */
+  async counts(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const q of this.queues()) out[q.name] = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed', 'paused');
+    return out;
+  }
+
   private async process(job: Job): Promise<unknown> {
     if (job.name === 'sweep') {
       const aborted = await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs);
       const { chunks, lost } = await chunksToRepair(this.ctx, this.opts.repairAfterMs);
-      if (chunks.length > 0) {
-        this.ctx.log.info({ lost, chunks: chunks.length }, 'sweep: queueing chunk repairs');
-        await this.queue!.addBulk(
-          chunks.map((chunk) => ({
-            name: 'chunk',
-            data: { chunk },
-            // A failed job is removed (and logged) so that the next sweep can queue the chunk again.
-            opts: { jobId: `chunk-${chunk}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: true },
-          })),
-        );
+      const draining = await chunksToDrain(this.ctx);
+      const all = [...new Set([...chunks, ...draining])];
+      if (all.length > 0) {
+        this.ctx.log.info({ lost, chunks: chunks.length, draining: draining.length }, 'sweep: queueing chunk repairs and moves');
+        await this.queueChunks(all);
       }
-      return { lost, queued: chunks.length, aborted };
+      const retired = await retireDrained(this.ctx);
+      return { lost, queued: all.length, aborted, retired };
     }
-    return repairChunk(this.ctx, (job.data as { chunk: string }).chunk, this.opts);
+    if (job.name === 'move') {
+      const m = job.data as PlannedMove;
+      const out = await moveChunk(this.ctx, m.chunk, m.from, m.to, this.opts.copyTimeoutMs);
+      if (out.status === 'uncommitted') throw new Error(`chunk ${m.chunk}: its POST is still open; will retry`);
+      await this.ctx.cmd.srem(this.ctx.keys.movesPending, m.chunk);
+      return out;
+    }
+    const data = job.data as { chunk: string; to?: string };
+    const repaired = await repairChunk(this.ctx, data.chunk, this.opts);
+    if (repaired.status === 'repaired' || repaired.status === 'gone' || repaired.status === 'uncommitted') return repaired;
+    // Healthy (or short of workers): move it off a draining worker, if one holds it.
+    const moved = await drainChunk(this.ctx, data.chunk, data.to, (to) => job.updateData({ ...data, to }), this.opts.copyTimeoutMs);
+    return moved ?? repaired;
+  }
+
+  /** Queues a `chunk` job (repair, or move off a draining worker) per chunk; a chunk with a job already queued is skipped. */
+  async queueChunks(chunks: string[]): Promise<void> {
+    await this.queue!.addBulk(chunks.map((chunk) => ({ name: 'chunk', data: { chunk }, opts: chunkJobOpts(chunk) })));
+  }
+
+  /** Planned moves not done yet (a chunk whose job is gone, done or failed for good, is forgotten). */
+  async pendingMoves(): Promise<number> {
+    const chunks = await this.ctx.cmd.smembers(this.ctx.keys.movesPending);
+    let n = 0;
+    for (const c of chunks) {
+      if (await this.queue!.getJob(`chunk-${c}`)) n++;
+      else await this.ctx.cmd.srem(this.ctx.keys.movesPending, c);
+    }
+    return n;
+  }
+
+  /** Queues the moves of a rebalance, recording them in `<prefix>:moves:pending` until done. */
+  async queueMoves(moves: PlannedMove[]): Promise<void> {
+    if (moves.length === 0) return;
+    await this.ctx.cmd.sadd(this.ctx.keys.movesPending, ...moves.map((m) => m.chunk));
+    await this.queue!.addBulk(moves.map((m) => ({ name: 'move', data: m, opts: chunkJobOpts(m.chunk) })));
   }
 
   async stop(): Promise<void> {

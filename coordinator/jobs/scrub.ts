@@ -1,6 +1,6 @@
 import type { CoordinatorContext } from '../context';
 import { FetchRound } from '../fetch-round';
-import { copyIn, copyOut, type ChunkMeta } from './repair';
+import { copyVerified, type ChunkMeta } from './chunk-copy';
 
 /** What one scrub pass found and did. */
 export interface ScrubReport {
@@ -89,8 +89,8 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
     const losers = [...bad, ...ranked.slice(1).flatMap(([, ws]) => ws)];
     if (losers.length === 0) continue;
     const source = winners[0];
-    const lines = await copyOut(ctx, meta.table, chunk, source, timeoutMs);
-    await copyIn(ctx, meta, chunk, meta.replicas, losers, lines, timeoutMs, true);
+    // Verified like any copy: a write racing the rebuild would otherwise be lost on it.
+    await copyVerified(ctx, meta, chunk, source, losers, meta.replicas, timeoutMs, { replace: true, sourceDigest: ranked[0][0] });
     for (const w of losers) report.rebuilt.push({ chunk, worker: w, from: source });
     ctx.log.warn({ chunk, table: meta.table, rebuilt: losers, from: source }, 'scrub rebuilt chunk copies');
   }

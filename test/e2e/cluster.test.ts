@@ -226,6 +226,23 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
   });
 
   describe('when workers fail', () => {
+    it('answers an UPDATE once a worker that stopped during it is no longer live; the worker applies it when it resumes', async () => {
+      const before = await cluster.query<Row>('events');
+      const lima = before.filter((r) => r.city === 'Lima').length;
+      const w3 = cluster.workers.get('w3')!;
+      // Still counted live when the UPDATE is sent, so the coordinator waits for it at first.
+      w3.child.kill('SIGSTOP');
+      try {
+        const up = await cluster.api('PATCH', '/tables/events/records', { where: { city: 'Lima' }, set: { paused: 1 } });
+        assert.deepEqual(up, { status: 200, body: { updated: lima } });
+      } finally {
+        w3.child.kill('SIGCONT');
+      }
+      await cluster.waitLive(['w1', 'w2', 'w3']);
+      const want = before.map((r) => (r.city === 'Lima' ? { ...r, paused: 1 } : r));
+      assert.deepEqual(multiset(await cluster.query('events')), multiset(want), 'w3 answers its chunks again, with the UPDATE applied');
+    });
+
     it('keeps reads complete and exact after a worker is SIGKILLed, before and after it is noticed', async () => {
       const expected = await cluster.query('events');
       const victim = cluster.workers.get('w2')!;

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
 import * as http from 'node:http';
 import { startCluster, type TestCluster } from '../support/cluster';
@@ -45,8 +46,8 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
     req.write(ndjson(batch.slice(0, 3000)));
     const post = await waitFor(
       async () => {
-        const open = await cluster.redis.hkeys(`${prefix}:posts:open`);
-        return open.length === 1 && (await cluster.redis.scard(`${prefix}:post:${open[0]}:chunks`)) >= 5 ? open[0] : undefined;
+        const open = await cluster.redis.hkeys(makeKeys(prefix).openPosts);
+        return open.length === 1 && (await cluster.redis.scard(makeKeys(prefix).postChunks(open[0]))) >= 5 ? open[0] : undefined;
       },
       { what: 'the POST to have placed its first chunks', timeoutMs: 20_000 },
     );
@@ -60,9 +61,9 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
     assert.match(clientError!.message, /socket hang up|ECONNRESET|EPIPE/);
 
     await cluster.startCoordinator();
-    await waitFor(async () => (await cluster.redis.hlen(`${prefix}:posts:open`)) === 0, { what: 'clean-up to abort the abandoned POST', timeoutMs: 30_000 });
-    assert.equal(await cluster.redis.exists(`${prefix}:post:${post}:chunks`), 0);
-    const placed = Object.values(await cluster.redis.hgetall(`${prefix}:chunks`)).filter((v) => (JSON.parse(v) as { post: string }).post === post);
+    await waitFor(async () => (await cluster.redis.hlen(makeKeys(prefix).openPosts)) === 0, { what: 'clean-up to abort the abandoned POST', timeoutMs: 30_000 });
+    assert.equal(await cluster.redis.exists(makeKeys(prefix).postChunks(post)), 0);
+    const placed = Object.values(await cluster.redis.hgetall(makeKeys(prefix).chunks)).filter((v) => (JSON.parse(v) as { post: string }).post === post);
     assert.equal(placed.length, 0, 'no placement record of the aborted POST is left');
     const after = await cluster.query<Row>('t');
     assert.deepEqual(lossAndDuplicates(base, after), { lost: 0, duplicated: 0, wrong: 0 }, 'nothing of the killed POST is visible');
@@ -96,15 +97,15 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
     assert.equal(before.length, 0, 'uncommitted: invisible');
     await cluster.redis
       .multi()
-      .hset(`${prefix}:chunks`, chunk.chunk, JSON.stringify({ table: 't', post, replicas: ['w1', 'w2'], rows: rows.length }))
-      .sadd(`${prefix}:table:t:chunks`, chunk.chunk)
-      .sadd(`${prefix}:worker:w1:chunks`, chunk.chunk)
-      .sadd(`${prefix}:worker:w2:chunks`, chunk.chunk)
-      .sadd(`${prefix}:post:${post}:chunks`, chunk.chunk)
-      .sadd(`${prefix}:post:${post}:workers`, 'w1', 'w2')
-      .hset(`${prefix}:posts:open`, post, JSON.stringify({ coordinator: 'c-dead', table: 't', at: Date.now(), committing: true }))
+      .hset(makeKeys(prefix).chunks, chunk.chunk, JSON.stringify({ table: 't', post, replicas: ['w1', 'w2'], rows: rows.length }))
+      .sadd(makeKeys(prefix).tableChunks('t'), chunk.chunk)
+      .sadd(makeKeys(prefix).workerChunks('w1'), chunk.chunk)
+      .sadd(makeKeys(prefix).workerChunks('w2'), chunk.chunk)
+      .sadd(makeKeys(prefix).postChunks(post), chunk.chunk)
+      .sadd(makeKeys(prefix).postWorkers(post), 'w1', 'w2')
+      .hset(makeKeys(prefix).openPosts, post, JSON.stringify({ coordinator: 'c-dead', table: 't', at: Date.now(), committing: true }))
       .exec();
-    await waitFor(async () => (await cluster.redis.hexists(`${prefix}:posts:open`, post)) === 0, { what: 'clean-up to finish the commit', timeoutMs: 30_000 });
+    await waitFor(async () => (await cluster.redis.hexists(makeKeys(prefix).openPosts, post)) === 0, { what: 'clean-up to finish the commit', timeoutMs: 30_000 });
     const after = await cluster.query<Row>('t', { where: { _id: { $in: rows.map((r) => r._id) } } });
     assert.deepEqual(lossAndDuplicates(rows, after), { lost: 0, duplicated: 0, wrong: 0 }, 'committed, not aborted');
     await driver.close();

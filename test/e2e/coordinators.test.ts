@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
 import { startCluster, type TestCluster } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
@@ -68,14 +69,16 @@ describe('e2e: two coordinators on one Redis', function () {
     );
 
     // 12 × 1500 rows / 250 = 72 chunks, 2 copies each; one global token keeps them even.
-    const replicas = Object.values(await cluster.redis.hgetall(`${prefix}:chunks`)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
+    const replicas = Object.values(await cluster.redis.hgetall(makeKeys(prefix).chunks)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
     assert.equal(replicas.length, 72);
     const perWorker = new Map<string, number>();
     for (const r of replicas) for (const w of r) perWorker.set(w, (perWorker.get(w) ?? 0) + 1);
     for (const [w, n] of perWorker) assert.ok(Math.abs(n - 48) <= 2, `${w} holds ${n} of 144 copies (even share: 48)`);
-    assert.equal(Number(await cluster.redis.get(`${prefix}:token`)), 72, 'one token draw per chunk, from both coordinators');
+    assert.equal(Number(await cluster.redis.get(makeKeys(prefix).token)), 72, 'one token draw per chunk, from both coordinators');
 
-    const streams = await cluster.redis.keys(`${prefix}:coord:*:replies`);
-    assert.equal(new Set(streams).size, 2, `one reply stream per coordinator: ${streams.join(', ')}`);
+    const keys = makeKeys(prefix);
+    const coordinators = await cluster.redis.zrange(keys.coordinators, 0, -1);
+    assert.equal(coordinators.length, 2, `two coordinators registered: ${coordinators.join(', ')}`);
+    for (const c of coordinators) assert.ok((await cluster.redis.xlen(keys.coordReplies(c))) > 0, `${c} has its own reply stream with acks on it`);
   });
 });

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
 import { startCluster, type TestCluster } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
@@ -36,7 +37,7 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
   });
 
   async function placements(): Promise<Map<string, string[]>> {
-    const all = await cluster.redis.hgetall(`${prefix}:chunks`);
+    const all = await cluster.redis.hgetall(makeKeys(prefix).chunks);
     return new Map(Object.entries(all).map(([k, v]) => [k, (JSON.parse(v) as { replicas: string[] }).replicas]));
   }
 
@@ -71,8 +72,8 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     ).catch((e) => {
       throw new Error(`${(e as Error).message} (${JSON.stringify(st.body)})`);
     });
-    assert.equal(await cluster.redis.scard(`${prefix}:worker:w2:chunks`), 0);
-    assert.equal(await cluster.redis.zcard(`${prefix}:chunks:under-replicated`), 0);
+    assert.equal(await cluster.redis.scard(makeKeys(prefix).workerChunks('w2')), 0);
+    assert.equal(await cluster.redis.zcard(makeKeys(prefix).underReplicated), 0);
 
     // Now every chunk has 2 copies among w1, w3, w4: losing w1 as well must not lose a row.
     const w1 = cluster.workers.get('w1')!;
@@ -97,7 +98,7 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     await waitFor(
       async () => {
         const p = await placements();
-        return [...p.values()].every((r) => r.length === 2) && (await cluster.redis.zcard(`${prefix}:chunks:under-replicated`)) === 0;
+        return [...p.values()].every((r) => r.length === 2) && (await cluster.redis.zcard(makeKeys(prefix).underReplicated)) === 0;
       },
       { what: 'every chunk at 2 replicas again', timeoutMs: 60_000 },
     );
@@ -106,7 +107,7 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
       async () => {
         const st = await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
         for (const w of st.body.workers) {
-          if (w.status.chunks !== (await cluster.redis.scard(`${prefix}:worker:${w.id}:chunks`))) return undefined;
+          if (w.status.chunks !== (await cluster.redis.scard(makeKeys(prefix).workerChunks(w.id)))) return undefined;
         }
         return st.body.workers.reduce((n, w) => n + w.status.chunks, 0) === 40;
       },

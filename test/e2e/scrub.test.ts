@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -43,7 +44,7 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
   });
 
   async function report(after: number): Promise<Report | undefined> {
-    const raw = await cluster.redis.get(`${prefix}:scrub:last`);
+    const raw = await cluster.redis.get(makeKeys(prefix).scrubReport);
     const r = raw ? (JSON.parse(raw) as Report) : undefined;
     return r && r.at > after ? r : undefined;
   }
@@ -84,7 +85,7 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     }
     await cluster.waitLive(1);
     // Only w2 is left: it answers every chunk it holds (2/3 of them), from its rebuilt copies.
-    const metas = Object.values(await cluster.redis.hgetall(`${prefix}:chunks`)).map((v) => JSON.parse(v) as { replicas: string[]; rows: number });
+    const metas = Object.values(await cluster.redis.hgetall(makeKeys(prefix).chunks)).map((v) => JSON.parse(v) as { replicas: string[]; rows: number });
     const held = metas.filter((m) => m.replicas.includes('w2')).reduce((n, m) => n + m.rows, 0);
     const r = await cluster.api<Row[]>('POST', '/tables/t/query', { partial: true });
     assert.equal(r.status, 200);

@@ -7,6 +7,7 @@
  *   npm run test:faults        (FAULTS_VERBOSE=1 prints every failed POST attempt)
  */
 import 'reflect-metadata';
+import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -99,7 +100,7 @@ async function isLive(c: Ctx, id: string): Promise<boolean> {
 
 /** Chunk id → replicas, from `<prefix>:chunks`. */
 async function placements(c: Ctx): Promise<Map<string, { replicas: string[]; rows: number; post: string }>> {
-  const all = await c.cluster.redis.hgetall(`${c.prefix}:chunks`);
+  const all = await c.cluster.redis.hgetall(makeKeys(c.prefix).chunks);
   return new Map(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as { replicas: string[]; rows: number; post: string }]));
 }
 
@@ -325,7 +326,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
           { what: 'every chunk at 2 replicas without w2 (repair)', timeoutMs: 60_000, intervalMs: 200 },
         );
         c.notes.push(`repair: all ${n} chunks at 2 replicas without w2, seen ${Date.now() - c.t0} ms after the kill (polled after the load)`);
-        const under = await c.cluster.redis.zcard(`${c.prefix}:chunks:under-replicated`);
+        const under = await c.cluster.redis.zcard(makeKeys(c.prefix).underReplicated);
         if (under > 0) c.notes.push(`${under} chunks still listed in chunks:under-replicated`);
         await killHard(c, 'w1');
         await c.cluster.waitLive(1);
@@ -351,7 +352,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
       },
       async settle(c) {
         await c.cluster.waitLive(3);
-        await waitFor(async () => (await c.cluster.redis.hlen(`${c.prefix}:posts:open`)) === 0, { what: 'clean-up to close every abandoned POST', timeoutMs: 30_000 });
+        await waitFor(async () => (await c.cluster.redis.hlen(makeKeys(c.prefix).openPosts)) === 0, { what: 'clean-up to close every abandoned POST', timeoutMs: 30_000 });
       },
     });
     assertClean(r);
@@ -396,7 +397,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         // Keep every scrub report from now on (each one overwrites <prefix>:scrub:last).
         watching = (async () => {
           while (!c.cancelled) {
-            const raw = await c.cluster.redis.get(`${c.prefix}:scrub:last`).catch(() => null);
+            const raw = await c.cluster.redis.get(makeKeys(c.prefix).scrubReport).catch(() => null);
             if (raw) {
               const rep = JSON.parse(raw) as Report;
               reports.set(rep.at, rep);

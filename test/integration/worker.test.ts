@@ -232,10 +232,44 @@ describe('worker (real child process, real Redis)', function () {
       const g = await driver.groupInfo('w1');
       return g.pending === 0 && g.lag === 0;
     }, { what: 'the backlog applied', timeoutMs: 60_000 });
+    // Applied entries are trimmed from the stream (whole 100-entry nodes at a time): the rows
+    // live in SQLite now, not R more times in Redis.
+    const { length } = await driver.groupInfo('w1');
+    assert.ok(length < 300, `ops stream trimmed after applying: ${length} of 1001 entries left`);
     const res = await driver.fetch('t', ['w1']);
     assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
     await driver.until((all) => msgs.every((m) => all.some((r) => r.type === 'POST_ACK' && r.chunk === m.chunk)), 'an ack for every chunk');
     assert.ok(driver.replies.every((r) => r.type !== 'POST_ACK' || r.status === 'ok'));
+  });
+
+  it('applies entries whose delivery was lost with its connection before any later entry', async () => {
+    const { child } = await startWorker('w1');
+    const first = makeRows(40, 31, 'lost');
+    const second = makeRows(40, 32, 'later');
+    // Stop the worker and cut its blocking reader, so nothing of what follows reaches it.
+    child.kill('SIGSTOP');
+    try {
+      const clients = (await driver.redis.client('LIST')) as string;
+      const reader = clients.split('\n').find((l) => l.includes(` name=${prefix}:worker:w1:ops `));
+      assert.ok(reader, 'the worker has a named ops reader connection');
+      await driver.redis.client('KILL', 'ID', /id=(\d+)/.exec(reader)![1]);
+      // A read whose reply is lost: POST + COMMIT delivered to w1 (pending) but never seen.
+      await driver.send('w1', driver.post('t', first, ['w1'], undefined, 'plost'));
+      await driver.commit(['w1'], 'plost');
+      const stolen = (await driver.redis.xreadgroup('GROUP', 'apply', 'w1', 'COUNT', 10, 'STREAMS', driver.keys.workerOps('w1'), '>')) as [string, unknown[]][];
+      assert.equal(stolen[0][1].length, 2, 'both entries now pending for w1');
+      // Later entries, which ioredis' resent XREADGROUP ">" returns after the reconnect.
+      await driver.send('w1', driver.post('t', second, ['w1'], undefined, 'plater'));
+      await driver.commit(['w1'], 'plater');
+    } finally {
+      child.kill('SIGCONT');
+    }
+    await waitFor(async () => {
+      const g = await driver.groupInfo('w1');
+      return g.pending === 0 && g.lag === 0;
+    }, { what: 'every entry applied and acked', timeoutMs: 30_000 });
+    const res = await driver.fetch('t', ['w1']);
+    assert.deepEqual(lossAndDuplicates([...first, ...second], res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
   });
 
   it('hides a POST until COMMIT, and ABORT removes it and refuses its late chunks', async () => {

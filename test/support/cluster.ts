@@ -1,5 +1,5 @@
-import Redis from 'ioredis';
-import { freePort } from './redis';
+import type Redis from 'ioredis';
+import { clusterNodesOf, freePort, testClient } from './redis';
 import { spawnNode, startWorkerProcess, tempDir, type ChildHandle } from './processes';
 import { waitFor } from './wait';
 
@@ -12,12 +12,15 @@ export interface TestWorker {
 
 /** Options of {@link startCluster}. */
 export interface ClusterOptions {
+  /** The test Redis; when it is a cluster (see startRedisCluster) every process uses REDIS_CLUSTER_NODES. */
   redisUrl: string;
   prefix: string;
   workers: number;
   replicas?: number;
   /** Extra env for the coordinator and the workers (short timeouts for fault tests). */
   env?: Record<string, string>;
+  /** Secret that {@link TestCluster.api} sends as `Authorization: Bearer` (with DSTORE_TOKENS in `env`). */
+  token?: string;
 }
 
 /** An HTTP answer: status and parsed body (JSON, or NDJSON lines as an array). */
@@ -38,11 +41,13 @@ export class TestCluster {
   readonly redis: Redis;
 
   constructor(readonly opts: ClusterOptions) {
-    this.redis = new Redis(opts.redisUrl, { connectionName: `${opts.prefix}:test-cluster` });
+    this.redis = testClient(opts.redisUrl, `${opts.prefix}:test-cluster`);
   }
 
   private env(): Record<string, string> {
+    const nodes = clusterNodesOf(this.opts.redisUrl);
     return {
+      ...(nodes ? { REDIS_CLUSTER_NODES: nodes } : {}),
       DSTORE_REPLICAS: String(this.opts.replicas ?? 2),
       DSTORE_HEARTBEAT_MS: '200',
       DSTORE_WORKER_TIMEOUT_MS: '1500',
@@ -99,15 +104,31 @@ export class TestCluster {
   }
 
   /** Waits until exactly `n` workers are live. */
-  async waitLive(n: number): Promise<void> {
-    await waitFor(async () => ((await this.api<{ liveWorkers: number }>('GET', '/healthz')).body.liveWorkers === n ? true : undefined), {
-      what: `${n} live workers`,
-      timeoutMs: 30_000,
-    });
+  /**
+   * Waits until the coordinator counts `n` live workers or, given ids, until exactly those
+   * workers are live. Prefer ids after a worker joins or dies: a count can be met by the
+   * wrong set for a moment (one worker's heartbeat late while the dead one's is still fresh).
+   */
+  async waitLive(want: number | string[]): Promise<void> {
+    if (typeof want === 'number') {
+      await waitFor(async () => ((await this.api<{ liveWorkers: number }>('GET', '/healthz')).body.liveWorkers === want ? true : undefined), {
+        what: `${want} live workers`,
+        timeoutMs: 30_000,
+      });
+      return;
+    }
+    const expected = [...want].sort().join(',');
+    await waitFor(
+      async () => {
+        const r = await this.api<{ workers: { id: string; live: boolean }[] }>('GET', '/status');
+        return r.status === 200 && r.body.workers.filter((w) => w.live).map((w) => w.id).sort().join(',') === expected ? true : undefined;
+      },
+      { what: `exactly workers ${expected} live`, timeoutMs: 30_000 },
+    );
   }
 
   async api<T = Record<string, unknown>>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<ApiAnswer<T>> {
-    const init: RequestInit = { method, headers: {} };
+    const init: RequestInit = { method, headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {} };
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
       (init.headers as Record<string, string>)['content-type'] = contentType;

@@ -1,4 +1,4 @@
-import Redis from 'ioredis';
+import type Redis from 'ioredis';
 import { ulid } from 'ulid';
 import { makeKeys, OPS_GROUP, type Keys } from '../../common/keys';
 import {
@@ -17,6 +17,8 @@ import {
   type ReplyMessage,
 } from '../../common/messages';
 import type { QuerySpec } from '../../common/query';
+import { publish } from '../../common/redis';
+import { testClient } from './redis';
 
 /** A row as tests write it. */
 export type Row = { _id: string } & Record<string, unknown>;
@@ -43,7 +45,7 @@ export class Driver {
   constructor(url: string, prefix: string, coordinatorId = 'test') {
     this.keys = makeKeys(prefix);
     this.replyTo = this.keys.coordReplies(coordinatorId);
-    this.redis = new Redis(url, { connectionName: `${prefix}:test-driver` });
+    this.redis = testClient(url, `${prefix}:test-driver`);
   }
 
   async close(): Promise<void> {
@@ -154,7 +156,7 @@ export class Driver {
   async fetch(table: string, live: string[], q: QuerySpec = {}, timeoutMs = 10_000, chunks?: string[]): Promise<FetchResult> {
     const req = ulid();
     const msg = Object.assign(new FetchMessage(), { req, replyTo: this.replyTo, table, live, timeoutMs, chunks, ...q });
-    await this.redis.publish(this.keys.fetchChannel, encodeFetch(msg));
+    await publish(this.redis, this.keys.fetchChannel, encodeFetch(msg));
     const mine = (r: ReplyMessage): r is FetchRespMessage => r.type === 'FETCH_RESP' && r.req === req;
     await this.until((all) => live.every((w) => all.some((r) => mine(r) && r.worker === w && r.done)), `FETCH ${req} from ${live.join(',')}`, timeoutMs + 5000);
     const result: FetchResult = { byWorker: new Map(), lines: [], errors: [] };

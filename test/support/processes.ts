@@ -132,7 +132,10 @@ export function spawnNode(
   const fd = fs.openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, ['--enable-source-maps', scriptPath, ...args], {
+    // DSTORE_CHILD_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS refuses)
+    // go to every child's node; the bench uses it to profile the cluster.
+    const nodeArgs = (process.env.DSTORE_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    child = spawn(process.execPath, ['--enable-source-maps', ...nodeArgs, scriptPath, ...args], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', fd, fd],

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import Redis from 'ioredis';
+import Redis, { Cluster } from 'ioredis';
 import type { StartedTestContainer } from 'testcontainers';
 import { keepTemp, tailFile, tempDir } from './processes';
 
@@ -11,8 +11,13 @@ import { keepTemp, tailFile, tempDir } from './processes';
 export interface TestRedis {
   /** redis://host:port of it. */
   url: string;
-  /** How it was obtained: REDIS_URL, a testcontainers container, or a local redis-server child. */
-  kind: 'env' | 'container' | 'local';
+  /**
+   * How it was obtained: REDIS_URL (or REDIS_CLUSTER_NODES), a testcontainers container, a
+   * local redis-server child, or a three-master Redis Cluster of local redis-server children.
+   */
+  kind: 'env' | 'container' | 'local' | 'cluster';
+  /** For a Redis Cluster: its nodes as REDIS_CLUSTER_NODES spells them (`url` is one of them). */
+  clusterNodes?: string;
   /** Shuts it down and removes its files; a no-op for `env` (that Redis is not ours). */
   stop(): Promise<void>;
   /**
@@ -117,6 +122,7 @@ class LocalRedis implements TestRedis {
     readonly port: number,
     readonly dir: string,
     private readonly appendonly: boolean,
+    private readonly extraArgs: string[] = [],
   ) {
     this.url = `redis://127.0.0.1:${port}`;
     this.logFile = path.join(dir, 'redis.log');
@@ -136,6 +142,7 @@ class LocalRedis implements TestRedis {
       '--save', '',
       '--daemonize', 'no',
       ...(this.appendonly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+      ...this.extraArgs,
     ];
     const fd = fs.openSync(this.logFile, 'a');
     let proc: ChildProcess;
@@ -262,12 +269,12 @@ async function startContainer(appendonly: boolean): Promise<TestRedis> {
   return r;
 }
 
-async function startLocal(bin: string, appendonly: boolean): Promise<TestRedis> {
+async function startLocal(bin: string, appendonly: boolean, extraArgs: string[] = []): Promise<LocalRedis> {
   let lastErr: Error | undefined;
   // Another process may grab the port between freePort() and redis-server's bind.
   for (let attempt = 0; attempt < 3; attempt++) {
     const dir = tempDir('redis');
-    const r = new LocalRedis(bin, await freePort(), dir, appendonly);
+    const r = new LocalRedis(bin, await freePort(), dir, appendonly, extraArgs);
     running.add(r);
     try {
       await r.launch();
@@ -317,9 +324,139 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
   return startLocal(bin, appendonly);
 }
 
-/** The Redis shared by the whole mocha run: started on first call, stopped by the root hook. */
+/** Servers of running clusters, for the exit-time SIGKILL. */
+const clusterMembers = new Set<LocalRedis>();
+
+/** Clusters by url, so that helpers given only a url (dropPrefix, TestCluster) find the nodes. */
+const clusters = new Map<string, string>();
+
+/** The REDIS_CLUSTER_NODES value of the test Redis at `url`, if it is a cluster. */
+export function clusterNodesOf(url: string): string | undefined {
+  return clusters.get(url);
+}
+
+function parseNodes(nodes: string): { host: string; port: number }[] {
+  return nodes.split(',').map((n) => {
+    const i = n.lastIndexOf(':');
+    return { host: n.slice(0, i), port: Number(n.slice(i + 1)) };
+  });
+}
+
+/**
+ * A client of the test Redis at `url`: an ioredis Cluster when it is a cluster (typed as
+ * Redis, whose command methods Cluster shares), else a plain Redis.
+ */
+export function testClient(url: string, name: string): Redis {
+  const nodes = clusterNodesOf(url);
+  if (!nodes) return new Redis(url, { connectionName: name });
+  return new Cluster(parseNodes(nodes), { redisOptions: { connectionName: name } }) as unknown as Redis;
+}
+
+/**
+ * Starts a Redis Cluster of three masters (no replicas) on loopback: three redis-server
+ * children with `--cluster-enabled yes`, joined by `redis-cli --cluster create`, resolved
+ * once every node reports `cluster_state:ok`. With REDIS_CLUSTER_NODES set, that cluster
+ * is used instead (only keys under each test's prefix are touched).
+ */
+export async function startRedisCluster(): Promise<TestRedis> {
+  if (process.env.REDIS_CLUSTER_NODES) {
+    const nodes = process.env.REDIS_CLUSTER_NODES;
+    const url = `redis://${nodes.split(',')[0]}`;
+    clusters.set(url, nodes);
+    return { kind: 'env', url, clusterNodes: nodes, stop: async () => undefined };
+  }
+  const bin = onPath('redis-server');
+  const cli = onPath('redis-cli');
+  if (!bin || !cli) throw new Error(`a test Redis Cluster needs redis-server and redis-cli on PATH. ${INSTALL_HINT}`);
+  const masters: LocalRedis[] = [];
+  const stopAll = async () => {
+    await Promise.all(masters.map((m) => m.stop()));
+    for (const m of masters) clusterMembers.delete(m);
+  };
+  try {
+    for (let i = 0; i < 3; i++) {
+      masters.push(await startLocal(bin, false, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000']));
+    }
+    const addrs = masters.map((m) => `127.0.0.1:${m.port}`);
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn(cli, ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (out += d));
+      p.once('error', reject);
+      p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli --cluster create exited ${code}:\n${out.slice(-2000)}`))));
+    });
+    const deadline = Date.now() + 20_000;
+    for (const m of masters) {
+      const c = new Redis(m.url, { maxRetriesPerRequest: 1 });
+      try {
+        while (!/cluster_state:ok/.test(await c.cluster('INFO'))) {
+          if (Date.now() > deadline) throw new Error(`Redis Cluster node ${m.url} did not reach cluster_state:ok within 20 s`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        c.disconnect();
+      }
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const nodes = masters.map((m) => `127.0.0.1:${m.port}`).join(',');
+  // The cluster is tracked as one instance; the exit hook still kills its members.
+  for (const m of masters) {
+    running.delete(m);
+    clusterMembers.add(m);
+  }
+  let stopped = false;
+  const r: TestRedis = {
+    kind: 'cluster',
+    url: masters[0].url,
+    clusterNodes: nodes,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      running.delete(r);
+      clusters.delete(r.url);
+      await stopAll();
+    },
+  };
+  clusters.set(r.url, nodes);
+  running.add(r);
+  return r;
+}
+
+/**
+ * Every key matching any of `patterns` (e.g. makeKeys(p).patterns), by SCAN on the one
+ * server or on every master of a cluster client (a cluster SCAN only sees one node).
+ */
+export async function scanKeys(client: Redis, patterns: readonly string[]): Promise<string[]> {
+  const nodes = client.isCluster ? (client as unknown as Cluster).nodes('master') : [client];
+  const found = new Set<string>();
+  for (const node of nodes) {
+    for (const pattern of patterns) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        for (const k of keys) found.add(k);
+      } while (cursor !== '0');
+    }
+  }
+  return [...found];
+}
+
+/** Whether this run targets a Redis Cluster (`npm run test:cluster` sets DSTORE_TEST_REDIS=cluster). */
+export function clusterMode(): boolean {
+  return process.env.DSTORE_TEST_REDIS === 'cluster';
+}
+
+/**
+ * The Redis shared by the whole mocha run: started on first call, stopped by the root hook.
+ * A three-master cluster when DSTORE_TEST_REDIS=cluster.
+ */
 export function sharedRedis(): Promise<TestRedis> {
-  shared ??= startRedis().then((r) => (sharedInstance = r));
+  shared ??= (clusterMode() ? startRedisCluster() : startRedis()).then((r) => (sharedInstance = r));
   return shared;
 }
 
@@ -341,32 +478,43 @@ export function uniquePrefix(): string {
 }
 
 /**
- * Deletes every key matching `${prefix}:*` (SCAN + UNLINK, one batch per SCAN page), never
- * anything else: glob characters in `prefix` are escaped and each key is checked again.
+ * Deletes every key of a dstore prefix (`<prefix>:*` and `{<prefix>}:*`, see
+ * makeKeys().patterns; SCAN + UNLINK, one batch per SCAN page, on every node of a cluster),
+ * never anything else: glob characters are escaped and each key is checked again.
  */
 export async function dropPrefix(url: string, prefix: string): Promise<void> {
   if (!prefix) throw new Error('dropPrefix: empty prefix');
-  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}:*`;
-  const head = Buffer.from(`${prefix}:`);
-  const conn = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
-  conn.on('error', () => undefined); // failures reach the caller through the rejected command
-  try {
-    await conn.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await conn.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next.toString();
-      const mine = keys.filter((k) => k.subarray(0, head.length).equals(head));
-      if (mine.length > 0) await conn.unlink(...mine);
-    } while (cursor !== '0');
-  } finally {
-    conn.disconnect();
+  const escape = (s: string) => s.replace(/[*?[\]\\]/g, '\\$&');
+  const heads = [`${prefix}:`, `{${prefix}}:`].map((h) => Buffer.from(h));
+  const patterns = heads.map((h) => `${escape(h.toString())}*`);
+  const nodes = clusterNodesOf(url);
+  const urls = nodes ? nodes.split(',').map((n) => `redis://${n}`) : [url];
+  for (const u of urls) {
+    const conn = new Redis(u, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    conn.on('error', () => undefined); // failures reach the caller through the rejected command
+    try {
+      await conn.connect();
+      for (const pattern of patterns) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await conn.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next.toString();
+          const mine = keys.filter((k) => heads.some((h) => k.subarray(0, h.length).equals(h)));
+          // On a cluster node each key is deleted alone: one UNLINK may not span slots.
+          if (nodes) for (const k of mine) await conn.unlink(k);
+          else if (mine.length > 0) await conn.unlink(...mine);
+        } while (cursor !== '0');
+      }
+    } finally {
+      conn.disconnect();
+    }
   }
 }
 
+
 // Last resort when the run ends abruptly: no redis-server may outlive it.
 process.on('exit', () => {
-  for (const r of running) {
+  for (const r of [...running, ...clusterMembers]) {
     if (r instanceof LocalRedis) r.child?.kill('SIGKILL');
   }
 });

@@ -98,6 +98,7 @@ describe('cli format: units and summaries', () => {
   it('lists schemas and workers', () => {
     assert.equal(schemaText({ age: 'integer', name: 'string' }), 'age:integer, name:string');
     assert.equal(schemaText(undefined), '-');
+    assert.equal(schemaText({ age: 'integer', ssn: 'string' }, ['ssn']), 'age:integer, ssn:string:encrypted');
     const lines = workersTable([
       { id: 'w1', live: true, age: 400, lastSeen: 0, status: { id: 'w1', state: 'ready', ready: true, rows: 1200, chunks: 3, tables: 1, shardBytes: 2_500_000, appliedId: '0-0', pid: 1, host: 'h', startedAt: 0 } },
       { id: 'w2', live: false, age: 65_000, lastSeen: 0 },

@@ -1,3 +1,4 @@
+import calculateSlot from 'cluster-key-slot';
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -53,12 +54,51 @@ describe('config', () => {
 });
 
 describe('keys and names', () => {
-  it('spells every key under the prefix with ":" separators', () => {
+  it('spells every key under the prefix with ":" separators and a hash tag', () => {
     const k = makeKeys('p1');
-    assert.equal(k.workerOps('w1'), 'p1:worker:w1:ops');
-    assert.equal(k.coordReplies('c1'), 'p1:coord:c1:replies');
-    assert.equal(k.fetchChannel, 'p1:fetch');
-    assert.equal(k.dead, 'p1:dead');
+    assert.equal(k.workerOps('w1'), 'p1:worker:{w1}:ops');
+    assert.equal(k.coordReplies('c1'), 'p1:coord:{c1}:replies');
+    assert.equal(k.fetchChannel, 'p1:{fetch}');
+    assert.equal(k.dead, '{p1}:dead');
+    assert.equal(k.bullPrefix, '{p1}:bull');
+  });
+
+  it('puts all shared metadata in one cluster slot, so multi-key scripts and MULTIs stay in it', () => {
+    const k = makeKeys('p1');
+    const shared = [
+      k.dead, k.workers, k.workerStatus, k.token, k.tables, k.chunks, k.tableChunks('t'), k.openPosts,
+      k.postChunks('P1'), k.postWorkers('P1'), k.workerChunks('w1'), k.workerChunks('w2'), k.underReplicated,
+      k.coordinators, k.scrubReport, `${k.bullPrefix}:repair:wait`,
+    ];
+    assert.equal(calculateSlot.generateMulti(shared), calculateSlot('{p1}'));
+    // Every key of the prefix matches one of its SCAN patterns.
+    for (const key of [...shared, k.workerOps('w1'), k.coordReplies('c1')]) {
+      assert.ok(k.patterns.some((p) => new RegExp(`^${p.replace(/[{}]/g, '\\$&').replace('*', '.*')}$`).test(key)), key);
+    }
+  });
+
+  it("spreads the workers' ops streams over the slots (one slot per stream)", () => {
+    const k = makeKeys('p1');
+    const slots = new Set(Array.from({ length: 64 }, (_, i) => calculateSlot(k.workerOps(`w${i}`))));
+    assert.equal(slots.size, 64, 'each worker id hashes to its own slot');
+    assert.equal(calculateSlot(k.workerOps('w7')), calculateSlot('w7'), 'the tag is the worker id');
+    assert.equal(calculateSlot(k.coordReplies('c1')), calculateSlot('c1'));
+  });
+
+  it('refuses a prefix with braces: the key builder places the hash tags itself', () => {
+    assert.throws(() => makeKeys('{p1}'), /invalid key prefix/);
+    assert.throws(() => loadCommonOptions({ DSTORE_PREFIX: '{x}' }), /DSTORE_PREFIX/);
+  });
+
+  it('reads REDIS_CLUSTER_NODES as host:port seeds and names it on a bad value', () => {
+    assert.deepEqual(loadCommonOptions({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-b:7001,[::1]:7002' }).redisClusterNodes, [
+      { host: '10.0.0.1', port: 7000 },
+      { host: 'redis-b', port: 7001 },
+      { host: '::1', port: 7002 },
+    ]);
+    assert.equal(loadCommonOptions({}).redisClusterNodes, undefined);
+    assert.throws(() => loadCommonOptions({ REDIS_CLUSTER_NODES: 'host-without-port' }), /REDIS_CLUSTER_NODES: must be a comma-separated list of host:port, got "host-without-port"/);
+    assert.throws(() => loadCommonOptions({ REDIS_CLUSTER_NODES: 'h:99999' }), /REDIS_CLUSTER_NODES/);
   });
 
   it('refuses ids that would break a key apart', () => {

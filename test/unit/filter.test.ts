@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import Database from 'better-sqlite3';
 import { compileFilter, FilterError, jsonPath, matchesFilter, parseField } from '../../common/filter';
 import { rng } from '../support/data';
+import { assertOnlyFixedSql } from '../support/sql-check';
 
 type Row = Record<string, unknown> & { _id: string };
 
@@ -92,19 +93,6 @@ const ROWS: Row[] = [...FIXED, ...randomRows(280)].map((row) => {
 });
 const ALL_IDS = ROWS.map((r) => r._id).sort();
 
-// Everything compiled SQL may contain: no user text can survive this tokenizer.
-const TOKEN = /\s+|<=|>=|[()?,=<>]|'(?:\$|integer|real|text|null|true|false)'|[A-Za-z_]+|[01]/y;
-const WORDS = new Set('CASE WHEN THEN ELSE END AND OR NOT IN IS NULL SELECT FROM value json_type json_extract json_each doc _id IFNULL'.split(' '));
-
-function assertOnlyFixedSql(sql: string): void {
-  TOKEN.lastIndex = 0;
-  while (TOKEN.lastIndex < sql.length) {
-    const at = TOKEN.lastIndex;
-    const m = TOKEN.exec(sql);
-    assert.ok(m, `unexpected text in SQL at ${at}: ${sql.slice(at, at + 40)}`);
-    if (/^[A-Za-z_]+$/.test(m[0])) assert.ok(WORDS.has(m[0]), `unexpected word ${m[0]} in SQL`);
-  }
-}
 
 function sorted(ids: Iterable<string>): string[] {
   return [...ids].sort();

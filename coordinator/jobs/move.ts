@@ -1,0 +1,142 @@
+import { ulid } from 'ulid';
+import { DropChunksMessage, SetReplicasMessage } from '../../common/messages';
+import type { CoordinatorContext } from '../context';
+import { copyVerified, type ChunkMeta } from './chunk-copy';
+
+/** Entries kept in `<prefix>:moves` (approximate; workers also get each move on their ops stream). */
+const MOVES_MAXLEN = 100_000;
+
+/** What one move did. */
+export interface MoveOutcome {
+  chunk: string;
+  status: 'moved' | 'gone' | 'uncommitted' | 'not-held' | 'last-copy';
+  from: string;
+  to?: string;
+  replicas?: string[];
+  /** The move's generation (its id in `<prefix>:moves`). */
+  gen?: string;
+}
+
+/**
+ * Moves one committed chunk off worker `from`, onto `to` (or nowhere: the chunk keeps
+ * one copy less). The order (docs/architecture.md, "Drain and rebalance") keeps every
+ * read exact while it runs:
+ *
+ * 1. copy the rows to `to` (a FETCH of exactly that chunk from a live holder, then POST +
+ *    COMMIT), with the old list (so the copy answers no read yet), wait for its ack, and
+ *    compare the digests of source and copy in one digest FETCH, copying again until they
+ *    match ({@link copyVerified}: an UPDATE/DELETE racing the copy is not lost);
+ * 2. XADD the new list to `<prefix>:moves`; the entry id G is the move's generation.
+ *    A read publishes with the last id of that stream (its generation); every holder
+ *    reads the stream up to it before answering and uses, per chunk, the list in force
+ *    at that generation: the old one for reads older than G, the new one from G on. So
+ *    all holders agree on who answers the chunk in any one read;
+ * 3. SET_REPLICAS(new list, since G) to the holders that stay, on their ops streams (so
+ *    a worker that misses the moves stream still learns it), and DROP_CHUNKS(minGen G) to
+ *    `from`: once it dropped the chunk, `from` answers reads older than G with `stale`,
+ *    and the coordinator asks again with a newer generation;
+ * 4. record the new list in `<prefix>:chunks` and the workers' chunk sets.
+ *
+ * Idempotent and resumable: run again after a crash at any step, with the same `to`, it
+ * finishes the move (the copy is acked as a duplicate, a second moves entry repeats the
+ * same list with a newer generation).
+ */
+export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: string, to: string | undefined, copyTimeoutMs: number): Promise<MoveOutcome> {
+  const raw = await ctx.cmd.hget(ctx.keys.chunks, chunk);
+  if (!raw) {
+    await ctx.cmd.srem(ctx.keys.workerChunks(from), chunk);
+    return { chunk, status: 'gone', from };
+  }
+  const meta = JSON.parse(raw) as ChunkMeta;
+  if (!meta.replicas.includes(from)) return { chunk, status: 'not-held', from, replicas: meta.replicas };
+  if (await ctx.cmd.hexists(ctx.keys.openPosts, meta.post)) return { chunk, status: 'uncommitted', from };
+  const target = to !== undefined && !meta.replicas.includes(to) ? to : undefined;
+  const replicas = meta.replicas.flatMap((w) => (w !== from ? [w] : target ? [target] : []));
+  if (replicas.length === 0) return { chunk, status: 'last-copy', from, replicas: meta.replicas };
+  if (target) {
+    const live = await ctx.workers.live();
+    // Prefer a source other than the worker being drained: it may be on its way out.
+    const sources = meta.replicas.filter((w) => live.includes(w)).sort((a, b) => Number(a === from) - Number(b === from));
+    if (sources.length === 0) throw new Error(`chunk ${chunk}: no live replica to copy from (replicas ${meta.replicas.join(', ')}); will retry`);
+    // The copy carries the old list (without the target): it answers no read before the
+    // switch, and the switch waits until it is verified equal to the source.
+    await copyVerified(ctx, meta, chunk, sources[0], [target], meta.replicas, copyTimeoutMs);
+  }
+  const gen = (await ctx.cmd.xadd(ctx.keys.moves, 'MAXLEN', '~', String(MOVES_MAXLEN), '*', 'chunk', chunk, 'replicas', replicas.join(','), 'from', from))!;
+  const set = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, since: gen, replyTo: ctx.replyTo }).toArgs();
+  const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], minGen: gen, replyTo: ctx.replyTo }).toArgs();
+  // One XADD per worker stream (each its own slot on a cluster).
+  await Promise.all([...replicas.map((w) => ctx.cmd.xadd(ctx.keys.workerOps(w), '*', ...set)), ctx.cmd.xadd(ctx.keys.workerOps(from), '*', ...drop)]);
+  const p = ctx.cmd.multi();
+  p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas, since: gen }));
+  p.srem(ctx.keys.workerChunks(from), chunk);
+  if (target) p.sadd(ctx.keys.workerChunks(target), chunk);
+  await p.exec();
+  ctx.log.info({ chunk, table: meta.table, from, to: target, replicas, gen }, 'chunk moved');
+  return { chunk, status: 'moved', from, to: target, replicas, gen };
+}
+
+/** Chunk counts per worker, from the placement records. */
+export async function chunkCounts(ctx: CoordinatorContext, workers: readonly string[]): Promise<Map<string, number>> {
+  const res = await Promise.all(workers.map((w) => ctx.cmd.scard(ctx.keys.workerChunks(w))));
+  return new Map(workers.map((w, i) => [w, res[i]]));
+}
+
+/**
+ * Where a chunk leaving a draining worker goes: the live, non-draining worker without a
+ * copy that holds the fewest chunks (ties by id), or undefined when every one has a copy.
+ */
+export async function pickTarget(ctx: CoordinatorContext, replicas: readonly string[]): Promise<string | undefined> {
+  const candidates = (await ctx.workers.list()).filter((w) => w.live && !w.draining && !replicas.includes(w.id)).map((w) => w.id);
+  if (candidates.length === 0) return undefined;
+  const counts = await chunkCounts(ctx, candidates);
+  return candidates.sort((a, b) => counts.get(a)! - counts.get(b)! || (a < b ? -1 : 1))[0];
+}
+
+/** One planned move of a rebalance. */
+export interface PlannedMove {
+  chunk: string;
+  from: string;
+  to: string;
+}
+
+/**
+ * Plans a rebalance over the live, non-draining workers: while the fullest holds at
+ * least two chunks more than the emptiest, move to the emptiest a committed chunk of the
+ * fullest that it lacks. Such a chunk always exists (the fullest holds more chunks than
+ * the emptiest, so not all of them are on the emptiest), so the plan ends with counts
+ * that differ by at most 1 — unless the only candidates belong to POSTs still open.
+ */
+export async function planRebalance(ctx: CoordinatorContext): Promise<{ before: Record<string, number>; after: Record<string, number>; moves: PlannedMove[] }> {
+  const workers = (await ctx.workers.list()).filter((w) => w.live && !w.draining).map((w) => w.id);
+  const held = new Map<string, Set<string>>();
+  for (const w of workers) held.set(w, new Set(await ctx.cmd.smembers(ctx.keys.workerChunks(w))));
+  const before = Object.fromEntries(workers.map((w) => [w, held.get(w)!.size]));
+  const open = new Set(await ctx.cmd.hkeys(ctx.keys.openPosts));
+  const all = [...new Set([...held.values()].flatMap((s) => [...s]))];
+  const movable = new Set<string>();
+  for (let i = 0; i < all.length; i += 1000) {
+    const part = all.slice(i, i + 1000);
+    const metas = await ctx.cmd.hmget(ctx.keys.chunks, ...part);
+    part.forEach((c, j) => {
+      if (metas[j] && !open.has((JSON.parse(metas[j]!) as ChunkMeta).post)) movable.add(c);
+    });
+  }
+  const moved = new Set<string>();
+  const moves: PlannedMove[] = [];
+  for (;;) {
+    const bySize = [...workers].sort((a, b) => held.get(a)!.size - held.get(b)!.size || (a < b ? -1 : 1));
+    const to = bySize[0];
+    const from = bySize[bySize.length - 1];
+    if (!to || held.get(from)!.size - held.get(to)!.size < 2) break;
+    // One move per chunk per plan: a chunk's moves run as one job at a time.
+    const chunk = [...held.get(from)!].find((c) => movable.has(c) && !moved.has(c) && !held.get(to)!.has(c));
+    if (!chunk) break;
+    held.get(from)!.delete(chunk);
+    held.get(to)!.add(chunk);
+    moved.add(chunk);
+    moves.push({ chunk, from, to });
+  }
+  const after = Object.fromEntries(workers.map((w) => [w, held.get(w)!.size]));
+  return { before, after, moves };
+}

@@ -1,0 +1,241 @@
+import 'reflect-metadata';
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { makeKeys } from '../../common/keys';
+import type { ClusterStatus } from '../../coordinator/cluster-status';
+import { startCluster, type TestCluster } from '../support/cluster';
+import { makeRows } from '../support/data';
+import { documentedKeys, patternRegex } from '../support/operations-doc';
+import { keepTemp, projectRoot, tempDir } from '../support/processes';
+import { dropPrefix, scanKeys, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { waitFor } from '../support/wait';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
+
+/** Prometheus text → samples. */
+function parseMetrics(text: string): { name: string; labels: Record<string, string>; value: number }[] {
+  const out: { name: string; labels: Record<string, string>; value: number }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const [, k, v] of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[k] = v;
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** Runs the CLI to completion (stdout and stderr apart). */
+function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [path.join(projectRoot(), 'dist', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, COLUMNS: '' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+async function withBrowser<T>(fn: (ctx: BrowserContext) => Promise<T>): Promise<T> {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)`);
+  const ctx = await chromium.launchPersistentContext(tempDir('chromium-profile'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 720 } });
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis keys)', function () {
+  this.timeout(180_000);
+  const N = 3000;
+  // A value that must never reach a log line at info level, nor the status answer.
+  const SECRET = `secret-${Date.now().toString(36)}`;
+  const rows = makeRows(N, 7).map((r) => ({ ...r, note: SECRET }));
+  const body = rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  let redis: TestRedis;
+  let prefix: string;
+  let cluster: TestCluster;
+  let deadId: string;
+  let shots: string;
+
+  before(async () => {
+    redis = await sharedRedis();
+    prefix = uniquePrefix();
+    shots = tempDir('screenshots');
+    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', LOG_FORMAT: 'json' } });
+    assert.equal((await cluster.api('PUT', '/tables/events')).status, 201);
+    assert.equal((await cluster.api('POST', '/tables/events/records', body, 'application/x-ndjson')).status, 200);
+    assert.equal((await cluster.query('events', { where: { note: SECRET, city: 'Oslo' } })).length, rows.filter((r) => (r as { city?: unknown }).city === 'Oslo').length);
+    assert.equal((await cluster.query('events', { aggregate: [{ op: 'count' }] }))[0].count, N);
+    // An entry no worker can decode: w1 dead-letters it.
+    deadId = (await cluster.redis.xadd(makeKeys(prefix).workerOps('w1'), '*', 'type', 'BOGUS', 'note', SECRET))!;
+    await waitFor(
+      async () => {
+        const s = (await cluster.api<ClusterStatus>('GET', '/status')).body;
+        const done = s.deadLetters.count === 1 && s.workers.every((w) => w.counters?.rows === N && w.counters.entries > 0 && w.stream?.pending === 0);
+        return done && s.workers.find((w) => w.id === 'w1')!.counters!.deadLettered === 1 ? true : undefined;
+      },
+      { what: 'heartbeats reporting every row and the dead letter', timeoutMs: 30_000 },
+    );
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    if (prefix) await dropPrefix(redis.url, prefix);
+  });
+
+  describe('GET /status', () => {
+    it('reports each worker, its ops stream as Redis reports it, and the dead letter without its payload', async () => {
+      const res = await cluster.api<ClusterStatus>('GET', '/status');
+      assert.equal(res.status, 200);
+      const s = res.body;
+      assert.deepEqual(s.incomplete, []);
+      assert.deepEqual(s.workers.map((w) => [w.id, w.live, w.ready, w.rows]), [['w1', true, true, N], ['w2', true, true, N]], 'R = 2 over 2 workers: each holds every row');
+      for (const w of s.workers) {
+        const key = makeKeys(prefix).workerOps(w.id);
+        assert.equal(w.stream?.length, await cluster.redis.xlen(key));
+        const [count] = (await cluster.redis.xpending(key, 'apply')) as [number];
+        assert.equal(w.stream?.pending, count);
+        assert.equal(w.stream?.lag, 0);
+      }
+      assert.equal(s.tables, 1);
+      assert.equal(s.chunks, N / 500);
+      assert.deepEqual(s.deadLetters.recent.map((d) => [d.worker, d.entry]), [['w1', deadId]]);
+      assert.match(s.deadLetters.recent[0].reason, /BOGUS|type/);
+      assert.ok(s.coordinators.some((c) => c.id === s.coordinator && c.live));
+      assert.deepEqual(Object.keys(s.queues).sort(), ['repair', 'scrub']);
+      assert.ok(!JSON.stringify(s).includes(SECRET), 'no row data in /status');
+    });
+  });
+
+  describe('GET /metrics', () => {
+    it('exports ingest counters, latency histograms and the workers\u2019 heartbeat counters', async () => {
+      const res = await fetch(`${cluster.url}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+      const samples = parseMetrics(await res.text());
+      const one = (name: string, labels: Record<string, string> = {}) => {
+        const hits = samples.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+        assert.equal(hits.length, 1, `${name} ${JSON.stringify(labels)}: ${hits.length} samples`);
+        return hits[0].value;
+      };
+      assert.equal(one('dstore_rows_ingested_total'), N);
+      assert.equal(one('dstore_bytes_ingested_total'), Buffer.byteLength(body));
+      assert.equal(one('dstore_http_request_duration_seconds_count', { method: 'POST', route: '/tables/:name/records', status: '200' }), 1);
+      assert.equal(one('dstore_fetch_duration_seconds_count', { outcome: 'ok' }), 2);
+      assert.equal(one('dstore_workers_live'), 2);
+      for (const w of ['w1', 'w2']) {
+        assert.equal(one('dstore_worker_rows_stored_total', { workerId: w }), N);
+        assert.equal(one('dstore_worker_rows', { workerId: w }), N);
+        assert.equal(one('dstore_worker_up', { workerId: w }), 1);
+        assert.equal(one('dstore_stream_length', { workerId: w }), await cluster.redis.xlen(makeKeys(prefix).workerOps(w)));
+        assert.equal(one('dstore_stream_lag', { workerId: w }), 0);
+      }
+      assert.equal(one('dstore_worker_dead_lettered_total', { workerId: 'w1' }), 1);
+      assert.equal(one('dstore_worker_dead_lettered_total', { workerId: 'w2' }), 0);
+      assert.equal(one('dstore_dead_letters'), 1);
+      assert.equal(one('dstore_under_replicated_chunks'), await cluster.redis.zcard(makeKeys(prefix).underReplicated));
+      assert.equal(one('dstore_chunks'), N / 500);
+      for (const queue of ['repair', 'scrub']) assert.ok(one('dstore_queue_jobs', { queue, state: 'failed' }) >= 0);
+      assert.equal(samples.filter((x) => x.name === 'dstore_status_incomplete').length, 0);
+    });
+  });
+
+  describe('dstore status', () => {
+    it('prints one screen of workers, coordinators, dead letters and queues, and --json for scripts', async () => {
+      const text = cli(['status', '--url', cluster.url]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, new RegExp(`^dstore status  prefix ${prefix}  via `));
+      assert.match(text.stdout, /^workers 2\/2 live .* dead letters 1$/m);
+      assert.match(text.stdout, new RegExp(`^  w1  yes   yes    ready +${N} `, 'm'));
+      assert.match(text.stdout, /^DEAD LETTERS \(1\)$/m);
+      assert.match(text.stdout, /^  repair /m);
+      const json = cli(['status', '--json', '--url', cluster.url]);
+      assert.equal(json.code, 0, json.stderr);
+      assert.deepEqual((JSON.parse(json.stdout) as ClusterStatus).workers.map((w) => w.id), ['w1', 'w2']);
+
+      // A screenshot of the screen, as an operator's terminal would show it.
+      const png = path.join(shots, 'dstore-status.png');
+      const shown = await withBrowser(async (ctx) => {
+        const page = await ctx.newPage();
+        const html = text.stdout.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+        await page.setContent(`<html><body style="margin:0;background:#111;color:#ddd"><pre id="t" style="font:14px monospace;padding:16px;margin:0">${html}</pre></body></html>`);
+        await page.screenshot({ path: png, fullPage: true });
+        return page.locator('#t').innerText();
+      });
+      assert.equal(shown.trimEnd(), text.stdout.trimEnd());
+      assert.ok(fs.statSync(png).size > 0);
+      if (keepTemp()) console.error(`screenshot of dstore status: ${png}`);
+    });
+
+    it('fails with one line and a non-zero exit when the coordinator is unreachable', () => {
+      const r = cli(['status', '--url', 'http://127.0.0.1:1']);
+      assert.notEqual(r.code, 0);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /^dstore: /);
+    });
+  });
+
+  describe('the queue dashboard at /admin/queues', () => {
+    it('loads in Chromium and lists the repair and scrub queues', async () => {
+      const api = await cluster.api<{ queues: { name: string }[] }>('GET', '/admin/queues/api/queues');
+      assert.equal(api.status, 200);
+      assert.deepEqual(api.body.queues.map((q) => q.name).sort(), ['repair', 'scrub']);
+      const png = path.join(shots, 'queue-dashboard.png');
+      const text = await withBrowser(async (ctx) => {
+        const page = await ctx.newPage();
+        const res = await page.goto(`${cluster.url}/admin/queues`);
+        assert.equal(res?.status(), 200);
+        await page.waitForFunction(() => document.body.innerText.includes('repair') && document.body.innerText.includes('scrub'), undefined, { timeout: 30_000 });
+        await page.screenshot({ path: png, fullPage: true });
+        return page.locator('body').innerText();
+      });
+      assert.match(text, new RegExp(`dstore ${prefix}`), 'the board title names the prefix');
+      assert.ok(fs.statSync(png).size > 0);
+      if (keepTemp()) console.error(`screenshot of the queue dashboard: ${png}`);
+    });
+  });
+
+  describe('logs', () => {
+    it('are JSON lines naming the component and the process id, with request ids and no row values', async () => {
+      const res = await fetch(`${cluster.url}/tables/events/records?where=${encodeURIComponent(JSON.stringify({ note: SECRET }))}&limit=1`, { headers: { 'x-request-id': 'ops-test-req-1' } });
+      assert.equal(res.headers.get('x-request-id'), 'ops-test-req-1');
+      await res.text();
+      const files = [
+        { file: cluster.coordinator.logFile, idKey: 'coordinatorId' },
+        ...[...cluster.workers.values()].map((w) => ({ file: w.child.logFile, idKey: 'workerId', id: w.id })),
+      ];
+      const done = await waitFor(() => fs.readFileSync(cluster.coordinator.logFile, 'utf8').split('\n').find((l) => l.includes('"ops-test-req-1"')), { what: 'the request log line', timeoutMs: 10_000 });
+      const line = JSON.parse(done) as Record<string, unknown>;
+      assert.deepEqual([line.msg, line.reqId, line.route, line.status, line.component], ['request done', 'ops-test-req-1', '/tables/:name/records', 200, 'http']);
+      for (const { file, idKey, id } of files as { file: string; idKey: string; id?: string }[]) {
+        const text = fs.readFileSync(file, 'utf8');
+        assert.ok(!text.includes(SECRET), `${path.basename(file)} holds a row value`);
+        const json = text.split('\n').filter((l) => l.startsWith('{'));
+        assert.ok(json.length > 3, `${path.basename(file)}: only ${json.length} JSON lines`);
+        for (const l of json) {
+          assert.equal((l.match(/"component":/g) ?? []).length, 1, `one component key: ${l}`);
+          const o = JSON.parse(l) as Record<string, unknown>;
+          assert.equal(typeof o.component, 'string', l);
+          assert.equal(typeof o[idKey], 'string', `${idKey} missing: ${l}`);
+          if (id) assert.equal(o[idKey], id, l);
+        }
+      }
+    });
+  });
+
+  describe('Redis keys', () => {
+    it('are all in the key table of docs/operations.md', async () => {
+      const patterns = documentedKeys().map((d) => patternRegex(d.pattern, prefix));
+      const found = new Set(await scanKeys(cluster.redis, makeKeys(prefix).patterns));
+      assert.ok(found.size > 20, `only ${found.size} keys under ${prefix}`);
+      const undocumented = [...found].filter((k) => !patterns.some((re) => re.test(k)));
+      assert.deepEqual(undocumented, [], 'keys missing from docs/operations.md');
+      // Every kind of key this run must have written is there (the scan saw real keys).
+      const keys = makeKeys(prefix);
+      for (const k of [keys.workerOps('w1'), keys.dead, keys.workers, keys.workerStatus, keys.tables, keys.chunks, keys.tableChunks('events'), keys.workerChunks('w2'), keys.coordinators]) {
+        assert.ok(found.has(k), `${k} not found`);
+      }
+    });
+  });
+});
