@@ -65,6 +65,11 @@ export interface Keys {
    * (docs/architecture.md, "Copies are verified").
    */
   readonly mutationsInflight: string;
+  /**
+   * STRING: the write-order lock of a table (a token, with a lease): UPDATE, DELETE and
+   * COMMIT are XADDed to every stream while holding it (coordinator/order-lock.ts).
+   */
+  orderLock(table: string): string;
   /** STRING: JSON report of the last scrub pass. */
   readonly scrubReport: string;
   /** ZSET: coordinator id → last heartbeat (ms). */
@@ -112,6 +117,7 @@ export function makeKeys(prefix: string): Keys {
     retired: `${shared}:workers:retired`,
     movesPending: `${shared}:moves:pending`,
     mutationsInflight: `${shared}:mutations:inflight`,
+    orderLock: (table) => `${shared}:order:${assertName('table', table)}`,
     bullPrefix: `${shared}:bull`,
     patterns: [`${shared}:*`, `${prefix}:*`],
   };

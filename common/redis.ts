@@ -34,6 +34,8 @@ export interface DstoreCommands {
   unregisterChunks(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   beginCommit(openPosts: string, post: string): Promise<number>;
   touch(zset: string, id: string): Promise<number>;
+  /** Deletes a lock only if it still holds `token` (common/lua/release-lock-1.lua). */
+  releaseLock(lock: string, token: string): Promise<number>;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Message } from '../common/messages';
 import type { DstoreRedis } from '../common/redis';
 import type { WorkerDirectory } from './membership';
 import { broadcastOp, type OpOutcome } from './ops';
+import { inWriteOrder } from './order-lock';
 import type { ReplyRouter } from './reply-router';
 
 /** What every coordinator component shares: its Redis connection, keys, replies and workers. */
@@ -27,9 +28,10 @@ export interface CoordinatorContext {
  * `<prefix>:mutations:inflight` before the list is read and until every XADD is done: a
  * chunk copy waits for the ones registered before it, so that each of them is either on
  * both sides of the copy's verification or lands on the target after the copy
- * (docs/architecture.md, "Copies are verified").
+ * (docs/architecture.md, "Copies are verified"). With `orderTable` the XADDs run under
+ * that table's write-order lock (coordinator/order-lock.ts).
  */
-export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string) => Message, timeoutMs: number, opts: { inflight?: boolean } = {}): Promise<OpOutcome> {
+export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string) => Message, timeoutMs: number, opts: { inflight?: boolean; orderTable?: string } = {}): Promise<OpOutcome> {
   const token = opts.inflight ? `${ctx.coordinatorId}:${ulid()}` : undefined;
   if (token) await ctx.cmd.touch(ctx.keys.mutationsInflight, token);
   let done = token === undefined;
@@ -40,7 +42,12 @@ export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string)
   };
   try {
     const [known, live] = [await ctx.workers.known(), await ctx.workers.live()];
-    return await broadcastOp(ctx.cmd, ctx.keys, ctx.router, known, live, make, timeoutMs, { joined: () => ctx.workers.known(), sent, live: () => ctx.workers.live() });
+    return await broadcastOp(ctx.cmd, ctx.keys, ctx.router, known, live, make, timeoutMs, {
+      joined: () => ctx.workers.known(),
+      sent,
+      live: () => ctx.workers.live(),
+      ordered: opts.orderTable === undefined ? undefined : (send) => inWriteOrder(ctx, opts.orderTable!, 'an UPDATE/DELETE', send, 'fail'),
+    });
   } finally {
     // After a failed XADD too (the op is then on some streams only, and the request fails).
     await sent().catch(() => undefined);

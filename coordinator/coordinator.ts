@@ -16,6 +16,7 @@ import { Ingest } from './ingest';
 import { WorkerDirectory } from './membership';
 import { CoordinatorMetrics } from './metrics';
 import { Mutations } from './mutations';
+import { failpoints } from './ops';
 import { ReplyRouter } from './reply-router';
 
 /**
@@ -64,6 +65,8 @@ export class Coordinator {
     this.workers = new WorkerDirectory(this.cmd, this.keys, opts.workerTimeoutMs);
     const ctx: CoordinatorContext = { cmd: this.cmd, keys: this.keys, router: this.router, workers: this.workers, coordinatorId: this.id, replyTo, log: this.log };
     this.ctx = ctx;
+    failpoints.sendJitterMs = opts.failpointSendJitterMs;
+    if (opts.failpointSendJitterMs > 0) this.log.warn({ jitterMs: opts.failpointSendJitterMs }, 'DSTORE_FAILPOINT_SEND_JITTER_MS is set: stream writes are delayed on purpose (testing only)');
     this.encryption = new TableEncryption(opts.encryptionKey);
     this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs, this.encryption);
     this.ingest = new Ingest(ctx, opts, this.encryption);

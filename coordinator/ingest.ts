@@ -10,6 +10,8 @@ import { checkRecordBytes, checkRecordShape, limitExceeded, type Limits } from '
 import type { TableEncryption } from './encryption';
 import { checkRow } from './schema';
 import { placeChunk } from './token-ring';
+import { xaddEach } from './ops';
+import { inWriteOrder } from './order-lock';
 
 /** What a successful POST reports. */
 export interface IngestResult {
@@ -292,7 +294,7 @@ class PostRun {
     if ((await cmd.beginCommit(keys.openPosts, this.post)) !== 1) {
       throw unavailable(`POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`);
     }
-    await finishCommit(this.d, this.post, [...this.touched]);
+    await finishCommit(this.d, this.post, this.table.name, [...this.touched]);
     this.d.log.info({ post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated }, 'POST committed');
   }
 
@@ -328,14 +330,17 @@ export function withIdFirst(text: string, id: string, generated: boolean): strin
 
 /**
  * Second step of a commit (after begin-commit-1.lua marked it): sends COMMIT to every
- * worker that got a chunk, then closes the open record. Also run by clean-up for a POST
+ * worker that got a chunk (under the table's write-order lock; a commit waits for it
+ * rather than fail, since the decision is taken), then closes the open record. Also run by clean-up for a POST
  * whose coordinator died in between; COMMIT is idempotent, so sending it twice is harmless.
  */
-export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo'>, post: string, workers: string[]): Promise<void> {
+export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log'>, post: string, table: string, workers: string[]): Promise<void> {
   const { cmd, keys } = ctx;
   const msg = Object.assign(new CommitMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
-  await Promise.all(workers.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
+  // In write order with UPDATE/DELETE: they reach committed rows only, so a COMMIT one
+  // replica applies before an UPDATE and another after would leave them different.
+  await inWriteOrder(ctx, table, `the COMMIT of POST ${post}`, () => xaddEach(cmd, keys, workers, args), 'proceed');
   await cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post)).exec();
 }
 

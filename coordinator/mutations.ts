@@ -5,12 +5,15 @@ import { badRequest, unavailable } from './errors';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { countOncePerChunk, type OpOutcome } from './ops';
 import type { TableEncryption } from './encryption';
+import { OrderLockTimeout } from './order-lock';
 import { checkRow } from './schema';
 
 /**
  * UPDATE and DELETE by filter. The op goes through the ops stream of every known
  * worker (one that is down applies it when it comes back, in order with its writes);
  * the answer waits for the live ones and counts each chunk once, not once per replica.
+ * The XADDs run under the table's write-order lock, so every replica applies concurrent
+ * UPDATEs, DELETEs and COMMITs of a table in one order.
  */
 export class Mutations {
   constructor(
@@ -40,7 +43,7 @@ export class Mutations {
     this.encryption?.checkWhere(table, where);
     const cipher = this.encryption?.cipherFor(table, 'update');
     const stored = cipher ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>) : (set as Record<string, unknown>);
-    const out = await this.send((op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
+    const out = await this.send(table.name, (op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
     return countOncePerChunk(out.acks.values());
   }
 
@@ -48,13 +51,19 @@ export class Mutations {
   async delete(table: TableDef, where: unknown): Promise<number> {
     checkWhere(where);
     this.encryption?.checkWhere(table, where);
-    const out = await this.send((op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
+    const out = await this.send(table.name, (op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
     return countOncePerChunk(out.acks.values());
   }
 
-  private async send(make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
+  private async send(table: string, make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
     if ((await this.ctx.workers.live()).length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
-    const out = await broadcastToAll(this.ctx, make, this.timeoutMs, { inflight: true });
+    let out: OpOutcome;
+    try {
+      out = await broadcastToAll(this.ctx, make, this.timeoutMs, { inflight: true, orderTable: table });
+    } catch (e) {
+      if (e instanceof OrderLockTimeout) throw unavailable(e.message, { table });
+      throw e;
+    }
     const refused = [...out.acks.values()].find((a) => a.status === 'error');
     if (refused) throw badRequest(`worker ${refused.worker} refused the ${refused.kind}: ${refused.error}`);
     if (out.missing.length > 0) {

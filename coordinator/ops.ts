@@ -26,7 +26,8 @@ const LIVENESS_POLL_MS = 500;
  * worker that is down applies the op from its stream when it comes back). `hooks.joined`,
  * when given, is asked once after those XADDs for workers that appeared since `to` was
  * read; they get the op too. `hooks.sent` runs once every XADD is done, before the wait
- * (see {@link broadcastToAll}). `hooks.live`, when given, is asked every
+ * (see {@link broadcastToAll}). `hooks.ordered`, when given, wraps those XADDs (the
+ * write-order lock, coordinator/order-lock.ts). `hooks.live`, when given, is asked every
  * {@link LIVENESS_POLL_MS} during the wait: a worker that stopped being live (killed after
  * the op was sent) is no longer waited for, so the op does not wait out the timeout.
  */
@@ -38,7 +39,7 @@ export async function broadcastOp(
   waitFor: readonly string[],
   make: (op: string) => Message,
   timeoutMs: number,
-  hooks: { joined?: () => Promise<string[]>; sent?: () => Promise<void>; live?: () => Promise<string[]> } = {},
+  hooks: { joined?: () => Promise<string[]>; sent?: () => Promise<void>; live?: () => Promise<string[]>; ordered?: (send: () => Promise<void>) => Promise<void> } = {},
 ): Promise<OpOutcome> {
   const op = ulid();
   const msg = make(op);
@@ -54,16 +55,13 @@ export async function broadcastOp(
     if (waiting.size === 0) wake();
   });
   try {
-    if (to.length > 0) {
-      const args = msg.toArgs();
-      // One command per stream: on a cluster the workers' streams live on different nodes.
-      await Promise.all(to.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
-    }
-    const late = hooks.joined ? (await hooks.joined()).filter((w) => !to.includes(w)) : [];
-    if (late.length > 0) {
-      const args = msg.toArgs();
-      await Promise.all(late.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
-    }
+    const args = msg.toArgs();
+    const send = async () => {
+      await xaddEach(cmd, keys, to, args);
+      const late = hooks.joined ? (await hooks.joined()).filter((w) => !to.includes(w)) : [];
+      await xaddEach(cmd, keys, late, args);
+    };
+    await (hooks.ordered ? hooks.ordered(send) : send());
     await hooks.sent?.();
     if (waiting.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -91,6 +89,26 @@ export async function broadcastOp(
   } finally {
     unlisten();
   }
+}
+
+/**
+ * Test-only fault injection (`DSTORE_FAILPOINT_SEND_JITTER_MS`): each XADD of an op to a
+ * worker's stream is delayed by a random 0..N ms, as a slow link to one Redis node would.
+ */
+export const failpoints = { sendJitterMs: 0 };
+
+/**
+ * XADDs one op's fields to the ops stream of each worker, one command per stream: on a
+ * cluster the workers' streams live on different nodes.
+ */
+export async function xaddEach(cmd: DstoreRedis, keys: Keys, workers: readonly string[], args: string[]): Promise<void> {
+  const jitter = failpoints.sendJitterMs;
+  await Promise.all(
+    workers.map(async (w) => {
+      if (jitter > 0) await new Promise((r) => setTimeout(r, Math.random() * jitter));
+      await cmd.xadd(keys.workerOps(w), '*', ...args);
+    }),
+  );
 }
 
 /**

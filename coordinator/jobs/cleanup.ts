@@ -30,7 +30,7 @@ export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinator
     if (seen !== null && now - Number(seen) <= coordinatorTimeoutMs) continue;
     const workers = await ctx.cmd.smembers(ctx.keys.postWorkers(post));
     if (rec.committing) {
-      await finishCommit(ctx, post, workers);
+      await finishCommit(ctx, post, rec.table, workers);
       ctx.log.warn({ post, table: rec.table, coordinator: rec.coordinator, workers }, 'finished the commit of a POST whose coordinator died while committing');
       continue;
     }
