@@ -169,3 +169,9 @@ export function formatTime(ms: number): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
+
+/** The tail of an UPDATE/DELETE line when some workers have the change queued but not applied. */
+export function pendingNote(workers: string[] | undefined): string {
+  if (!workers || workers.length === 0) return '';
+  return ` (queued for ${workers.join(', ')}, not live now: applied before they answer reads again; rows only they hold are not counted)`;
+}

@@ -8,6 +8,18 @@ import type { TableEncryption } from './encryption';
 import { OrderLockTimeout } from './order-lock';
 import { checkRow } from './schema';
 
+/** What an UPDATE or DELETE answers. */
+export interface MutationResult {
+  /** Rows changed, each counted once however many replicas changed it. */
+  count: number;
+  /**
+   * Workers that have the change queued on their stream but had not applied it when the
+   * answer was sent (down, or stopped being live during the wait). They apply it before
+   * answering reads again; rows only they hold are not in `count`.
+   */
+  pendingWorkers: string[];
+}
+
 /**
  * UPDATE and DELETE by filter. The op goes through the ops stream of every known
  * worker (one that is down applies it when it comes back, in order with its writes);
@@ -22,8 +34,8 @@ export class Mutations {
     private readonly encryption?: TableEncryption,
   ) {}
 
-  /** Sets fields on every row matching `where`; returns rows changed. */
-  async update(table: TableDef, where: unknown, set: unknown): Promise<number> {
+  /** Sets fields on every row matching `where`. */
+  async update(table: TableDef, where: unknown, set: unknown): Promise<MutationResult> {
     checkWhere(where);
     if (!set || typeof set !== 'object' || Array.isArray(set) || Object.keys(set).length === 0) {
       throw badRequest('"set" must be a non-empty object of field → new value', { field: 'set' });
@@ -44,15 +56,15 @@ export class Mutations {
     const cipher = this.encryption?.cipherFor(table, 'update');
     const stored = cipher ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>) : (set as Record<string, unknown>);
     const out = await this.send(table.name, (op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
-    return countOncePerChunk(out.acks.values());
+    return result(out);
   }
 
-  /** Deletes every row matching `where`; returns rows removed. */
-  async delete(table: TableDef, where: unknown): Promise<number> {
+  /** Deletes every row matching `where`. */
+  async delete(table: TableDef, where: unknown): Promise<MutationResult> {
     checkWhere(where);
     this.encryption?.checkWhere(table, where);
     const out = await this.send(table.name, (op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
-    return countOncePerChunk(out.acks.values());
+    return result(out);
   }
 
   private async send(table: string, make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
@@ -73,6 +85,10 @@ export class Mutations {
     }
     return out;
   }
+}
+
+function result(out: OpOutcome): MutationResult {
+  return { count: countOncePerChunk(out.acks.values()), pendingWorkers: out.sentTo.filter((w) => !out.acks.has(w)).sort() };
 }
 
 function checkWhere(where: unknown): void {

@@ -15,6 +15,8 @@ export interface OpOutcome {
    * the op was sent, each applies the op from its stream when it comes back.
    */
   departed: string[];
+  /** Every worker the op was XADDed to. */
+  sentTo: string[];
 }
 
 /** How often a waiting op asks whether the workers it waits for are still live. */
@@ -56,10 +58,12 @@ export async function broadcastOp(
   });
   try {
     const args = msg.toArgs();
+    const sentTo = [...to];
     const send = async () => {
       await xaddEach(cmd, keys, to, args);
       const late = hooks.joined ? (await hooks.joined()).filter((w) => !to.includes(w)) : [];
       await xaddEach(cmd, keys, late, args);
+      sentTo.push(...late);
     };
     await (hooks.ordered ? hooks.ordered(send) : send());
     await hooks.sent?.();
@@ -85,7 +89,7 @@ export async function broadcastOp(
       clearTimeout(timer);
       clearInterval(poll);
     }
-    return { op, acks, missing: [...waiting], departed };
+    return { op, acks, missing: [...waiting], departed, sentTo };
   } finally {
     unlisten();
   }

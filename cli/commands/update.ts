@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CliError, clientFor, tablePath, withUrlOption } from '../http-client';
 import { parseJsonObjectFlag } from './fetch';
+import { pendingNote } from '../format';
 
 /** The body of PATCH /tables/:name/records from update's flags; both flags are required. */
 export function buildUpdate(o: { where?: string; set?: string }): { where: Record<string, unknown>; set: Record<string, unknown> } {
@@ -19,7 +20,7 @@ export function registerUpdateCommand(program: Command): void {
     .option('--set <json>', 'fields to set, as a JSON object, e.g. \'{"status":"done"}\' (required)');
   withUrlOption(cmd).action(async (table: string, o: { where?: string; set?: string }, c: Command) => {
     const body = buildUpdate(o);
-    const r = await clientFor(c).request<{ updated: number }>('PATCH', tablePath(table, '/records'), body);
-    process.stdout.write(`updated ${r.updated} rows\n`);
+    const r = await clientFor(c).request<{ updated: number; pendingWorkers?: string[] }>('PATCH', tablePath(table, '/records'), body);
+    process.stdout.write(`updated ${r.updated} rows${pendingNote(r.pendingWorkers)}\n`);
   });
 }

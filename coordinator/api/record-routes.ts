@@ -4,6 +4,7 @@ import type { Coordinator } from '../coordinator';
 import { ApiError, badRequest } from '../errors';
 import { checkRecordShape } from '../limits';
 import { formatOf, parseRecords } from '../record-parsers';
+import type { MutationResult } from '../mutations';
 
 type Named = { Params: { name: string } };
 
@@ -34,12 +35,14 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Coordinator): 
     if (!req.body) throw badRequest('body must be JSON {where, set}');
     const set = req.body.set;
     if (set && typeof set === 'object' && !Array.isArray(set)) checkRecordShape(set as Record<string, unknown>, coord.opts);
-    return { updated: await coord.mutations.update(table, req.body.where, req.body.set) };
+    const r = await coord.mutations.update(table, req.body.where, req.body.set);
+    return { updated: r.count, ...pending(r) };
   });
   app.delete<Named & { Body: { where?: unknown } | undefined }>('/tables/:name/records', async (req) => {
     const table = await coord.catalogue.require(req.params.name);
     if (!req.body) throw badRequest('body must be JSON {where}; use {"where": {}} to delete every row');
-    return { deleted: await coord.mutations.delete(table, req.body.where) };
+    const r = await coord.mutations.delete(table, req.body.where);
+    return { deleted: r.count, ...pending(r) };
   });
 }
 
@@ -54,4 +57,9 @@ function limitBytes(body: Readable, limit: number, counted: { bytes: number }): 
   });
   body.on('error', (e) => t.destroy(e));
   return body.pipe(t);
+}
+
+/** `pendingWorkers` only when some worker has the change queued but not applied yet. */
+function pending(r: MutationResult): { pendingWorkers?: string[] } {
+  return r.pendingWorkers.length > 0 ? { pendingWorkers: r.pendingWorkers } : {};
 }

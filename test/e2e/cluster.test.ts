@@ -234,7 +234,7 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
       w3.child.kill('SIGSTOP');
       try {
         const up = await cluster.api('PATCH', '/tables/events/records', { where: { city: 'Lima' }, set: { paused: 1 } });
-        assert.deepEqual(up, { status: 200, body: { updated: lima } });
+        assert.deepEqual(up, { status: 200, body: { updated: lima, pendingWorkers: ['w3'] } }, 'w3 has it queued; with R = 2 every row is counted from the other replica');
       } finally {
         w3.child.kill('SIGCONT');
       }
@@ -257,7 +257,10 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
       assert.equal(new Set(sorted.map((r) => r._id)).size, 100);
       const count = await cluster.query('events', { aggregate: [{ op: 'count' }] });
       assert.deepEqual(count, [{ count: expected.length }]);
-      // Writes go on with two workers.
+      // Writes go on with two workers; an UPDATE says w2 has it queued.
+      const kyoto = expected.filter((r) => (r as Row).city === 'Kyoto').length;
+      const up = await cluster.api('PATCH', '/tables/events/records', { where: { city: 'Kyoto' }, set: { whileDown: 1 } });
+      assert.deepEqual(up, { status: 200, body: { updated: kyoto, pendingWorkers: ['w2'] } });
       const more = makeRows(3000, 77, 'm');
       const r = await cluster.api('POST', '/tables/events/records', more.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
       assert.equal(r.status, 200);

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { cellText, columnsOf, csvField, csvLine, csvRow, formatBytes, formatCount, formatDuration, renderObjects, renderTable, truncate } from '../../cli/format';
+import { cellText, columnsOf, csvField, csvLine, csvRow, formatBytes, formatCount, formatDuration, pendingNote, renderObjects, renderTable, truncate } from '../../cli/format';
 import { formatUploadProgress } from '../../cli/progress';
 import { postSummary } from '../../cli/commands/post';
 import { schemaText } from '../../cli/commands/table';
@@ -108,5 +108,13 @@ describe('cli format: units and summaries', () => {
       'w1  yes   ready  1200       3  2.50 MB  400ms ago',
       'w2  no    -                    -        1m 05s ago',
     ]);
+  });
+});
+
+describe('cli format: UPDATE/DELETE answers', () => {
+  it('adds nothing when every worker applied the change, and names the workers that have it queued otherwise', () => {
+    assert.equal(pendingNote(undefined), '');
+    assert.equal(pendingNote([]), '');
+    assert.equal(pendingNote(['w2', 'w5']), ' (queued for w2, w5, not live now: applied before they answer reads again; rows only they hold are not counted)');
   });
 });
