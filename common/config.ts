@@ -57,7 +57,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   { env: 'DSTORE_WORKER_TIMEOUT_MS', default: '5000', used: 'coordinator', description: 'Heartbeat age after which a worker is not live.' },
   { env: 'DSTORE_BODY_LIMIT_BYTES', default: '1073741824', used: 'coordinator', description: 'Largest request body (records are streamed, not buffered).' },
   { env: 'DSTORE_REPAIR_AFTER_MS', default: '60000', used: 'coordinator', description: 'Heartbeat age after which a worker is lost for good and its chunks are copied elsewhere.' },
-  { env: 'DSTORE_SWEEP_MS', default: '5000', used: 'coordinator', description: 'How often the repair sweep looks for lost workers and under-replicated chunks.' },
+  { env: 'DSTORE_SWEEP_MS', default: '5000', used: 'coordinator', description: 'How often the repair sweep looks for lost workers and under-replicated chunks, and clean-up for POSTs left open by dead coordinators.' },
   { env: 'DSTORE_COORDINATOR_TIMEOUT_MS', default: '10000', used: 'coordinator', description: 'Heartbeat age after which a coordinator is dead and the POSTs it left open are aborted.' },
   { env: 'DSTORE_SCRUB_MS', default: '3600000', used: 'coordinator', description: 'How often scrub compares the replicas of every chunk and rebuilds bad copies (0: never).' },
   { env: 'DSTORE_JSON_BODY_LIMIT_BYTES', default: '16777216', used: 'coordinator', description: 'Largest JSON body of the routes that read it whole (query, update, delete, table); 413 above.' },

@@ -14,7 +14,7 @@ export interface JobsOptions extends RepairOptions {
   /** CA for a rediss:// Redis (`REDIS_TLS_CA_FILE`). */
   redisTlsCa?: string;
   redisClusterNodes?: ClusterNode[];
-  /** How often the sweep looks for lost workers, under-replicated chunks and abandoned POSTs. */
+  /** How often the sweep looks for lost workers and under-replicated chunks, and clean-up for abandoned POSTs. */
   sweepMs: number;
   /** Heartbeat age after which a coordinator is dead and its open POSTs are aborted. */
   coordinatorTimeoutMs: number;
@@ -23,7 +23,7 @@ export interface JobsOptions extends RepairOptions {
 }
 
 /** The BullMQ queue names (under `<prefix>:bull`). */
-export const QUEUES = { repair: 'repair', scrub: 'scrub' } as const;
+export const QUEUES = { repair: 'repair', scrub: 'scrub', cleanup: 'cleanup' } as const;
 
 /** Job options of a per-chunk job: the job id is the chunk's, so one job per chunk runs at a time. */
 function chunkJobOpts(chunk: string) {
@@ -32,9 +32,11 @@ function chunkJobOpts(chunk: string) {
 }
 
 /**
- * Background work as BullMQ jobs, processed by every coordinator: a scheduled `sweep`
- * aborts POSTs abandoned by dead coordinators, finds chunks to repair or to move off
- * draining workers and adds one `chunk` job per chunk, and retires drained workers.
+ * Background work as BullMQ jobs in three queues, processed by every coordinator. In
+ * `repair`, a scheduled `sweep` finds chunks to repair or to move off draining workers and
+ * adds one `chunk` job per chunk, and retires drained workers. In `cleanup`, a scheduled
+ * job aborts (or finishes committing) POSTs left open by dead coordinators. In `scrub`, a
+ * scheduled job compares the replicas of every chunk.
  * Rebalance adds `move` jobs. Every per-chunk job has the chunk id as job id, so two
  * coordinators never repair or move the same chunk at once; jobs retry with backoff.
  * A coordinator that dies mid-job leaves it to BullMQ's stalled-job check and the next
@@ -45,6 +47,8 @@ export class Jobs {
   private worker?: BullWorker;
   private scrubQueue?: Queue;
   private scrubWorker?: BullWorker;
+  private cleanupQueue?: Queue;
+  private cleanupWorker?: BullWorker;
   private readonly conns: DstoreRedis[] = [];
 
   constructor(
@@ -85,11 +89,19 @@ export class Jobs {
       concurrency: 1,
     });
     this.scrubWorker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'scrub failed'));
+    this.cleanupQueue = new Queue(QUEUES.cleanup, { connection: this.connection('cleanup-queue'), prefix });
+    await this.cleanupQueue.upsertJobScheduler('cleanup', { every: this.opts.sweepMs }, { name: 'cleanup', opts: { removeOnComplete: 100, removeOnFail: 100 } });
+    this.cleanupWorker = new BullWorker(QUEUES.cleanup, async () => ({ aborted: await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs) }), {
+      connection: this.connection('cleanup-worker'),
+      prefix,
+      concurrency: 1,
+    });
+    this.cleanupWorker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'clean-up failed; the next run retries'));
   }
 
   /** The queues, for the dashboard (`/admin/queues`); empty before {@link start}. */
   queues(): Queue[] {
-    return [this.queue, this.scrubQueue].filter((q): q is Queue => q !== undefined);
+    return [this.queue, this.cleanupQueue, this.scrubQueue].filter((q): q is Queue => q !== undefined);
   }
 
   /** Job counts of every queue by state (waiting, active, delayed, failed, …). */
@@ -101,7 +113,6 @@ export class Jobs {
 
   private async process(job: Job): Promise<unknown> {
     if (job.name === 'sweep') {
-      const aborted = await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs);
       const { chunks, lost } = await chunksToRepair(this.ctx, this.opts.repairAfterMs);
       const draining = await chunksToDrain(this.ctx);
       const all = [...new Set([...chunks, ...draining])];
@@ -110,7 +121,7 @@ export class Jobs {
         await this.queueChunks(all);
       }
       const retired = await retireDrained(this.ctx);
-      return { lost, queued: all.length, aborted, retired };
+      return { lost, queued: all.length, retired };
     }
     if (job.name === 'move') {
       const m = job.data as PlannedMove;
@@ -151,8 +162,8 @@ export class Jobs {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.worker?.close(), this.scrubWorker?.close()]);
-    await Promise.all([this.queue?.close(), this.scrubQueue?.close()]);
+    await Promise.all([this.worker?.close(), this.scrubWorker?.close(), this.cleanupWorker?.close()]);
+    await Promise.all([this.queue?.close(), this.scrubQueue?.close(), this.cleanupQueue?.close()]);
     await Promise.all(this.conns.map((c) => c.quit().catch(() => c.disconnect())));
   }
 }

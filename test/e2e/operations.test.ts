@@ -103,7 +103,7 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       assert.deepEqual(s.deadLetters.recent.map((d) => [d.worker, d.entry]), [['w1', deadId]]);
       assert.match(s.deadLetters.recent[0].reason, /BOGUS|type/);
       assert.ok(s.coordinators.some((c) => c.id === s.coordinator && c.live));
-      assert.deepEqual(Object.keys(s.queues).sort(), ['repair', 'scrub']);
+      assert.deepEqual(Object.keys(s.queues).sort(), ['cleanup', 'repair', 'scrub']);
       assert.ok(!JSON.stringify(s).includes(SECRET), 'no row data in /status');
     });
   });
@@ -136,7 +136,7 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       assert.equal(one('dstore_dead_letters'), 1);
       assert.equal(one('dstore_under_replicated_chunks'), await cluster.redis.zcard(makeKeys(prefix).underReplicated));
       assert.equal(one('dstore_chunks'), N / 500);
-      for (const queue of ['repair', 'scrub']) assert.ok(one('dstore_queue_jobs', { queue, state: 'failed' }) >= 0);
+      for (const queue of ['cleanup', 'repair', 'scrub']) assert.ok(one('dstore_queue_jobs', { queue, state: 'failed' }) >= 0);
       assert.equal(samples.filter((x) => x.name === 'dstore_status_incomplete').length, 0);
     });
   });
@@ -177,16 +177,16 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
   });
 
   describe('the queue dashboard at /admin/queues', () => {
-    it('loads in Chromium and lists the repair and scrub queues', async () => {
+    it('loads in Chromium and lists the repair, cleanup and scrub queues', async () => {
       const api = await cluster.api<{ queues: { name: string }[] }>('GET', '/admin/queues/api/queues');
       assert.equal(api.status, 200);
-      assert.deepEqual(api.body.queues.map((q) => q.name).sort(), ['repair', 'scrub']);
+      assert.deepEqual(api.body.queues.map((q) => q.name).sort(), ['cleanup', 'repair', 'scrub']);
       const png = path.join(shots, 'queue-dashboard.png');
       const text = await withBrowser(async (ctx) => {
         const page = await ctx.newPage();
         const res = await page.goto(`${cluster.url}/admin/queues`);
         assert.equal(res?.status(), 200);
-        await page.waitForFunction(() => document.body.innerText.includes('repair') && document.body.innerText.includes('scrub'), undefined, { timeout: 30_000 });
+        await page.waitForFunction(() => ['repair', 'cleanup', 'scrub'].every((q) => document.body.innerText.includes(q)), undefined, { timeout: 30_000 });
         await page.screenshot({ path: png, fullPage: true });
         return page.locator('body').innerText();
       });
