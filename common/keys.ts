@@ -66,6 +66,12 @@ export interface Keys {
    */
   readonly mutationsInflight: string;
   /**
+   * HASH: the table's `_id` index, `_id` → chunk id holding it (coordinator/id-index.ts).
+   * Tagged by the table, not with the shared metadata: it is the one key that grows with
+   * rows, so on a cluster each table's index may sit on its own master.
+   */
+  idIndex(table: string): string;
+  /**
    * STRING: the write-order lock of a table (a token, with a lease): UPDATE, DELETE and
    * COMMIT are XADDed to every stream while holding it (coordinator/order-lock.ts).
    */
@@ -117,6 +123,7 @@ export function makeKeys(prefix: string): Keys {
     retired: `${shared}:workers:retired`,
     movesPending: `${shared}:moves:pending`,
     mutationsInflight: `${shared}:mutations:inflight`,
+    idIndex: (table) => `${prefix}:table:{${assertName('table', table)}}:ids`,
     orderLock: (table) => `${shared}:order:${assertName('table', table)}`,
     bullPrefix: `${shared}:bull`,
     patterns: [`${shared}:*`, `${prefix}:*`],

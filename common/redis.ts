@@ -34,6 +34,10 @@ export interface DstoreCommands {
   unregisterChunks(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   beginCommit(openPosts: string, post: string): Promise<number>;
   touch(zset: string, id: string): Promise<number>;
+  /** Records a chunk's `_id`s in the id index; returns id, holder pairs already held by another chunk (reserve-ids-1.lua). */
+  reserveIds(index: string, chunk: string, ...ids: string[]): Promise<string[]>;
+  /** Moves ids from a stale holder to `chunk`; returns id, holder pairs that changed meanwhile (take-ids-1.lua). */
+  takeIds(index: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
   /** Deletes a lock only if it still holds `token` (common/lua/release-lock-1.lua). */
   releaseLock(lock: string, token: string): Promise<number>;
 }

@@ -115,5 +115,7 @@ export class Catalogue {
       await p.exec();
     }
     await this.cmd.del(key);
+    // The id index may be large: UNLINK frees it off Redis' main thread. Another slot.
+    await this.cmd.unlink(this.keys.idIndex(table));
   }
 }

@@ -17,6 +17,8 @@ import { WorkerDirectory } from './membership';
 import { CoordinatorMetrics } from './metrics';
 import { Mutations } from './mutations';
 import { failpoints } from './ops';
+import { IdIndex } from './id-index';
+import { normalizeQuery } from '../common/query';
 import { ReplyRouter } from './reply-router';
 
 /**
@@ -69,12 +71,26 @@ export class Coordinator {
     if (opts.failpointSendJitterMs > 0) this.log.warn({ jitterMs: opts.failpointSendJitterMs }, 'DSTORE_FAILPOINT_SEND_JITTER_MS is set: stream writes are delayed on purpose (testing only)');
     this.encryption = new TableEncryption(opts.encryptionKey);
     this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs, this.encryption);
-    this.ingest = new Ingest(ctx, opts, this.encryption);
+    // Stored-row checks of the id index are reads like any other (this.fetch is set below).
+    this.ingest = new Ingest(ctx, opts, new IdIndex(this.cmd, this.keys, (table, ids) => this.storedIds(table, ids)), this.encryption);
     const fetchQueue = new FetchQueue();
     this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs, { window: opts.fetchWindow, queue: fetchQueue });
     this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
     this.metrics = new CoordinatorMetrics(this.id, fetchQueue);
     this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, redisClusterNodes: opts.redisClusterNodes, redisTlsCa: opts.redisTlsCa, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs, scrubMs: opts.scrubMs });
+  }
+
+  /** Which of `ids` are stored rows of `table` (for the id index); a read, so it sees every acknowledged write. */
+  private async storedIds(table: string, ids: string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    // Within the filter's limit of $in values.
+    for (let i = 0; i < ids.length; i += 5000) {
+      const q = normalizeQuery({ where: { _id: { $in: ids.slice(i, i + 5000) } }, fields: ['_id'] });
+      for await (const text of this.fetch.read(table, q)) {
+        for (const line of text.split('\n')) if (line) found.add((JSON.parse(line) as { _id: string })._id);
+      }
+    }
+    return found;
   }
 
   /** One look at the cluster from Redis: what `GET /status` answers and `/metrics` exports. */

@@ -10,6 +10,7 @@ import { checkRecordBytes, checkRecordShape, limitExceeded, type Limits } from '
 import type { TableEncryption } from './encryption';
 import { checkRow } from './schema';
 import { placeChunk } from './token-ring';
+import type { IdIndex } from './id-index';
 import { xaddEach } from './ops';
 import { inWriteOrder } from './order-lock';
 
@@ -53,6 +54,7 @@ export class Ingest {
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly opts: Pick<CoordinatorOptions, 'replicas' | 'minReplicas' | 'chunkRows' | 'chunkBytes' | 'ingestWindow' | 'ackTimeoutMs'> & Pick<Limits, 'maxRowsPerRequest' | 'maxRecordBytes' | 'maxFields' | 'maxDepth'>,
+    private readonly idIndex: IdIndex,
     private readonly encryption?: TableEncryption,
   ) {
     this.log = ctx.log.child({ component: 'ingest' });
@@ -77,7 +79,7 @@ export class Ingest {
 
   /** @internal state shared with PostRun */
   get deps() {
-    return { ...this.ctx, opts: this.opts, log: this.log, newId: this.newId };
+    return { ...this.ctx, opts: this.opts, log: this.log, newId: this.newId, idIndex: this.idIndex };
   }
 }
 
@@ -116,6 +118,7 @@ class PostRun {
     let rows: string[] = [];
     let bytes = 0;
     let inserted = 0;
+    let firstRow = 0;
     for await (const rec of records) {
       this.throwIfFailed();
       if (inserted >= maxRowsPerRequest) {
@@ -125,24 +128,25 @@ class PostRun {
       // A UTF-16 unit is at most 3 UTF-8 bytes: count bytes only when the limit could be near.
       if (line.length * 3 > this.d.opts.maxRecordBytes) checkRecordBytes(Buffer.byteLength(line), this.d.opts, rec.row);
       if (bytes + line.length > chunkBytes && rows.length > 0) {
-        await this.send(ids, rows);
+        await this.send(ids, rows, firstRow);
         ids = [];
         rows = [];
         bytes = 0;
       }
+      if (rows.length === 0) firstRow = rec.row;
       ids.push(id);
       rows.push(line);
       bytes += line.length + 1;
       inserted++;
       if (rows.length >= chunkRows) {
-        await this.send(ids, rows);
+        await this.send(ids, rows, firstRow);
         ids = [];
         rows = [];
         bytes = 0;
       }
       while (this.waitingForMin() >= ingestWindow) await this.nextEvent();
     }
-    if (rows.length > 0) await this.send(ids, rows);
+    if (rows.length > 0) await this.send(ids, rows, firstRow);
     // Every chunk needs minReplicas acks; then the rest get a short grace.
     while (this.waitingForMin() > 0 || this.waitingForAll() > 0) {
       this.throwIfFailed();
@@ -187,7 +191,8 @@ class PostRun {
     return { id: id as string, line: JSON.stringify({ _id: id, ...rest }) };
   }
 
-  private async send(ids: string[], rows: string[]): Promise<void> {
+  /** Places one chunk; `firstRow` is the request's row number of its first record. */
+  private async send(ids: string[], rows: string[], firstRow: number): Promise<void> {
     const { cmd, keys, opts, workers } = this.d;
     // Draining workers take no new chunks.
     const live = await workers.writable();
@@ -222,6 +227,8 @@ class PostRun {
       JSON.stringify({ coordinator: this.d.coordinatorId, table: this.table.name, at: Date.now() }),
       ...replicas,
     );
+    // After the placement is recorded: an index entry whose chunk has none is stale.
+    await this.d.idIndex.reserve(this.table.name, chunk, ids, (id) => firstRow + ids.indexOf(id));
     // Several copies: the large fields are encoded to UTF-8 once, not once per stream write.
     const payload = replicas.length > 1 ? args.map((a) => (a.length > 4096 ? Buffer.from(a) : a)) : args;
     await Promise.all(replicas.map((w) => cmd.xadd(keys.workerOps(w), '*', ...payload)));

@@ -1,0 +1,90 @@
+import type { Keys } from '../common/keys';
+import type { DstoreRedis } from '../common/redis';
+import { conflict, unavailable } from './errors';
+
+/** Answers which of `ids` are stored (committed) rows of `table`, with a read like any other. */
+export type ExistingIds = (table: string, ids: string[]) => Promise<Set<string>>;
+
+/** How often a chunk re-resolves ids that other POSTs kept reclaiming meanwhile. */
+const MAX_ROUNDS = 5;
+
+/**
+ * The global `_id` index of each table (`<prefix>:table:{<table>}:ids`, `_id` → the chunk
+ * holding it). Workers check `_id`s only within their own shard, and the token places the
+ * chunks of two requests on different workers, so without it a repeated `_id` (a retried
+ * POST, say) would be stored twice. Every chunk reserves its ids before any worker gets it.
+ *
+ * The index is never cleaned eagerly: an aborted POST's chunks and deleted rows leave their
+ * entries behind. An id held by another chunk is therefore checked when it is met again:
+ * - its chunk's placement is gone (the POST was aborted, or the table dropped): stale, taken;
+ * - its chunk's POST is still open: that request may yet commit it, so this one is refused;
+ * - otherwise the row was committed: a read asks whether it still exists; if it was deleted
+ *   the id is taken, else this request is refused (409 naming the row and the `_id`).
+ * Taking is a compare-and-set (take-ids-1.lua), so of two requests reclaiming one id only
+ * one wins and the other meets it held again.
+ */
+export class IdIndex {
+  constructor(
+    private readonly cmd: DstoreRedis,
+    private readonly keys: Keys,
+    private readonly existing: ExistingIds,
+  ) {}
+
+  /**
+   * Reserves `ids` for `chunk` (already registered in `{<prefix>}:chunks`). `rowOf` gives
+   * the request's row number of an id, for the error. Throws a 409 when an id is taken.
+   */
+  async reserve(table: string, chunk: string, ids: string[], rowOf: (id: string) => number): Promise<void> {
+    const index = this.keys.idIndex(table);
+    let held = await this.cmd.reserveIds(index, chunk, ...ids);
+    for (let round = 0; held.length > 0; round++) {
+      if (round === MAX_ROUNDS) {
+        throw unavailable(`_id ${JSON.stringify(held[0])} (row ${rowOf(held[0])}) is being written by other requests at the same time; retry`, { row: rowOf(held[0]), field: '_id' });
+      }
+      const take = await this.resolve(table, held, rowOf);
+      held = take.length > 0 ? await this.cmd.takeIds(index, chunk, ...take) : [];
+    }
+  }
+
+  /** Sorts held ids out; returns the `id, holder` pairs that may be taken, or throws a 409. */
+  private async resolve(table: string, held: string[], rowOf: (id: string) => number): Promise<string[]> {
+    const holders = [...new Set(held.filter((_, i) => i % 2 === 1))];
+    const metas = await this.cmd.hmget(this.keys.chunks, ...holders);
+    const postOf = new Map<string, string>();
+    holders.forEach((c, i) => {
+      if (metas[i]) postOf.set(c, (JSON.parse(metas[i]!) as { post: string }).post);
+    });
+    const posts = [...new Set(postOf.values())];
+    const open = new Set<string>();
+    if (posts.length > 0) {
+      const records = await this.cmd.hmget(this.keys.openPosts, ...posts);
+      posts.forEach((p, i) => records[i] !== null && open.add(p));
+    }
+    const take: string[] = [];
+    const committed: [string, string][] = [];
+    for (let i = 0; i < held.length; i += 2) {
+      const [id, holder] = [held[i], held[i + 1]];
+      const post = postOf.get(holder);
+      if (post === undefined) take.push(id, holder);
+      else if (open.has(post)) {
+        throw conflict(`row ${rowOf(id)}: _id ${JSON.stringify(id)} is being stored by another request still in progress (POST ${post}); retry once it has finished`, {
+          row: rowOf(id),
+          field: '_id',
+        });
+      } else committed.push([id, holder]);
+    }
+    if (committed.length > 0) {
+      const stored = await this.existing(
+        table,
+        committed.map(([id]) => id),
+      );
+      for (const [id, holder] of committed) {
+        if (stored.has(id)) {
+          throw conflict(`row ${rowOf(id)}: _id ${JSON.stringify(id)} already exists in table ${table}; nothing of this request was stored`, { row: rowOf(id), field: '_id' });
+        }
+        take.push(id, holder);
+      }
+    }
+    return take;
+  }
+}
