@@ -11,13 +11,25 @@
   Returns a flat list: id, holding chunk, id, holding chunk, ... (empty when all were free).
 ]]
 local taken = {}
-for i = 2, #ARGV do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1]) == 0 then
-    local holder = redis.call('HGET', KEYS[1], ARGV[i])
-    if holder ~= ARGV[1] then
-      taken[#taken + 1] = ARGV[i]
+-- One HMGET and one HSET per slice rather than an HSETNX per id (a redis.call costs more
+-- than the work it does); slices keep unpack() within Lua's stack limit.
+local SLICE = 1000
+for from = 2, #ARGV, SLICE do
+  local to = math.min(from + SLICE - 1, #ARGV)
+  local ids = {}
+  for i = from, to do ids[#ids + 1] = ARGV[i] end
+  local holders = redis.call('HMGET', KEYS[1], unpack(ids))
+  local free = {}
+  for i, id in ipairs(ids) do
+    local holder = holders[i]
+    if not holder then
+      free[#free + 1] = id
+      free[#free + 1] = ARGV[1]
+    elseif holder ~= ARGV[1] then
+      taken[#taken + 1] = id
       taken[#taken + 1] = holder
     end
   end
+  if #free > 0 then redis.call('HSET', KEYS[1], unpack(free)) end
 end
 return taken
