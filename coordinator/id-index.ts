@@ -67,7 +67,7 @@ export class IdIndex {
       const post = postOf.get(holder);
       if (post === undefined) take.push(id, holder);
       else if (open.has(post)) {
-        throw conflict(`row ${rowOf(id)}: _id ${JSON.stringify(id)} is being stored by another request still in progress (POST ${post}); retry once it has finished`, {
+        throw conflict(`row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`, {
           row: rowOf(id),
           field: '_id',
         });
@@ -80,7 +80,7 @@ export class IdIndex {
       );
       for (const [id, holder] of committed) {
         if (stored.has(id)) {
-          throw conflict(`row ${rowOf(id)}: _id ${JSON.stringify(id)} already exists in table ${table}; nothing of this request was stored`, { row: rowOf(id), field: '_id' });
+          throw conflict(`row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: a row with this _id already exists in table ${table}; nothing of this request was stored`, { row: rowOf(id), field: '_id' });
         }
         take.push(id, holder);
       }

@@ -64,7 +64,7 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
     for (let k = 0; k < 4; k++) {
       const r = await post([{ _id: `new${k}`, i: -1 } as Row, { _id: 'a0', i: -1 } as Row]);
       assert.equal(r.status, 409, JSON.stringify(r.body));
-      assert.match(String(r.body.message), /^row 2: _id "a0" already exists in table t/);
+      assert.match(String(r.body.message), /^row 2: duplicate _id "a0": a row with this _id already exists in table t;/);
       assert.deepEqual([r.body.row, r.body.field], [2, '_id']);
     }
     // A whole request sent again (a client's retry after a lost answer).
