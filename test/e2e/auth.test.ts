@@ -1,9 +1,8 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { spawnNode } from '../support/processes';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 
 const SECRETS = { read: 'r-secret-0123456789abcdef', write: 'w-secret-0123456789abcdef', admin: 'a-secret-0123456789abcdef' };
 const TOKENS = `alice:${SECRETS.read}:read,bob:${SECRETS.write}:write,root:${SECRETS.admin}:admin`;
@@ -34,23 +33,11 @@ async function cli(args: string[], env: Record<string, string>): Promise<{ code:
 
 describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
 
-  before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 1, replicas: 1, env: { DSTORE_TOKENS: TOKENS, LOG_LEVEL: 'debug' }, token: SECRETS.admin });
-  });
-
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
-  });
+  const e2e = clusterSuite({ workers: 1, replicas: 1, env: { DSTORE_TOKENS: TOKENS, LOG_LEVEL: 'debug' }, token: SECRETS.admin });
 
   it('leaves /healthz open and answers 401 without a token, naming the header to send', async () => {
-    assert.equal((await call(cluster.url, 'none', 'GET', '/healthz')).status, 200);
+    assert.equal((await call(e2e.cluster.url, 'none', 'GET', '/healthz')).status, 200);
     for (const [method, path] of [
       ['GET', '/tables'],
       ['GET', '/workers'],
@@ -58,7 +45,7 @@ describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
       ['GET', '/metrics'],
       ['GET', '/no/such/route'],
     ]) {
-      const r = await call(cluster.url, 'none', method, path);
+      const r = await call(e2e.cluster.url, 'none', method, path);
       assert.equal(r.status, 401, `${method} ${path}`);
       assert.equal(r.body.error, 'unauthorized');
       assert.match(String(r.body.message), /Authorization: Bearer/);
@@ -67,9 +54,9 @@ describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
   });
 
   it('answers 401 for a wrong secret, a wrong scheme and a token name used as secret', async () => {
-    assert.equal((await call(cluster.url, 'bad', 'GET', '/tables')).status, 401);
+    assert.equal((await call(e2e.cluster.url, 'bad', 'GET', '/tables')).status, 401);
     for (const authorization of ['Token ' + SECRETS.admin, 'Bearer', 'Bearer alice', `Bearer ${SECRETS.admin}x`, `Bearer ${SECRETS.admin.slice(0, -1)}`]) {
-      const res = await fetch(cluster.url + '/tables', { headers: { authorization } });
+      const res = await fetch(e2e.cluster.url + '/tables', { headers: { authorization } });
       assert.equal(res.status, 401, authorization);
     }
   });
@@ -86,11 +73,11 @@ describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
       ['PUT', '/tables/t2', {}, 'admin'],
       ['DELETE', '/tables/t2', undefined, 'admin'],
     ];
-    assert.equal((await cluster.api('PUT', '/tables/t1')).status, 201);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/t1')).status, 201);
     for (const [method, path, body, needs] of routes) {
       for (const who of ['read', 'write', 'admin'] as const) {
         const allowed = ['read', 'write', 'admin'].indexOf(who) >= ['read', 'write', 'admin'].indexOf(needs);
-        const r = await call(cluster.url, who, method, path, body);
+        const r = await call(e2e.cluster.url, who, method, path, body);
         if (allowed) assert.ok(r.status < 400, `${who} ${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
         else {
           assert.equal(r.status, 403, `${who} ${method} ${path}`);
@@ -100,30 +87,30 @@ describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
         }
       }
     }
-    const post = await call(cluster.url, 'read', 'POST', '/tables/t1/records', '{"a":1}\n', 'application/x-ndjson');
+    const post = await call(e2e.cluster.url, 'read', 'POST', '/tables/t1/records', '{"a":1}\n', 'application/x-ndjson');
     assert.equal(post.status, 403);
-    const ok = await call(cluster.url, 'write', 'POST', '/tables/t1/records', '{"a":1}\n', 'application/x-ndjson');
+    const ok = await call(e2e.cluster.url, 'write', 'POST', '/tables/t1/records', '{"a":1}\n', 'application/x-ndjson');
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     // Routes other helpers add (drain, rebalance, dashboard) are admin-only even for write tokens.
     for (const [method, path] of [['POST', '/workers/w1/drain'], ['POST', '/rebalance'], ['GET', '/admin/queues']]) {
-      assert.equal((await call(cluster.url, 'write', method, path)).status, 403, `${method} ${path}`);
+      assert.equal((await call(e2e.cluster.url, 'write', method, path)).status, 403, `${method} ${path}`);
     }
   });
 
   it('the CLI sends DSTORE_TOKEN and exits 1 with one line without it', async () => {
-    const ok = await cli(['workers', '--url', cluster.url], { DSTORE_TOKEN: SECRETS.read });
+    const ok = await cli(['workers', '--url', e2e.cluster.url], { DSTORE_TOKEN: SECRETS.read });
     assert.equal(ok.code, 0, ok.out);
-    const no = await cli(['workers', '--url', cluster.url], {});
+    const no = await cli(['workers', '--url', e2e.cluster.url], {});
     assert.equal(no.code, 1);
     assert.match(no.out.trim(), /^dstore: GET \/workers needs a token.*set DSTORE_TOKEN/);
     assert.equal(no.out.trim().split('\n').length, 1);
-    const low = await cli(['table', 'create', 'x', '--url', cluster.url], { DSTORE_TOKEN: SECRETS.read });
+    const low = await cli(['table', 'create', 'x', '--url', e2e.cluster.url], { DSTORE_TOKEN: SECRETS.read });
     assert.equal(low.code, 1);
     assert.match(low.out, /needs the admin role; token alice has read/);
   });
 
   it('never writes a secret to the coordinator log', async () => {
-    const log = fs.readFileSync(cluster.coordinator.logFile, 'utf8');
+    const log = fs.readFileSync(e2e.cluster.coordinator.logFile, 'utf8');
     assert.ok(log.length > 0);
     for (const s of Object.values(SECRETS)) assert.ok(!log.includes(s), 'a token secret appears in the coordinator log');
   });

@@ -1,28 +1,17 @@
 import 'reflect-metadata';
-import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 
 describe('e2e: two coordinators on one Redis', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let url2: string;
 
-  before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '250' } });
-    url2 = (await cluster.spawnCoordinator('coordinator-2')).url;
-  });
+  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '250' } });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
+  before(async () => {
+    url2 = (await e2e.cluster.spawnCoordinator('coordinator-2')).url;
   });
 
   async function post(base: string, table: string, rows: Row[]): Promise<number> {
@@ -44,11 +33,11 @@ describe('e2e: two coordinators on one Redis', function () {
   }
 
   it('takes concurrent POSTs and queries through both, exactly, with chunks spread evenly', async () => {
-    assert.equal((await cluster.api('PUT', '/tables/t')).status, 201);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/t')).status, 201);
     // The table created through one coordinator is known to the other.
     assert.equal((await fetch(`${url2}/tables`).then((r) => r.json()) as { tables: { name: string }[] }).tables[0].name, 't');
     const batches = Array.from({ length: 12 }, (_, i) => makeRows(1500, 100 + i, `b${i}-`));
-    const urls = [cluster.url, url2];
+    const urls = [e2e.cluster.url, url2];
     // POSTs alternate between the coordinators, all at once, with reads in between.
     const statuses = await Promise.all([
       ...batches.map((b, i) => post(urls[i % 2], 't', b)),
@@ -69,16 +58,16 @@ describe('e2e: two coordinators on one Redis', function () {
     );
 
     // 12 × 1500 rows / 250 = 72 chunks, 2 copies each; one global token keeps them even.
-    const replicas = Object.values(await cluster.redis.hgetall(makeKeys(prefix).chunks)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
+    const replicas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
     assert.equal(replicas.length, 72);
     const perWorker = new Map<string, number>();
     for (const r of replicas) for (const w of r) perWorker.set(w, (perWorker.get(w) ?? 0) + 1);
     for (const [w, n] of perWorker) assert.ok(Math.abs(n - 48) <= 2, `${w} holds ${n} of 144 copies (even share: 48)`);
-    assert.equal(Number(await cluster.redis.get(makeKeys(prefix).token)), 72, 'one token draw per chunk, from both coordinators');
+    assert.equal(Number(await e2e.cluster.redis.get(e2e.keys.token)), 72, 'one token draw per chunk, from both coordinators');
 
-    const keys = makeKeys(prefix);
-    const coordinators = await cluster.redis.zrange(keys.coordinators, 0, -1);
+    const keys = e2e.keys;
+    const coordinators = await e2e.cluster.redis.zrange(keys.coordinators, 0, -1);
     assert.equal(coordinators.length, 2, `two coordinators registered: ${coordinators.join(', ')}`);
-    for (const c of coordinators) assert.ok((await cluster.redis.xlen(keys.coordReplies(c))) > 0, `${c} has its own reply stream with acks on it`);
+    for (const c of coordinators) assert.ok((await e2e.cluster.redis.xlen(keys.coordReplies(c))) > 0, `${c} has its own reply stream with acks on it`);
   });
 });

@@ -1,12 +1,10 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
-import { makeKeys } from '../../common/keys';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { canonical, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
 import { spawnNode } from '../support/processes';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 /** Runs the dstore CLI to completion against `url`. */
@@ -121,68 +119,52 @@ class Pauser {
 
 describe('e2e: workers join, drain and rebalance while reads run (4 workers, R = 2, two coordinators)', function () {
   this.timeout(300_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let url2: string;
-  const keys = () => makeKeys(prefix);
   const base = makeRows(9000, 7, 'a');
   const second = makeRows(3000, 8, 'b');
   const during = makeRows(3000, 9, 'c');
   const late = makeRows(1500, 10, 'd');
   const ref = (rows: Row[]) => new Map(rows.map((r) => [r._id, canonical(r)]));
 
-  before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({
-      redisUrl: redis.url,
-      prefix,
-      workers: 3,
-      replicas: 2,
-      env: { DSTORE_CHUNK_ROWS: '100', DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '60000' },
-    });
-    ({ url: url2 } = await cluster.spawnCoordinator('coordinator-2'));
-    await cluster.api('PUT', '/tables/t');
-  });
+  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '100', DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '60000' } });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
+  before(async () => {
+    ({ url: url2 } = await e2e.cluster.spawnCoordinator('coordinator-2'));
+    await e2e.cluster.api('PUT', '/tables/t');
   });
 
   async function post(rows: Row[]): Promise<string> {
-    const r = await cluster.api<{ post: string }>('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
+    const r = await e2e.cluster.api<{ post: string }>('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
     assert.equal(r.status, 200, JSON.stringify(r.body));
     return r.body.post;
   }
 
   async function placements(): Promise<Map<string, { post: string; replicas: string[] }>> {
-    const all = await cluster.redis.hgetall(keys().chunks);
+    const all = await e2e.cluster.redis.hgetall(e2e.keys.chunks);
     return new Map(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as { post: string; replicas: string[] }]));
   }
 
   /** Chunks per worker from the placement records; each must match what the worker holds. */
   async function counts(ids: string[]): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    for (const w of ids) out[w] = await cluster.redis.scard(keys().workerChunks(w));
+    for (const w of ids) out[w] = await e2e.cluster.redis.scard(e2e.keys.workerChunks(w));
     return out;
   }
 
   it('places chunks of the next POST on a worker that joins', async () => {
     const first = await post(base);
-    cluster.startWorker('w4');
-    await cluster.waitLive(4);
+    e2e.cluster.startWorker('w4');
+    await e2e.cluster.waitLive(['w1', 'w2', 'w3', 'w4']);
     const next = await post(second);
     const p = await placements();
     const onW4 = [...p.values()].filter((m) => m.replicas.includes('w4'));
     assert.equal(onW4.filter((m) => m.post === first).length, 0, 'w4 joined after the first POST');
     // 30 chunks at R = 2 over 4 workers by the token: w4 gets 15 of the 60 copies.
     assert.ok(onW4.filter((m) => m.post === next).length >= 14, `w4 holds ${onW4.length} chunks of the second POST`);
-    const rows = await cluster.query<Row>('t');
+    const rows = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(rows, ref([...base, ...second])), undefined);
     // The worker's own shard holds them too (its status counts committed and uncommitted chunks).
-    await waitFor(async () => ((await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers')).body.workers.find((w) => w.id === 'w4')?.status.chunks ?? 0) >= 14, {
+    await waitFor(async () => ((await e2e.cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers')).body.workers.find((w) => w.id === 'w4')?.status.chunks ?? 0) >= 14, {
       what: 'w4 to report its chunks',
     });
   });
@@ -193,11 +175,11 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     // Rows of the POST made during the drain: a read may see them (at most once) as soon as
     // they commit, and must see them once the POST answered.
     const may = ref(during);
-    const readers = [0, 1, 2].map(() => new ReaderLoop(() => [cluster.url, url2], () => must, () => may));
+    const readers = [0, 1, 2].map(() => new ReaderLoop(() => [e2e.cluster.url, url2], () => must, () => may));
     await new Promise((r) => setTimeout(r, 500));
-    const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w2'].map((w) => cluster.workers.get(w)!.child.pid));
+    const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w2'].map((w) => e2e.cluster.workers.get(w)!.child.pid));
     const t0 = Date.now();
-    const res = await cli(cluster.url, ['worker', 'drain', 'w2', '--timeout', '120']).finally(() => pauser.stop());
+    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'w2', '--timeout', '120']).finally(() => pauser.stop());
     const drainMs = Date.now() - t0;
     assert.equal(res.code, 0, res.out);
     assert.match(res.out, /w2 drained and retired/);
@@ -213,17 +195,17 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     assert.equal([...p.values()].filter((m) => m.replicas.includes('w2')).length, 0, 'no chunk is placed on w2');
     assert.equal([...p.values()].filter((m) => m.post === midPost && m.replicas.includes('w2')).length, 0);
     assert.ok([...p.values()].every((m) => m.replicas.length === 2), 'every chunk keeps 2 copies');
-    assert.equal(await cluster.redis.scard(keys().workerChunks('w2')), 0);
-    const ws = await cluster.api<{ workers: { id: string }[] }>('GET', '/workers');
+    assert.equal(await e2e.cluster.redis.scard(e2e.keys.workerChunks('w2')), 0);
+    const ws = await e2e.cluster.api<{ workers: { id: string }[] }>('GET', '/workers');
     assert.deepEqual(ws.body.workers.map((w) => w.id), ['w1', 'w3', 'w4'], 'w2 is retired: no longer listed');
-    const st = await cluster.api<{ state: string; chunks: number }>('GET', '/workers/w2/drain');
+    const st = await e2e.cluster.api<{ state: string; chunks: number }>('GET', '/workers/w2/drain');
     assert.deepEqual(st.body, { worker: 'w2', state: 'retired', chunks: 0 });
     // The retired process holds nothing: its shard dropped every chunk.
     await waitFor(async () => {
-      const h = await cluster.redis.hget(keys().workerStatus, 'w2');
+      const h = await e2e.cluster.redis.hget(e2e.keys.workerStatus, 'w2');
       return h && (JSON.parse(h) as { chunks: number }).chunks === 0;
     }, { what: 'w2 to report 0 chunks in its shard', timeoutMs: 10_000 });
-    const rows = await cluster.query<Row>('t');
+    const rows = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(rows, must), undefined);
     console.log(`      drain of w2 (${before.w2} chunks) took ${(drainMs / 1000).toFixed(1)} s; ${reads} exact reads ran meanwhile`);
   });
@@ -232,13 +214,14 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     const must = ref([...base, ...second, ...during]);
     await post(late);
     for (const r of late) must.set(r._id, canonical(r));
-    cluster.startWorker('w5');
-    await cluster.waitLive(4);
+    e2e.cluster.startWorker('w5');
+    // w2 is retired (no longer listed), though its process still runs.
+    await e2e.cluster.waitLive(['w1', 'w3', 'w4', 'w5']);
     const before = await counts(['w1', 'w3', 'w4', 'w5']);
     assert.equal(before.w5, 0);
-    const readers = [0, 1, 2].map(() => new ReaderLoop(() => [cluster.url, url2], () => must, () => new Map()));
+    const readers = [0, 1, 2].map(() => new ReaderLoop(() => [e2e.cluster.url, url2], () => must, () => new Map()));
     await new Promise((r) => setTimeout(r, 500));
-    const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w5'].map((w) => cluster.workers.get(w)!.child.pid));
+    const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w5'].map((w) => e2e.cluster.workers.get(w)!.child.pid));
     const t0 = Date.now();
     const res = await cli(url2, ['rebalance', '--timeout', '120']).finally(() => pauser.stop());
     const ms = Date.now() - t0;
@@ -255,7 +238,7 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     assert.equal(n.reduce((a, b) => a + b, 0), Object.values(before).reduce((a, b) => a + b, 0), 'copies are moved, not added or lost');
     const p = await placements();
     assert.ok([...p.values()].every((m) => m.replicas.length === 2 && new Set(m.replicas).size === 2));
-    const rows = await cluster.query<Row>('t');
+    const rows = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(rows, must), undefined);
     const moved = before.w5 === 0 ? after.w5 : 0;
     console.log(`      rebalance moved ${moved} chunks onto w5 in ${(ms / 1000).toFixed(1)} s (${JSON.stringify(before)} -> ${JSON.stringify(after)}); ${reads} exact reads ran meanwhile`);
@@ -264,54 +247,45 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
 
 describe('e2e: drain refusals and forced drains (2 workers, R = 2)', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   const rows = makeRows(2000, 3);
 
+  const e2e = clusterSuite({ workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '250', DSTORE_SWEEP_MS: '300' } });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '250', DSTORE_SWEEP_MS: '300' } });
-    await cluster.api('PUT', '/tables/t');
-    const r = await cluster.api('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
+    await e2e.cluster.api('PUT', '/tables/t');
+    const r = await e2e.cluster.api('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
-  });
-
   it('answers an unknown worker id with 404 over HTTP and one line with exit code 1 from the CLI', async () => {
-    const r = await cluster.api<{ error: string; message: string }>('POST', '/workers/nope/drain', {});
+    const r = await e2e.cluster.api<{ error: string; message: string }>('POST', '/workers/nope/drain', {});
     assert.equal(r.status, 404);
     assert.match(r.body.message, /no worker "nope"; known workers: w1, w2/);
-    const bad = await cluster.api<{ error: string }>('POST', '/workers/a%20b/drain', {});
+    const bad = await e2e.cluster.api<{ error: string }>('POST', '/workers/a%20b/drain', {});
     assert.equal(bad.status, 400);
-    const res = await cli(cluster.url, ['worker', 'drain', 'nope']);
+    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'nope']);
     assert.equal(res.code, 1);
     assert.equal(res.out.trim(), 'dstore: no worker "nope"; known workers: w1, w2 (see dstore workers)');
   });
 
   it('refuses a drain that would leave chunks with fewer than R copies unless forced', async () => {
-    const res = await cli(cluster.url, ['worker', 'drain', 'w1']);
+    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'w1']);
     assert.equal(res.code, 1);
     assert.match(res.out, /^dstore: draining w1 would leave chunks with fewer than DSTORE_REPLICAS=2 copies: only 1 other live worker\(s\) \(w2\)/);
-    assert.equal(await cluster.redis.hlen(makeKeys(prefix).draining), 0, 'nothing was marked');
-    const forced = await cli(cluster.url, ['worker', 'drain', 'w1', '--force', '--timeout', '60']);
+    assert.equal(await e2e.cluster.redis.hlen(e2e.keys.draining), 0, 'nothing was marked');
+    const forced = await cli(e2e.cluster.url, ['worker', 'drain', 'w1', '--force', '--timeout', '60']);
     assert.equal(forced.code, 0, forced.out);
-    const got = await cluster.query<Row>('t');
+    const got = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(got, new Map(rows.map((r) => [r._id, canonical(r)]))), undefined);
-    const metas = Object.values(await cluster.redis.hgetall(makeKeys(prefix).chunks)).map((v) => JSON.parse(v) as { replicas: string[] });
+    const metas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map((v) => JSON.parse(v) as { replicas: string[] });
     assert.ok(metas.length > 0 && metas.every((m) => m.replicas.length === 1 && m.replicas[0] === 'w2'), JSON.stringify(metas));
   });
 
   it('never drains the last worker, even forced, and says so', async () => {
-    const res = await cli(cluster.url, ['worker', 'drain', 'w2', '--force']);
+    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'w2', '--force']);
     assert.equal(res.code, 1);
     assert.match(res.out, /^dstore: cannot drain w2: no other live worker could take its chunks/);
-    const again = await cli(cluster.url, ['worker', 'drain', 'w1']);
+    const again = await cli(e2e.cluster.url, ['worker', 'drain', 'w1']);
     assert.equal(again.code, 1);
     assert.match(again.out, /^dstore: worker w1 was already drained and retired/);
   });

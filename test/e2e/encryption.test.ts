@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Redis from 'ioredis';
 import { makeKeys } from '../../common/keys';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { spawnNode, type ChildHandle } from '../support/processes';
-import { clusterNodesOf, dropPrefix, freePort, scanKeys, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { clusterNodesOf, freePort, scanKeys } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 const KEY = crypto.randomBytes(32);
@@ -78,9 +78,6 @@ function rawFiles(dir: string): Buffer {
 
 describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
   this.timeout(180_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let spy: Awaited<ReturnType<typeof monitor>>;
   /** A coordinator with another key, started before any table exists (so its start check passes). */
   let early: { child: ChildHandle; url: string };
@@ -90,11 +87,11 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
   /** Starts one more coordinator on the cluster's Redis and prefix with its own key setting; resolves once it answers, or with its exit. */
   async function coordinator(name: string, key: string): Promise<{ child: ChildHandle; url: string }> {
     const port = await freePort();
-    const nodes = clusterNodesOf(redis.url);
+    const nodes = clusterNodesOf(e2e.redis.url);
     const child = spawnNode(name, 'dist/coordinator/main.js', [], {
-      REDIS_URL: redis.url,
+      REDIS_URL: e2e.redis.url,
       ...(nodes ? { REDIS_CLUSTER_NODES: nodes } : {}),
-      DSTORE_PREFIX: prefix,
+      DSTORE_PREFIX: e2e.prefix,
       DSTORE_PORT: String(port),
       DSTORE_REPLICAS: '2',
       DSTORE_WORKER_TIMEOUT_MS: '1500',
@@ -113,50 +110,48 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     return { status: res.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
   }
 
+  const e2e = clusterSuite({ workers: 2, replicas: 2, env: { DSTORE_ENCRYPTION_KEY: KEY.toString('base64'), DSTORE_CHUNK_ROWS: '50' } });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    spy = await monitor(redis.url);
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 2, replicas: 2, env: { DSTORE_ENCRYPTION_KEY: KEY.toString('base64'), DSTORE_CHUNK_ROWS: '50' } });
+    // Before any table or row exists: the spy sees every command that could carry a secret.
+    spy = await monitor(e2e.redis.url);
     early = await coordinator('coord-early-wrong-key', OTHER_KEY.toString('base64'));
   });
 
   after(async () => {
     await spy?.stop();
     await Promise.all(extra.map((c) => c.stop()));
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
   });
 
   it('creates a table with encrypted columns and stores a key check value beside it', async () => {
-    const r = await cluster.api<{ table: Record<string, unknown> }>('PUT', '/tables/people', { schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' });
+    const r = await e2e.cluster.api<{ table: Record<string, unknown> }>('PUT', '/tables/people', { schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     assert.deepEqual(r.body.table.encrypted, ['name', 'ssn', 'profile']);
     assert.match(String(r.body.table.keyCheck), /^hmac-sha256:[0-9a-f]{32}$/);
     // The same definition again is a no-op; another set of encrypted columns is a conflict.
-    assert.equal((await cluster.api('PUT', '/tables/people', { schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' })).status, 200);
-    assert.equal((await cluster.api('PUT', '/tables/people', { schema: 'name:string, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' })).status, 409);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/people', { schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' })).status, 200);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/people', { schema: 'name:string, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' })).status, 409);
   });
 
   it('reads back exactly what was written: plain, sorted, projected', async () => {
-    const post = await cluster.api<{ inserted: number }>('POST', '/tables/people/records', input.map((p) => JSON.stringify(p)).join('\n'), 'application/x-ndjson');
+    const post = await e2e.cluster.api<{ inserted: number }>('POST', '/tables/people/records', input.map((p) => JSON.stringify(p)).join('\n'), 'application/x-ndjson');
     assert.equal(post.status, 200, JSON.stringify(post.body));
     assert.equal(post.body.inserted, ROWS);
 
-    const all = await cluster.query<Person>('people');
+    const all = await e2e.cluster.query<Person>('people');
     assert.deepEqual([...all].sort((a, b) => (a._id < b._id ? -1 : 1)), input);
 
-    const sorted = await cluster.query<Person>('people', { sort: [{ field: 'n', dir: 'desc' }, { field: 'city', dir: 'asc' }], limit: 40 });
+    const sorted = await e2e.cluster.query<Person>('people', { sort: [{ field: 'n', dir: 'desc' }, { field: 'city', dir: 'asc' }], limit: 40 });
     const expected = [...input].sort((a, b) => b.n - a.n || (a.city < b.city ? -1 : a.city > b.city ? 1 : 0)).slice(0, 40);
     assert.deepEqual(sorted, expected);
 
-    const projected = await cluster.query<Partial<Person>>('people', { where: { n: { $lt: 3 } }, fields: ['_id', 'ssn', 'profile'] });
+    const projected = await e2e.cluster.query<Partial<Person>>('people', { where: { n: { $lt: 3 } }, fields: ['_id', 'ssn', 'profile'] });
     assert.deepEqual(
       [...projected].sort((a, b) => (a._id! < b._id! ? -1 : 1)),
       input.filter((p) => p.n < 3).map((p) => ({ _id: p._id, ssn: p.ssn, profile: p.profile })),
     );
     // Grouping on a clear column is fine; the encrypted ones never reach the workers' arithmetic.
-    const groups = await cluster.query<{ n: number; count: number }>('people', { groupBy: ['n'], aggregate: [{ op: 'count' }], sort: [{ field: 'n', dir: 'asc' }], limit: 2 });
+    const groups = await e2e.cluster.query<{ n: number; count: number }>('people', { groupBy: ['n'], aggregate: [{ op: 'count' }], sort: [{ field: 'n', dir: 'asc' }], limit: 2 });
     assert.deepEqual(groups, [
       { n: 0, count: input.filter((p) => p.n === 0).length },
       { n: 1, count: input.filter((p) => p.n === 1).length },
@@ -164,12 +159,12 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
   });
 
   it('encrypts an UPDATE set of an encrypted column', async () => {
-    const r = await cluster.api<{ updated: number }>('PATCH', '/tables/people/records', { where: { n: 5 }, set: { ssn: 'SecretUpdated-ssn', city: 'ClearUpdated-city' } });
+    const r = await e2e.cluster.api<{ updated: number }>('PATCH', '/tables/people/records', { where: { n: 5 }, set: { ssn: 'SecretUpdated-ssn', city: 'ClearUpdated-city' } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const changed = input.filter((p) => p.n === 5);
     assert.equal(r.body.updated, changed.length);
     for (const p of changed) Object.assign(p, { ssn: 'SecretUpdated-ssn', city: 'ClearUpdated-city' });
-    const rows = await cluster.query<Person>('people', { where: { n: 5 } });
+    const rows = await e2e.cluster.query<Person>('people', { where: { n: 5 } });
     assert.deepEqual([...rows].sort((a, b) => (a._id < b._id ? -1 : 1)), changed);
   });
 
@@ -187,13 +182,13 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
       ['DELETE', '/tables/people/records', { where: { name: 'x' } }],
     ];
     for (const [method, p, body] of cases) {
-      const r = await call(cluster.url, method, p, body);
+      const r = await call(e2e.cluster.url, method, p, body);
       assert.equal(r.status, 400, `${method} ${p} ${JSON.stringify(body)} → ${r.status} ${r.text}`);
       assert.match(String(r.json().message), /encrypted column/, r.text);
     }
-    assert.match(String((await call(cluster.url, 'POST', '/tables/people/query', { where: { ssn: 'x' } })).json().message), /fresh random nonce.*deterministic encryption/);
+    assert.match(String((await call(e2e.cluster.url, 'POST', '/tables/people/query', { where: { ssn: 'x' } })).json().message), /fresh random nonce.*deterministic encryption/);
     // Nothing was changed by the refused writes.
-    assert.equal((await cluster.query('people')).length, ROWS);
+    assert.equal((await e2e.cluster.query('people')).length, ROWS);
   });
 
   it('keeps the encrypted values out of Redis and the SQLite files, while the clear column is there', async () => {
@@ -201,8 +196,8 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     const controls = input.map((p) => p.city);
     const sources: [string, Buffer][] = [
       ['redis traffic (MONITOR)', Buffer.from(spy.text())],
-      ['redis keys of the prefix', Buffer.from(await dumpKeys(cluster.redis, prefix))],
-      ...[...cluster.workers.values()].map((w): [string, Buffer] => [`SQLite files of ${w.id}`, rawFiles(w.dataDir)]),
+      ['redis keys of the prefix', Buffer.from(await dumpKeys(e2e.cluster.redis, e2e.prefix))],
+      ...[...e2e.cluster.workers.values()].map((w): [string, Buffer] => [`SQLite files of ${w.id}`, rawFiles(w.dataDir)]),
     ];
     for (const [what, bytes] of sources) {
       const leaked = secrets.filter((s) => bytes.includes(s));
@@ -212,7 +207,7 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
       assert.ok(found > 0, `${what}: the clear control column is not found either, so this check proves nothing`);
     }
     // The key itself is never logged.
-    const log = fs.readFileSync(cluster.coordinator.logFile, 'utf8');
+    const log = fs.readFileSync(e2e.cluster.coordinator.logFile, 'utf8');
     for (const k of [KEY.toString('base64'), KEY.toString('hex')]) assert.ok(!log.includes(k), 'the coordinator log holds the key');
   });
 
@@ -243,15 +238,15 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     assert.match(await res.text(), /DSTORE_ENCRYPTION_KEY/);
     // Tables without encrypted columns work as before.
     assert.equal((await call(url, 'PUT', '/tables/plain', { schema: 'a:string' })).status, 201);
-    assert.equal((await cluster.query('people', { where: { city: 'NoKeyCity' } })).length, 0);
+    assert.equal((await e2e.cluster.query('people', { where: { city: 'NoKeyCity' } })).length, 0);
   });
 
   it('a coordinator with another key, started before the table existed, refuses it at first use; no rows leave', async () => {
     const { child, url } = early;
     assert.equal(child.child.exitCode, null, child.tail(20));
-    const r = await call(cluster.url, 'PUT', '/tables/later', { schema: 's:string:encrypted,c:string' });
+    const r = await call(e2e.cluster.url, 'PUT', '/tables/later', { schema: 's:string:encrypted,c:string' });
     assert.equal(r.status, 201);
-    const post = await fetch(`${cluster.url}/tables/later/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: '{"s":"LaterSecret","c":"x"}\n' });
+    const post = await fetch(`${e2e.cluster.url}/tables/later/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: '{"s":"LaterSecret","c":"x"}\n' });
     assert.equal(post.status, 200);
     for (const [method, p, body] of [
       ['POST', '/tables/later/query', {}],
@@ -266,7 +261,7 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     }
     // The right key still reads it.
     assert.deepEqual(
-      (await cluster.query<{ s: string; c: string }>('later')).map(({ s, c }) => ({ s, c })),
+      (await e2e.cluster.query<{ s: string; c: string }>('later')).map(({ s, c }) => ({ s, c })),
       [{ s: 'LaterSecret', c: 'x' }],
     );
   });

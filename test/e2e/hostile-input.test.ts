@@ -1,9 +1,7 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { makeKeys } from '../../common/keys';
-import { startCluster, type TestCluster } from '../support/cluster';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { clusterSuite } from '../support/cluster';
 import { waitFor } from '../support/wait';
 
 /**
@@ -61,32 +59,26 @@ function assertHandled(a: Answer, what: string): number {
 
 describe('e2e: fuzzed and hostile input', function () {
   this.timeout(240_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   const statuses = new Map<string, number>();
   const tally = (route: string, status: number) => statuses.set(`${route} ${status}`, (statuses.get(`${route} ${status}`) ?? 0) + 1);
 
+  const e2e = clusterSuite({ workers: 1, replicas: 1, env: { DSTORE_MAX_RESULT_ROWS: '1000' } });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 1, replicas: 1, env: { DSTORE_MAX_RESULT_ROWS: '1000' } });
-    assert.equal((await cluster.api('PUT', '/tables/t', { schema: { n: 'integer', s: 'string', j: 'json' } })).status, 201);
-    assert.equal((await cluster.api('PUT', '/tables/free')).status, 201);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/t', { schema: { n: 'integer', s: 'string', j: 'json' } })).status, 201);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/free')).status, 201);
     const rows = Array.from({ length: 50 }, (_, i) => JSON.stringify({ n: i, s: `s${i % 7}`, j: { a: i % 3 } })).join('\n');
-    assert.equal((await cluster.api('POST', '/tables/t/records', rows, 'application/x-ndjson')).status, 200);
+    assert.equal((await e2e.cluster.api('POST', '/tables/t/records', rows, 'application/x-ndjson')).status, 200);
   });
 
   after(async () => {
     if (statuses.size) console.log('      statuses seen:', Object.fromEntries([...statuses].sort()));
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
   });
 
   it('POST /tables/t/query with random JSON bodies: 200 or a JSON 4xx', async () => {
     await fc.assert(
       fc.asyncProperty(fc.oneof(json, fc.record({ where: json }), fc.record({ where: json, fields: json, sort: json, limit: json, aggregate: json, groupBy: json }, { requiredKeys: [] })), async (body) => {
-        tally('query', assertHandled(await send(cluster.url, 'POST', '/tables/t/query', JSON.stringify(body)), `query ${JSON.stringify(body)}`));
+        tally('query', assertHandled(await send(e2e.cluster.url, 'POST', '/tables/t/query', JSON.stringify(body)), `query ${JSON.stringify(body)}`));
       }),
       { seed: SEED, numRuns: RUNS },
     );
@@ -96,7 +88,7 @@ describe('e2e: fuzzed and hostile input', function () {
     await fc.assert(
       fc.asyncProperty(fc.record({ where: hostileText, fields: hostileText, sort: hostileText, limit: hostileText, partial: hostileText }, { requiredKeys: [] }), async (qs) => {
         const path = '/tables/t/records?' + new URLSearchParams(qs as Record<string, string>).toString();
-        tally('get', assertHandled(await send(cluster.url, 'GET', path), `GET ${path}`));
+        tally('get', assertHandled(await send(e2e.cluster.url, 'GET', path), `GET ${path}`));
       }),
       { seed: SEED, numRuns: RUNS },
     );
@@ -105,7 +97,7 @@ describe('e2e: fuzzed and hostile input', function () {
   it('PATCH and DELETE with random bodies on a schemaless table: 2xx or a JSON 4xx', async () => {
     await fc.assert(
       fc.asyncProperty(fc.record({ where: json, set: json }, { requiredKeys: [] }), fc.boolean(), async (body, del) => {
-        const a = await send(cluster.url, del ? 'DELETE' : 'PATCH', '/tables/free/records', JSON.stringify(body));
+        const a = await send(e2e.cluster.url, del ? 'DELETE' : 'PATCH', '/tables/free/records', JSON.stringify(body));
         tally(del ? 'delete' : 'patch', assertHandled(a, `${del ? 'DELETE' : 'PATCH'} ${JSON.stringify(body)}`));
       }),
       { seed: SEED, numRuns: RUNS },
@@ -117,7 +109,7 @@ describe('e2e: fuzzed and hostile input', function () {
     await fc.assert(
       fc.asyncProperty(fc.array(line, { minLength: 1, maxLength: 5 }), fc.constantFrom('application/x-ndjson', 'application/json', 'text/csv', 'text/plain'), fc.constantFrom('t', 'free'), async (lines, ct, table) => {
         const body = ct === 'application/json' ? `[${lines.join(',')}]` : lines.join('\n');
-        const a = await send(cluster.url, 'POST', `/tables/${table}/records`, body, ct);
+        const a = await send(e2e.cluster.url, 'POST', `/tables/${table}/records`, body, ct);
         tally(`post ${table}`, assertHandled(a, `POST ${ct} ${body.slice(0, 200)}`));
       }),
       { seed: SEED, numRuns: RUNS },
@@ -128,7 +120,7 @@ describe('e2e: fuzzed and hostile input', function () {
     await fc.assert(
       fc.asyncProperty(hostileText, fc.oneof(json, hostileText.map((s) => `${s}:string`)), async (name, schema) => {
         // encodeURIComponent refuses lone surrogates; send their UTF-8 replacement's encoding.
-        const a = await send(cluster.url, 'PUT', `/tables/${encodeURIComponent(name.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd'))}`, JSON.stringify({ schema }));
+        const a = await send(e2e.cluster.url, 'PUT', `/tables/${encodeURIComponent(name.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd'))}`, JSON.stringify({ schema }));
         tally('put', assertHandled(a, `PUT ${JSON.stringify(name)} ${JSON.stringify(schema)}`));
       }),
       { seed: SEED, numRuns: RUNS },
@@ -157,16 +149,16 @@ describe('e2e: fuzzed and hostile input', function () {
       ['POST', '/tables/t/records', 'n,s\n1,a,EXTRA\n', 'text/csv'],
     ];
     for (const [method, path, body, ct] of cases) {
-      const a = await send(cluster.url, method, path, body, ct || undefined);
+      const a = await send(e2e.cluster.url, method, path, body, ct || undefined);
       tally('raw', assertHandled(a, `${method} ${path} ${JSON.stringify(body)}`));
       assert.ok(a.status >= 400, `${method} ${path} should be refused, got ${a.status}`);
     }
   });
 
   it('hostile ops-stream entries are dead-lettered and the worker keeps serving', async () => {
-    const keys = makeKeys(prefix);
+    const keys = e2e.keys;
     const ops = keys.workerOps('w1');
-    const r = cluster.redis;
+    const r = e2e.cluster.redis;
     const huge = 'x'.repeat(4 * 1024 * 1024);
     const entries: string[][] = [
       ['garbage', 'yes'],
@@ -194,12 +186,12 @@ describe('e2e: fuzzed and hostile input', function () {
     );
     for (const [, f] of dead) assert.ok(f[f.indexOf('reason') + 1].length > 0, 'a dead letter without a reason');
     // The table the DROP_TABLE entry named is still there, the worker is live and answers.
-    await cluster.waitLive(1);
-    assert.deepEqual(await cluster.query('t', { aggregate: [{ op: 'count' }] }), [{ count: 50 }]);
-    const more = await cluster.api('POST', '/tables/t/records', '{"n":1000,"s":"after"}\n', 'application/x-ndjson');
+    await e2e.cluster.waitLive(['w1']);
+    assert.deepEqual(await e2e.cluster.query('t', { aggregate: [{ op: 'count' }] }), [{ count: 50 }]);
+    const more = await e2e.cluster.api('POST', '/tables/t/records', '{"n":1000,"s":"after"}\n', 'application/x-ndjson');
     assert.equal(more.status, 200, JSON.stringify(more.body));
-    assert.equal((await cluster.query('t', { where: { s: 'after' } })).length, 1);
-    assert.equal([...cluster.workers.values()][0].child.child.exitCode, null, 'the worker exited');
-    assert.equal((await send(cluster.url, 'GET', '/healthz')).status, 200);
+    assert.equal((await e2e.cluster.query('t', { where: { s: 'after' } })).length, 1);
+    assert.equal([...e2e.cluster.workers.values()][0].child.child.exitCode, null, 'the worker exited');
+    assert.equal((await send(e2e.cluster.url, 'GET', '/healthz')).status, 200);
   });
 });

@@ -1,9 +1,7 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
-import { makeKeys } from '../../common/keys';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 
 const ndjson = (rows: Row[]) => rows.map((r) => JSON.stringify(r)).join('\n');
 const rowsOf = (prefix: string, n: number, extra: Record<string, unknown> = {}): Row[] =>
@@ -16,13 +14,12 @@ const rowsOf = (prefix: string, n: number, extra: Record<string, unknown> = {}):
  */
 describe('e2e: _id is unique across requests and workers (the id index)', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let url2: string;
 
+  const e2e = clusterSuite({ workers: 4, replicas: 1, env: { DSTORE_CHUNK_ROWS: '100' } });
+
   const post = (rows: Row[], url?: string) => {
-    if (url === undefined) return cluster.api<Record<string, unknown>>('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
+    if (url === undefined) return e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
     return fetch(`${url}/tables/t/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: ndjson(rows) }).then(async (r) => ({
       status: r.status,
       body: (await r.json()) as Record<string, unknown>,
@@ -30,7 +27,7 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
   };
   /** Every stored row with this `_id` prefix, by `_id`, failing on any `_id` read twice. */
   async function stored(idPrefix: string): Promise<Map<string, Row>> {
-    const rows = await cluster.query<Row>('t', { where: { _id: { $gte: idPrefix, $lt: `${idPrefix}\u{10FFFF}` } } });
+    const rows = await e2e.cluster.query<Row>('t', { where: { _id: { $gte: idPrefix, $lt: `${idPrefix}\u{10FFFF}` } } });
     const out = new Map<string, Row>();
     for (const r of rows) {
       assert.ok(!out.has(r._id), `_id ${r._id} is stored twice`);
@@ -40,22 +37,14 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
   }
 
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 4, replicas: 1, env: { DSTORE_CHUNK_ROWS: '100' } });
-    ({ url: url2 } = await cluster.spawnCoordinator('coordinator-2'));
-    await cluster.api('PUT', '/tables/t');
+    ({ url: url2 } = await e2e.cluster.spawnCoordinator('coordinator-2'));
+    await e2e.cluster.api('PUT', '/tables/t');
     const r = await post(rowsOf('a', 1000));
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
-  });
-
   it('records every _id of a table in <prefix>:table:{<table>}:ids', async () => {
-    assert.equal(await cluster.redis.hlen(makeKeys(prefix).idIndex('t')), 1000);
+    assert.equal(await e2e.cluster.redis.hlen(e2e.keys.idIndex('t')), 1000);
   });
 
   it('refuses a repeated _id from an earlier request on every worker with a 409 naming the row, and stores nothing of that request', async () => {
@@ -78,13 +67,13 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
 
   it('gives back the _ids of a request that failed and of rows deleted since', async () => {
     // Fails on its last line, after several chunks (and their ids) were placed.
-    const failed = await cluster.api('POST', '/tables/t/records', ndjson(rowsOf('b', 450)) + '\n{not json', 'application/x-ndjson');
+    const failed = await e2e.cluster.api('POST', '/tables/t/records', ndjson(rowsOf('b', 450)) + '\n{not json', 'application/x-ndjson');
     assert.equal(failed.status, 400);
     const retry = await post(rowsOf('b', 450));
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal((await stored('b')).size, 450);
 
-    const del = await cluster.api('DELETE', '/tables/t/records', { where: { _id: { $in: ['a5', 'a6'] } } });
+    const del = await e2e.cluster.api('DELETE', '/tables/t/records', { where: { _id: { $in: ['a5', 'a6'] } } });
     assert.deepEqual(del.body, { deleted: 2 });
     const back = await post([{ _id: 'a5', i: 5, again: true } as Row]);
     assert.equal(back.status, 200, JSON.stringify(back.body));
@@ -111,9 +100,9 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
   });
 
   it('forgets the ids of a dropped table', async () => {
-    assert.equal((await cluster.api('DELETE', '/tables/t')).status, 200);
-    assert.equal(await cluster.redis.exists(makeKeys(prefix).idIndex('t')), 0);
-    await cluster.api('PUT', '/tables/t');
+    assert.equal((await e2e.cluster.api('DELETE', '/tables/t')).status, 200);
+    assert.equal(await e2e.cluster.redis.exists(e2e.keys.idIndex('t')), 0);
+    await e2e.cluster.api('PUT', '/tables/t');
     assert.equal((await post(rowsOf('a', 10))).status, 200);
   });
 });

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
-import { startCluster, type TestCluster } from '../support/cluster';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { clusterSuite } from '../support/cluster';
 
 const LIMITS = {
   DSTORE_BODY_LIMIT_BYTES: '4096',
@@ -21,32 +20,22 @@ const ndjson = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n'
 
 describe('e2e: request limits answer 4xx naming the limit, row and field', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
+
+  const e2e = clusterSuite({ workers: 1, replicas: 1, env: LIMITS });
 
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 1, replicas: 1, env: LIMITS });
-    assert.equal((await cluster.api('PUT', '/tables/t')).status, 201);
-    const ok = await cluster.api('POST', '/tables/t/records', ndjson(Array.from({ length: 15 }, (_, i) => ({ _id: `k${i}`, n: i }))), 'application/x-ndjson');
+    assert.equal((await e2e.cluster.api('PUT', '/tables/t')).status, 201);
+    const ok = await e2e.cluster.api('POST', '/tables/t/records', ndjson(Array.from({ length: 15 }, (_, i) => ({ _id: `k${i}`, n: i }))), 'application/x-ndjson');
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
   });
 
-  after(async () => {
-    for (const w of cluster?.workers.values() ?? []) w.child.kill('SIGCONT');
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
-  });
-
   async function post(rows: unknown[] | string, contentType = 'application/x-ndjson') {
-    return cluster.api<Record<string, unknown>>('POST', '/tables/t/records', typeof rows === 'string' ? rows : ndjson(rows), contentType);
+    return e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/records', typeof rows === 'string' ? rows : ndjson(rows), contentType);
   }
 
   /** The table still holds only the 15 rows of `before`: a refused POST stored nothing. */
   async function unchanged(): Promise<void> {
-    const r = await cluster.query('t', { aggregate: [{ op: 'count' }] });
+    const r = await e2e.cluster.query('t', { aggregate: [{ op: 'count' }] });
     assert.deepEqual(r, [{ count: 15 }]);
   }
 
@@ -60,7 +49,7 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
   });
 
   it('413 over DSTORE_JSON_BODY_LIMIT_BYTES for a JSON body read whole', async () => {
-    const r = await cluster.api<Record<string, unknown>>('POST', '/tables/t/query', { where: { s: 'y'.repeat(3000) } });
+    const r = await e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/query', { where: { s: 'y'.repeat(3000) } });
     assert.equal(r.status, 413);
     assert.deepEqual([r.body.error, r.body.limit], ['too_large', 'DSTORE_JSON_BODY_LIMIT_BYTES']);
   });
@@ -89,7 +78,7 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
     const r = await post([{ a: 1 }, { a: 1, b: 2, c: 3, d: 4, e: 5, f: 6 }]);
     assert.equal(r.status, 400);
     assert.deepEqual([r.body.error, r.body.limit, r.body.row], ['limit_exceeded', 'DSTORE_MAX_FIELDS', 2]);
-    const u = await cluster.api<Record<string, unknown>>('PATCH', '/tables/t/records', { where: {}, set: { a: 1, b: 2, c: 3, d: 4, e: 5, f: 6 } });
+    const u = await e2e.cluster.api<Record<string, unknown>>('PATCH', '/tables/t/records', { where: {}, set: { a: 1, b: 2, c: 3, d: 4, e: 5, f: 6 } });
     assert.equal(u.status, 400);
     assert.equal(u.body.limit, 'DSTORE_MAX_FIELDS');
     await unchanged();
@@ -98,7 +87,7 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
   it('400 over DSTORE_MAX_DEPTH, naming row and field', async () => {
     const ok = await post([{ _id: 'deep-ok', deep: [[{ x: 1 }]] }]);
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
-    await cluster.api('DELETE', '/tables/t/records', { where: { _id: 'deep-ok' } });
+    await e2e.cluster.api('DELETE', '/tables/t/records', { where: { _id: 'deep-ok' } });
     const r = await post([{ a: 1 }, { a: 2 }, { a: 3 }, { a: 4, deep: [[{ x: [1] }]] }]);
     assert.equal(r.status, 400);
     assert.deepEqual([r.body.limit, r.body.row, r.body.field], ['DSTORE_MAX_DEPTH', 4, 'deep']);
@@ -122,7 +111,7 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
 
   it('400 for table names that break the rules', async () => {
     for (const name of ['has space', 'a:b', '-x', 'x'.repeat(65), '%F0%9F%98%80']) {
-      const r = await cluster.api<Record<string, unknown>>('PUT', `/tables/${name.includes('%') ? name : encodeURIComponent(name)}`);
+      const r = await e2e.cluster.api<Record<string, unknown>>('PUT', `/tables/${name.includes('%') ? name : encodeURIComponent(name)}`);
       assert.equal(r.status, 400, name);
       assert.equal(r.body.field, 'name');
       assert.match(String(r.body.message), /invalid table/);
@@ -130,26 +119,26 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
   });
 
   it('400 over DSTORE_MAX_RESULT_ROWS: a larger limit, or more rows than that without one', async () => {
-    const big = await cluster.api<Record<string, unknown>>('POST', '/tables/t/query', { limit: 11 });
+    const big = await e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/query', { limit: 11 });
     assert.equal(big.status, 400);
     assert.deepEqual([big.body.limit, big.body.field], ['DSTORE_MAX_RESULT_ROWS', 'limit']);
-    const all = await cluster.api<Record<string, unknown>>('POST', '/tables/t/query', {});
+    const all = await e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/query', {});
     assert.equal(all.status, 400);
     assert.equal(all.body.limit, 'DSTORE_MAX_RESULT_ROWS');
-    assert.equal((await cluster.query('t', { limit: 10 })).length, 10);
-    assert.equal((await cluster.query('t', { where: { n: { $lt: 10 } } })).length, 10);
+    assert.equal((await e2e.cluster.query('t', { limit: 10 })).length, 10);
+    assert.equal((await e2e.cluster.query('t', { where: { n: { $lt: 10 } } })).length, 10);
   });
 
   it('504 over DSTORE_QUERY_TIMEOUT_MS when a worker does not answer', async () => {
-    const w = [...cluster.workers.values()][0];
+    const w = [...e2e.cluster.workers.values()][0];
     w.child.kill('SIGSTOP');
     try {
-      const r = await cluster.api<Record<string, unknown>>('POST', '/tables/t/query', { limit: 5 });
+      const r = await e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/query', { limit: 5 });
       assert.equal(r.status, 504);
       assert.deepEqual([r.body.error, r.body.limit], ['limit_exceeded', 'DSTORE_QUERY_TIMEOUT_MS']);
     } finally {
       w.child.kill('SIGCONT');
     }
-    assert.equal((await cluster.query('t', { limit: 5 })).length, 5);
+    assert.equal((await e2e.cluster.query('t', { limit: 5 })).length, 5);
   });
 });

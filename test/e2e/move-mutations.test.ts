@@ -1,10 +1,8 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
-import { makeKeys } from '../../common/keys';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { canonical } from '../support/data';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 const ROWS = 3000;
@@ -119,37 +117,21 @@ function diff(got: Row[], ref: Map<string, Row>): string | undefined {
 
 describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 coordinators, R = 2)', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let urls: string[];
-  const keys = () => makeKeys(prefix);
   const ref = new Map<string, Row>();
   const state = { next: 0, deletes: 0 };
 
+  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: String(CHUNK), DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '3000' } });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({
-      redisUrl: redis.url,
-      prefix,
-      workers: 3,
-      replicas: 2,
-      env: { DSTORE_CHUNK_ROWS: String(CHUNK), DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '3000' },
-    });
-    const second = await cluster.spawnCoordinator('coordinator-2');
-    urls = [cluster.url, second.url];
-    await cluster.api('PUT', '/tables/t');
+    const second = await e2e.cluster.spawnCoordinator('coordinator-2');
+    urls = [e2e.cluster.url, second.url];
+    await e2e.cluster.api('PUT', '/tables/t');
     const rows: Row[] = [];
     for (let i = 0; i < ROWS; i++) rows.push({ _id: `m${String(i).padStart(5, '0')}`, a: i % CHUNK, b: i % 4, v: -1 });
-    const r = await cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    const r = await e2e.cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
     assert.equal(r.status, 200, JSON.stringify(r.body));
     for (const x of rows) ref.set(x._id, { ...x });
-  });
-
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
   });
 
   /** Runs `moves` with the mutator going; asserts every read was exact and some mutations ran. */
@@ -171,37 +153,37 @@ describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 
   }
 
   it('drains a worker: every read after each mutation and the final table equal the reference', async () => {
-    const held = await cluster.redis.scard(keys().workerChunks('w2'));
+    const held = await e2e.cluster.redis.scard(e2e.keys.workerChunks('w2'));
     assert.ok(held > 50, `w2 holds ${held} chunks`);
     await whileMutating('drain of w2', async () => {
-      const r = await cluster.api('POST', '/workers/w2/drain', {});
+      const r = await e2e.cluster.api('POST', '/workers/w2/drain', {});
       assert.equal(r.status, 202, JSON.stringify(r.body));
-      await waitFor(async () => (await cluster.api<{ state: string }>('GET', '/workers/w2/drain')).body.state === 'retired', { what: 'w2 to be retired', timeoutMs: 60_000 });
+      await waitFor(async () => (await e2e.cluster.api<{ state: string }>('GET', '/workers/w2/drain')).body.state === 'retired', { what: 'w2 to be retired', timeoutMs: 60_000 });
     });
   });
 
   it('rebalances onto a new worker: same checks', async () => {
-    cluster.startWorker('w4');
-    await cluster.waitLive(['w1', 'w3', 'w4']);
+    e2e.cluster.startWorker('w4');
+    await e2e.cluster.waitLive(['w1', 'w3', 'w4']);
     await whileMutating('rebalance onto w4', async () => {
-      const r = await cluster.api<{ moves: unknown[] }>('POST', '/rebalance', {});
+      const r = await e2e.cluster.api<{ moves: unknown[] }>('POST', '/rebalance', {});
       assert.equal(r.status, 202, JSON.stringify(r.body));
       assert.ok(r.body.moves.length > 20, `${r.body.moves.length} moves planned`);
-      await waitFor(async () => (await cluster.api<{ pending: number }>('GET', '/rebalance')).body.pending === 0, { what: 'the rebalance to finish', timeoutMs: 60_000 });
+      await waitFor(async () => (await e2e.cluster.api<{ pending: number }>('GET', '/rebalance')).body.pending === 0, { what: 'the rebalance to finish', timeoutMs: 60_000 });
     });
-    assert.ok((await cluster.redis.scard(keys().workerChunks('w4'))) > 20);
+    assert.ok((await e2e.cluster.redis.scard(e2e.keys.workerChunks('w4'))) > 20);
   });
 
   it('repairs the chunks of a lost worker: same checks', async () => {
-    const w1 = cluster.workers.get('w1')!;
+    const w1 = e2e.cluster.workers.get('w1')!;
     w1.child.kill('SIGKILL');
     await w1.child.exited;
     // Mutations wait for live workers: start once w1 is no longer live, before repair starts.
-    await cluster.waitLive(['w3', 'w4']);
+    await e2e.cluster.waitLive(['w3', 'w4']);
     await whileMutating('repair of w1', async () => {
       await waitFor(
         async () => {
-          const all = Object.values(await cluster.redis.hgetall(keys().chunks)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
+          const all = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
           return all.every((r) => r.length === 2 && !r.includes('w1'));
         },
         { what: 'every chunk back at 2 copies without w1', timeoutMs: 60_000 },

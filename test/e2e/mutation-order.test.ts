@@ -2,11 +2,9 @@ import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { makeKeys } from '../../common/keys';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 
 /**
  * Every committed chunk of table `t` in one worker's shard file, as chunk → its rows
@@ -31,27 +29,18 @@ function shardChunks(dataDir: string): Map<string, string> {
 
 describe('e2e: replicas converge under concurrent UPDATE, DELETE and POST from two coordinators', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let urls: string[];
 
-  before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    // Two workers and R = 2: every chunk is on both, so every op reaches both streams. The
-    // jitter delays each XADD as a slow link to one Redis node would, so that two ops sent
-    // at once reach the two streams in different orders unless something orders them.
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '100', DSTORE_FAILPOINT_SEND_JITTER_MS: '20' } });
-    urls = [cluster.url, (await cluster.spawnCoordinator('coordinator-2')).url];
-    await cluster.api('PUT', '/tables/t');
-    const r = await cluster.api('POST', '/tables/t/records', makeRows(2000, 5).map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
-    assert.equal(r.status, 200);
-  });
+  // Two workers and R = 2: every chunk is on both, so every op reaches both streams. The
+  // jitter delays each XADD as a slow link to one Redis node would, so that two ops sent
+  // at once reach the two streams in different orders unless something orders them.
+  const e2e = clusterSuite({ workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '100', DSTORE_FAILPOINT_SEND_JITTER_MS: '20' } });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
+  before(async () => {
+    urls = [e2e.cluster.url, (await e2e.cluster.spawnCoordinator('coordinator-2')).url];
+    await e2e.cluster.api('PUT', '/tables/t');
+    const r = await e2e.cluster.api('POST', '/tables/t/records', makeRows(2000, 5).map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    assert.equal(r.status, 200);
   });
 
   it('applies non-commuting mutations and commits in one order on every replica', async () => {
@@ -87,27 +76,27 @@ describe('e2e: replicas converge under concurrent UPDATE, DELETE and POST from t
         assert.equal(res.status, 200);
       }
 
-      const [a, b] = [shardChunks(cluster.workers.get('w1')!.dataDir), shardChunks(cluster.workers.get('w2')!.dataDir)];
+      const [a, b] = [shardChunks(e2e.cluster.workers.get('w1')!.dataDir), shardChunks(e2e.cluster.workers.get('w2')!.dataDir)];
       assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `round ${round}: both workers hold the same committed chunks`);
       const differing = [...a.keys()].filter((c) => a.get(c) !== b.get(c));
       assert.deepEqual(differing, [], `round ${round}: ${differing.length} of ${a.size} chunks differ between the two replicas`);
 
       // What a read answers is one serial order's outcome: every row that existed at the
       // round's last UPDATE carries its value, whichever UPDATE that was.
-      const xs = new Set((await cluster.query<Row>('t')).filter((r) => typeof r.x === 'number' && (r.x as number) >= round * 100).map((r) => r.x));
+      const xs = new Set((await e2e.cluster.query<Row>('t')).filter((r) => typeof r.x === 'number' && (r.x as number) >= round * 100).map((r) => r.x));
       assert.equal(xs.size, 1, `round ${round}: every row carries the value of the UPDATE ordered last, not ${[...xs].join(', ')}`);
     }
   });
 
   it('waits for a write-order lock left by a coordinator that died holding it, until its lease ends', async () => {
-    const lock = makeKeys(prefix).orderLock('t');
+    const lock = e2e.keys.orderLock('t');
     // As a dead holder leaves it: someone else's token, expiring on its own.
-    assert.equal(await cluster.redis.set(lock, 'dead-coordinator', 'PX', 1500, 'NX'), 'OK');
+    assert.equal(await e2e.cluster.redis.set(lock, 'dead-coordinator', 'PX', 1500, 'NX'), 'OK');
     let answered = false;
-    const patch = cluster.api('PATCH', '/tables/t/records', { where: { n: 1 }, set: { late: true } }).then((r) => ((answered = true), r));
+    const patch = e2e.cluster.api('PATCH', '/tables/t/records', { where: { n: 1 }, set: { late: true } }).then((r) => ((answered = true), r));
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(answered, false, 'the UPDATE waits while the lock is held');
     assert.equal((await patch).status, 200);
-    assert.equal(await cluster.redis.exists(lock), 0, 'and releases the lock it then took');
+    assert.equal(await e2e.cluster.redis.exists(lock), 0, 'and releases the lock it then took');
   });
 });

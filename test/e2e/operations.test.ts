@@ -4,13 +4,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { makeKeys } from '../../common/keys';
 import type { ClusterStatus } from '../../coordinator/cluster-status';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { makeRows } from '../support/data';
 import { documentedKeys, patternRegex } from '../support/operations-doc';
 import { keepTemp, projectRoot, tempDir } from '../support/processes';
-import { dropPrefix, scanKeys, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { scanKeys } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -52,26 +51,22 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
   const SECRET = `secret-${Date.now().toString(36)}`;
   const rows = makeRows(N, 7).map((r) => ({ ...r, note: SECRET }));
   const body = rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let deadId: string;
   let shots: string;
 
+  const e2e = clusterSuite({ workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', LOG_FORMAT: 'json' } });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
     shots = tempDir('screenshots');
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', LOG_FORMAT: 'json' } });
-    assert.equal((await cluster.api('PUT', '/tables/events')).status, 201);
-    assert.equal((await cluster.api('POST', '/tables/events/records', body, 'application/x-ndjson')).status, 200);
-    assert.equal((await cluster.query('events', { where: { note: SECRET, city: 'Oslo' } })).length, rows.filter((r) => (r as { city?: unknown }).city === 'Oslo').length);
-    assert.equal((await cluster.query('events', { aggregate: [{ op: 'count' }] }))[0].count, N);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/events')).status, 201);
+    assert.equal((await e2e.cluster.api('POST', '/tables/events/records', body, 'application/x-ndjson')).status, 200);
+    assert.equal((await e2e.cluster.query('events', { where: { note: SECRET, city: 'Oslo' } })).length, rows.filter((r) => (r as { city?: unknown }).city === 'Oslo').length);
+    assert.equal((await e2e.cluster.query('events', { aggregate: [{ op: 'count' }] }))[0].count, N);
     // An entry no worker can decode: w1 dead-letters it.
-    deadId = (await cluster.redis.xadd(makeKeys(prefix).workerOps('w1'), '*', 'type', 'BOGUS', 'note', SECRET))!;
+    deadId = (await e2e.cluster.redis.xadd(e2e.keys.workerOps('w1'), '*', 'type', 'BOGUS', 'note', SECRET))!;
     await waitFor(
       async () => {
-        const s = (await cluster.api<ClusterStatus>('GET', '/status')).body;
+        const s = (await e2e.cluster.api<ClusterStatus>('GET', '/status')).body;
         const done = s.deadLetters.count === 1 && s.workers.every((w) => w.counters?.rows === N && w.counters.entries > 0 && w.stream?.pending === 0);
         return done && s.workers.find((w) => w.id === 'w1')!.counters!.deadLettered === 1 ? true : undefined;
       },
@@ -79,22 +74,17 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
     );
   });
 
-  after(async () => {
-    await cluster?.stop();
-    if (prefix) await dropPrefix(redis.url, prefix);
-  });
-
   describe('GET /status', () => {
     it('reports each worker, its ops stream as Redis reports it, and the dead letter without its payload', async () => {
-      const res = await cluster.api<ClusterStatus>('GET', '/status');
+      const res = await e2e.cluster.api<ClusterStatus>('GET', '/status');
       assert.equal(res.status, 200);
       const s = res.body;
       assert.deepEqual(s.incomplete, []);
       assert.deepEqual(s.workers.map((w) => [w.id, w.live, w.ready, w.rows]), [['w1', true, true, N], ['w2', true, true, N]], 'R = 2 over 2 workers: each holds every row');
       for (const w of s.workers) {
-        const key = makeKeys(prefix).workerOps(w.id);
-        assert.equal(w.stream?.length, await cluster.redis.xlen(key));
-        const [count] = (await cluster.redis.xpending(key, 'apply')) as [number];
+        const key = e2e.keys.workerOps(w.id);
+        assert.equal(w.stream?.length, await e2e.cluster.redis.xlen(key));
+        const [count] = (await e2e.cluster.redis.xpending(key, 'apply')) as [number];
         assert.equal(w.stream?.pending, count);
         assert.equal(w.stream?.lag, 0);
       }
@@ -110,7 +100,7 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
 
   describe('GET /metrics', () => {
     it('exports ingest counters, latency histograms and the workers\u2019 heartbeat counters', async () => {
-      const res = await fetch(`${cluster.url}/metrics`);
+      const res = await fetch(`${e2e.cluster.url}/metrics`);
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
       const samples = parseMetrics(await res.text());
@@ -128,13 +118,13 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
         assert.equal(one('dstore_worker_rows_stored_total', { workerId: w }), N);
         assert.equal(one('dstore_worker_rows', { workerId: w }), N);
         assert.equal(one('dstore_worker_up', { workerId: w }), 1);
-        assert.equal(one('dstore_stream_length', { workerId: w }), await cluster.redis.xlen(makeKeys(prefix).workerOps(w)));
+        assert.equal(one('dstore_stream_length', { workerId: w }), await e2e.cluster.redis.xlen(e2e.keys.workerOps(w)));
         assert.equal(one('dstore_stream_lag', { workerId: w }), 0);
       }
       assert.equal(one('dstore_worker_dead_lettered_total', { workerId: 'w1' }), 1);
       assert.equal(one('dstore_worker_dead_lettered_total', { workerId: 'w2' }), 0);
       assert.equal(one('dstore_dead_letters'), 1);
-      assert.equal(one('dstore_under_replicated_chunks'), await cluster.redis.zcard(makeKeys(prefix).underReplicated));
+      assert.equal(one('dstore_under_replicated_chunks'), await e2e.cluster.redis.zcard(e2e.keys.underReplicated));
       assert.equal(one('dstore_chunks'), N / 500);
       for (const queue of ['cleanup', 'repair', 'scrub']) assert.ok(one('dstore_queue_jobs', { queue, state: 'failed' }) >= 0);
       assert.equal(samples.filter((x) => x.name === 'dstore_status_incomplete').length, 0);
@@ -143,14 +133,14 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
 
   describe('dstore status', () => {
     it('prints one screen of workers, coordinators, dead letters and queues, and --json for scripts', async () => {
-      const text = cli(['status', '--url', cluster.url]);
+      const text = cli(['status', '--url', e2e.cluster.url]);
       assert.equal(text.code, 0, text.stderr);
-      assert.match(text.stdout, new RegExp(`^dstore status  prefix ${prefix}  via `));
+      assert.match(text.stdout, new RegExp(`^dstore status  prefix ${e2e.prefix}  via `));
       assert.match(text.stdout, /^workers 2\/2 live .* dead letters 1$/m);
       assert.match(text.stdout, new RegExp(`^  w1  yes   yes    ready +${N} `, 'm'));
       assert.match(text.stdout, /^DEAD LETTERS \(1\)$/m);
       assert.match(text.stdout, /^  repair /m);
-      const json = cli(['status', '--json', '--url', cluster.url]);
+      const json = cli(['status', '--json', '--url', e2e.cluster.url]);
       assert.equal(json.code, 0, json.stderr);
       assert.deepEqual((JSON.parse(json.stdout) as ClusterStatus).workers.map((w) => w.id), ['w1', 'w2']);
 
@@ -178,19 +168,19 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
 
   describe('the queue dashboard at /admin/queues', () => {
     it('loads in Chromium and lists the repair, cleanup and scrub queues', async () => {
-      const api = await cluster.api<{ queues: { name: string }[] }>('GET', '/admin/queues/api/queues');
+      const api = await e2e.cluster.api<{ queues: { name: string }[] }>('GET', '/admin/queues/api/queues');
       assert.equal(api.status, 200);
       assert.deepEqual(api.body.queues.map((q) => q.name).sort(), ['cleanup', 'repair', 'scrub']);
       const png = path.join(shots, 'queue-dashboard.png');
       const text = await withBrowser(async (ctx) => {
         const page = await ctx.newPage();
-        const res = await page.goto(`${cluster.url}/admin/queues`);
+        const res = await page.goto(`${e2e.cluster.url}/admin/queues`);
         assert.equal(res?.status(), 200);
         await page.waitForFunction(() => ['repair', 'cleanup', 'scrub'].every((q) => document.body.innerText.includes(q)), undefined, { timeout: 30_000 });
         await page.screenshot({ path: png, fullPage: true });
         return page.locator('body').innerText();
       });
-      assert.match(text, new RegExp(`dstore ${prefix}`), 'the board title names the prefix');
+      assert.match(text, new RegExp(`dstore ${e2e.prefix}`), 'the board title names the prefix');
       assert.ok(fs.statSync(png).size > 0);
       if (keepTemp()) console.error(`screenshot of the queue dashboard: ${png}`);
     });
@@ -198,14 +188,14 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
 
   describe('logs', () => {
     it('are JSON lines naming the component and the process id, with request ids and no row values', async () => {
-      const res = await fetch(`${cluster.url}/tables/events/records?where=${encodeURIComponent(JSON.stringify({ note: SECRET }))}&limit=1`, { headers: { 'x-request-id': 'ops-test-req-1' } });
+      const res = await fetch(`${e2e.cluster.url}/tables/events/records?where=${encodeURIComponent(JSON.stringify({ note: SECRET }))}&limit=1`, { headers: { 'x-request-id': 'ops-test-req-1' } });
       assert.equal(res.headers.get('x-request-id'), 'ops-test-req-1');
       await res.text();
       const files = [
-        { file: cluster.coordinator.logFile, idKey: 'coordinatorId' },
-        ...[...cluster.workers.values()].map((w) => ({ file: w.child.logFile, idKey: 'workerId', id: w.id })),
+        { file: e2e.cluster.coordinator.logFile, idKey: 'coordinatorId' },
+        ...[...e2e.cluster.workers.values()].map((w) => ({ file: w.child.logFile, idKey: 'workerId', id: w.id })),
       ];
-      const done = await waitFor(() => fs.readFileSync(cluster.coordinator.logFile, 'utf8').split('\n').find((l) => l.includes('"ops-test-req-1"')), { what: 'the request log line', timeoutMs: 10_000 });
+      const done = await waitFor(() => fs.readFileSync(e2e.cluster.coordinator.logFile, 'utf8').split('\n').find((l) => l.includes('"ops-test-req-1"')), { what: 'the request log line', timeoutMs: 10_000 });
       const line = JSON.parse(done) as Record<string, unknown>;
       assert.deepEqual([line.msg, line.reqId, line.route, line.status, line.component], ['request done', 'ops-test-req-1', '/tables/:name/records', 200, 'http']);
       for (const { file, idKey, id } of files as { file: string; idKey: string; id?: string }[]) {
@@ -226,13 +216,13 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
 
   describe('Redis keys', () => {
     it('are all in the key table of docs/operations.md', async () => {
-      const patterns = documentedKeys().map((d) => patternRegex(d.pattern, prefix));
-      const found = new Set(await scanKeys(cluster.redis, makeKeys(prefix).patterns));
-      assert.ok(found.size > 20, `only ${found.size} keys under ${prefix}`);
+      const patterns = documentedKeys().map((d) => patternRegex(d.pattern, e2e.prefix));
+      const found = new Set(await scanKeys(e2e.cluster.redis, e2e.keys.patterns));
+      assert.ok(found.size > 20, `only ${found.size} keys under ${e2e.prefix}`);
       const undocumented = [...found].filter((k) => !patterns.some((re) => re.test(k)));
       assert.deepEqual(undocumented, [], 'keys missing from docs/operations.md');
       // Every kind of key this run must have written is there (the scan saw real keys).
-      const keys = makeKeys(prefix);
+      const keys = e2e.keys;
       for (const k of [keys.workerOps('w1'), keys.dead, keys.workers, keys.workerStatus, keys.tables, keys.chunks, keys.tableChunks('events'), keys.workerChunks('w2'), keys.coordinators]) {
         assert.ok(found.has(k), `${k} not found`);
       }

@@ -1,10 +1,9 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import * as http from 'node:http';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { sleep, waitFor } from '../support/wait';
 
 const WORKERS = 2;
@@ -22,43 +21,34 @@ const ROWS = 6000;
  */
 describe('e2e: reads are flow-controlled for slow clients', function () {
   this.timeout(180_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let rows: Row[];
   let batchBytes: number;
 
+  const e2e = clusterSuite({
+    workers: WORKERS,
+    replicas: 1,
+    env: {
+      DSTORE_FETCH_WINDOW: String(WINDOW),
+      DSTORE_FETCH_BATCH_ROWS: String(BATCH_ROWS),
+      DSTORE_CHUNK_ROWS: String(CHUNK_ROWS),
+      DSTORE_FETCH_TIMEOUT_MS: '20000',
+      DSTORE_WORKER_TIMEOUT_MS: '20000',
+    },
+  });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({
-      redisUrl: redis.url,
-      prefix,
-      workers: WORKERS,
-      replicas: 1,
-      env: {
-        DSTORE_FETCH_WINDOW: String(WINDOW),
-        DSTORE_FETCH_BATCH_ROWS: String(BATCH_ROWS),
-        DSTORE_CHUNK_ROWS: String(CHUNK_ROWS),
-        DSTORE_FETCH_TIMEOUT_MS: '20000', DSTORE_WORKER_TIMEOUT_MS: '20000' },
-    });
-    assert.equal((await cluster.api('PUT', '/tables/t')).status, 201);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/t')).status, 201);
     // Padded rows, so the table is many times what the window allows.
     rows = makeRows(ROWS, 7).map((r, i) => ({ ...r, pad: 'p'.repeat(200 + (i % 50)) }));
-    const r = await cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n') + '\n', 'application/x-ndjson');
+    const r = await e2e.cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n') + '\n', 'application/x-ndjson');
     assert.equal(r.status, 200, JSON.stringify(r.body));
     // A batch is cut at a chunk boundary once it holds BATCH_ROWS rows: at most a chunk more.
     const longest = Math.max(...rows.map((x) => JSON.stringify(x).length));
     batchBytes = (BATCH_ROWS + CHUNK_ROWS) * longest;
   });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
-  });
-
   async function metric(name: string): Promise<number> {
-    const text = await (await fetch(`${cluster.url}/metrics`)).text();
+    const text = await (await fetch(`${e2e.cluster.url}/metrics`)).text();
     const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
     assert.ok(m, `${name} is not in /metrics`);
     return Number(m[1]);
@@ -67,7 +57,7 @@ describe('e2e: reads are flow-controlled for slow clients', function () {
   /** Starts a full read and returns the paused response (nothing is read from it yet). */
   function openRead(): Promise<{ res: http.IncomingMessage; req: http.ClientRequest }> {
     return new Promise((resolve, reject) => {
-      const req = http.request(`${cluster.url}/tables/t/query`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      const req = http.request(`${e2e.cluster.url}/tables/t/query`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
         res.pause();
         resolve({ res, req });
       });
@@ -111,7 +101,7 @@ describe('e2e: reads are flow-controlled for slow clients', function () {
       res.destroy();
       req.destroy();
     }
-    const all = await cluster.query<Row>('t', {});
+    const all = await e2e.cluster.query<Row>('t', {});
     assert.deepEqual(lossAndDuplicates(rows, all), { lost: 0, duplicated: 0, wrong: 0 });
     await waitFor(async () => ((await metric('dstore_fetch_queued_bytes')) === 0 ? true : undefined), { timeoutMs: 10_000, what: 'nothing held after the clients left' });
   });

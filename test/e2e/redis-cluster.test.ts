@@ -1,10 +1,9 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import type { Cluster } from 'ioredis';
-import { makeKeys } from '../../common/keys';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
-import { clusterMode, dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { clusterMode } from '../support/redis';
 import type { ClusterStatus } from '../../coordinator/cluster-status';
 
 /**
@@ -15,40 +14,31 @@ import type { ClusterStatus } from '../../coordinator/cluster-status';
  */
 describe('e2e: dstore on a three-master Redis Cluster', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
 
-  before(async function () {
+  before(function () {
     if (!clusterMode()) {
-      this.skip(); // single Redis: run `npm run test:cluster` for this suite
+      this.skip(); // single Redis: run `npm run test:cluster` for this suite (mocha then skips the later before hooks too)
     }
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    // Six workers, so that their streams' slots land on more than one master.
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 6, replicas: 2, env: { DSTORE_CHUNK_ROWS: '200' } });
   });
 
-  after(async () => {
-    await cluster?.stop();
-    if (redis) await dropPrefix(redis.url, prefix);
-  });
+  // Six workers, so that their streams' slots land on more than one master.
+  const e2e = clusterSuite({ workers: 6, replicas: 2, env: { DSTORE_CHUNK_ROWS: '200' } });
 
   /** The master connections of the test's cluster client. */
   function masters(): ReturnType<Cluster['nodes']> {
-    return (cluster.redis as unknown as Cluster).nodes('master');
+    return (e2e.cluster.redis as unknown as Cluster).nodes('master');
   }
 
   it('stores and reads exactly, with worker streams on several masters and metadata on one slot', async () => {
-    assert.equal((await cluster.api('PUT', '/tables/t')).status, 201);
+    assert.equal((await e2e.cluster.api('PUT', '/tables/t')).status, 201);
     const rows = makeRows(6000, 7);
-    const posted = await cluster.api('POST', '/tables/t/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson');
+    const posted = await e2e.cluster.api('POST', '/tables/t/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson');
     assert.equal(posted.status, 200, JSON.stringify(posted.body));
-    assert.deepEqual(lossAndDuplicates(rows, await cluster.query('t')), { lost: 0, duplicated: 0, wrong: 0 });
-    const [{ count }] = await cluster.query<{ count: number }>('t', { aggregate: [{ op: 'count' }] });
+    assert.deepEqual(lossAndDuplicates(rows, await e2e.cluster.query('t')), { lost: 0, duplicated: 0, wrong: 0 });
+    const [{ count }] = await e2e.cluster.query<{ count: number }>('t', { aggregate: [{ op: 'count' }] });
     assert.equal(count, rows.length);
 
-    const keys = makeKeys(prefix);
+    const keys = e2e.keys;
     const nodeOf = new Map<string, string>();
     for (const m of masters()) {
       for (const pattern of keys.patterns) {
@@ -60,7 +50,7 @@ describe('e2e: dstore on a three-master Redis Cluster', function () {
         } while (cursor !== '0');
       }
     }
-    const streamNodes = new Set([...cluster.workers.keys()].map((w) => nodeOf.get(keys.workerOps(w))));
+    const streamNodes = new Set([...e2e.cluster.workers.keys()].map((w) => nodeOf.get(keys.workerOps(w))));
     assert.ok(!streamNodes.has(undefined), 'every worker has its ops stream');
     assert.ok(streamNodes.size >= 2, `the six workers' streams spread over ${streamNodes.size} master(s)`);
     const shared = [keys.chunks, keys.tables, keys.workers, keys.workerStatus, keys.token, keys.tableChunks('t'), keys.coordinators];
@@ -72,17 +62,17 @@ describe('e2e: dstore on a three-master Redis Cluster', function () {
   });
 
   it('answers GET /status and GET /metrics with every worker stream read from its own node', async () => {
-    const s = (await cluster.api<ClusterStatus>('GET', '/status')).body;
+    const s = (await e2e.cluster.api<ClusterStatus>('GET', '/status')).body;
     assert.deepEqual(s.incomplete, []);
     assert.equal(s.workers.length, 6);
-    for (const w of s.workers) assert.equal(w.stream?.length, await cluster.redis.xlen(makeKeys(prefix).workerOps(w.id)), w.id);
-    const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
+    for (const w of s.workers) assert.equal(w.stream?.length, await e2e.cluster.redis.xlen(e2e.keys.workerOps(w.id)), w.id);
+    const metrics = await (await fetch(`${e2e.cluster.url}/metrics`)).text();
     assert.match(metrics, /^dstore_workers_live\{[^}]*\} 6$/m);
     assert.doesNotMatch(metrics, /^dstore_status_incomplete/m);
   });
 
   it('sends FETCH over sharded pub/sub: every worker is an SSUBSCRIBE subscriber, none a classic one', async () => {
-    const channel = makeKeys(prefix).fetchChannel;
+    const channel = e2e.keys.fetchChannel;
     let sharded = 0;
     let classic = 0;
     for (const m of masters()) {
@@ -91,7 +81,7 @@ describe('e2e: dstore on a three-master Redis Cluster', function () {
       const c = (await m.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
       classic += Number(c[1]);
     }
-    assert.equal(sharded, cluster.workers.size);
+    assert.equal(sharded, e2e.cluster.workers.size);
     assert.equal(classic, 0);
   });
 });

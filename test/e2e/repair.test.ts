@@ -1,43 +1,26 @@
 import 'reflect-metadata';
-import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordinators)', function () {
   this.timeout(180_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   const rows = makeRows(20_000, 123);
 
+  const e2e = clusterSuite({ workers: 4, replicas: 2, env: { DSTORE_REPAIR_AFTER_MS: '2000', DSTORE_SWEEP_MS: '300' } });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({
-      redisUrl: redis.url,
-      prefix,
-      workers: 4,
-      replicas: 2,
-      env: { DSTORE_REPAIR_AFTER_MS: '2000', DSTORE_SWEEP_MS: '300' },
-    });
     // A second coordinator takes repair jobs too: each chunk must still be repaired once.
-    await cluster.spawnCoordinator('coordinator-2');
-    await cluster.api('PUT', '/tables/t');
-    const r = await cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    await e2e.cluster.spawnCoordinator('coordinator-2');
+    await e2e.cluster.api('PUT', '/tables/t');
+    const r = await e2e.cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
-  });
-
   async function placements(): Promise<Map<string, string[]>> {
-    const all = await cluster.redis.hgetall(makeKeys(prefix).chunks);
+    const all = await e2e.cluster.redis.hgetall(e2e.keys.chunks);
     return new Map(Object.entries(all).map(([k, v]) => [k, (JSON.parse(v) as { replicas: string[] }).replicas]));
   }
 
@@ -47,7 +30,7 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     const onW2 = [...before.values()].filter((r) => r.includes('w2')).length;
     assert.ok(onW2 > 0);
 
-    const w2 = cluster.workers.get('w2')!;
+    const w2 = e2e.cluster.workers.get('w2')!;
     w2.child.kill('SIGKILL');
     await w2.child.exited;
     const t0 = Date.now();
@@ -61,10 +44,10 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     const recoverMs = Date.now() - t0;
     // Two coordinators sweep and each chunk has two candidate targets: a chunk repaired
     // twice at once would gain a third copy.
-    const st = await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
+    const st = await e2e.cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
     await waitFor(
       async () => {
-        const s2 = await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
+        const s2 = await e2e.cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
         const held = s2.body.workers.filter((w) => w.id !== 'w2').reduce((n, w) => n + w.status.chunks, 0);
         return held === 40 ? true : held > 40 ? Promise.reject(new Error(`${held} copies of 20 chunks: a chunk was copied twice`)) : undefined;
       },
@@ -72,25 +55,25 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     ).catch((e) => {
       throw new Error(`${(e as Error).message} (${JSON.stringify(st.body)})`);
     });
-    assert.equal(await cluster.redis.scard(makeKeys(prefix).workerChunks('w2')), 0);
-    assert.equal(await cluster.redis.zcard(makeKeys(prefix).underReplicated), 0);
+    assert.equal(await e2e.cluster.redis.scard(e2e.keys.workerChunks('w2')), 0);
+    assert.equal(await e2e.cluster.redis.zcard(e2e.keys.underReplicated), 0);
 
     // Now every chunk has 2 copies among w1, w3, w4: losing w1 as well must not lose a row.
-    const w1 = cluster.workers.get('w1')!;
+    const w1 = e2e.cluster.workers.get('w1')!;
     w1.child.kill('SIGKILL');
     await w1.child.exited;
-    await cluster.waitLive(2);
-    const got = await cluster.query<Row>('t');
+    await e2e.cluster.waitLive(['w3', 'w4']);
+    const got = await e2e.cluster.query<Row>('t');
     assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 }, `recovered in ${recoverMs} ms`);
   });
 
   it('has a returning lost worker drop its re-homed chunks, so reads never see duplicates', async () => {
-    cluster.startWorker('w2');
-    cluster.startWorker('w1');
-    await cluster.waitLive(4);
-    const got = await cluster.query<Row>('t');
+    e2e.cluster.startWorker('w2');
+    e2e.cluster.startWorker('w1');
+    await e2e.cluster.waitLive(['w1', 'w2', 'w3', 'w4']);
+    const got = await e2e.cluster.query<Row>('t');
     assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 });
-    const count = await cluster.query('t', { aggregate: [{ op: 'count' }] });
+    const count = await e2e.cluster.query('t', { aggregate: [{ op: 'count' }] });
     assert.deepEqual(count, [{ count: rows.length }]);
   });
 
@@ -98,22 +81,22 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     await waitFor(
       async () => {
         const p = await placements();
-        return [...p.values()].every((r) => r.length === 2) && (await cluster.redis.zcard(makeKeys(prefix).underReplicated)) === 0;
+        return [...p.values()].every((r) => r.length === 2) && (await e2e.cluster.redis.zcard(e2e.keys.underReplicated)) === 0;
       },
       { what: 'every chunk at 2 replicas again', timeoutMs: 60_000 },
     );
     // Each worker holds exactly what placement says: no stale copy survived on a returning worker.
     await waitFor(
       async () => {
-        const st = await cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
+        const st = await e2e.cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
         for (const w of st.body.workers) {
-          if (w.status.chunks !== (await cluster.redis.scard(makeKeys(prefix).workerChunks(w.id)))) return undefined;
+          if (w.status.chunks !== (await e2e.cluster.redis.scard(e2e.keys.workerChunks(w.id)))) return undefined;
         }
         return st.body.workers.reduce((n, w) => n + w.status.chunks, 0) === 40;
       },
       { what: 'each worker to hold exactly its placed chunks, 40 copies in all', timeoutMs: 30_000 },
     );
-    const got = await cluster.query<Row>('t');
+    const got = await e2e.cluster.query<Row>('t');
     assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 });
   });
 });

@@ -1,12 +1,10 @@
 import 'reflect-metadata';
-import { makeKeys } from '../../common/keys';
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { startCluster, type TestCluster } from '../support/cluster';
+import { clusterSuite } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { dropPrefix, sharedRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 interface Report {
@@ -19,32 +17,23 @@ interface Report {
 
 describe('e2e: scrub finds a silently altered replica and rebuilds it', function () {
   this.timeout(120_000);
-  let redis: TestRedis;
-  let prefix: string;
-  let cluster: TestCluster;
   let expected: Row[];
   let loadedAt: number;
 
+  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', DSTORE_SCRUB_MS: '700' } });
+
   before(async () => {
-    redis = await sharedRedis();
-    prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', DSTORE_SCRUB_MS: '700' } });
     const rows = makeRows(5000, 4);
-    await cluster.api('PUT', '/tables/t');
-    assert.equal((await cluster.api('POST', '/tables/t/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson')).status, 200);
+    await e2e.cluster.api('PUT', '/tables/t');
+    assert.equal((await e2e.cluster.api('POST', '/tables/t/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson')).status, 200);
     // A write after the load: digests must follow updates, or scrub would flag every copy.
-    assert.equal((await cluster.api('PATCH', '/tables/t/records', { where: { city: 'Lima' }, set: { seen: true } })).status, 200);
+    assert.equal((await e2e.cluster.api('PATCH', '/tables/t/records', { where: { city: 'Lima' }, set: { seen: true } })).status, 200);
     expected = rows.map((r) => (r.city === 'Lima' ? { ...r, seen: true } : r));
     loadedAt = Date.now();
   });
 
-  after(async () => {
-    await cluster?.stop();
-    await dropPrefix(redis.url, prefix);
-  });
-
   async function report(after: number): Promise<Report | undefined> {
-    const raw = await cluster.redis.get(makeKeys(prefix).scrubReport);
+    const raw = await e2e.cluster.redis.get(e2e.keys.scrubReport);
     const r = raw ? (JSON.parse(raw) as Report) : undefined;
     return r && r.at > after ? r : undefined;
   }
@@ -56,7 +45,7 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
   });
 
   it('rebuilds the altered copies, so a read served only by that replica is exact', async () => {
-    const w2 = cluster.workers.get('w2')!;
+    const w2 = e2e.cluster.workers.get('w2')!;
     await w2.child.stop();
     const db = new Database(path.join(w2.dataDir, 'shard.sqlite'));
     const ident = `t_${(db.prepare("SELECT seq FROM _tables WHERE name = 't'").get() as { seq: number }).seq}`;
@@ -64,8 +53,8 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     db.close();
     assert.ok(altered > 0);
     const t0 = Date.now();
-    cluster.startWorker('w2');
-    await cluster.waitLive(3);
+    e2e.cluster.startWorker('w2');
+    await e2e.cluster.waitLive(['w1', 'w2', 'w3']);
 
     const fixed = await waitFor(async () => {
       const r = await report(t0);
@@ -80,14 +69,14 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     assert.equal(clean.copies, 20);
 
     for (const id of ['w1', 'w3']) {
-      cluster.workers.get(id)!.child.kill('SIGKILL');
-      await cluster.workers.get(id)!.child.exited;
+      e2e.cluster.workers.get(id)!.child.kill('SIGKILL');
+      await e2e.cluster.workers.get(id)!.child.exited;
     }
-    await cluster.waitLive(1);
+    await e2e.cluster.waitLive(['w2']);
     // Only w2 is left: it answers every chunk it holds (2/3 of them), from its rebuilt copies.
-    const metas = Object.values(await cluster.redis.hgetall(makeKeys(prefix).chunks)).map((v) => JSON.parse(v) as { replicas: string[]; rows: number });
+    const metas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map((v) => JSON.parse(v) as { replicas: string[]; rows: number });
     const held = metas.filter((m) => m.replicas.includes('w2')).reduce((n, m) => n + m.rows, 0);
-    const r = await cluster.api<Row[]>('POST', '/tables/t/query', { partial: true });
+    const r = await e2e.cluster.api<Row[]>('POST', '/tables/t/query', { partial: true });
     assert.equal(r.status, 200);
     const got = r.body.filter((x) => !('_partial' in x));
     assert.equal(got.length, held);

@@ -280,7 +280,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         c.notes.push(`w1 restarted ${Date.now() - c.t0} ms after SIGKILL`);
       },
       async settle(c) {
-        await c.cluster.waitLive(3);
+        await c.cluster.waitLive(['w1', 'w2', 'w3']);
       },
     });
     assertClean(r);
@@ -299,7 +299,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         c.notes.push(`w2 resumed ${Date.now() - c.t0} ms after SIGSTOP`);
       },
       async settle(c) {
-        await c.cluster.waitLive(3);
+        await c.cluster.waitLive(['w1', 'w2', 'w3']);
       },
       cleanup(c) {
         worker(c, 'w2').kill('SIGCONT');
@@ -329,7 +329,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         const under = await c.cluster.redis.zcard(makeKeys(c.prefix).underReplicated);
         if (under > 0) c.notes.push(`${under} chunks still listed in chunks:under-replicated`);
         await killHard(c, 'w1');
-        await c.cluster.waitLive(1);
+        await c.cluster.waitLive(['w3']);
         c.notes.push('w1 SIGKILLed after repair; the final read is served by w3 alone');
       },
     });
@@ -351,7 +351,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         c.notes.push(`new coordinator answered /healthz ${Date.now() - c.t0} ms after SIGKILL (${c.cluster.url})`);
       },
       async settle(c) {
-        await c.cluster.waitLive(3);
+        await c.cluster.waitLive(['w1', 'w2', 'w3']);
         await waitFor(async () => (await c.cluster.redis.hlen(makeKeys(c.prefix).openPosts)) === 0, { what: 'clean-up to close every abandoned POST', timeoutMs: 30_000 });
       },
     });
@@ -370,7 +370,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         return t0;
       },
       async settle(c) {
-        await c.cluster.waitLive(3);
+        await c.cluster.waitLive(['w1', 'w2', 'w3']);
         const h = await c.cluster.api<{ ok: boolean; liveWorkers: number }>('GET', '/healthz');
         c.notes.push(`after the restart: healthz ${JSON.stringify(h.body)}`);
       },
@@ -435,7 +435,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         return Date.now() - liveSince >= 500;
       },
       async settle(c) {
-        await c.cluster.waitLive(3);
+        await c.cluster.waitLive(['w1', 'w2', 'w3']);
         const loadEnd = Date.now();
         const clean = await waitFor(
           () => {
@@ -470,7 +470,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         // Stronger: with only w2 live, every chunk it holds is answered from its own copy.
         await killHard(c, 'w1');
         await killHard(c, 'w3');
-        await c.cluster.waitLive(1);
+        await c.cluster.waitLive(['w2']);
         const held = [...(await placements(c)).values()].filter((m) => m.replicas.includes('w2')).reduce((n, m) => n + m.rows, 0);
         const all = c.load.batches.flatMap((b) => b.rows);
         const t = Date.now();

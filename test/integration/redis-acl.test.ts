@@ -53,7 +53,7 @@ describe('Redis ACL users generated from makeKeys()', function () {
       const child = startWorkerProcess({ redisUrl: asUser(redis.url, `dstore-worker-${id}`, pw[id]), prefix, id, dataDir, env: { DSTORE_HEARTBEAT_MS: '200', LOG_LEVEL: 'info' } });
       cluster.workers.set(id, { id, dataDir, child });
     }
-    await cluster.waitLive(2);
+    await cluster.waitLive(['w1', 'w2']);
     assert.equal((await cluster.api('PUT', '/tables/acl', { schema: { n: 'integer', s: 'string' } })).status, 201);
     const rows = makeRows(3000, 5).map((r, i) => ({ _id: r._id, n: i, s: `v${i}` }));
     const post = await cluster.api('POST', '/tables/acl/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson');

@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
-import { clusterNodesOf, freePort, testClient } from './redis';
+import { makeKeys, type Keys } from '../../common/keys';
+import { clusterNodesOf, dropPrefix, freePort, sharedRedis, testClient, uniquePrefix, type TestRedis } from './redis';
 import { spawnNode, startWorkerProcess, tempDir, type ChildHandle } from './processes';
 import { waitFor } from './wait';
 
@@ -60,7 +61,7 @@ export class TestCluster {
   async start(): Promise<this> {
     for (let i = 1; i <= this.opts.workers; i++) this.startWorker(`w${i}`);
     await this.startCoordinator();
-    await this.waitLive(this.opts.workers);
+    await this.waitLive([...this.workers.keys()]);
     return this;
   }
 
@@ -103,7 +104,6 @@ export class TestCluster {
     return { child, url };
   }
 
-  /** Waits until exactly `n` workers are live. */
   /**
    * Waits until the coordinator counts `n` live workers or, given ids, until exactly those
    * workers are live. Prefer ids after a worker joins or dies: a count can be met by the
@@ -147,7 +147,9 @@ export class TestCluster {
     return r.body;
   }
 
+  /** Stops every process of the cluster (resuming workers a test left SIGSTOPped first) and its Redis client. */
   async stop(): Promise<void> {
+    for (const w of this.workers.values()) w.child.kill('SIGCONT');
     await Promise.all([this.coordinator?.stop(), ...this.extra.map((c) => c.stop()), ...[...this.workers.values()].map((w) => w.child.stop())]);
     await this.redis.quit();
   }
@@ -156,4 +158,74 @@ export class TestCluster {
 /** Starts a cluster and waits for every worker to be live. */
 export function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   return new TestCluster(opts).start();
+}
+
+/** Options of {@link clusterSuite}: those of {@link startCluster} but the Redis and the prefix, which it provides. */
+export type ClusterSuiteOptions = Omit<ClusterOptions, 'redisUrl' | 'prefix'>;
+
+/** What {@link clusterSuite} provides once its `before` hook has run; reading a field earlier throws. */
+export interface ClusterSuite {
+  /** The Redis shared by the whole run (a three-master cluster under DSTORE_TEST_REDIS=cluster). */
+  readonly redis: TestRedis;
+  /** The suite's own key prefix. */
+  readonly prefix: string;
+  /** The suite's cluster: one coordinator and workers w1..wN, all live once `before` is done. */
+  readonly cluster: TestCluster;
+  /** `makeKeys(prefix)`: the suite's Redis keys. */
+  readonly keys: Keys;
+}
+
+/**
+ * Registers the mocha hooks of a suite that runs against one cluster of its own, and returns
+ * accessors for what they set up. The `before` hook takes the shared Redis and a fresh
+ * prefix and starts the cluster, waiting until workers w1..w`workers` are live; the `after`
+ * hook stops the cluster and deletes the prefix's keys; it also cleans up after a `before`
+ * that failed part way, and does nothing when an earlier hook skipped the suite.
+ *
+ * Call it at the top of a `describe`, before the suite's own hooks: mocha runs hooks in the
+ * order they are registered, so the suite's own `before` (tables, loads, more coordinators)
+ * runs with the cluster up, and its own `after` runs once the cluster is stopped.
+ *
+ * @example
+ * ```ts
+ * describe('e2e: …', function () {
+ *   const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500' } });
+ *   before(async () => void (await e2e.cluster.api('PUT', '/tables/t')));
+ *   it('…', async () => assert.equal(await e2e.cluster.redis.scard(e2e.keys.tableChunks('t')), 0));
+ * });
+ * ```
+ */
+export function clusterSuite(opts: ClusterSuiteOptions): ClusterSuite {
+  let redis: TestRedis | undefined;
+  let prefix: string | undefined;
+  let cluster: TestCluster | undefined;
+  before(async () => {
+    redis = await sharedRedis();
+    prefix = uniquePrefix();
+    // Assigned before start(): `after` stops what a failed start left running.
+    cluster = new TestCluster({ ...opts, redisUrl: redis.url, prefix });
+    await cluster.start();
+  });
+  after(async () => {
+    await cluster?.stop();
+    if (redis && prefix) await dropPrefix(redis.url, prefix);
+  });
+  const ready = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`clusterSuite: ${what} is read before the suite's before hook has set it up`);
+    return value;
+  };
+  return {
+    get redis() {
+      return ready(redis, 'redis');
+    },
+    get prefix() {
+      return ready(prefix, 'prefix');
+    },
+    get cluster() {
+      return ready(cluster, 'cluster');
+    },
+    get keys() {
+      return makeKeys(ready(prefix, 'prefix'));
+    },
+  };
 }
