@@ -70,6 +70,7 @@ export class Ingest {
     try {
       return await run.execute(records);
     } catch (e) {
+      await run.settle();
       await run.abort().catch((err) => this.log.error({ err, post }, 'aborting a failed POST failed; the clean-up job will retry'));
       throw e;
     } finally {
@@ -91,6 +92,14 @@ class PostRun {
   private readonly touched = new Set<string>();
   private readonly ids = new Set<string>();
   private failure?: ApiError;
+  /**
+   * Chunks are placed one after another on this chain, off the loop that parses records:
+   * each placement waits on Redis (token, placement, id index, XADDs), and the next
+   * chunk's rows are parsed meanwhile. `queued` counts chunks on it, inside the window.
+   */
+  private chain: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private stopping = false;
   private wake?: () => void;
   private readonly unlisten: () => void;
   private readonly timer: NodeJS.Timeout;
@@ -128,7 +137,7 @@ class PostRun {
       // A UTF-16 unit is at most 3 UTF-8 bytes: count bytes only when the limit could be near.
       if (line.length * 3 > this.d.opts.maxRecordBytes) checkRecordBytes(Buffer.byteLength(line), this.d.opts, rec.row);
       if (bytes + line.length > chunkBytes && rows.length > 0) {
-        await this.send(ids, rows, firstRow);
+        this.enqueue(ids, rows, firstRow);
         ids = [];
         rows = [];
         bytes = 0;
@@ -139,14 +148,18 @@ class PostRun {
       bytes += line.length + 1;
       inserted++;
       if (rows.length >= chunkRows) {
-        await this.send(ids, rows, firstRow);
+        this.enqueue(ids, rows, firstRow);
         ids = [];
         rows = [];
         bytes = 0;
       }
-      while (this.waitingForMin() >= ingestWindow) await this.nextEvent();
+      while (this.waitingForMin() + this.queued >= ingestWindow) {
+        this.throwIfFailed();
+        await this.nextEvent();
+      }
     }
-    if (rows.length > 0) await this.send(ids, rows, firstRow);
+    if (rows.length > 0) this.enqueue(ids, rows, firstRow);
+    await this.chain;
     // Every chunk needs minReplicas acks; then the rest get a short grace.
     while (this.waitingForMin() > 0 || this.waitingForAll() > 0) {
       this.throwIfFailed();
@@ -189,6 +202,24 @@ class PostRun {
     // After the checks, which need the clear values; `rest` is a copy, the input stays as it was.
     this.encrypt?.(rest);
     return { id: id as string, line: JSON.stringify({ _id: id, ...rest }) };
+  }
+
+  /** Places no more chunks and waits until none is being placed (before an abort, so no chunk is sent after it). */
+  settle(): Promise<void> {
+    this.stopping = true;
+    return this.chain;
+  }
+
+  /** Queues one chunk for {@link send} on the placement chain; a failure fails the POST. */
+  private enqueue(ids: string[], rows: string[], firstRow: number): void {
+    this.queued++;
+    this.chain = this.chain
+      .then(() => (this.failure || this.stopping ? undefined : this.send(ids, rows, firstRow)))
+      .catch((e: unknown) => this.fail(e as ApiError))
+      .finally(() => {
+        this.queued--;
+        this.wake?.();
+      });
   }
 
   /** Places one chunk; `firstRow` is the request's row number of its first record. */
