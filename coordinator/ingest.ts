@@ -93,11 +93,11 @@ class PostRun {
   private readonly ids = new Set<string>();
   private failure?: ApiError;
   /**
-   * Chunks are placed one after another on this chain, off the loop that parses records:
-   * each placement waits on Redis (token, placement, id index, XADDs), and the next
-   * chunk's rows are parsed meanwhile. `queued` counts chunks on it, inside the window.
+   * Chunk placements under way, off the loop that parses records: each waits on Redis
+   * (token, placement, id index, XADDs) while the next chunks' rows are parsed and placed.
+   * `queued` counts them, inside the window.
    */
-  private chain: Promise<void> = Promise.resolve();
+  private readonly sending = new Set<Promise<void>>();
   private queued = 0;
   private stopping = false;
   private wake?: () => void;
@@ -159,7 +159,7 @@ class PostRun {
       }
     }
     if (rows.length > 0) this.enqueue(ids, rows, firstRow);
-    await this.chain;
+    await Promise.all(this.sending);
     // Every chunk needs minReplicas acks; then the rest get a short grace.
     while (this.waitingForMin() > 0 || this.waitingForAll() > 0) {
       this.throwIfFailed();
@@ -205,21 +205,26 @@ class PostRun {
   }
 
   /** Places no more chunks and waits until none is being placed (before an abort, so no chunk is sent after it). */
-  settle(): Promise<void> {
+  async settle(): Promise<void> {
     this.stopping = true;
-    return this.chain;
+    await Promise.all(this.sending);
   }
 
-  /** Queues one chunk for {@link send} on the placement chain; a failure fails the POST. */
+  /** Starts placing one chunk ({@link send}) without waiting for it; a failure fails the POST. */
   private enqueue(ids: string[], rows: string[], firstRow: number): void {
     this.queued++;
-    this.chain = this.chain
-      .then(() => (this.failure || this.stopping ? undefined : this.send(ids, rows, firstRow)))
-      .catch((e: unknown) => this.fail(e as ApiError))
-      .finally(() => {
+    const p = (async () => {
+      try {
+        if (!this.failure && !this.stopping) await this.send(ids, rows, firstRow);
+      } catch (e) {
+        this.fail(e as ApiError);
+      } finally {
         this.queued--;
         this.wake?.();
-      });
+      }
+    })();
+    this.sending.add(p);
+    void p.finally(() => this.sending.delete(p));
   }
 
   /** Places one chunk; `firstRow` is the request's row number of its first record. */
