@@ -176,7 +176,10 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
         const page = await ctx.newPage();
         const res = await page.goto(`${e2e.cluster.url}/admin/queues`);
         assert.equal(res?.status(), 200);
-        await page.waitForFunction(() => ['repair', 'cleanup', 'scrub'].every((q) => document.body.innerText.includes(q)), undefined, { timeout: 30_000 });
+        // The sidebar lists the queues first; the cards with their job counts load after it.
+        await page.waitForFunction(() => ['repair', 'cleanup', 'scrub'].every((q) => document.body.innerText.includes(q)) && !document.body.innerText.includes('Loading'), undefined, {
+          timeout: 30_000,
+        });
         await page.screenshot({ path: png, fullPage: true });
         return page.locator('body').innerText();
       });
