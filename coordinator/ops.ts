@@ -10,12 +10,7 @@ export interface OpOutcome {
   acks: Map<string, OpAckMessage>;
   /** Workers waited for that did not answer in time. */
   missing: string[];
-  /**
-   * Workers waited for that stopped being live during the wait: like a worker down when
-   * the op was sent, each applies the op from its stream when it comes back.
-   */
-  departed: string[];
-  /** Every worker the op was XADDed to. */
+  /** Every worker the op was XADDed to; those not in `acks` have it queued (see MutationResult.pendingWorkers). */
   sentTo: string[];
 }
 
@@ -46,7 +41,6 @@ export async function broadcastOp(
   const op = ulid();
   const msg = make(op);
   const acks = new Map<string, OpAckMessage>();
-  const departed: string[] = [];
   const waiting = new Set(waitFor.filter((w) => to.includes(w)));
   let wake: () => void = () => undefined;
   const allIn = new Promise<void>((resolve) => (wake = resolve));
@@ -77,8 +71,8 @@ export async function broadcastOp(
             .then((live) => {
               for (const w of waiting) {
                 if (live.includes(w)) continue;
+                // Like a worker down when the op was sent: it applies the op when it is back.
                 waiting.delete(w);
-                departed.push(w);
               }
               if (waiting.size === 0) wake();
             })
@@ -89,7 +83,7 @@ export async function broadcastOp(
       clearTimeout(timer);
       clearInterval(poll);
     }
-    return { op, acks, missing: [...waiting], departed, sentTo };
+    return { op, acks, missing: [...waiting], sentTo };
   } finally {
     unlisten();
   }
