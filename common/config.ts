@@ -72,7 +72,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   { env: 'DSTORE_INSECURE', default: '0', used: 'coordinator', description: 'Set to 1 to serve without tokens on a non-loopback DSTORE_HOST (anyone who reaches the port has admin rights).' },
   { env: 'DSTORE_ENCRYPTION_KEY', default: 'none (encrypted columns refused)', used: 'coordinator', description: 'Key of encrypted columns: 32 random bytes as base64 or 64 hex digits (`openssl rand -base64 32`); the same on every coordinator; never logged. See docs/security.md.' },
   { env: 'DSTORE_STATUS_TIMEOUT_MS', default: '2000', used: 'coordinator', description: 'How long GET /status and GET /metrics wait for each part of their Redis read; a part that takes longer is reported as incomplete.' },
-  { env: 'DSTORE_FAILPOINT_SEND_JITTER_MS', default: '0', used: 'coordinator', description: 'Testing only: delays each XADD of an UPDATE, DELETE or COMMIT to a worker stream by a random 0..N ms, as a slow link to one Redis node would (the write-order tests use it). Never set in production.' },
+  { env: 'DSTORE_FAILPOINT_SEND_JITTER_MS', default: '0', used: 'coordinator', description: 'Testing only: delays each XADD the coordinator makes to a worker stream by a random 0..N ms, as a slow link to one Redis node would (the write-order tests use it). Never set in production.' },
   { env: 'DSTORE_URL', default: 'http://127.0.0.1:7070', used: 'cli', description: 'Coordinator the CLI talks to (--url overrides).' },
   { env: 'DSTORE_TOKEN', default: 'none', used: 'cli', description: 'Secret the CLI sends as Authorization: Bearer.' },
 ];
@@ -177,7 +177,7 @@ export interface CoordinatorOptions extends CommonOptions {
   encryptionKey?: Buffer;
   /** Time limit of each Redis read behind `/status` and `/metrics`; a scrape must not hang on a slow Redis. @defaultValue 2 s */
   statusTimeoutMs: number;
-  /** Test-only fault injection: random delay (0..N ms) of each XADD of a broadcast op. @defaultValue 0 */
+  /** Test-only fault injection: random delay (0..N ms) of each XADD to a worker stream. @defaultValue 0 */
   failpointSendJitterMs: number;
 }
 

@@ -267,7 +267,7 @@ class PostRun {
     await this.d.idIndex.reserve(this.table.name, chunk, ids, (id) => firstRow + ids.indexOf(id));
     // Several copies: the large fields are encoded to UTF-8 once, not once per stream write.
     const payload = replicas.length > 1 ? args.map((a) => (a.length > 4096 ? Buffer.from(a) : a)) : args;
-    await Promise.all(replicas.map((w) => cmd.xadd(keys.workerOps(w), '*', ...payload)));
+    await xaddEach(cmd, keys, replicas, payload);
   }
 
   private onAck(m: PostAckMessage): void {
@@ -399,6 +399,6 @@ export async function abortPost(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | '
   if (n < 0) return false;
   const msg = Object.assign(new AbortMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
-  await Promise.all(workers.map((w) => cmd.xadd(keys.workerOps(w), '*', ...args)));
+  await xaddEach(cmd, keys, workers, args);
   return true;
 }

@@ -99,7 +99,7 @@ export const failpoints = { sendJitterMs: 0 };
  * XADDs one op's fields to the ops stream of each worker, one command per stream: on a
  * cluster the workers' streams live on different nodes.
  */
-export async function xaddEach(cmd: DstoreRedis, keys: Keys, workers: readonly string[], args: string[]): Promise<void> {
+export async function xaddEach(cmd: DstoreRedis, keys: Keys, workers: readonly string[], args: readonly (string | Buffer)[]): Promise<void> {
   const jitter = failpoints.sendJitterMs;
   await Promise.all(
     workers.map(async (w) => {

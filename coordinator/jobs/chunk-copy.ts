@@ -2,6 +2,7 @@ import { ulid } from 'ulid';
 import { CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type PostAckMessage } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
 import { FetchRound } from '../fetch-round';
+import { xaddEach } from '../ops';
 
 /** Placement record of a chunk (`<prefix>:chunks`). */
 export interface ChunkMeta {
@@ -62,7 +63,7 @@ export async function copyIn(
   if (lines.length === 0) {
     // A POST holds at least one row; an empty chunk is simply not held. The verifying
     // FETCH's fence waits for the drop, so no ack is awaited here.
-    if (replace) await Promise.all(targets.map((w) => ctx.cmd.xadd(ctx.keys.workerOps(w), '*', ...drop)));
+    if (replace) await xaddEach(ctx.cmd, ctx.keys, targets, drop);
     return;
   }
   const ids = lines.map((l) => (JSON.parse(l) as { _id: string })._id);

@@ -2,6 +2,7 @@ import { ulid } from 'ulid';
 import { DropChunksMessage, SetReplicasMessage } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
 import { copyVerified, type ChunkMeta } from './chunk-copy';
+import { xaddEach } from '../ops';
 
 /** Entries kept in `<prefix>:moves` (approximate; workers also get each move on their ops stream). */
 const MOVES_MAXLEN = 100_000;
@@ -66,7 +67,7 @@ export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: st
   const set = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, since: gen, replyTo: ctx.replyTo }).toArgs();
   const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], minGen: gen, replyTo: ctx.replyTo }).toArgs();
   // One XADD per worker stream (each its own slot on a cluster).
-  await Promise.all([...replicas.map((w) => ctx.cmd.xadd(ctx.keys.workerOps(w), '*', ...set)), ctx.cmd.xadd(ctx.keys.workerOps(from), '*', ...drop)]);
+  await Promise.all([xaddEach(ctx.cmd, ctx.keys, replicas, set), xaddEach(ctx.cmd, ctx.keys, [from], drop)]);
   const p = ctx.cmd.multi();
   p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas, since: gen }));
   p.srem(ctx.keys.workerChunks(from), chunk);

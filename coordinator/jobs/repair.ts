@@ -4,6 +4,7 @@ import type { CoordinatorContext } from '../context';
 import type { WorkerView } from '../membership';
 import { placeChunk } from '../token-ring';
 import { copyVerified, type ChunkMeta } from './chunk-copy';
+import { xaddEach } from '../ops';
 
 export type { ChunkMeta } from './chunk-copy';
 
@@ -77,7 +78,7 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
   // Before the record, as the copy's own list used to be: a job that dies after the
   // record finds the chunk healthy on retry and would not tell the targets again.
   const setReplicas = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
-  await Promise.all(replicas.map((w) => ctx.cmd.xadd(ctx.keys.workerOps(w), '*', ...setReplicas)));
+  await xaddEach(ctx.cmd, ctx.keys, replicas, setReplicas);
   const p = ctx.cmd.multi();
   p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas }));
   for (const w of dead) p.srem(ctx.keys.workerChunks(w), chunk);
@@ -87,7 +88,7 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
   else p.zadd(ctx.keys.underReplicated, Date.now(), chunk);
   await p.exec();
   const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
-  await Promise.all(dead.map((w) => ctx.cmd.xadd(ctx.keys.workerOps(w), '*', ...drop)));
+  await xaddEach(ctx.cmd, ctx.keys, dead, drop);
   ctx.log.info({ chunk, table: meta.table, from: meta.replicas, to: replicas, copiedTo: targets, droppedFrom: dead }, 'chunk repaired');
   return { chunk, status: 'repaired', replicas, copiedTo: targets, droppedFrom: dead };
 }
