@@ -22,7 +22,7 @@ const CONNECTION_COMMANDS = ['+ping', '+info', '+client|setname', '+client|getna
  * any coordinator reply stream and the dead-letter stream without reading them; trim its
  * own stream; its
  * heartbeat (zset + status hash, through the heartbeat script, which also calls TIME);
- * subscribe to the fetch and credit channels. Nothing else: no other worker's stream, no catalogue,
+ * subscribe to its own fetch channel. Nothing else: no other worker's stream, no catalogue,
  * no KEYS/FLUSH/CONFIG.
  */
 export function workerAclRules(keys: Keys, workerId: string): string[] {
@@ -43,6 +43,8 @@ export function workerAclRules(keys: Keys, workerId: string): string[] {
     '+eval',
     '+zadd',
     '+hset',
+    // Its own previous status at start: is its shard older than what it had applied?
+    '+hget',
     '+time',
     // Plain pub/sub on a single Redis, sharded pub/sub on a cluster.
     '+subscribe',
@@ -52,13 +54,10 @@ export function workerAclRules(keys: Keys, workerId: string): string[] {
     `~${keys.workerOps(workerId)}`,
     `%W~${pattern(keys.coordReplies)}`,
     `%W~${keys.dead}`,
-    // Chunk moves, read at each FETCH's fence (docs/architecture.md, drain and rebalance).
-    `%R~${keys.moves}`,
     // Full access: Redis checks the KEYS of EVAL/EVALSHA for read and write alike.
     `~${keys.workers}`,
     `~${keys.workerStatus}`,
-    `&${keys.fetchChannel}`,
-    `&${keys.fetchCreditChannel}`,
+    `&${keys.workerFetch(workerId)}`,
   ];
 }
 
@@ -69,7 +68,7 @@ export function workerAclRules(keys: Keys, workerId: string): string[] {
 export function allKeyPatterns(keys: Keys): string[] {
   const out = new Set<string>();
   for (const [name, v] of Object.entries(keys)) {
-    if (name === 'prefix' || name === 'fetchChannel' || name === 'fetchCreditChannel') continue;
+    if (name === 'prefix' || name === 'workerFetch') continue;
     if (name === 'bullPrefix') out.add(`${v as string}:*`);
     else if (typeof v === 'string') out.add(v);
     else if (typeof v === 'function') out.add(pattern(v as (id: string) => string));
@@ -79,12 +78,12 @@ export function allKeyPatterns(keys: Keys): string[] {
 
 /**
  * Rules for a coordinator: every dstore key (catalogue, placement, streams, BullMQ) and
- * the fetch channel, with any command except the `@dangerous` ones (KEYS, FLUSHALL,
+ * every worker's fetch channel, with any command except the `@dangerous` ones (KEYS, FLUSHALL,
  * CONFIG, DEBUG, SHUTDOWN, CLIENT KILL, …); INFO is given back because ioredis and
  * BullMQ read it. No key outside the prefix.
  */
 export function coordinatorAclRules(keys: Keys): string[] {
-  return ['resetkeys', 'resetchannels', '+@all', '-@dangerous', '+info', ...allKeyPatterns(keys).map((p) => `~${p}`), `&${keys.fetchChannel}`, `&${keys.fetchCreditChannel}`];
+  return ['resetkeys', 'resetchannels', '+@all', '-@dangerous', '+info', ...allKeyPatterns(keys).map((p) => `~${p}`), `&${pattern(keys.workerFetch)}`];
 }
 
 /** `ACL SETUSER <user> reset on >password <rules…>` as arguments (for redis.call or redis-cli). */

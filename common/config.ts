@@ -73,6 +73,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   { env: 'DSTORE_ENCRYPTION_KEY', default: 'none (encrypted columns refused)', used: 'coordinator', description: 'Key of encrypted columns: 32 random bytes as base64 or 64 hex digits (`openssl rand -base64 32`); the same on every coordinator; never logged. See docs/security.md.' },
   { env: 'DSTORE_STATUS_TIMEOUT_MS', default: '2000', used: 'coordinator', description: 'How long GET /status and GET /metrics wait for each part of their Redis read; a part that takes longer is reported as incomplete.' },
   { env: 'DSTORE_FAILPOINT_SEND_JITTER_MS', default: '0', used: 'coordinator', description: 'Testing only: delays each XADD the coordinator makes to a worker stream by a random 0..N ms, as a slow link to one Redis node would (the write-order tests use it). Never set in production.' },
+  { env: 'DSTORE_FAILPOINT_DISK_FULL_FILE', default: 'none', used: 'worker', description: 'Testing only: while a file exists at this path the worker\'s shard cannot grow (SQLite max_page_count), so writes fail as on a full disk; removing it frees the space again. Never set in production.' },
   { env: 'DSTORE_URL', default: 'http://127.0.0.1:7070', used: 'cli', description: 'Coordinator the CLI talks to (--url overrides).' },
   { env: 'DSTORE_TOKEN', default: 'none', used: 'cli', description: 'Secret the CLI sends as Authorization: Bearer.' },
 ];
@@ -117,6 +118,8 @@ export interface WorkerOptions extends CommonOptions {
   fetchBatchBytes: number;
   /** SQLite `synchronous`. Full by default because an ack promises durability. @defaultValue `full` */
   sqliteSync: 'full' | 'normal';
+  /** Testing only: while this file exists the shard cannot grow (a full disk). @defaultValue none */
+  failpointDiskFullFile?: string;
 }
 
 /** Settings of a coordinator process. */
@@ -315,6 +318,7 @@ export function loadWorkerOptions(env: Env = process.env): WorkerOptions {
     fetchBatchRows: readInt(env, 'DSTORE_FETCH_BATCH_ROWS', 1000, 1, 1_000_000),
     fetchBatchBytes: readInt(env, 'DSTORE_FETCH_BATCH_BYTES', 256 * 1024, 1024, 64 * MiB),
     sqliteSync: readChoice(env, 'DSTORE_SQLITE_SYNC', 'full', ['full', 'normal'] as const),
+    failpointDiskFullFile: env.DSTORE_FAILPOINT_DISK_FULL_FILE?.trim() ? path.resolve(env.DSTORE_FAILPOINT_DISK_FULL_FILE.trim()) : undefined,
   };
 }
 

@@ -32,7 +32,30 @@ export class NameError extends Error {
   override readonly name = 'NameError';
 }
 
+/**
+ * Why a worker refused an ops entry, as its ack says it (`code` of a POST_ACK), so the
+ * coordinator branches on a code and never on the wording:
+ * - `duplicate-id`: a row's `_id` is already in the table (the client's repeat: 409);
+ * - `bad-input`: the entry is malformed or asks for something invalid (400);
+ * - `aborted`: the POST was aborted meanwhile (clean-up judged its coordinator dead; retry);
+ * - `storage`: the shard could not be written (SQLite error, disk; retry once it is fixed);
+ * - `internal`: anything else (a bug).
+ */
+export type RefusalCode = 'duplicate-id' | 'bad-input' | 'aborted' | 'storage' | 'internal';
+
+/** Every {@link RefusalCode}, for validation. */
+export const REFUSAL_CODES: readonly RefusalCode[] = ['duplicate-id', 'bad-input', 'aborted', 'storage', 'internal'];
+
 /** A write that is valid as a message but cannot be applied (e.g. a duplicate `_id`). */
 export class RejectedError extends Error {
   override readonly name = 'RejectedError';
+  constructor(
+    message: string,
+    /** Why, for the ack. @defaultValue 'bad-input' */
+    readonly code: RefusalCode = 'bad-input',
+    /** The 1-based row of the chunk at fault, when one row is. */
+    readonly row?: number,
+  ) {
+    super(message);
+  }
 }

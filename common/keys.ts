@@ -10,7 +10,8 @@ import { assertName } from './names';
  * - each worker's ops stream is tagged with the worker id, `dstore:worker:{w1}:ops`, and
  *   each coordinator's reply stream with its id, `dstore:coord:{c1}:replies`, so the
  *   heavy per-process streams spread over the cluster's nodes;
- * - the fetch channel has a tag of its own, `dstore:{fetch}`, a sharded pub/sub channel.
+ * - each worker's fetch channel is tagged like its ops stream, `dstore:worker:{w1}:fetch`, a
+ *   sharded pub/sub channel on a cluster.
  *
  * On a single Redis the tags are just part of the name. docs/scaling.md says why.
  */
@@ -22,14 +23,20 @@ export interface Keys {
   coordReplies(coordinatorId: string): string;
   /** STREAM: messages that failed to decode, with the reason. */
   readonly dead: string;
-  /** PUB/SUB channel: FETCH requests to every worker. */
-  readonly fetchChannel: string;
-  /** PUB/SUB channel: read credit (`<req> <worker> <batches>`), coordinator → the worker answering a FETCH. */
-  readonly fetchCreditChannel: string;
+  /**
+   * PUB/SUB channel (sharded on a cluster): FETCH requests and read credit for one worker.
+   * Tagged with the worker id, like its ops stream, so channels spread over the nodes.
+   */
+  workerFetch(workerId: string): string;
   /** ZSET: worker id → last heartbeat (Redis server time, ms). */
   readonly workers: string;
-  /** HASH: worker id → JSON status (state, ready, rows, chunks, appliedId, …). */
+  /** HASH: worker id → JSON status (state, ready, rows, chunks, appliedId, shard, storage, …). */
   readonly workerStatus: string;
+  /**
+   * HASH: worker id → JSON {shard, at}: the shard (SQLite file) the worker id serves. A worker
+   * reporting another shard is a new incarnation whose recorded chunks are lost.
+   */
+  readonly workerShards: string;
   /** STRING: the global placement token (INCR). */
   readonly token: string;
   /** HASH: table name → JSON definition (schema, version, createdAt). */
@@ -38,6 +45,12 @@ export interface Keys {
   readonly chunks: string;
   /** SET: chunk ids of one table. */
   tableChunks(table: string): string;
+  /**
+   * STRING counter: bumped whenever the readable chunks of a table or their replicas change
+   * (a commit begins or ends, a repair, a move, a lost shard). Coordinators cache a table's
+   * placement and reload it when this changes (coordinator/placement.ts).
+   */
+  placementVersion(table: string): string;
   /** HASH: POSTs sent but not yet committed or aborted → JSON {coordinator, table, at}. */
   readonly openPosts: string;
   /** SET: chunk ids of an open POST. */
@@ -46,13 +59,13 @@ export interface Keys {
   postWorkers(post: string): string;
   /** SET: chunk ids held by one worker. */
   workerChunks(workerId: string): string;
-  /** ZSET: chunk ids below the replication factor (score: time recorded). */
+  /** ZSET: chunk ids below the replication factor, or not yet checked (score: when repair should look, ms). */
   readonly underReplicated: string;
   /**
-   * STREAM: one entry per chunk move (drain, rebalance): `chunk`, `replicas`. Its last id
-   * is the generation a FETCH carries; workers read it before answering (see docs).
+   * STRING: the workers that could take copies at the last repair sweep (sorted ids). When
+   * it changes, every chunk waiting for a target is looked at again at once.
    */
-  readonly moves: string;
+  readonly repairWorkers: string;
   /** HASH: worker id → JSON {at, force} for workers being drained (no new chunks land on them). */
   readonly draining: string;
   /** HASH: worker id → JSON {at, drainedFrom} for drained workers, which are no longer listed. */
@@ -103,22 +116,23 @@ export function makeKeys(prefix: string): Keys {
     workerOps: (id) => `${prefix}:worker:{${assertName('worker id', id)}}:ops`,
     coordReplies: (id) => `${prefix}:coord:{${assertName('coordinator id', id)}}:replies`,
     dead: `${shared}:dead`,
-    fetchChannel: `${prefix}:{fetch}`,
-    fetchCreditChannel: `${prefix}:{fetch}:credit`,
+    workerFetch: (id) => `${prefix}:worker:{${assertName('worker id', id)}}:fetch`,
     workers: `${shared}:workers`,
     workerStatus: `${shared}:workers:status`,
+    workerShards: `${shared}:workers:shards`,
     token: `${shared}:token`,
     tables: `${shared}:tables`,
     chunks: `${shared}:chunks`,
     tableChunks: (table) => `${shared}:table:${assertName('table', table)}:chunks`,
+    placementVersion: (table) => `${shared}:table:${assertName('table', table)}:placement`,
     openPosts: `${shared}:posts:open`,
     postChunks: (post) => `${shared}:post:${assertName('op id', post)}:chunks`,
     postWorkers: (post) => `${shared}:post:${assertName('op id', post)}:workers`,
     workerChunks: (id) => `${shared}:worker:${assertName('worker id', id)}:chunks`,
     underReplicated: `${shared}:chunks:under-replicated`,
+    repairWorkers: `${shared}:repair:workers`,
     coordinators: `${shared}:coordinators`,
     scrubReport: `${shared}:scrub:last`,
-    moves: `${shared}:moves`,
     draining: `${shared}:workers:draining`,
     retired: `${shared}:workers:retired`,
     movesPending: `${shared}:moves:pending`,

@@ -40,6 +40,8 @@ export interface DstoreCommands {
   takeIds(index: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
   /** Deletes a lock only if it still holds `token` (common/lua/release-lock-1.lua). */
   releaseLock(lock: string, token: string): Promise<number>;
+  /** Records the shard a worker serves; a new one forgets the worker's chunks (common/lua/lose-shard-4.lua). */
+  loseShard(shards: string, workerChunks: string, chunks: string, underReplicated: string, worker: string, expected: string, record: string, dueMs: string): Promise<(number | string)[]>;
 }
 
 /**
@@ -139,6 +141,10 @@ export async function subscribe(sub: Redis, channel: string, onMessage: (payload
     if (ch === channel) onMessage(payload);
   };
   sub.on(event, listener);
+  // A SUBSCRIBE written before the connection is ready puts it in subscriber mode before
+  // ioredis' ready check (INFO) runs; the check then fails, the connection is dropped and
+  // comes back without the subscription: the worker silently never hears a FETCH.
+  if (sub.status !== 'ready') await new Promise<void>((resolve) => sub.once('ready', () => resolve()));
   if (sharded) await (sub as unknown as Cluster).ssubscribe(channel);
   else await sub.subscribe(channel);
   return async () => {

@@ -114,7 +114,8 @@ export class Catalogue {
       p.hdel(this.keys.chunks, ...part);
       await p.exec();
     }
-    await this.cmd.del(key);
+    // Cached placements of the table (and of one created again under its name) are stale now.
+    await this.cmd.multi().del(key).incr(this.keys.placementVersion(table)).exec();
     // The id index may be large: UNLINK frees it off Redis' main thread. Another slot.
     await this.cmd.unlink(this.keys.idIndex(table));
   }

@@ -20,10 +20,16 @@ export interface OpsStreamInfo {
 /** One worker in {@link ClusterStatus}. */
 export interface WorkerStatusView {
   id: string;
-  /** Heartbeat recent and state `ready`. */
+  /** Heartbeat recent, state `ready` and storage `ok`. */
   live: boolean;
   ready: boolean;
   state: string;
+  /** Whether its shard can store: `ok`, `full`, `read-only` or `io-error` (then it takes no chunks and answers no reads). */
+  storage: string;
+  /** The storage error, while `storage` is not `ok`. */
+  storageError: string | null;
+  /** The shard (SQLite file) it serves. */
+  shard: string | null;
   rows: number | null;
   chunks: number | null;
   tables: number | null;
@@ -176,6 +182,9 @@ async function readWorkers(src: StatusSources): Promise<WorkerStatusView[]> {
       live: w.live,
       ready: s?.ready ?? false,
       state: s?.state ?? 'unknown',
+      storage: s?.storage ?? 'ok',
+      storageError: s?.storageError ?? null,
+      shard: s?.shard ?? null,
       rows: s?.rows ?? null,
       chunks: s?.chunks ?? null,
       tables: s?.tables ?? null,

@@ -1,13 +1,11 @@
-import type { Keys } from '../common/keys';
-import type { Logger } from '../common/logger';
 import type { FetchRespMessage } from '../common/messages';
 import { aggregateName, type AggregateSpec, type QuerySpec, type SortSpec } from '../common/query';
-import type { DstoreRedis } from '../common/redis';
 import { compareSql, toSqlValue, type SqlValue } from '../common/sqlite-order';
 import { unavailable } from './errors';
-import { FetchRound, readFence, type Fence, type FetchFlow } from './fetch-round';
-import type { WorkerDirectory } from './membership';
+import { FetchRound, type Assignment, type FetchFlow } from './fetch-round';
 import type { CoordinatorContext } from './context';
+import { PlacementCache } from './placement';
+import { Outstanding, ReadPlan } from './read-plan';
 
 /** Options of one read. */
 export interface ReadOptions {
@@ -19,37 +17,34 @@ export interface ReadOptions {
 
 /** What {@link FetchMerger.start} read ahead of a read. */
 export interface ReadStart {
-  known: string[];
   live: string[];
-  fence: Fence;
-}
-
-/** Chunks nobody live holds, and the workers that hold them. */
-interface Gap {
-  chunks: Set<string>;
-  workers: Set<string>;
+  /** The table's placement version, read after the read began. */
+  version: string;
 }
 
 type SortedLine = [...SqlValue[]];
 
+/** Rounds a read may take before it gives up (each retry follows a failure). */
+const MAX_ATTEMPTS = 8;
+
 /**
- * Scatter-gather reads. Publishes a FETCH, merges the FETCH_RESP batches of every live
- * worker and yields output lines (JSON text):
- * - plain reads stream rows through as they arrive; when a worker fails, the chunks it
- *   had not completed are asked again, explicitly, of their next live replica;
+ * Reads. The coordinator decides from the placement records which live replica answers
+ * each chunk ({@link ReadPlan}), sends each of those workers one FETCH naming its chunks,
+ * merges their FETCH_RESP batches and yields output lines (JSON text). Every chunk is
+ * answered exactly once (each worker's answer must account for exactly its chunks), or
+ * asked again of another replica, or the read fails (503) or, with `partial`, ends with a
+ * `{"_partial": true, …}` line naming what is missing:
+ * - plain reads stream rows through as they arrive; after a failure only the chunks not
+ *   answered yet are asked again;
  * - sorted reads are a k-way merge of the workers' sorted streams; after a failure the
  *   read restarts without that worker and skips what was already sent (the order is
  *   total: sort keys, then `_id`);
  * - aggregates combine the partials of every worker (sum of sums, count of counts,
  *   min of mins, avg as sum/count), then sort and limit.
- * When some chunk has no live replica the read fails with 503 naming the workers, or,
- * with `partial`, ends with a `{"_partial": true, …}` line.
  */
 export class FetchMerger {
-  private readonly cmd: DstoreRedis;
-  private readonly keys: Keys;
-  private readonly workers: WorkerDirectory;
-  private readonly log: Logger;
+  readonly placements: PlacementCache;
+  private readonly outstanding = new Outstanding();
 
   constructor(
     private readonly ctx: CoordinatorContext,
@@ -57,20 +52,16 @@ export class FetchMerger {
     /** Flow control of every read (see {@link FetchRound}); absent: workers send without waiting. */
     private readonly flow?: FetchFlow,
   ) {
-    ({ cmd: this.cmd, keys: this.keys, workers: this.workers } = ctx);
-    this.log = ctx.log.child({ component: 'fetch' });
+    this.placements = new PlacementCache(ctx.cmd, ctx.keys);
   }
 
   /**
-   * Starts the Redis reads a read needs first (the live set and the first round's fence),
-   * so that they share a round trip with the caller's own (the catalogue lookup); pass
-   * the result to {@link read}. A point lookup is mostly round trips.
+   * Starts the Redis reads a read needs first (the live set and the table's placement
+   * version), so that they share a round trip with the caller's own (the catalogue lookup);
+   * pass the result to {@link read}. A point lookup is mostly round trips.
    */
-  start(): Promise<ReadStart> {
-    const p = (async () => {
-      const { known, live } = await this.workers.snapshot();
-      return { known, live, fence: await readFence(this.cmd, this.keys, live) };
-    })();
+  start(table: string): Promise<ReadStart> {
+    const p = Promise.all([this.ctx.workers.live(), this.placements.version(table)]).then(([live, version]) => ({ live, version }));
     p.catch(() => undefined);
     return p;
   }
@@ -80,97 +71,64 @@ export class FetchMerger {
    * (plain reads without a limit) a batch of lines joined by newlines, never ending in one.
    */
   async *read(table: string, q: QuerySpec, opts: ReadOptions = {}, started?: Promise<ReadStart>): AsyncGenerator<string> {
-    // One cached listing for both: no Redis round trip per read (a point lookup's cost).
-    const s = started ? await started : undefined;
-    const { known, live } = s ?? (await this.workers.snapshot());
+    const { live, version } = await (started ?? this.start(table));
     if (live.length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
-    const liveSet = new Set(live);
-    const gap = await this.gap(table, live, known.filter((w) => !liveSet.has(w)));
-    this.checkGap(gap, opts);
+    const placement = await this.placements.get(table, version);
+    const plan = new ReadPlan(
+      {
+        cmd: this.ctx.cmd,
+        keys: this.ctx.keys,
+        placements: this.placements,
+        outstanding: this.outstanding,
+        liveNow: () => {
+          this.ctx.workers.invalidate();
+          return this.ctx.workers.live();
+        },
+        log: this.ctx.log,
+      },
+      table,
+      live,
+      placement,
+      opts.partial ?? false,
+    );
     const mode = q.aggregate ? 'agg' : q.sort ? 'sorted' : 'rows';
-    const fence = s?.fence;
-    const rounds =
-      mode === 'rows' ? this.readRows(table, q, live, gap, opts, fence) : mode === 'sorted' ? this.readSorted(table, q, live, gap, opts, fence) : this.readAggregate(table, q, live, gap, opts, fence);
-    yield* rounds;
-    if (gap.chunks.size > 0) {
-      yield JSON.stringify({ _partial: true, missingWorkers: [...gap.workers].sort(), missingChunks: gap.chunks.size });
-    }
+    yield* mode === 'rows' ? this.readRows(plan, q, opts) : mode === 'sorted' ? this.readSorted(plan, q, opts) : this.readAggregate(plan, q);
+    const trailer = plan.trailer();
+    if (trailer) yield trailer;
   }
 
-  private checkGap(gap: Gap, opts: ReadOptions): void {
-    if (gap.chunks.size > 0 && !opts.partial) {
-      const ws = [...gap.workers].sort();
-      throw unavailable(`${gap.chunks.size} chunk(s) have no live replica; their workers are down: ${ws.join(', ')}. Restart them, or ask for a partial answer (partial=true)`, {
-        missingWorkers: ws,
-        missingChunks: gap.chunks.size,
-      });
-    }
+  /** A round over `assignments`, counted as outstanding work of its workers until closed. */
+  private round(plan: ReadPlan, assignments: Assignment[], q: QuerySpec): { round: FetchRound; close(): void } {
+    const round = new FetchRound(this.ctx, plan.table, assignments, q, this.timeoutMs, this.flow);
+    const workers = round.workers;
+    this.outstanding.add(workers, 1);
+    let closed = false;
+    return {
+      round,
+      close: () => {
+        round.close();
+        if (!closed) this.outstanding.add(workers, -1);
+        closed = true;
+      },
+    };
   }
 
-  /** Chunks of `table` whose replicas are all outside `live`. */
-  private async gap(table: string, live: readonly string[], among?: readonly string[]): Promise<Gap> {
-    const liveSet = new Set(live);
-    const down = among ?? (await this.workers.known()).filter((w) => !liveSet.has(w));
-    const gap: Gap = { chunks: new Set(), workers: new Set() };
-    for (const w of down) {
-      const held = await this.chunksOf(w, table);
-      for (const [chunk, replicas] of held) {
-        if (!replicas.some((r) => liveSet.has(r))) {
-          gap.chunks.add(chunk);
-          replicas.forEach((r) => gap.workers.add(r));
-        }
-      }
-    }
-    return gap;
-  }
-
-  /** A worker's chunks of a table, with their replica lists. */
-  private async chunksOf(worker: string, table: string): Promise<Map<string, string[]>> {
-    const ids = await this.cmd.sinter(this.keys.workerChunks(worker), this.keys.tableChunks(table));
-    const out = new Map<string, string[]>();
-    for (let i = 0; i < ids.length; i += 1000) {
-      const part = ids.slice(i, i + 1000);
-      const metas = await this.cmd.hmget(this.keys.chunks, ...part);
-      part.forEach((id, j) => {
-        if (metas[j]) out.set(id, (JSON.parse(metas[j]!) as { replicas: string[] }).replicas);
-      });
-    }
-    return out;
-  }
-
-  private round(table: string, live: readonly string[], q: QuerySpec, chunks?: string[]): FetchRound {
-    return new FetchRound(this.ctx, table, live, q, this.timeoutMs, chunks, this.flow);
-  }
-
-  /** After failures: the new live set, and the extra gap it opens (or a 503). */
-  private async afterFailure(table: string, round: FetchRound, live: string[], gap: Gap, opts: ReadOptions): Promise<string[]> {
-    this.workers.invalidate();
-    // A `stale` worker is fine: the read's generation was too old for it; a new round has a newer one.
-    const failed = [...round.failed.keys()].filter((w) => !round.stale.has(w));
-    this.log.warn({ req: round.req, failed: Object.fromEntries(round.failed) }, 'FETCH: workers failed; retrying without them');
-    const next = live.filter((w) => !round.failed.has(w) || round.stale.has(w));
-    const more = await this.gap(table, next, failed);
-    for (const c of more.chunks) gap.chunks.add(c);
-    for (const w of more.workers) gap.workers.add(w);
-    this.checkGap(gap, opts);
-    if (next.length === 0) throw unavailable(`every live worker failed to answer (${failed.join(', ')})`, { missingWorkers: failed });
-    return next;
-  }
-
-  private async *readRows(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions, fence?: Fence): AsyncGenerator<string> {
+  private async *readRows(plan: ReadPlan, q: QuerySpec, opts: ReadOptions): AsyncGenerator<string> {
     let emitted = 0;
-    let chunks: string[] | undefined;
-    // Chunks whose rows were sent, by any worker, in any round of this read.
-    const sent = new Set<string>();
-    for (let attempt = 0; ; attempt++) {
-      const round = this.round(table, live, q, chunks);
+    // Chunks answered, by any worker, in any round of this read.
+    const answered = new Set<string>();
+    const dec = opts.decryptRow;
+    const out = (l: string) => (dec ? JSON.stringify(dec(JSON.parse(l) as Record<string, unknown>)) : l);
+    for (let attempt = 1; ; attempt++) {
+      const todo = plan.chunks().filter((c) => !answered.has(c));
+      const assignments = plan.assign(todo);
+      if (assignments.length === 0) return;
+      const { round, close } = this.round(plan, assignments, q);
       try {
-        await round.publish(attempt === 0 ? fence : undefined);
+        await round.publish();
         for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
           if (e.kind !== 'batch') continue;
           const r = e.resp;
-          const dec = opts.decryptRow;
-          const out = (l: string) => (dec ? JSON.stringify(dec(JSON.parse(l) as Record<string, unknown>)) : l);
           if (q.limit === undefined && r.rows.length > 0) {
             // A whole batch as one piece of text: per-line yields through the generators
             // were a large share of a big read's cost.
@@ -185,43 +143,38 @@ export class FetchMerger {
           }
           // Taken: the reader asked for what comes next.
           round.ack(r);
-          for (const c of r.chunks ?? []) sent.add(c);
+          for (const c of r.chunks ?? []) answered.add(c);
         }
       } finally {
-        round.close();
+        close();
       }
       if (round.failed.size === 0 || (q.limit !== undefined && emitted >= q.limit)) return;
-      if (attempt > 2 * live.length + 2) throw unavailable('the read did not complete after repeated retries');
-      // Ask again for every chunk of the table not sent yet, not only those the placement
-      // records give the failed workers: a chunk being moved may have been theirs to answer
-      // at this read's generation and someone else's by now. Workers still answer only the
-      // chunks they are first live replica of, and a chunk with no row sent is asked again
-      // harmlessly (it has none to send, or nobody sent it).
-      live = await this.afterFailure(table, round, live, gap, opts);
-      chunks = (await this.cmd.smembers(this.keys.tableChunks(table))).filter((c) => !sent.has(c) && !gap.chunks.has(c));
-      if (chunks.length === 0) return;
+      if (attempt >= MAX_ATTEMPTS) throw unavailable('the read did not complete after repeated retries');
+      await plan.learn(round);
     }
   }
 
-  private async *readSorted(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions, fence?: Fence): AsyncGenerator<string> {
+  private async *readSorted(plan: ReadPlan, q: QuerySpec, opts: ReadOptions): AsyncGenerator<string> {
     const sort = q.sort!;
     const cmp = (a: SortedLine, b: SortedLine) => compareSorted(sort, a, b);
     let cursor: SortedLine | undefined;
     let emitted = 0;
-    for (let attempt = 0; ; attempt++) {
-      const round = this.round(table, live, q);
-      const buffers = new Map<string, SortedLine[]>(live.map((w) => [w, []]));
+    for (let attempt = 1; ; attempt++) {
+      const assignments = plan.assign(plan.chunks());
+      const workers = assignments.map((a) => a.worker);
+      const { round, close } = this.round(plan, assignments, q);
+      const buffers = new Map<string, SortedLine[]>(workers.map((w) => [w, []]));
       // Per worker, its buffered batches and how many of their rows are still in `buffers`:
       // a batch is taken (acked) once its last row has been emitted or skipped.
-      const batches = new Map<string, { resp: FetchRespMessage; left: number }[]>(live.map((w) => [w, []]));
+      const batches = new Map<string, { resp: FetchRespMessage; left: number }[]>(workers.map((w) => [w, []]));
       const shifted = (w: string) => {
-        const q = batches.get(w)!;
-        if (--q[0].left === 0) round.ack(q.shift()!.resp);
+        const b = batches.get(w)!;
+        if (--b[0].left === 0) round.ack(b.shift()!.resp);
       };
-      const open = new Set(live);
+      const open = new Set(workers);
       let failed = false;
       try {
-        await round.publish(attempt === 0 ? fence : undefined);
+        await round.publish();
         for (;;) {
           // Emit while every open worker has a row buffered (or has finished).
           while ([...open].every((w) => buffers.get(w)!.length > 0)) {
@@ -254,21 +207,22 @@ export class FetchMerger {
           if (e.resp.done) open.delete(e.resp.worker);
         }
       } finally {
-        round.close();
+        close();
       }
-      if (attempt > 2 * live.length + 2) throw unavailable('the read did not complete after repeated retries');
-      live = await this.afterFailure(table, round, live, gap, opts);
+      if (attempt >= MAX_ATTEMPTS) throw unavailable('the read did not complete after repeated retries');
+      await plan.learn(round);
     }
   }
 
-  private async *readAggregate(table: string, q: QuerySpec, live: string[], gap: Gap, opts: ReadOptions, fence?: Fence): AsyncGenerator<string> {
+  private async *readAggregate(plan: ReadPlan, q: QuerySpec): AsyncGenerator<string> {
     const aggs = q.aggregate!;
     const groupBy = q.groupBy ?? [];
-    for (let attempt = 0; ; attempt++) {
-      const round = this.round(table, live, q);
+    for (let attempt = 1; ; attempt++) {
+      const assignments = plan.assign(plan.chunks());
+      const { round, close } = this.round(plan, assignments, q);
       const parts: FetchRespMessage[] = [];
       try {
-        await round.publish(attempt === 0 ? fence : undefined);
+        await round.publish();
         for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
           if (e.kind !== 'batch') continue;
           // Partial aggregates are one line per group: kept whole, taken at once.
@@ -276,14 +230,14 @@ export class FetchMerger {
           round.ack(e.resp);
         }
       } finally {
-        round.close();
+        close();
       }
       if (round.failed.size === 0) {
         yield* combineAggregates(parts, groupBy, aggs, q.sort, q.limit);
         return;
       }
-      if (attempt > 2 * live.length + 2) throw unavailable('the read did not complete after repeated retries');
-      live = await this.afterFailure(table, round, live, gap, opts);
+      if (attempt >= MAX_ATTEMPTS) throw unavailable('the read did not complete after repeated retries');
+      await plan.learn(round);
     }
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Keys } from '../common/keys';
-import { encodeFetch, FetchMessage, type FetchRespMessage } from '../common/messages';
+import { build, encodeFetch, FetchCreditMessage, FetchMessage, type FetchErrorCode, type FetchRespMessage } from '../common/messages';
 import type { QuerySpec } from '../common/query';
 import { publish, type DstoreRedis } from '../common/redis';
 import type { CoordinatorContext } from './context';
@@ -35,38 +35,38 @@ function rowBytes(m: FetchRespMessage): number {
   return n;
 }
 
-/**
- * A read's fence: the generation (last id of the moves stream) and the tail of each
- * live worker's ops stream (`0-0` when empty), read before the FETCH is published.
- */
-export interface Fence {
-  live: readonly string[];
-  gen: string;
-  tails: string[];
-}
-
-/** Reads a {@link Fence} for `live`: commands issued together, one round trip. */
-export async function readFence(cmd: DstoreRedis, keys: Keys, live: readonly string[]): Promise<Fence> {
-  const last = (key: string) => cmd.xrevrange(key, '+', '-', 'COUNT', 1).then((r) => r[0]?.[0] ?? '0-0');
-  const [gen, ...tails] = await Promise.all([last(keys.moves), ...live.map((w) => last(keys.workerOps(w)))]);
-  return { live, gen, tails };
+/** The chunks one worker answers for in a round. */
+export interface Assignment {
+  worker: string;
+  chunks: readonly string[];
 }
 
 /** Why a worker left a round without finishing. */
 export interface WorkerFailure {
   worker: string;
+  /** The worker's code, or `timeout` (silent), or `protocol` (its answer did not add up). */
+  code: FetchErrorCode | 'timeout' | 'protocol';
   reason: string;
+  /** With code `missing`: the chunks it was asked for and does not hold committed. */
+  missing?: string[];
 }
 
 /** Something that happened in a round, in arrival order. */
 export type RoundEvent = { kind: 'batch'; resp: FetchRespMessage } | { kind: 'failed'; failure: WorkerFailure } | { kind: 'end' };
 
+/** Reads the last id of each worker's ops stream (`0-0` when empty): the read fence, in one round trip. */
+export async function readTails(cmd: DstoreRedis, keys: Keys, workers: readonly string[]): Promise<string[]> {
+  return Promise.all(workers.map((w) => cmd.xrevrange(keys.workerOps(w), '+', '-', 'COUNT', 1).then((r) => r[0]?.[0] ?? '0-0')));
+}
+
 /**
- * One FETCH publication and the FETCH_RESP batches that answer it. Batches of each
- * worker are delivered in `seq` order. A worker that sends nothing for `timeoutMs`, or
- * answers with an error code, fails: its later batches are ignored, so a retry can ask
- * others for its share without duplicates. The round ends when every live worker has
- * sent `done` or failed.
+ * One FETCH round: each assigned worker gets a FETCH naming exactly the chunks it answers
+ * for, on its own channel, and its FETCH_RESP batches are delivered in `seq` order. A
+ * worker that sends nothing for `timeoutMs`, or answers with an error code, fails: its
+ * later batches are ignored, so a retry can ask others for its share without duplicates.
+ *
+ * Accounting: a worker's answer is complete only when the chunks its batches name are
+ * exactly the chunks it was asked for, each named once; anything else fails it (`protocol`).
  *
  * With a {@link FetchFlow}, a worker sends `window` batches and then waits for credit:
  * each batch the reader takes ({@link ack}) lets it send one more, so a slow client holds
@@ -80,9 +80,10 @@ export class FetchRound {
   private readonly events: RoundEvent[] = [];
   private wake?: () => void;
   private readonly open: Set<string>;
-  readonly failed = new Map<string, string>();
-  /** Workers that refused the read's generation as too old (`stale`): asked again, not dropped. */
-  readonly stale = new Set<string>();
+  readonly failed = new Map<string, WorkerFailure>();
+  private readonly assigned = new Map<string, Assignment>();
+  /** Per worker, the chunks its batches named so far (complete answers only count once done). */
+  private readonly named = new Map<string, Set<string>>();
   private readonly nextSeq = new Map<string, number>();
   private readonly early = new Map<string, Map<number, FetchRespMessage>>();
   private readonly lastHeard = new Map<string, number>();
@@ -101,49 +102,58 @@ export class FetchRound {
   private readonly replyTo: string;
 
   constructor(
-    ctx: CoordinatorContext,
+    ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'router' | 'replyTo'>,
     readonly table: string,
-    readonly live: readonly string[],
+    assignments: readonly Assignment[],
     private readonly query: QuerySpec & { digest?: boolean },
     private readonly timeoutMs: number,
-    readonly chunks?: string[],
     private readonly flow?: FetchFlow,
   ) {
     ({ cmd: this.cmd, keys: this.keys, replyTo: this.replyTo } = ctx);
-    this.open = new Set(live);
+    for (const a of assignments) this.assigned.set(a.worker, a);
+    this.open = new Set(this.assigned.keys());
     const now = Date.now();
-    for (const w of live) {
+    for (const w of this.open) {
       this.lastHeard.set(w, now);
       this.grantedAt.set(w, now);
+      this.named.set(w, new Set());
     }
     this.unlisten = ctx.router.listen('req', this.req, (m) => m.type === 'FETCH_RESP' && this.onResp(m));
     this.timer = setInterval(() => this.checkSilence(), Math.max(20, Math.min(250, timeoutMs / 4)));
+    if (this.open.size === 0) this.push({ kind: 'end' });
+  }
+
+  /** The workers asked in this round. */
+  get workers(): string[] {
+    return [...this.assigned.keys()];
   }
 
   /**
-   * Publishes the FETCH, with the current generation (last id of the moves stream) and
-   * the tail of each live worker's ops stream (its fence), read together: one round trip
-   * here instead of one in every worker. A `fence` read earlier for the same live set
-   * (see {@link FetchMerger.start}) is used as it is: older is fine, it is still after
-   * the request arrived.
+   * Reads each asked worker's fence (the tail of its ops stream, after the read began),
+   * then publishes each FETCH on its worker's channel.
    */
-  async publish(fence?: Fence): Promise<void> {
-    const same = fence && fence.live.length === this.live.length && fence.live.every((w, i) => w === this.live[i]);
-    const { gen, tails } = same ? fence : await readFence(this.cmd, this.keys, this.live);
-    const msg = Object.assign(new FetchMessage(), {
-      req: this.req,
-      gen,
-      tails,
-      replyTo: this.replyTo,
-      table: this.table,
-      live: [...this.live],
-      timeoutMs: this.timeoutMs,
-      chunks: this.chunks,
-      window: this.flow?.window,
-      ...this.query,
-    });
-    const receivers = await publish(this.cmd, this.keys.fetchChannel, encodeFetch(msg));
-    if (receivers === 0) for (const w of this.live) this.failWorker(w, 'no worker is subscribed to the fetch channel');
+  async publish(): Promise<void> {
+    const workers = this.workers;
+    if (workers.length === 0) return;
+    const tails = await readTails(this.cmd, this.keys, workers);
+    await Promise.all(
+      workers.map(async (w, i) => {
+        const a = this.assigned.get(w)!;
+        const msg = build(FetchMessage, {
+          req: this.req,
+          worker: w,
+          tail: tails[i],
+          replyTo: this.replyTo,
+          table: this.table,
+          chunks: [...a.chunks],
+          timeoutMs: this.timeoutMs,
+          window: this.flow?.window,
+          ...this.query,
+        });
+        const receivers = await publish(this.cmd, this.keys.workerFetch(w), encodeFetch(msg));
+        if (receivers === 0) this.failWorker({ worker: w, code: 'timeout', reason: `worker ${w} is not subscribed to its fetch channel` });
+      }),
+    );
   }
 
   /** The next event; resolves `{kind: 'end'}` once, after every worker finished or failed. */
@@ -176,7 +186,12 @@ export class FetchRound {
   private grant(worker: string, n: number): void {
     this.granted.set(worker, n);
     this.grantedAt.set(worker, Date.now());
-    publish(this.cmd, this.keys.fetchCreditChannel, `${this.req} ${worker} ${n}`).catch(() => undefined);
+    this.sendCredit(worker, n);
+  }
+
+  private sendCredit(worker: string, granted: number): void {
+    const msg = build(FetchCreditMessage, { req: this.req, worker, granted });
+    publish(this.cmd, this.keys.workerFetch(worker), encodeFetch(msg)).catch(() => undefined);
   }
 
   /** Stops listening; late batches are dropped, and workers still sending are told to stop. */
@@ -186,7 +201,7 @@ export class FetchRound {
     if (this.flow) {
       this.flow.queue.remove(this.held);
       this.held = 0;
-      if (this.open.size > 0 && !this.ended) publish(this.cmd, this.keys.fetchCreditChannel, `${this.req} * -1`).catch(() => undefined);
+      if (!this.ended) for (const w of this.open) this.sendCredit(w, -1);
     }
     this.ended = true;
     this.wake?.();
@@ -210,8 +225,7 @@ export class FetchRound {
       this.flow.queue.add(b);
     }
     if (m.code) {
-      if (m.code === 'stale') this.stale.add(m.worker);
-      this.failWorker(m.worker, `${m.code}: ${m.error ?? ''}`);
+      this.failWorker({ worker: m.worker, code: m.code, reason: `${m.code}: ${m.error ?? ''}`, missing: m.missing });
       return;
     }
     // Batches arrive in order on one stream, but keep the order explicit anyway.
@@ -222,16 +236,35 @@ export class FetchRound {
     for (let r = pending.get(seq); r; r = pending.get(seq)) {
       pending.delete(seq);
       seq++;
+      const problem = this.account(r);
+      if (problem) {
+        this.failWorker({ worker: r.worker, code: 'protocol', reason: problem });
+        break;
+      }
       if (r.done) this.open.delete(r.worker);
       this.push({ kind: 'batch', resp: r });
     }
     this.nextSeq.set(m.worker, seq);
   }
 
-  private failWorker(worker: string, reason: string): void {
-    if (!this.open.delete(worker)) return;
-    this.failed.set(worker, reason);
-    this.push({ kind: 'failed', failure: { worker, reason } });
+  /** Checks the chunks a batch names against what its worker was asked; a reason when they do not add up. */
+  private account(r: FetchRespMessage): string | undefined {
+    const asked = this.assigned.get(r.worker)!;
+    const askedSet = new Set(asked.chunks);
+    const named = this.named.get(r.worker)!;
+    for (const c of r.chunks ?? []) {
+      if (!askedSet.has(c)) return `worker ${r.worker} answered chunk ${c}, which it was not asked for`;
+      if (named.has(c)) return `worker ${r.worker} answered chunk ${c} twice`;
+      named.add(c);
+    }
+    if (r.done && named.size !== askedSet.size) return `worker ${r.worker} answered ${named.size} of the ${askedSet.size} chunks it was asked for`;
+    return undefined;
+  }
+
+  private failWorker(f: WorkerFailure): void {
+    if (!this.open.delete(f.worker)) return;
+    this.failed.set(f.worker, f);
+    this.push({ kind: 'failed', failure: f });
   }
 
   private checkSilence(): void {
@@ -244,7 +277,9 @@ export class FetchRound {
         if (now - (this.grantedAt.get(w) ?? now) > this.timeoutMs / 3) this.grant(w, this.granted.get(w) ?? this.flow.window);
         continue;
       }
-      if (now - (this.lastHeard.get(w) ?? now) > this.timeoutMs) this.failWorker(w, `no answer for DSTORE_FETCH_TIMEOUT_MS=${this.timeoutMs} ms`);
+      if (now - (this.lastHeard.get(w) ?? now) > this.timeoutMs) {
+        this.failWorker({ worker: w, code: 'timeout', reason: `no answer for DSTORE_FETCH_TIMEOUT_MS=${this.timeoutMs} ms` });
+      }
     }
   }
 }

@@ -2,6 +2,7 @@ import { monotonicFactory, ulid } from 'ulid';
 import type { CoordinatorOptions } from '../common/config';
 import type { Logger } from '../common/logger';
 import { AbortMessage, CommitMessage, PostMessage, type PostAckMessage } from '../common/messages';
+import { refusalError } from './refusals';
 import type { TableDef } from './catalogue';
 import { ApiError, badRequest, conflict, unavailable } from './errors';
 import type { ParsedRecord } from './record-parsers';
@@ -13,6 +14,7 @@ import { placeChunk } from './token-ring';
 import type { IdIndex } from './id-index';
 import { xaddEach } from './ops';
 import { inWriteOrder } from './order-lock';
+import { bumpPlacement } from './placement';
 
 /** What a successful POST reports. */
 export interface IngestResult {
@@ -28,6 +30,8 @@ interface InFlight {
   id: string;
   replicas: string[];
   rows: number;
+  /** The request's row number of the chunk's first record, to name rows a worker refuses. */
+  firstRow?: number;
   acked: Set<string>;
   sentAt: number;
   /** Time it reached minReplicas acks. */
@@ -243,7 +247,7 @@ class PostRun {
     const msg = Object.assign(new PostMessage(), { chunk, post: this.post, table: this.table.name, replicas, replyTo: this.d.replyTo, ids, rows });
     const args = msg.toArgs();
     const meta = JSON.stringify({ table: this.table.name, post: this.post, replicas, rows: ids.length });
-    this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, acked: new Set(), sentAt: Date.now() });
+    this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, firstRow, acked: new Set(), sentAt: Date.now() });
     this.placed.push(chunk);
     replicas.forEach((w) => this.touched.add(w));
     // Placement is recorded before any stream gets the chunk, so clean-up always knows where a
@@ -265,6 +269,13 @@ class PostRun {
     );
     // After the placement is recorded: an index entry whose chunk has none is stale.
     await this.d.idIndex.reserve(this.table.name, chunk, ids, (id) => firstRow + ids.indexOf(id));
+    if (replicas.length < opts.replicas) {
+      // Fewer live workers than R: acknowledged with fewer copies, recorded (after the
+      // placement, which repair reads) so that repair tops it up once workers can take it.
+      this.underReplicated++;
+      await cmd.zadd(keys.underReplicated, Date.now(), chunk);
+      this.d.log.warn({ chunk, replicas, want: opts.replicas }, 'chunk placed on fewer than DSTORE_REPLICAS workers; recorded for repair');
+    }
     // Several copies: the large fields are encoded to UTF-8 once, not once per stream write.
     const payload = replicas.length > 1 ? args.map((a) => (a.length > 4096 ? Buffer.from(a) : a)) : args;
     await xaddEach(cmd, keys, replicas, payload);
@@ -274,8 +285,7 @@ class PostRun {
     const c = this.inflight.get(m.chunk);
     if (!c || !c.replicas.includes(m.worker)) return;
     if (m.status === 'error') {
-      const dup = /duplicate _id/.test(m.error ?? '');
-      this.fail(dup ? conflict(`${m.error}; nothing of this request was stored`, { worker: m.worker }) : new ApiError(500, 'write_failed', `worker ${m.worker} refused chunk ${m.chunk}: ${m.error}`));
+      this.fail(refusalError(m, c));
       return;
     }
     c.acked.add(m.worker);
@@ -350,14 +360,18 @@ class PostRun {
 }
 
 /**
- * The record's own JSON text with `_id` first, or undefined when it cannot be had safely
- * without re-serialising (then the caller stringifies the parsed value). `text` is known to
- * parse as a JSON object. Reusing it saves a JSON.stringify per row on the hot path; the
- * stored text is then the client's, which is the same JSON value. Conservative: any `"_id"`
- * elsewhere in the text or any `\u` escape (which could spell a duplicate `_id` key) falls back.
+ * The record's own JSON text with `_id` first, on one line, or undefined when it cannot be
+ * had safely without re-serialising (then the caller stringifies the parsed value). `text`
+ * is known to parse as a JSON object. Reusing it saves a JSON.stringify per row on the hot
+ * path; the stored text is then the client's, which is the same JSON value. A text over
+ * several lines (a pretty-printed array element) is compacted first: a stored row is one
+ * line of a chunk's `rows` field, and a line break would split it into several rows.
+ * Conservative: any `"_id"` elsewhere in the text or any `\u` escape (which could spell a
+ * duplicate `_id` key) falls back.
  */
 export function withIdFirst(text: string, id: string, generated: boolean): string | undefined {
-  const t = text.trim();
+  // Valid JSON has raw line breaks only as whitespace between tokens, never inside strings.
+  const t = text.indexOf('\n') === -1 && text.indexOf('\r') === -1 ? text.trim() : compactJson(text);
   if (t.charCodeAt(0) !== 123 /* { */ || t.charCodeAt(t.length - 1) !== 125 /* } */ || t.includes('\\u')) return undefined;
   const head = `{"_id":${JSON.stringify(id)}`;
   if (generated) {
@@ -369,6 +383,35 @@ export function withIdFirst(text: string, id: string, generated: boolean): strin
   const next = t.charCodeAt(head.length);
   if (next !== 44 /* , */ && next !== 125 /* } */) return undefined;
   return t.includes('"_id"', head.length) ? undefined : t;
+}
+
+/**
+ * `text` (valid JSON) without the whitespace JSON allows between tokens; strings are kept
+ * as they are. Linear, and only run on texts that span several lines.
+ */
+export function compactJson(text: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      // Skip the string: to its closing quote, stepping over escapes.
+      for (i++; i < text.length; i++) {
+        const s = text.charCodeAt(i);
+        if (s === 92 /* \ */) i++;
+        else if (s === 34) break;
+      }
+    } else if (isJsonSpace(c)) {
+      out += text.slice(from, i);
+      while (i + 1 < text.length && isJsonSpace(text.charCodeAt(i + 1))) i++;
+      from = i + 1;
+    }
+  }
+  return out + text.slice(from);
+}
+
+function isJsonSpace(c: number): boolean {
+  return c === 32 || c === 10 || c === 13 || c === 9;
 }
 
 /**
@@ -384,7 +427,10 @@ export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' 
   // In write order with UPDATE/DELETE: they reach committed rows only, so a COMMIT one
   // replica applies before an UPDATE and another after would leave them different.
   await inWriteOrder(ctx, table, `the COMMIT of POST ${post}`, () => xaddEach(cmd, keys, workers, args), 'proceed');
-  await cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post)).exec();
+  // Closing the record makes the POST readable: the placement version tells cached readers.
+  const close = cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post));
+  bumpPlacement(close, keys, [table]);
+  await close.exec();
 }
 
 /**

@@ -9,7 +9,7 @@ export interface WorkerView {
   lastSeen: number;
   /** Milliseconds since that heartbeat. */
   age: number;
-  /** Heartbeat recent and state `ready`: it takes writes and answers reads. */
+  /** Heartbeat recent, state `ready` and storage `ok`: it takes writes and answers reads. */
   live: boolean;
   /** Being drained: still answers reads for the chunks it holds, takes no new chunks. */
   draining: boolean;
@@ -59,7 +59,9 @@ export class WorkerDirectory {
         status = undefined;
       }
       const age = now - lastSeen;
-      out.push({ id, lastSeen, age, live: age <= this.timeoutMs && status?.state === 'ready', draining: drainingSet.has(id), status });
+      // A worker whose shard cannot store holds its ops stream: it neither takes chunks nor answers reads.
+      const live = age <= this.timeoutMs && status?.state === 'ready' && (status.storage ?? 'ok') === 'ok';
+      out.push({ id, lastSeen, age, live, draining: drainingSet.has(id), status });
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }

@@ -47,6 +47,7 @@ export class CoordinatorMetrics {
     gauge('dstore_worker_rows', 'Rows in the worker shard.', ['workerId']);
     gauge('dstore_worker_chunks', 'Chunks in the worker shard.', ['workerId']);
     gauge('dstore_worker_shard_bytes', 'Size of the worker SQLite shard on disk, WAL included.', ['workerId']);
+    gauge('dstore_worker_storage_ok', '1 when the worker\'s shard can store, 0 when it cannot (full disk, read-only, I/O errors): it then takes no chunks and answers no reads.', ['workerId']);
     gauge('dstore_stream_length', 'Entries in the worker ops stream (XLEN).', ['workerId']);
     gauge('dstore_stream_pending', 'Ops entries delivered to the worker but not acked (XINFO GROUPS pending).', ['workerId']);
     gauge('dstore_stream_lag', 'Ops entries not yet delivered to the worker (XINFO GROUPS lag).', ['workerId']);
@@ -95,6 +96,7 @@ export class CoordinatorMetrics {
       set('dstore_worker_rows', w.rows, l);
       set('dstore_worker_chunks', w.chunks, l);
       set('dstore_worker_shard_bytes', w.shardBytes, l);
+      set('dstore_worker_storage_ok', w.storage === 'ok' ? 1 : 0, l);
       set('dstore_stream_length', w.stream?.length, l);
       set('dstore_stream_pending', w.stream?.pending, l);
       set('dstore_stream_lag', w.stream?.lag, l);

@@ -4,6 +4,7 @@ import type { TableDef } from './catalogue';
 import { badRequest, unavailable } from './errors';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { countOncePerChunk, type OpOutcome } from './ops';
+import { readChunkMetas } from './placement';
 import type { TableEncryption } from './encryption';
 import { OrderLockTimeout } from './order-lock';
 import { checkRow } from './schema';
@@ -56,7 +57,7 @@ export class Mutations {
     const cipher = this.encryption?.cipherFor(table, 'update');
     const stored = cipher ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>) : (set as Record<string, unknown>);
     const out = await this.send(table.name, (op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
-    return result(out);
+    return result(this.ctx, out);
   }
 
   /** Deletes every row matching `where`. */
@@ -64,7 +65,7 @@ export class Mutations {
     checkWhere(where);
     this.encryption?.checkWhere(table, where);
     const out = await this.send(table.name, (op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
-    return result(out);
+    return result(this.ctx, out);
   }
 
   private async send(table: string, make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
@@ -87,8 +88,17 @@ export class Mutations {
   }
 }
 
-function result(out: OpOutcome): MutationResult {
-  return { count: countOncePerChunk(out.acks.values()), pendingWorkers: out.sentTo.filter((w) => !out.acks.has(w)).sort() };
+/**
+ * The answer: rows changed, counted once per chunk and only from its recorded replicas. A
+ * worker may also hold a copy being made for a move or a repair, not verified yet: it
+ * applied the change too, but its count may be off until the copy is checked.
+ */
+async function result(ctx: CoordinatorContext, out: OpOutcome): Promise<MutationResult> {
+  const chunks = new Set<string>();
+  for (const a of out.acks.values()) for (const c of Object.keys(a.counts ?? {})) chunks.add(c);
+  const metas = await readChunkMetas(ctx.cmd, ctx.keys, [...chunks]);
+  const count = countOncePerChunk(out.acks.values(), (chunk) => metas.get(chunk)?.replicas);
+  return { count, pendingWorkers: out.sentTo.filter((w) => !out.acks.has(w)).sort() };
 }
 
 function checkWhere(where: unknown): void {

@@ -110,13 +110,17 @@ export async function xaddEach(cmd: DstoreRedis, keys: Keys, workers: readonly s
 }
 
 /**
- * Rows changed by an UPDATE/DELETE counted once per chunk, however many replicas
- * reported it (the largest count wins should replicas disagree).
+ * Rows changed by an UPDATE/DELETE counted once per chunk, however many replicas reported
+ * it (the largest count wins should replicas disagree). With `holders`, only the counts of a
+ * chunk's holders are taken (a chunk without holders counts nothing).
  */
-export function countOncePerChunk(acks: Iterable<OpAckMessage>): number {
+export function countOncePerChunk(acks: Iterable<OpAckMessage>, holders?: (chunk: string) => readonly string[] | undefined): number {
   const perChunk = new Map<string, number>();
   for (const a of acks) {
-    for (const [chunk, n] of Object.entries(a.counts ?? {})) perChunk.set(chunk, Math.max(perChunk.get(chunk) ?? 0, n));
+    for (const [chunk, n] of Object.entries(a.counts ?? {})) {
+      if (holders && !holders(chunk)?.includes(a.worker)) continue;
+      perChunk.set(chunk, Math.max(perChunk.get(chunk) ?? 0, n));
+    }
   }
   let total = 0;
   for (const n of perChunk.values()) total += n;

@@ -93,7 +93,11 @@ async function* parseNdjson(body: Readable, maxRecordBytes: number): AsyncGenera
 
 /**
  * A JSON array read element by element: the text of each top-level element is cut out
- * by tracking strings and nesting, then parsed on its own.
+ * by tracking strings and nesting, then parsed on its own. What separates the elements
+ * follows JSON's rules, never lines: any JSON whitespace (space, tab, LF, CR) may come
+ * before the `[`, around each element and comma, and after the `]`, and an element may
+ * span many lines (its text then does too: ingest compacts it). A UTF-8 BOM is accepted
+ * as the first character of the body only.
  */
 async function* parseJsonArray(body: Readable, maxRecordBytes: number): AsyncGenerator<ParsedRecord> {
   body.setEncoding('utf8');
@@ -115,7 +119,11 @@ async function* parseJsonArray(body: Readable, maxRecordBytes: number): AsyncGen
       buf = '';
     }
   };
-  for await (const piece of body as AsyncIterable<string>) {
+  let first = true;
+  for await (const text of body as AsyncIterable<string>) {
+    // The utf8 decoder never splits a character, so a leading BOM is whole in the first piece.
+    const piece = first && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    if (text.length > 0) first = false;
     let from = 0;
     for (let i = 0; i < piece.length; i++) {
       const c = piece[i];
@@ -144,7 +152,7 @@ async function* parseJsonArray(body: Readable, maxRecordBytes: number): AsyncGen
         }
         continue;
       }
-      if (c === ' ' || c === '\n' || c === '\r' || c === '\t' || c === '\ufeff') continue;
+      if (c === ' ' || c === '\n' || c === '\r' || c === '\t') continue;
       if (state === 'start') {
         if (c !== '[') throw badRequest('a JSON body must be an array of records (or send NDJSON as application/x-ndjson)', { row: 0 });
         state = 'between';

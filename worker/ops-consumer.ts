@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { MessageError, RejectedError } from '../common/errors';
+import { MessageError, RejectedError, type RefusalCode } from '../common/errors';
 import { FilterError } from '../common/filter';
 import { OPS_GROUP, type Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
@@ -16,6 +16,21 @@ import { compareStreamIds } from '../common/stream-ids';
 import type { ApplyResult, ShardStore } from './shard-store';
 
 type StreamReply = [key: string, entries: [id: string, fields: string[] | null][]][] | null;
+
+/** Whether the shard can store: `ok`, or why not (full disk, read-only file or disk, I/O errors). */
+export type StorageState = 'ok' | 'full' | 'read-only' | 'io-error';
+
+/** What kind of storage failure an SQLite error is, or undefined for any other error. */
+export function storageProblem(e: unknown): Exclude<StorageState, 'ok'> | undefined {
+  const code = String((e as { code?: unknown }).code ?? '');
+  if (code === 'SQLITE_FULL') return 'full';
+  if (code.startsWith('SQLITE_READONLY')) return 'read-only';
+  if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN') return 'io-error';
+  return undefined;
+}
+
+/** Longest wait between two tries of an entry the shard cannot store yet. */
+const STORAGE_RETRY_MAX_MS = 2000;
 
 /** Options of {@link OpsConsumer}. */
 export interface OpsConsumerOptions {
@@ -40,8 +55,13 @@ export interface OpsConsumerOptions {
  * answered). An entry that fails to decode or is refused goes to the dead-letter stream
  * with its reason, is acked, and consumption goes on.
  *
- * Events: `ready`, `applied` (entry id), `error` is never emitted (errors are logged
- * and retried).
+ * An entry the shard cannot store (disk full, read-only, I/O errors) is never skipped: the
+ * consumer reports the condition ({@link storage}, in the heartbeat; coordinators then
+ * neither place chunks on it nor read from it) and tries the same entry again until it
+ * succeeds, so nothing is lost and order is kept.
+ *
+ * Events: `ready`, `applied` (entry id), `storage` (state changed); `error` is never
+ * emitted (errors are logged and retried).
  */
 export class OpsConsumer extends EventEmitter {
   private stopping = false;
@@ -53,6 +73,8 @@ export class OpsConsumer extends EventEmitter {
   ready = false;
   /** Running totals since this process started, reported in the heartbeat (see worker/membership.ts). */
   readonly counters = { entries: 0, chunks: 0, rows: 0, deadLettered: 0 };
+  /** Whether the shard can store, and the last storage error while it cannot. */
+  storage: { state: StorageState; error?: string; since?: number } = { state: 'ok' };
 
   constructor(
     private readonly read: DstoreRedis,
@@ -168,18 +190,28 @@ export class OpsConsumer extends EventEmitter {
       return;
     }
     let result: ApplyResult | undefined;
-    let refusal: string | undefined;
-    for (let attempt = 1; ; attempt++) {
+    let refusal: Refusal | undefined;
+    for (let attempt = 1, stalled = 0; ; attempt++) {
       try {
         result = this.apply(msg, id);
+        this.setStorage('ok');
         break;
       } catch (e) {
         if (e instanceof RejectedError || e instanceof FilterError || e instanceof MessageError) {
-          refusal = e.message;
+          refusal = refusalOf(e);
           break;
         }
+        const problem = storageProblem(e);
+        if (problem) {
+          // Not counted as an attempt: waiting for space is not failing; the entry stays first.
+          this.setStorage(problem, (e as Error).message);
+          if (this.stopping) return; // left pending: read again at the next start
+          await sleep(Math.min(100 * 2 ** Math.min(stalled++, 5), STORAGE_RETRY_MAX_MS));
+          attempt--;
+          continue;
+        }
         if (attempt >= this.opts.applyAttempts) {
-          refusal = `failed after ${attempt} attempts: ${(e as Error).message}`;
+          refusal = { ...refusalOf(e), message: `failed after ${attempt} attempts: ${(e as Error).message}` };
           break;
         }
         this.log.warn({ err: e, entry: id, attempt }, 'applying an entry failed; retrying');
@@ -188,7 +220,7 @@ export class OpsConsumer extends EventEmitter {
     }
     if (refusal !== undefined) {
       await this.reply(msg, { count: 0, duplicate: false }, refusal);
-      await this.deadLetter(id, fields, refusal);
+      await this.deadLetter(id, fields, refusal.message);
       return;
     }
     if (isCluster(this.cmd)) {
@@ -208,6 +240,17 @@ export class OpsConsumer extends EventEmitter {
     this.advance(id);
   }
 
+  private setStorage(state: StorageState, error?: string): void {
+    if (state === this.storage.state && (state === 'ok' || error === this.storage.error)) return;
+    const was = this.storage.state;
+    this.storage = state === 'ok' ? { state } : { state, error, since: this.storage.since ?? Date.now() };
+    if (was !== state) {
+      if (state === 'ok') this.log.info({ was }, 'the shard can store again; applying the ops stream');
+      else this.log.error({ storage: state, error }, 'the shard cannot store; holding the ops stream until it can (no new chunks, no reads here meanwhile)');
+      this.emit('storage', this.storage);
+    }
+  }
+
   private apply(msg: OpsMessage, id: string): ApplyResult {
     switch (msg.type) {
       case 'POST': {
@@ -224,9 +267,9 @@ export class OpsConsumer extends EventEmitter {
       case 'ABORT':
         return this.store.abortPost(msg.op, msg.post, id);
       case 'DROP_CHUNKS':
-        return this.store.dropChunks(msg.op, msg.chunks, id, msg.minGen);
+        return this.store.dropChunks(msg.op, msg.chunks, id);
       case 'SET_REPLICAS':
-        return this.store.setReplicas(msg.op, msg.chunk, msg.replicas, id, msg.since);
+        return this.store.setReplicas(msg.op, msg.chunk, msg.replicas, id);
       case 'SETUP_TABLE':
         return this.store.setupTable(msg, id);
       case 'DROP_TABLE':
@@ -239,15 +282,16 @@ export class OpsConsumer extends EventEmitter {
   }
 
   /**
-   * Writes the ack to the stream the message names (queued on `pipeline` when given);
-   * only coordinator reply streams are accepted.
+   * Writes the ack to the stream the message names (queued on `pipeline` when given), with
+   * the refusal's message, and for a POST its code and row; only coordinator reply streams
+   * are accepted.
    */
-  private async reply(msg: OpsMessage, r: ApplyResult, error?: string, pipeline?: ReturnType<DstoreRedis['pipeline']>): Promise<void> {
+  private async reply(msg: OpsMessage, r: ApplyResult, refusal?: Refusal, pipeline?: ReturnType<DstoreRedis['pipeline']>): Promise<void> {
     if (!msg.replyTo.startsWith(`${this.opts.keys.prefix}:coord:`)) {
       this.log.warn({ replyTo: msg.replyTo }, 'not replying: replyTo is not a coordinator reply stream of this prefix');
       return;
     }
-    const status = error === undefined ? 'ok' : 'error';
+    const status = refusal === undefined ? 'ok' : 'error';
     const ack =
       msg.type === 'POST'
         ? Object.assign(new PostAckMessage(), {
@@ -257,7 +301,9 @@ export class OpsConsumer extends EventEmitter {
             status,
             rows: r.count,
             duplicate: r.duplicate,
-            error,
+            error: refusal?.message,
+            code: refusal?.code,
+            row: refusal?.row,
           })
         : Object.assign(new OpAckMessage(), {
             op: msg.op,
@@ -266,7 +312,7 @@ export class OpsConsumer extends EventEmitter {
             status,
             count: r.count,
             counts: r.counts,
-            error,
+            error: refusal?.message,
           });
     if (pipeline) pipeline.xadd(msg.replyTo, '*', ...ack.toArgs());
     else await this.cmd.xadd(msg.replyTo, '*', ...ack.toArgs());
@@ -290,6 +336,9 @@ export class OpsConsumer extends EventEmitter {
       this.opts.workerId,
       'reason',
       reason,
+      // The entry's own type, cut short: a hostile entry's "type" may be megabytes.
+      'type',
+      String(fields.type ?? '').slice(0, 64),
       'entry',
       original.length > 1_000_000 ? original.slice(0, 1_000_000) + '…' : original,
     );
@@ -335,6 +384,25 @@ export class OpsConsumer extends EventEmitter {
 
 /** Applied entries between two trims of the ops stream. */
 const TRIM_EVERY = 64;
+
+/** Why an entry was refused, as its ack (and dead letter) says it. */
+export interface Refusal {
+  message: string;
+  code: RefusalCode;
+  /** The 1-based row of a POST's chunk at fault, when one row is. */
+  row?: number;
+}
+
+/**
+ * The refusal an error from applying an entry amounts to; the error's class decides the
+ * code, so the coordinator never has to read the wording.
+ */
+export function refusalOf(e: unknown): Refusal {
+  if (e instanceof RejectedError) return { message: e.message, code: e.code, row: e.row };
+  if (e instanceof FilterError || e instanceof MessageError) return { message: e.message, code: 'bad-input' };
+  const message = e instanceof Error ? e.message : String(e);
+  return { message, code: String((e as { code?: unknown } | null)?.code ?? '').startsWith('SQLITE_') ? 'storage' : 'internal' };
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

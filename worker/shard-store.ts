@@ -1,11 +1,11 @@
 import Database from 'better-sqlite3';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compileFilter, jsonPath, parseField } from '../common/filter';
 import { RejectedError } from '../common/errors';
-import { compareStreamIds } from '../common/stream-ids';
 import { ChunkDigest } from './chunk-digest';
-import { DIGEST_NOT_HELD, type DeleteMessage, type PostMessage, type SetupTableMessage, type UpdateMessage } from '../common/messages';
+import { DIGEST_NOT_HELD, DIGEST_UNCOMMITTED, type ChunkDigestLine, type DeleteMessage, type PostMessage, type SetupTableMessage, type UpdateMessage } from '../common/messages';
 
 /** What one applied message did, as reported in its ack. */
 export interface ApplyResult {
@@ -22,28 +22,6 @@ export interface LocalTable {
   name: string;
   /** The SQLite table holding its rows: generated (`t_<n>`), never user text. */
   ident: string;
-}
-
-/**
- * A committed chunk with the replica lists that decide who answers it: `replicas` from
- * generation `since` on, `prev` (from `prevSince`) for reads of an older generation.
- */
-export interface HeldChunk {
-  chunk: string;
-  replicas: string[];
-  since: string;
-  prev?: string[];
-  prevSince?: string;
-}
-
-/**
- * The replica list a read of generation `gen` uses for a chunk, or undefined when the
- * chunk moved twice since that generation (the read is too old to be answered exactly).
- */
-export function replicasAt(c: HeldChunk, gen: string | undefined): string[] | undefined {
-  if (gen === undefined || compareStreamIds(gen, c.since) >= 0) return c.replicas;
-  if (c.prev && compareStreamIds(gen, c.prevSince ?? '0-0') >= 0) return c.prev;
-  return undefined;
 }
 
 /**
@@ -96,6 +74,14 @@ export interface ShardStats {
   bytes: number;
 }
 
+/** Options of a {@link ShardStore}. */
+export interface ShardStoreOptions {
+  /** SQLite `synchronous`. @defaultValue `full` */
+  sync?: 'full' | 'normal';
+  /** Testing only: while this file exists the shard cannot grow, as on a full disk. */
+  diskFullFile?: string;
+}
+
 /**
  * One worker's shard: a single SQLite file in WAL mode, the descendant of the
  * original `SQLStorage`. Every statement is parameterised; the only identifiers
@@ -114,21 +100,29 @@ export class ShardStore {
   private readonly idleReaders: ShardReader[] = [];
   /**
    * Committed chunks per table and `_state` values, read once and kept until the next
-   * write: a FETCH lists the chunks of its table, and a point lookup would otherwise
-   * spend most of its time there. Every write goes through {@link tx} or
-   * {@link applyMoves}, which clear both (the process is the file's only writer).
+   * write: a FETCH checks the chunks it asks for, and a point lookup would otherwise
+   * spend most of its time there. Every write goes through {@link write}, which clears
+   * both (the process is the file's only writer).
    */
-  private readonly heldCache = new Map<string, HeldChunk[]>();
+  private readonly heldCache = new Map<string, ReadonlySet<string>>();
   private readonly stateCache = new Map<string, string | undefined>();
   /** Inside a write transaction the caches are bypassed: it may read what it just wrote. */
   private writing = false;
+  /** The shard file did not exist before this process opened it. */
+  readonly created: boolean;
+  private readonly diskFullFile?: string;
+  private readonly maxPages: number;
+  private diskFull = false;
 
-  constructor(dataDir: string, opts: { sync: 'full' | 'normal' } = { sync: 'full' }) {
+  constructor(dataDir: string, opts: ShardStoreOptions = {}) {
     fs.mkdirSync(dataDir, { recursive: true });
     this.file = path.join(dataDir, 'shard.sqlite');
+    this.created = !fs.existsSync(this.file);
+    this.diskFullFile = opts.diskFullFile;
     this.db = new Database(this.file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.sync === 'full' ? 'FULL' : 'NORMAL'}`);
+    this.db.pragma(`synchronous = ${(opts.sync ?? 'full') === 'full' ? 'FULL' : 'NORMAL'}`);
+    this.maxPages = this.db.pragma('max_page_count', { simple: true }) as number;
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS _tables (
@@ -159,10 +153,8 @@ export class ShardStore {
     `);
     const columns = new Set(this.db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('_chunks')").all().map((c) => c.name));
     if (!columns.has('digest')) this.db.exec('ALTER TABLE _chunks ADD COLUMN digest TEXT');
-    // Moves: the list in force from generation `since`, and the one before it.
-    if (!columns.has('since')) this.db.exec("ALTER TABLE _chunks ADD COLUMN since TEXT NOT NULL DEFAULT '0-0'");
-    if (!columns.has('prev_replicas')) this.db.exec('ALTER TABLE _chunks ADD COLUMN prev_replicas TEXT');
-    if (!columns.has('prev_since')) this.db.exec('ALTER TABLE _chunks ADD COLUMN prev_since TEXT');
+    // The shard's identity, made with the file: a worker id serving another file is a new incarnation.
+    if (!this.db.prepare("SELECT 1 FROM _state WHERE key = 'shard_id'").get()) this.newShardId();
     this.reader = new Database(this.file, { readonly: true });
     this.reader.pragma('busy_timeout = 5000');
     this.stmt = {
@@ -174,7 +166,7 @@ export class ShardStore {
       chunk: this.db.prepare<[string], { rows: number }>('SELECT rows FROM _chunks WHERE chunk = ?'),
       insertChunk: this.db.prepare('INSERT INTO _chunks (chunk, tbl, post, replicas, rows, committed, digest, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       setDigest: this.db.prepare('UPDATE _chunks SET digest = ?, rows = ? WHERE chunk = ?'),
-      chunkInfo: this.reader.prepare<[string], { tbl: string; digest: string | null }>('SELECT tbl, digest FROM _chunks WHERE chunk = ?'),
+      chunkInfo: this.reader.prepare<[string], { tbl: string; digest: string | null; committed: number }>('SELECT tbl, digest, committed FROM _chunks WHERE chunk = ?'),
       postState: this.db.prepare<[string], { state: string }>('SELECT state FROM _posts WHERE post = ?'),
       setPost: this.db.prepare('INSERT INTO _posts (post, state, at) VALUES (?, ?, ?) ON CONFLICT (post) DO UPDATE SET state = excluded.state'),
       commitChunks: this.db.prepare('UPDATE _chunks SET committed = 1 WHERE post = ?'),
@@ -182,9 +174,6 @@ export class ShardStore {
       deleteChunk: this.db.prepare('DELETE FROM _chunks WHERE chunk = ?'),
       chunkTable: this.db.prepare<[string], { tbl: string }>('SELECT tbl FROM _chunks WHERE chunk = ?'),
       setReplicas: this.db.prepare('UPDATE _chunks SET replicas = ? WHERE chunk = ?'),
-      chunkLists: this.db.prepare<[string], { replicas: string; since: string }>('SELECT replicas, since FROM _chunks WHERE chunk = ?'),
-      moveReplicas: this.db.prepare('UPDATE _chunks SET prev_replicas = replicas, prev_since = since, replicas = ?, since = ? WHERE chunk = ?'),
-      setSince: this.db.prepare('UPDATE _chunks SET since = ? WHERE chunk = ?'),
       deleteChunks: this.db.prepare('DELETE FROM _chunks WHERE tbl = ?'),
       op: this.db.prepare<[string], { result: string }>('SELECT result FROM _ops WHERE op = ?'),
       insertOp: this.db.prepare('INSERT INTO _ops (op, kind, result, applied_at) VALUES (?, ?, ?, ?)'),
@@ -193,9 +182,7 @@ export class ShardStore {
       stats: this.db.prepare<[], { tables: number; chunks: number; rows: number }>(
         'SELECT (SELECT count(*) FROM _tables) AS tables, count(*) AS chunks, coalesce(sum(rows), 0) AS rows FROM _chunks',
       ),
-      chunksOf: this.db.prepare<[string], { chunk: string; replicas: string; since: string; prev_replicas: string | null; prev_since: string | null }>(
-        'SELECT chunk, replicas, since, prev_replicas, prev_since FROM _chunks WHERE tbl = ? AND committed = 1',
-      ),
+      chunksOf: this.db.prepare<[string], { chunk: string }>('SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1'),
     };
   }
 
@@ -225,23 +212,38 @@ export class ShardStore {
   }
 
   /**
-   * This shard's committed chunks of a table, with their replica lists: as of now, the
-   * same state a reader statement started now sees. Cached until the next write; do not
-   * modify the result.
+   * This shard's committed chunks of a table: as of now, the same state a reader statement
+   * started now sees. Cached until the next write.
    */
-  chunksOf(table: string): readonly HeldChunk[] {
+  committedChunks(table: string): ReadonlySet<string> {
     let held = this.writing ? undefined : this.heldCache.get(table);
     if (!held) {
-      held = this.stmt.chunksOf.all(table).map((r) => ({
-        chunk: r.chunk,
-        replicas: r.replicas.split(','),
-        since: r.since,
-        prev: r.prev_replicas ? r.prev_replicas.split(',') : undefined,
-        prevSince: r.prev_since ?? undefined,
-      }));
+      held = new Set(this.stmt.chunksOf.all(table).map((r) => r.chunk));
       if (!this.writing) this.heldCache.set(table, held);
     }
     return held;
+  }
+
+  /** The shard's identity (random, made with the file), reported in heartbeats. */
+  shardId(): string {
+    return this.state('shard_id')!;
+  }
+
+  /**
+   * Gives the shard a new identity: for a shard found older than what its worker id had
+   * applied (restored from a copy), whose chunks may miss writes. The cluster then treats
+   * the worker as a new incarnation: its recorded chunks are lost and repaired from other
+   * replicas; what the file holds is never read again unless a verified copy replaces it.
+   */
+  renewShardId(): string {
+    return this.write(() => this.newShardId());
+  }
+
+  private newShardId(): string {
+    const id = `s-${crypto.randomBytes(8).toString('hex')}`;
+    this.db.prepare("INSERT INTO _state (key, value) VALUES ('shard_id', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(id);
+    this.stateCache.clear();
+    return id;
   }
 
   /** A `_state` value, cached until the next write. */
@@ -251,8 +253,22 @@ export class ShardStore {
     return this.stateCache.get(key);
   }
 
+  /**
+   * Testing only (`diskFullFile`): while the file exists the shard may not grow, so a write
+   * that needs a new page fails with SQLITE_FULL, as on a full disk.
+   */
+  private checkDiskFailpoint(): void {
+    if (!this.diskFullFile) return;
+    const full = fs.existsSync(this.diskFullFile);
+    if (full === this.diskFull) return;
+    this.diskFull = full;
+    // SQLite keeps max_page_count at least at the current size: "no room to grow".
+    this.db.pragma(`max_page_count = ${full ? 1 : this.maxPages}`);
+  }
+
   /** Runs a write transaction; the caches are cleared whether it commits or rolls back. */
   private write<T>(fn: () => T): T {
+    this.checkDiskFailpoint();
     const outer = !this.writing;
     this.writing = true;
     try {
@@ -271,39 +287,6 @@ export class ShardStore {
 
   releaseReader(r: ShardReader): void {
     this.idleReaders.push(r);
-  }
-
-  /** Oldest read generation this shard can still answer exactly (`0-0`: any). */
-  minGen(): string {
-    return this.state('min_gen') ?? '0-0';
-  }
-
-  /** Position reached in `<prefix>:moves`. */
-  movesCursor(): string {
-    return this.state('moves_cursor') ?? '0-0';
-  }
-
-  /**
-   * Applies entries of `<prefix>:moves` (not an ops-stream entry: the applied id does not
-   * change): each gives a chunk's list from that entry's id on, for chunks held here.
-   */
-  applyMoves(entries: { id: string; chunk: string; replicas: string[] }[]): number {
-    if (entries.length === 0) return 0;
-    return this.write(() => {
-      let n = 0;
-      for (const e of entries) if (e.chunk && e.replicas.length > 0) n += this.switchReplicas(e.chunk, e.replicas, e.id);
-      // Two FETCHes may apply overlapping ranges: the cursor only moves forward.
-      const last = entries[entries.length - 1].id;
-      if (compareStreamIds(last, this.movesCursor()) > 0) this.stmt.setState.run('moves_cursor', last);
-      return n;
-    });
-  }
-
-  /** Installs `replicas` from generation `since`, keeping the current list for older reads; a replay changes nothing. */
-  private switchReplicas(chunk: string, replicas: string[], since: string): number {
-    const cur = this.stmt.chunkLists.get(chunk);
-    if (!cur || compareStreamIds(since, cur.since) <= 0) return 0;
-    return this.stmt.moveReplicas.run(replicas.join(','), since, chunk).changes;
   }
 
   /** Runs `fn` in one write transaction that also records `entryId` as applied. */
@@ -379,7 +362,7 @@ export class ShardStore {
     const prior = this.stmt.chunk.get(msg.chunk);
     if (prior) return { count: prior.rows, duplicate: true };
     const post = this.stmt.postState.get(msg.post)?.state;
-    if (post === 'aborted') throw new RejectedError(`chunk ${msg.chunk} belongs to POST ${msg.post}, which was aborted`);
+    if (post === 'aborted') throw new RejectedError(`chunk ${msg.chunk} belongs to POST ${msg.post}, which was aborted`, 'aborted');
     return this.tx(entryId, () => {
       const t = this.ensureTable(msg.table);
       const insert = this.db.prepare(`INSERT INTO ${t.ident} (_id, chunk, doc) VALUES (?, ?, ?)`);
@@ -390,14 +373,12 @@ export class ShardStore {
           insert.run(msg.ids[i], msg.chunk, msg.rows[i]);
         } catch (e) {
           if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-            throw new RejectedError(`duplicate _id ${JSON.stringify(msg.ids[i])} in table ${msg.table} (row ${i + 1} of chunk ${msg.chunk})`);
+            throw new RejectedError(`duplicate _id ${JSON.stringify(msg.ids[i])} in table ${msg.table} (row ${i + 1} of chunk ${msg.chunk})`, 'duplicate-id', i + 1);
           }
           throw e;
         }
       }
       this.stmt.insertChunk.run(msg.chunk, msg.table, msg.post, msg.replicas.join(','), msg.ids.length, post === 'committed' ? 1 : 0, digest.toString(), Date.now());
-      // A moved copy has no list for reads older than the move: they get `stale`.
-      if (msg.since) this.stmt.setSince.run(msg.since, msg.chunk);
       return { count: msg.ids.length, duplicate: false };
     });
   }
@@ -426,13 +407,9 @@ export class ShardStore {
     });
   }
 
-  /**
-   * DROP_CHUNKS: removes chunks re-homed elsewhere while this worker was lost, or moved
-   * away; `minGen` (a move) makes reads older than the move `stale` here from now on.
-   */
-  dropChunks(op: string, chunks: string[], entryId: string, minGen?: string): ApplyResult {
+  /** DROP_CHUNKS: removes chunks re-homed elsewhere while this worker was lost, or moved away. */
+  dropChunks(op: string, chunks: string[], entryId: string): ApplyResult {
     return this.once(op, 'DROP_CHUNKS', entryId, () => {
-      if (minGen && compareStreamIds(minGen, this.minGen()) > 0) this.stmt.setState.run('min_gen', minGen);
       let rows = 0;
       for (const chunk of chunks) {
         const c = this.stmt.chunkTable.get(chunk);
@@ -445,11 +422,9 @@ export class ShardStore {
     });
   }
 
-  /** SET_REPLICAS: a chunk's replica list changed after repair, or (with `since`) a move. */
-  setReplicas(op: string, chunk: string, replicas: string[], entryId: string, since?: string): ApplyResult {
-    return this.once(op, 'SET_REPLICAS', entryId, () => ({
-      count: since ? this.switchReplicas(chunk, replicas, since) : this.stmt.setReplicas.run(replicas.join(','), chunk).changes,
-    }));
+  /** SET_REPLICAS: a chunk's replica list changed after a repair or a move (kept for operators). */
+  setReplicas(op: string, chunk: string, replicas: string[], entryId: string): ApplyResult {
+    return this.once(op, 'SET_REPLICAS', entryId, () => ({ count: this.stmt.setReplicas.run(replicas.join(','), chunk).changes }));
   }
 
   /** UPDATE: sets fields on matching rows; reports rows changed per chunk. */
@@ -503,16 +478,21 @@ export class ShardStore {
   }
 
   /**
-   * For scrub: per chunk, the digest recorded when it was last written and the digest of
-   * what the file holds now (reader connection). They differ when the file changed
-   * outside dstore; reading may also fail outright on a damaged file.
+   * For scrub, repair and copy checks: per chunk, the digest recorded when it was last
+   * written and the digest of what the file holds now (reader connection). They differ when
+   * the file changed outside dstore; reading may also fail outright on a damaged file. A
+   * chunk not held, or held but not committed, has no digest but says so.
    */
-  *digests(chunks: string[]): Generator<{ chunk: string; stored?: string; actual?: string; error?: string }> {
+  *digests(chunks: string[]): Generator<ChunkDigestLine> {
     for (const chunk of chunks) {
       try {
         const info = this.stmt.chunkInfo.get(chunk);
         if (!info) {
           yield { chunk, error: DIGEST_NOT_HELD };
+          continue;
+        }
+        if (!info.committed) {
+          yield { chunk, error: DIGEST_UNCOMMITTED };
           continue;
         }
         const t = this.readerTable(info.tbl);

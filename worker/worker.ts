@@ -2,8 +2,9 @@ import type { WorkerOptions } from '../common/config';
 import { makeKeys, type Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
 import { closeAll, createRedis, withTimeout, type DstoreRedis } from '../common/redis';
+import { compareStreamIds } from '../common/stream-ids';
 import { FetchResponder } from './fetch-responder';
-import { Heartbeat, resolveWorkerId, type WorkerState } from './membership';
+import { Heartbeat, resolveWorkerId, type WorkerState, type WorkerStatus } from './membership';
 import { OpsConsumer } from './ops-consumer';
 import { ShardStore } from './shard-store';
 
@@ -32,7 +33,7 @@ export class Worker {
     this.id = resolveWorkerId(opts.dataDir, opts.workerId);
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'worker', workerId: this.id });
-    this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync });
+    this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync, diskFullFile: opts.failpointDiskFullFile });
     const name = (role: string) => `${opts.prefix}:worker:${this.id}:${role}`;
     this.cmd = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('cmd'), role: 'command' });
     this.reader = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('ops'), role: 'blocking' });
@@ -58,6 +59,8 @@ export class Worker {
       this.state = 'ready';
       this.heartbeat.beat().catch(() => undefined);
     });
+    // Coordinators stop placing chunks on it and reading from it at once, not at the next beat.
+    this.consumer.on('storage', () => this.heartbeat.beat().catch(() => undefined));
   }
 
   private status() {
@@ -71,13 +74,35 @@ export class Worker {
       tables: s.tables,
       shardBytes: s.bytes,
       appliedId: this.consumer.appliedId,
+      shard: this.store.shardId(),
+      shardApplied: this.store.appliedId(),
+      storage: this.consumer.storage.state,
+      storageError: this.consumer.storage.error,
       counters: { ...this.consumer.counters, ...this.fetch.counters },
     };
   }
 
+  /**
+   * A shard older than what this worker id had applied (restored from a copy, a snapshot
+   * rolled back) may miss writes that left Redis long ago: it gets a new identity, so the
+   * cluster treats this worker as a new incarnation and repairs its chunks from other copies.
+   */
+  private async checkShardAge(): Promise<void> {
+    const raw = await this.cmd.hget(this.keys.workerStatus, this.id);
+    const prev = raw ? (JSON.parse(raw) as Partial<WorkerStatus>) : undefined;
+    const mine = this.store.appliedId();
+    if (prev?.shard !== this.store.shardId() || !prev.shardApplied || compareStreamIds(prev.shardApplied, mine) <= 0) return;
+    const renewed = this.store.renewShardId();
+    this.log.error(
+      { shard: renewed, was: prev.shard, appliedBefore: prev.shardApplied, appliedNow: mine },
+      'this shard is older than what this worker had applied before (restored from a copy?): it starts as a new incarnation; its chunks are repaired from other replicas',
+    );
+  }
+
   /** Starts consuming, answering and heartbeating. Resolves once started (not once ready). */
   async start(): Promise<void> {
-    this.log.info({ dataDir: this.opts.dataDir, shard: this.store.file }, 'worker starting');
+    this.log.info({ dataDir: this.opts.dataDir, shard: this.store.file, shardId: this.store.shardId(), created: this.store.created }, 'worker starting');
+    await this.checkShardAge();
     await this.fetch.start();
     await this.consumer.start();
     await this.heartbeat.start();

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerDeadLettersCommand } from './dead-letters';
 import { registerDeleteCommand } from './delete';
 import { registerRebalanceCommand } from './drain';
 import { registerFetchCommand } from './fetch';
@@ -11,7 +12,7 @@ import { registerWorkersCommand } from './workers';
 
 /**
  * Registers the commands that talk to a coordinator over HTTP: table, post, fetch,
- * update, delete, workers, status, rebalance and shell. Each takes `--url` (else `DSTORE_URL`, else
+ * update, delete, workers, status, dead-letters, rebalance and shell. Each takes `--url` (else `DSTORE_URL`, else
  * http://127.0.0.1:7070) and fails with an Error whose message is the one line to print.
  */
 export function registerClientCommands(program: Command): void {
@@ -22,6 +23,7 @@ export function registerClientCommands(program: Command): void {
   registerDeleteCommand(program);
   registerWorkersCommand(program);
   registerStatusCommand(program);
+  registerDeadLettersCommand(program);
   registerRebalanceCommand(program);
   registerShellCommand(program);
 }

@@ -37,7 +37,8 @@ export function renderStatus(s: ClusterStatus, width = 120): string[] {
         w.id,
         w.live ? 'yes' : 'no',
         w.ready ? 'yes' : 'no',
-        w.state,
+        // A shard that cannot store is the first thing an operator must see.
+        w.storage && w.storage !== 'ok' ? `${w.state}, disk ${w.storage}` : w.state,
         num(w.rows),
         num(w.chunks),
         w.shardBytes === null ? '-' : formatBytes(w.shardBytes),

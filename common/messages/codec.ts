@@ -25,7 +25,7 @@ export abstract class Message {
     for (const [prop, kind] of Object.entries(codec)) {
       const v = (this as unknown as Record<string, unknown>)[prop];
       if (v === undefined || v === null) continue;
-      out[prop] = encodeValue(kind, v);
+      out[prop] = encodeValue(kind, v, prop, this.type);
     }
     return out;
   }
@@ -43,7 +43,7 @@ export interface MessageClass<T extends Message> {
   readonly codec: Readonly<Record<string, FieldKind>>;
 }
 
-function encodeValue(kind: FieldKind, v: unknown): string {
+function encodeValue(kind: FieldKind, v: unknown, field: string, type: string): string {
   switch (kind) {
     case 'string':
       return String(v);
@@ -54,10 +54,29 @@ function encodeValue(kind: FieldKind, v: unknown): string {
     case 'list':
       return (v as string[]).join(',');
     case 'lines':
-      return (v as string[]).join('\n');
+      return joinLines(v as string[], field, type);
     case 'json':
       return JSON.stringify(v);
   }
+}
+
+/**
+ * A `lines` field: its items one a line. An item holding a line break would be read back
+ * as several items (a chunk of N rows arriving as 10×N), so it is refused here, where the
+ * producer's bug is, instead of corrupting the message for its reader.
+ */
+function joinLines(items: string[], field: string, type: string): string {
+  for (let i = 0; i < items.length; i++) {
+    const s = items[i];
+    const lf = s.indexOf('\n');
+    const cr = s.indexOf('\r');
+    if (lf !== -1 || cr !== -1) {
+      // Where, not what: an item may be row data, which no log line above debug may hold.
+      const at = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
+      throw new MessageError(`${type}.${field}: item ${i + 1} of ${items.length} holds a line break (at character ${at + 1}); a lines field carries one item a line, so serialise each item on one line (e.g. with JSON.stringify)`, type);
+    }
+  }
+  return items.join('\n');
 }
 
 function decodeValue(kind: FieldKind, raw: string, field: string, type: string): unknown {

@@ -1,39 +1,46 @@
-import { ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 import { Message, type FieldKind } from './codec';
-import { IsId, IsName, IsStreamKey, IsWorkerList } from './common-rules';
+import { IsId, IsName, IsStreamKey } from './common-rules';
 import { ID_PATTERN } from '../names';
 import type { AggregateSpec, SortSpec } from '../query';
 
+/** A Redis stream id (`<ms>-<seq>`). */
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
+
 /**
- * coordinator → all workers, on the fetch channel: a scatter-gather read. Only the
- * workers in `live` answer; each answers for the chunks where it is the first member
- * of the chunk's replica list that is in `live`.
+ * coordinator → one worker, on that worker's fetch channel: read these chunks of a table.
+ * The coordinator chose, from the placement records, which replica answers each chunk the
+ * read needs; the worker answers exactly the chunks it is asked for, or says which of them
+ * it does not hold (code `missing`), so that every chunk is answered exactly once or the
+ * read knows it is not.
  */
 export class FetchMessage extends Message {
   static readonly type = 'FETCH';
   static readonly codec: Record<string, FieldKind> = {
     req: 'string',
+    worker: 'string',
     replyTo: 'string',
     table: 'string',
-    live: 'list',
+    chunks: 'list',
     where: 'json',
     fields: 'json',
     sort: 'json',
     limit: 'int',
     aggregate: 'json',
     groupBy: 'json',
-    chunks: 'list',
     digest: 'bool',
-    gen: 'string',
-    tails: 'list',
+    tail: 'string',
     window: 'int',
     timeoutMs: 'int',
   };
   readonly type = FetchMessage.type;
   @IsId() req!: string;
+  /** The worker asked (a FETCH for another worker is ignored). */
+  @IsName() worker!: string;
   @IsStreamKey() replyTo!: string;
   @IsName() table!: string;
-  @IsWorkerList() @ArrayMinSize(1) live!: string[];
+  /** The chunks this worker answers for in this read, each of which it must hold committed. */
+  @IsArray() @Matches(ID_PATTERN, { each: true }) chunks!: string[];
   @IsOptional() where?: unknown;
   @IsOptional() @IsArray() fields?: string[];
   @IsOptional() @IsArray() sort?: SortSpec[];
@@ -41,55 +48,78 @@ export class FetchMessage extends Message {
   @IsOptional() @IsArray() aggregate?: AggregateSpec[];
   @IsOptional() @IsArray() groupBy?: string[];
   /**
-   * A retry: answer only these chunks (still only those where this worker is the
-   * first live replica). Absent: every committed chunk of the table.
-   */
-  @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) chunks?: string[];
-  /**
-   * Scrub: instead of rows, answer `{"c": chunk, "s": stored digest, "a": actual digest}`
-   * (or `"e": error`) for each of `chunks` this worker holds, first live replica or not.
+   * Scrub and copy checks: instead of rows, answer {@link ChunkDigestLine} for each of
+   * `chunks`, held or not.
    */
   @IsOptional() @IsBoolean() digest?: boolean;
   /**
-   * The read's generation: the last id of `<prefix>:moves` when it was published. A
-   * worker picks, per chunk, the replica list in force at that generation, so every
-   * holder agrees on who answers a chunk that is being moved. Absent: the newest lists.
+   * The read fence: the last id of this worker's ops stream, read by the coordinator after
+   * the read began. The worker answers only once it has applied up to it. Absent: the worker
+   * reads its stream's tail itself (later, so covering at least as much).
    */
-  @IsOptional() @Matches(/^\d{1,20}-\d{1,20}$/) gen?: string;
+  @IsOptional() @Matches(STREAM_ID) tail?: string;
   /**
-   * The last id of each `live` worker's ops stream (same order, `0-0` for an empty one),
-   * read by the coordinator just before publishing: the worker waits until it has applied
-   * up to its entry instead of reading its stream's tail itself. Absent: it reads it.
-   */
-  @IsOptional() @IsArray() @Matches(/^\d{1,20}-\d{1,20}$/, { each: true }) tails?: string[];
-  /**
-   * Flow control: the worker sends batches `seq < window` and then waits for credit on
-   * the credit channel (`<req> <worker> <n>`: it may send `seq < n`; `n = -1`: the read is
-   * over, stop). Absent: no waiting.
+   * Flow control: the worker sends batches `seq < window` and then waits for
+   * {@link FetchCreditMessage}s. Absent: no waiting.
    */
   @IsOptional() @IsInt() @Min(1) window?: number;
   /** How long the coordinator waits; a worker gives up waiting to catch up before that. */
   @IsInt() @Min(1) @Max(3_600_000) timeoutMs!: number;
 }
 
+/**
+ * coordinator → the worker answering a FETCH, on the same channel: batches `seq < granted`
+ * may be sent; `granted = -1`: the read is over, stop.
+ */
+export class FetchCreditMessage extends Message {
+  static readonly type = 'FETCH_CREDIT';
+  static readonly codec: Record<string, FieldKind> = { req: 'string', worker: 'string', granted: 'int' };
+  readonly type = FetchCreditMessage.type;
+  @IsId() req!: string;
+  @IsName() worker!: string;
+  @IsInt() @Min(-1) granted!: number;
+}
+
+/** One chunk's line in a digest answer (scrub, copy checks). */
+export interface ChunkDigestLine {
+  chunk: string;
+  /** Digest recorded when the worker last wrote the chunk. */
+  stored?: string;
+  /** Digest of what its file holds now. */
+  actual?: string;
+  /** Why there is no digest: {@link DIGEST_NOT_HELD}, {@link DIGEST_UNCOMMITTED}, or a read error. */
+  error?: string;
+}
+
 /** The digest of a chunk with no rows (`<rows>:<sum>`, see worker/chunk-digest.ts). */
 export const DIGEST_EMPTY = '0:0000000000000000';
 
-/** The `e` of a digest answer for a chunk the worker does not hold. */
+/** The `error` of a digest line for a chunk the worker does not hold. */
 export const DIGEST_NOT_HELD = 'not held';
 
+/** The `error` of a digest line for a chunk the worker holds but whose POST it has not committed. */
+export const DIGEST_UNCOMMITTED = 'not committed';
+
 /** What a FETCH_RESP batch carries. */
-export const FETCH_MODES = ['rows', 'sorted', 'agg'] as const;
+export const FETCH_MODES = ['rows', 'sorted', 'agg', 'digest'] as const;
 export type FetchMode = (typeof FETCH_MODES)[number];
 
-/** Why a worker did not answer a FETCH with rows. */
-export const FETCH_ERROR_CODES = ['not-ready', 'lagging', 'bad-request', 'failed', 'stale'] as const;
+/**
+ * Why a worker did not answer a FETCH with rows. `missing`: it does not hold (committed)
+ * some chunks it was asked for (listed in `missing`); the coordinator asks another replica.
+ */
+export const FETCH_ERROR_CODES = ['not-ready', 'lagging', 'bad-request', 'failed', 'missing'] as const;
+export type FetchErrorCode = (typeof FETCH_ERROR_CODES)[number];
 
 /**
  * worker → coordinator reply stream: one batch of a worker's answer to a FETCH.
  * `rows` lines are JSON: objects (mode `rows`), `[sortKey…, _id, row]` arrays (mode
- * `sorted`, keys as SQLite compared them), or `{g: [...], a: [...]}` partial
- * aggregates (mode `agg`). The last batch has `done`.
+ * `sorted`, keys as SQLite compared them), `{g: [...], a: [...]}` partial aggregates
+ * (mode `agg`) or {@link ChunkDigestLine}s (mode `digest`). The last batch has `done`.
+ *
+ * Accounting: over all batches of one answer, `chunks` names every chunk answered, each
+ * once, and they are exactly the chunks asked. The coordinator checks this, so a chunk is
+ * never silently left out or answered twice.
  */
 export class FetchRespMessage extends Message {
   static readonly type = 'FETCH_RESP';
@@ -100,6 +130,7 @@ export class FetchRespMessage extends Message {
     mode: 'string',
     count: 'int',
     chunks: 'list',
+    missing: 'list',
     rows: 'lines',
     done: 'bool',
     code: 'string',
@@ -112,12 +143,15 @@ export class FetchRespMessage extends Message {
   @IsIn(FETCH_MODES) mode!: FetchMode;
   @IsInt() @Min(0) count!: number;
   /**
-   * Mode `rows`: the chunks whose rows this batch completes. Batches never split a
-   * chunk, so after a failure the coordinator re-asks for exactly the chunks it lacks.
+   * Chunks whose rows are complete with this batch. Mode `rows` cuts batches only between
+   * chunks, so after a failure the coordinator re-asks exactly the chunks not yet answered;
+   * the last batch names every remaining answered chunk, those without matching rows too.
    */
-  @IsOptional() @IsArray() chunks?: string[];
+  @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) chunks?: string[];
+  /** With code `missing`: the chunks asked that this worker does not hold committed. */
+  @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) missing?: string[];
   @IsArray() @IsString({ each: true }) rows!: string[];
   @IsBoolean() done!: boolean;
-  @IsOptional() @IsIn(FETCH_ERROR_CODES) code?: (typeof FETCH_ERROR_CODES)[number];
+  @IsOptional() @IsIn(FETCH_ERROR_CODES) code?: FetchErrorCode;
   @IsOptional() @IsString() @MaxLength(2000) error?: string;
 }

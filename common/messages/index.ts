@@ -2,7 +2,7 @@ import { decodeOneOf, type Fields, type MessageClass, type Message } from './cod
 import { SetupTableMessage, DropTableMessage } from './table-messages';
 import { PostMessage, PostAckMessage, CommitMessage, AbortMessage } from './post-messages';
 import { UpdateMessage, DeleteMessage, OpAckMessage } from './op-messages';
-import { FetchMessage, FetchRespMessage } from './fetch-messages';
+import { FetchCreditMessage, FetchMessage, FetchRespMessage } from './fetch-messages';
 import { DropChunksMessage, SetReplicasMessage } from './chunk-messages';
 
 export * from './codec';
@@ -49,13 +49,16 @@ export function decodeReply(fields: Fields): ReplyMessage {
   return decodeOneOf(REPLIES, fields);
 }
 
-/** Encodes a FETCH for the pub/sub channel (a JSON object of its flat fields). */
-export function encodeFetch(msg: FetchMessage): string {
+/** Messages a worker finds on its fetch channel. */
+export type FetchChannelMessage = FetchMessage | FetchCreditMessage;
+
+/** Encodes a FETCH or a read credit for a worker's fetch channel (a JSON object of its flat fields). */
+export function encodeFetch(msg: FetchChannelMessage): string {
   return JSON.stringify(msg.encode());
 }
 
-/** Decodes a FETCH from the pub/sub channel. */
-export function decodeFetch(payload: string): FetchMessage {
+/** Decodes a message from a worker's fetch channel; throws MessageError for anything else. */
+export function decodeFetch(payload: string): FetchChannelMessage {
   let fields: unknown;
   try {
     fields = JSON.parse(payload);
@@ -63,9 +66,9 @@ export function decodeFetch(payload: string): FetchMessage {
     fields = undefined;
   }
   if (!fields || typeof fields !== 'object' || Array.isArray(fields)) {
-    return decodeOneOf([FetchMessage], { type: '(not a JSON object)' });
+    return decodeOneOf<FetchChannelMessage>([FetchMessage, FetchCreditMessage], { type: '(not a JSON object)' });
   }
-  return decodeOneOf([FetchMessage], fields as Fields);
+  return decodeOneOf<FetchChannelMessage>([FetchMessage, FetchCreditMessage], fields as Fields);
 }
 
 export type { Message };

@@ -1,4 +1,5 @@
 import { ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, MaxLength, Min } from 'class-validator';
+import { REFUSAL_CODES, type RefusalCode } from '../errors';
 import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey, IsWorkerList } from './common-rules';
 
@@ -69,6 +70,8 @@ export class PostAckMessage extends Message {
     rows: 'int',
     duplicate: 'bool',
     error: 'string',
+    code: 'string',
+    row: 'int',
   };
   readonly type = PostAckMessage.type;
   @IsId() chunk!: string;
@@ -80,4 +83,11 @@ export class PostAckMessage extends Message {
   /** True when the chunk had been applied before (a redelivery). */
   @IsBoolean() duplicate!: boolean;
   @IsOptional() @IsString() @MaxLength(2000) error?: string;
+  /**
+   * Why the chunk was refused (with `status: 'error'`). Absent from workers older than the
+   * field: the coordinator then falls back to reading `error`.
+   */
+  @IsOptional() @IsIn(REFUSAL_CODES) code?: RefusalCode;
+  /** The 1-based row of the chunk at fault, when one row is (e.g. the repeated `_id`). */
+  @IsOptional() @IsInt() @Min(1) row?: number;
 }

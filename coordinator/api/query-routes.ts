@@ -55,7 +55,7 @@ export function fromQueryString(qs: Record<string, string | undefined>): QuerySp
  */
 async function stream(coord: Coordinator, reply: FastifyReply, name: string, raw: QuerySpec, partial: boolean): Promise<FastifyReply> {
   // Issued together with the catalogue lookup: one round trip to Redis, not two.
-  const started = coord.fetch.start();
+  const started = coord.fetch.start(name);
   const table = await coord.catalogue.require(name);
   const q = normalizeQuery(raw);
   checkQueryFields(q, table.schema);

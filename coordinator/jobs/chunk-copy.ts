@@ -1,18 +1,9 @@
 import { ulid } from 'ulid';
-import { CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type PostAckMessage } from '../../common/messages';
+import { CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type ChunkDigestLine, type PostAckMessage } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
-import { FetchRound } from '../fetch-round';
+import { FetchRound, type Assignment } from '../fetch-round';
 import { xaddEach } from '../ops';
-
-/** Placement record of a chunk (`<prefix>:chunks`). */
-export interface ChunkMeta {
-  table: string;
-  post: string;
-  replicas: string[];
-  rows: number;
-  /** Generation (`<prefix>:moves` id) of the last move of this chunk, if it moved. */
-  since?: string;
-}
+import type { ChunkMeta } from '../placement';
 
 /**
  * Copies and digest comparisons per run of {@link copyVerified}: a mismatch caused by an
@@ -21,27 +12,18 @@ export interface ChunkMeta {
  */
 export const COPY_ATTEMPTS = 4;
 
-/** Times a copy is read again at once when the source answers `stale`. */
-const STALE_RETRIES = 3;
-
-/**
- * Reads every row of one chunk from one worker. A `stale` answer (another chunk moved off
- * the source under the read) is asked again at once with a newer generation.
- */
+/** Reads every row of one chunk from one worker (which must hold it committed). */
 export async function copyOut(ctx: CoordinatorContext, table: string, chunk: string, source: string, timeoutMs: number): Promise<string[]> {
-  for (let attempt = 1; ; attempt++) {
-    const round = new FetchRound(ctx, table, [source], {}, timeoutMs, [chunk]);
-    const lines: string[] = [];
-    try {
-      await round.publish();
-      for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) if (e.kind === 'batch') lines.push(...e.resp.rows);
-    } finally {
-      round.close();
-    }
-    if (round.failed.size === 0) return lines;
-    if (round.stale.has(source) && attempt < STALE_RETRIES) continue;
-    throw new Error(`chunk ${chunk}: copying from ${source} failed: ${[...round.failed.values()].join('; ')}`);
+  const round = new FetchRound(ctx, table, [{ worker: source, chunks: [chunk] }], {}, timeoutMs);
+  const lines: string[] = [];
+  try {
+    await round.publish();
+    for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) if (e.kind === 'batch') lines.push(...e.resp.rows);
+  } finally {
+    round.close();
   }
+  if (round.failed.size === 0) return lines;
+  throw new Error(`chunk ${chunk}: copying from ${source} failed: ${[...round.failed.values()].map((f) => f.reason).join('; ')}`);
 }
 
 /**
@@ -67,7 +49,7 @@ export async function copyIn(
     return;
   }
   const ids = lines.map((l) => (JSON.parse(l) as { _id: string })._id);
-  const post = Object.assign(new PostMessage(), { chunk, post: meta.post, table: meta.table, replicas, since: meta.since, replyTo: ctx.replyTo, ids, rows: lines }).toArgs();
+  const post = Object.assign(new PostMessage(), { chunk, post: meta.post, table: meta.table, replicas, replyTo: ctx.replyTo, ids, rows: lines }).toArgs();
   const commit = Object.assign(new CommitMessage(), { op: ulid(), post: meta.post, replyTo: ctx.replyTo }).toArgs();
   const acked = new Set<string>();
   let fail: string | undefined;
@@ -127,38 +109,47 @@ export async function awaitMutationsSent(ctx: CoordinatorContext, timeoutMs: num
   }
 }
 
-/** One worker's answer to a digest FETCH for one chunk. */
-export interface CopyDigest {
-  /** Digest recorded when the worker last wrote the chunk. */
-  stored?: string;
-  /** Digest of what its file holds now. */
-  actual?: string;
-  error?: string;
-}
-
 /**
- * Digests of one chunk from several workers in ONE digest FETCH. Every worker answers
- * after its read fence for this same publication, so each digest reflects every write
- * XADDed to its stream before the FETCH was published. Throws when a worker does not answer.
+ * Digests of chunks from the workers asked, in ONE digest FETCH round: every worker answers
+ * after its read fence for this round, so each digest reflects every write XADDed to its
+ * stream before the round began. Returns chunk → worker → its line, and the workers that
+ * did not answer, with why.
  */
-export async function chunkDigests(ctx: CoordinatorContext, table: string, chunk: string, workers: string[], timeoutMs: number): Promise<Map<string, CopyDigest>> {
-  const round = new FetchRound(ctx, table, workers, { digest: true }, timeoutMs, [chunk]);
-  const out = new Map<string, CopyDigest>();
+export async function collectDigests(
+  ctx: CoordinatorContext,
+  table: string,
+  asks: readonly Assignment[],
+  timeoutMs: number,
+): Promise<{ digests: Map<string, Map<string, ChunkDigestLine>>; failed: Map<string, string> }> {
+  const round = new FetchRound(ctx, table, asks, { digest: true }, timeoutMs);
+  const digests = new Map<string, Map<string, ChunkDigestLine>>();
   try {
     await round.publish();
     for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
       if (e.kind !== 'batch') continue;
       for (const line of e.resp.rows) {
-        const d = JSON.parse(line) as { c: string; s?: string; a?: string; e?: string };
-        if (d.c === chunk) out.set(e.resp.worker, { stored: d.s, actual: d.a, error: d.e });
+        const d = JSON.parse(line) as ChunkDigestLine;
+        const m = digests.get(d.chunk) ?? new Map<string, ChunkDigestLine>();
+        m.set(e.resp.worker, d);
+        digests.set(d.chunk, m);
       }
     }
   } finally {
     round.close();
   }
-  if (round.failed.size > 0) {
-    throw new Error(`chunk ${chunk}: comparing copies failed: ${[...round.failed.entries()].map(([w, r]) => `${w}: ${r}`).join('; ')}`);
-  }
+  return { digests, failed: new Map([...round.failed].map(([w, f]) => [w, f.reason])) };
+}
+
+/** Digests of one chunk from several workers in one round (see {@link collectDigests}); throws when a worker does not answer. */
+export async function chunkDigests(ctx: CoordinatorContext, table: string, chunk: string, workers: string[], timeoutMs: number): Promise<Map<string, ChunkDigestLine>> {
+  const { digests, failed } = await collectDigests(
+    ctx,
+    table,
+    workers.map((worker) => ({ worker, chunks: [chunk] })),
+    timeoutMs,
+  );
+  if (failed.size > 0) throw new Error(`chunk ${chunk}: comparing copies failed: ${[...failed].map(([w, r]) => `${w}: ${r}`).join('; ')}`);
+  const out = digests.get(chunk) ?? new Map<string, ChunkDigestLine>();
   for (const w of workers) if (!out.has(w)) throw new Error(`chunk ${chunk}: ${w} sent no digest; will retry`);
   return out;
 }
@@ -223,7 +214,7 @@ export async function copyVerified(
     const src = digests.get(source)!;
     if (src.actual === undefined) throw new Error(`chunk ${chunk}: source ${source} cannot be compared: ${src.error ?? 'no digest'}; will retry`);
     // A target holding no copy of a chunk the source holds empty is equal to it.
-    const actual = (d: CopyDigest) => (d.error === DIGEST_NOT_HELD ? DIGEST_EMPTY : d.actual);
+    const actual = (d: ChunkDigestLine) => (d.error === DIGEST_NOT_HELD ? DIGEST_EMPTY : d.actual);
     const differ = pending.filter((t) => actual(digests.get(t)!) !== src.actual);
     if (differ.length === 0) return { rows: lines.length, attempts: attempt };
     const seen = Object.fromEntries(differ.map((t) => [t, actual(digests.get(t)!) ?? digests.get(t)!.error]));

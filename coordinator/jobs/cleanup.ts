@@ -1,14 +1,6 @@
 import type { CoordinatorContext } from '../context';
 import { abortPost, finishCommit } from '../ingest';
-
-/** An open POST as `<prefix>:posts:open` records it. */
-interface OpenPost {
-  coordinator: string;
-  table: string;
-  at: number;
-  /** Set once its coordinator decided to commit: clean-up then finishes the commit. */
-  committing?: boolean;
-}
+import type { OpenPost } from '../placement';
 
 /**
  * Aborts the POSTs whose coordinator died before committing them: their chunks are

@@ -1,7 +1,7 @@
 import type { CoordinatorContext } from '../context';
 import { conflict, notFound } from '../errors';
 import { moveChunk, pickTarget, type MoveOutcome } from './move';
-import type { ChunkMeta } from './repair';
+import { readChunkMeta } from '../placement';
 
 /**
  * After the draining mark is set, how long a worker keeps its mark before it can be
@@ -99,9 +99,8 @@ export async function drainChunk(
   persist: (to: string) => Promise<void>,
   copyTimeoutMs: number,
 ): Promise<MoveOutcome | undefined> {
-  const raw = await ctx.cmd.hget(ctx.keys.chunks, chunk);
-  if (!raw) return undefined;
-  const meta = JSON.parse(raw) as ChunkMeta;
+  const meta = await readChunkMeta(ctx.cmd, ctx.keys, chunk);
+  if (!meta) return undefined;
   const marks = await ctx.cmd.hgetall(ctx.keys.draining);
   const from = meta.replicas.find((w) => marks[w] !== undefined);
   if (!from) return undefined;

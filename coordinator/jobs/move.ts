@@ -1,11 +1,9 @@
 import { ulid } from 'ulid';
 import { DropChunksMessage, SetReplicasMessage } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
-import { copyVerified, type ChunkMeta } from './chunk-copy';
+import { copyVerified } from './chunk-copy';
 import { xaddEach } from '../ops';
-
-/** Entries kept in `<prefix>:moves` (approximate; workers also get each move on their ops stream). */
-const MOVES_MAXLEN = 100_000;
+import { bumpPlacement, readChunkMeta, readChunkMetas } from '../placement';
 
 /** What one move did. */
 export interface MoveOutcome {
@@ -14,8 +12,6 @@ export interface MoveOutcome {
   from: string;
   to?: string;
   replicas?: string[];
-  /** The move's generation (its id in `<prefix>:moves`). */
-  gen?: string;
 }
 
 /**
@@ -24,32 +20,32 @@ export interface MoveOutcome {
  * read exact while it runs:
  *
  * 1. copy the rows to `to` (a FETCH of exactly that chunk from a live holder, then POST +
- *    COMMIT), with the old list (so the copy answers no read yet), wait for its ack, and
- *    compare the digests of source and copy in one digest FETCH, copying again until they
- *    match ({@link copyVerified}: an UPDATE/DELETE racing the copy is not lost);
- * 2. XADD the new list to `<prefix>:moves`; the entry id G is the move's generation.
- *    A read publishes with the last id of that stream (its generation); every holder
- *    reads the stream up to it before answering and uses, per chunk, the list in force
- *    at that generation: the old one for reads older than G, the new one from G on. So
- *    all holders agree on who answers the chunk in any one read;
- * 3. SET_REPLICAS(new list, since G) to the holders that stay, on their ops streams (so
- *    a worker that misses the moves stream still learns it), and DROP_CHUNKS(minGen G) to
- *    `from`: once it dropped the chunk, `from` answers reads older than G with `stale`,
- *    and the coordinator asks again with a newer generation;
- * 4. record the new list in `<prefix>:chunks` and the workers' chunk sets.
+ *    COMMIT) and compare the digests of source and copy in one digest FETCH, copying again
+ *    until they match ({@link copyVerified}: an UPDATE/DELETE racing the copy is not lost).
+ *    Reads are routed by the placement record, which does not name `to` yet: the copy
+ *    answers no read before it is verified;
+ * 2. record the new list in `<prefix>:chunks` and the workers' chunk sets, and bump the
+ *    table's placement version: reads that begin now ask the new holders;
+ * 3. SET_REPLICAS to the holders (kept for operators) and DROP_CHUNKS to `from`. A read
+ *    that still asks `from` (it read the placement before step 2) is answered from its
+ *    copy, or, once `from` dropped it, gets `missing` and asks the new holders.
  *
  * Idempotent and resumable: run again after a crash at any step, with the same `to`, it
- * finishes the move (the copy is acked as a duplicate, a second moves entry repeats the
- * same list with a newer generation).
+ * finishes the move (the copy is acked as a duplicate and verified again; a chunk already
+ * recorded elsewhere is only dropped from `from` again).
  */
 export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: string, to: string | undefined, copyTimeoutMs: number): Promise<MoveOutcome> {
-  const raw = await ctx.cmd.hget(ctx.keys.chunks, chunk);
-  if (!raw) {
+  const meta = await readChunkMeta(ctx.cmd, ctx.keys, chunk);
+  const drop = () => xaddEach(ctx.cmd, ctx.keys, [from], Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs());
+  if (!meta) {
     await ctx.cmd.srem(ctx.keys.workerChunks(from), chunk);
     return { chunk, status: 'gone', from };
   }
-  const meta = JSON.parse(raw) as ChunkMeta;
-  if (!meta.replicas.includes(from)) return { chunk, status: 'not-held', from, replicas: meta.replicas };
+  if (!meta.replicas.includes(from)) {
+    // A move that died after its record: `from` may still hold the copy no read asks for.
+    await drop();
+    return { chunk, status: 'not-held', from, replicas: meta.replicas };
+  }
   if (await ctx.cmd.hexists(ctx.keys.openPosts, meta.post)) return { chunk, status: 'uncommitted', from };
   const target = to !== undefined && !meta.replicas.includes(to) ? to : undefined;
   const replicas = meta.replicas.flatMap((w) => (w !== from ? [w] : target ? [target] : []));
@@ -63,18 +59,17 @@ export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: st
     // switch, and the switch waits until it is verified equal to the source.
     await copyVerified(ctx, meta, chunk, sources[0], [target], meta.replicas, copyTimeoutMs);
   }
-  const gen = (await ctx.cmd.xadd(ctx.keys.moves, 'MAXLEN', '~', String(MOVES_MAXLEN), '*', 'chunk', chunk, 'replicas', replicas.join(','), 'from', from))!;
-  const set = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, since: gen, replyTo: ctx.replyTo }).toArgs();
-  const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], minGen: gen, replyTo: ctx.replyTo }).toArgs();
-  // One XADD per worker stream (each its own slot on a cluster).
-  await Promise.all([xaddEach(ctx.cmd, ctx.keys, replicas, set), xaddEach(ctx.cmd, ctx.keys, [from], drop)]);
   const p = ctx.cmd.multi();
-  p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas, since: gen }));
+  p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas }));
   p.srem(ctx.keys.workerChunks(from), chunk);
   if (target) p.sadd(ctx.keys.workerChunks(target), chunk);
+  bumpPlacement(p, ctx.keys, [meta.table]);
   await p.exec();
-  ctx.log.info({ chunk, table: meta.table, from, to: target, replicas, gen }, 'chunk moved');
-  return { chunk, status: 'moved', from, to: target, replicas, gen };
+  const set = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
+  // One XADD per worker stream (each its own slot on a cluster).
+  await Promise.all([xaddEach(ctx.cmd, ctx.keys, replicas, set), drop()]);
+  ctx.log.info({ chunk, table: meta.table, from, to: target, replicas }, 'chunk moved');
+  return { chunk, status: 'moved', from, to: target, replicas };
 }
 
 /** Chunk counts per worker, from the placement records. */
@@ -116,13 +111,7 @@ export async function planRebalance(ctx: CoordinatorContext): Promise<{ before: 
   const open = new Set(await ctx.cmd.hkeys(ctx.keys.openPosts));
   const all = [...new Set([...held.values()].flatMap((s) => [...s]))];
   const movable = new Set<string>();
-  for (let i = 0; i < all.length; i += 1000) {
-    const part = all.slice(i, i + 1000);
-    const metas = await ctx.cmd.hmget(ctx.keys.chunks, ...part);
-    part.forEach((c, j) => {
-      if (metas[j] && !open.has((JSON.parse(metas[j]!) as ChunkMeta).post)) movable.add(c);
-    });
-  }
+  for (const [c, m] of await readChunkMetas(ctx.cmd, ctx.keys, all)) if (!open.has(m.post)) movable.add(c);
   const moved = new Set<string>();
   const moves: PlannedMove[] = [];
   for (;;) {

@@ -7,6 +7,7 @@ import { chunksToDrain, drainChunk, retireDrained } from './drain';
 import { moveChunk, type PlannedMove } from './move';
 import { chunksToRepair, repairChunk, type RepairOptions } from './repair';
 import { scrub } from './scrub';
+import { reconcileShards } from './shards';
 
 /** Options of the background jobs. */
 export interface JobsOptions extends RepairOptions {
@@ -113,6 +114,8 @@ export class Jobs {
 
   private async process(job: Job): Promise<unknown> {
     if (job.name === 'sweep') {
+      // First: a worker serving a new shard lost its chunks, which this sweep then repairs.
+      const incarnations = await reconcileShards(this.ctx);
       const { chunks, lost } = await chunksToRepair(this.ctx, this.opts.repairAfterMs);
       const draining = await chunksToDrain(this.ctx);
       const all = [...new Set([...chunks, ...draining])];
@@ -121,7 +124,7 @@ export class Jobs {
         await this.queueChunks(all);
       }
       const retired = await retireDrained(this.ctx);
-      return { lost, queued: all.length, retired };
+      return { lost, queued: all.length, retired, incarnations };
     }
     if (job.name === 'move') {
       const m = job.data as PlannedMove;

@@ -1,12 +1,11 @@
 import { ulid } from 'ulid';
-import { DropChunksMessage, SetReplicasMessage } from '../../common/messages';
+import { DIGEST_NOT_HELD, DIGEST_UNCOMMITTED, DropChunksMessage, SetReplicasMessage } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
 import type { WorkerView } from '../membership';
 import { placeChunk } from '../token-ring';
-import { copyVerified, type ChunkMeta } from './chunk-copy';
+import { collectDigests, copyVerified } from './chunk-copy';
 import { xaddEach } from '../ops';
-
-export type { ChunkMeta } from './chunk-copy';
+import { bumpPlacement, readChunkMeta } from '../placement';
 
 /** Settings repair needs. */
 export interface RepairOptions {
@@ -20,11 +19,21 @@ export interface RepairOptions {
 /** What one repair did. */
 export interface RepairOutcome {
   chunk: string;
-  status: 'healthy' | 'repaired' | 'gone' | 'uncommitted' | 'no-target';
+  /**
+   * `healthy`: R live copies, each checked; `repaired`: copies made or dropped; `gone`: no
+   * placement (aborted, dropped); `uncommitted`: its POST is still open; `waiting`: too few
+   * workers to reach R, or a replica is down and cannot be checked (checked again later).
+   */
+  status: 'healthy' | 'repaired' | 'gone' | 'uncommitted' | 'waiting';
   replicas?: string[];
   copiedTo?: string[];
   droppedFrom?: string[];
+  /** Live replicas that did not hold the chunk committed (a lost disk, a copy that never landed). */
+  lacking?: string[];
 }
+
+/** How long a chunk that cannot be brought to R yet waits before it is checked again. */
+export const RECHECK_MS = 30_000;
 
 /** Workers whose last heartbeat is older than `repairAfterMs`. */
 export function lostWorkers(list: readonly WorkerView[], repairAfterMs: number): Set<string> {
@@ -32,71 +41,109 @@ export function lostWorkers(list: readonly WorkerView[], repairAfterMs: number):
 }
 
 /**
- * Brings one chunk back to R copies: copies it from a live replica (a FETCH of exactly
- * that chunk) to live workers that lack it, chosen by the token, and checks the copies
- * equal the source ({@link copyVerified}); then tells every holder the new list (it
- * decides who answers reads), records it, and tells
- * lost holders to drop their copy — they apply that from their stream before answering
- * reads again, so a returning worker never adds duplicates. Idempotent: rerunning it on
- * a healthy chunk changes nothing.
+ * Brings one chunk back to R verified copies. The placement record is a claim, not proof:
+ * the live replicas are first asked for the chunk's digest, and one that does not hold it
+ * committed (its disk was lost, a COMMIT never landed) counts as missing, like a lost
+ * worker's copy. Then it copies the chunk from a replica that has it to live workers that
+ * lack it, chosen by the token, and checks the copies equal the source
+ * ({@link copyVerified}); then records the new list (reads are routed by it), tells the
+ * holders, and tells those that no longer count to drop what they have. Idempotent:
+ * rerunning it on a healthy chunk changes nothing.
  */
 export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: RepairOptions): Promise<RepairOutcome> {
-  const raw = await ctx.cmd.hget(ctx.keys.chunks, chunk);
-  if (!raw) return { chunk, status: 'gone' };
-  const meta = JSON.parse(raw) as ChunkMeta;
+  const meta = await readChunkMeta(ctx.cmd, ctx.keys, chunk);
+  if (!meta) {
+    await ctx.cmd.zrem(ctx.keys.underReplicated, chunk);
+    return { chunk, status: 'gone' };
+  }
   if (await ctx.cmd.hexists(ctx.keys.openPosts, meta.post)) return { chunk, status: 'uncommitted' };
   const list = await ctx.workers.list();
-  const live = list.filter((w) => w.live).map((w) => w.id);
+  const live = new Set(list.filter((w) => w.live).map((w) => w.id));
   const writable = list.filter((w) => w.live && !w.draining).map((w) => w.id);
   const lost = lostWorkers(list, opts.repairAfterMs);
   const known = new Set(list.map((w) => w.id));
   const dead = meta.replicas.filter((w) => lost.has(w) || !known.has(w));
-  const keep = meta.replicas.filter((w) => !dead.includes(w));
-  // A draining worker takes no new copies.
-  const candidates = writable.filter((w) => !meta.replicas.includes(w));
-  // R copies, or as many as there are workers to hold them.
+  // What the live replicas really hold, after their fences.
+  const asked = meta.replicas.filter((w) => live.has(w) && !dead.includes(w));
+  const { digests, failed } = asked.length
+    ? await collectDigests(
+        ctx,
+        meta.table,
+        asked.map((worker) => ({ worker, chunks: [chunk] })),
+        opts.copyTimeoutMs,
+      )
+    : { digests: new Map(), failed: new Map<string, string>() };
+  const lines = digests.get(chunk);
+  const verified = asked.filter((w) => lines?.get(w)?.actual !== undefined && !lines.get(w)!.error);
+  const lacking = asked.filter((w) => !failed.has(w) && !verified.includes(w) && lines?.get(w)?.error !== undefined && !isReadError(lines.get(w)!.error!));
+  const keep = meta.replicas.filter((w) => !dead.includes(w) && !lacking.includes(w));
+  // A draining worker takes no new copies; a replica that lacked it may take it again.
+  const candidates = writable.filter((w) => !keep.includes(w));
   const want = Math.min(opts.replicas, keep.length + candidates.length);
-  if (dead.length === 0 && keep.length >= want) {
-    // Only a chunk at full R leaves the set; one short of workers stays for a later sweep.
-    if (keep.length >= opts.replicas) {
+  const recheck = () => ctx.cmd.zadd(ctx.keys.underReplicated, Date.now() + RECHECK_MS, chunk);
+  if (dead.length === 0 && lacking.length === 0 && keep.length >= want) {
+    if (keep.length >= opts.replicas && verified.length === keep.length) {
       await ctx.cmd.zrem(ctx.keys.underReplicated, chunk);
       return { chunk, status: 'healthy', replicas: meta.replicas };
     }
-    return { chunk, status: 'no-target', replicas: meta.replicas };
+    // Short of workers, or a replica is down (it applies its stream when it returns).
+    await recheck();
+    return { chunk, status: 'waiting', replicas: meta.replicas };
   }
   const token = await ctx.cmd.incr(ctx.keys.token);
-  const targets = placeChunk(candidates, token, want - keep.length);
-  if (keep.length === 0 && targets.length === 0) return { chunk, status: 'no-target', replicas: meta.replicas };
+  const targets = placeChunk(candidates, token, Math.max(0, want - keep.length));
   const replicas = [...keep, ...targets];
   if (targets.length > 0) {
-    const source = meta.replicas.find((w) => live.includes(w));
-    if (!source) throw new Error(`chunk ${chunk}: no live replica to copy from (replicas ${meta.replicas.join(', ')}); will retry`);
-    // The copies carry the old list (targets not in it): they answer no read until
-    // SET_REPLICAS below, sent only once they are verified equal to the source.
+    const source = verified[0];
+    if (!source) {
+      await recheck();
+      if (keep.length === 0) throw new Error(`chunk ${chunk}: no replica holds it (replicas ${meta.replicas.join(', ')}; lacking: ${lacking.join(', ') || 'none'}; lost: ${dead.join(', ') || 'none'}); it is lost unless one of them returns with its copy`);
+      throw new Error(`chunk ${chunk}: no live replica could be checked to copy from (replicas ${meta.replicas.join(', ')}); will retry`);
+    }
     await copyVerified(ctx, meta, chunk, source, targets, meta.replicas, opts.copyTimeoutMs);
   }
-  // Before the record, as the copy's own list used to be: a job that dies after the
-  // record finds the chunk healthy on retry and would not tell the targets again.
-  const setReplicas = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
-  await xaddEach(ctx.cmd, ctx.keys, replicas, setReplicas);
+  const gone = [...dead, ...lacking].filter((w) => !replicas.includes(w));
   const p = ctx.cmd.multi();
   p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas }));
-  for (const w of dead) p.srem(ctx.keys.workerChunks(w), chunk);
+  for (const w of gone) p.srem(ctx.keys.workerChunks(w), chunk);
   for (const w of targets) p.sadd(ctx.keys.workerChunks(w), chunk);
-  // Fewer than R copies (too few live workers): a later sweep tops it up.
+  bumpPlacement(p, ctx.keys, [meta.table]);
+  // Fewer than R copies (too few live workers): checked again later.
   if (replicas.length >= opts.replicas) p.zrem(ctx.keys.underReplicated, chunk);
-  else p.zadd(ctx.keys.underReplicated, Date.now(), chunk);
+  else p.zadd(ctx.keys.underReplicated, Date.now() + RECHECK_MS, chunk);
   await p.exec();
+  if (replicas.length > 0) {
+    const setReplicas = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
+    await xaddEach(ctx.cmd, ctx.keys, replicas, setReplicas);
+  }
+  // After the record: a worker that is no longer named is not asked for the chunk; one that
+  // comes back applies the drop before it answers any read.
   const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
-  await xaddEach(ctx.cmd, ctx.keys, dead, drop);
-  ctx.log.info({ chunk, table: meta.table, from: meta.replicas, to: replicas, copiedTo: targets, droppedFrom: dead }, 'chunk repaired');
-  return { chunk, status: 'repaired', replicas, copiedTo: targets, droppedFrom: dead };
+  await xaddEach(ctx.cmd, ctx.keys, gone, drop);
+  ctx.log.info({ chunk, table: meta.table, from: meta.replicas, to: replicas, copiedTo: targets, droppedFrom: gone, lacking }, 'chunk repaired');
+  return { chunk, status: 'repaired', replicas, copiedTo: targets, droppedFrom: gone, lacking };
 }
 
-/** Chunks that need a repair job: those of lost workers and those recorded under-replicated. */
+/** A digest error that is not "not held" / "not committed": the copy is there but unreadable (scrub's job). */
+function isReadError(error: string): boolean {
+  return error !== DIGEST_NOT_HELD && error !== DIGEST_UNCOMMITTED;
+}
+
+/**
+ * Chunks that need a repair job: those of lost workers and those recorded under-replicated
+ * that are due, or all of these when the workers that can take copies changed since the
+ * last sweep (a worker came back or joined: chunks waiting for a target get one now).
+ */
 export async function chunksToRepair(ctx: CoordinatorContext, repairAfterMs: number): Promise<{ chunks: string[]; lost: string[] }> {
-  const lost = [...lostWorkers(await ctx.workers.list(), repairAfterMs)];
-  const out = new Set<string>(await ctx.cmd.zrange(ctx.keys.underReplicated, 0, 9999));
+  const list = await ctx.workers.list();
+  const lost = [...lostWorkers(list, repairAfterMs)];
+  const writable = list
+    .filter((w) => w.live && !w.draining)
+    .map((w) => w.id)
+    .join(',');
+  const before = await ctx.cmd.set(ctx.keys.repairWorkers, writable, 'GET');
+  const due = before === writable ? Date.now() : '+inf';
+  const out = new Set<string>(await ctx.cmd.zrangebyscore(ctx.keys.underReplicated, '-inf', due, 'LIMIT', 0, 10_000));
   for (const w of lost) for (const c of await ctx.cmd.smembers(ctx.keys.workerChunks(w))) out.add(c);
   return { chunks: [...out], lost };
 }

@@ -1,6 +1,7 @@
+import type { ChunkDigestLine } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
-import { FetchRound } from '../fetch-round';
-import { copyVerified, type ChunkMeta } from './chunk-copy';
+import type { ChunkMeta } from '../placement';
+import { collectDigests, copyVerified } from './chunk-copy';
 
 /** What one scrub pass found and did. */
 export interface ScrubReport {
@@ -17,8 +18,6 @@ export interface ScrubReport {
   /** Workers that did not answer (not live, or timed out): their copies were not checked. */
   unchecked: string[];
 }
-
-type Digest = { c: string; s?: string; a?: string; e?: string };
 
 /**
  * Compares every live copy of every committed chunk. Each worker reports, per chunk,
@@ -45,25 +44,16 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
       asks.set(w, byTable);
     }
   }
-  const found = new Map<string, Map<string, Digest>>(); // chunk → worker → digest
+  const found = new Map<string, Map<string, ChunkDigestLine>>(); // chunk → worker → digest
   for (const [worker, byTable] of asks) {
     for (const [table, chunks] of byTable) {
-      const round = new FetchRound(ctx, table, [worker], { digest: true }, timeoutMs, chunks);
-      try {
-        await round.publish();
-        for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
-          if (e.kind !== 'batch') continue;
-          for (const line of e.resp.rows) {
-            const d = JSON.parse(line) as Digest;
-            const m = found.get(d.c) ?? new Map<string, Digest>();
-            m.set(worker, d);
-            found.set(d.c, m);
-          }
-        }
-      } finally {
-        round.close();
+      const { digests, failed } = await collectDigests(ctx, table, [{ worker, chunks }], timeoutMs);
+      for (const [chunk, byWorker] of digests) {
+        const m = found.get(chunk) ?? new Map<string, ChunkDigestLine>();
+        for (const [w, d] of byWorker) m.set(w, d);
+        found.set(chunk, m);
       }
-      if (round.failed.size > 0 && !report.unchecked.includes(worker)) report.unchecked.push(worker);
+      if (failed.size > 0 && !report.unchecked.includes(worker)) report.unchecked.push(worker);
     }
   }
   for (const [chunk, byWorker] of found) {
@@ -72,10 +62,10 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
     const bad: string[] = [];
     for (const [w, d] of byWorker) {
       report.copies++;
-      if (d.e !== undefined || d.s === undefined || d.s !== d.a) {
+      if (d.error !== undefined || d.stored === undefined || d.stored !== d.actual) {
         bad.push(w);
-        report.corrupt.push({ chunk, worker: w, reason: d.e ?? `stored digest ${d.s} but the file holds ${d.a}` });
-      } else healthy.set(w, d.a!);
+        report.corrupt.push({ chunk, worker: w, reason: d.error ?? `stored digest ${d.stored} but the file holds ${d.actual}` });
+      } else healthy.set(w, d.actual!);
     }
     const votes = new Map<string, string[]>();
     for (const [w, a] of healthy) votes.set(a, [...(votes.get(a) ?? []), w]);

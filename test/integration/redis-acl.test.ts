@@ -83,7 +83,7 @@ describe('Redis ACL users generated from makeKeys()', function () {
         ['a key outside the prefix', () => w1.get('other-app:secret')],
         ['KEYS', () => w1.keys('*')],
         ['FLUSHALL', () => w1.flushall()],
-        ['publishing on the fetch channel', () => w1.publish(keys.fetchChannel, '{}')],
+        ["publishing on another worker's fetch channel", () => w1.publish(keys.workerFetch('w2'), '{}')],
       ];
       for (const [what, run] of refused) {
         await assert.rejects(run(), /NOPERM/, `${what} was not refused`);

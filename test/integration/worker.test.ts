@@ -187,7 +187,7 @@ describe('worker (real child process, real Redis)', function () {
     });
   });
 
-  it('answers each chunk once: only its first live replica sends it', async () => {
+  it('answers exactly the chunks it is asked for, and names those it does not hold', async () => {
     await startWorker('w1');
     await startWorker('w2');
     const rows = makeRows(300, 11);
@@ -199,14 +199,22 @@ describe('worker (real child process, real Redis)', function () {
     await driver.commit(['w1', 'w2']);
     await driver.until((all) => all.filter((r) => r.type === 'POST_ACK').length === 5, 'five POST_ACKs');
 
-    const both = await driver.fetch('t', ['w1', 'w2']);
+    const both = await driver.fetchFrom('t', new Map([['w1', ['chunk1']], ['w2', ['chunk2', 'chunk3']]]));
     assert.deepEqual(lossAndDuplicates(rows, both.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
     const sent = (w: string) => both.byWorker.get(w)!.reduce((n, r) => n + r.count, 0);
     assert.equal(sent('w1'), 100, 'w1 answers chunk1 only');
     assert.equal(sent('w2'), 200, 'w2 answers chunk2 and chunk3');
+    const named = (w: string) => both.byWorker.get(w)!.flatMap((r) => r.chunks ?? []).sort();
+    assert.deepEqual(named('w1'), ['chunk1'], 'its batches name every chunk it answered');
+    assert.deepEqual(named('w2'), ['chunk2', 'chunk3']);
 
-    const onlyW1 = await driver.fetch('t', ['w1']);
-    assert.deepEqual(lossAndDuplicates([...c1, ...c2], onlyW1.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 }, 'with w2 out, w1 answers for chunk2 too');
+    const onlyW1 = await driver.fetchFrom('t', new Map([['w1', ['chunk1', 'chunk2']]]));
+    assert.deepEqual(lossAndDuplicates([...c1, ...c2], onlyW1.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 }, 'w1 answers for chunk2 when asked');
+
+    // chunk3 is on w2 only: w1 answers nothing of the request and says what it lacks.
+    const lacking = await driver.fetchFrom('t', new Map([['w1', ['chunk1', 'chunk3']]]));
+    assert.equal(lacking.lines.length, 0);
+    assert.deepEqual(lacking.errors, [{ worker: 'w1', code: 'missing', error: lacking.errors[0]?.error, missing: ['chunk3'] }]);
   });
 
   it('applies all of 1000 entries left unacked by a SIGKILL, losing and duplicating nothing', async () => {
@@ -276,10 +284,13 @@ describe('worker (real child process, real Redis)', function () {
     await startWorker('w1');
     const kept = makeRows(30, 41, 'k');
     const dropped = makeRows(30, 42, 'd');
-    await driver.send('w1', driver.post('t', kept, ['w1'], undefined, 'pk'));
-    await driver.send('w1', driver.post('t', dropped, ['w1'], undefined, 'pd'));
-    const hidden = await driver.fetch('t', ['w1']);
+    const pk = driver.post('t', kept, ['w1'], undefined, 'pk');
+    const pd = driver.post('t', dropped, ['w1'], undefined, 'pd');
+    await driver.send('w1', pk);
+    await driver.send('w1', pd);
+    const hidden = await driver.fetchFrom('t', new Map([['w1', [pk.chunk, pd.chunk]]]));
     assert.equal(hidden.lines.length, 0, 'uncommitted chunks are not answered');
+    assert.deepEqual(hidden.errors.map((e) => [e.code, e.missing?.sort()]), [['missing', [pk.chunk, pd.chunk].sort()]], 'asked for them, it says it does not hold them committed');
     await driver.update('w1', 't', {}, { touched: true });
     await driver.commit(['w1'], 'pk');
     const abort = await driver.abort(['w1'], 'pd');
@@ -337,7 +348,8 @@ describe('worker (real child process, real Redis)', function () {
   it('refuses a chunk holding an _id the shard already has, and keeps none of its rows', async () => {
     await startWorker('w1');
     const rows = makeRows(10, 9);
-    await driver.send('w1', driver.post('t', rows, ['w1']));
+    const first = driver.post('t', rows, ['w1']);
+    await driver.send('w1', first);
     await driver.commit(['w1']);
     const clash = driver.post('t', [{ _id: 'new1', x: 1 }, rows[3]], ['w1']);
     await driver.send('w1', clash);
@@ -345,7 +357,9 @@ describe('worker (real child process, real Redis)', function () {
     const ack = driver.acksFor(clash.chunk)[0] as PostAckMessage;
     assert.equal(ack.status, 'error');
     assert.match(ack.error!, /duplicate _id "r0000003"/);
-    const res = await driver.fetch('t', ['w1']);
+    const refused = await driver.fetch('t', ['w1'], {}, 10_000, [clash.chunk]);
+    assert.deepEqual(refused.errors.map((e) => e.missing), [[clash.chunk]], 'the refused chunk is not held');
+    const res = await driver.fetch('t', ['w1'], {}, 10_000, [first.chunk]);
     assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
   });
 
@@ -387,14 +401,16 @@ describe('worker (real child process, real Redis)', function () {
     assert.deepEqual(res.lines, [{ g: [], a: [2000] }]);
   });
 
-  it('ignores a FETCH whose live set does not include it', async () => {
+  it('ignores a FETCH addressed to another worker', async () => {
     await startWorker('w1');
-    await driver.send('w1', driver.post('t', makeRows(5), ['w1']));
-    await driver.until((all) => all.length === 1, 'the ack');
+    const m = driver.post('t', makeRows(5), ['w1']);
+    await driver.send('w1', m);
+    await driver.commit(['w1']);
+    await driver.until((all) => all.length === 2, 'the acks');
     const req = ulid();
     await driver.redis.publish(
-      driver.keys.fetchChannel,
-      JSON.stringify({ type: 'FETCH', req, replyTo: driver.replyTo, table: 't', live: 'w2', timeoutMs: '1000' }),
+      driver.keys.workerFetch('w1'),
+      JSON.stringify({ type: 'FETCH', req, worker: 'w2', replyTo: driver.replyTo, table: 't', chunks: m.chunk, timeoutMs: '1000' }),
     );
     await new Promise((r) => setTimeout(r, 500));
     await driver.pull(100);

@@ -65,8 +65,9 @@ export class TestCluster {
     return this;
   }
 
-  startWorker(id: string, dataDir = this.workers.get(id)?.dataDir ?? tempDir(`e2e-${id}`)): TestWorker {
-    const child = startWorkerProcess({ redisUrl: this.opts.redisUrl, prefix: this.opts.prefix, id, dataDir, env: { ...this.env(), LOG_LEVEL: 'info' } });
+  /** Starts worker `id` (again) on `dataDir` (default: its previous one, or a new temp dir), with extra `env`. */
+  startWorker(id: string, dataDir = this.workers.get(id)?.dataDir ?? tempDir(`e2e-${id}`), env: Record<string, string> = {}): TestWorker {
+    const child = startWorkerProcess({ redisUrl: this.opts.redisUrl, prefix: this.opts.prefix, id, dataDir, env: { ...this.env(), LOG_LEVEL: 'info', ...env } });
     const w = { id, dataDir, child };
     this.workers.set(id, w);
     return w;

@@ -28,7 +28,7 @@ export interface FetchResult {
   byWorker: Map<string, FetchRespMessage[]>;
   /** All lines, parsed, in arrival order per worker. */
   lines: unknown[];
-  errors: { worker: string; code?: string; error?: string }[];
+  errors: { worker: string; code?: string; error?: string; missing?: string[] }[];
 }
 
 /**
@@ -71,9 +71,13 @@ export class Driver {
 
   /** The POST id chunks belong to unless a test says otherwise. */
   readonly postId = ulid();
+  /** Chunks made by {@link post}, and POSTs committed by {@link commit}: what {@link fetch} asks for. */
+  private readonly posted = new Map<string, { table: string; replicas: string[]; post: string }>();
+  private readonly committed = new Set<string>();
 
   /** A POST message for rows (not yet sent). */
   post(table: string, rows: Row[], replicas: string[], chunk = ulid(), post = this.postId): PostMessage {
+    this.posted.set(chunk, { table, replicas, post });
     return Object.assign(new PostMessage(), {
       chunk,
       post,
@@ -92,6 +96,7 @@ export class Driver {
   /** Sends COMMIT for a POST (default: the driver's) to each worker; returns the op id. */
   async commit(workers: string[], post = this.postId): Promise<string> {
     const op = ulid();
+    this.committed.add(post);
     for (const w of workers) await this.send(w, Object.assign(new CommitMessage(), { op, post, replyTo: this.replyTo }));
     return op;
   }
@@ -99,6 +104,7 @@ export class Driver {
   /** Sends ABORT for a POST to each worker; returns the op id. */
   async abort(workers: string[], post = this.postId): Promise<string> {
     const op = ulid();
+    this.committed.delete(post);
     for (const w of workers) await this.send(w, Object.assign(new AbortMessage(), { op, post, replyTo: this.replyTo }));
     return op;
   }
@@ -152,18 +158,42 @@ export class Driver {
     return this.inbox.filter((r) => r.type === 'OP_ACK' && r.op === op);
   }
 
-  /** Publishes a FETCH to `live` and collects FETCH_RESP until each live worker sent `done`. */
-  async fetch(table: string, live: string[], q: QuerySpec = {}, timeoutMs = 10_000, chunks?: string[]): Promise<FetchResult> {
+  /**
+   * Reads as a coordinator would: each chunk (default: every chunk this driver posted to the
+   * table in a committed POST) is asked of its first replica among `workers`; collects the
+   * FETCH_RESP batches until each asked worker sent `done`.
+   */
+  async fetch(table: string, workers: string[], q: QuerySpec & { digest?: boolean } = {}, timeoutMs = 10_000, chunks?: string[]): Promise<FetchResult> {
+    const wanted = chunks ?? [...this.posted].filter(([, c]) => c.table === table && this.committed.has(c.post)).map(([id]) => id);
+    const asks = new Map<string, string[]>(workers.map((w) => [w, []]));
+    for (const c of wanted) {
+      const first = (this.posted.get(c)?.replicas ?? workers).find((w) => workers.includes(w));
+      if (first) asks.get(first)!.push(c);
+    }
+    return this.fetchFrom(table, asks, q, timeoutMs);
+  }
+
+  /** Sends each worker a FETCH for exactly its chunks and collects the batches until each sent `done`. */
+  async fetchFrom(table: string, asks: Map<string, string[]>, q: QuerySpec & { digest?: boolean } = {}, timeoutMs = 10_000): Promise<FetchResult> {
     const req = ulid();
-    const msg = Object.assign(new FetchMessage(), { req, replyTo: this.replyTo, table, live, timeoutMs, chunks, ...q });
-    await publish(this.redis, this.keys.fetchChannel, encodeFetch(msg));
+    for (const [worker, chunks] of asks) {
+      const msg = Object.assign(new FetchMessage(), { req, worker, replyTo: this.replyTo, table, chunks, timeoutMs, ...q });
+      const receivers = await publish(this.redis, this.keys.workerFetch(worker), encodeFetch(msg));
+      if (receivers === 0) throw new Error(`FETCH ${req}: worker ${worker} is not subscribed to ${this.keys.workerFetch(worker)}`);
+    }
     const mine = (r: ReplyMessage): r is FetchRespMessage => r.type === 'FETCH_RESP' && r.req === req;
-    await this.until((all) => live.every((w) => all.some((r) => mine(r) && r.worker === w && r.done)), `FETCH ${req} from ${live.join(',')}`, timeoutMs + 5000);
+    const workers = [...asks.keys()];
+    try {
+      await this.until((all) => workers.every((w) => all.some((r) => mine(r) && r.worker === w && r.done)), `FETCH ${req} from ${workers.join(',')}`, timeoutMs + 5000);
+    } catch (e) {
+      const subs = await Promise.all(workers.map((w) => this.redis.call('PUBSUB', 'NUMSUB', this.keys.workerFetch(w))));
+      throw new Error(`${(e as Error).message}; subscribers now: ${JSON.stringify(subs)}`);
+    }
     const result: FetchResult = { byWorker: new Map(), lines: [], errors: [] };
     for (const r of this.inbox.filter(mine).sort((a, b) => a.seq - b.seq)) {
       if (!result.byWorker.has(r.worker)) result.byWorker.set(r.worker, []);
       result.byWorker.get(r.worker)!.push(r);
-      if (r.code) result.errors.push({ worker: r.worker, code: r.code, error: r.error });
+      if (r.code) result.errors.push({ worker: r.worker, code: r.code, error: r.error, missing: r.missing });
       for (const line of r.rows) result.lines.push(JSON.parse(line));
     }
     return result;

@@ -14,8 +14,8 @@ function sample(): ClusterStatus {
     prefix: 'dstore',
     at: new Date(2024, 4, 1, 13, 4, 5).getTime(),
     workers: [
-      { id: 'w1', live: true, ready: true, state: 'ready', rows: 1200, chunks: 3, tables: 1, shardBytes: 1_500_000, heartbeatAgeMs: 450, host: 'h', pid: 10, stream: stream(40, 0, 0), counters: null },
-      { id: 'w2', live: false, ready: false, state: 'stopped', rows: null, chunks: null, tables: null, shardBytes: null, heartbeatAgeMs: 65_000, host: null, pid: null, stream: null, counters: null },
+      { id: 'w1', live: true, ready: true, state: 'ready', storage: 'ok', storageError: null, shard: 's-1', rows: 1200, chunks: 3, tables: 1, shardBytes: 1_500_000, heartbeatAgeMs: 450, host: 'h', pid: 10, stream: stream(40, 0, 0), counters: null },
+      { id: 'w2', live: false, ready: false, state: 'stopped', storage: 'ok', storageError: null, shard: null, rows: null, chunks: null, tables: null, shardBytes: null, heartbeatAgeMs: 65_000, host: null, pid: null, stream: null, counters: null },
     ],
     coordinators: [
       { id: 'c1', live: true, heartbeatAgeMs: 300, replyStreamLength: 7 },
@@ -50,6 +50,13 @@ describe('dstore status', () => {
       ]);
       assert.deepEqual(lines.slice(at('DEAD LETTERS (1)') + 1, at('DEAD LETTERS (1)') + 3), ['  id   worker  entry  reason', '  5-0  w1      4-0    unknown message type "X"']);
       assert.deepEqual(lines.slice(at('QUEUES') + 1), ['  queue   active  waiting  delayed  failed  completed', '  repair       1        0        1       0         12']);
+    });
+
+    it('says when a worker cannot store', () => {
+      const s = sample();
+      s.workers[0] = { ...s.workers[0], live: false, storage: 'full', storageError: 'database or disk is full' };
+      const row = renderStatus(s, 200).find((l) => l.startsWith('  w1 '));
+      assert.match(row ?? '', /ready, disk full/);
     });
 
     it('fits every line in a narrow terminal', () => {

@@ -58,7 +58,7 @@ describe('keys and names', () => {
     const k = makeKeys('p1');
     assert.equal(k.workerOps('w1'), 'p1:worker:{w1}:ops');
     assert.equal(k.coordReplies('c1'), 'p1:coord:{c1}:replies');
-    assert.equal(k.fetchChannel, 'p1:{fetch}');
+    assert.equal(k.workerFetch('w1'), 'p1:worker:{w1}:fetch');
     assert.equal(k.dead, '{p1}:dead');
     assert.equal(k.bullPrefix, '{p1}:bull');
   });

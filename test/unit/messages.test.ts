@@ -7,6 +7,7 @@ import {
   decodeReply,
   DeleteMessage,
   encodeFetch,
+  FetchCreditMessage,
   FetchMessage,
   FetchRespMessage,
   fieldsFromArray,
@@ -79,18 +80,22 @@ describe('messages', () => {
     it('FETCH survives the pub/sub JSON encoding and FETCH_RESP keeps empty batches empty', () => {
       const f = build(FetchMessage, {
         req: 'r1',
+        worker: 'w1',
         replyTo,
         table: 't',
-        live: ['w1', 'w2'],
+        chunks: ['c1', 'c2'],
         where: { x: 1 },
         sort: [{ field: 'x', dir: 'desc' }],
         limit: 5,
         timeoutMs: 1000,
       });
-      const back = decodeFetch(encodeFetch(f));
-      assert.deepEqual(back.live, ['w1', 'w2']);
+      const back = decodeFetch(encodeFetch(f)) as FetchMessage;
+      assert.equal(back.type, 'FETCH');
+      assert.deepEqual(back.chunks, ['c1', 'c2']);
       assert.deepEqual(back.sort, [{ field: 'x', dir: 'desc' }]);
       assert.equal(back.limit, 5);
+      const credit = decodeFetch(encodeFetch(build(FetchCreditMessage, { req: 'r1', worker: 'w1', granted: -1 })));
+      assert.deepEqual([credit.type, (credit as FetchCreditMessage).granted], ['FETCH_CREDIT', -1]);
       const r = build(FetchRespMessage, { req: 'r1', worker: 'w1', seq: 0, mode: 'rows', count: 0, rows: [], done: true });
       const rb = decodeReply(roundTrip(r)) as FetchRespMessage;
       assert.deepEqual(rb.rows, []);
@@ -133,13 +138,13 @@ describe('messages', () => {
       assert.throws(() => decodeReply({ ...f, status: 'maybe' }), /status/);
     });
 
-    it('refuses a FETCH that is not a JSON object or lacks a live set', () => {
+    it('refuses a FETCH that is not a JSON object or names no worker', () => {
       assert.throws(() => decodeFetch('not json'), MessageError);
       assert.throws(() => decodeFetch('[1]'), MessageError);
-      const f = build(FetchMessage, { req: 'r1', replyTo, table: 't', live: ['w1'], timeoutMs: 10 });
+      const f = build(FetchMessage, { req: 'r1', worker: 'w1', replyTo, table: 't', chunks: ['c1'], timeoutMs: 10 });
       const obj = JSON.parse(encodeFetch(f));
-      delete obj.live;
-      assert.throws(() => decodeFetch(JSON.stringify(obj)), /live/);
+      delete obj.worker;
+      assert.throws(() => decodeFetch(JSON.stringify(obj)), /worker/);
     });
 
     it('build() refuses to produce an invalid message', () => {

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { Readable } from 'node:stream';
+import fc from 'fast-check';
 import { ApiError } from '../../coordinator/errors';
 import { formatOf, parseRecords, type ParsedRecord, type RecordFormat } from '../../coordinator/record-parsers';
 import type { Schema } from '../../coordinator/schema';
@@ -173,6 +174,58 @@ describe('record parsers', () => {
     });
   });
 
+  describe('JSON array in any formatting JSON allows', () => {
+    const WS = ['', ' ', '\t', '\n', '\r\n', '\r', '\n   ', ' \r\n\t'];
+    /** `v` as JSON with whitespace from `pick` between every two tokens. */
+    const spaced = (v: unknown, pick: () => string): string => {
+      if (Array.isArray(v)) return `[${pick()}${v.map((x) => spaced(x, pick)).join(`${pick()},${pick()}`)}${pick()}]`;
+      if (v && typeof v === 'object') return `{${pick()}${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}${pick()}:${pick()}${spaced(x, pick)}`).join(`${pick()},${pick()}`)}${pick()}}`;
+      return JSON.stringify(v);
+    };
+    const value = fc.jsonValue({ maxDepth: 3 }).filter((v) => !JSON.stringify(v).includes('"__proto__"'));
+
+    it('finds the same elements as JSON.parse, whatever whitespace, BOM and pieces', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(value, { maxLength: 8 }), fc.array(fc.nat(WS.length - 1), { minLength: 1, maxLength: 64 }), fc.boolean(), fc.array(fc.nat(), { maxLength: 4 }), async (elements, picks, bom, cuts) => {
+          let p = 0;
+          const pick = () => WS[picks[p++ % picks.length]];
+          const body = (bom ? '\ufeff' : '') + pick() + spaced(elements, pick) + pick();
+          const buf = Buffer.from(body);
+          const at = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
+          const pieces = [0, ...at].map((from, i, all) => buf.subarray(from, all[i + 1] ?? buf.length));
+          const want = (JSON.parse(body.replace(/^\ufeff/, '')) as unknown[]).map((v, i) => ({ row: i + 1, value: v }));
+          assert.deepEqual(await collect(pieces, 'json'), want);
+        }),
+        { seed: 4242, numRuns: 300 },
+      );
+    });
+
+    it('yields the elements of a pretty-printed array of records (JSON.stringify(x, null, 2), CRLF, BOM)', async () => {
+      const records = [{ a: 1, b: { c: [1, 2, { d: 'x\ny' }] } }, { e: [] }, { f: {} }, { g: 'say "hi"\r\n' }];
+      for (const indent of [2, 4, '\t']) {
+        for (const eol of ['\n', '\r\n']) {
+          const body = '\ufeff' + JSON.stringify(records, null, indent).replace(/\n/g, eol) + eol;
+          for (const { how, pieces } of feedings(body).slice(0, 40)) {
+            assert.deepEqual(await collect(pieces, 'json'), records.map((value, i) => ({ row: i + 1, value })), `indent ${JSON.stringify(indent)}, ${JSON.stringify(eol)}, ${how}`);
+          }
+        }
+      }
+    });
+
+    it('accepts a BOM as the first character only', async () => {
+      await rejects400(['[1,\ufeff2]'], 'json', /row 2\b.*invalid JSON/);
+      await rejects400(['\ufeff\ufeff[1]'], 'json', /must be an array/);
+      await rejects400([' \ufeff[1]'], 'json', /must be an array/);
+      await rejects400(['[1]\ufeff'], 'json', /after the end/);
+    });
+
+    it('refuses what JSON does not count as whitespace between elements', async () => {
+      await rejects400(['[1,\u00a02]'], 'json', /row 2\b/);
+      await rejects400(['[1,\f2]'], 'json', /row 2\b/);
+      await rejects400(['\u2028[1]'], 'json', /must be an array/);
+    });
+  });
+
   describe('NDJSON', () => {
     const TEXT = '{"a":1}\n\n   \n{"b":[1,"x\\ny"],"c":"é😀"}\r\n"str"\r\n\r\n[1,{"d":null}]\n\t\n42';
 
@@ -190,6 +243,26 @@ describe('record parsers', () => {
     it('yields nothing for an empty or blank body', async () => {
       assert.deepEqual(await collect([], 'ndjson'), []);
       assert.deepEqual(await collect(['\n\r\n  \n'], 'ndjson'), []);
+      assert.deepEqual(await collect(['\ufeff'], 'ndjson'), []);
+      assert.deepEqual(await collect(['\ufeff\r\n\t\r\n'], 'ndjson'), []);
+    });
+
+    it('reads a BOM, then blank lines, before the first record, fed in any pieces', async () => {
+      const text = '\ufeff\r\n\n  \r\n{"a":1}\r\n\r\n{"b":2}';
+      for (const { how, pieces } of feedings(text)) {
+        assert.deepEqual(await collect(pieces, 'ndjson'), [{ row: 4, value: { a: 1 } }, { row: 6, value: { b: 2 } }], how);
+      }
+    });
+
+    it('finds the same records whatever blank lines and line ends surround them', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.jsonValue({ maxDepth: 2 }), { minLength: 1, maxLength: 8 }), fc.array(fc.constantFrom('\n', '\r\n', '\r', '\n\n', '\r\n  \t\r\n', '\n \n'), { minLength: 1, maxLength: 8 }), fc.boolean(), async (values, ends, bom) => {
+          const body = (bom ? '\ufeff' : '') + values.map((v, i) => JSON.stringify(v) + ends[i % ends.length]).join('');
+          const got = await collect([Buffer.from(body)], 'ndjson');
+          assert.deepEqual(got.map((r) => r.value), JSON.parse(JSON.stringify(values)));
+        }),
+        { seed: 77, numRuns: 200 },
+      );
     });
 
     it('rejects an invalid line with a 400 naming its line number', async () => {

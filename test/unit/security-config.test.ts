@@ -125,7 +125,8 @@ describe('ACL rules', () => {
     assert.ok(rules.includes(`~${k.workerOps('w7')}`));
     assert.ok(!rules.some((r) => r.includes(k.workerOps('w8'))));
     assert.ok(rules.includes(`%W~${k.coordReplies('c1').replace('c1', '*')}`));
-    assert.ok(rules.includes(`&${k.fetchChannel}`));
+    assert.ok(rules.includes(`&${k.workerFetch('w7')}`));
+    assert.ok(!rules.some((r) => r.includes(k.workerFetch('w8'))));
     assert.ok(rules.includes('-@all') && !rules.includes('+@all'));
     assert.deepEqual(aclSetUserArgs('u', 'pw', ['x']), ['ACL', 'SETUSER', 'u', 'reset', 'on', '>pw', 'x']);
   });

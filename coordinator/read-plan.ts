@@ -1,0 +1,176 @@
+import type { Keys } from '../common/keys';
+import type { Logger } from '../common/logger';
+import type { DstoreRedis } from '../common/redis';
+import { unavailable } from './errors';
+import type { Assignment, FetchRound, WorkerFailure } from './fetch-round';
+import type { PlacementCache, TablePlacement } from './placement';
+
+/** Chunks left out of a partial answer, and the workers that hold them. */
+export interface Gap {
+  chunks: Set<string>;
+  workers: Set<string>;
+}
+
+/** FETCHes each worker is answering for this coordinator right now (replica choice prefers idle ones). */
+export class Outstanding {
+  private readonly n = new Map<string, number>();
+
+  get(worker: string): number {
+    return this.n.get(worker) ?? 0;
+  }
+
+  add(workers: readonly string[], d: 1 | -1): void {
+    for (const w of workers) {
+      const v = this.get(w) + d;
+      if (v <= 0) this.n.delete(w);
+      else this.n.set(w, v);
+    }
+  }
+}
+
+/** What a {@link ReadPlan} needs from its coordinator. */
+export interface ReadPlanDeps {
+  cmd: DstoreRedis;
+  keys: Keys;
+  placements: PlacementCache;
+  outstanding: Outstanding;
+  /** The live workers now, read afresh (after a worker failed to answer). */
+  liveNow(): Promise<string[]>;
+  log: Logger;
+}
+
+/**
+ * Where one read sends each chunk, and what it learnt from failures. Every chunk of the
+ * table's placement is answered by exactly one live replica per round. After a failure
+ * the live set is read again: a worker that stopped heartbeating leaves it, and one that
+ * failed but is still live is asked again only for chunks that have no other live replica
+ * (a stall, not a death). A worker that lacks a chunk (`missing`) is not asked for that
+ * chunk again. A chunk with no replica left fails the read (503) or, with `partial`, is
+ * left out and the answer says so.
+ */
+export class ReadPlan {
+  private readonly live: Set<string>;
+  /** `worker\0chunk` pairs known not to hold the chunk. */
+  private readonly lacking = new Set<string>();
+  /** Workers that failed in this read, with why. */
+  private readonly failedWorkers = new Map<string, string>();
+  readonly gap: Gap = { chunks: new Set(), workers: new Set() };
+
+  constructor(
+    private readonly deps: ReadPlanDeps,
+    readonly table: string,
+    live: readonly string[],
+    public placement: TablePlacement,
+    private readonly partial: boolean,
+  ) {
+    this.live = new Set(live);
+  }
+
+  /** Every chunk the read must answer (the gap excluded). */
+  chunks(): string[] {
+    return [...this.placement.chunks.keys()].filter((c) => !this.gap.chunks.has(c));
+  }
+
+  /**
+   * Assigns each of `chunks` to one live replica that is not known to lack it, spreading
+   * them: the replica with the fewest chunks of this round, then the fewest FETCHes in
+   * flight from this coordinator, then at random. A chunk without such a replica is a gap:
+   * a 503 naming its workers, or (partial) left out.
+   */
+  assign(chunks: readonly string[]): Assignment[] {
+    const byWorker = new Map<string, string[]>();
+    const noReplica: string[] = [];
+    for (const c of chunks) {
+      const replicas = this.placement.chunks.get(c) ?? [];
+      let best: string | undefined;
+      let bestKey: [number, number, number, number] | undefined;
+      for (const w of replicas) {
+        if (!this.live.has(w) || this.lacking.has(`${w}\0${c}`)) continue;
+        // A worker that failed in this read comes last: asked only when no other replica is left.
+        const key: [number, number, number, number] = [this.failedWorkers.has(w) ? 1 : 0, byWorker.get(w)?.length ?? 0, this.deps.outstanding.get(w), Math.random()];
+        if (!bestKey || lessThan(key, bestKey)) {
+          best = w;
+          bestKey = key;
+        }
+      }
+      if (best === undefined) noReplica.push(c);
+      else {
+        const list = byWorker.get(best) ?? [];
+        list.push(c);
+        byWorker.set(best, list);
+      }
+    }
+    if (noReplica.length > 0) this.addGap(noReplica);
+    return [...byWorker].map(([worker, cs]) => ({ worker, chunks: cs }));
+  }
+
+  private addGap(chunks: string[]): void {
+    const workers = new Set<string>();
+    for (const c of chunks) for (const w of this.placement.chunks.get(c) ?? []) workers.add(w);
+    if (!this.partial) {
+      const ws = [...workers].sort();
+      const why = ws.map((w) => `${w} (${this.failedWorkers.get(w) ?? (this.live.has(w) ? 'does not hold it' : 'down')})`);
+      throw unavailable(
+        `${chunks.length} chunk(s) have no live replica that holds them; their replicas: ${why.join(', ')}. Restart those workers or wait for repair, or ask for a partial answer (partial=true)`,
+        { missingWorkers: ws, missingChunks: chunks.length },
+      );
+    }
+    for (const c of chunks) this.gap.chunks.add(c);
+    for (const w of workers) this.gap.workers.add(w);
+  }
+
+  /**
+   * Learns from a round's failures: a failed worker leaves the read's live set; a worker
+   * that lacks chunks is not asked for them again, the chunks are recorded for repair (which
+   * checks which copies really exist), and the placement is read again: the chunk may have
+   * moved. Throws when no live worker is left.
+   */
+  async learn(round: FetchRound): Promise<void> {
+    if (round.failed.size === 0) return;
+    let reload = false;
+    let relist = false;
+    const lost: string[] = [];
+    for (const f of round.failed.values()) {
+      if (f.code === 'missing' && f.missing?.length) {
+        for (const c of f.missing) this.lacking.add(`${f.worker}\0${c}`);
+        lost.push(...f.missing);
+        reload = true;
+      } else {
+        this.failedWorkers.set(f.worker, describe(f));
+        relist = true;
+      }
+    }
+    // Only workers this read started with: one that became live since holds nothing it needs.
+    if (relist) {
+      const now = new Set(await this.deps.liveNow());
+      for (const w of [...this.live]) if (!now.has(w)) this.live.delete(w);
+    }
+    this.deps.log.warn({ req: round.req, table: this.table, failed: Object.fromEntries([...round.failed].map(([w, f]) => [w, f.reason])) }, 'FETCH: workers failed; asking other replicas');
+    if (lost.length > 0) {
+      // Repair verifies every copy of these chunks and brings them back to R.
+      const now = Date.now();
+      await this.deps.cmd.zadd(this.deps.keys.underReplicated, ...lost.flatMap((c) => [now, c])).catch(() => undefined);
+    }
+    if (reload) {
+      this.deps.placements.invalidate(this.table);
+      this.placement = await this.deps.placements.get(this.table);
+    }
+    if (this.live.size === 0) throw unavailable(`every live worker failed to answer (${[...this.failedWorkers].map(([w, r]) => `${w}: ${r}`).join('; ')})`, { missingWorkers: [...this.failedWorkers.keys()] });
+  }
+
+  /** The trailer line of a partial answer, or undefined when nothing was left out. */
+  trailer(): string | undefined {
+    if (this.gap.chunks.size === 0) return undefined;
+    return JSON.stringify({ _partial: true, missingWorkers: [...this.gap.workers].sort(), missingChunks: this.gap.chunks.size });
+  }
+}
+
+/** Lexicographic order of replica preference keys. */
+function lessThan(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
+  return false;
+}
+
+function describe(f: WorkerFailure): string {
+  return f.code === 'timeout' ? 'did not answer' : f.code;
+}
