@@ -434,3 +434,41 @@ export function filterFields(filter: unknown, where = 'where'): string[] {
   walk(parse(filter, where));
   return [...out];
 }
+
+/** One field a filter compares, and the values it compares it with (none for `$exists`). */
+export interface FilterTerm {
+  /** As written: `"a"`, `"a.b"`. */
+  field: string;
+  values: Scalar[];
+}
+
+/**
+ * Every field a filter reads with the values it compares it with, in order of appearance
+ * (a field compared in several places appears several times). Used to check a filter
+ * against a table's schema.
+ * @throws {@link FilterError} as {@link compileFilter} does.
+ */
+export function filterTerms(filter: unknown, where = 'where'): FilterTerm[] {
+  const out: FilterTerm[] = [];
+  const walk = (n: Node): void => {
+    switch (n.k) {
+      case 'and':
+      case 'or':
+        return n.items.forEach(walk);
+      case 'not':
+        return walk(n.item);
+      case 'all':
+        return;
+      case 'cmp':
+        out.push({ field: n.f.segs.join('.'), values: [n.v] });
+        return;
+      case 'in':
+        out.push({ field: n.f.segs.join('.'), values: n.vs });
+        return;
+      case 'exists':
+        out.push({ field: n.f.segs.join('.'), values: [] });
+    }
+  };
+  walk(parse(filter, where));
+  return out;
+}

@@ -99,7 +99,7 @@ export class FetchMerger {
 
   /** A round over `assignments`, counted as outstanding work of its workers until closed. */
   private round(plan: ReadPlan, assignments: Assignment[], q: QuerySpec): { round: FetchRound; close(): void } {
-    const round = new FetchRound(this.ctx, plan.table, assignments, q, this.timeoutMs, this.flow);
+    const round = new FetchRound(this.ctx, plan.table, assignments, q, this.timeoutMs, this.flow, async (w) => (await this.ctx.workers.live()).includes(w));
     const workers = round.workers;
     this.outstanding.add(workers, 1);
     let closed = false;

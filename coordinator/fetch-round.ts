@@ -54,6 +54,16 @@ export interface WorkerFailure {
 /** Something that happened in a round, in arrival order. */
 export type RoundEvent = { kind: 'batch'; resp: FetchRespMessage } | { kind: 'failed'; failure: WorkerFailure } | { kind: 'end' };
 
+/**
+ * A worker silent this long is probed: is its process still subscribed to its channel, and
+ * still live? A SIGKILLed worker's connections close at once, so its read fails over in
+ * well under a second instead of after DSTORE_FETCH_TIMEOUT_MS.
+ */
+export const PROBE_AFTER_MS = 250;
+
+/** What a round asks about a silent worker: is it still live? */
+export type LivenessCheck = (worker: string) => Promise<boolean>;
+
 /** Reads the last id of each worker's ops stream (`0-0` when empty): the read fence, in one round trip. */
 export async function readTails(cmd: DstoreRedis, keys: Keys, workers: readonly string[]): Promise<string[]> {
   return Promise.all(workers.map((w) => cmd.xrevrange(keys.workerOps(w), '+', '-', 'COUNT', 1).then((r) => r[0]?.[0] ?? '0-0')));
@@ -100,6 +110,9 @@ export class FetchRound {
   private readonly cmd: DstoreRedis;
   private readonly keys: Keys;
   private readonly replyTo: string;
+  /** Workers whose probe is under way. */
+  private readonly probing = new Set<string>();
+  private readonly lastProbe = new Map<string, number>();
 
   constructor(
     ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'router' | 'replyTo'>,
@@ -108,6 +121,8 @@ export class FetchRound {
     private readonly query: QuerySpec & { digest?: boolean },
     private readonly timeoutMs: number,
     private readonly flow?: FetchFlow,
+    /** Asked about a worker silent for {@link PROBE_AFTER_MS}; absent: only its channel is probed. */
+    private readonly isLive?: LivenessCheck,
   ) {
     ({ cmd: this.cmd, keys: this.keys, replyTo: this.replyTo } = ctx);
     for (const a of assignments) this.assigned.set(a.worker, a);
@@ -119,7 +134,7 @@ export class FetchRound {
       this.named.set(w, new Set());
     }
     this.unlisten = ctx.router.listen('req', this.req, (m) => m.type === 'FETCH_RESP' && this.onResp(m));
-    this.timer = setInterval(() => this.checkSilence(), Math.max(20, Math.min(250, timeoutMs / 4)));
+    this.timer = setInterval(() => this.checkSilence(), Math.max(20, Math.min(PROBE_AFTER_MS / 2, timeoutMs / 4)));
     if (this.open.size === 0) this.push({ kind: 'end' });
   }
 
@@ -186,12 +201,32 @@ export class FetchRound {
   private grant(worker: string, n: number): void {
     this.granted.set(worker, n);
     this.grantedAt.set(worker, Date.now());
-    this.sendCredit(worker, n);
+    void this.sendCredit(worker, n);
   }
 
-  private sendCredit(worker: string, granted: number): void {
+  private sendCredit(worker: string, granted: number): Promise<number> {
     const msg = build(FetchCreditMessage, { req: this.req, worker, granted });
-    publish(this.cmd, this.keys.workerFetch(worker), encodeFetch(msg)).catch(() => undefined);
+    return publish(this.cmd, this.keys.workerFetch(worker), encodeFetch(msg)).catch(() => -1);
+  }
+
+  /**
+   * Is a silent worker still there? Its credit is published again (harmless: a worker takes
+   * only larger credit): no subscriber means its process is gone. A worker still subscribed
+   * but no longer live (stopped, partitioned: no heartbeat) is failed too.
+   */
+  private probe(worker: string): void {
+    if (this.probing.has(worker)) return;
+    this.probing.add(worker);
+    this.lastProbe.set(worker, Date.now());
+    void (async () => {
+      try {
+        const receivers = await this.sendCredit(worker, this.granted.get(worker) ?? this.flow?.window ?? 0);
+        if (receivers === 0) return this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is gone (no longer subscribed to its fetch channel)` });
+        if (this.isLive && !(await this.isLive(worker))) this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is no longer live (no heartbeat)` });
+      } finally {
+        this.probing.delete(worker);
+      }
+    })();
   }
 
   /** Stops listening; late batches are dropped, and workers still sending are told to stop. */
@@ -201,7 +236,7 @@ export class FetchRound {
     if (this.flow) {
       this.flow.queue.remove(this.held);
       this.held = 0;
-      if (!this.ended) for (const w of this.open) this.sendCredit(w, -1);
+      if (!this.ended) for (const w of this.open) void this.sendCredit(w, -1);
     }
     this.ended = true;
     this.wake?.();
@@ -277,8 +312,11 @@ export class FetchRound {
         if (now - (this.grantedAt.get(w) ?? now) > this.timeoutMs / 3) this.grant(w, this.granted.get(w) ?? this.flow.window);
         continue;
       }
-      if (now - (this.lastHeard.get(w) ?? now) > this.timeoutMs) {
+      const silent = now - (this.lastHeard.get(w) ?? now);
+      if (silent > this.timeoutMs) {
         this.failWorker({ worker: w, code: 'timeout', reason: `no answer for DSTORE_FETCH_TIMEOUT_MS=${this.timeoutMs} ms` });
+      } else if (silent > PROBE_AFTER_MS && now - (this.lastProbe.get(w) ?? 0) > PROBE_AFTER_MS) {
+        this.probe(w);
       }
     }
   }

@@ -7,7 +7,7 @@ import { countOncePerChunk, type OpOutcome } from './ops';
 import { readChunkMetas } from './placement';
 import type { TableEncryption } from './encryption';
 import { OrderLockTimeout } from './order-lock';
-import { checkRow } from './schema';
+import { checkFilter, checkRow } from './schema';
 
 /** What an UPDATE or DELETE answers. */
 export interface MutationResult {
@@ -38,6 +38,7 @@ export class Mutations {
   /** Sets fields on every row matching `where`. */
   async update(table: TableDef, where: unknown, set: unknown): Promise<MutationResult> {
     checkWhere(where);
+    checkFilter(where, table.schema);
     if (!set || typeof set !== 'object' || Array.isArray(set) || Object.keys(set).length === 0) {
       throw badRequest('"set" must be a non-empty object of field → new value', { field: 'set' });
     }
@@ -63,6 +64,7 @@ export class Mutations {
   /** Deletes every row matching `where`. */
   async delete(table: TableDef, where: unknown): Promise<MutationResult> {
     checkWhere(where);
+    checkFilter(where, table.schema);
     this.encryption?.checkWhere(table, where);
     const out = await this.send(table.name, (op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
     return result(this.ctx, out);

@@ -2,7 +2,7 @@ import { parse as parseCsv } from 'csv-parse';
 import type { Readable } from 'node:stream';
 import { badRequest } from './errors';
 import { checkRecordBytes } from './limits';
-import { typeCsvRecord, type Schema } from './schema';
+import { typeCsvRecord, type CsvTypes, type Schema } from './schema';
 
 /** Input formats of a POST. */
 export const RECORD_FORMATS = ['ndjson', 'json', 'csv'] as const;
@@ -30,14 +30,14 @@ export function formatOf(contentType: string | undefined): RecordFormat | undefi
  * row; the text of one NDJSON line or JSON array element over `maxRecordBytes` is a 413
  * before it is parsed.
  */
-export function parseRecords(body: Readable, format: RecordFormat, schema: Schema | undefined, maxRecordBytes = Infinity): AsyncGenerator<ParsedRecord> {
+export function parseRecords(body: Readable, format: RecordFormat, schema: Schema | undefined, maxRecordBytes = Infinity, csvTypes: CsvTypes = 'infer'): AsyncGenerator<ParsedRecord> {
   switch (format) {
     case 'ndjson':
       return parseNdjson(body, maxRecordBytes);
     case 'json':
       return parseJsonArray(body, maxRecordBytes);
     case 'csv':
-      return parseCsvRecords(body, schema);
+      return parseCsvRecords(body, schema, csvTypes);
   }
 }
 
@@ -178,13 +178,13 @@ async function* parseJsonArray(body: Readable, maxRecordBytes: number): AsyncGen
   if (last !== 'end') throw fail(last === 'start' ? 'empty body; send a JSON array of records' : 'the JSON array is not closed');
 }
 
-async function* parseCsvRecords(body: Readable, schema: Schema | undefined): AsyncGenerator<ParsedRecord> {
+async function* parseCsvRecords(body: Readable, schema: Schema | undefined, csvTypes: CsvTypes): AsyncGenerator<ParsedRecord> {
   const parser = body.pipe(parseCsv({ columns: true, skip_empty_lines: true, bom: true, trim: false }));
   let row = 0;
   try {
     for await (const rec of parser as AsyncIterable<Record<string, string>>) {
       row++;
-      yield { row, value: typeCsvRecord(rec, schema, row) };
+      yield { row, value: typeCsvRecord(rec, schema, row, csvTypes) };
     }
   } catch (e) {
     if ((e as { status?: number }).status) throw e;

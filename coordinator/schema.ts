@@ -1,4 +1,5 @@
 import { COLUMN_TYPES, type ColumnType } from '../common/messages';
+import { FilterError, filterTerms } from '../common/filter';
 import { fieldNameProblem } from '../common/names';
 import { aggregateName, type QuerySpec } from '../common/query';
 import { badRequest } from './errors';
@@ -119,16 +120,52 @@ export function checkRow(row: Record<string, unknown>, schema: Schema, rowNo: nu
   }
 }
 
+/** How CSV values become JSON values in a table without a schema: inferred, or kept as text. */
+export const CSV_TYPES = ['infer', 'string'] as const;
+export type CsvTypes = (typeof CSV_TYPES)[number];
+
 /**
- * Types one CSV record (all strings) by the schema; without a schema values stay
- * strings. An empty cell leaves the field out.
+ * A decimal integer or float without a leading zero (`0`, `-12`, `3.25`, `2.5e-3`): "00501"
+ * and "007" are codes and stay text. An exponent needs a decimal point: codes such as the
+ * airport "0E0" or a part "1E5" stay text ("1.0e5" is a number).
  */
-export function typeCsvRecord(rec: Record<string, string>, schema: Schema | undefined, rowNo: number): Record<string, unknown> {
+const NUMBER_TEXT = /^-?(0|[1-9]\d*)(\.\d+([eE][-+]?\d+)?)?$/;
+
+/**
+ * The JSON value of one CSV cell in a table without a schema (`infer`): numbers (integers
+ * only while they are exact), `true`/`false` in any case, an empty cell as null; anything
+ * else, codes with leading zeros and text with spaces around it included, stays text.
+ */
+export function inferCsvValue(raw: string): unknown {
+  if (raw === '') return null;
+  if (NUMBER_TEXT.test(raw)) {
+    const n = Number(raw);
+    const integer = !raw.includes('.');
+    if (Number.isFinite(n) && (!integer || Number.isSafeInteger(n))) return n;
+    return raw;
+  }
+  const b = raw.toLowerCase();
+  if (b === 'true' || b === 'false') return b === 'true';
+  return raw;
+}
+
+/**
+ * Types one CSV record (all strings). With a schema, by the schema (an empty cell leaves
+ * the field out). Without one, by {@link inferCsvValue}, or (`types: 'string'`) as text with
+ * empty cells left out.
+ */
+export function typeCsvRecord(rec: Record<string, string>, schema: Schema | undefined, rowNo: number, types: CsvTypes = 'infer'): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [field, raw] of Object.entries(rec)) {
+    if (!schema) {
+      if (field === '_id' || types === 'string') {
+        if (raw !== '') out[field] = raw;
+      } else out[field] = inferCsvValue(raw);
+      continue;
+    }
     if (raw === '') continue;
-    const type = field === '_id' ? 'string' : schema && Object.hasOwn(schema, field) ? schema[field] : undefined;
-    if (!schema || type === undefined || type === 'string') {
+    const type = field === '_id' ? 'string' : Object.hasOwn(schema, field) ? schema[field] : undefined;
+    if (type === undefined || type === 'string') {
       out[field] = raw;
       continue;
     }
@@ -164,12 +201,54 @@ export function typeCsvRecord(rec: Record<string, string>, schema: Schema | unde
   return out;
 }
 
+/** A value's JSON kind as a message names it. */
+function kind(v: unknown): string {
+  return v === null ? 'null' : typeof v === 'string' ? `the string ${JSON.stringify(v)}` : `${typeof v} ${JSON.stringify(v)}`;
+}
+
 /**
- * With a schema, every field a query names (projection, sort, group, aggregate) must
- * be a column (or `_id`): a typo is a 400, not an empty result.
+ * With a schema, a filter may only name columns (or `_id`), address inside `json` columns
+ * only, and compare each column with values of its type (or null): `{"delay": "5"}` on an
+ * integer column would silently match nothing, so it is a 400 naming the field.
+ */
+export function checkFilter(where: unknown, schema: Schema | undefined, label = 'where'): void {
+  if (!schema) return;
+  let terms;
+  try {
+    terms = filterTerms(where, label);
+  } catch (e) {
+    if (e instanceof FilterError) throw badRequest(e.message, { field: e.path });
+    throw e;
+  }
+  const columns = ['_id', ...Object.keys(schema)].join(', ');
+  for (const { field, values } of terms) {
+    const [col, ...rest] = field.split('.');
+    const type: ColumnType | undefined = col === '_id' ? 'string' : Object.hasOwn(schema, col) ? schema[col] : undefined;
+    if (type === undefined) throw badRequest(`${label}: unknown field ${JSON.stringify(field)}; the table's columns are ${columns}`, { field: `${label}.${field}` });
+    if (rest.length > 0) {
+      if (type !== 'json') throw badRequest(`${label}: ${JSON.stringify(field)} addresses inside column ${JSON.stringify(col)}, which is ${type === 'integer' ? 'an integer' : `a ${type}`}, not json`, { field: `${label}.${field}` });
+      continue;
+    }
+    if (type === 'json') continue;
+    // An integer column compares with any number (`{"$gt": 4.5}`), not only integers.
+    const fits = (v: unknown) => (type === 'integer' ? typeof v === 'number' && Number.isFinite(v) : typeOk(type, v));
+    const bad = values.find((v) => v !== null && !fits(v));
+    if (bad !== undefined) {
+      throw badRequest(`${label}: column ${JSON.stringify(col)} is ${type === 'integer' ? 'an integer' : `a ${type}`} column; compare it with ${type === 'string' ? 'a string' : type === 'boolean' ? 'true or false' : 'a number'}, got ${kind(bad)}`, {
+        field: `${label}.${field}`,
+      });
+    }
+  }
+}
+
+/**
+ * With a schema, every field a query names (filter, projection, sort, group, aggregate)
+ * must be a column (or `_id`), and the filter's values of the column's type: a typo is a
+ * 400, not an empty result.
  */
 export function checkQueryFields(q: QuerySpec, schema: Schema | undefined): void {
   if (!schema) return;
+  checkFilter(q.where, schema);
   const known = (f: string) => f === '_id' || Object.hasOwn(schema, f.split('.')[0]);
   const aggNames = new Set((q.aggregate ?? []).map(aggregateName));
   const check = (where: string, f: string | undefined) => {

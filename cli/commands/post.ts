@@ -112,7 +112,7 @@ async function openInput(file: string | undefined): Promise<{ stream: Readable; 
   return { stream, what: file, size: st.isFile() ? st.size : undefined };
 }
 
-async function postAction(table: string, file: string | undefined, o: { format?: string }, cmd: Command): Promise<void> {
+async function postAction(table: string, file: string | undefined, o: { format?: string; csvTypes?: string }, cmd: Command): Promise<void> {
   const format = detectFormat(o.format, file);
   const client = clientFor(cmd);
   const input = await openInput(file);
@@ -131,7 +131,8 @@ async function postAction(table: string, file: string | undefined, o: { format?:
   progress.start();
   let result: PostResult;
   try {
-    result = await client.request<PostResult>('POST', tablePath(table, '/records'), {
+    const query = o.csvTypes && o.csvTypes !== 'infer' ? `?csvTypes=${encodeURIComponent(o.csvTypes)}` : '';
+    result = await client.request<PostResult>('POST', tablePath(table, '/records') + query, {
       contentType: CONTENT_TYPES[format],
       body: countingBody(input.stream, input.what, counters),
     });
@@ -150,6 +151,9 @@ export function registerPostCommand(program: Command): void {
     .description('insert records from an NDJSON, JSON or CSV file or stdin, streamed to the coordinator; a progress line on stderr when it is a terminal, one summary line on stdout at the end')
     .argument('<table>', 'table to insert into')
     .argument('[file]', 'NDJSON, JSON array or CSV (with a header row) file; - or nothing reads stdin')
-    .addOption(new Option('--format <format>', 'input format (default: from the file extension .ndjson/.jsonl, .json or .csv, else ndjson)').choices(POST_FORMATS));
+    .addOption(new Option('--format <format>', 'input format (default: from the file extension .ndjson/.jsonl, .json or .csv, else ndjson)').choices(POST_FORMATS))
+    .addOption(
+      new Option('--csv-types <types>', 'CSV into a table without a schema: infer numbers, true/false and empty cells (null), or keep every value as text').choices(['infer', 'string']).default('infer'),
+    );
   withUrlOption(cmd).action(postAction);
 }

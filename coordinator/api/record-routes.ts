@@ -4,6 +4,7 @@ import type { Coordinator } from '../coordinator';
 import { ApiError, badRequest } from '../errors';
 import { checkRecordShape } from '../limits';
 import { formatOf, parseRecords } from '../record-parsers';
+import { CSV_TYPES, type CsvTypes } from '../schema';
 import type { MutationResult } from '../mutations';
 
 type Named = { Params: { name: string } };
@@ -17,15 +18,19 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Coordinator): 
   void app.register(async (sub) => {
     sub.removeAllContentTypeParsers();
     sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
-    sub.post<Named>('/tables/:name/records', async (req) => {
+    sub.post<Named & { Querystring: { csvTypes?: string } }>('/tables/:name/records', async (req) => {
       const table = await coord.catalogue.require(req.params.name);
+      const csvTypes = req.query.csvTypes ?? 'infer';
+      if (!(CSV_TYPES as readonly string[]).includes(csvTypes)) {
+        throw badRequest(`csvTypes must be one of ${CSV_TYPES.join(', ')}, got ${JSON.stringify(csvTypes)}`, { field: 'csvTypes' });
+      }
       const format = formatOf(req.headers['content-type']);
       if (!format) {
         throw new ApiError(415, 'unsupported_media_type', `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not one of application/x-ndjson, application/json, text/csv`);
       }
       const counted = { bytes: 0 };
       const body = limitBytes(req.body as Readable, coord.opts.bodyLimitBytes, counted);
-      const result = await coord.ingest.post(table, parseRecords(body, format, table.schema, coord.opts.maxRecordBytes));
+      const result = await coord.ingest.post(table, parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes as CsvTypes));
       coord.metrics.ingested(result.inserted, counted.bytes);
       return result;
     });

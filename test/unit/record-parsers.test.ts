@@ -311,8 +311,8 @@ describe('record parsers', () => {
       assert.ok(!('b' in (got[0].value as object)));
     });
 
-    it('keeps every cell a string without a schema, and _id a string with one', async () => {
-      assert.deepEqual(await collect(['_id,n,t\n007,5,true\n'], 'csv', undefined), [{ row: 1, value: { _id: '007', n: '5', t: 'true' } }]);
+    it('infers types without a schema (codes with leading zeros stay text), and keeps _id a string', async () => {
+      assert.deepEqual(await collect(['_id,n,t,zip,e\n007,5,true,00501,\n'], 'csv', undefined), [{ row: 1, value: { _id: '007', n: 5, t: true, zip: '00501', e: null } }]);
       assert.deepEqual(await collect(['_id,n\n007,5\n'], 'csv', { n: 'integer' }), [{ row: 1, value: { _id: '007', n: 5 } }]);
     });
 

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { ApiError } from '../../coordinator/errors';
-import { checkQueryFields, checkRow, parseSchema, typeCsvRecord, type Schema } from '../../coordinator/schema';
+import { checkFilter, checkQueryFields, checkRow, inferCsvValue, parseSchema, typeCsvRecord, type Schema } from '../../coordinator/schema';
 
 /** Runs `fn` and checks it throws a 400 ApiError whose message matches. */
 function throws400(fn: () => unknown, message?: RegExp, details?: Record<string, unknown>): void {
@@ -143,8 +143,24 @@ describe('table schema', () => {
       assert.deepEqual(out, { n: 3 });
     });
 
-    it('keeps strings without a schema, for string columns, for _id and for fields outside the schema', () => {
-      assert.deepEqual(typeCsvRecord({ a: '1', b: 'true' }, undefined, 1), { a: '1', b: 'true' });
+    it('infers values without a schema: numbers, booleans, empty as null, codes stay text', () => {
+      assert.deepEqual(typeCsvRecord({ _id: '007', zip: '00501', n: '12', x: '-3.5', ok: 'TRUE', no: 'false', e: '', s: 'Oslo' }, undefined, 1), {
+        _id: '007',
+        zip: '00501',
+        n: 12,
+        x: -3.5,
+        ok: true,
+        no: false,
+        e: null,
+        s: 'Oslo',
+      });
+    });
+
+    it('keeps text without a schema when asked (csvTypes=string), empty cells left out', () => {
+      assert.deepEqual(typeCsvRecord({ a: '1', b: 'true', c: '' }, undefined, 1, 'string'), { a: '1', b: 'true' });
+    });
+
+    it('keeps strings for string columns, for _id and for fields outside the schema', () => {
       assert.deepEqual(typeCsvRecord({ _id: '01', s: '02', other: '3' }, SCHEMA, 1), { _id: '01', s: '02', other: '3' });
       assert.deepEqual(typeCsvRecord({ _id: '42' }, { _id: 'string' }, 1), { _id: '42' });
     });
@@ -178,6 +194,62 @@ describe('table schema', () => {
     // switch and is silently dropped from the record instead of kept.
     it('keeps a CSV column named like an Object.prototype member', () => {
       assert.deepEqual(typeCsvRecord({ toString: 'x', i: '1' }, SCHEMA, 1), { toString: 'x', i: 1 });
+    });
+  });
+
+  describe('inferCsvValue', () => {
+    const cases: [string, unknown][] = [
+      ['0', 0],
+      ['-12', -12],
+      ['3.25', 3.25],
+      ['2.5e-3', 0.0025],
+      ['-0.0', -0],
+      ['9007199254740991', 9007199254740991],
+      ['9007199254740993', '9007199254740993'],
+      ['00501', '00501'],
+      ['007', '007'],
+      ['01.5', '01.5'],
+      ['0E0', '0E0'],
+      ['1e5', '1e5'],
+      ['1.0e400', '1.0e400'],
+      [' 12', ' 12'],
+      ['12 ', '12 '],
+      ['+5', '+5'],
+      ['.5', '.5'],
+      ['1,000', '1,000'],
+      ['0x10', '0x10'],
+      ['NaN', 'NaN'],
+      ['Infinity', 'Infinity'],
+      ['True', true],
+      ['FALSE', false],
+      ['yes', 'yes'],
+      ['', null],
+      ['null', 'null'],
+    ];
+    for (const [raw, want] of cases) {
+      it(`reads ${JSON.stringify(raw)} as ${JSON.stringify(want)}`, () => assert.ok(Object.is(inferCsvValue(raw), want) || inferCsvValue(raw) === want, String(inferCsvValue(raw))));
+    }
+  });
+
+  describe('checkFilter', () => {
+    it('does nothing without a schema', () => checkFilter({ anything: { $gt: 'x' } }, undefined));
+
+    it('accepts columns with values of their type, null, $exists, json paths and _id', () => {
+      checkFilter({ s: 'a', i: { $gte: 1.5, $lt: 9 }, n: { $in: [1, 2.5, null] }, b: true, 'j.a.b': 'x', _id: { $in: ['a'] }, $or: [{ s: { $exists: false } }] }, SCHEMA);
+    });
+
+    it('names the field and what to compare it with', () => {
+      throws400(() => checkFilter({ nope: 1 }, SCHEMA), /where: unknown field "nope"; the table's columns are _id, s, i/, { field: 'where.nope' });
+      throws400(() => checkFilter({ i: '5' }, SCHEMA), /column "i" is an integer column; compare it with a number, got the string "5"/, { field: 'where.i' });
+      throws400(() => checkFilter({ $and: [{ s: 1 }] }, SCHEMA), /column "s" is a string column; compare it with a string, got number 1/);
+      throws400(() => checkFilter({ b: { $ne: 'true' } }, SCHEMA), /column "b" is a boolean column; compare it with true or false/);
+      throws400(() => checkFilter({ 's.x': 'y' }, SCHEMA), /"s\.x" addresses inside column "s", which is a string, not json/);
+      throws400(() => checkFilter({ _id: 5 }, SCHEMA), /column "_id" is a string column/);
+      throws400(() => checkFilter({ i: { $bogus: 1 } }, SCHEMA), /unknown operator/);
+    });
+
+    it('is part of checkQueryFields', () => {
+      throws400(() => checkQueryFields({ where: { i: 'x' } }, SCHEMA), /column "i"/);
     });
   });
 
