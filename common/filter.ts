@@ -472,3 +472,24 @@ export function filterTerms(filter: unknown, where = 'where'): FilterTerm[] {
   walk(parse(filter, where));
   return out;
 }
+
+/**
+ * The `_id`s a filter pins: the values of `_id` equalities and `$in`s among its top-level
+ * conditions (those joined by AND), intersected; undefined when it pins none, so any row
+ * may match. `_id` is always a string, so a non-string value pins nothing (no row matches).
+ * @throws {@link FilterError} as {@link compileFilter} does.
+ */
+export function pinnedIds(filter: unknown, where = 'where'): string[] | undefined {
+  let pinned: Set<string> | undefined;
+  const pin = (vs: Scalar[]) => {
+    const ids = new Set(vs.filter((v): v is string => typeof v === 'string'));
+    pinned = pinned === undefined ? ids : new Set([...pinned].filter((id) => ids.has(id)));
+  };
+  const top = (n: Node): void => {
+    if (n.k === 'and') n.items.forEach(top);
+    else if (n.k === 'cmp' && n.op === '=' && isId(n.f)) pin([n.v]);
+    else if (n.k === 'in' && isId(n.f)) pin(n.vs);
+  };
+  top(parse(filter, where));
+  return pinned === undefined ? undefined : [...pinned];
+}

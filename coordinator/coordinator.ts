@@ -74,9 +74,9 @@ export class Coordinator {
     // Stored-row checks of the id index are reads like any other (this.fetch is set below).
     this.ingest = new Ingest(ctx, opts, new IdIndex(this.cmd, this.keys, (table, ids) => this.storedIds(table, ids)), this.encryption);
     const fetchQueue = new FetchQueue();
-    this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs, { window: opts.fetchWindow, queue: fetchQueue });
-    this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
     this.metrics = new CoordinatorMetrics(this.id, fetchQueue);
+    this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs, { window: opts.fetchWindow, queue: fetchQueue }, { planned: (n) => this.metrics.fetchWorkers.observe(n) });
+    this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
     this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, redisClusterNodes: opts.redisClusterNodes, redisTlsCa: opts.redisTlsCa, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs, scrubMs: opts.scrubMs });
   }
 

@@ -1,9 +1,11 @@
+import { pinnedIds } from '../common/filter';
 import type { FetchRespMessage } from '../common/messages';
 import { aggregateName, type AggregateSpec, type QuerySpec, type SortSpec } from '../common/query';
 import { compareSql, toSqlValue, type SqlValue } from '../common/sqlite-order';
 import { unavailable } from './errors';
 import { FetchRound, type Assignment, type FetchFlow } from './fetch-round';
 import type { CoordinatorContext } from './context';
+import { chunksHoldingIds } from './id-index';
 import { PlacementCache } from './placement';
 import { Outstanding, ReadPlan } from './read-plan';
 
@@ -13,6 +15,29 @@ export interface ReadOptions {
   partial?: boolean;
   /** Turns a stored row (whole or projected) into the row to answer: decrypts encrypted columns (coordinator/encryption.ts). */
   decryptRow?: (row: Record<string, unknown>) => Record<string, unknown>;
+  /** Answer the plan ({@link ReadExplain}, one line) instead of rows; no worker is asked. */
+  explain?: boolean;
+}
+
+/** What `"explain": true` answers: which workers a read would ask, for which chunks, and why. */
+export interface ReadExplain {
+  table: string;
+  /** The table's placement version the plan was made from. */
+  placementVersion: string;
+  /** Chunks of committed POSTs in the table. */
+  tableChunks: number;
+  /** Set when the filter pins `_id`s: how many, and how many chunks the id index says hold them. */
+  pruned?: { by: '_id'; ids: number; chunks: number };
+  /** Each worker that would be asked, with the chunks it would answer for. */
+  workers: { worker: string; chunks: string[] }[];
+  /** Chunks no live replica holds (the read would fail, or leave them out with `partial`). */
+  missingChunks: number;
+}
+
+/** What a coordinator observes of its reads (its metrics). */
+export interface ReadObserver {
+  /** A read's first round asks this many workers. */
+  planned(workers: number): void;
 }
 
 /** What {@link FetchMerger.start} read ahead of a read. */
@@ -51,6 +76,7 @@ export class FetchMerger {
     private readonly timeoutMs: number,
     /** Flow control of every read (see {@link FetchRound}); absent: workers send without waiting. */
     private readonly flow?: FetchFlow,
+    private readonly observer?: ReadObserver,
   ) {
     this.placements = new PlacementCache(ctx.cmd, ctx.keys);
   }
@@ -72,8 +98,11 @@ export class FetchMerger {
    */
   async *read(table: string, q: QuerySpec, opts: ReadOptions = {}, started?: Promise<ReadStart>): AsyncGenerator<string> {
     const { live, version } = await (started ?? this.start(table));
-    if (live.length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
-    const placement = await this.placements.get(table, version);
+    if (live.length === 0 && !opts.explain) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
+    // A filter that pins `_id`s reads only the chunks the id index names: a lookup of an id
+    // that is not stored asks no worker at all.
+    const ids = pinnedIds(q.where);
+    const [placement, only] = await Promise.all([this.placements.get(table, version), ids && chunksHoldingIds(this.ctx.cmd, this.ctx.keys, table, ids)]);
     const plan = new ReadPlan(
       {
         cmd: this.ctx.cmd,
@@ -89,17 +118,44 @@ export class FetchMerger {
       table,
       live,
       placement,
-      opts.partial ?? false,
+      opts.partial || opts.explain === true,
+      only,
     );
+    if (opts.explain) {
+      yield JSON.stringify({ explain: this.explain(plan, ids?.length) });
+      return;
+    }
     const mode = q.aggregate ? 'agg' : q.sort ? 'sorted' : 'rows';
     yield* mode === 'rows' ? this.readRows(plan, q, opts) : mode === 'sorted' ? this.readSorted(plan, q, opts) : this.readAggregate(plan, q);
     const trailer = plan.trailer();
     if (trailer) yield trailer;
   }
 
+  private explain(plan: ReadPlan, pinned: number | undefined): ReadExplain {
+    const chunks = plan.chunks();
+    const workers = plan
+      .assign(chunks)
+      .map((a) => ({ worker: a.worker, chunks: [...a.chunks].sort() }))
+      .sort((a, b) => (a.worker < b.worker ? -1 : 1));
+    return {
+      table: plan.table,
+      placementVersion: plan.placement.version,
+      tableChunks: plan.placement.chunks.size,
+      ...(pinned === undefined ? {} : { pruned: { by: '_id' as const, ids: pinned, chunks: chunks.length } }),
+      workers,
+      missingChunks: plan.gap.chunks.size,
+    };
+  }
+
   /** A round over `assignments`, counted as outstanding work of its workers until closed. */
-  private round(plan: ReadPlan, assignments: Assignment[], q: QuerySpec): { round: FetchRound; close(): void } {
-    const round = new FetchRound(this.ctx, plan.table, assignments, q, this.timeoutMs, this.flow, async (w) => (await this.ctx.workers.live()).includes(w));
+  private round(plan: ReadPlan, assignments: Assignment[], q: QuerySpec, first: boolean): { round: FetchRound; close(): void } {
+    if (first) this.observer?.planned(assignments.length);
+    const round = new FetchRound(this.ctx, plan.table, assignments, q, {
+      timeoutMs: this.timeoutMs,
+      flow: this.flow,
+      isLive: async (w) => (await this.ctx.workers.live()).includes(w),
+      onAnswered: (w, ms) => this.outstanding.answered(w, ms),
+    });
     const workers = round.workers;
     this.outstanding.add(workers, 1);
     let closed = false;
@@ -122,8 +178,11 @@ export class FetchMerger {
     for (let attempt = 1; ; attempt++) {
       const todo = plan.chunks().filter((c) => !answered.has(c));
       const assignments = plan.assign(todo);
-      if (assignments.length === 0) return;
-      const { round, close } = this.round(plan, assignments, q);
+      if (assignments.length === 0) {
+        if (attempt === 1) this.observer?.planned(0);
+        return;
+      }
+      const { round, close } = this.round(plan, assignments, q, attempt === 1);
       try {
         await round.publish();
         for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
@@ -162,7 +221,7 @@ export class FetchMerger {
     for (let attempt = 1; ; attempt++) {
       const assignments = plan.assign(plan.chunks());
       const workers = assignments.map((a) => a.worker);
-      const { round, close } = this.round(plan, assignments, q);
+      const { round, close } = this.round(plan, assignments, q, attempt === 1);
       const buffers = new Map<string, SortedLine[]>(workers.map((w) => [w, []]));
       // Per worker, its buffered batches and how many of their rows are still in `buffers`:
       // a batch is taken (acked) once its last row has been emitted or skipped.
@@ -219,7 +278,7 @@ export class FetchMerger {
     const groupBy = q.groupBy ?? [];
     for (let attempt = 1; ; attempt++) {
       const assignments = plan.assign(plan.chunks());
-      const { round, close } = this.round(plan, assignments, q);
+      const { round, close } = this.round(plan, assignments, q, attempt === 1);
       const parts: FetchRespMessage[] = [];
       try {
         await round.publish();

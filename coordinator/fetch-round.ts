@@ -61,8 +61,17 @@ export type RoundEvent = { kind: 'batch'; resp: FetchRespMessage } | { kind: 'fa
  */
 export const PROBE_AFTER_MS = 250;
 
-/** What a round asks about a silent worker: is it still live? */
-export type LivenessCheck = (worker: string) => Promise<boolean>;
+/** Options of a {@link FetchRound}. */
+export interface FetchRoundOptions {
+  /** How long a worker may stay silent before it fails (DSTORE_FETCH_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** Flow control; absent: workers send without waiting for credit. */
+  flow?: FetchFlow;
+  /** Asked about a worker silent for {@link PROBE_AFTER_MS}; absent: only its channel is probed. */
+  isLive?: (worker: string) => Promise<boolean>;
+  /** Told how long each worker took, from publishing to its last batch. */
+  onAnswered?: (worker: string, ms: number) => void;
+}
 
 /** Reads the last id of each worker's ops stream (`0-0` when empty): the read fence, in one round trip. */
 export async function readTails(cmd: DstoreRedis, keys: Keys, workers: readonly string[]): Promise<string[]> {
@@ -113,17 +122,19 @@ export class FetchRound {
   /** Workers whose probe is under way. */
   private readonly probing = new Set<string>();
   private readonly lastProbe = new Map<string, number>();
+  private publishedAt = 0;
+  private readonly timeoutMs: number;
+  private readonly flow?: FetchFlow;
 
   constructor(
     ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'router' | 'replyTo'>,
     readonly table: string,
     assignments: readonly Assignment[],
     private readonly query: QuerySpec & { digest?: boolean },
-    private readonly timeoutMs: number,
-    private readonly flow?: FetchFlow,
-    /** Asked about a worker silent for {@link PROBE_AFTER_MS}; absent: only its channel is probed. */
-    private readonly isLive?: LivenessCheck,
+    private readonly opts: FetchRoundOptions,
   ) {
+    ({ timeoutMs: this.timeoutMs, flow: this.flow } = opts);
+    const timeoutMs = this.timeoutMs;
     ({ cmd: this.cmd, keys: this.keys, replyTo: this.replyTo } = ctx);
     for (const a of assignments) this.assigned.set(a.worker, a);
     this.open = new Set(this.assigned.keys());
@@ -150,6 +161,7 @@ export class FetchRound {
   async publish(): Promise<void> {
     const workers = this.workers;
     if (workers.length === 0) return;
+    this.publishedAt = Date.now();
     const tails = await readTails(this.cmd, this.keys, workers);
     await Promise.all(
       workers.map(async (w, i) => {
@@ -222,7 +234,7 @@ export class FetchRound {
       try {
         const receivers = await this.sendCredit(worker, this.granted.get(worker) ?? this.flow?.window ?? 0);
         if (receivers === 0) return this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is gone (no longer subscribed to its fetch channel)` });
-        if (this.isLive && !(await this.isLive(worker))) this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is no longer live (no heartbeat)` });
+        if (this.opts.isLive && !(await this.opts.isLive(worker))) this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is no longer live (no heartbeat)` });
       } finally {
         this.probing.delete(worker);
       }
@@ -276,7 +288,10 @@ export class FetchRound {
         this.failWorker({ worker: r.worker, code: 'protocol', reason: problem });
         break;
       }
-      if (r.done) this.open.delete(r.worker);
+      if (r.done) {
+        this.open.delete(r.worker);
+        this.opts.onAnswered?.(r.worker, Date.now() - this.publishedAt);
+      }
       this.push({ kind: 'batch', resp: r });
     }
     this.nextSeq.set(m.worker, seq);

@@ -5,6 +5,19 @@ import { conflict, unavailable } from './errors';
 /** Answers which of `ids` are stored (committed) rows of `table`, with a read like any other. */
 export type ExistingIds = (table: string, ids: string[]) => Promise<Set<string>>;
 
+/**
+ * The chunks that may hold `ids` in `table`, from the id index: an id absent from it is not
+ * stored. An entry can be stale (its POST aborted, its row deleted): the read that uses
+ * this still checks the chunk, so stale entries cost a chunk read, never a wrong answer.
+ */
+export async function chunksHoldingIds(cmd: DstoreRedis, keys: Keys, table: string, ids: readonly string[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (let i = 0; i < ids.length; i += 1000) {
+    for (const c of await cmd.hmget(keys.idIndex(table), ...ids.slice(i, i + 1000))) if (c) out.add(c);
+  }
+  return out;
+}
+
 /** How often a chunk re-resolves ids that other POSTs kept reclaiming meanwhile. */
 const MAX_ROUNDS = 5;
 

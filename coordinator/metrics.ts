@@ -11,6 +11,7 @@ const WORKER_COUNTERS = {
   chunks: ['dstore_worker_chunks_stored_total', 'Chunks the worker stored (duplicates not counted).'],
   rows: ['dstore_worker_rows_stored_total', 'Rows the worker stored.'],
   deadLettered: ['dstore_worker_dead_lettered_total', 'Ops entries the worker moved to the dead-letter stream.'],
+  fetchRequests: ['dstore_worker_fetch_requests_total', 'FETCH requests the worker received, answered with rows or not (a worker holding none of a read\'s chunks never receives it).'],
   fetches: ['dstore_worker_fetches_total', 'FETCH requests the worker answered with rows.'],
   fetchRows: ['dstore_worker_fetch_rows_total', 'Rows the worker sent in FETCH_RESP messages.'],
 } as const;
@@ -26,6 +27,8 @@ export class CoordinatorMetrics {
   readonly registry = new Registry();
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly fetchDuration: Histogram<'outcome'>;
+  /** Workers a read asks in its first round (0: a lookup of ids that are not stored). */
+  readonly fetchWorkers: Histogram;
   readonly rowsIngested: Counter;
   readonly bytesIngested: Counter;
   private readonly gauges: Record<string, Gauge<string>> = {};
@@ -37,6 +40,7 @@ export class CoordinatorMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'dstore_coordinator_' });
     this.httpDuration = new Histogram({ name: 'dstore_http_request_duration_seconds', help: 'HTTP requests by route and status, until the last byte of the answer.', labelNames: ['method', 'route', 'status'], buckets: BUCKETS, registers });
     this.fetchDuration = new Histogram({ name: 'dstore_fetch_duration_seconds', help: 'Reads (FETCH rounds and merge) from the request to the last row.', labelNames: ['outcome'], buckets: BUCKETS, registers });
+    this.fetchWorkers = new Histogram({ name: 'dstore_fetch_workers', help: 'Workers a read asks in its first round: one replica per chunk it needs, so a point lookup asks one.', buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128, 256], registers });
     this.rowsIngested = new Counter({ name: 'dstore_rows_ingested_total', help: 'Rows stored by POSTs through this coordinator (committed POSTs only).', registers });
     this.bytesIngested = new Counter({ name: 'dstore_bytes_ingested_total', help: 'Request body bytes of committed POSTs through this coordinator.', registers });
     const gauge = (name: string, help: string, labelNames: string[] = []) => (this.gauges[name] = new Gauge({ name, help, labelNames, registers }));

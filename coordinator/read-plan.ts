@@ -11,9 +11,17 @@ export interface Gap {
   workers: Set<string>;
 }
 
-/** FETCHes each worker is answering for this coordinator right now (replica choice prefers idle ones). */
+/** Weight of the newest answer time in a worker's moving average. */
+const EWMA_ALPHA = 0.3;
+
+/**
+ * What this coordinator knows of each worker's load, for replica choice (Elasticsearch's
+ * adaptive replica selection is the model): the FETCHes it is answering for this
+ * coordinator right now, and a moving average of how long its answers took.
+ */
 export class Outstanding {
   private readonly n = new Map<string, number>();
+  private readonly ewma = new Map<string, number>();
 
   get(worker: string): number {
     return this.n.get(worker) ?? 0;
@@ -25,6 +33,21 @@ export class Outstanding {
       if (v <= 0) this.n.delete(w);
       else this.n.set(w, v);
     }
+  }
+
+  /** Records how long a worker took to answer a FETCH. */
+  answered(worker: string, ms: number): void {
+    const prev = this.ewma.get(worker);
+    this.ewma.set(worker, prev === undefined ? ms : prev + EWMA_ALPHA * (ms - prev));
+  }
+
+  /**
+   * The expected cost of asking a worker one more thing: its answer time, times the work it
+   * already has from us. A worker never heard from gets the best known time, so it is tried.
+   */
+  cost(worker: string): number {
+    const best = this.ewma.size > 0 ? Math.min(...this.ewma.values()) : 1;
+    return (this.ewma.get(worker) ?? best) * (1 + this.get(worker));
   }
 }
 
@@ -62,20 +85,24 @@ export class ReadPlan {
     live: readonly string[],
     public placement: TablePlacement,
     private readonly partial: boolean,
+    /** The only chunks that can hold a match (the filter pins `_id`s); absent: any chunk. */
+    readonly only?: ReadonlySet<string>,
   ) {
     this.live = new Set(live);
   }
 
-  /** Every chunk the read must answer (the gap excluded). */
+  /** Every chunk the read must answer (the gap excluded, and only those that can match). */
   chunks(): string[] {
-    return [...this.placement.chunks.keys()].filter((c) => !this.gap.chunks.has(c));
+    const all = this.only ? [...this.only].filter((c) => this.placement.chunks.has(c)) : [...this.placement.chunks.keys()];
+    return all.filter((c) => !this.gap.chunks.has(c));
   }
 
   /**
    * Assigns each of `chunks` to one live replica that is not known to lack it, spreading
-   * them: the replica with the fewest chunks of this round, then the fewest FETCHes in
-   * flight from this coordinator, then at random. A chunk without such a replica is a gap:
-   * a 503 naming its workers, or (partial) left out.
+   * them: the replica with the fewest chunks of this round, then the lowest expected cost
+   * (answer time × FETCHes in flight from this coordinator, {@link Outstanding.cost}), then
+   * at random. A chunk without such a replica is a gap: a 503 naming its workers, or
+   * (partial) left out.
    */
   assign(chunks: readonly string[]): Assignment[] {
     const byWorker = new Map<string, string[]>();
@@ -87,7 +114,7 @@ export class ReadPlan {
       for (const w of replicas) {
         if (!this.live.has(w) || this.lacking.has(`${w}\0${c}`)) continue;
         // A worker that failed in this read comes last: asked only when no other replica is left.
-        const key: [number, number, number, number] = [this.failedWorkers.has(w) ? 1 : 0, byWorker.get(w)?.length ?? 0, this.deps.outstanding.get(w), Math.random()];
+        const key: [number, number, number, number] = [this.failedWorkers.has(w) ? 1 : 0, byWorker.get(w)?.length ?? 0, this.deps.outstanding.cost(w), Math.random()];
         if (!bestKey || lessThan(key, bestKey)) {
           best = w;
           bestKey = key;

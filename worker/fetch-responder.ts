@@ -48,7 +48,7 @@ export class FetchResponder {
   private readonly inflight = new Set<Promise<void>>();
   private stopped = false;
   /** Running totals since this process started, reported in the heartbeat. */
-  readonly counters = { fetches: 0, fetchRows: 0 };
+  readonly counters = { fetchRequests: 0, fetches: 0, fetchRows: 0 };
   private unsubscribe?: () => Promise<void>;
   /** Credit of the FETCHes with a window that this worker is answering, by request id. */
   private readonly credits = new Map<string, Credit>();
@@ -93,6 +93,7 @@ export class FetchResponder {
   }
 
   private async onFetch(msg: FetchMessage): Promise<void> {
+    this.counters.fetchRequests++;
     if (!msg.replyTo.startsWith(`${this.opts.keys.prefix}:coord:`)) {
       this.log.warn({ replyTo: msg.replyTo }, 'ignored a FETCH whose replyTo is not a coordinator reply stream');
       return;

@@ -48,6 +48,8 @@ export interface WorkerCounters {
   chunks: number;
   rows: number;
   deadLettered: number;
+  /** FETCH requests received, answered with rows or not. */
+  fetchRequests?: number;
   fetches: number;
   fetchRows: number;
 }

@@ -7,15 +7,15 @@ import { limitExceeded } from '../limits';
 import { checkQueryFields } from '../schema';
 
 type Named = { Params: { name: string } };
-type QueryBody = QuerySpec & { partial?: boolean };
+type QueryBody = QuerySpec & { partial?: boolean; explain?: boolean };
 
 /** `POST /tables/:name/query` (JSON body) and `GET /tables/:name/records?…` (the same, for curl). */
 export function registerQueryRoutes(app: FastifyInstance, coord: Coordinator): void {
   app.post<Named & { Body: QueryBody | undefined }>('/tables/:name/query', async (req, reply) => {
     const body = req.body ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) throw badRequest('body must be a JSON object {where?, fields?, sort?, limit?, aggregate?, groupBy?}');
-    const { partial, ...q } = body;
-    return stream(coord, reply, req.params.name, q, partial === true);
+    const { partial, explain, ...q } = body;
+    return stream(coord, reply, req.params.name, q, partial === true, explain === true);
   });
   app.get<Named & { Querystring: Record<string, string | undefined> }>('/tables/:name/records', async (req, reply) => {
     return stream(coord, reply, req.params.name, fromQueryString(req.query), ['1', 'true'].includes(req.query.partial ?? ''));
@@ -53,7 +53,7 @@ export function fromQueryString(qs: Record<string, string | undefined>): QuerySp
  * known early (bad query, unknown table, no live replica) get a proper status; a failure
  * after rows have left ends the stream with a `{"_error": …}` line.
  */
-async function stream(coord: Coordinator, reply: FastifyReply, name: string, raw: QuerySpec, partial: boolean): Promise<FastifyReply> {
+async function stream(coord: Coordinator, reply: FastifyReply, name: string, raw: QuerySpec, partial: boolean, explain = false): Promise<FastifyReply> {
   // Issued together with the catalogue lookup: one round trip to Redis, not two.
   const started = coord.fetch.start(name);
   const table = await coord.catalogue.require(name);
@@ -67,7 +67,7 @@ async function stream(coord: Coordinator, reply: FastifyReply, name: string, raw
     throw limitExceeded(400, 'DSTORE_MAX_RESULT_ROWS', `limit ${q.limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}); page with a smaller limit and a filter on the sort key`, { field: 'limit' });
   }
   const timer = coord.metrics.fetchDuration.startTimer();
-  const it = coord.fetch.read(table.name, q, { partial, decryptRow }, started)[Symbol.asyncIterator]();
+  const it = coord.fetch.read(table.name, q, { partial, decryptRow, explain }, started)[Symbol.asyncIterator]();
   const deadline = Date.now() + queryTimeoutMs;
   const timedOut = () => limitExceeded(504, 'DSTORE_QUERY_TIMEOUT_MS', `the query ran longer than DSTORE_QUERY_TIMEOUT_MS (${queryTimeoutMs} ms); narrow the filter or add a limit`);
   /** The next line, or a 504 once the deadline passes (the read is then closed). */

@@ -14,7 +14,7 @@ export const COPY_ATTEMPTS = 4;
 
 /** Reads every row of one chunk from one worker (which must hold it committed). */
 export async function copyOut(ctx: CoordinatorContext, table: string, chunk: string, source: string, timeoutMs: number): Promise<string[]> {
-  const round = new FetchRound(ctx, table, [{ worker: source, chunks: [chunk] }], {}, timeoutMs);
+  const round = new FetchRound(ctx, table, [{ worker: source, chunks: [chunk] }], {}, { timeoutMs });
   const lines: string[] = [];
   try {
     await round.publish();
@@ -121,7 +121,7 @@ export async function collectDigests(
   asks: readonly Assignment[],
   timeoutMs: number,
 ): Promise<{ digests: Map<string, Map<string, ChunkDigestLine>>; failed: Map<string, string> }> {
-  const round = new FetchRound(ctx, table, asks, { digest: true }, timeoutMs);
+  const round = new FetchRound(ctx, table, asks, { digest: true }, { timeoutMs });
   const digests = new Map<string, Map<string, ChunkDigestLine>>();
   try {
     await round.publish();
