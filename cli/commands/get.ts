@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
+import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
 
 /** The path of one record: `/tables/NAME/records/ID`, both escaped. */
 export function recordPath(table: string, id: string): string {
@@ -7,7 +7,8 @@ export function recordPath(table: string, id: string): string {
 }
 
 /** One record by `_id` (GET /tables/:name/records/:id); a missing one is a CliError naming table and id. */
-export function getRecord(client: HttpClient, table: string, id: string): Promise<Record<string, unknown>> {
+export async function getRecord(client: HttpClient, table: string, id: string): Promise<Record<string, unknown>> {
+  if (id === '') throw new CliError('the _id to get is empty; give the record\'s _id, e.g. dstore get events 01J0Z3V6Q2X7M8K4N5P9R1S2T3');
   return client.request<Record<string, unknown>>('GET', recordPath(table, id));
 }
 
