@@ -33,6 +33,8 @@ export interface TableOptions {
   gap?: number;
   /** Narrowest a column is made before columns are dropped from the right. @defaultValue 4 */
   minColumnWidth?: number;
+  /** Per column: `right` or `left` alignment; a column not given is right-aligned when all its values are numbers. */
+  align?: readonly ('left' | 'right' | undefined)[];
 }
 
 /** An aligned table and the columns that did not fit. */
@@ -54,7 +56,11 @@ export function renderTable(columns: string[], rows: unknown[][], opts: TableOpt
   const minW = opts.minColumnWidth ?? 4;
   const maxWidth = opts.maxWidth ?? Infinity;
   const cells = rows.map((r) => columns.map((_, i) => cellText(r[i]).replace(/[\r\n\t]+/g, ' ')));
-  const numeric = columns.map((_, i) => rows.some((r) => r[i] !== null && r[i] !== undefined) && rows.every((r) => r[i] === null || r[i] === undefined || typeof r[i] === 'number'));
+  const numeric = columns.map((_, i) =>
+    opts.align?.[i] !== undefined
+      ? opts.align[i] === 'right'
+      : rows.some((r) => r[i] !== null && r[i] !== undefined) && rows.every((r) => r[i] === null || r[i] === undefined || typeof r[i] === 'number'),
+  );
   const natural = columns.map((c, i) => Math.max(width(c), ...cells.map((r) => width(r[i]))));
 
   const narrowest = (n: number) => natural.slice(0, n).reduce((a, w) => a + Math.min(w, minW), 0) + (n - 1) * gap;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { readCliToken, readCliUrl } from '../common/config';
+import { inCliTerms, type CliTerms } from './cli-terms';
 
 /**
  * The CLI's side of the coordinator's HTTP API: JSON requests, streamed request bodies
@@ -16,6 +17,8 @@ export class CliError extends Error {
     readonly status?: number,
     /** The API's stable error code (`not_found`, `bad_filter`, …), when there was one. */
     readonly code?: string,
+    /** The rest of the API's error body (`field`, `limit`, `missingChunks`, `table`, `id`, …). */
+    readonly details: Record<string, unknown> = {},
   ) {
     super(message);
   }
@@ -43,6 +46,8 @@ export class HttpClient {
     readonly baseUrl: string,
     /** Secret sent as `Authorization: Bearer` (from `DSTORE_TOKEN`); never printed. */
     private readonly token?: string,
+    /** How the command that uses this client names the API's query keys (its flags), for error messages. */
+    readonly terms: CliTerms = {},
   ) {}
 
   /**
@@ -123,10 +128,10 @@ export class HttpClient {
   private async httpError(method: string, path: string, res: Response): Promise<CliError> {
     const text = await res.text().catch(() => '');
     try {
-      const j = JSON.parse(text) as { error?: unknown; message?: unknown };
-      if (typeof j.message === 'string' && j.message !== '') {
+      const { error, message, ...details } = JSON.parse(text) as { error?: unknown; message?: unknown };
+      if (typeof message === 'string' && message !== '') {
         const hint = res.status === 401 && !this.token ? ' (set DSTORE_TOKEN to your token secret)' : '';
-        return new CliError(j.message + hint, res.status, typeof j.error === 'string' ? j.error : undefined);
+        return new CliError(inCliTerms(message, details, this.terms) + hint, res.status, typeof error === 'string' ? error : undefined, details);
       }
     } catch {
       // not JSON: a proxy or something that is not a coordinator answered
@@ -161,12 +166,13 @@ export function withUrlOption(cmd: Command): Command {
 
 /**
  * The client for a command: `--url` (on the command or an ancestor), else `DSTORE_URL`,
- * else the default. A wrong URL throws a ConfigError naming its source.
+ * else the default. A wrong URL throws a ConfigError naming its source. `terms` are the
+ * command's flags for the API's query keys: its error lines name those, not the API's.
  */
-export function clientFor(cmd: Command): HttpClient {
+export function clientFor(cmd: Command, terms: CliTerms = {}): HttpClient {
   const { url } = cmd.optsWithGlobals<{ url?: string }>();
   const env = { ...process.env };
   // An empty DSTORE_URL means "not set", as for every other setting.
   if (env.DSTORE_URL?.trim() === '') delete env.DSTORE_URL;
-  return new HttpClient(readCliUrl(env, url), readCliToken(env));
+  return new HttpClient(readCliUrl(env, url), readCliToken(env), terms);
 }

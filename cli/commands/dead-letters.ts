@@ -1,7 +1,7 @@
-import { createInterface } from 'node:readline/promises';
 import { Option, type Command } from 'commander';
 import type { DeadLetterPage } from '../../coordinator/dead-letters';
 import { formatCount, formatTime, renderTable } from '../format';
+import { confirmOrRefuse } from '../confirm';
 import { CliError, clientFor, withUrlOption } from '../http-client';
 
 const PATH = '/admin/dead-letters';
@@ -35,15 +35,6 @@ export function renderDeadLetters(page: DeadLetterPage, width = 120): string[] {
 export function nextStreamId(id: string): string {
   const [ms, seq = '0'] = id.split('-');
   return `${ms}-${BigInt(seq) + 1n}`;
-}
-
-async function confirm(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
 }
 
 /** `dstore dead-letters list [--limit N] [--format table|json]` and `dstore dead-letters clear [--yes]`. */
@@ -80,10 +71,7 @@ export function registerDeadLettersCommand(program: Command): void {
       process.stdout.write('no dead letters to clear\n');
       return;
     }
-    if (!o.yes) {
-      if (!process.stdin.isTTY) throw new CliError(`dead-letters clear would delete ${page.total} dead letter(s): add --yes to confirm (stdin is not a terminal, so it cannot ask)`);
-      if (!(await confirm(`delete ${page.total} dead letter(s), the newest ${newest.id}? [y/N] `))) throw new CliError('nothing deleted (not confirmed; --yes skips the question)');
-    }
+    await confirmOrRefuse(o, 'dead-letters clear', `${page.total} dead letter(s)`, `delete ${page.total} dead letter(s), the newest ${newest.id}? [y/N] `);
     // Up to the newest one counted: entries that arrive meanwhile are not deleted unseen.
     const { deleted } = await client.request<{ deleted: number }>('DELETE', `${PATH}?before=${encodeURIComponent(nextStreamId(newest.id))}`);
     process.stdout.write(`deleted ${deleted} dead letter(s)\n`);

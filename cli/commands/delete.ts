@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CliError, clientFor, tablePath, withUrlOption } from '../http-client';
 import { parseJsonObjectFlag } from './fetch';
+import { FETCH_TERMS } from '../cli-terms';
 import { pendingNote } from '../format';
 
 /**
@@ -21,7 +22,7 @@ export function registerDeleteCommand(program: Command): void {
     .option('--where <json>', "filter selecting the rows (required; '{}' deletes every row)");
   withUrlOption(cmd).action(async (table: string, o: { where?: string }, c: Command) => {
     const body = buildDelete(table, o);
-    const r = await clientFor(c).request<{ deleted: number; pendingWorkers?: string[] }>('DELETE', tablePath(table, '/records'), body);
+    const r = await clientFor(c, FETCH_TERMS).request<{ deleted: number; pendingWorkers?: string[] }>('DELETE', tablePath(table, '/records'), body);
     process.stdout.write(`deleted ${r.deleted} rows${pendingNote(r.pendingWorkers)}\n`);
   });
 }

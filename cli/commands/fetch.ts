@@ -1,18 +1,21 @@
 import { Option, type Command } from 'commander';
-import { AGGREGATE_OPS, type AggregateOp, type AggregateSpec, type QuerySpec, type SortSpec } from '../../common/query';
-import { csvLine, csvRow, renderObjects } from '../format';
+import { AGGREGATE_OPS, aggregateName, type AggregateOp, type AggregateSpec, type QuerySpec, type SortSpec } from '../../common/query';
+import { FETCH_TERMS, inCliTerms, type CliTerms } from '../cli-terms';
+import { CSV_HEADER_ROWS, CsvWriter, lateColumnsNote, tableColumns } from '../columns';
+import { renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
+import type { TableInfo } from './table';
 
 /**
- * `dstore fetch`: reads rows (or aggregates) and streams them out as NDJSON, CSV or an
- * aligned table. Also home of the flag parsers shared with update, delete and shell.
+ * `dstore fetch`: reads rows (or aggregates) and streams them out as NDJSON, a JSON array,
+ * CSV or an aligned table. Also home of the flag parsers shared with update, delete and shell.
  */
 
 /** Rows the table format collects at most; the rest of the answer is not read. */
-export const TABLE_ROW_CAP = 10_000;
+export const TABLE_ROW_CAP = CSV_HEADER_ROWS;
 
 /** Output formats of fetch. */
-export const FETCH_FORMATS = ['ndjson', 'csv', 'table'] as const;
+export const FETCH_FORMATS = ['ndjson', 'json', 'csv', 'table'] as const;
 export type FetchFormat = (typeof FETCH_FORMATS)[number];
 
 /** A query as POST /tables/:name/query takes it. */
@@ -39,13 +42,13 @@ export function parseFieldList(flag: string, text: string): string[] {
   return names;
 }
 
-/** Parses `--sort f[:asc|:desc],g`: ascending unless a field ends in `:desc`. */
-export function parseSort(text: string): SortSpec[] {
-  return parseFieldList('--sort', text).map((item) => {
+/** Parses `--sort f[:asc|:desc],g`: ascending unless a field ends in `:desc`. `flag` names it in errors (the shell's is `"sort"`). */
+export function parseSort(text: string, flag = '--sort'): SortSpec[] {
+  return parseFieldList(flag, text).map((item) => {
     const i = item.lastIndexOf(':');
     if (i <= 0) return { field: item, dir: 'asc' };
     const dir = item.slice(i + 1).trim().toLowerCase();
-    if (dir !== 'asc' && dir !== 'desc') throw new CliError(`--sort ${JSON.stringify(item)}: the direction after ":" must be asc or desc`);
+    if (dir !== 'asc' && dir !== 'desc') throw new CliError(`${flag} ${JSON.stringify(item)}: the direction after ":" must be asc or desc`);
     return { field: item.slice(0, i).trim(), dir };
   });
 }
@@ -61,9 +64,10 @@ const AGG_ITEM = /^([A-Za-z_]\w*)\s*\(\s*(.*?)\s*\)(?:\s+as\s+(.+?))?$/i;
 /**
  * Parses `--agg "count(),sum(x),avg(y) as m"`: comma-separated `op(field)` with an
  * optional ` as name`. `count()` and `count(*)` count rows; the other ops need a field.
- * Ops are case-insensitive. Commas inside parentheses do not split.
+ * Ops are case-insensitive. Commas inside parentheses do not split. `flag` names it in
+ * errors (the shell's is `"aggregate"`).
  */
-export function parseAggregates(text: string): AggregateSpec[] {
+export function parseAggregates(text: string, flag = '--agg'): AggregateSpec[] {
   const items: string[] = [];
   let depth = 0;
   let start = 0;
@@ -79,13 +83,13 @@ export function parseAggregates(text: string): AggregateSpec[] {
   return items.map((raw) => {
     const item = raw.trim();
     const m = AGG_ITEM.exec(item);
-    if (!m) throw new CliError(`--agg ${JSON.stringify(item)}: expected op(field) with an optional "as name", e.g. --agg "count(),avg(price) as avg_price"`);
+    if (!m) throw new CliError(`${flag} ${JSON.stringify(item)}: expected op(field) with an optional "as name", e.g. ${flag} "count(),avg(price) as avg_price"`);
     const op = m[1].toLowerCase();
     if (!AGGREGATE_OPS.includes(op as AggregateOp)) {
-      throw new CliError(`--agg ${JSON.stringify(item)}: unknown aggregate ${JSON.stringify(m[1])}; use ${AGGREGATE_OPS.join(', ')}`);
+      throw new CliError(`${flag} ${JSON.stringify(item)}: unknown aggregate ${JSON.stringify(m[1])}; use ${AGGREGATE_OPS.join(', ')}`);
     }
     const field = m[2] === '' || (op === 'count' && m[2] === '*') ? undefined : m[2];
-    if (field === undefined && op !== 'count') throw new CliError(`--agg ${JSON.stringify(item)}: ${op} needs a field, e.g. ${op}(price)`);
+    if (field === undefined && op !== 'count') throw new CliError(`${flag} ${JSON.stringify(item)}: ${op} needs a field, e.g. ${op}(price)`);
     const spec: AggregateSpec = { op: op as AggregateOp };
     if (field !== undefined) spec.field = field;
     if (m[3] !== undefined) spec.as = m[3].trim();
@@ -120,7 +124,9 @@ export function buildQuery(o: FetchFlags): QueryBody {
 }
 
 /** The last line of a query answer when it is not a row. */
-export type Trailer = { kind: 'partial'; missingWorkers: string[]; missingChunks: number } | { kind: 'error'; code: string; message: string };
+export type Trailer =
+  | { kind: 'partial'; missingWorkers: string[]; missingChunks: number }
+  | { kind: 'error'; code: string; message: string; details: Record<string, unknown> };
 
 /** Reads a `{"_partial": …}` or `{"_error": …}` line; undefined for a row. */
 export function parseTrailer(line: string): Trailer | undefined {
@@ -137,7 +143,8 @@ export function parseTrailer(line: string): Trailer | undefined {
   }
   const e = v._error as { error?: unknown; message?: unknown } | undefined;
   if (e && typeof e === 'object') {
-    return { kind: 'error', code: String(e.error ?? 'internal'), message: typeof e.message === 'string' ? e.message : JSON.stringify(e) };
+    const { error, message, ...details } = e;
+    return { kind: 'error', code: String(error ?? 'internal'), message: typeof message === 'string' ? message : JSON.stringify(e), details };
   }
   return undefined;
 }
@@ -171,17 +178,32 @@ export async function writeStdout(text: string): Promise<void> {
   if (!process.stdout.write(text)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
 }
 
-/** Says what a trailer means: a warning on stderr for a partial answer, a thrown error for a failed one. */
-export function reportTrailer(t: Trailer | undefined, rows: number): void {
+/**
+ * Says what a trailer means: a warning on stderr for a partial answer, a thrown error for a
+ * failed one (its message in `terms`, the command's flags).
+ */
+export function reportTrailer(t: Trailer | undefined, rows: number, terms: CliTerms = FETCH_TERMS): void {
   if (!t) return;
-  if (t.kind === 'error') throw new CliError(`the read failed after ${rows} rows: ${t.message}`);
+  if (t.kind === 'error') throw new CliError(`the read failed after ${rows} rows: ${inCliTerms(t.message, t.details, terms)}`, undefined, t.code, t.details);
   const who = t.missingWorkers.length > 0 ? ` (workers not answering: ${t.missingWorkers.join(', ')})` : '';
   process.stderr.write(`dstore: warning: partial answer: ${t.missingChunks} chunks had no replica that answered${who}\n`);
 }
 
+/**
+ * The columns of an answer when they are known before its first row: the group-by fields
+ * and aggregates, the `--fields`, or `_id` and the schema's columns (a table with a schema
+ * holds no other field). Undefined for whole rows of a schemaless table.
+ */
+export async function knownColumns(client: HttpClient, table: string, q: QuerySpec): Promise<string[] | undefined> {
+  if (q.aggregate) return [...(q.groupBy ?? []), ...q.aggregate.map(aggregateName)];
+  if (q.fields) return q.fields;
+  const def = await client.request<TableInfo>('GET', tablePath(table));
+  return def.schema ? ['_id', ...Object.keys(def.schema).filter((c) => c !== '_id')] : undefined;
+}
+
 async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat }, cmd: Command): Promise<void> {
   const body = buildQuery(o);
-  const client = clientFor(cmd);
+  const client = clientFor(cmd, FETCH_TERMS);
   let count = 0;
   if (o.format === 'ndjson') {
     const t = await runQuery(client, table, body, async (lines) => {
@@ -190,21 +212,28 @@ async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat 
     });
     return reportTrailer(t, count);
   }
-  if (o.format === 'csv') {
-    let columns: string[] | undefined;
+  if (o.format === 'json') {
+    // One array, streamed: a row a line between "[" and "]". A read that fails part way
+    // leaves the array open, so a JSON reader fails too rather than take it as whole.
     const t = await runQuery(client, table, body, async (lines) => {
-      const out: string[] = [];
-      for (const line of lines) {
-        const row = JSON.parse(line) as Record<string, unknown>;
-        if (!columns) {
-          columns = Object.keys(row);
-          out.push(csvLine(columns));
-        }
-        out.push(csvRow(columns, row));
-      }
+      await writeStdout((count === 0 ? '[\n' : ',\n') + lines.join(',\n'));
       count += lines.length;
-      await writeStdout(out.join('\n') + '\n');
     });
+    if (t?.kind !== 'error') await writeStdout(count === 0 ? '[]\n' : '\n]\n');
+    return reportTrailer(t, count);
+  }
+  const known = await knownColumns(client, table, body);
+  if (o.format === 'csv') {
+    const csv = new CsvWriter(known);
+    const t = await runQuery(client, table, body, async (lines) => {
+      const out = csv.push(lines.map((l) => JSON.parse(l) as Record<string, unknown>));
+      count += lines.length;
+      if (out.length > 0) await writeStdout(out.join('\n') + '\n');
+    });
+    const rest = csv.end();
+    if (rest.length > 0) await writeStdout(rest.join('\n') + '\n');
+    const note = lateColumnsNote(csv.lateColumns());
+    if (note) process.stderr.write(`dstore: ${note}\n`);
     return reportTrailer(t, count);
   }
   const rows: Record<string, unknown>[] = [];
@@ -221,11 +250,16 @@ async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat 
   if (rows.length === 0) {
     await writeStdout('(no rows)\n');
   } else {
-    const { lines, hidden } = renderObjects(rows, { maxWidth: process.stdout.columns || 120 });
+    const columns = tableColumns(known, rows);
+    const { lines, hidden } = renderTable(
+      columns,
+      rows.map((r) => columns.map((c) => r[c])),
+      { maxWidth: process.stdout.columns || 120 },
+    );
     await writeStdout(lines.join('\n') + '\n');
-    if (hidden.length > 0) process.stderr.write(`dstore: ${hidden.length} columns did not fit the terminal: ${hidden.join(', ')} (use --fields, or --format ndjson or csv)\n`);
+    if (hidden.length > 0) process.stderr.write(`dstore: ${hidden.length} columns did not fit the terminal: ${hidden.join(', ')} (use --fields, or --format json, ndjson or csv)\n`);
   }
-  if (more) process.stderr.write(`dstore: showing the first ${TABLE_ROW_CAP} rows; use --limit, or --format ndjson or csv for all of them\n`);
+  if (more) process.stderr.write(`dstore: showing the first ${TABLE_ROW_CAP} rows; use --limit, or --format json, ndjson or csv for all of them\n`);
   reportTrailer(t, rows.length);
 }
 
@@ -244,7 +278,11 @@ export function registerFetchCommand(program: Command): void {
     .option('--group-by <list>', 'comma-separated fields to group the aggregates by (needs --agg)')
     .option('--partial', 'answer with the rows that can be read when some chunks have no live replica (a warning says what is missing) instead of failing')
     .addOption(
-      new Option('--format <format>', 'output: ndjson (one JSON row a line, streamed), csv (header from the first row\'s keys; keys that first appear in later rows are left out) or table (aligned, at most 10,000 rows, cut to the terminal width)')
+      new Option(
+        '--format <format>',
+        'output: ndjson (one JSON row a line, streamed), json (one array, streamed), csv (every column: the schema\'s, --fields or the aggregates, ' +
+          'else the keys of the first 10,000 rows, and stderr names any first seen later) or table (aligned, every column, at most 10,000 rows, cut to the terminal width)',
+      )
         .choices(FETCH_FORMATS)
         .default('ndjson'),
     );

@@ -3,6 +3,7 @@ import { registerDeadLettersCommand } from './dead-letters';
 import { registerDeleteCommand } from './delete';
 import { registerRebalanceCommand } from './drain';
 import { registerFetchCommand } from './fetch';
+import { registerGetCommand } from './get';
 import { registerPostCommand } from './post';
 import { registerShellCommand } from './shell';
 import { registerStatusCommand } from './status';
@@ -11,7 +12,7 @@ import { registerUpdateCommand } from './update';
 import { registerWorkersCommand } from './workers';
 
 /**
- * Registers the commands that talk to a coordinator over HTTP: table, post, fetch,
+ * Registers the commands that talk to a coordinator over HTTP: table, post, fetch, get,
  * update, delete, workers, status, dead-letters, rebalance and shell. Each takes `--url` (else `DSTORE_URL`, else
  * http://127.0.0.1:7070) and fails with an Error whose message is the one line to print.
  */
@@ -19,6 +20,7 @@ export function registerClientCommands(program: Command): void {
   registerTableCommand(program);
   registerPostCommand(program);
   registerFetchCommand(program);
+  registerGetCommand(program);
   registerUpdateCommand(program);
   registerDeleteCommand(program);
   registerWorkersCommand(program);

@@ -1,8 +1,20 @@
-import type { Command } from 'commander';
-import { formatTime, renderTable } from '../format';
+import { Option, type Command } from 'commander';
+import { confirmOrRefuse } from '../confirm';
+import { formatBytes, formatCount, formatTime, renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
 
-/** A table as GET /tables lists it. */
+/** What `?stats=1` adds to a table (coordinator/api/table-stats.ts). */
+export interface TableStats {
+  /** From a count() read: exact when `rowsExact`, else a lower bound (some chunks unread), or null when not counted. */
+  rows: number | null;
+  rowsExact: boolean;
+  /** Chunks of committed POSTs, from the placement records (exact). */
+  chunks: number;
+  /** Estimated disk bytes on the workers, every copy counted. */
+  bytes: number;
+}
+
+/** A table as GET /tables lists it (with `stats` when asked for). */
 export interface TableInfo {
   name: string;
   schema?: Record<string, string>;
@@ -10,6 +22,7 @@ export interface TableInfo {
   encrypted?: string[];
   version: number;
   createdAt: number;
+  stats?: TableStats;
 }
 
 /**
@@ -35,15 +48,46 @@ export function schemaText(schema: Record<string, string> | undefined, encrypted
   return entries.length === 0 ? '-' : entries.map(([c, t]) => `${c}:${t}${encrypted.includes(c) ? ':encrypted' : ''}`).join(', ');
 }
 
+/** A table's rows for people: `1,234`, `≥1,200` when some chunks could not be counted, `?` when none could. */
+export function rowsText(s: TableStats | undefined): string {
+  if (!s || s.rows === null) return '?';
+  return s.rowsExact ? formatCount(s.rows) : `≥${formatCount(s.rows)}`;
+}
+
+/** A table's size for people: always an estimate (`~12.3 MB`), but for an empty table. */
+export function sizeText(s: TableStats | undefined): string {
+  if (!s) return '?';
+  return s.bytes === 0 ? '0 B' : `~${formatBytes(s.bytes)}`;
+}
+
+/** The lines of `table ls` for `tables` (with stats): name, rows, chunks, size, columns, created. Pure, so unit-tested. */
+export function tablesTable(tables: TableInfo[], maxWidth = 120): string[] {
+  if (tables.length === 0) return ['no tables (create one with: dstore table create NAME)'];
+  const lines = renderTable(
+    ['name', 'rows', 'chunks', 'size', 'columns', 'created'],
+    tables.map((t) => [t.name, rowsText(t.stats), t.stats ? formatCount(t.stats.chunks) : '?', sizeText(t.stats), schemaText(t.schema, t.encrypted), formatTime(t.createdAt)]),
+    { maxWidth, align: [undefined, 'right', 'right', 'right'] },
+  ).lines;
+  if (tables.some((t) => !t.stats || !t.stats.rowsExact)) lines.push('(≥: some chunks have no live replica, only the others were counted; ?: not counted, no live worker)');
+  return lines;
+}
+
+/** The tables with their stats, as GET /tables?stats=1 answers. */
+export async function tablesWithStats(client: HttpClient): Promise<TableInfo[]> {
+  return (await client.request<{ tables: TableInfo[] }>('GET', '/tables?stats=1')).tables;
+}
+
 /** The lines of `table ls` (also the shell's `tables`). */
 export async function listTables(client: HttpClient, maxWidth = process.stdout.columns || 120): Promise<string[]> {
-  const { tables } = await client.request<{ tables: TableInfo[] }>('GET', '/tables');
-  if (tables.length === 0) return ['no tables (create one with: dstore table create NAME)'];
-  return renderTable(
-    ['name', 'columns', 'created'],
-    tables.map((t) => [t.name, schemaText(t.schema, t.encrypted), formatTime(t.createdAt)]),
-    { maxWidth },
-  ).lines;
+  return tablesTable(await tablesWithStats(client), maxWidth);
+}
+
+/** What dropping a table deletes, for the question and the refusal: `table t and its 1,200 rows in 2 chunk(s)`. */
+export function dropWhat(t: TableInfo): string {
+  const s = t.stats;
+  if (!s) return `table ${t.name} and every row of it`;
+  const rows = s.rows === null ? 'its rows (not counted: no live worker)' : `${s.rowsExact ? '' : 'at least '}${formatCount(s.rows)} ${s.rows === 1 && s.rowsExact ? 'row' : 'rows'}`;
+  return `table ${t.name} and its ${rows} in ${formatCount(s.chunks)} chunk(s)`;
 }
 
 /** Creates a table (no-op when it exists with the same schema); returns the line to print. */
@@ -67,12 +111,34 @@ export function registerTableCommand(program: Command): void {
     process.stdout.write((await createTable(clientFor(cmd), name, schema)).line + '\n');
   });
 
-  withUrlOption(table.command('ls').alias('list').description('list tables: name, columns, created')).action(async (_o: unknown, cmd: Command) => {
-    process.stdout.write((await listTables(clientFor(cmd))).join('\n') + '\n');
+  withUrlOption(
+    table
+      .command('ls')
+      .alias('list')
+      .description(
+        'list tables: name, rows (exact, from a count() read of every chunk; ≥ when some chunk has no live replica), chunks (exact), ' +
+          'size (~: an estimate of the disk they take on the workers, every copy counted), columns, created',
+      )
+      .addOption(new Option('--format <format>', 'table (aligned) or json (the array of tables with their stats, as the API gives it)').choices(['table', 'json']).default('table')),
+  ).action(async (o: { format: 'table' | 'json' }, cmd: Command) => {
+    const client = clientFor(cmd);
+    const out = o.format === 'json' ? JSON.stringify(await tablesWithStats(client), null, 2) : (await listTables(client)).join('\n');
+    process.stdout.write(out + '\n');
   });
 
-  withUrlOption(table.command('drop').description('drop a table and every row of it').argument('<name>', 'table to drop')).action(async (name: string, _o: unknown, cmd: Command) => {
-    const r = await clientFor(cmd).request<{ dropped: string }>('DELETE', tablePath(name));
+  withUrlOption(
+    table
+      .command('drop')
+      .description('drop a table and every row of it; asks first (saying how many rows) unless --yes')
+      .argument('<name>', 'table to drop')
+      .option('-y, --yes', 'do not ask for confirmation (needed when stdin is not a terminal)'),
+  ).action(async (name: string, o: { yes?: boolean }, cmd: Command) => {
+    const client = clientFor(cmd);
+    if (!o.yes) {
+      const what = dropWhat(await client.request<TableInfo>('GET', tablePath(name, '?stats=1')));
+      await confirmOrRefuse(o, 'table drop', what, `drop ${what}? [y/N] `);
+    }
+    const r = await client.request<{ dropped: string }>('DELETE', tablePath(name));
     process.stdout.write(`dropped table ${r.dropped}\n`);
   });
 }

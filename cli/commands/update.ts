@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CliError, clientFor, tablePath, withUrlOption } from '../http-client';
 import { parseJsonObjectFlag } from './fetch';
+import { FETCH_TERMS } from '../cli-terms';
 import { pendingNote } from '../format';
 
 /** The body of PATCH /tables/:name/records from update's flags; both flags are required. */
@@ -20,7 +21,7 @@ export function registerUpdateCommand(program: Command): void {
     .option('--set <json>', 'fields to set, as a JSON object, e.g. \'{"status":"done"}\' (required)');
   withUrlOption(cmd).action(async (table: string, o: { where?: string; set?: string }, c: Command) => {
     const body = buildUpdate(o);
-    const r = await clientFor(c).request<{ updated: number; pendingWorkers?: string[] }>('PATCH', tablePath(table, '/records'), body);
+    const r = await clientFor(c, FETCH_TERMS).request<{ updated: number; pendingWorkers?: string[] }>('PATCH', tablePath(table, '/records'), body);
     process.stdout.write(`updated ${r.updated} rows${pendingNote(r.pendingWorkers)}\n`);
   });
 }

@@ -12,6 +12,14 @@ export const ADMIN_PREFIX = '/admin';
 /** The BullMQ dashboard (bull-board): repair (with the sweep that also cleans up) and scrub queues. */
 export const QUEUE_DASHBOARD_PATH = `${ADMIN_PREFIX}/queues`;
 
+/**
+ * The dashboard's title: `dstore` under the default prefix (also `dstore`), else
+ * `dstore · <prefix>`, so the prefix is named once and only when it tells something.
+ */
+export function boardTitle(prefix: string): string {
+  return prefix === 'dstore' ? 'dstore' : `dstore · ${prefix}`;
+}
+
 type DeadLetterQuery = { Querystring: Record<string, string | string[] | undefined> };
 
 const STREAM_ID = /^\d{1,20}(-\d{1,20})?$/;
@@ -61,7 +69,7 @@ export function registerAdminRoutes(app: FastifyInstance, coord: Coordinator): v
       createBullBoard({
         queues: coord.jobs.queues().map((q) => new BullMQAdapter(q, { readOnlyMode: false })),
         serverAdapter: board,
-        options: { uiConfig: { boardTitle: `dstore ${coord.keys.prefix}` } },
+        options: { uiConfig: { boardTitle: boardTitle(coord.keys.prefix) } },
       });
       board.setBasePath(QUEUE_DASHBOARD_PATH);
       await admin.register(board.registerPlugin(), { prefix: '/queues' });

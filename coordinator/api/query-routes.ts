@@ -5,11 +5,28 @@ import type { Coordinator } from '../coordinator';
 import { ApiError, badRequest } from '../errors';
 import { limitExceeded } from '../limits';
 import { checkQueryFields } from '../schema';
+import { readWhole } from './read-whole';
 
 type Named = { Params: { name: string } };
 type QueryBody = QuerySpec & { partial?: boolean; explain?: boolean };
 
-/** `POST /tables/:name/query` (JSON body) and `GET /tables/:name/records?…` (the same, for curl). */
+/**
+ * The one cap on `limit`: at most `DSTORE_MAX_RESULT_ROWS`. A larger one is a 400 whose
+ * body names the setting (`limit`), the query key (`field: "limit"`), the value and the cap.
+ */
+export function checkLimit(limit: number | undefined, maxResultRows: number): void {
+  if (limit === undefined || limit <= maxResultRows) return;
+  throw limitExceeded(400, 'DSTORE_MAX_RESULT_ROWS', `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}), the most rows one answer may hold; page with a smaller limit and a filter on the sort key`, {
+    field: 'limit',
+    value: limit,
+    max: maxResultRows,
+  });
+}
+
+/**
+ * `POST /tables/:name/query` (JSON body), `GET /tables/:name/records?…` (the same, for
+ * curl) and `GET /tables/:name/records/:id` (one record by `_id`).
+ */
 export function registerQueryRoutes(app: FastifyInstance, coord: Coordinator): void {
   app.post<Named & { Body: QueryBody | undefined }>('/tables/:name/query', async (req, reply) => {
     const body = req.body ?? {};
@@ -20,6 +37,32 @@ export function registerQueryRoutes(app: FastifyInstance, coord: Coordinator): v
   app.get<Named & { Querystring: Record<string, string | undefined> }>('/tables/:name/records', async (req, reply) => {
     return stream(coord, reply, req.params.name, fromQueryString(req.query), ['1', 'true'].includes(req.query.partial ?? ''));
   });
+  app.get<{ Params: { name: string; id: string } }>('/tables/:name/records/:id', async (req) => recordById(coord, req.params.name, req.params.id));
+}
+
+/**
+ * One record by `_id`: a read with where `{_id: id}` like any other (through
+ * `coord.fetch.read`, decrypted, bounded by `DSTORE_QUERY_TIMEOUT_MS`). A 404 naming table
+ * and id when the table has no such record; a 503 (as for any read) when some chunk has no
+ * live replica, since the record could be in it.
+ */
+async function recordById(coord: Coordinator, name: string, id: string): Promise<Record<string, unknown>> {
+  const started = coord.fetch.start(name);
+  const table = await coord.catalogue.require(name);
+  const q = normalizeQuery({ where: { _id: id }, limit: 1 });
+  const cipher = coord.encryption.cipherFor(table, 'read');
+  const decryptRow = cipher ? (r: Record<string, unknown>) => coord.encryption.decryptRow(table, cipher, r) : undefined;
+  const timer = coord.metrics.fetchDuration.startTimer();
+  let lines: string[];
+  try {
+    lines = await readWhole(coord.fetch.read(table.name, q, { decryptRow }, started), coord.opts.queryTimeoutMs, `the lookup of _id ${JSON.stringify(id)}`);
+    timer({ outcome: 'ok' });
+  } catch (e) {
+    timer({ outcome: 'error' });
+    throw e;
+  }
+  if (lines.length === 0) throw new ApiError(404, 'not_found', `table ${table.name} has no record with _id ${JSON.stringify(id)}`, { table: table.name, id });
+  return JSON.parse(lines[0]) as Record<string, unknown>;
 }
 
 /** `?where={json}&fields=a,b&sort=f:desc,g&limit=N` → a query. */
@@ -58,14 +101,12 @@ async function stream(coord: Coordinator, reply: FastifyReply, name: string, raw
   const started = coord.fetch.start(name);
   const table = await coord.catalogue.require(name);
   const q = normalizeQuery(raw);
+  const { maxResultRows, queryTimeoutMs } = coord.opts;
+  checkLimit(q.limit, maxResultRows);
   checkQueryFields(q, table.schema);
   coord.encryption.checkQuery(table, q);
   const cipher = coord.encryption.cipherFor(table, 'read');
   const decryptRow = cipher ? (r: Record<string, unknown>) => coord.encryption.decryptRow(table, cipher, r) : undefined;
-  const { maxResultRows, queryTimeoutMs } = coord.opts;
-  if (q.limit !== undefined && q.limit > maxResultRows) {
-    throw limitExceeded(400, 'DSTORE_MAX_RESULT_ROWS', `limit ${q.limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}); page with a smaller limit and a filter on the sort key`, { field: 'limit' });
-  }
   const timer = coord.metrics.fetchDuration.startTimer();
   const it = coord.fetch.read(table.name, q, { partial, decryptRow, explain }, started)[Symbol.asyncIterator]();
   const deadline = Date.now() + queryTimeoutMs;

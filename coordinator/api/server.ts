@@ -21,6 +21,8 @@ export function buildServer(coord: Coordinator, log: Logger): FastifyInstance {
     // Requests are logged once, when done, by the onResponse hook below (route pattern, no query string).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     bodyLimit: coord.opts.jsonBodyLimitBytes,
+    // GET /tables/:name/records/:id: an _id has up to 256 characters, each up to 12 once URL-encoded (Fastify's default is 100).
+    maxParamLength: 4096,
     // A caller's X-Request-Id is kept (and echoed), so one id follows a request through proxies and logs.
     requestIdHeader: 'x-request-id',
     genReqId: () => `${coord.id}-${(++requests).toString(36)}`,

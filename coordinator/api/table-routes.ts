@@ -1,15 +1,27 @@
 import type { FastifyInstance } from 'fastify';
 import type { Coordinator } from '../coordinator';
+import { withStats } from './table-stats';
 
 type Named = { Params: { name: string } };
+type Stats = { Querystring: { stats?: string } };
 
-/** `PUT /tables/:name`, `GET /tables`, `DELETE /tables/:name`. */
+/** `?stats=1` (or `true`): add each table's rows, chunks and size (table-stats.ts). */
+const wantsStats = (q: { stats?: string } | undefined) => q?.stats === '1' || q?.stats === 'true';
+
+/** `PUT /tables/:name`, `GET /tables`, `GET /tables/:name`, `DELETE /tables/:name`. */
 export function registerTableRoutes(app: FastifyInstance, coord: Coordinator): void {
   app.put<Named & { Body: { schema?: unknown } | undefined }>('/tables/:name', async (req, reply) => {
     const { table, created } = await coord.catalogue.create(req.params.name, req.body?.schema);
     return reply.status(created ? 201 : 200).send({ table, created });
   });
-  app.get('/tables', async () => ({ tables: await coord.catalogue.list() }));
+  app.get<Stats>('/tables', async (req) => {
+    const tables = await coord.catalogue.list();
+    return { tables: wantsStats(req.query) ? await withStats(coord, tables) : tables };
+  });
+  app.get<Named & Stats>('/tables/:name', async (req) => {
+    const table = await coord.catalogue.require(req.params.name);
+    return wantsStats(req.query) ? (await withStats(coord, [table]))[0] : table;
+  });
   app.delete<Named>('/tables/:name', async (req) => {
     await coord.catalogue.drop(req.params.name);
     return { dropped: req.params.name };

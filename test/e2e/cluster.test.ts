@@ -208,7 +208,7 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
 
   it('drives the shell like the original console', async () => {
     const r = spawnSync(process.execPath, [CLI(), 'shell', '--url', e2e.cluster.url], {
-      input: 'use shelltab\n{"greeting":"hello","n":1}\nFETCH\nexit\n',
+      input: 'create shelltab\n{"greeting":"hello","n":1}\nFETCH\nexit\n',
       encoding: 'utf8',
       timeout: 30_000,
     });

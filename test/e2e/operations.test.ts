@@ -183,7 +183,7 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
         await page.screenshot({ path: png, fullPage: true });
         return page.locator('body').innerText();
       });
-      assert.match(text, new RegExp(`dstore ${e2e.prefix}`), 'the board title names the prefix');
+      assert.match(text, new RegExp(`dstore · ${e2e.prefix}`), 'the board title names the prefix, once');
       assert.ok(fs.statSync(png).size > 0);
       if (keepTemp()) console.error(`screenshot of the queue dashboard: ${png}`);
     });

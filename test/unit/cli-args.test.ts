@@ -9,6 +9,8 @@ import { detectFormat } from '../../cli/commands/post';
 import { parseSchemaFlag } from '../../cli/commands/table';
 import { buildUpdate } from '../../cli/commands/update';
 import { CliError, HttpClient, clientFor } from '../../cli/http-client';
+import { FETCH_TERMS, inCliTerms } from '../../cli/cli-terms';
+import { SHELL_TERMS, shellQuery } from '../../cli/commands/shell';
 
 const cliError = (re: RegExp) => (e: unknown) => e instanceof CliError && re.test(e.message);
 
@@ -66,9 +68,76 @@ describe('cli args: fetch flags', () => {
 
   it('tells trailers from rows', () => {
     assert.deepEqual(parseTrailer('{"_partial":true,"missingWorkers":["w2"],"missingChunks":3}'), { kind: 'partial', missingWorkers: ['w2'], missingChunks: 3 });
-    assert.deepEqual(parseTrailer('{"_error":{"error":"timeout","message":"slow"}}'), { kind: 'error', code: 'timeout', message: 'slow' });
+    assert.deepEqual(parseTrailer('{"_error":{"error":"timeout","message":"slow"}}'), { kind: 'error', code: 'timeout', message: 'slow', details: {} });
+    assert.deepEqual(parseTrailer('{"_error":{"error":"unavailable","message":"m","missingChunks":2}}'), { kind: 'error', code: 'unavailable', message: 'm', details: { missingChunks: 2 } });
     assert.equal(parseTrailer('{"_id":"r1","a":1}'), undefined);
     assert.equal(parseTrailer('{"_partial":"a user field"}'), undefined);
+  });
+});
+
+describe('cli errors in CLI terms', () => {
+  it('turns a read that misses chunks into a line naming --partial, built from missingChunks, never from the wording', () => {
+    const details = { missingWorkers: ['w1', 'w3'], missingChunks: 4 };
+    const line = inCliTerms('4 chunk(s) … or ask for a partial answer (partial=true)', details, FETCH_TERMS);
+    assert.equal(line, '4 chunk(s) have no live replica that answers (their replicas: w1, w3); restart those workers or wait for repair, or ask for the rows that can be read with --partial');
+    assert.match(inCliTerms('anything', details, SHELL_TERMS), /with "partial": true$/);
+    assert.doesNotMatch(inCliTerms('… (partial=true)', details, {}), /partial/, 'a command without --partial (get) offers none');
+  });
+
+  it('names the flag of the query key an error points at', () => {
+    assert.equal(
+      inCliTerms('limit 200000000 is over DSTORE_MAX_RESULT_ROWS (10000000), the most rows …', { limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit' }, FETCH_TERMS),
+      '--limit 200000000 is over DSTORE_MAX_RESULT_ROWS (10000000), the most rows …',
+    );
+    assert.equal(inCliTerms('sort[1].field: unknown field "hp"; the table\'s columns are _id, a', { field: 'sort[1].field' }, FETCH_TERMS), '--sort item 2: unknown field "hp"; the table\'s columns are _id, a');
+    assert.equal(inCliTerms('aggregate[0].op: must be one of …', { field: 'aggregate[0].op' }, FETCH_TERMS), '--agg item 1: must be one of …');
+    assert.equal(inCliTerms('fields: must name at least one field', { field: 'fields' }, FETCH_TERMS), '--fields: must name at least one field');
+    assert.equal(inCliTerms('where.age.$gt must be a number', { field: 'where.age.$gt' }, FETCH_TERMS), '--where: where.age.$gt must be a number');
+    assert.equal(inCliTerms('set: "_id" cannot be updated', { field: 'set._id' }, FETCH_TERMS), '--set: set: "_id" cannot be updated');
+  });
+
+  it('leaves other messages, and keys the command has no flag for, as they are', () => {
+    assert.equal(inCliTerms('table t does not exist', {}, FETCH_TERMS), 'table t does not exist');
+    assert.equal(inCliTerms('row 3: field "x" is not in the schema', { row: 3, field: 'x' }, FETCH_TERMS), 'row 3: field "x" is not in the schema');
+    assert.equal(inCliTerms('sort[0].field: unknown field', { field: 'sort[0].field' }, SHELL_TERMS), 'sort[0].field: unknown field');
+  });
+
+  it('carries the error body on a CliError', async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'limit_exceeded', message: 'limit 9 is over DSTORE_MAX_RESULT_ROWS (5), …', limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: 9, max: 5 }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new HttpClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, undefined, FETCH_TERMS);
+      await assert.rejects(client.request('POST', '/tables/t/query', { limit: 9 }), (e: unknown) => {
+        assert.ok(e instanceof CliError);
+        assert.equal(e.message, '--limit 9 is over DSTORE_MAX_RESULT_ROWS (5), …');
+        assert.deepEqual([e.status, e.code, e.details], [400, 'limit_exceeded', { limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: 9, max: 5 }]);
+        return true;
+      });
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('cli args: the shell\'s FETCH', () => {
+  it('takes sort, fields, groupBy and aggregate as the CLI writes them', () => {
+    assert.deepEqual(shellQuery({ sort: 'Horsepower:desc,Name', limit: 3 }), { sort: [{ field: 'Horsepower', dir: 'desc' }, { field: 'Name', dir: 'asc' }], limit: 3 });
+    assert.deepEqual(shellQuery({ sort: ['Horsepower:desc', { field: 'Name', dir: 'asc' }] }), { sort: [{ field: 'Horsepower', dir: 'desc' }, { field: 'Name', dir: 'asc' }] });
+    assert.deepEqual(shellQuery({ fields: 'a, b', groupBy: 'c', aggregate: 'count(),avg(hp) as m' }), {
+      fields: ['a', 'b'],
+      groupBy: ['c'],
+      aggregate: [{ op: 'count' }, { op: 'avg', field: 'hp', as: 'm' }],
+    });
+  });
+
+  it('keeps the API form as it is, and names the key in errors', () => {
+    const q = { where: { a: 1 }, sort: [{ field: 'a', dir: 'desc' }], partial: true };
+    assert.deepEqual(shellQuery(q), q);
+    assert.throws(() => shellQuery({ sort: 'hp:down' }), cliError(/^"sort" "hp:down": the direction after ":" must be asc or desc$/));
+    assert.throws(() => shellQuery({ aggregate: 'median(x)' }), cliError(/^"aggregate" "median\(x\)": unknown aggregate/));
   });
 });
 
@@ -115,7 +184,7 @@ describe('cli args: commander wiring', () => {
     const p = program();
     assert.deepEqual(
       p.commands.map((c) => c.name()),
-      ['table', 'post', 'fetch', 'update', 'delete', 'workers', 'status', 'dead-letters', 'rebalance', 'shell'],
+      ['table', 'post', 'fetch', 'get', 'update', 'delete', 'workers', 'status', 'dead-letters', 'rebalance', 'shell'],
     );
     for (const c of allCommands(p).slice(1)) {
       assert.ok(c.description(), `${c.name()} has no description`);

@@ -2,7 +2,8 @@ import { strict as assert } from 'node:assert';
 import { cellText, columnsOf, csvField, csvLine, csvRow, formatBytes, formatCount, formatDuration, pendingNote, renderObjects, renderTable, truncate } from '../../cli/format';
 import { formatUploadProgress } from '../../cli/progress';
 import { postSummary } from '../../cli/commands/post';
-import { schemaText } from '../../cli/commands/table';
+import { dropWhat, schemaText, tablesTable, type TableInfo } from '../../cli/commands/table';
+import { CsvWriter, lateColumnsNote, tableColumns } from '../../cli/columns';
 import { workersTable } from '../../cli/commands/workers';
 
 describe('cli format: tables', () => {
@@ -68,6 +69,75 @@ describe('cli format: csv', () => {
 
   it('writes rows by the header columns: extra keys dropped, missing ones empty', () => {
     assert.equal(csvRow(['a', 'b'], { b: 2, c: 3 }), ',2');
+  });
+});
+
+describe('cli format: csv columns (never one dropped unsaid)', () => {
+  it('uses the known columns (schema, --fields, aggregates) from the first row, with empty cells for missing keys', () => {
+    const w = new CsvWriter(['_id', 'a', 'b']);
+    assert.deepEqual(w.push([{ _id: '1', a: 1 }]), ['_id,a,b', '1,1,']);
+    assert.deepEqual(w.push([{ _id: '2', b: 'x' }]), ['2,,x']);
+    assert.deepEqual(w.end(), []);
+    assert.deepEqual(w.lateColumns(), []);
+  });
+
+  it('writes the header of known columns even when there is no row', () => {
+    const w = new CsvWriter(['city', 'count']);
+    assert.deepEqual(w.end(), ['city,count']);
+  });
+
+  it('holds back a schemaless answer and takes the union of its keys, in order first seen', () => {
+    const w = new CsvWriter(undefined, 3);
+    assert.deepEqual(w.push([{ Name: 'a', Horsepower: 130 }, { Name: 'b', Miles_per_Gallon: 18 }]), []);
+    assert.deepEqual(w.end(), ['Name,Horsepower,Miles_per_Gallon', 'a,130,', 'b,,18']);
+    assert.deepEqual(new CsvWriter(undefined).end(), [], 'no rows, no columns: nothing');
+  });
+
+  it('names the keys first seen after the rows that set the header, with their first row', () => {
+    const w = new CsvWriter(undefined, 2);
+    assert.deepEqual(w.push([{ a: 1 }, { b: 2 }, { a: 3, c: 4 }]), ['a,b', '1,', ',2', '3,']);
+    assert.deepEqual(w.push([{ c: 5, d: 6 }]), [',']);
+    assert.deepEqual(w.end(), []);
+    assert.deepEqual(w.lateColumns(), [
+      { name: 'c', row: 3 },
+      { name: 'd', row: 4 },
+    ]);
+    assert.equal(
+      lateColumnsNote(w.lateColumns(), 2),
+      'warning: 2 column(s) first seen after the 2 rows that set the CSV header are not in it: c (first in row 3), d (first in row 4); name every column with --fields, or use --format json or ndjson',
+    );
+    assert.equal(lateColumnsNote([]), undefined);
+  });
+
+  it('shows every column in a table: the known ones, then any other key seen', () => {
+    assert.deepEqual(tableColumns(['_id', 'a', 'b'], [{ _id: '1', b: 2 }]), ['_id', 'a', 'b']);
+    assert.deepEqual(tableColumns(undefined, [{ a: 1 }, { b: 2, a: 3 }]), ['a', 'b']);
+  });
+});
+
+describe('cli format: table ls and drop', () => {
+  const t = (name: string, stats?: TableInfo['stats'], schema?: Record<string, string>): TableInfo => ({ name, version: 1, createdAt: new Date(2024, 4, 1, 13, 4, 5).getTime(), schema, stats });
+
+  it('lists rows, chunks and an estimated size beside the columns, numbers right-aligned', () => {
+    const lines = tablesTable([t('cars', { rows: 200_000, rowsExact: true, chunks: 200, bytes: 48_300_000 }, { hp: 'integer' }), t('empty', { rows: 0, rowsExact: true, chunks: 0, bytes: 0 })]);
+    assert.deepEqual(lines, [
+      'name      rows  chunks      size  columns     created',
+      'cars   200,000     200  ~48.3 MB  hp:integer  2024-05-01 13:04:05',
+      'empty        0       0       0 B  -           2024-05-01 13:04:05',
+    ]);
+  });
+
+  it('marks rows counted only in part (≥) or not at all (?), and says what the marks mean', () => {
+    const lines = tablesTable([t('a', { rows: 900, rowsExact: false, chunks: 2, bytes: 10 }), t('b', { rows: null, rowsExact: false, chunks: 1, bytes: 0 })]);
+    assert.match(lines[1], /^a +≥900 +2 +~10 B /);
+    assert.match(lines[2], /^b +\? +1 +0 B /);
+    assert.match(lines[3], /^\(≥: some chunks have no live replica/);
+  });
+
+  it('says what a drop deletes', () => {
+    assert.equal(dropWhat(t('cars', { rows: 200_000, rowsExact: true, chunks: 200, bytes: 1 })), 'table cars and its 200,000 rows in 200 chunk(s)');
+    assert.equal(dropWhat(t('one', { rows: 1, rowsExact: true, chunks: 1, bytes: 1 })), 'table one and its 1 row in 1 chunk(s)');
+    assert.equal(dropWhat(t('p', { rows: 5, rowsExact: false, chunks: 2, bytes: 1 })), 'table p and its at least 5 rows in 2 chunk(s)');
   });
 });
 

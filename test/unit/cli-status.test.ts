@@ -97,7 +97,7 @@ describe('dstore completion bash', () => {
   });
 
   it('completes the values of a flag with fixed choices', () => {
-    assert.deepEqual(complete('fetch', 'events', '--format', ''), ['csv', 'ndjson', 'table']);
+    assert.deepEqual(complete('fetch', 'events', '--format', ''), ['csv', 'json', 'ndjson', 'table']);
     assert.deepEqual(complete('workers', '--format', 'j'), ['json']);
   });
 });

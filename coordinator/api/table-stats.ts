@@ -1,0 +1,85 @@
+import { normalizeQuery } from '../../common/query';
+import type { TableDef } from '../catalogue';
+import type { Coordinator } from '../coordinator';
+import { readChunkMetas } from '../placement';
+import { readWhole } from './read-whole';
+
+/**
+ * What `GET /tables?stats=1` and `GET /tables/:name?stats=1` add to a table: its rows,
+ * chunks and size, for `dstore table ls` and the question `dstore table drop` asks.
+ */
+export interface TableStats {
+  /**
+   * Rows, from a `count()` read of every chunk (the same read as `--agg "count()"`): exact
+   * when `rowsExact`; otherwise the rows of the chunks that could be read (a lower bound),
+   * or null when none could (no live worker).
+   */
+  rows: number | null;
+  rowsExact: boolean;
+  /** Chunks of committed POSTs (what a read answers), from the placement records: exact. */
+  chunks: number;
+  /**
+   * Estimated bytes on the workers' disks, every copy counted: each worker's shard file
+   * size (its last heartbeat) shared out by the rows the placement records put on it.
+   * Always an estimate (rows differ in size, shards hold free pages).
+   */
+  bytes: number;
+}
+
+/** Tables whose stats are read at once: each costs one count() read on every worker. */
+const CONCURRENCY = 4;
+
+/** `tables` with their {@link TableStats}, read a few tables at a time. */
+export async function withStats(coord: Coordinator, tables: TableDef[]): Promise<(TableDef & { stats: TableStats })[]> {
+  const [workers, open] = await Promise.all([coord.workers.list(), coord.cmd.hgetall(coord.keys.openPosts)]);
+  const shard = new Map(workers.filter((w) => w.status && w.status.rows > 0).map((w) => [w.id, { bytes: w.status!.shardBytes, rows: w.status!.rows }]));
+  // A POST still open is not read yet (placement.ts): its chunks are not counted either.
+  const openPosts = new Set(Object.keys(open));
+  const out: (TableDef & { stats: TableStats })[] = new Array(tables.length);
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < tables.length; i = next++) {
+      const t = tables[i];
+      const [rows, placed] = await Promise.all([countRows(coord, t.name), placedRows(coord, t.name, openPosts)]);
+      let bytes = 0;
+      for (const [w, n] of placed.rowsOn) {
+        const s = shard.get(w);
+        if (s) bytes += s.bytes * Math.min(1, n / s.rows);
+      }
+      out[i] = { ...t, stats: { ...rows, chunks: placed.chunks, bytes: Math.round(bytes) } };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tables.length) }, lane));
+  return out;
+}
+
+/** `count()` over the table, answering what it can (`partial`) rather than failing. */
+async function countRows(coord: Coordinator, table: string): Promise<Pick<TableStats, 'rows' | 'rowsExact'>> {
+  try {
+    const lines = await readWhole(coord.fetch.read(table, normalizeQuery({ aggregate: [{ op: 'count' }] }), { partial: true }), coord.opts.queryTimeoutMs, `the count of ${table}`);
+    let rows = 0;
+    let exact = true;
+    for (const l of lines) {
+      const v = JSON.parse(l) as { count?: number; _partial?: boolean };
+      if (v._partial) exact = false;
+      else if (typeof v.count === 'number') rows += v.count;
+    }
+    return { rows, rowsExact: exact };
+  } catch (e) {
+    coord.log.warn({ table, err: (e as Error).message }, 'table stats: rows not counted');
+    return { rows: null, rowsExact: false };
+  }
+}
+
+/** Committed chunks of a table and, per worker, the rows its copies held when written. */
+async function placedRows(coord: Coordinator, table: string, openPosts: ReadonlySet<string>): Promise<{ chunks: number; rowsOn: Map<string, number> }> {
+  const ids = await coord.cmd.smembers(coord.keys.tableChunks(table));
+  const rowsOn = new Map<string, number>();
+  let chunks = 0;
+  for (const m of (await readChunkMetas(coord.cmd, coord.keys, ids)).values()) {
+    if (openPosts.has(m.post)) continue;
+    chunks++;
+    for (const w of m.replicas) rowsOn.set(w, (rowsOn.get(w) ?? 0) + m.rows);
+  }
+  return { chunks, rowsOn };
+}
