@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { compileFilter, jsonPath, parseField } from '../common/filter';
 import { RejectedError } from '../common/errors';
 import { ChunkDigest } from './chunk-digest';
+import { migrate } from './shard-migrations';
 import { DIGEST_NOT_HELD, DIGEST_UNCOMMITTED, type ChunkDigestLine, type DeleteMessage, type PostMessage, type SetupTableMessage, type UpdateMessage } from '../common/messages';
 
 /** What one applied message did, as reported in its ack. */
@@ -110,6 +111,8 @@ export class ShardStore {
   private writing = false;
   /** The shard file did not exist before this process opened it. */
   readonly created: boolean;
+  /** The schema version the file had when opened (see shard-migrations.ts). */
+  readonly migratedFrom: number;
   private readonly diskFullFile?: string;
   private readonly maxPages: number;
   private diskFull = false;
@@ -124,35 +127,12 @@ export class ShardStore {
     this.db.pragma(`synchronous = ${(opts.sync ?? 'full') === 'full' ? 'FULL' : 'NORMAL'}`);
     this.maxPages = this.db.pragma('max_page_count', { simple: true }) as number;
     this.db.pragma('busy_timeout = 5000');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS _tables (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL UNIQUE,
-        schema TEXT,
-        version INTEGER NOT NULL DEFAULT 1
-      );
-      CREATE TABLE IF NOT EXISTS _chunks (
-        chunk TEXT PRIMARY KEY,
-        tbl TEXT NOT NULL,
-        post TEXT NOT NULL,
-        replicas TEXT NOT NULL,
-        rows INTEGER NOT NULL,
-        committed INTEGER NOT NULL DEFAULT 0,
-        applied_at INTEGER NOT NULL
-      );
-      CREATE INDEX IF NOT EXISTS _chunks_tbl ON _chunks (tbl);
-      CREATE INDEX IF NOT EXISTS _chunks_post ON _chunks (post);
-      CREATE TABLE IF NOT EXISTS _posts (post TEXT PRIMARY KEY, state TEXT NOT NULL, at INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS _ops (
-        op TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        result TEXT NOT NULL,
-        applied_at INTEGER NOT NULL
-      );
-      CREATE TABLE IF NOT EXISTS _state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    `);
-    const columns = new Set(this.db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('_chunks')").all().map((c) => c.name));
-    if (!columns.has('digest')) this.db.exec('ALTER TABLE _chunks ADD COLUMN digest TEXT');
+    try {
+      this.migratedFrom = migrate(this.db, this.file);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
     // The shard's identity, made with the file: a worker id serving another file is a new incarnation.
     if (!this.db.prepare("SELECT 1 FROM _state WHERE key = 'shard_id'").get()) this.newShardId();
     this.reader = new Database(this.file, { readonly: true });

@@ -101,7 +101,7 @@ export class Worker {
 
   /** Starts consuming, answering and heartbeating. Resolves once started (not once ready). */
   async start(): Promise<void> {
-    this.log.info({ dataDir: this.opts.dataDir, shard: this.store.file, shardId: this.store.shardId(), created: this.store.created }, 'worker starting');
+    this.log.info({ dataDir: this.opts.dataDir, shard: this.store.file, shardId: this.store.shardId(), created: this.store.created, schemaFrom: this.store.migratedFrom }, 'worker starting');
     await this.checkShardAge();
     await this.fetch.start();
     await this.consumer.start();
