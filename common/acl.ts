@@ -1,4 +1,4 @@
-import type { Keys } from './keys';
+import { NOT_KEYS, type Keys } from './keys';
 
 /**
  * Least-privilege Redis ACL rules (Redis >= 7.0, for `%R~` / `%W~` key selectors), built
@@ -68,7 +68,7 @@ export function workerAclRules(keys: Keys, workerId: string): string[] {
 export function allKeyPatterns(keys: Keys): string[] {
   const out = new Set<string>();
   for (const [name, v] of Object.entries(keys)) {
-    if (name === 'prefix' || name === 'workerFetch') continue;
+    if (NOT_KEYS.includes(name as keyof Keys) || name === 'workerFetch') continue;
     if (name === 'bullPrefix') out.add(`${v as string}:*`);
     else if (typeof v === 'string') out.add(v);
     else if (typeof v === 'function') out.add(pattern(v as (id: string) => string));

@@ -395,9 +395,4 @@ export function readCliToken(env: Env = process.env): string | undefined {
   return t;
 }
 
-/** A short host label for status output. */
-export function hostLabel(): string {
-  return os.hostname();
-}
-
 export { SECOND, MINUTE, MiB };

@@ -8,3 +8,5 @@ export * from './query';
 export * from './stream-ids';
 export * from './messages';
 export { compileFilter, jsonPath, parseField, matchesFilter, FilterError } from './filter';
+export * from './worker-status';
+export * from './script-codes';

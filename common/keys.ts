@@ -21,6 +21,13 @@ export interface Keys {
   workerOps(workerId: string): string;
   /** STREAM: a coordinator's reply stream (POST_ACK, OP_ACK, FETCH_RESP). */
   coordReplies(coordinatorId: string): string;
+  /** Whether a key is a coordinator reply stream of this prefix: the only `replyTo` a worker accepts. */
+  isCoordReplies(key: string): boolean;
+  /**
+   * A Redis connection name (`CLIENT SETNAME`, shown by `CLIENT LIST`): `<prefix>:<kind>:<id>:<role>`,
+   * e.g. `dstore:worker:w1:ops`, so operators and tests see who is who.
+   */
+  connectionName(kind: 'worker' | 'coord', id: string, role: string): string;
   /** STREAM: messages that failed to decode, with the reason. */
   readonly dead: string;
   /**
@@ -99,6 +106,9 @@ export interface Keys {
   readonly patterns: readonly string[];
 }
 
+/** Members of {@link Keys} that are not a key (or channel) builder: helpers and the prefix itself. */
+export const NOT_KEYS: readonly (keyof Keys)[] = ['prefix', 'patterns', 'isCoordReplies', 'connectionName'];
+
 /** The consumer group every worker uses on its own ops stream. */
 export const OPS_GROUP = 'apply';
 
@@ -115,6 +125,8 @@ export function makeKeys(prefix: string): Keys {
     prefix,
     workerOps: (id) => `${prefix}:worker:{${assertName('worker id', id)}}:ops`,
     coordReplies: (id) => `${prefix}:coord:{${assertName('coordinator id', id)}}:replies`,
+    isCoordReplies: (key) => /^[^:]+:coord:\{[^{}]+\}:replies$/.test(key) && key.startsWith(`${prefix}:coord:{`),
+    connectionName: (kind, id, role) => `${prefix}:${kind}:${id}:${role}`,
     dead: `${shared}:dead`,
     workerFetch: (id) => `${prefix}:worker:{${assertName('worker id', id)}}:fetch`,
     workers: `${shared}:workers`,

@@ -177,3 +177,13 @@ export async function closeAll(...conns: (Redis | Cluster | undefined)[]): Promi
     }),
   );
 }
+
+/** Redis `TIME` (`[seconds, microseconds]` as text) in milliseconds. */
+export function timeToMs(time: readonly (string | number)[]): number {
+  return Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+}
+
+/** The Redis server's clock, in milliseconds: the one clock every process agrees on. */
+export async function redisNow(cmd: Redis): Promise<number> {
+  return timeToMs(await cmd.time());
+}

@@ -1,4 +1,4 @@
-import { SetupTableMessage, DropTableMessage } from '../common/messages';
+import { build, SetupTableMessage, DropTableMessage } from '../common/messages';
 import type { Keys } from '../common/keys';
 import { assertName } from '../common/names';
 import type { DstoreRedis } from '../common/redis';
@@ -6,18 +6,9 @@ import { broadcastToAll, type CoordinatorContext } from './context';
 import { badRequest, conflict, notFound } from './errors';
 import type { TableEncryption } from './encryption';
 import { parseTableSchema, type Schema } from './schema';
+import type { TableDef } from './table-def';
 
-/** A table as the catalogue holds it (`<prefix>:tables`, one JSON value per table). */
-export interface TableDef {
-  name: string;
-  schema?: Schema;
-  /** Columns stored encrypted (docs/security.md); absent when none. */
-  encrypted?: string[];
-  /** Identifies the DSTORE_ENCRYPTION_KEY the table was created with (an HMAC, not the key); set with `encrypted`. */
-  keyCheck?: string;
-  version: number;
-  createdAt: number;
-}
+export type { TableDef } from './table-def';
 
 /**
  * The table catalogue, kept in Redis so that every coordinator sees the same tables.
@@ -65,7 +56,7 @@ export class Catalogue {
       this.encryption?.cipherFor(existing, 'create');
       return { table: existing, created: false };
     }
-    await broadcastToAll(this.ctx, (op) => Object.assign(new SetupTableMessage(), { op, table: name, schema, version: def.version, replyTo: this.ctx.replyTo }), this.opTimeoutMs);
+    await broadcastToAll(this.ctx, (op) => build(SetupTableMessage, { op, table: name, schema, version: def.version, replyTo: this.ctx.replyTo }), this.opTimeoutMs);
     return { table: def, created: true };
   }
 
@@ -95,7 +86,7 @@ export class Catalogue {
   async drop(name: string): Promise<void> {
     await this.require(name);
     await this.cmd.hdel(this.keys.tables, name);
-    await broadcastToAll(this.ctx, (op) => Object.assign(new DropTableMessage(), { op, table: name, replyTo: this.ctx.replyTo }), this.opTimeoutMs);
+    await broadcastToAll(this.ctx, (op) => build(DropTableMessage, { op, table: name, replyTo: this.ctx.replyTo }), this.opTimeoutMs);
     await this.forgetChunks(name);
   }
 

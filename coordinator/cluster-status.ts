@@ -1,7 +1,7 @@
 import { OPS_GROUP, type Keys } from '../common/keys';
 import type { Cluster } from 'ioredis';
-import { isCluster, type DstoreRedis } from '../common/redis';
-import type { WorkerCounters } from '../worker/membership';
+import { isCluster, timeToMs, type DstoreRedis } from '../common/redis';
+import type { WorkerCounters } from '../common/worker-status';
 import type { WorkerDirectory } from './membership';
 
 /** A worker's ops stream as its consumer group sees it (`XLEN`, `XINFO GROUPS`). */
@@ -200,7 +200,7 @@ async function readWorkers(src: StatusSources): Promise<WorkerStatusView[]> {
 
 async function readCoordinators(src: StatusSources): Promise<{ at: number; list: CoordinatorStatusView[] }> {
   const [[, entries], [, time]] = (await src.cmd.multi().zrange(src.keys.coordinators, 0, -1, 'WITHSCORES').time().exec()) as [[null, string[]], [null, [string, string]]];
-  const at = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+  const at = timeToMs(time);
   const ids: string[] = [];
   const seen: number[] = [];
   for (let i = 0; i < entries.length; i += 2) {

@@ -4,7 +4,7 @@ import type { Logger } from '../common/logger';
 import type { Message } from '../common/messages';
 import type { DstoreRedis } from '../common/redis';
 import type { WorkerDirectory } from './membership';
-import { broadcastOp, type OpOutcome } from './ops';
+import { broadcastOp, type Failpoints, type OpOutcome } from './ops';
 import { inWriteOrder } from './order-lock';
 import type { ReplyRouter } from './reply-router';
 
@@ -19,6 +19,8 @@ export interface CoordinatorContext {
   /** This coordinator's reply stream. */
   replyTo: string;
   log: Logger;
+  /** Test-only fault injection of this coordinator (absent: none). */
+  failpoints?: Failpoints;
 }
 
 /**
@@ -42,7 +44,7 @@ export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string)
   };
   try {
     const [known, live] = [await ctx.workers.known(), await ctx.workers.live()];
-    return await broadcastOp(ctx.cmd, ctx.keys, ctx.router, known, live, make, timeoutMs, {
+    return await broadcastOp(ctx, ctx.router, known, live, make, timeoutMs, {
       joined: () => ctx.workers.known(),
       sent,
       live: () => ctx.workers.live(),

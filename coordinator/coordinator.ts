@@ -16,7 +16,6 @@ import { Ingest } from './ingest';
 import { WorkerDirectory } from './membership';
 import { CoordinatorMetrics } from './metrics';
 import { Mutations } from './mutations';
-import { failpoints } from './ops';
 import { IdIndex } from './id-index';
 import { normalizeQuery } from '../common/query';
 import { ReplyRouter } from './reply-router';
@@ -58,16 +57,24 @@ export class Coordinator {
     this.id = opts.coordinatorId ?? `c-${crypto.randomBytes(4).toString('hex')}`;
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'coordinator', coordinatorId: this.id });
-    const name = (role: string) => `${opts.prefix}:coord:${this.id}:${role}`;
+    const name = (role: string) => this.keys.connectionName('coord', this.id, role);
     this.cmd = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('cmd'), role: 'command' });
     this.replyReader = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('replies'), role: 'blocking' });
     for (const c of [this.cmd, this.replyReader]) c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
     const replyTo = this.keys.coordReplies(this.id);
     this.router = new ReplyRouter(this.replyReader, this.cmd, replyTo, this.log.child({ component: 'reply-router' }));
     this.workers = new WorkerDirectory(this.cmd, this.keys, opts.workerTimeoutMs);
-    const ctx: CoordinatorContext = { cmd: this.cmd, keys: this.keys, router: this.router, workers: this.workers, coordinatorId: this.id, replyTo, log: this.log };
+    const ctx: CoordinatorContext = {
+      cmd: this.cmd,
+      keys: this.keys,
+      router: this.router,
+      workers: this.workers,
+      coordinatorId: this.id,
+      replyTo,
+      log: this.log,
+      failpoints: { sendJitterMs: opts.failpointSendJitterMs },
+    };
     this.ctx = ctx;
-    failpoints.sendJitterMs = opts.failpointSendJitterMs;
     if (opts.failpointSendJitterMs > 0) this.log.warn({ jitterMs: opts.failpointSendJitterMs }, 'DSTORE_FAILPOINT_SEND_JITTER_MS is set: stream writes are delayed on purpose (testing only)');
     this.encryption = new TableEncryption(opts.encryptionKey);
     this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs, this.encryption);

@@ -2,7 +2,7 @@ import { ConfigError } from '../common/errors';
 import { DecryptError, FieldCipher } from '../common/field-crypto';
 import { filterFields, FilterError } from '../common/filter';
 import { aggregateName, type QuerySpec } from '../common/query';
-import type { TableDef } from './catalogue';
+import type { TableDef } from './table-def';
 import { ApiError, badRequest } from './errors';
 
 /**
@@ -69,11 +69,6 @@ export class TableEncryption {
       const v = row[c];
       if (v !== undefined && v !== null) row[c] = cipher.encrypt(def.name, c, v);
     }
-  }
-
-  /** Decrypts one output line (a JSON row, whole or projected); a value that fails to decrypt is an error, never passed through. */
-  decryptLine(def: TableDef, cipher: FieldCipher, line: string): string {
-    return JSON.stringify(this.decryptRow(def, cipher, JSON.parse(line) as Record<string, unknown>));
   }
 
   /** Decrypts the encrypted columns of one parsed row in place. */

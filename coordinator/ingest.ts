@@ -1,9 +1,9 @@
 import { monotonicFactory, ulid } from 'ulid';
 import type { CoordinatorOptions } from '../common/config';
 import type { Logger } from '../common/logger';
-import { AbortMessage, CommitMessage, PostMessage, type PostAckMessage } from '../common/messages';
+import { buildRows, build, AbortMessage, CommitMessage, PostMessage, type PostAckMessage } from '../common/messages';
 import { refusalError } from './refusals';
-import type { TableDef } from './catalogue';
+import type { TableDef } from './table-def';
 import { ApiError, badRequest, conflict, unavailable } from './errors';
 import type { ParsedRecord } from './record-parsers';
 import type { CoordinatorContext } from './context';
@@ -15,6 +15,7 @@ import type { IdIndex } from './id-index';
 import { xaddEach } from './ops';
 import { inWriteOrder } from './order-lock';
 import { bumpPlacement } from './placement';
+import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
 /** What a successful POST reports. */
 export interface IngestResult {
@@ -244,7 +245,7 @@ class PostRun {
     const token = await cmd.incr(keys.token);
     const replicas = placeChunk(live, token, opts.replicas);
     const chunk = this.d.newId();
-    const msg = Object.assign(new PostMessage(), { chunk, post: this.post, table: this.table.name, replicas, replyTo: this.d.replyTo, ids, rows });
+    const msg = buildRows(PostMessage, { chunk, post: this.post, table: this.table.name, replicas, replyTo: this.d.replyTo, ids, rows });
     const args = msg.toArgs();
     const meta = JSON.stringify({ table: this.table.name, post: this.post, replicas, rows: ids.length });
     this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, firstRow, acked: new Set(), sentAt: Date.now() });
@@ -278,7 +279,7 @@ class PostRun {
     }
     // Several copies: the large fields are encoded to UTF-8 once, not once per stream write.
     const payload = replicas.length > 1 ? args.map((a) => (a.length > 4096 ? Buffer.from(a) : a)) : args;
-    await xaddEach(cmd, keys, replicas, payload);
+    await xaddEach(this.d, replicas, payload);
   }
 
   private onAck(m: PostAckMessage): void {
@@ -344,7 +345,10 @@ class PostRun {
   private async commit(): Promise<void> {
     const { cmd, keys } = this.d;
     // Marking the record `committing` first decides the race with a clean-up job.
-    if ((await cmd.beginCommit(keys.openPosts, this.post)) !== 1) {
+    try {
+      scriptResult('begin-commit-1.lua', await cmd.beginCommit(keys.openPosts, this.post));
+    } catch (e) {
+      if (!(e instanceof ScriptError && e.code === SCRIPT_CODES.POST_NOT_OPEN)) throw e;
       throw unavailable(`POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`);
     }
     await finishCommit(this.d, this.post, this.table.name, [...this.touched]);
@@ -420,13 +424,13 @@ function isJsonSpace(c: number): boolean {
  * rather than fail, since the decision is taken), then closes the open record. Also run by clean-up for a POST
  * whose coordinator died in between; COMMIT is idempotent, so sending it twice is harmless.
  */
-export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log'>, post: string, table: string, workers: string[]): Promise<void> {
+export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log' | 'failpoints'>, post: string, table: string, workers: string[]): Promise<void> {
   const { cmd, keys } = ctx;
-  const msg = Object.assign(new CommitMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
+  const msg = build(CommitMessage, { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
   // In write order with UPDATE/DELETE: they reach committed rows only, so a COMMIT one
   // replica applies before an UPDATE and another after would leave them different.
-  await inWriteOrder(ctx, table, `the COMMIT of POST ${post}`, () => xaddEach(cmd, keys, workers, args), 'proceed');
+  await inWriteOrder(ctx, table, `the COMMIT of POST ${post}`, () => xaddEach(ctx, workers, args), 'proceed');
   // Closing the record makes the POST readable: the placement version tells cached readers.
   const close = cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post));
   bumpPlacement(close, keys, [table]);
@@ -438,13 +442,18 @@ export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' 
  * ABORT to every worker that got a chunk. Used by a failing POST and by the clean-up job.
  * Returns false when the POST was not open.
  */
-export async function abortPost(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo'>, post: string, table: string, workers: string[]): Promise<boolean> {
+export async function abortPost(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'failpoints'>, post: string, table: string, workers: string[]): Promise<boolean> {
   const { cmd, keys } = ctx;
   const workerKeys = workers.map((w) => keys.workerChunks(w));
-  const n = await cmd.unregisterChunks(5 + workerKeys.length, keys.chunks, keys.tableChunks(table), keys.openPosts, keys.postChunks(post), keys.postWorkers(post), ...workerKeys, post);
-  if (n < 0) return false;
-  const msg = Object.assign(new AbortMessage(), { op: ulid(), post, replyTo: ctx.replyTo });
+  try {
+    scriptResult('unregister-chunks.lua', await cmd.unregisterChunks(5 + workerKeys.length, keys.chunks, keys.tableChunks(table), keys.openPosts, keys.postChunks(post), keys.postWorkers(post), ...workerKeys, post));
+  } catch (e) {
+    // Not open (done already) or being committed (the commit wins): nothing to abort.
+    if (e instanceof ScriptError && (e.code === SCRIPT_CODES.POST_NOT_OPEN || e.code === SCRIPT_CODES.POST_COMMITTING)) return false;
+    throw e;
+  }
+  const msg = build(AbortMessage, { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
-  await xaddEach(cmd, keys, workers, args);
+  await xaddEach(ctx, workers, args);
   return true;
 }

@@ -1,6 +1,6 @@
 import type { Keys } from '../common/keys';
-import type { DstoreRedis } from '../common/redis';
-import type { WorkerStatus } from '../worker/membership';
+import { timeToMs, type DstoreRedis } from '../common/redis';
+import type { WorkerStatus } from '../common/worker-status';
 
 /** A worker as the coordinator sees it. */
 export interface WorkerView {
@@ -46,7 +46,7 @@ export class WorkerDirectory {
       .exec()) as [[null, string[]], [null, Record<string, string>], [null, [string, string]], [null, string[]], [null, string[]]];
     const drainingSet = new Set(draining);
     const retiredSet = new Set(retired);
-    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const now = timeToMs(time);
     const out: WorkerView[] = [];
     for (let i = 0; i < entries.length; i += 2) {
       const id = entries[i];

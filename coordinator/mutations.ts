@@ -1,6 +1,6 @@
 import { compileFilter, FilterError, parseField } from '../common/filter';
-import { DeleteMessage, UpdateMessage } from '../common/messages';
-import type { TableDef } from './catalogue';
+import { build, DeleteMessage, UpdateMessage } from '../common/messages';
+import type { TableDef } from './table-def';
 import { badRequest, unavailable } from './errors';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { countOncePerChunk, type OpOutcome } from './ops';
@@ -57,7 +57,7 @@ export class Mutations {
     this.encryption?.checkWhere(table, where);
     const cipher = this.encryption?.cipherFor(table, 'update');
     const stored = cipher ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>) : (set as Record<string, unknown>);
-    const out = await this.send(table.name, (op) => Object.assign(new UpdateMessage(), { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
+    const out = await this.send(table.name, (op) => build(UpdateMessage, { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
     return result(this.ctx, out);
   }
 
@@ -66,7 +66,7 @@ export class Mutations {
     checkWhere(where);
     checkFilter(where, table.schema);
     this.encryption?.checkWhere(table, where);
-    const out = await this.send(table.name, (op) => Object.assign(new DeleteMessage(), { op, table: table.name, where, replyTo: this.ctx.replyTo }));
+    const out = await this.send(table.name, (op) => build(DeleteMessage, { op, table: table.name, where, replyTo: this.ctx.replyTo }));
     return result(this.ctx, out);
   }
 

@@ -4,6 +4,22 @@ import type { Message, OpAckMessage } from '../common/messages';
 import type { DstoreRedis } from '../common/redis';
 import type { ReplyRouter } from './reply-router';
 
+/**
+ * Test-only fault injection, per coordinator (`DSTORE_FAILPOINT_SEND_JITTER_MS`): each XADD of
+ * an op to a worker's stream is delayed by a random 0..`sendJitterMs` ms, as a slow link to
+ * one Redis node would.
+ */
+export interface Failpoints {
+  sendJitterMs: number;
+}
+
+/** Where writes to worker streams go: the connection, the key builder, and the failpoints. */
+export interface StreamWriter {
+  cmd: DstoreRedis;
+  keys: Keys;
+  failpoints?: Failpoints;
+}
+
 /** What came back for an op sent to several workers. */
 export interface OpOutcome {
   op: string;
@@ -29,8 +45,7 @@ const LIVENESS_POLL_MS = 500;
  * the op was sent) is no longer waited for, so the op does not wait out the timeout.
  */
 export async function broadcastOp(
-  cmd: DstoreRedis,
-  keys: Keys,
+  writer: StreamWriter,
   router: ReplyRouter,
   to: readonly string[],
   waitFor: readonly string[],
@@ -54,9 +69,9 @@ export async function broadcastOp(
     const args = msg.toArgs();
     const sentTo = [...to];
     const send = async () => {
-      await xaddEach(cmd, keys, to, args);
+      await xaddEach(writer, to, args);
       const late = hooks.joined ? (await hooks.joined()).filter((w) => !to.includes(w)) : [];
-      await xaddEach(cmd, keys, late, args);
+      await xaddEach(writer, late, args);
       sentTo.push(...late);
     };
     await (hooks.ordered ? hooks.ordered(send) : send());
@@ -90,21 +105,15 @@ export async function broadcastOp(
 }
 
 /**
- * Test-only fault injection (`DSTORE_FAILPOINT_SEND_JITTER_MS`): each XADD of an op to a
- * worker's stream is delayed by a random 0..N ms, as a slow link to one Redis node would.
- */
-export const failpoints = { sendJitterMs: 0 };
-
-/**
  * XADDs one op's fields to the ops stream of each worker, one command per stream: on a
  * cluster the workers' streams live on different nodes.
  */
-export async function xaddEach(cmd: DstoreRedis, keys: Keys, workers: readonly string[], args: readonly (string | Buffer)[]): Promise<void> {
-  const jitter = failpoints.sendJitterMs;
+export async function xaddEach(writer: StreamWriter, workers: readonly string[], args: readonly (string | Buffer)[]): Promise<void> {
+  const jitter = writer.failpoints?.sendJitterMs ?? 0;
   await Promise.all(
     workers.map(async (w) => {
       if (jitter > 0) await new Promise((r) => setTimeout(r, Math.random() * jitter));
-      await cmd.xadd(keys.workerOps(w), '*', ...args);
+      await writer.cmd.xadd(writer.keys.workerOps(w), '*', ...args);
     }),
   );
 }

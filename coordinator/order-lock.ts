@@ -2,6 +2,7 @@ import { ulid } from 'ulid';
 import type { Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
 import type { DstoreRedis } from '../common/redis';
+import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
 /**
  * How long a write-order lock is held at most. The holder only XADDs one op to a few
@@ -32,7 +33,16 @@ export async function takeOrderLock(cmd: DstoreRedis, keys: Keys, table: string)
   const token = ulid();
   const deadline = Date.now() + ORDER_WAIT_MS;
   for (let pause = 1; ; pause = Math.min(pause * 2, 20)) {
-    if ((await cmd.set(key, token, 'PX', ORDER_LEASE_MS, 'NX')) === 'OK') return async () => (await cmd.releaseLock(key, token)) === 1;
+    if ((await cmd.set(key, token, 'PX', ORDER_LEASE_MS, 'NX')) === 'OK') {
+      return async () => {
+        try {
+          return scriptResult('release-lock-1.lua', await cmd.releaseLock(key, token)) === 1;
+        } catch (e) {
+          if (e instanceof ScriptError && e.code === SCRIPT_CODES.LOCK_NOT_HELD) return false;
+          throw e;
+        }
+      };
+    }
     if (Date.now() + pause > deadline) return undefined;
     await new Promise((r) => setTimeout(r, pause));
   }

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import type { Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
-import { decodeFetch, FetchRespMessage, type FetchCreditMessage, type FetchErrorCode, type FetchMessage, type FetchMode } from '../common/messages';
+import { buildRows, errorText, decodeFetch, FetchRespMessage, type FetchCreditMessage, type FetchErrorCode, type FetchMessage, type FetchMode } from '../common/messages';
 import { normalizeQuery } from '../common/query';
 import { subscribe, type DstoreRedis } from '../common/redis';
 import { planFetch } from './fetch-query';
@@ -94,7 +94,7 @@ export class FetchResponder {
 
   private async onFetch(msg: FetchMessage): Promise<void> {
     this.counters.fetchRequests++;
-    if (!msg.replyTo.startsWith(`${this.opts.keys.prefix}:coord:`)) {
+    if (!this.opts.keys.isCoordReplies(msg.replyTo)) {
       this.log.warn({ replyTo: msg.replyTo }, 'ignored a FETCH whose replyTo is not a coordinator reply stream');
       return;
     }
@@ -247,7 +247,7 @@ export class FetchResponder {
     msg: FetchMessage,
     part: { seq: number; mode: FetchMode; rows: string[]; chunks?: string[]; done: boolean; code?: FetchErrorCode; error?: string; missing?: string[] },
   ): Promise<void> {
-    const resp = Object.assign(new FetchRespMessage(), { req: msg.req, worker: this.opts.workerId, count: part.rows.length, ...part });
+    const resp = buildRows(FetchRespMessage, { req: msg.req, worker: this.opts.workerId, count: part.rows.length, ...part });
     await this.cmd.xadd(msg.replyTo, '*', ...resp.toArgs());
   }
 
@@ -278,7 +278,7 @@ export class FetchResponder {
 
   private async fail(msg: FetchMessage, code: FetchErrorCode, error: string, seq = 0, missing?: string[]): Promise<void> {
     this.log.warn({ req: msg.req, code, error, missing: missing?.slice(0, 5) }, 'FETCH not answered with rows');
-    await this.send(msg, { seq, mode: 'rows', rows: [], done: true, code, error, missing });
+    await this.send(msg, { seq, mode: 'rows', rows: [], done: true, code, error: errorText(error), missing });
   }
 
   private turn(): Promise<void> {

@@ -3,22 +3,14 @@ import { MessageError, RejectedError, type RefusalCode } from '../common/errors'
 import { FilterError } from '../common/filter';
 import { OPS_GROUP, type Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
-import {
-  decodeOps,
-  fieldsFromArray,
-  OpAckMessage,
-  PostAckMessage,
-  type Fields,
-  type OpsMessage,
-} from '../common/messages';
+import { build, errorText, decodeOps, fieldsFromArray, OpAckMessage, PostAckMessage, type Fields, type OpsMessage } from '../common/messages';
 import { isCluster, type DstoreRedis } from '../common/redis';
 import { compareStreamIds } from '../common/stream-ids';
 import type { ApplyResult, ShardStore } from './shard-store';
+import type { StorageState } from '../common/worker-status';
 
 type StreamReply = [key: string, entries: [id: string, fields: string[] | null][]][] | null;
 
-/** Whether the shard can store: `ok`, or why not (full disk, read-only file or disk, I/O errors). */
-export type StorageState = 'ok' | 'full' | 'read-only' | 'io-error';
 
 /** What kind of storage failure an SQLite error is, or undefined for any other error. */
 export function storageProblem(e: unknown): Exclude<StorageState, 'ok'> | undefined {
@@ -287,32 +279,32 @@ export class OpsConsumer extends EventEmitter {
    * are accepted.
    */
   private async reply(msg: OpsMessage, r: ApplyResult, refusal?: Refusal, pipeline?: ReturnType<DstoreRedis['pipeline']>): Promise<void> {
-    if (!msg.replyTo.startsWith(`${this.opts.keys.prefix}:coord:`)) {
+    if (!this.opts.keys.isCoordReplies(msg.replyTo)) {
       this.log.warn({ replyTo: msg.replyTo }, 'not replying: replyTo is not a coordinator reply stream of this prefix');
       return;
     }
     const status = refusal === undefined ? 'ok' : 'error';
     const ack =
       msg.type === 'POST'
-        ? Object.assign(new PostAckMessage(), {
+        ? build(PostAckMessage, {
             chunk: msg.chunk,
             post: msg.post,
             worker: this.opts.workerId,
             status,
             rows: r.count,
             duplicate: r.duplicate,
-            error: refusal?.message,
+            error: errorText(refusal?.message),
             code: refusal?.code,
             row: refusal?.row,
           })
-        : Object.assign(new OpAckMessage(), {
+        : build(OpAckMessage, {
             op: msg.op,
             kind: msg.type,
             worker: this.opts.workerId,
             status,
             count: r.count,
             counts: r.counts,
-            error: refusal?.message,
+            error: errorText(refusal?.message),
           });
     if (pipeline) pipeline.xadd(msg.replyTo, '*', ...ack.toArgs());
     else await this.cmd.xadd(msg.replyTo, '*', ...ack.toArgs());

@@ -4,7 +4,8 @@ import type { Logger } from '../common/logger';
 import { closeAll, createRedis, withTimeout, type DstoreRedis } from '../common/redis';
 import { compareStreamIds } from '../common/stream-ids';
 import { FetchResponder } from './fetch-responder';
-import { Heartbeat, resolveWorkerId, type WorkerState, type WorkerStatus } from './membership';
+import type { WorkerState, WorkerStatus } from '../common/worker-status';
+import { Heartbeat, resolveWorkerId } from './membership';
 import { OpsConsumer } from './ops-consumer';
 import { ShardStore } from './shard-store';
 
@@ -34,7 +35,7 @@ export class Worker {
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'worker', workerId: this.id });
     this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync, diskFullFile: opts.failpointDiskFullFile });
-    const name = (role: string) => `${opts.prefix}:worker:${this.id}:${role}`;
+    const name = (role: string) => this.keys.connectionName('worker', this.id, role);
     this.cmd = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('cmd'), role: 'command' });
     this.reader = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('ops'), role: 'blocking' });
     this.sub = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('fetch'), role: 'subscriber' });

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { formatBytes, formatDuration, renderTable } from '../format';
 import { clientFor, withUrlOption } from '../http-client';
-import type { WorkerStatus } from '../../worker/membership';
+import type { WorkerStatus } from '../../common/worker-status';
 
 /** A worker as GET /workers lists it. */
 export interface WorkerInfo {

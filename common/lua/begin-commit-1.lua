@@ -7,11 +7,12 @@
   KEYS[1]  HASH  <prefix>:posts:open      post id -> JSON {coordinator, table, at[, committing]}
   ARGV[1]  post id
 
-  Returns 1 when the POST may commit, 0 when it was aborted already.
+  Returns 1 when the POST may commit, -1 (POST_NOT_OPEN, common/script-codes.ts) when it was
+  aborted already.
 ]]
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then
-  return 0
+  return -1
 end
 local rec = cjson.decode(raw)
 rec.committing = true

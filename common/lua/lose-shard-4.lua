@@ -14,7 +14,8 @@
   ARGV[3]  the new record (JSON)
   ARGV[4]  repair due time for the chunks (ms)
 
-  Returns {-1} when the record changed meanwhile; {0} for a first record; otherwise
+  Returns {-3} (RECORD_CHANGED, common/script-codes.ts) when the record changed meanwhile;
+  {0} for a first record; otherwise
   {n, table, ...}: the chunks the worker no longer holds and the tables they belong to.
 ]]
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -23,7 +24,7 @@ if cur then
   curShard = cjson.decode(cur).shard or ''
 end
 if curShard ~= ARGV[2] then
-  return {-1}
+  return {-3}
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if ARGV[2] == '' then

@@ -10,12 +10,16 @@
   KEYS[6..n]  SET   <prefix>:worker:<id>:chunks       every worker that got a chunk
   ARGV[1]     post id
 
-  Returns the number of chunks forgotten, or -1 if the POST is not open or is committing
-  (see begin-commit-1.lua): then nothing is touched, so a commit and an abort never both win.
+  Returns the number of chunks forgotten, or (common/script-codes.ts) -1 POST_NOT_OPEN when
+  the POST is not open, -2 POST_COMMITTING when it is being committed (see
+  begin-commit-1.lua): then nothing is touched, so a commit and an abort never both win.
 ]]
 local raw = redis.call('HGET', KEYS[3], ARGV[1])
-if not raw or cjson.decode(raw).committing then
+if not raw then
   return -1
+end
+if cjson.decode(raw).committing then
+  return -2
 end
 local chunks = redis.call('SMEMBERS', KEYS[4])
 local n = 0

@@ -1,5 +1,5 @@
 import { normalizeQuery } from '../../common/query';
-import type { TableDef } from '../catalogue';
+import type { TableDef } from '../table-def';
 import type { Coordinator } from '../coordinator';
 import { readChunkMetas } from '../placement';
 import { readWhole } from './read-whole';

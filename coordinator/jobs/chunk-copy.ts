@@ -1,5 +1,6 @@
 import { ulid } from 'ulid';
-import { CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type ChunkDigestLine, type PostAckMessage } from '../../common/messages';
+import { buildRows, build, CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type ChunkDigestLine, type PostAckMessage } from '../../common/messages';
+import { timeToMs } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { FetchRound, type Assignment } from '../fetch-round';
 import { xaddEach } from '../ops';
@@ -41,16 +42,16 @@ export async function copyIn(
   timeoutMs: number,
   replace = false,
 ): Promise<void> {
-  const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
+  const drop = build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
   if (lines.length === 0) {
     // A POST holds at least one row; an empty chunk is simply not held. The verifying
     // FETCH's fence waits for the drop, so no ack is awaited here.
-    if (replace) await xaddEach(ctx.cmd, ctx.keys, targets, drop);
+    if (replace) await xaddEach(ctx, targets, drop);
     return;
   }
   const ids = lines.map((l) => (JSON.parse(l) as { _id: string })._id);
-  const post = Object.assign(new PostMessage(), { chunk, post: meta.post, table: meta.table, replicas, replyTo: ctx.replyTo, ids, rows: lines }).toArgs();
-  const commit = Object.assign(new CommitMessage(), { op: ulid(), post: meta.post, replyTo: ctx.replyTo }).toArgs();
+  const post = buildRows(PostMessage, { chunk, post: meta.post, table: meta.table, replicas, replyTo: ctx.replyTo, ids, rows: lines }).toArgs();
+  const commit = build(CommitMessage, { op: ulid(), post: meta.post, replyTo: ctx.replyTo }).toArgs();
   const acked = new Set<string>();
   let fail: string | undefined;
   let wake: () => void = () => undefined;
@@ -96,7 +97,7 @@ export const ABANDONED_MUTATION_MS = 30_000;
  */
 export async function awaitMutationsSent(ctx: CoordinatorContext, timeoutMs: number): Promise<void> {
   const [[, entries], [, time]] = (await ctx.cmd.multi().zrange(ctx.keys.mutationsInflight, 0, -1, 'WITHSCORES').time().exec()) as [[null, string[]], [null, [string, string]]];
-  const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+  const now = timeToMs(time);
   let waiting: string[] = [];
   for (let i = 0; i < entries.length; i += 2) if (Number(entries[i + 1]) > now - ABANDONED_MUTATION_MS) waiting.push(entries[i]);
   if (entries.length / 2 > waiting.length) await ctx.cmd.zremrangebyscore(ctx.keys.mutationsInflight, '-inf', now - ABANDONED_MUTATION_MS);

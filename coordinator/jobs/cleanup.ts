@@ -1,3 +1,4 @@
+import { redisNow } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { abortPost, finishCommit } from '../ingest';
 import type { OpenPost } from '../placement';
@@ -13,8 +14,7 @@ import type { OpenPost } from '../placement';
 export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinatorTimeoutMs: number): Promise<string[]> {
   const open = await ctx.cmd.hgetall(ctx.keys.openPosts);
   if (Object.keys(open).length === 0) return [];
-  const [sec, usec] = await ctx.cmd.time();
-  const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  const now = await redisNow(ctx.cmd);
   const aborted: string[] = [];
   for (const [post, raw] of Object.entries(open)) {
     const rec = JSON.parse(raw) as OpenPost;

@@ -1,3 +1,4 @@
+import { redisNow } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { conflict, notFound } from '../errors';
 import { moveChunk, pickTarget, type MoveOutcome } from './move';
@@ -27,11 +28,6 @@ export interface DrainStatus {
   force?: boolean;
 }
 
-async function serverNow(ctx: CoordinatorContext): Promise<number> {
-  const [s, us] = await ctx.cmd.time();
-  return Number(s) * 1000 + Math.floor(Number(us) / 1000);
-}
-
 /**
  * Marks a worker draining: from now on no new chunk is placed on it, and the repair
  * sweep moves each of its chunks to another worker, then retires it. Refused (409) when
@@ -56,7 +52,7 @@ export async function requestDrain(ctx: CoordinatorContext, id: string, force: b
       { liveWorkers: others },
     );
   }
-  const mark: DrainMark = { at: await serverNow(ctx), force };
+  const mark: DrainMark = { at: await redisNow(ctx.cmd), force };
   await ctx.cmd.hsetnx(ctx.keys.draining, id, JSON.stringify(mark));
   // This coordinator places nothing more on it; others within their 250 ms cache.
   ctx.workers.invalidate();
@@ -122,7 +118,7 @@ export async function drainChunk(
  */
 export async function retireDrained(ctx: CoordinatorContext): Promise<string[]> {
   const marks = await ctx.cmd.hgetall(ctx.keys.draining);
-  const now = await serverNow(ctx);
+  const now = await redisNow(ctx.cmd);
   const out: string[] = [];
   for (const [id, raw] of Object.entries(marks)) {
     const mark = JSON.parse(raw) as DrainMark;

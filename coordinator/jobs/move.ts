@@ -1,5 +1,5 @@
 import { ulid } from 'ulid';
-import { DropChunksMessage, SetReplicasMessage } from '../../common/messages';
+import { build, DropChunksMessage, SetReplicasMessage } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
 import { copyVerified } from './chunk-copy';
 import { xaddEach } from '../ops';
@@ -36,7 +36,7 @@ export interface MoveOutcome {
  */
 export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: string, to: string | undefined, copyTimeoutMs: number): Promise<MoveOutcome> {
   const meta = await readChunkMeta(ctx.cmd, ctx.keys, chunk);
-  const drop = () => xaddEach(ctx.cmd, ctx.keys, [from], Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs());
+  const drop = () => xaddEach(ctx, [from], build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs());
   if (!meta) {
     await ctx.cmd.srem(ctx.keys.workerChunks(from), chunk);
     return { chunk, status: 'gone', from };
@@ -65,9 +65,9 @@ export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: st
   if (target) p.sadd(ctx.keys.workerChunks(target), chunk);
   bumpPlacement(p, ctx.keys, [meta.table]);
   await p.exec();
-  const set = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
+  const set = build(SetReplicasMessage, { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
   // One XADD per worker stream (each its own slot on a cluster).
-  await Promise.all([xaddEach(ctx.cmd, ctx.keys, replicas, set), drop()]);
+  await Promise.all([xaddEach(ctx, replicas, set), drop()]);
   ctx.log.info({ chunk, table: meta.table, from, to: target, replicas }, 'chunk moved');
   return { chunk, status: 'moved', from, to: target, replicas };
 }

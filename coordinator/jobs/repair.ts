@@ -1,5 +1,5 @@
 import { ulid } from 'ulid';
-import { DIGEST_NOT_HELD, DIGEST_UNCOMMITTED, DropChunksMessage, SetReplicasMessage } from '../../common/messages';
+import { build, DIGEST_NOT_HELD, DIGEST_UNCOMMITTED, DropChunksMessage, SetReplicasMessage } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
 import type { WorkerView } from '../membership';
 import { placeChunk } from '../token-ring';
@@ -113,13 +113,13 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
   else p.zadd(ctx.keys.underReplicated, Date.now() + RECHECK_MS, chunk);
   await p.exec();
   if (replicas.length > 0) {
-    const setReplicas = Object.assign(new SetReplicasMessage(), { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
-    await xaddEach(ctx.cmd, ctx.keys, replicas, setReplicas);
+    const setReplicas = build(SetReplicasMessage, { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
+    await xaddEach(ctx, replicas, setReplicas);
   }
   // After the record: a worker that is no longer named is not asked for the chunk; one that
   // comes back applies the drop before it answers any read.
-  const drop = Object.assign(new DropChunksMessage(), { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
-  await xaddEach(ctx.cmd, ctx.keys, gone, drop);
+  const drop = build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
+  await xaddEach(ctx, gone, drop);
   ctx.log.info({ chunk, table: meta.table, from: meta.replicas, to: replicas, copiedTo: targets, droppedFrom: gone, lacking }, 'chunk repaired');
   return { chunk, status: 'repaired', replicas, copiedTo: targets, droppedFrom: gone, lacking };
 }

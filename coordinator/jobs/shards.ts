@@ -1,6 +1,7 @@
 import type { CoordinatorContext } from '../context';
-import type { WorkerStatus } from '../../worker/membership';
+import type { WorkerStatus } from '../../common/worker-status';
 import { bumpPlacement } from '../placement';
+import { SCRIPT_CODES, ScriptError, scriptResult } from '../../common/script-codes';
 
 /** A worker id that now serves another shard, and the chunks it stopped counting for. */
 export interface NewIncarnation {
@@ -43,8 +44,15 @@ export async function reconcileShards(ctx: CoordinatorContext): Promise<NewIncar
       JSON.stringify({ shard, at: Date.now() }),
       String(Date.now()),
     );
-    const n = Number(res[0]);
-    if (n < 0 || was === '') continue;
+    let n: number;
+    try {
+      n = scriptResult('lose-shard-4.lua', Number(res[0]));
+    } catch (e) {
+      // Another coordinator recorded it first: the next sweep sees the new record.
+      if (e instanceof ScriptError && e.code === SCRIPT_CODES.RECORD_CHANGED) continue;
+      throw e;
+    }
+    if (was === '') continue;
     const tables = res.slice(1).map(String);
     if (tables.length > 0) {
       const p = ctx.cmd.multi();

@@ -69,7 +69,7 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
 
   it('finishes the commit of a POST whose coordinator died after deciding to commit', async () => {
     // The state a coordinator leaves when it dies between marking a POST `committing`
-    // and sending COMMIT: chunks stored but uncommitted, the open record marked.
+    // and sending COMMIT: chunks stored but uncommitted, their ids reserved, the open record marked.
     const driver = new Driver(e2e.redis.url, e2e.prefix, 'ghost');
     const rows = makeRows(300, 9, 'ghost');
     const post = 'ghostpost1';
@@ -88,6 +88,8 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
       .sadd(e2e.keys.postWorkers(post), 'w1', 'w2')
       .hset(e2e.keys.openPosts, post, JSON.stringify({ coordinator: 'c-dead', table: 't', at: Date.now(), committing: true }))
       .exec();
+    // Its ids were reserved before the chunk was sent, as ingest does (another slot on a cluster).
+    await e2e.cluster.redis.hset(e2e.keys.idIndex('t'), ...rows.flatMap((r) => [r._id, chunk.chunk]));
     await waitFor(async () => (await e2e.cluster.redis.hexists(e2e.keys.openPosts, post)) === 0, { what: 'clean-up to finish the commit', timeoutMs: 30_000 });
     const after = await e2e.cluster.query<Row>('t', { where: { _id: { $in: rows.map((r) => r._id) } } });
     assert.deepEqual(lossAndDuplicates(rows, after), { lost: 0, duplicated: 0, wrong: 0 }, 'committed, not aborted');

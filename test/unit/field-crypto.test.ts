@@ -4,7 +4,7 @@ import { loadCoordinatorOptions } from '../../common/config';
 import { ConfigError } from '../../common/errors';
 import { DecryptError, ENCRYPTED_PREFIX, FieldCipher, parseEncryptionKey } from '../../common/field-crypto';
 import { filterFields } from '../../common/filter';
-import type { TableDef } from '../../coordinator/catalogue';
+import type { TableDef } from '../../coordinator/table-def';
 import { TableEncryption } from '../../coordinator/encryption';
 import { ApiError } from '../../coordinator/errors';
 import { parseSchema, parseTableSchema } from '../../coordinator/schema';

@@ -1,0 +1,13 @@
+import type { Schema } from './schema';
+
+/** A table as the catalogue holds it (`<prefix>:tables`, one JSON value per table). */
+export interface TableDef {
+  name: string;
+  schema?: Schema;
+  /** Columns stored encrypted (docs/security.md); absent when none. */
+  encrypted?: string[];
+  /** Identifies the DSTORE_ENCRYPTION_KEY the table was created with (an HMAC, not the key); set with `encrypted`. */
+  keyCheck?: string;
+  version: number;
+  createdAt: number;
+}
