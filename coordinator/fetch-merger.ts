@@ -150,7 +150,7 @@ export class FetchMerger {
   /** A round over `assignments`, counted as outstanding work of its workers until closed. */
   private round(plan: ReadPlan, assignments: Assignment[], q: QuerySpec, first: boolean): { round: FetchRound; close(): void } {
     if (first) this.observer?.planned(assignments.length);
-    const round = new FetchRound(this.ctx, plan.table, assignments, q, {
+    const round = new FetchRound(this.ctx, plan.table, assignments, { query: q }, {
       timeoutMs: this.timeoutMs,
       flow: this.flow,
       isLive: async (w) => (await this.ctx.workers.live()).includes(w),

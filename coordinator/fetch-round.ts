@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Keys } from '../common/keys';
-import { build, encodeFetch, FetchCreditMessage, FetchMessage, type FetchErrorCode, type FetchRespMessage } from '../common/messages';
+import { build, DigestMessage, encodeFetch, FetchCreditMessage, FetchMessage, type DigestRespMessage, type FetchErrorCode, type FetchRespMessage } from '../common/messages';
 import type { QuerySpec } from '../common/query';
 import { publish, type DstoreRedis } from '../common/redis';
 import type { CoordinatorContext } from './context';
@@ -29,11 +29,22 @@ export interface FetchFlow {
   queue: FetchQueue;
 }
 
-function rowBytes(m: FetchRespMessage): number {
+/** A batch of an answer: rows of a FETCH, or digests of a DIGEST. */
+export type AnswerBatch = FetchRespMessage | DigestRespMessage;
+
+/** The lines of a batch: its rows, or its digest lines. */
+export function linesOf(m: AnswerBatch): string[] {
+  return m.type === 'FETCH_RESP' ? m.rows : m.digests;
+}
+
+function rowBytes(m: AnswerBatch): number {
   let n = 0;
-  for (const r of m.rows) n += r.length;
+  for (const r of linesOf(m)) n += r.length;
   return n;
 }
+
+/** What a round asks: rows for a query (FETCH), or digests of chunks (DIGEST: scrub, repair, copy checks). */
+export type RoundRequest = { query: QuerySpec } | { digest: true };
 
 /** The chunks one worker answers for in a round. */
 export interface Assignment {
@@ -52,7 +63,7 @@ export interface WorkerFailure {
 }
 
 /** Something that happened in a round, in arrival order. */
-export type RoundEvent = { kind: 'batch'; resp: FetchRespMessage } | { kind: 'failed'; failure: WorkerFailure } | { kind: 'end' };
+export type RoundEvent<R extends AnswerBatch = FetchRespMessage> = { kind: 'batch'; resp: R } | { kind: 'failed'; failure: WorkerFailure } | { kind: 'end' };
 
 /**
  * A worker silent this long is probed: is its process still subscribed to its channel, and
@@ -93,10 +104,10 @@ export async function readTails(cmd: DstoreRedis, keys: Keys, workers: readonly 
  * waiting for credit is not silent; while it waits, its credit is re-sent now and then
  * so it knows the read is still on.
  */
-export class FetchRound {
+export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
   // Not a ulid: that draws 16 random values one by one, a visible cost per point lookup.
   readonly req = randomUUID();
-  private readonly events: RoundEvent[] = [];
+  private readonly events: RoundEvent<R>[] = [];
   private wake?: () => void;
   private readonly open: Set<string>;
   readonly failed = new Map<string, WorkerFailure>();
@@ -104,7 +115,7 @@ export class FetchRound {
   /** Per worker, the chunks its batches named so far (complete answers only count once done). */
   private readonly named = new Map<string, Set<string>>();
   private readonly nextSeq = new Map<string, number>();
-  private readonly early = new Map<string, Map<number, FetchRespMessage>>();
+  private readonly early = new Map<string, Map<number, R>>();
   private readonly lastHeard = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
   private readonly unlisten: () => void;
@@ -130,7 +141,7 @@ export class FetchRound {
     ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'router' | 'replyTo'>,
     readonly table: string,
     assignments: readonly Assignment[],
-    private readonly query: QuerySpec & { digest?: boolean },
+    private readonly request: RoundRequest,
     private readonly opts: FetchRoundOptions,
   ) {
     ({ timeoutMs: this.timeoutMs, flow: this.flow } = opts);
@@ -144,7 +155,8 @@ export class FetchRound {
       this.grantedAt.set(w, now);
       this.named.set(w, new Set());
     }
-    this.unlisten = ctx.router.listen('req', this.req, (m) => m.type === 'FETCH_RESP' && this.onResp(m));
+    const answer = 'digest' in request ? 'DIGEST_RESP' : 'FETCH_RESP';
+    this.unlisten = ctx.router.listen('req', this.req, (m) => m.type === answer && this.onResp(m as R));
     this.timer = setInterval(() => this.checkSilence(), Math.max(20, Math.min(PROBE_AFTER_MS / 2, timeoutMs / 4)));
     if (this.open.size === 0) this.push({ kind: 'end' });
   }
@@ -166,17 +178,8 @@ export class FetchRound {
     await Promise.all(
       workers.map(async (w, i) => {
         const a = this.assigned.get(w)!;
-        const msg = build(FetchMessage, {
-          req: this.req,
-          worker: w,
-          tail: tails[i],
-          replyTo: this.replyTo,
-          table: this.table,
-          chunks: [...a.chunks],
-          timeoutMs: this.timeoutMs,
-          window: this.flow?.window,
-          ...this.query,
-        });
+        const base = { req: this.req, worker: w, tail: tails[i], replyTo: this.replyTo, table: this.table, chunks: [...a.chunks], timeoutMs: this.timeoutMs };
+        const msg = 'digest' in this.request ? build(DigestMessage, base) : build(FetchMessage, { ...base, window: this.flow?.window, ...this.request.query });
         const receivers = await publish(this.cmd, this.keys.workerFetch(w), encodeFetch(msg));
         if (receivers === 0) this.failWorker({ worker: w, code: 'timeout', reason: `worker ${w} is not subscribed to its fetch channel` });
       }),
@@ -184,7 +187,7 @@ export class FetchRound {
   }
 
   /** The next event; resolves `{kind: 'end'}` once, after every worker finished or failed. */
-  async next(): Promise<RoundEvent> {
+  async next(): Promise<RoundEvent<R>> {
     for (;;) {
       const e = this.events.shift();
       if (e) return e;
@@ -197,7 +200,7 @@ export class FetchRound {
    * The reader took a batch (it was handed on, not only received): frees its bytes and
    * lets its worker send more. Credit goes out every half window, not per batch.
    */
-  ack(resp: FetchRespMessage): void {
+  ack(resp: R): void {
     const b = rowBytes(resp);
     this.held -= b;
     this.flow?.queue.remove(b);
@@ -254,7 +257,7 @@ export class FetchRound {
     this.wake?.();
   }
 
-  private push(e: RoundEvent): void {
+  private push(e: RoundEvent<R>): void {
     this.events.push(e);
     if (this.open.size === 0 && !this.ended) {
       this.ended = true;
@@ -263,7 +266,7 @@ export class FetchRound {
     this.wake?.();
   }
 
-  private onResp(m: FetchRespMessage): void {
+  private onResp(m: R): void {
     if (!this.open.has(m.worker) || this.ended) return;
     this.lastHeard.set(m.worker, Date.now());
     if (this.flow) {
@@ -272,11 +275,11 @@ export class FetchRound {
       this.flow.queue.add(b);
     }
     if (m.code) {
-      this.failWorker({ worker: m.worker, code: m.code, reason: `${m.code}: ${m.error ?? ''}`, missing: m.missing });
+      this.failWorker({ worker: m.worker, code: m.code, reason: `${m.code}: ${m.error ?? ''}`, missing: m.type === 'FETCH_RESP' ? m.missing : undefined });
       return;
     }
     // Batches arrive in order on one stream, but keep the order explicit anyway.
-    const pending = this.early.get(m.worker) ?? new Map<number, FetchRespMessage>();
+    const pending = this.early.get(m.worker) ?? new Map<number, R>();
     pending.set(m.seq, m);
     this.early.set(m.worker, pending);
     let seq = this.nextSeq.get(m.worker) ?? 0;
@@ -298,7 +301,7 @@ export class FetchRound {
   }
 
   /** Checks the chunks a batch names against what its worker was asked; a reason when they do not add up. */
-  private account(r: FetchRespMessage): string | undefined {
+  private account(r: R): string | undefined {
     const asked = this.assigned.get(r.worker)!;
     const askedSet = new Set(asked.chunks);
     const named = this.named.get(r.worker)!;

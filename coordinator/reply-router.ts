@@ -7,7 +7,7 @@ const TRIM_EVERY = 64;
 
 type StreamReply = [key: string, entries: [id: string, fields: string[]][]][] | null;
 
-/** The id a reply is routed by: chunk (POST_ACK), op (OP_ACK) or request (FETCH_RESP). */
+/** The id a reply is routed by: chunk (POST_ACK), op (OP_ACK) or request (FETCH_RESP, DIGEST_RESP). */
 function routeOf(m: ReplyMessage): string {
   switch (m.type) {
     case 'POST_ACK':
@@ -15,6 +15,7 @@ function routeOf(m: ReplyMessage): string {
     case 'OP_ACK':
       return `op:${m.op}`;
     case 'FETCH_RESP':
+    case 'DIGEST_RESP':
       return `req:${m.req}`;
   }
 }

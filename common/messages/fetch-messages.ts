@@ -28,7 +28,6 @@ export class FetchMessage extends Message {
     limit: 'int',
     aggregate: 'json',
     groupBy: 'json',
-    digest: 'bool',
     tail: 'string',
     window: 'int',
     timeoutMs: 'int',
@@ -47,11 +46,6 @@ export class FetchMessage extends Message {
   @IsOptional() @IsInt() @Min(0) limit?: number;
   @IsOptional() @IsArray() aggregate?: AggregateSpec[];
   @IsOptional() @IsArray() groupBy?: string[];
-  /**
-   * Scrub and copy checks: instead of rows, answer {@link ChunkDigestLine} for each of
-   * `chunks`, held or not.
-   */
-  @IsOptional() @IsBoolean() digest?: boolean;
   /**
    * The read fence: the last id of this worker's ops stream, read by the coordinator after
    * the read began. The worker answers only once it has applied up to it. Absent: the worker
@@ -80,6 +74,24 @@ export class FetchCreditMessage extends Message {
   @IsInt() @Min(-1) granted!: number;
 }
 
+/**
+ * coordinator → one worker, on its fetch channel: the digests of these chunks (scrub, repair
+ * and copy checks), held or not, after the read fence `tail`. Answered with DIGEST_RESP.
+ */
+export class DigestMessage extends Message {
+  static readonly type = 'DIGEST';
+  static readonly codec: Record<string, FieldKind> = { req: 'string', worker: 'string', replyTo: 'string', table: 'string', chunks: 'list', tail: 'string', timeoutMs: 'int' };
+  readonly type = DigestMessage.type;
+  @IsId() req!: string;
+  @IsName() worker!: string;
+  @IsStreamKey() replyTo!: string;
+  @IsName() table!: string;
+  @IsArray() @Matches(ID_PATTERN, { each: true }) chunks!: string[];
+  /** The read fence, as in {@link FetchMessage.tail}. */
+  @IsOptional() @Matches(STREAM_ID) tail?: string;
+  @IsInt() @Min(1) @Max(3_600_000) timeoutMs!: number;
+}
+
 /** One chunk's line in a digest answer (scrub, copy checks). */
 export interface ChunkDigestLine {
   chunk: string;
@@ -101,7 +113,7 @@ export const DIGEST_NOT_HELD = 'not held';
 export const DIGEST_UNCOMMITTED = 'not committed';
 
 /** What a FETCH_RESP batch carries. */
-export const FETCH_MODES = ['rows', 'sorted', 'agg', 'digest'] as const;
+export const FETCH_MODES = ['rows', 'sorted', 'agg'] as const;
 export type FetchMode = (typeof FETCH_MODES)[number];
 
 /**
@@ -151,6 +163,34 @@ export class FetchRespMessage extends Message {
   /** With code `missing`: the chunks asked that this worker does not hold committed. */
   @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) missing?: string[];
   @IsArray() @IsString({ each: true }) rows!: string[];
+  @IsBoolean() done!: boolean;
+  @IsOptional() @IsIn(FETCH_ERROR_CODES) code?: FetchErrorCode;
+  @IsOptional() @IsString() @MaxLength(2000) error?: string;
+}
+
+/**
+ * worker → coordinator reply stream: one batch of digests answering a DIGEST, one
+ * {@link ChunkDigestLine} (JSON) a line; `chunks` names the chunks of the batch, so the
+ * answer is checked like a FETCH's: exactly the chunks asked, each once. The last has `done`.
+ */
+export class DigestRespMessage extends Message {
+  static readonly type = 'DIGEST_RESP';
+  static readonly codec: Record<string, FieldKind> = {
+    req: 'string',
+    worker: 'string',
+    seq: 'int',
+    chunks: 'list',
+    digests: 'lines',
+    done: 'bool',
+    code: 'string',
+    error: 'string',
+  };
+  readonly type = DigestRespMessage.type;
+  @IsId() req!: string;
+  @IsName() worker!: string;
+  @IsInt() @Min(0) seq!: number;
+  @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) chunks?: string[];
+  @IsArray() @IsString({ each: true }) digests!: string[];
   @IsBoolean() done!: boolean;
   @IsOptional() @IsIn(FETCH_ERROR_CODES) code?: FetchErrorCode;
   @IsOptional() @IsString() @MaxLength(2000) error?: string;

@@ -2,7 +2,7 @@ import { decodeOneOf, type Fields, type MessageClass, type Message } from './cod
 import { SetupTableMessage, DropTableMessage } from './table-messages';
 import { PostMessage, PostAckMessage, CommitMessage, AbortMessage } from './post-messages';
 import { UpdateMessage, DeleteMessage, OpAckMessage } from './op-messages';
-import { FetchCreditMessage, FetchMessage, FetchRespMessage } from './fetch-messages';
+import { DigestMessage, DigestRespMessage, FetchCreditMessage, FetchMessage, FetchRespMessage } from './fetch-messages';
 import { DropChunksMessage, SetReplicasMessage } from './chunk-messages';
 
 export * from './codec';
@@ -24,7 +24,7 @@ export type OpsMessage =
   | DropChunksMessage
   | SetReplicasMessage;
 /** Messages a coordinator finds on its reply stream. */
-export type ReplyMessage = PostAckMessage | OpAckMessage | FetchRespMessage;
+export type ReplyMessage = PostAckMessage | OpAckMessage | FetchRespMessage | DigestRespMessage;
 
 const OPS: readonly MessageClass<OpsMessage>[] = [
   SetupTableMessage,
@@ -37,7 +37,7 @@ const OPS: readonly MessageClass<OpsMessage>[] = [
   DropChunksMessage,
   SetReplicasMessage,
 ];
-const REPLIES: readonly MessageClass<ReplyMessage>[] = [PostAckMessage, OpAckMessage, FetchRespMessage];
+const REPLIES: readonly MessageClass<ReplyMessage>[] = [PostAckMessage, OpAckMessage, FetchRespMessage, DigestRespMessage];
 
 /** Decodes an ops-stream entry; throws MessageError for anything else. */
 export function decodeOps(fields: Fields): OpsMessage {
@@ -50,9 +50,9 @@ export function decodeReply(fields: Fields): ReplyMessage {
 }
 
 /** Messages a worker finds on its fetch channel. */
-export type FetchChannelMessage = FetchMessage | FetchCreditMessage;
+export type FetchChannelMessage = FetchMessage | DigestMessage | FetchCreditMessage;
 
-/** Encodes a FETCH or a read credit for a worker's fetch channel (a JSON object of its flat fields). */
+/** Encodes a FETCH, a DIGEST or a read credit for a worker's fetch channel (a JSON object of its flat fields). */
 export function encodeFetch(msg: FetchChannelMessage): string {
   return JSON.stringify(msg.encode());
 }
@@ -66,9 +66,9 @@ export function decodeFetch(payload: string): FetchChannelMessage {
     fields = undefined;
   }
   if (!fields || typeof fields !== 'object' || Array.isArray(fields)) {
-    return decodeOneOf<FetchChannelMessage>([FetchMessage, FetchCreditMessage], { type: '(not a JSON object)' });
+    return decodeOneOf<FetchChannelMessage>([FetchMessage, DigestMessage, FetchCreditMessage], { type: '(not a JSON object)' });
   }
-  return decodeOneOf<FetchChannelMessage>([FetchMessage, FetchCreditMessage], fields as Fields);
+  return decodeOneOf<FetchChannelMessage>([FetchMessage, DigestMessage, FetchCreditMessage], fields as Fields);
 }
 
 export type { Message };

@@ -1,5 +1,5 @@
 import { ulid } from 'ulid';
-import { buildRows, build, CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type ChunkDigestLine, type PostAckMessage } from '../../common/messages';
+import { buildRows, build, CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type ChunkDigestLine, type DigestRespMessage, type PostAckMessage } from '../../common/messages';
 import { timeToMs } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { FetchRound, type Assignment } from '../fetch-round';
@@ -15,7 +15,7 @@ export const COPY_ATTEMPTS = 4;
 
 /** Reads every row of one chunk from one worker (which must hold it committed). */
 export async function copyOut(ctx: CoordinatorContext, table: string, chunk: string, source: string, timeoutMs: number): Promise<string[]> {
-  const round = new FetchRound(ctx, table, [{ worker: source, chunks: [chunk] }], {}, { timeoutMs });
+  const round = new FetchRound(ctx, table, [{ worker: source, chunks: [chunk] }], { query: {} }, { timeoutMs });
   const lines: string[] = [];
   try {
     await round.publish();
@@ -122,13 +122,13 @@ export async function collectDigests(
   asks: readonly Assignment[],
   timeoutMs: number,
 ): Promise<{ digests: Map<string, Map<string, ChunkDigestLine>>; failed: Map<string, string> }> {
-  const round = new FetchRound(ctx, table, asks, { digest: true }, { timeoutMs });
+  const round = new FetchRound<DigestRespMessage>(ctx, table, asks, { digest: true }, { timeoutMs });
   const digests = new Map<string, Map<string, ChunkDigestLine>>();
   try {
     await round.publish();
     for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
       if (e.kind !== 'batch') continue;
-      for (const line of e.resp.rows) {
+      for (const line of e.resp.digests) {
         const d = JSON.parse(line) as ChunkDigestLine;
         const m = digests.get(d.chunk) ?? new Map<string, ChunkDigestLine>();
         m.set(e.resp.worker, d);

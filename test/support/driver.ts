@@ -163,7 +163,7 @@ export class Driver {
    * table in a committed POST) is asked of its first replica among `workers`; collects the
    * FETCH_RESP batches until each asked worker sent `done`.
    */
-  async fetch(table: string, workers: string[], q: QuerySpec & { digest?: boolean } = {}, timeoutMs = 10_000, chunks?: string[]): Promise<FetchResult> {
+  async fetch(table: string, workers: string[], q: QuerySpec = {}, timeoutMs = 10_000, chunks?: string[]): Promise<FetchResult> {
     const wanted = chunks ?? [...this.posted].filter(([, c]) => c.table === table && this.committed.has(c.post)).map(([id]) => id);
     const asks = new Map<string, string[]>(workers.map((w) => [w, []]));
     for (const c of wanted) {
@@ -174,7 +174,7 @@ export class Driver {
   }
 
   /** Sends each worker a FETCH for exactly its chunks and collects the batches until each sent `done`. */
-  async fetchFrom(table: string, asks: Map<string, string[]>, q: QuerySpec & { digest?: boolean } = {}, timeoutMs = 10_000): Promise<FetchResult> {
+  async fetchFrom(table: string, asks: Map<string, string[]>, q: QuerySpec = {}, timeoutMs = 10_000): Promise<FetchResult> {
     const req = ulid();
     for (const [worker, chunks] of asks) {
       const msg = Object.assign(new FetchMessage(), { req, worker, replyTo: this.replyTo, table, chunks, timeoutMs, ...q });
