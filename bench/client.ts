@@ -103,3 +103,16 @@ export function peakRssMiB(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/** CPU milliseconds (user + system) each process has used so far, from /proc; 0 where it is unreadable. */
+export function cpuMs(pids: readonly number[]): number[] {
+  return pids.map((pid) => {
+    try {
+      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      // utime and stime, in clock ticks of 10 ms.
+      return (Number(fields[11]) + Number(fields[12])) * 10;
+    } catch {
+      return 0;
+    }
+  });
+}

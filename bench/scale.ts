@@ -1,7 +1,10 @@
 /**
- * `npm run bench:scale`: ingest, a full FETCH and a group-by with 2, 4, 8 and 16 worker
- * processes on this one machine (R=2, BENCH_ROWS rows, default 200,000). Prints rows/s per
- * worker count and writes bench/scale-results.json. Every read is checked for its row count.
+ * `npm run bench:scale`: ingest, a full FETCH, a group-by and point lookups with 2, 4, 8 and
+ * 16 worker processes on this one machine (R=2, BENCH_ROWS rows, default 200,000). For the
+ * lookups it prints p50 and p99, the CPU of one lookup over every process (coordinator,
+ * workers, Redis, this client) and how many workers a lookup and an `$in` of 10 ids reach,
+ * by the workers' own counters of FETCHes received; and which workers a full read of a
+ * 2-chunk table asks. Writes bench/scale-results.json. Every read is checked.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -9,12 +12,56 @@ import * as path from 'node:path';
 import type { QuerySpec } from '../common/query';
 import { projectRoot, tempDir } from '../test/support/processes';
 import { startRedis } from '../test/support/redis';
-import { ingest, peakRssMiB, query } from './client';
-import { generate } from './data';
+import type { TestCluster } from '../test/support/cluster';
+import { percentiles } from './baselines';
+import { cpuMs, ingest, peakRssMiB, query } from './client';
+import { generate, rowId } from './data';
 import { benchCluster, envInt, run } from './setup';
 
 const TABLE = 'bench';
 const GROUP: QuerySpec = { groupBy: ['city'], aggregate: [{ op: 'count' }, { op: 'avg', field: 'amount' }] };
+
+/** FETCHes each worker has received, from the counters in its heartbeat (waits two beats first). */
+async function fetchRequests(cluster: TestCluster): Promise<number> {
+  await new Promise((r) => setTimeout(r, 1200));
+  const r = await cluster.api<{ workers: { counters: { fetchRequests?: number } | null }[] }>('GET', '/status');
+  return r.body.workers.reduce((n, w) => n + (w.counters?.fetchRequests ?? 0), 0);
+}
+
+/** Lookups by `_id`: latency, CPU over every process, and workers reached per lookup. */
+async function lookups(cluster: TestCluster, rows: number, n: number): Promise<Record<string, number>> {
+  const info = await cluster.redis.info('server');
+  const pids = [cluster.coordinator.pid, ...[...cluster.workers.values()].map((w) => w.child.pid), Number(/process_id:(\d+)/.exec(info)![1]), process.pid];
+  const requestsBefore = await fetchRequests(cluster);
+  const cpuBefore = cpuMs(pids);
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = rowId(Math.floor(((i * 7919) % n) * (rows / n)));
+    const r = await query(cluster.url, TABLE, { where: { _id: id } });
+    if (r.count !== 1) throw new Error(`lookup of ${id} returned ${r.count} rows`);
+    times.push(r.ms);
+  }
+  const cpu = cpuMs(pids).reduce((a, b, i) => a + b - cpuBefore[i], 0);
+  const reached = (await fetchRequests(cluster)) - requestsBefore;
+  const ten = Array.from({ length: 10 }, (_, i) => rowId(Math.floor((i * rows) / 10) + 3));
+  const beforeIn = await fetchRequests(cluster);
+  const r = await query(cluster.url, TABLE, { where: { _id: { $in: ten } } });
+  if (r.count !== 10) throw new Error(`an $in of 10 ids returned ${r.count} rows`);
+  const reachedIn = (await fetchRequests(cluster)) - beforeIn;
+  const p = percentiles(times);
+  return { lookupP50Ms: p.p50, lookupP99Ms: p.p99, lookupCpuMs: cpu / n, lookupWorkers: reached / n, inWorkers: reachedIn };
+}
+
+/** Which workers a full read of a 2-chunk table asks (by the plan, `explain`). */
+async function smallTableWorkers(cluster: TestCluster): Promise<number> {
+  await cluster.api('PUT', '/tables/small', {});
+  const body = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ _id: `s${i}`, n: i })).join('\n');
+  const p = await cluster.api('POST', '/tables/small/records', body, 'application/x-ndjson');
+  if (p.status !== 200) throw new Error(`posting the small table answered ${p.status}`);
+  const [plan] = await cluster.query<{ explain: { tableChunks: number; workers: unknown[] } }>('small', { explain: true });
+  if (plan.explain.tableChunks !== 2) throw new Error(`the small table has ${plan.explain.tableChunks} chunks, expected 2`);
+  return plan.explain.workers.length;
+}
 
 async function main(): Promise<void> {
   const rows = envInt('BENCH_ROWS', 200_000, 1000);
@@ -36,7 +83,11 @@ async function main(): Promise<void> {
       const total = group.lines.reduce((n, l) => n + (JSON.parse(l) as { count: number }).count, 0);
       if (total !== rows) throw new Error(`${workers} workers: group-by counted ${total} rows, expected ${rows}`);
       const ws = [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0);
+      const look = await lookups(cluster, rows, envInt('BENCH_LOOKUPS', 500, 10));
+      const small = await smallTableWorkers(cluster);
       out.push({
+        ...look,
+        smallTableWorkers: small,
         workers,
         ingestRowsPerSec: ingestRate,
         fetchRowsPerSec: rows / (full.ms / 1000),
@@ -50,7 +101,8 @@ async function main(): Promise<void> {
       await cluster.stop();
     }
   }
-  const head = 'workers  ingest rows/s  full FETCH rows/s  group-by ms  group-by rows/s  coord RSS MiB  worker RSS MiB (max / all)';
+  const head =
+    'workers  ingest rows/s  full FETCH rows/s  group-by ms  group-by rows/s  lookup p50 ms  p99 ms  CPU ms/lookup  workers/lookup  workers/$in10  2-chunk read asks  coord RSS MiB  worker RSS MiB (max / all)';
   console.log(`\ndstore scale: ${rows} rows, R=2, ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
   console.log(head);
   for (const r of out) {
@@ -61,6 +113,12 @@ async function main(): Promise<void> {
         Math.round(r.fetchRowsPerSec).toLocaleString('en-US').padStart(17),
         r.groupByMs.toFixed(0).padStart(11),
         Math.round(r.groupByRowsPerSec).toLocaleString('en-US').padStart(15),
+        r.lookupP50Ms.toFixed(2).padStart(13),
+        r.lookupP99Ms.toFixed(1).padStart(6),
+        r.lookupCpuMs.toFixed(2).padStart(13),
+        r.lookupWorkers.toFixed(2).padStart(14),
+        String(r.inWorkers).padStart(13),
+        String(r.smallTableWorkers).padStart(17),
         r.coordinatorRssMiB.toFixed(0).padStart(13),
         `${r.workerRssMiB.toFixed(0)} / ${r.workersRssMiB.toFixed(0)}`.padStart(26),
       ].join('  '),

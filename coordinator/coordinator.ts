@@ -10,6 +10,7 @@ import { readClusterStatus, type ClusterStatus } from './cluster-status';
 import type { CoordinatorContext } from './context';
 import { TableEncryption } from './encryption';
 import { FetchMerger } from './fetch-merger';
+import { QueryService } from './query-service';
 import { FetchQueue } from './fetch-round';
 import { Jobs } from './jobs/queues';
 import { Ingest } from './ingest';
@@ -35,6 +36,8 @@ export class Coordinator {
   readonly catalogue: Catalogue;
   readonly ingest: Ingest;
   readonly fetch: FetchMerger;
+  /** Reads as the HTTP API runs them: checked, decrypted, held to their limits. */
+  readonly queries: QueryService;
   readonly mutations: Mutations;
   /** Encrypted columns (DSTORE_ENCRYPTION_KEY). */
   readonly encryption: TableEncryption;
@@ -84,6 +87,7 @@ export class Coordinator {
     this.metrics = new CoordinatorMetrics(this.id, fetchQueue);
     this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs, { window: opts.fetchWindow, queue: fetchQueue }, { planned: (n) => this.metrics.fetchWorkers.observe(n) });
     this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
+    this.queries = new QueryService({ catalogue: this.catalogue, encryption: this.encryption, fetch: this.fetch, timeRead: () => this.metrics.fetchDuration.startTimer(), opts });
     this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, redisClusterNodes: opts.redisClusterNodes, redisTlsCa: opts.redisTlsCa, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs, scrubMs: opts.scrubMs });
   }
 
@@ -93,8 +97,9 @@ export class Coordinator {
     // Within the filter's limit of $in values.
     for (let i = 0; i < ids.length; i += 5000) {
       const q = normalizeQuery({ where: { _id: { $in: ids.slice(i, i + 5000) } }, fields: ['_id'] });
-      for await (const text of this.fetch.read(table, q)) {
-        for (const line of text.split('\n')) if (line) found.add((JSON.parse(line) as { _id: string })._id);
+      for await (const piece of this.fetch.read(table, q)) {
+        if (!('rows' in piece)) continue;
+        for (const line of piece.rows.split('\n')) if (line) found.add((JSON.parse(line) as { _id: string })._id);
       }
     }
     return found;

@@ -34,6 +34,12 @@ export interface ReadExplain {
   missingChunks: number;
 }
 
+/**
+ * What a read yields, in order: rows (the text of `count` rows, one per line, no newline at
+ * the end), then at most one of: the partial trailer (chunks were left out), or the plan.
+ */
+export type ReadPiece = { rows: string; count: number } | { partial: { missingWorkers: string[]; missingChunks: number } } | { explain: ReadExplain };
+
 /** What a coordinator observes of its reads (its metrics). */
 export interface ReadObserver {
   /** A read's first round asks this many workers. */
@@ -93,10 +99,11 @@ export class FetchMerger {
   }
 
   /**
-   * Runs a normalised query over a table that exists; yields output text: one line, or
-   * (plain reads without a limit) a batch of lines joined by newlines, never ending in one.
+   * Runs a normalised query over a table that exists; yields {@link ReadPiece}s: rows as
+   * text (one line, or, for plain reads without a limit, a whole batch), then the partial
+   * trailer when chunks were left out, or only the plan with `explain`.
    */
-  async *read(table: string, q: QuerySpec, opts: ReadOptions = {}, started?: Promise<ReadStart>): AsyncGenerator<string> {
+  async *read(table: string, q: QuerySpec, opts: ReadOptions = {}, started?: Promise<ReadStart>): AsyncGenerator<ReadPiece> {
     const { live, version } = await (started ?? this.start(table));
     if (live.length === 0 && !opts.explain) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
     // A filter that pins `_id`s reads only the chunks the id index names: a lookup of an id
@@ -122,13 +129,13 @@ export class FetchMerger {
       only,
     );
     if (opts.explain) {
-      yield JSON.stringify({ explain: this.explain(plan, ids?.length) });
+      yield { explain: this.explain(plan, ids?.length) };
       return;
     }
     const mode = q.aggregate ? 'agg' : q.sort ? 'sorted' : 'rows';
-    yield* mode === 'rows' ? this.readRows(plan, q, opts) : mode === 'sorted' ? this.readSorted(plan, q, opts) : this.readAggregate(plan, q);
-    const trailer = plan.trailer();
-    if (trailer) yield trailer;
+    const rows = mode === 'rows' ? this.readRows(plan, q, opts) : mode === 'sorted' ? this.readSorted(plan, q, opts) : this.readAggregate(plan, q);
+    for await (const text of rows) yield { rows: text, count: text === '' ? 0 : countLines(text) };
+    if (plan.gap.chunks.size > 0) yield { partial: { missingWorkers: [...plan.gap.workers].sort(), missingChunks: plan.gap.chunks.size } };
   }
 
   private explain(plan: ReadPlan, pinned: number | undefined): ReadExplain {
@@ -375,4 +382,11 @@ function combine(spec: AggregateSpec, a: Partial, b: Partial): Partial {
       return spec.op === 'min' ? (c <= 0 ? a : b) : c >= 0 ? a : b;
     }
   }
+}
+
+/** Lines in a piece of output text that does not end in a newline. */
+function countLines(text: string): number {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
 }

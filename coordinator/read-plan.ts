@@ -167,10 +167,11 @@ export class ReadPlan {
         relist = true;
       }
     }
-    // Only workers this read started with: one that became live since holds nothing it needs.
+    // A worker that failed and is no longer live leaves the read; one that did not fail
+    // stays, even if a late heartbeat hides it from the list for a moment.
     if (relist) {
       const now = new Set(await this.deps.liveNow());
-      for (const w of [...this.live]) if (!now.has(w)) this.live.delete(w);
+      for (const f of round.failed.values()) if (f.code !== 'missing' && !now.has(f.worker)) this.live.delete(f.worker);
     }
     this.deps.log.warn({ req: round.req, table: this.table, failed: Object.fromEntries([...round.failed].map(([w, f]) => [w, f.reason])) }, 'FETCH: workers failed; asking other replicas');
     if (lost.length > 0) {
@@ -185,11 +186,6 @@ export class ReadPlan {
     if (this.live.size === 0) throw unavailable(`every live worker failed to answer (${[...this.failedWorkers].map(([w, r]) => `${w}: ${r}`).join('; ')})`, { missingWorkers: [...this.failedWorkers.keys()] });
   }
 
-  /** The trailer line of a partial answer, or undefined when nothing was left out. */
-  trailer(): string | undefined {
-    if (this.gap.chunks.size === 0) return undefined;
-    return JSON.stringify({ _partial: true, missingWorkers: [...this.gap.workers].sort(), missingChunks: this.gap.chunks.size });
-  }
 }
 
 /** Lexicographic order of replica preference keys. */

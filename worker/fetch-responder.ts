@@ -79,7 +79,7 @@ export class FetchResponder {
       this.log.warn({ replyTo: msg.replyTo }, 'ignored a request whose replyTo is not a coordinator reply stream');
       return;
     }
-    this.counters.fetchRequests++;
+    if (msg.type === 'FETCH') this.counters.fetchRequests++;
     const p = this.serve(msg).catch((e) => this.log.error({ err: e, req: msg.req }, 'answering a request failed'));
     this.inflight.add(p);
     void p.finally(() => this.inflight.delete(p));

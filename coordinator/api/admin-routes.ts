@@ -2,7 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance } from 'fastify';
-import type { Coordinator } from '../coordinator';
+import type { ApiDeps } from './deps';
 import { clearDeadLetters, DEFAULT_DEAD_LETTER_LIMIT, listDeadLetters, MAX_DEAD_LETTER_LIMIT, type DeadLetterSelection } from '../dead-letters';
 import { badRequest } from '../errors';
 
@@ -62,7 +62,7 @@ function parseSelection(q: DeadLetterQuery['Querystring']): DeadLetterSelection 
  * Besides the queue dashboard: `GET /admin/dead-letters?limit=N` (newest first, with the
  * total) and `DELETE /admin/dead-letters` (all, `?before=<id>` or `?ids=<id>,…`) → `{deleted}`.
  */
-export function registerAdminRoutes(app: FastifyInstance, coord: Coordinator): void {
+export function registerAdminRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'cmd' | 'jobs' | 'keys' | 'log'>): void {
   void app.register(
     async (admin) => {
       const board = new FastifyAdapter();

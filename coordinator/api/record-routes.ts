@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Transform, type Readable } from 'node:stream';
-import type { Coordinator } from '../coordinator';
+import type { ApiDeps } from './deps';
 import { ApiError, badRequest } from '../errors';
 import { checkRecordShape } from '../limits';
 import { formatOf, parseRecords } from '../record-parsers';
@@ -14,7 +14,7 @@ type Named = { Params: { name: string } };
  * The POST route lives in its own plugin so that its content types reach the handler
  * as raw streams instead of being parsed whole.
  */
-export function registerRecordRoutes(app: FastifyInstance, coord: Coordinator): void {
+export function registerRecordRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'catalogue' | 'ingest' | 'metrics' | 'mutations' | 'opts'>): void {
   void app.register(async (sub) => {
     sub.removeAllContentTypeParsers();
     sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));

@@ -4,7 +4,7 @@ import type { Logger } from '../../common/logger';
 import { QueryError } from '../../common/query';
 import { ApiError } from '../errors';
 import { installAuth } from './auth';
-import type { Coordinator } from '../coordinator';
+import type { ApiDeps } from './deps';
 import { registerAdminRoutes } from './admin-routes';
 import { registerQueryRoutes } from './query-routes';
 import { registerRecordRoutes } from './record-routes';
@@ -13,7 +13,7 @@ import { registerTableRoutes } from './table-routes';
 import { registerWorkerRoutes } from './worker-routes';
 
 /** Builds the HTTP API. Every error leaves as JSON `{error, message, …details}`. */
-export function buildServer(coord: Coordinator, log: Logger): FastifyInstance {
+export function buildServer(coord: ApiDeps, log: Logger): FastifyInstance {
   let requests = 0;
   // Typed as the default instance so route modules need not know the logger's type.
   const app = Fastify({

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import type { Coordinator } from '../coordinator';
+import type { ApiDeps } from './deps';
 
 /** `GET /healthz`, `GET /workers`, `GET /status`, `GET /metrics`. */
-export function registerSystemRoutes(app: FastifyInstance, coord: Coordinator): void {
+export function registerSystemRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'cmd' | 'id' | 'metrics' | 'status' | 'workers'>): void {
   app.get('/healthz', async (_req, reply) => {
     try {
       await coord.cmd.ping();

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Coordinator } from '../coordinator';
+import type { ApiDeps } from './deps';
 import { withStats } from './table-stats';
 
 type Named = { Params: { name: string } };
@@ -9,7 +9,7 @@ type Stats = { Querystring: { stats?: string } };
 const wantsStats = (q: { stats?: string } | undefined) => q?.stats === '1' || q?.stats === 'true';
 
 /** `PUT /tables/:name`, `GET /tables`, `GET /tables/:name`, `DELETE /tables/:name`. */
-export function registerTableRoutes(app: FastifyInstance, coord: Coordinator): void {
+export function registerTableRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'catalogue' | 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>): void {
   app.put<Named & { Body: { schema?: unknown } | undefined }>('/tables/:name', async (req, reply) => {
     const { table, created } = await coord.catalogue.create(req.params.name, req.body?.schema);
     return reply.status(created ? 201 : 200).send({ table, created });

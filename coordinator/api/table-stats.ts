@@ -1,8 +1,6 @@
-import { normalizeQuery } from '../../common/query';
 import type { TableDef } from '../table-def';
-import type { Coordinator } from '../coordinator';
+import type { ApiDeps } from './deps';
 import { readChunkMetas } from '../placement';
-import { readWhole } from './read-whole';
 
 /**
  * What `GET /tables?stats=1` and `GET /tables/:name?stats=1` add to a table: its rows,
@@ -30,7 +28,7 @@ export interface TableStats {
 const CONCURRENCY = 4;
 
 /** `tables` with their {@link TableStats}, read a few tables at a time. */
-export async function withStats(coord: Coordinator, tables: TableDef[]): Promise<(TableDef & { stats: TableStats })[]> {
+export async function withStats(coord: Pick<ApiDeps, 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>, tables: TableDef[]): Promise<(TableDef & { stats: TableStats })[]> {
   const [workers, open] = await Promise.all([coord.workers.list(), coord.cmd.hgetall(coord.keys.openPosts)]);
   const shard = new Map(workers.filter((w) => w.status && w.status.rows > 0).map((w) => [w.id, { bytes: w.status!.shardBytes, rows: w.status!.rows }]));
   // A POST still open is not read yet (placement.ts): its chunks are not counted either.
@@ -54,16 +52,9 @@ export async function withStats(coord: Coordinator, tables: TableDef[]): Promise
 }
 
 /** `count()` over the table, answering what it can (`partial`) rather than failing. */
-async function countRows(coord: Coordinator, table: string): Promise<Pick<TableStats, 'rows' | 'rowsExact'>> {
+async function countRows(coord: Pick<ApiDeps, 'queries' | 'log'>, table: string): Promise<Pick<TableStats, 'rows' | 'rowsExact'>> {
   try {
-    const lines = await readWhole(coord.fetch.read(table, normalizeQuery({ aggregate: [{ op: 'count' }] }), { partial: true }), coord.opts.queryTimeoutMs, `the count of ${table}`);
-    let rows = 0;
-    let exact = true;
-    for (const l of lines) {
-      const v = JSON.parse(l) as { count?: number; _partial?: boolean };
-      if (v._partial) exact = false;
-      else if (typeof v.count === 'number') rows += v.count;
-    }
+    const { rows, exact } = await coord.queries.count(table);
     return { rows, rowsExact: exact };
   } catch (e) {
     coord.log.warn({ table, err: (e as Error).message }, 'table stats: rows not counted');
@@ -72,7 +63,7 @@ async function countRows(coord: Coordinator, table: string): Promise<Pick<TableS
 }
 
 /** Committed chunks of a table and, per worker, the rows its copies held when written. */
-async function placedRows(coord: Coordinator, table: string, openPosts: ReadonlySet<string>): Promise<{ chunks: number; rowsOn: Map<string, number> }> {
+async function placedRows(coord: Pick<ApiDeps, 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>, table: string, openPosts: ReadonlySet<string>): Promise<{ chunks: number; rowsOn: Map<string, number> }> {
   const ids = await coord.cmd.smembers(coord.keys.tableChunks(table));
   const rowsOn = new Map<string, number>();
   let chunks = 0;

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { NAME_PATTERN } from '../../common/names';
-import type { Coordinator } from '../coordinator';
+import type { ApiDeps } from './deps';
 import { badRequest } from '../errors';
 import { drainStatus, requestDrain } from '../jobs/drain';
 import { planRebalance } from '../jobs/move';
@@ -21,7 +21,7 @@ function flag(body: unknown, name: string): boolean {
 }
 
 /** `POST|GET /workers/:id/drain`, `POST|GET /rebalance`. */
-export function registerWorkerRoutes(app: FastifyInstance, coord: Coordinator): void {
+export function registerWorkerRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'ctx' | 'jobs' | 'log' | 'opts'>): void {
   app.post<WorkerParams & { Body: unknown }>('/workers/:id/drain', async (req, reply) => {
     const id = checkId(req.params.id);
     const { chunkIds, ...status } = await requestDrain(coord.ctx, id, flag(req.body, 'force'), coord.opts.replicas);
