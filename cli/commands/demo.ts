@@ -66,7 +66,7 @@ export function registerDemoCommand(program: Command): void {
       const workers = readInt({ '--workers': o.workers }, '--workers', 3, 1, 64);
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dstore-demo-'));
       const say = (l: string) => process.stdout.write(l + '\n');
-      const cluster = new LocalCluster({ workers, replicas: 2, port: 0, dataDir: dir, redisUrl: process.env.REDIS_URL || undefined, say });
+      const cluster = new LocalCluster({ workers, replicas: 2, port: 0, dataDir: dir, redisUrl: process.env.REDIS_URL || undefined, say, report: (l) => process.stderr.write(l + '\n') });
       stopOnSignals(cluster, say, () => {
         fs.rmSync(dir, { recursive: true, force: true });
         process.exit(130);
