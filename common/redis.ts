@@ -1,5 +1,6 @@
 import Redis, { Cluster, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { ClusterNode } from './config';
+import type { Logger } from './logger';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -74,15 +75,98 @@ function loadScripts(): { name: string; numberOfKeys?: number; lua: string }[] {
 
 let scripts: ReturnType<typeof loadScripts> | undefined;
 
+/** Longest pause between two reconnect attempts (ms). */
+export const RETRY_CAP_MS = 2000;
+
+/** The pause before reconnect attempt `times` (1, 2, …): 100 ms doubling up to {@link RETRY_CAP_MS}. */
+export function retryDelay(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 6), RETRY_CAP_MS);
+}
+
+/** A Redis URL fit for a log line or a terminal: the password, if any, is `***`. */
+export function maskRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  }
+}
+
+/**
+ * Attempts logged one by one, at the capped delay too; after these, while Redis stays away,
+ * one line per {@link RETRY_QUIET_MS} (a day-long outage is not 43,200 lines per process).
+ */
+const RETRY_LOUD_ATTEMPTS = 10;
+const RETRY_QUIET_MS = 30_000;
+
+interface Outage {
+  /** Highest attempt already logged (another connection of the process at the same attempt says nothing). */
+  attempt: number;
+  since: number;
+  lastLine: number;
+}
+
+let retryLog: Logger | undefined;
+const outages = new Map<string, Outage>();
+
+/**
+ * Makes every connection of this process log its reconnect attempts on `log` (entry points
+ * call it with the process's logger; without it nothing is logged): one warn line per attempt
+ * with the URL, password masked, the reason and the next delay, and an info line once Redis
+ * answers again. The several connections of a process to one Redis give one line per attempt.
+ */
+export function logRedisRetries(log: Logger | undefined): void {
+  retryLog = log?.child({ component: 'redis' });
+  outages.clear();
+}
+
+/** Called by the retry strategy: one warn line for attempt `times` unless said already or in the quiet phase. */
+function noteRetry(target: string, fields: Record<string, unknown>, times: number, delayMs: number, reason: string | undefined): void {
+  if (!retryLog) return;
+  const now = Date.now();
+  let o = outages.get(target);
+  if (!o) outages.set(target, (o = { attempt: 0, since: now, lastLine: 0 }));
+  if (times <= o.attempt) return;
+  o.attempt = times;
+  if (times > RETRY_LOUD_ATTEMPTS && now - o.lastLine < RETRY_QUIET_MS) return;
+  o.lastLine = now;
+  const quiet = times >= RETRY_LOUD_ATTEMPTS ? `; still trying every ${RETRY_CAP_MS} ms, next line in ${RETRY_QUIET_MS / 1000} s unless it answers` : '';
+  retryLog.warn(
+    { ...fields, attempt: times, retryInMs: delayMs, downMs: now - o.since, reason },
+    `cannot reach ${target}${reason ? ` (${reason})` : ''}: attempt ${times}, retrying in ${delayMs} ms${quiet}`,
+  );
+}
+
+/** Called when a connection is ready: ends the outage of its target, with one info line if one was logged. */
+function noteReady(target: string, fields: Record<string, unknown>): void {
+  const o = outages.get(target);
+  if (!o) return;
+  outages.delete(target);
+  retryLog?.info({ ...fields, attempts: o.attempt, downMs: Date.now() - o.since }, `${target} answers again after ${o.attempt} attempt(s)`);
+}
+
 /**
  * Opens a named connection from a redis:// or rediss:// URL. Reconnects forever with
- * capped backoff: a Redis restart must not take dstore processes down with it.
+ * capped backoff: a Redis restart must not take dstore processes down with it. Each
+ * attempt is logged where {@link logRedisRetries} says.
  */
 export function createRedis(opts: ConnectionOptions): DstoreRedis {
   scripts ??= loadScripts();
+  // What the retry lines name: the URL (password masked), or a cluster's seed nodes.
+  const nodes = opts.clusterNodes?.map((n) => `${n.host}:${n.port}`).join(',');
+  const fields = { redis: maskRedisUrl(opts.url), ...(nodes ? { clusterNodes: nodes } : {}) };
+  const target = nodes ? `redis cluster at ${nodes}` : `redis at ${fields.redis}`;
+  let lastError: string | undefined;
+  const retryStrategy = (times: number, reason?: Error) => {
+    const delay = retryDelay(times);
+    noteRetry(target, fields, times, delay, reason?.message ?? lastError);
+    return delay;
+  };
   const base: RedisOptions = {
     connectionName: opts.name,
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    retryStrategy,
     // Blocking readers and subscribers wait as long as it takes; commands give up after a
     // few reconnects so a caller sees an error instead of hanging.
     maxRetriesPerRequest: opts.role === 'command' ? 20 : null,
@@ -94,6 +178,13 @@ export function createRedis(opts: ConnectionOptions): DstoreRedis {
     autoPipeliningIgnoredCommands: scripts.filter((s) => s.numberOfKeys === undefined).map((s) => s.name),
   };
   const conn = (opts.clusterNodes ? createCluster(opts.url, opts.clusterNodes, opts.role, base) : new Redis(opts.url, base)) as DstoreRedis;
+  // The reason the next retry line gives. (Listening also keeps ioredis from printing
+  // "Unhandled error event" for it: the retry line says it, on the process's logger.)
+  conn.on('error', (e: Error) => (lastError = e.message));
+  conn.on('ready', () => {
+    lastError = undefined;
+    noteReady(target, fields);
+  });
   if (opts.role === 'command') {
     for (const s of scripts) conn.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
   }

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { readCliToken, readInt } from '../../common/config';
 import { HttpClient } from '../http-client';
-import { LocalCluster } from '../local-cluster';
+import { LocalCluster, stopOnSignals } from '../local-cluster';
 
 const CITIES = ['Lyon', 'Oslo', 'Kyoto', 'Lima', 'Accra', 'Perth', 'Quito', 'Hanoi'];
 const KINDS = ['view', 'click', 'buy', 'share'];
@@ -66,8 +66,11 @@ export function registerDemoCommand(program: Command): void {
       const workers = readInt({ '--workers': o.workers }, '--workers', 3, 1, 64);
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dstore-demo-'));
       const say = (l: string) => process.stdout.write(l + '\n');
-      const cluster = new LocalCluster({ workers, replicas: 2, port: 0, dataDir: dir, redisUrl: process.env.REDIS_URL || undefined, say });
-      process.on('SIGINT', () => void cluster.stop().then(() => process.exit(130)));
+      const cluster = new LocalCluster({ workers, replicas: 2, port: 0, dataDir: dir, redisUrl: process.env.REDIS_URL || undefined, say, report: (l) => process.stderr.write(l + '\n') });
+      stopOnSignals(cluster, say, () => {
+        fs.rmSync(dir, { recursive: true, force: true });
+        process.exit(130);
+      });
       try {
         const url = await timed(`start redis, a coordinator and ${workers} workers`, () => cluster.start());
         say(`  cluster at ${url}, R=2, data in ${dir}`);

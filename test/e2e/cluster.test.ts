@@ -9,8 +9,6 @@ import { clusterSuite } from '../support/cluster';
 import { canonical, lossAndDuplicates, makeRows, multiset } from '../support/data';
 import type { Row } from '../support/driver';
 import { projectRoot, spawnNode, tempDir } from '../support/processes';
-import { uniquePrefix } from '../support/redis';
-import { waitFor } from '../support/wait';
 
 const CLI = () => path.join(projectRoot(), 'dist', 'cli', 'main.js');
 
@@ -278,26 +276,5 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
       assert.equal(last._partial, true);
       assert.ok(p.body.length > 1);
     });
-  });
-});
-
-describe('e2e: dstore up', function () {
-  this.timeout(120_000);
-
-  it('starts redis-server, a coordinator and workers, and stops them all on SIGINT', async () => {
-    const dir = tempDir('up');
-    const env: Record<string, string> = { DSTORE_PREFIX: uniquePrefix(), LOG_FORMAT: 'json', REDIS_URL: '' };
-    const child = spawnNode('up', 'dist/cli/main.js', ['up', '--workers', '2', '--port', '0', '--data-dir', dir], env);
-    const url = await waitFor(() => /dstore is up: (http:\/\/\S+)/.exec(child.tail(50))?.[1], { what: 'dstore up to print its URL', timeoutMs: 60_000 });
-    const health = (await (await fetch(`${url}/healthz`)).json()) as { liveWorkers: number };
-    assert.equal(health.liveWorkers, 2);
-    const workers = ((await (await fetch(`${url}/workers`)).json()) as { workers: { status: { pid: number } }[] }).workers.map((w) => w.status.pid);
-    child.kill('SIGINT');
-    const exit = await child.exited;
-    assert.equal(exit.code, 0, child.tail(20));
-    for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'worker process is gone');
-    await assert.rejects(fetch(`${url}/healthz`), 'the coordinator is gone');
-    assert.ok(fs.existsSync(path.join(dir, 'logs', 'coordinator.log')));
-    assert.ok(fs.existsSync(path.join(dir, 'redis')), 'it started its own redis-server with its data in the data dir');
   });
 });

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import type { ClusterStatus } from '../../coordinator/cluster-status';
+import { chromiumOrSkip } from '../support/browser';
 import { clusterSuite } from '../support/cluster';
 import { makeRows } from '../support/data';
 import { documentedKeys, patternRegex } from '../support/operations-doc';
@@ -12,7 +13,6 @@ import { keepTemp, projectRoot, tempDir } from '../support/processes';
 import { scanKeys } from '../support/redis';
 import { waitFor } from '../support/wait';
 
-const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 
 /** Prometheus text → samples. */
@@ -34,9 +34,10 @@ function cli(args: string[]): { code: number | null; stdout: string; stderr: str
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-async function withBrowser<T>(fn: (ctx: BrowserContext) => Promise<T>): Promise<T> {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)`);
-  const ctx = await chromium.launchPersistentContext(tempDir('chromium-profile'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 720 } });
+/** Runs `fn` in a headless Chromium found by test/support/browser.ts (none: the test is pending, or fails with DSTORE_REQUIRE_BROWSER=1). */
+async function withBrowser<T>(test: Mocha.Context, fn: (ctx: BrowserContext) => Promise<T>): Promise<T> {
+  const executablePath = chromiumOrSkip(test);
+  const ctx = await chromium.launchPersistentContext(tempDir('chromium-profile'), { executablePath, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 720 } });
   try {
     return await fn(ctx);
   } finally {
@@ -132,7 +133,9 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
   });
 
   describe('dstore status', () => {
-    it('prints one screen of workers, coordinators, dead letters and queues, and --json for scripts', async () => {
+    let screen = '';
+
+    it('prints one screen of workers, coordinators, dead letters and queues, and --json for scripts', () => {
       const text = cli(['status', '--url', e2e.cluster.url]);
       assert.equal(text.code, 0, text.stderr);
       assert.match(text.stdout, new RegExp(`^dstore status  prefix ${e2e.prefix}  via `));
@@ -140,20 +143,23 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       assert.match(text.stdout, new RegExp(`^  w1  yes   yes    ready +${N} `, 'm'));
       assert.match(text.stdout, /^DEAD LETTERS \(1\)$/m);
       assert.match(text.stdout, /^  repair /m);
+      screen = text.stdout;
       const json = cli(['status', '--json', '--url', e2e.cluster.url]);
       assert.equal(json.code, 0, json.stderr);
       assert.deepEqual((JSON.parse(json.stdout) as ClusterStatus).workers.map((w) => w.id), ['w1', 'w2']);
+    });
 
-      // A screenshot of the screen, as an operator's terminal would show it.
+    it('shows that screen in Chromium as an operator\u2019s terminal would', async function () {
+      assert.ok(screen, 'the screen of the test above');
       const png = path.join(shots, 'dstore-status.png');
-      const shown = await withBrowser(async (ctx) => {
+      const shown = await withBrowser(this, async (ctx) => {
         const page = await ctx.newPage();
-        const html = text.stdout.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+        const html = screen.replace(/&/g, '&amp;').replace(/</g, '&lt;');
         await page.setContent(`<html><body style="margin:0;background:#111;color:#ddd"><pre id="t" style="font:14px monospace;padding:16px;margin:0">${html}</pre></body></html>`);
         await page.screenshot({ path: png, fullPage: true });
         return page.locator('#t').innerText();
       });
-      assert.equal(shown.trimEnd(), text.stdout.trimEnd());
+      assert.equal(shown.trimEnd(), screen.trimEnd());
       assert.ok(fs.statSync(png).size > 0);
       if (keepTemp()) console.error(`screenshot of dstore status: ${png}`);
     });
@@ -167,12 +173,12 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
   });
 
   describe('the queue dashboard at /admin/queues', () => {
-    it('loads in Chromium and lists the repair, cleanup and scrub queues', async () => {
+    it('loads in Chromium and lists the repair, cleanup and scrub queues', async function () {
       const api = await e2e.cluster.api<{ queues: { name: string }[] }>('GET', '/admin/queues/api/queues');
       assert.equal(api.status, 200);
       assert.deepEqual(api.body.queues.map((q) => q.name).sort(), ['cleanup', 'repair', 'scrub']);
       const png = path.join(shots, 'queue-dashboard.png');
-      const text = await withBrowser(async (ctx) => {
+      const text = await withBrowser(this, async (ctx) => {
         const page = await ctx.newPage();
         const res = await page.goto(`${e2e.cluster.url}/admin/queues`);
         assert.equal(res?.status(), 200);
