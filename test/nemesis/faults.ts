@@ -76,8 +76,9 @@ export class NemesisCluster {
       await cluster.startCoordinator();
       await cluster.waitLive([...n.slots.keys()]);
     } catch (e) {
+      const crashed = n.crashed();
       await n.stop();
-      throw e;
+      throw new Error(`the cluster did not start: ${(e as Error).message}${crashed.length ? `\n${crashed.join('\n')}` : ''}`);
     }
     return n;
   }

@@ -9,6 +9,7 @@ import { sleep } from '../support/wait';
 import { checkMutationCount, checkRead, checkStable, queryBody, type Problem, type ReadShape } from './checker';
 import { NemesisCluster } from './faults';
 import { Model, type Doc, type Write } from './model';
+import { Lanes } from './lanes';
 import { checkReplicas } from './replicas';
 import { describeAnswer, encodeRows, parseLines, send, type Answer } from './requests';
 import { describeStep, makeSchedule, postRows, TABLE, TABLE_SCHEMA, updateSet, type FaultKind, type PostFormat, type Step } from './schedule';
@@ -60,23 +61,6 @@ interface StepLog {
   index: number;
   text: string;
   outcome: string;
-}
-
-/** Keeps at most `n` tasks running. */
-class Lanes {
-  private readonly running = new Set<Promise<void>>();
-  constructor(private readonly n: number) {}
-
-  /** Waits for a free lane, then starts `task` without waiting for it. */
-  async run(task: () => Promise<void>): Promise<void> {
-    while (this.running.size >= this.n) await Promise.race(this.running);
-    const p: Promise<void> = task().finally(() => this.running.delete(p));
-    this.running.add(p);
-  }
-
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.race(this.running);
-  }
 }
 
 /** Runs the first `steps` steps of a seed's schedule, then a final strict check. Never throws: problems are in the result. */
@@ -243,8 +227,10 @@ class SeedRun {
     const url = this.nem.url(s.via);
     if (!url) {
       entry.outcome = 'not sent: no coordinator runs';
-      if (s.kind === 'read') st.reads.cut++;
-      else st.writes.refused++;
+      if (s.kind === 'read') {
+        st.reads.sent++;
+        st.reads.cut++;
+      } else st.writes.refused++;
       return;
     }
     const t0 = Date.now();
