@@ -5,7 +5,7 @@ import { loadCommonOptions, loadCoordinatorOptions, loadWorkerOptions } from '..
 import { ConfigError } from '../../common/errors';
 import { parseSetting, readSetting, type Setting } from '../../common/setting-kinds';
 import { SETTINGS, settingOf } from '../../common/settings';
-import { defaultDoc, envDefault, valuesDoc } from '../../common/settings-doc';
+import { README_BEGIN, README_END, defaultDoc, envDefault, renderSettingsTable, valuesDoc } from '../../common/settings-doc';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const all = SETTINGS as readonly Setting[];
@@ -81,5 +81,15 @@ describe('settings table', () => {
     assert.equal(defaultDoc(settingOf('LOG_FORMAT')), '`pretty` on a TTY, else `json`');
     assert.equal(valuesDoc(settingOf('DSTORE_HEARTBEAT_MS')), '50 ms to 1 min');
     assert.equal(valuesDoc(settingOf('DSTORE_SQLITE_SYNC')), '`full`, `normal`');
+  });
+});
+
+describe('README settings table', () => {
+  it('is the table common/settings.ts renders (else run npm run docs:settings)', () => {
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    const begin = readme.indexOf(README_BEGIN);
+    const end = readme.indexOf(README_END);
+    assert.ok(begin >= 0 && end > begin, `README.md has no ${README_BEGIN} … ${README_END} block`);
+    assert.equal(readme.slice(begin, end + README_END.length), renderSettingsTable(), 'README.md differs from common/settings.ts: run npm run docs:settings');
   });
 });
