@@ -1,10 +1,11 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadCommonOptions, loadCoordinatorOptions, loadWorkerOptions } from '../../common/config';
 import { ConfigError } from '../../common/errors';
 import { parseSetting, readSetting, type Setting } from '../../common/setting-kinds';
-import { SETTINGS, settingOf } from '../../common/settings';
+import { SETTINGS, settingOf, settingsOf } from '../../common/settings';
 import { README_BEGIN, README_END, defaultDoc, envDefault, renderSettingsTable, valuesDoc } from '../../common/settings-doc';
 
 const root = path.resolve(__dirname, '..', '..', '..');
@@ -92,4 +93,20 @@ describe('README settings table', () => {
     assert.ok(begin >= 0 && end > begin, `README.md has no ${README_BEGIN} … ${README_END} block`);
     assert.equal(readme.slice(begin, end + README_END.length), renderSettingsTable(), 'README.md differs from common/settings.ts: run npm run docs:settings');
   });
+});
+
+describe('dstore worker|coordinator --help', () => {
+  const main = path.join(__dirname, '..', '..', 'cli', 'main.js');
+  for (const [use, other] of [
+    ['worker', 'coordinator'],
+    ['coordinator', 'worker'],
+  ] as const) {
+    it(`${use}: lists every setting a ${use} reads, with its default, and none of a ${other}'s`, () => {
+      const r = spawnSync(process.execPath, [main, use, '--help'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const plainDefault = (s: Setting) => defaultDoc(s).replace(/`/g, '');
+      for (const s of settingsOf(use)) assert.ok(r.stdout.includes(`  ${s.env}: default ${plainDefault(s)}`), `${use} --help lacks ${s.env}:\n${r.stdout}`);
+      for (const s of all.filter((s) => s.use === other)) assert.ok(!r.stdout.includes(`  ${s.env}:`), `${use} --help lists ${s.env}, a ${other} setting`);
+    });
+  }
 });
