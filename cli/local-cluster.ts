@@ -6,6 +6,7 @@ import Redis from 'ioredis';
 import { loadCommonOptions, type CommonOptions } from '../common/config';
 import { makeKeys, type Keys } from '../common/keys';
 import { closeAll, createRedis, maskRedisUrl, withTimeout, type DstoreRedis } from '../common/redis';
+import { readOne } from '../common/settings';
 import { SUPERVISOR_PID_ENV } from '../common/supervisor-watch';
 import { WorkerDirectory } from '../coordinator/membership';
 import { freeWorkerId, planWorkers, readKnownWorkers, type LocalWorker } from './local-workers';
@@ -133,7 +134,7 @@ export class LocalCluster {
    */
   async start(): Promise<string> {
     // A bad DSTORE_PREFIX or REDIS_CLUSTER_NODES is told before anything starts.
-    loadCommonOptions({ ...process.env, ...this.opts.env, REDIS_URL: this.opts.redisUrl ?? 'redis://127.0.0.1:6379' });
+    loadCommonOptions({ ...process.env, ...this.opts.env, REDIS_URL: this.opts.redisUrl });
     this.claimDataDir();
     const port = this.opts.port === 0 ? await freePort() : this.opts.port;
     await canListen('127.0.0.1', port).catch((e: NodeJS.ErrnoException) => {
@@ -167,7 +168,7 @@ export class LocalCluster {
     }
     this.coordinator = this.child('coordinator', 'coordinator', [path.join(ROOT, 'dist/coordinator/main.js')], { ...base, DSTORE_HOST: '127.0.0.1', DSTORE_PORT: String(port) });
     this.url = `http://127.0.0.1:${port}`;
-    await this.waitLive(keys, Number(env.DSTORE_WORKER_TIMEOUT_MS) || 5000);
+    await this.waitLive(keys, readOne(env, 'DSTORE_WORKER_TIMEOUT_MS'));
     for (const p of this.children()) p.supervise();
     return this.url;
   }

@@ -1,4 +1,5 @@
 export * from './config';
+export * from './settings';
 export * from './errors';
 export * from './keys';
 export * from './names';

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { renderSettingsHelp } from '../../common/settings-doc';
 import { main as workerMain } from '../../worker/main';
 import { registerDrainCommand } from './drain';
 
@@ -9,6 +10,7 @@ export function registerWorkerCommand(program: Command): void {
     .description('run a worker: applies its ops stream to its SQLite shard and answers FETCH (settings: REDIS_URL, DSTORE_WORKER_ID, DSTORE_DATA_DIR, …)')
     .option('--id <id>', 'worker id (overrides DSTORE_WORKER_ID)')
     .option('--data-dir <dir>', 'shard directory (overrides DSTORE_DATA_DIR)')
+    .addHelpText('after', () => renderSettingsHelp('worker'))
     .action((o: { id?: string; dataDir?: string }) => {
       if (o.id) process.env.DSTORE_WORKER_ID = o.id;
       if (o.dataDir) process.env.DSTORE_DATA_DIR = o.dataDir;

@@ -2,11 +2,12 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'yaml';
-import { SETTINGS } from '../../common/config';
+import { SETTINGS, settingOf } from '../../common/settings';
+import { envDefault } from '../../common/settings-doc';
 
 /**
  * No Docker engine runs on the dev machines or in CI, so compose.yaml, the Dockerfile and
- * the README's Docker section are checked here as text against the config module.
+ * the README's Docker section are checked here as text against the settings table.
  */
 
 const root = path.resolve(__dirname, '../../..');
@@ -94,11 +95,11 @@ describe('compose.yaml', () => {
   });
 
   for (const name of ['coordinator', 'worker']) {
-    it(`${name}: sets only variables that common/config.ts knows`, () => {
+    it(`${name}: sets only variables that common/settings.ts knows`, () => {
       const env = envOf(services[name]);
       assert.ok(Object.keys(env).length > 0, `${name} has no environment`);
       for (const [k, raw] of Object.entries(env)) {
-        assert.ok(KNOWN.has(k), `${name} sets ${k}, which is not in SETTINGS (common/config.ts) nor NODE_ENV`);
+        assert.ok(KNOWN.has(k), `${name} sets ${k}, which is not in SETTINGS (common/settings.ts) nor NODE_ENV`);
         for (const m of raw.matchAll(INTERPOLATION)) {
           assert.ok(KNOWN.has(m[1]), `${name}: ${k} interpolates \${${m[1]}}, which is not in SETTINGS`);
         }
@@ -113,8 +114,9 @@ describe('compose.yaml', () => {
           if (op !== ':-' && op !== '-') continue;
           const setting = SETTINGS.find((s) => s.env === v);
           // Defaults such as "generated at each start" are descriptions, not values.
-          if (!setting || /\s/.test(setting.default)) continue;
-          assert.equal(def, setting.default, `${name}: ${k}=${expr} defaults to ${JSON.stringify(def)} but common/config.ts defaults ${v} to ${JSON.stringify(setting.default)}`);
+          const want = setting && envDefault(setting);
+          if (want === undefined) continue;
+          assert.equal(def, want, `${name}: ${k}=${expr} defaults to ${JSON.stringify(def)} but common/settings.ts defaults ${v} to ${JSON.stringify(want)}`);
         }
       }
     });
@@ -124,7 +126,7 @@ describe('compose.yaml', () => {
     const c = services.coordinator;
     const env = envOf(c);
     assert.equal(resolveDefault(env.DSTORE_HOST ?? ''), '0.0.0.0', 'coordinator must set DSTORE_HOST=0.0.0.0 (127.0.0.1 is unreachable from outside its container)');
-    const port = resolveDefault(env.DSTORE_PORT ?? '') || SETTINGS.find((s) => s.env === 'DSTORE_PORT')!.default;
+    const port = resolveDefault(env.DSTORE_PORT ?? '') || envDefault(settingOf('DSTORE_PORT'))!;
     const ports = (c.ports ?? []).map(parsePort);
     assert.ok(ports.length > 0, 'coordinator publishes no port');
     const mapped = ports.find((p) => resolveDefault(p.target) === port);

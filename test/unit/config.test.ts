@@ -2,10 +2,11 @@ import calculateSlot from 'cluster-key-slot';
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadCommonOptions, loadWorkerOptions, SETTINGS } from '../../common/config';
+import { loadCommonOptions, loadWorkerOptions } from '../../common/config';
 import { ConfigError } from '../../common/errors';
 import { makeKeys } from '../../common/keys';
 import { assertName } from '../../common/names';
+import { SETTINGS } from '../../common/settings';
 import { compareStreamIds } from '../../common/stream-ids';
 
 describe('config', () => {
@@ -44,7 +45,7 @@ describe('config', () => {
   it('documents every DSTORE_ setting the code reads in the README', () => {
     const root = path.resolve(__dirname, '..', '..', '..');
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-    const source = fs.readFileSync(path.join(root, 'common', 'config.ts'), 'utf8');
+    const source = ['config.ts', 'settings.ts'].map((f) => fs.readFileSync(path.join(root, 'common', f), 'utf8')).join('\n');
     const read = new Set([...source.matchAll(/'((?:DSTORE|REDIS|LOG)_[A-Z_]+)'/g)].map((m) => m[1]));
     for (const v of read) {
       assert.ok(SETTINGS.some((s) => s.env === v), `${v} is read but missing from SETTINGS`);
