@@ -75,10 +75,48 @@ export interface ClusterStatus {
   underReplicated: number;
   openPosts: number;
   deadLetters: { count: number; recent: DeadLetterView[] };
+  /**
+   * Redis memory (INFO memory; on a cluster, the fullest master): used and `maxmemory`
+   * bytes (0: no limit), and `warning` once used passes 80 % of it. At the limit Redis
+   * refuses writes, and POSTs, UPDATEs, DELETEs and reads fail with a 503 naming it.
+   */
+  redisMemory: RedisMemory;
   /** BullMQ job counts per queue and state (`waiting`, `active`, `delayed`, `failed`, …). */
   queues: Record<string, Record<string, number>>;
   /** Parts that did not answer within the time limit (their numbers are 0 or empty). */
   incomplete: string[];
+}
+
+/** Redis memory as `/status` reports it. */
+export interface RedisMemory {
+  usedBytes: number;
+  /** 0 when Redis has no `maxmemory` (it grows until the machine runs out). */
+  maxBytes: number;
+  /** The share of `maxmemory` used, 0..1 (0 without a limit). */
+  usedRatio: number;
+  /** Set from {@link MEMORY_WARNING_RATIO}: say so before writes start failing. */
+  warning?: string;
+}
+
+/** The share of `maxmemory` from which `/status` warns. */
+export const MEMORY_WARNING_RATIO = 0.8;
+
+/** Reads INFO memory of a connection (every master of a cluster) and keeps the fullest. */
+export async function readRedisMemory(cmd: DstoreRedis): Promise<RedisMemory> {
+  const nodes = isCluster(cmd) ? (cmd as unknown as Cluster).nodes('master') : [cmd];
+  let best: RedisMemory = { usedBytes: 0, maxBytes: 0, usedRatio: 0 };
+  for (const n of nodes) {
+    const info = await n.info('memory');
+    const num = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+    const used = num('used_memory');
+    const max = num('maxmemory');
+    const m = { usedBytes: used, maxBytes: max, usedRatio: max > 0 ? used / max : 0 };
+    if (m.usedRatio > best.usedRatio || (best.usedRatio === 0 && m.usedBytes > best.usedBytes)) best = m;
+  }
+  if (best.usedRatio >= MEMORY_WARNING_RATIO) {
+    best.warning = `Redis uses ${Math.round(best.usedRatio * 100)} % of its maxmemory (${best.usedBytes} of ${best.maxBytes} bytes); at 100 % every write and read fails. The _id index of each table holds most of it (docs/scaling.md): raise maxmemory, or add Redis Cluster masters`;
+  }
+  return best;
 }
 
 /** What {@link readClusterStatus} needs from a coordinator. */
@@ -122,7 +160,7 @@ export async function readClusterStatus(src: StatusSources, timeoutMs: number): 
     }
   };
   const { cmd, keys } = src;
-  const [workers, coords, counts, dead, queues] = await Promise.all([
+  const [workers, coords, counts, dead, queues, redisMemory] = await Promise.all([
     part('workers', [], () => readWorkers(src)),
     part('coordinators', { at: 0, list: [] as CoordinatorStatusView[] }, () => readCoordinators(src)),
     part('counts', { tables: 0, chunks: 0, underReplicated: 0, openPosts: 0 }, async () => {
@@ -137,6 +175,7 @@ export async function readClusterStatus(src: StatusSources, timeoutMs: number): 
     }),
     part('deadLetters', { count: 0, recent: [] as DeadLetterView[] }, () => readDeadLetters(cmd, keys.dead)),
     part('queues', {}, () => src.queueCounts()),
+    part('redisMemory', { usedBytes: 0, maxBytes: 0, usedRatio: 0 } as RedisMemory, () => readRedisMemory(cmd)),
   ]);
   return {
     coordinator: src.coordinatorId,
@@ -147,6 +186,7 @@ export async function readClusterStatus(src: StatusSources, timeoutMs: number): 
     ...counts,
     deadLetters: dead,
     queues,
+    redisMemory,
     incomplete: incomplete.sort(),
   };
 }

@@ -19,3 +19,19 @@ export const notFound = (message: string) => new ApiError(404, 'not_found', mess
 export const conflict = (message: string, details?: Record<string, unknown>) => new ApiError(409, 'conflict', message, details);
 export const unavailable = (message: string, details?: Record<string, unknown>) => new ApiError(503, 'unavailable', message, details);
 export const timeout = (message: string, details?: Record<string, unknown>) => new ApiError(504, 'timeout', message, details);
+
+/**
+ * An error from Redis itself that a client can act on, as an {@link ApiError}; undefined for
+ * any other error. Redis names the condition by the first word of its error reply (`OOM`:
+ * used memory is over `maxmemory`, so it refuses writes).
+ */
+export function fromRedisError(e: unknown): ApiError | undefined {
+  const message = (e as { message?: unknown })?.message;
+  if (typeof message !== 'string' || !message.startsWith('OOM ')) return undefined;
+  return new ApiError(
+    503,
+    'redis_full',
+    `Redis is at its maxmemory and refuses writes (${message.trim()}); nothing of this request was changed. Raise maxmemory or add Redis Cluster masters: the _id index of each table holds most of Redis' memory (GET /status shows redis memory; docs/scaling.md)`,
+    { setting: 'maxmemory' },
+  );
+}

@@ -61,6 +61,8 @@ export class CoordinatorMetrics {
     gauge('dstore_under_replicated_chunks', 'Chunks with fewer copies than the replication factor, waiting for repair.');
     gauge('dstore_open_posts', 'POSTs sent but not yet committed or aborted.');
     gauge('dstore_dead_letters', 'Entries in the dead-letter stream.');
+    gauge('dstore_redis_used_memory_bytes', 'Memory Redis uses (INFO memory used_memory; the fullest master of a cluster).');
+    gauge('dstore_redis_maxmemory_bytes', 'Redis maxmemory (0: no limit); at it every write and read fails.');
     gauge('dstore_queue_jobs', 'BullMQ jobs by queue and state.', ['queue', 'state']);
     gauge('dstore_status_incomplete', '1 for each part of the Redis read that timed out or failed during this scrape.', ['part']);
     if (fetchQueue) {
@@ -121,6 +123,10 @@ export class CoordinatorMetrics {
       set('dstore_open_posts', s.openPosts);
     }
     if (ok('deadLetters')) set('dstore_dead_letters', s.deadLetters.count);
+    if (ok('redisMemory')) {
+      set('dstore_redis_used_memory_bytes', s.redisMemory.usedBytes);
+      set('dstore_redis_maxmemory_bytes', s.redisMemory.maxBytes);
+    }
     for (const [queue, counts] of Object.entries(s.queues)) {
       for (const [state, n] of Object.entries(counts)) set('dstore_queue_jobs', n, { queue, state });
     }

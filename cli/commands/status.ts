@@ -27,6 +27,12 @@ export function renderStatus(s: ClusterStatus, width = 120): string[] {
     ),
   );
   if (s.incomplete.length > 0) out.push(truncate(`warning: no answer in time from Redis for: ${s.incomplete.join(', ')} (their figures show as 0)`, width));
+  const m = s.redisMemory;
+  if (m) {
+    const of = m.maxBytes > 0 ? ` of ${formatBytes(m.maxBytes)} maxmemory (${Math.round(m.usedRatio * 100)} %)` : ' (no maxmemory)';
+    out.push(truncate(`redis memory ${formatBytes(m.usedBytes)}${of}`, width));
+    if (m.warning) out.push(truncate(`warning: ${m.warning}`, width));
+  }
   out.push('', 'WORKERS');
   if (s.workers.length === 0) {
     out.push('  no workers have registered (start one with: dstore worker)');

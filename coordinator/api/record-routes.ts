@@ -19,12 +19,21 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 
     sub.removeAllContentTypeParsers();
     sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
     sub.post<Named & { Querystring: { csvTypes?: string } }>('/tables/:name/records', async (req) => {
+      try {
+        return await postRecords(req);
+      } catch (e) {
+        // A client still uploading would otherwise see its connection reset, not the error.
+        await discardRest(req.body as Readable, Math.min(coord.opts.bodyLimitBytes, DISCARD_MAX_BYTES), DISCARD_MAX_MS);
+        throw e;
+      }
+    });
+    const postRecords = async (req: { params: { name: string }; query: { csvTypes?: string }; headers: Record<string, string | string[] | undefined>; body: unknown }) => {
       const table = await coord.catalogue.require(req.params.name);
       const csvTypes = req.query.csvTypes ?? 'infer';
       if (!(CSV_TYPES as readonly string[]).includes(csvTypes)) {
         throw badRequest(`csvTypes must be one of ${CSV_TYPES.join(', ')}, got ${JSON.stringify(csvTypes)}`, { field: 'csvTypes' });
       }
-      const format = formatOf(req.headers['content-type']);
+      const format = formatOf(req.headers['content-type'] as string | undefined);
       if (!format) {
         throw new ApiError(415, 'unsupported_media_type', `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not one of application/x-ndjson, application/json, text/csv`);
       }
@@ -33,7 +42,7 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 
       const result = await coord.ingest.post(table, parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes as CsvTypes));
       coord.metrics.ingested(result.inserted, counted.bytes);
       return result;
-    });
+    };
   });
   app.patch<Named & { Body: { where?: unknown; set?: unknown } | undefined }>('/tables/:name/records', async (req) => {
     const table = await coord.catalogue.require(req.params.name);
@@ -48,6 +57,38 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 
     if (!req.body) throw badRequest('body must be JSON {where}; use {"where": {}} to delete every row');
     const r = await coord.mutations.delete(table, req.body.where);
     return { deleted: r.count, ...pending(r) };
+  });
+}
+
+/** Most of a refused request body read and thrown away so that its client gets the answer. */
+const DISCARD_MAX_BYTES = 256 * 1024 * 1024;
+const DISCARD_MAX_MS = 30_000;
+
+/**
+ * Reads and discards what is left of a request body, up to `maxBytes` or `ms`: an HTTP
+ * client that is still sending (most do not read the answer before their upload is done)
+ * would otherwise see its connection reset instead of the 4xx or 503 that explains why.
+ */
+async function discardRest(body: Readable, maxBytes: number, ms: number): Promise<void> {
+  if (body.readableEnded || body.destroyed) return;
+  body.unpipe();
+  let n = 0;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      body.off('data', onData);
+      body.off('end', done);
+      body.off('error', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      if ((n += chunk.length) > maxBytes) done();
+    };
+    const timer = setTimeout(done, ms);
+    body.on('data', onData);
+    body.once('end', done);
+    body.once('error', done);
+    body.resume();
   });
 }
 

@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { FilterError } from '../../common/filter';
 import type { Logger } from '../../common/logger';
 import { QueryError } from '../../common/query';
-import { ApiError } from '../errors';
+import { ApiError, fromRedisError } from '../errors';
 import { installAuth } from './auth';
 import type { ApiDeps } from './deps';
 import { registerAdminRoutes } from './admin-routes';
@@ -43,6 +43,8 @@ export function buildServer(coord: ApiDeps, log: Logger): FastifyInstance {
     if (err instanceof ApiError) return reply.status(err.status).send({ error: err.code, message: err.message, ...err.details });
     if (err instanceof FilterError) return reply.status(400).send({ error: 'bad_filter', message: err.message, field: err.path });
     if (err instanceof QueryError) return reply.status(400).send({ error: 'bad_query', message: err.message, field: err.at });
+    const redis = fromRedisError(err);
+    if (redis) return reply.status(redis.status).send({ error: redis.code, message: redis.message, ...redis.details });
     const e = err as { statusCode?: number; code?: string; message: string };
     if (e.statusCode && e.statusCode < 500) {
       if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

@@ -127,6 +127,19 @@ describe('e2e: fuzzed and hostile input', function () {
     );
   });
 
+  it('answers a refused upload with its error while the client is still sending, not a reset connection', async () => {
+    // 8 MB after a bad first line: far more than socket buffers, so the client is mid-upload when the answer comes.
+    const tail = `${JSON.stringify({ pad: 'x'.repeat(200) })}\n`.repeat(40_000);
+    for (const [path, type, body, status] of [
+      ['/tables/t/records', 'application/x-ndjson', `{not json\n${tail}`, 400],
+      ['/tables/no_such_table/records', 'application/x-ndjson', tail, 404],
+      ['/tables/t/records', 'text/plain', tail, 415],
+    ] as const) {
+      const r = await e2e.cluster.api<{ error: string }>('POST', path, body, type);
+      assert.equal(r.status, status, `${path} ${type}: ${JSON.stringify(r.body)}`);
+    }
+  });
+
   it('raw garbage: bad JSON, wrong content types, odd methods', async () => {
     const cases: [string, string, string | undefined, string][] = [
       ['POST', '/tables/t/query', '{', 'application/json'],

@@ -28,6 +28,7 @@ function sample(): ClusterStatus {
     deadLetters: { count: 1, recent: [{ id: '5-0', worker: 'w1', stream: 'dstore:worker:w1:ops', entry: '4-0', reason: 'unknown message type "X"' }] },
     queues: { repair: { active: 1, waiting: 0, delayed: 1, failed: 0, completed: 12 } },
     incomplete: [],
+    redisMemory: { usedBytes: 2_500_000, maxBytes: 0, usedRatio: 0 },
   };
 }
 
@@ -50,6 +51,14 @@ describe('dstore status', () => {
       ]);
       assert.deepEqual(lines.slice(at('DEAD LETTERS (1)') + 1, at('DEAD LETTERS (1)') + 3), ['  id   worker  entry  reason', '  5-0  w1      4-0    unknown message type "X"']);
       assert.deepEqual(lines.slice(at('QUEUES') + 1), ['  queue   active  waiting  delayed  failed  completed', '  repair       1        0        1       0         12']);
+    });
+
+    it('shows Redis memory, and warns near maxmemory', () => {
+      assert.ok(renderStatus(sample(), 200).includes('redis memory 2.50 MB (no maxmemory)'));
+      const full = { ...sample(), redisMemory: { usedBytes: 900, maxBytes: 1000, usedRatio: 0.9, warning: 'Redis uses 90 % of its maxmemory' } };
+      const lines = renderStatus(full, 200);
+      assert.ok(lines.includes('redis memory 900 B of 1.00 kB maxmemory (90 %)'), lines.join('\n'));
+      assert.ok(lines.includes('warning: Redis uses 90 % of its maxmemory'));
     });
 
     it('says when a worker cannot store', () => {
