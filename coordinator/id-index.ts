@@ -5,13 +5,41 @@ import { conflict, unavailable } from './errors';
 /** Answers which of `ids` are stored (committed) rows of `table`, with a read like any other. */
 export type ExistingIds = (table: string, ids: string[]) => Promise<Set<string>>;
 
+/** Crockford's base32, the alphabet of ULIDs (chunk ids) and of generated `_id`s. */
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
 /**
- * The chunks that may hold `ids` in `table`, from the id index: an id absent from it is not
- * stored. An entry can be stale (its POST aborted, its row deleted): the read that uses
+ * A generated `_id`: the id of the chunk it was stored in (a 26-character ULID) and its
+ * place in that chunk (4 base32 characters, up to 32⁴ rows). It names its chunk, so it needs
+ * no entry in the id index (no Redis memory per row), and two can never be equal.
+ */
+export const GENERATED_ID = /^[0-7][0-9A-HJKMNP-TV-Z]{29}$/;
+
+/** The generated `_id` of row `i` of `chunk`. */
+export function generatedId(chunk: string, i: number): string {
+  let tail = '';
+  for (let k = 0, n = i; k < 4; k++, n = Math.floor(n / 32)) tail = CROCKFORD[n % 32] + tail;
+  return chunk + tail;
+}
+
+/** The chunk a `_id` of the generated form names, or undefined for any other `_id`. */
+export function chunkOfGeneratedId(id: string): string | undefined {
+  return GENERATED_ID.test(id) ? id.slice(0, 26) : undefined;
+}
+
+/**
+ * The chunks that may hold `ids` in `table`: for an `_id` of the generated form, the chunk it
+ * names; for any `_id`, the chunk the id index holds for it (a client's `_id` is indexed,
+ * including one of the generated form, e.g. a row copied from another table). An id in
+ * neither is not stored. An entry can be stale (its POST aborted, its row deleted): the read that uses
  * this still checks the chunk, so stale entries cost a chunk read, never a wrong answer.
  */
 export async function chunksHoldingIds(cmd: DstoreRedis, keys: Keys, table: string, ids: readonly string[]): Promise<Set<string>> {
   const out = new Set<string>();
+  for (const id of ids) {
+    const c = chunkOfGeneratedId(id);
+    if (c) out.add(c);
+  }
   for (let i = 0; i < ids.length; i += 1000) {
     for (const c of await cmd.hmget(keys.idIndex(table), ...ids.slice(i, i + 1000))) if (c) out.add(c);
   }
@@ -48,6 +76,8 @@ export class IdIndex {
    * the request's row number of an id, for the error. Throws a 409 when an id is taken.
    */
   async reserve(table: string, chunk: string, ids: string[], rowOf: (id: string) => number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.checkGeneratedForm(table, ids, rowOf);
     const index = this.keys.idIndex(table);
     let held = await this.cmd.reserveIds(index, chunk, ...ids);
     for (let round = 0; held.length > 0; round++) {
@@ -56,6 +86,37 @@ export class IdIndex {
       }
       const take = await this.resolve(table, held, rowOf);
       held = take.length > 0 ? await this.cmd.takeIds(index, chunk, ...take) : [];
+    }
+  }
+
+  /**
+   * A client's `_id` of the generated form (a row exported and posted again, say) is refused
+   * when the chunk it names holds that row: generated ids are not in the index, so the index
+   * alone would not see the repeat.
+   */
+  private async checkGeneratedForm(table: string, ids: string[], rowOf: (id: string) => number): Promise<void> {
+    const named = ids.filter((id) => GENERATED_ID.test(id));
+    if (named.length === 0) return;
+    const chunks = [...new Set(named.map((id) => id.slice(0, 26)))];
+    const metas = await this.cmd.hmget(this.keys.chunks, ...chunks);
+    const inTable = new Map<string, string>();
+    chunks.forEach((c, i) => {
+      const m = metas[i] ? (JSON.parse(metas[i]!) as { table: string; post: string }) : undefined;
+      if (m?.table === table) inTable.set(c, m.post);
+    });
+    const candidates = named.filter((id) => inTable.has(id.slice(0, 26)));
+    if (candidates.length === 0) return;
+    const posts = [...new Set(candidates.map((id) => inTable.get(id.slice(0, 26))!))];
+    const open = await this.cmd.hmget(this.keys.openPosts, ...posts);
+    posts.forEach((post, i) => {
+      if (open[i] === null) return;
+      const id = candidates.find((x) => inTable.get(x.slice(0, 26)) === post)!;
+      throw conflict(`row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`, { row: rowOf(id), field: '_id' });
+    });
+    const stored = await this.existing(table, candidates);
+    const dup = candidates.find((id) => stored.has(id));
+    if (dup !== undefined) {
+      throw conflict(`row ${rowOf(dup)}: duplicate _id ${JSON.stringify(dup)}: a row with this _id already exists in table ${table}; nothing of this request was stored`, { row: rowOf(dup), field: '_id' });
     }
   }
 

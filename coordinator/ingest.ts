@@ -11,7 +11,7 @@ import { checkRecordBytes, checkRecordShape, limitExceeded, type Limits } from '
 import type { TableEncryption } from './encryption';
 import { checkRow } from './schema';
 import { placeChunk } from './token-ring';
-import type { IdIndex } from './id-index';
+import { generatedId, type IdIndex } from './id-index';
 import { xaddEach } from './ops';
 import { inWriteOrder } from './order-lock';
 import { bumpPlacement } from './placement';
@@ -40,6 +40,8 @@ interface InFlight {
 }
 
 const MAX_ID_LENGTH = 256;
+/** How every stored row begins: `_id` first (withIdFirst, JSON.stringify of `{_id, …}`). */
+const ID_HEAD = '{"_id":"';
 // Once every chunk has its minReplicas acks, how long a POST still waits for the rest.
 const REPLICA_GRACE_MS = 2000;
 
@@ -128,42 +130,52 @@ class PostRun {
 
   async execute(records: AsyncIterable<ParsedRecord>): Promise<IngestResult> {
     const { chunkRows, chunkBytes, ingestWindow, maxRowsPerRequest } = this.d.opts;
+    let chunk = this.d.newId();
     let ids: string[] = [];
     let rows: string[] = [];
+    // The client's own ids of the chunk: only these go into the id index.
+    let clientIds: string[] = [];
     let bytes = 0;
     let inserted = 0;
     let firstRow = 0;
+    const cut = () => {
+      this.enqueue(chunk, ids, rows, clientIds, firstRow);
+      chunk = this.d.newId();
+      ids = [];
+      rows = [];
+      clientIds = [];
+      bytes = 0;
+    };
     for await (const rec of records) {
       this.throwIfFailed();
       if (inserted >= maxRowsPerRequest) {
         throw limitExceeded(413, 'DSTORE_MAX_ROWS_PER_REQUEST', `row ${rec.row}: the request has more than DSTORE_MAX_ROWS_PER_REQUEST (${maxRowsPerRequest}) records; split it`, { row: rec.row });
       }
-      const { id, line } = this.prepare(rec);
+      let { id, line, generated } = this.prepare(rec, () => generatedId(chunk, rows.length));
       // A UTF-16 unit is at most 3 UTF-8 bytes: count bytes only when the limit could be near.
       if (line.length * 3 > this.d.opts.maxRecordBytes) checkRecordBytes(Buffer.byteLength(line), this.d.opts, rec.row);
       if (bytes + line.length > chunkBytes && rows.length > 0) {
-        this.enqueue(ids, rows, firstRow);
-        ids = [];
-        rows = [];
-        bytes = 0;
+        cut();
+        // A generated id names its chunk and place: the row moved to the next chunk, so its
+        // id moves too (same length, right after the opening `{"_id":"`).
+        if (generated) {
+          id = generatedId(chunk, 0);
+          line = ID_HEAD + id + line.slice(ID_HEAD.length + id.length);
+        }
       }
       if (rows.length === 0) firstRow = rec.row;
       ids.push(id);
       rows.push(line);
+      if (!generated) clientIds.push(id);
       bytes += line.length + 1;
       inserted++;
-      if (rows.length >= chunkRows) {
-        this.enqueue(ids, rows, firstRow);
-        ids = [];
-        rows = [];
-        bytes = 0;
-      }
+      if (rows.length >= chunkRows) cut();
       while (this.waitingForMin() + this.queued >= ingestWindow) {
         this.throwIfFailed();
         await this.nextEvent();
       }
     }
-    if (rows.length > 0) this.enqueue(ids, rows, firstRow);
+    if (rows.length > 0) this.enqueue(chunk, ids, rows, clientIds, firstRow);
     await Promise.all(this.sending);
     // Every chunk needs minReplicas acks; then the rest get a short grace.
     while (this.waitingForMin() > 0 || this.waitingForAll() > 0) {
@@ -176,8 +188,8 @@ class PostRun {
     return { post: this.post, inserted, chunks: this.placed.length, underReplicated: this.underReplicated };
   }
 
-  /** Checks one record and serialises it with `_id` first. */
-  private prepare(rec: ParsedRecord): { id: string; line: string } {
+  /** Checks one record and serialises it with `_id` first; `generate` gives the `_id` of a record without one. */
+  private prepare(rec: ParsedRecord, generate: () => string): { id: string; line: string; generated: boolean } {
     const v = rec.value;
     if (!v || typeof v !== 'object' || Array.isArray(v)) {
       throw badRequest(`row ${rec.row}: a record must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`, { row: rec.row });
@@ -186,8 +198,9 @@ class PostRun {
     checkRecordShape(row, this.d.opts, rec.row);
     if (this.table.schema) checkRow(row, this.table.schema, rec.row);
     let id = row._id;
-    if (id === undefined) {
-      id = this.d.newId();
+    const generated = id === undefined;
+    if (generated) {
+      id = generate();
     } else {
       if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(id)) {
         throw badRequest(`row ${rec.row}: field "_id" must be a non-empty string of at most ${MAX_ID_LENGTH} characters without control characters`, {
@@ -201,12 +214,12 @@ class PostRun {
     }
     // The client's own text holds encrypted columns in clear: with encryption the row is always re-serialised.
     const reused = rec.text === undefined || this.encrypt ? undefined : withIdFirst(rec.text, id as string, row._id === undefined);
-    if (reused !== undefined) return { id: id as string, line: reused };
+    if (reused !== undefined) return { id: id as string, line: reused, generated };
     const { _id, ...rest } = row;
     void _id;
     // After the checks, which need the clear values; `rest` is a copy, the input stays as it was.
     this.encrypt?.(rest);
-    return { id: id as string, line: JSON.stringify({ _id: id, ...rest }) };
+    return { id: id as string, line: JSON.stringify({ _id: id, ...rest }), generated };
   }
 
   /** Places no more chunks and waits until none is being placed (before an abort, so no chunk is sent after it). */
@@ -216,11 +229,11 @@ class PostRun {
   }
 
   /** Starts placing one chunk ({@link send}) without waiting for it; a failure fails the POST. */
-  private enqueue(ids: string[], rows: string[], firstRow: number): void {
+  private enqueue(chunk: string, ids: string[], rows: string[], clientIds: string[], firstRow: number): void {
     this.queued++;
     const p = (async () => {
       try {
-        if (!this.failure && !this.stopping) await this.send(ids, rows, firstRow);
+        if (!this.failure && !this.stopping) await this.send(chunk, ids, rows, clientIds, firstRow);
       } catch (e) {
         this.fail(e as ApiError);
       } finally {
@@ -233,7 +246,7 @@ class PostRun {
   }
 
   /** Places one chunk; `firstRow` is the request's row number of its first record. */
-  private async send(ids: string[], rows: string[], firstRow: number): Promise<void> {
+  private async send(chunk: string, ids: string[], rows: string[], clientIds: string[], firstRow: number): Promise<void> {
     const { cmd, keys, opts, workers } = this.d;
     // Draining workers take no new chunks.
     const live = await workers.writable();
@@ -244,7 +257,6 @@ class PostRun {
     }
     const token = await cmd.incr(keys.token);
     const replicas = placeChunk(live, token, opts.replicas);
-    const chunk = this.d.newId();
     const msg = buildRows(PostMessage, { chunk, post: this.post, table: this.table.name, replicas, replyTo: this.d.replyTo, ids, rows });
     const args = msg.toArgs();
     const meta = JSON.stringify({ table: this.table.name, post: this.post, replicas, rows: ids.length });
@@ -268,8 +280,9 @@ class PostRun {
       JSON.stringify({ coordinator: this.d.coordinatorId, table: this.table.name, at: Date.now() }),
       ...replicas,
     );
-    // After the placement is recorded: an index entry whose chunk has none is stale.
-    await this.d.idIndex.reserve(this.table.name, chunk, ids, (id) => firstRow + ids.indexOf(id));
+    // After the placement is recorded: an index entry whose chunk has none is stale. Generated
+    // ids name their chunk and need no entry.
+    await this.d.idIndex.reserve(this.table.name, chunk, clientIds, (id) => firstRow + ids.indexOf(id));
     if (replicas.length < opts.replicas) {
       // Fewer live workers than R: acknowledged with fewer copies, recorded (after the
       // placement, which repair reads) so that repair tops it up once workers can take it.

@@ -43,7 +43,7 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 
-  it('records every _id of a table in <prefix>:table:{<table>}:ids', async () => {
+  it('records every _id a client gave in <prefix>:table:{<table>}:ids', async () => {
     assert.equal(await e2e.cluster.redis.hlen(e2e.keys.idIndex('t')), 1000);
   });
 
