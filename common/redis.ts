@@ -41,6 +41,8 @@ export interface DstoreCommands {
   takeIds(index: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
   /** Deletes a lock only if it still holds `token` (common/lua/release-lock-1.lua). */
   releaseLock(lock: string, token: string): Promise<number>;
+  /** Publishes a FETCH/DIGEST with the worker's read fence spliced in (common/lua/publish-fenced-1.lua). */
+  publishFenced(workerOps: string, channel: string, head: string, rest: string, sharded: '0' | '1'): Promise<number>;
   /** Records the shard a worker serves; a new one forgets the worker's chunks (common/lua/lose-shard-4.lua). */
   loseShard(shards: string, workerChunks: string, chunks: string, underReplicated: string, worker: string, expected: string, record: string, dueMs: string): Promise<(number | string)[]>;
 }

@@ -51,6 +51,8 @@ export interface ReadStart {
   live: string[];
   /** The table's placement version, read after the read began. */
   version: string;
+  /** With a filter that pins `_id`s: how many, and the chunks that may hold them. */
+  pinned?: { ids: number; chunks: Set<string> };
 }
 
 type SortedLine = [...SqlValue[]];
@@ -92,8 +94,11 @@ export class FetchMerger {
    * version), so that they share a round trip with the caller's own (the catalogue lookup);
    * pass the result to {@link read}. A point lookup is mostly round trips.
    */
-  start(table: string): Promise<ReadStart> {
-    const p = Promise.all([this.ctx.workers.live(), this.placements.version(table)]).then(([live, version]) => ({ live, version }));
+  start(table: string, where?: unknown): Promise<ReadStart> {
+    const ids = pinned(where);
+    const p = Promise.all([this.ctx.workers.live(), this.placements.version(table), ids && chunksHoldingIds(this.ctx.cmd, this.ctx.keys, table, ids)]).then(
+      ([live, version, chunks]) => ({ live, version, pinned: ids && chunks ? { ids: ids.length, chunks } : undefined }),
+    );
     p.catch(() => undefined);
     return p;
   }
@@ -104,12 +109,13 @@ export class FetchMerger {
    * trailer when chunks were left out, or only the plan with `explain`.
    */
   async *read(table: string, q: QuerySpec, opts: ReadOptions = {}, started?: Promise<ReadStart>): AsyncGenerator<ReadPiece> {
-    const { live, version } = await (started ?? this.start(table));
-    if (live.length === 0 && !opts.explain) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
     // A filter that pins `_id`s reads only the chunks the id index names: a lookup of an id
-    // that is not stored asks no worker at all.
-    const ids = pinnedIds(q.where);
-    const [placement, only] = await Promise.all([this.placements.get(table, version), ids && chunksHoldingIds(this.ctx.cmd, this.ctx.keys, table, ids)]);
+    // that is not stored asks no worker at all. Looked up with the live set, in one round trip.
+    const { live, version, pinned: pins } = await (started ?? this.start(table, q.where));
+    if (live.length === 0 && !opts.explain) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
+    const placement = await this.placements.get(table, version);
+    const only = pins?.chunks;
+    const ids = pins && { length: pins.ids };
     const plan = new ReadPlan(
       {
         cmd: this.ctx.cmd,
@@ -389,4 +395,13 @@ function countLines(text: string): number {
   let n = 1;
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
   return n;
+}
+
+/** The `_id`s a filter pins, or undefined (also for a filter that is not valid: the read refuses it later, naming the fault). */
+function pinned(where: unknown): string[] | undefined {
+  try {
+    return where === undefined ? undefined : pinnedIds(where);
+  } catch {
+    return undefined;
+  }
 }

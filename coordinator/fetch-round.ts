@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Keys } from '../common/keys';
 import { build, DigestMessage, encodeFetch, FetchCreditMessage, FetchMessage, type DigestRespMessage, type FetchErrorCode, type FetchRespMessage } from '../common/messages';
 import type { QuerySpec } from '../common/query';
-import { publish, type DstoreRedis } from '../common/redis';
+import { isCluster, publish, type DstoreRedis } from '../common/redis';
 import type { CoordinatorContext } from './context';
 
 /**
@@ -84,10 +84,7 @@ export interface FetchRoundOptions {
   onAnswered?: (worker: string, ms: number) => void;
 }
 
-/** Reads the last id of each worker's ops stream (`0-0` when empty): the read fence, in one round trip. */
-export async function readTails(cmd: DstoreRedis, keys: Keys, workers: readonly string[]): Promise<string[]> {
-  return Promise.all(workers.map((w) => cmd.xrevrange(keys.workerOps(w), '+', '-', 'COUNT', 1).then((r) => r[0]?.[0] ?? '0-0')));
-}
+
 
 /**
  * One FETCH round: each assigned worker gets a FETCH naming exactly the chunks it answers
@@ -167,20 +164,25 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
   }
 
   /**
-   * Reads each asked worker's fence (the tail of its ops stream, after the read began),
-   * then publishes each FETCH on its worker's channel.
+   * Publishes each FETCH (or DIGEST) on its worker's channel with the worker's read fence:
+   * the tail of its ops stream, read by publish-fenced-1.lua in the same step, after the
+   * read began.
    */
   async publish(): Promise<void> {
     const workers = this.workers;
     if (workers.length === 0) return;
     this.publishedAt = Date.now();
-    const tails = await readTails(this.cmd, this.keys, workers);
+    const sharded = isCluster(this.cmd) ? '1' : '0';
     await Promise.all(
-      workers.map(async (w, i) => {
+      workers.map(async (w) => {
         const a = this.assigned.get(w)!;
-        const base = { req: this.req, worker: w, tail: tails[i], replyTo: this.replyTo, table: this.table, chunks: [...a.chunks], timeoutMs: this.timeoutMs };
+        const base = { req: this.req, worker: w, replyTo: this.replyTo, table: this.table, chunks: [...a.chunks], timeoutMs: this.timeoutMs };
         const msg = 'digest' in this.request ? build(DigestMessage, base) : build(FetchMessage, { ...base, window: this.flow?.window, ...this.request.query });
-        const receivers = await publish(this.cmd, this.keys.workerFetch(w), encodeFetch(msg));
+        // The fence goes last: `{…}` becomes `{…,"tail":"<id>"}` in Redis.
+        const json = encodeFetch(msg);
+        const head = `${json.slice(0, -1)},"tail":"`;
+        const rest = '"}';
+        const receivers = await this.cmd.publishFenced(this.keys.workerOps(w), this.keys.workerFetch(w), head, rest, sharded);
         if (receivers === 0) this.failWorker({ worker: w, code: 'timeout', reason: `worker ${w} is not subscribed to its fetch channel` });
       }),
     );

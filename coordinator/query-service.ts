@@ -57,7 +57,7 @@ export class QueryService {
   /** Checks a query and starts it; throws an {@link ApiError} for anything wrong before rows flow. */
   async open(name: string, raw: QuerySpec, opts: QueryOptions = {}): Promise<QueryCursor> {
     // Issued together with the catalogue lookup: one round trip to Redis, not two.
-    const started = this.deps.fetch.start(name);
+    const started = this.deps.fetch.start(name, raw.where);
     const table = await this.deps.catalogue.require(name);
     const q = normalizeQuery(raw);
     checkLimit(q.limit, this.deps.opts.maxResultRows);
