@@ -66,7 +66,9 @@ export class SqliteBaseline {
     let buf: string[] = [];
     let bytes = 0;
     try {
-      for (const row of this.db.prepare(plan.sql).iterate(...plan.params) as IterableIterator<Record<string, unknown>>) {
+      for (const row of this.db.prepare(plan.sql).iterate(...plan.params) as IterableIterator<
+        Record<string, unknown>
+      >) {
         const line = plan.line(row);
         count++;
         if (keep.length < 2000) keep.push(line);
@@ -115,7 +117,13 @@ export function percentiles(times: number[]): { p50: number; p99: number } {
  * fields, 1000 rows each), XADDed with pipelined windows to one stream while one consumer
  * XREADs them back. Returns rows/s from the first XADD to the last entry read.
  */
-export async function brokerLimit(redisUrl: string, prefix: string, data: DataSet, chunkRows = 1000, window = 16): Promise<number> {
+export async function brokerLimit(
+  redisUrl: string,
+  prefix: string,
+  data: DataSet,
+  chunkRows = 1000,
+  window = 16,
+): Promise<number> {
   const producer = new Redis(redisUrl, { connectionName: `${prefix}:bench-producer` });
   const consumer = new Redis(redisUrl, { connectionName: `${prefix}:bench-consumer` });
   const stream = `${prefix}:bench:broker`;
@@ -126,7 +134,8 @@ export async function brokerLimit(redisUrl: string, prefix: string, data: DataSe
       let last = '0-0';
       let seen = 0;
       while (seen < chunks) {
-        const res = (await consumer.xread('COUNT', 16, 'BLOCK', 5000, 'STREAMS', stream, last)) as [string, [string, string[]][]][] | null;
+        const res = (await consumer.xread('COUNT', 16, 'BLOCK', 5000, 'STREAMS', stream, last)) as
+          [string, [string, string[]][]][] | null;
         const entries = res?.[0]?.[1] ?? [];
         if (entries.length === 0) throw new Error(`broker bench: no entry for 5 s after ${seen} of ${chunks}`);
         for (const [id] of entries) last = id;
@@ -178,7 +187,10 @@ export async function brokerLimit(redisUrl: string, prefix: string, data: DataSe
  * PostgreSQL COPY of the same rows into a table of its own (`id text primary key, doc
  * jsonb`), dropped afterwards. Returns rows/s, or a note saying why it was skipped.
  */
-export async function pgCopy(pgUrl: string | undefined, data: DataSet): Promise<{ rowsPerSec?: number; note?: string }> {
+export async function pgCopy(
+  pgUrl: string | undefined,
+  data: DataSet,
+): Promise<{ rowsPerSec?: number; note?: string }> {
   if (!pgUrl) return { note: 'PG_URL not set' };
   let pg: typeof import('pg');
   let copy: typeof import('pg-copy-streams');

@@ -46,7 +46,11 @@ function sameAggregates(a: string[], b: string[]): boolean {
   return a.every((line, i) => {
     const x = JSON.parse(line) as Record<string, number | string>;
     const y = JSON.parse(b[i]) as Record<string, number | string>;
-    return Object.keys(x).every((k) => (typeof x[k] === 'number' ? Math.abs((x[k] as number) - (y[k] as number)) <= 1e-9 * Math.max(1, Math.abs(x[k] as number)) : x[k] === y[k]));
+    return Object.keys(x).every((k) =>
+      typeof x[k] === 'number'
+        ? Math.abs((x[k] as number) - (y[k] as number)) <= 1e-9 * Math.max(1, Math.abs(x[k] as number))
+        : x[k] === y[k],
+    );
   });
 }
 
@@ -64,7 +68,9 @@ async function main(): Promise<void> {
 
   log(`generating ${rows} rows`);
   const data = generate(path.join(dir, 'rows.ndjson'), rows, postRows);
-  log(`${data.bytes} bytes (${(data.bytes / rows).toFixed(0)} per row), ${data.slices.length} POSTs of up to ${postRows} rows, ${lanes} at a time`);
+  log(
+    `${data.bytes} bytes (${(data.bytes / rows).toFixed(0)} per row), ${data.slices.length} POSTs of up to ${postRows} rows, ${lanes} at a time`,
+  );
 
   // Baselines first: one SQLite file, then the broker alone, then PostgreSQL.
   const sqlite = new SqliteBaseline(path.join(dir, 'baseline.sqlite'));
@@ -80,7 +86,10 @@ async function main(): Promise<void> {
   log(`dstore R=1, ${WORKERS} workers: ingest`);
   let cluster = await benchCluster(redis.url, WORKERS, 1, TABLE);
   const ingestR1 = await ingest(cluster.url, TABLE, data, lanes);
-  const rssR1 = { coordinator: peakRssMiB(cluster.coordinator.pid), workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0) };
+  const rssR1 = {
+    coordinator: peakRssMiB(cluster.coordinator.pid),
+    workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0),
+  };
   log(`ingest R=1: ${ingestR1.toFixed(0)} rows/s`);
   await cluster.stop();
 
@@ -89,58 +98,151 @@ async function main(): Promise<void> {
   cluster = await benchCluster(redis.url, WORKERS, 2, TABLE);
   const ingestR2 = await ingest(cluster.url, TABLE, data, lanes);
   log(`ingest R=2: ${ingestR2.toFixed(0)} rows/s`);
-  const rssLoad = { coordinator: peakRssMiB(cluster.coordinator.pid) ?? 0, workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0) };
+  const rssLoad = {
+    coordinator: peakRssMiB(cluster.coordinator.pid) ?? 0,
+    workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0),
+  };
 
   log('reads: full FETCH');
   const full = await query(cluster.url, TABLE, {}, 0);
   const fullBase = sqlite.query({});
-  check(full.count === rows && fullBase.count === rows, `full FETCH returned ${full.count} rows (baseline ${fullBase.count}), expected ${rows}`, problems);
+  check(
+    full.count === rows && fullBase.count === rows,
+    `full FETCH returned ${full.count} rows (baseline ${fullBase.count}), expected ${rows}`,
+    problems,
+  );
 
   log('reads: filter, sort + limit, group-by');
   const filter = await query(cluster.url, TABLE, FILTER);
   const filterBase = sqlite.query(FILTER);
-  check(filter.count === filterBase.count && filter.count > 0, `filter returned ${filter.count} rows, one SQLite file ${filterBase.count}`, problems);
+  check(
+    filter.count === filterBase.count && filter.count > 0,
+    `filter returned ${filter.count} rows, one SQLite file ${filterBase.count}`,
+    problems,
+  );
   const sorted = await query(cluster.url, TABLE, SORT);
   const sortedBase = sqlite.query(SORT);
   const sortedIds = sorted.lines.map((l) => (JSON.parse(l) as { _id: string })._id);
   const sortedBaseIds = sortedBase.lines.map((l) => (JSON.parse(l) as unknown[])[1]);
-  check(JSON.stringify(sortedIds) === JSON.stringify(sortedBaseIds), 'sort + limit 100 differs from one SQLite file', problems);
+  check(
+    JSON.stringify(sortedIds) === JSON.stringify(sortedBaseIds),
+    'sort + limit 100 differs from one SQLite file',
+    problems,
+  );
   const group = await query(cluster.url, TABLE, GROUP);
   const groupBase = sqlite.query(GROUP);
-  check(sameAggregates(group.lines, combined(groupBase.lines, GROUP)), `group-by differs from one SQLite file:\n${group.lines.join('\n')}\nvs\n${combined(groupBase.lines, GROUP).join('\n')}`, problems);
+  check(
+    sameAggregates(group.lines, combined(groupBase.lines, GROUP)),
+    `group-by differs from one SQLite file:\n${group.lines.join('\n')}\nvs\n${combined(groupBase.lines, GROUP).join('\n')}`,
+    problems,
+  );
 
   log(`reads: ${LOOKUPS} point lookups by _id`);
   const ids = Array.from({ length: LOOKUPS }, (_, i) => rowId(Math.floor(((i * 7919) % LOOKUPS) * (rows / LOOKUPS))));
   const times: number[] = [];
   for (const id of ids) {
     const r = await query(cluster.url, TABLE, { where: { _id: id } });
-    if (r.count !== 1 || !r.lines[0].includes(`"_id":"${id}"`)) problems.push(`lookup of ${id} returned ${r.count} rows`);
+    if (r.count !== 1 || !r.lines[0].includes(`"_id":"${id}"`))
+      problems.push(`lookup of ${id} returned ${r.count} rows`);
     times.push(r.ms);
   }
   const lookup = percentiles(times);
   const lookupBase = sqlite.lookups(ids);
-  const rssEnd = { coordinator: peakRssMiB(cluster.coordinator.pid) ?? 0, workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0) };
+  const rssEnd = {
+    coordinator: peakRssMiB(cluster.coordinator.pid) ?? 0,
+    workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0),
+  };
   await cluster.stop();
   sqlite.close();
 
   const figures: Figure[] = [
-    { name: 'ingest R=1', unit: 'rows/s', dstore: ingestR1, baseline: sqliteInsert, baselineName: 'SQLite insert', better: 'higher', target: 0.8 },
-    { name: 'ingest R=2', unit: 'rows/s', dstore: ingestR2, baseline: sqliteInsert, baselineName: 'SQLite insert', better: 'higher', target: 0.5 },
-    { name: 'ingest R=1 vs broker', unit: 'rows/s', dstore: ingestR1, baseline: broker, baselineName: 'XADD+XREAD', better: 'higher' },
+    {
+      name: 'ingest R=1',
+      unit: 'rows/s',
+      dstore: ingestR1,
+      baseline: sqliteInsert,
+      baselineName: 'SQLite insert',
+      better: 'higher',
+      target: 0.8,
+    },
+    {
+      name: 'ingest R=2',
+      unit: 'rows/s',
+      dstore: ingestR2,
+      baseline: sqliteInsert,
+      baselineName: 'SQLite insert',
+      better: 'higher',
+      target: 0.5,
+    },
+    {
+      name: 'ingest R=1 vs broker',
+      unit: 'rows/s',
+      dstore: ingestR1,
+      baseline: broker,
+      baselineName: 'XADD+XREAD',
+      better: 'higher',
+    },
     pg.rowsPerSec
-      ? { name: 'ingest R=1 vs PostgreSQL', unit: 'rows/s', dstore: ingestR1, baseline: pg.rowsPerSec, baselineName: 'PG COPY', better: 'higher' }
-      : { name: 'ingest R=1 vs PostgreSQL', unit: 'rows/s', dstore: ingestR1, better: 'higher', note: `skipped: ${pg.note}` },
-    { name: 'full FETCH', unit: 'rows/s', dstore: rows / (full.ms / 1000), baseline: rows / (fullBase.ms / 1000), baselineName: 'SQLite scan', better: 'higher', target: 0.5 },
+      ? {
+          name: 'ingest R=1 vs PostgreSQL',
+          unit: 'rows/s',
+          dstore: ingestR1,
+          baseline: pg.rowsPerSec,
+          baselineName: 'PG COPY',
+          better: 'higher',
+        }
+      : {
+          name: 'ingest R=1 vs PostgreSQL',
+          unit: 'rows/s',
+          dstore: ingestR1,
+          better: 'higher',
+          note: `skipped: ${pg.note}`,
+        },
+    {
+      name: 'full FETCH',
+      unit: 'rows/s',
+      dstore: rows / (full.ms / 1000),
+      baseline: rows / (fullBase.ms / 1000),
+      baselineName: 'SQLite scan',
+      better: 'higher',
+      target: 0.5,
+    },
     { name: 'filter ~1%', unit: 'ms', dstore: filter.ms, baseline: filterBase.ms, better: 'lower', target: 1.5 },
     { name: 'sort + limit 100', unit: 'ms', dstore: sorted.ms, baseline: sortedBase.ms, better: 'lower' },
     { name: 'group-by aggregate', unit: 'ms', dstore: group.ms, baseline: groupBase.ms, better: 'lower', target: 1.5 },
     { name: 'point lookup p50', unit: 'ms', dstore: lookup.p50, baseline: lookupBase.p50, better: 'lower' },
-    { name: 'point lookup p99', unit: 'ms', dstore: lookup.p99, better: 'lower', target: 20, note: `SQLite ${lookupBase.p99.toFixed(3)} ms` },
-    { name: 'coordinator peak RSS', unit: 'MiB', dstore: rssLoad.coordinator, better: 'lower', target: 300, note: `after reads ${rssEnd.coordinator.toFixed(0)}` },
-    { name: 'worker peak RSS (max)', unit: 'MiB', dstore: Math.max(...rssLoad.workers), better: 'lower', target: 300, note: `after reads ${Math.max(...rssEnd.workers).toFixed(0)}` },
+    {
+      name: 'point lookup p99',
+      unit: 'ms',
+      dstore: lookup.p99,
+      better: 'lower',
+      target: 20,
+      note: `SQLite ${lookupBase.p99.toFixed(3)} ms`,
+    },
+    {
+      name: 'coordinator peak RSS',
+      unit: 'MiB',
+      dstore: rssLoad.coordinator,
+      better: 'lower',
+      target: 300,
+      note: `after reads ${rssEnd.coordinator.toFixed(0)}`,
+    },
+    {
+      name: 'worker peak RSS (max)',
+      unit: 'MiB',
+      dstore: Math.max(...rssLoad.workers),
+      better: 'lower',
+      target: 300,
+      note: `after reads ${Math.max(...rssEnd.workers).toFixed(0)}`,
+    },
   ];
 
-  console.log(`\ndstore bench: ${rows} rows (${(data.bytes / rows).toFixed(0)} B each), ${WORKERS} workers, ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
+  console.log(
+    `\ndstore bench: ${rows} rows (${(data.bytes / rows).toFixed(0)} B each), ${WORKERS} workers, ${os.cpus().length} cores, load ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}\n`,
+  );
   console.log(table(figures));
   const guard = figures.filter((f) => broken(f)).map((f) => `${f.name}: more than 10x off its target`);
   problems.push(...guard);

@@ -51,7 +51,8 @@ export async function ingest(baseUrl: string, table: string, data: DataSet, lane
       );
       const text = Buffer.concat(chunks).toString();
       const answer = JSON.parse(text) as { inserted?: number };
-      if (status !== 200 || answer.inserted !== s.rows) throw new Error(`POST of ${s.rows} rows answered ${status}: ${text.slice(0, 500)}`);
+      if (status !== 200 || answer.inserted !== s.rows)
+        throw new Error(`POST of ${s.rows} rows answered ${status}: ${text.slice(0, 500)}`);
     }
   };
   await Promise.all(Array.from({ length: lanes }, lane));
@@ -76,21 +77,31 @@ export async function query(baseUrl: string, table: string, q: QuerySpec, keep =
   let bytes = 0;
   let tail = '';
   const lines: string[] = [];
-  const status = await request(`${baseUrl}/tables/${table}/query`, 'POST', { 'content-type': 'application/json' }, JSON.stringify(q), (b) => {
-    bytes += b.length;
-    const text = tail + b.toString('utf8');
-    let from = 0;
-    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', from)) {
-      count++;
-      if (lines.length < keep) lines.push(text.slice(from, i));
-      from = i + 1;
-    }
-    tail = text.slice(from);
-  });
+  const status = await request(
+    `${baseUrl}/tables/${table}/query`,
+    'POST',
+    { 'content-type': 'application/json' },
+    JSON.stringify(q),
+    (b) => {
+      bytes += b.length;
+      const text = tail + b.toString('utf8');
+      let from = 0;
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', from)) {
+        count++;
+        if (lines.length < keep) lines.push(text.slice(from, i));
+        from = i + 1;
+      }
+      tail = text.slice(from);
+    },
+  );
   const ms = performance.now() - t0;
-  if (status !== 200) throw new Error(`query ${JSON.stringify(q)} answered ${status}: ${lines.join('\n').slice(0, 500) || tail.slice(0, 500)}`);
+  if (status !== 200)
+    throw new Error(
+      `query ${JSON.stringify(q)} answered ${status}: ${lines.join('\n').slice(0, 500) || tail.slice(0, 500)}`,
+    );
   const last = lines[lines.length - 1] ?? '';
-  if (last.startsWith('{"_error"') || last.startsWith('{"_partial"')) throw new Error(`query ${JSON.stringify(q)} ended with ${last}`);
+  if (last.startsWith('{"_error"') || last.startsWith('{"_partial"'))
+    throw new Error(`query ${JSON.stringify(q)} ended with ${last}`);
   return { count, lines, ms, bytes };
 }
 

@@ -81,7 +81,10 @@ export function generate(file: string, rows: number, postRows: number, seed = 42
 
 /** The lines of the data file, in order. */
 export async function* lines(file: string): AsyncGenerator<string> {
-  const rl = readline.createInterface({ input: fs.createReadStream(file, { highWaterMark: 1 << 20 }), crlfDelay: Infinity });
+  const rl = readline.createInterface({
+    input: fs.createReadStream(file, { highWaterMark: 1 << 20 }),
+    crlfDelay: Infinity,
+  });
   for await (const line of rl) if (line) yield line;
 }
 

@@ -19,17 +19,37 @@ run(async () => {
   const redis = await startRedis();
   const cluster = await benchCluster(redis.url, 4, envInt('PROBE_R', 2, 1), 'bench');
   const info = await cluster.redis.info('server');
-  const pids: [string, number][] = [['coordinator', cluster.coordinator.pid!], ...[...cluster.workers.values()].map((w) => [w.id, w.child.pid!] as [string, number]), ['redis', Number(/process_id:(\d+)/.exec(info)![1])], ['client', process.pid]];
-  const cpu = () => pids.map(([, pid]) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0));
+  const pids: [string, number][] = [
+    ['coordinator', cluster.coordinator.pid!],
+    ...[...cluster.workers.values()].map((w) => [w.id, w.child.pid!] as [string, number]),
+    ['redis', Number(/process_id:(\d+)/.exec(info)![1])],
+    ['client', process.pid],
+  ];
+  const cpu = () =>
+    pids.map(([, pid]) =>
+      fs
+        .readFileSync(`/proc/${pid}/stat`, 'utf8')
+        .split(') ')[1]
+        .split(' ')
+        .slice(11, 13)
+        .reduce((a, b) => a + Number(b), 0),
+    );
   const beforeIngest = cpu();
   console.log(`ingest: ${Math.round(await ingest(cluster.url, 'bench', data, 2))} rows/s`);
   const afterIngest = cpu();
-  console.log('CPU ms per 1000 rows ingested: ' + pids.map(([name], i) => `${name} ${(((afterIngest[i] - beforeIngest[i]) * 10 * 1000) / rows).toFixed(1)}`).join(', '));
+  console.log(
+    'CPU ms per 1000 rows ingested: ' +
+      pids
+        .map(([name], i) => `${name} ${(((afterIngest[i] - beforeIngest[i]) * 10 * 1000) / rows).toFixed(1)}`)
+        .join(', '),
+  );
   console.log(`coordinator peak RSS after ingest: ${peakRssMiB(cluster.coordinator.pid)} MiB`);
   for (let i = 0; i < envInt('PROBE_FULL', 0, 0); i++) {
     const r = await query(cluster.url, 'bench', {}, 0);
     if (r.count !== rows) throw new Error(`full read returned ${r.count} rows`);
-    console.log(`full read: ${Math.round(rows / (r.ms / 1000))} rows/s; coordinator peak RSS ${peakRssMiB(cluster.coordinator.pid)} MiB`);
+    console.log(
+      `full read: ${Math.round(rows / (r.ms / 1000))} rows/s; coordinator peak RSS ${peakRssMiB(cluster.coordinator.pid)} MiB`,
+    );
   }
   const before = cpu();
   const times: number[] = [];
@@ -40,9 +60,17 @@ run(async () => {
     times.push(r.ms);
   }
   const after = cpu();
-  console.log('CPU ms per lookup: ' + pids.map(([name], i) => `${name} ${(((after[i] - before[i]) * 10) / n).toFixed(2)}`).join(', '));
+  console.log(
+    'CPU ms per lookup: ' +
+      pids.map(([name], i) => `${name} ${(((after[i] - before[i]) * 10) / n).toFixed(2)}`).join(', '),
+  );
   const p = percentiles(times);
   const sorted = [...times].sort((a, b) => b - a);
-  console.log(`lookups ${n}: p50 ${p.p50.toFixed(2)} p99 ${p.p99.toFixed(2)} max ${sorted[0].toFixed(1)}; slowest ${sorted.slice(0, 15).map((t) => t.toFixed(0)).join(' ')}`);
+  console.log(
+    `lookups ${n}: p50 ${p.p50.toFixed(2)} p99 ${p.p99.toFixed(2)} max ${sorted[0].toFixed(1)}; slowest ${sorted
+      .slice(0, 15)
+      .map((t) => t.toFixed(0))
+      .join(' ')}`,
+  );
   await cluster.stop();
 });

@@ -36,7 +36,9 @@ export function selfTimes(p: Profile): { name: string; ms: number; share: number
     const name = `${f.functionName || '(anonymous)'} ${where}`.trim();
     byName.set(name, (byName.get(name) ?? 0) + us);
   }
-  return [...byName.entries()].map(([name, us]) => ({ name, ms: us / 1000, share: us / total })).sort((a, b) => b.ms - a.ms);
+  return [...byName.entries()]
+    .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }))
+    .sort((a, b) => b.ms - a.ms);
 }
 
 /**
@@ -68,7 +70,8 @@ function main(): void {
   if (by > 0) {
     const [file, fn] = [process.argv[2], process.argv[by + 1]];
     const p = JSON.parse(fs.readFileSync(file, 'utf8')) as Profile;
-    for (const c of callers(p, fn, Number(process.argv[by + 2] ?? 6)).slice(0, 12)) console.log(`${c.ms.toFixed(0).padStart(8)} ms  ${c.chain}`);
+    for (const c of callers(p, fn, Number(process.argv[by + 2] ?? 6)).slice(0, 12))
+      console.log(`${c.ms.toFixed(0).padStart(8)} ms  ${c.chain}`);
     return;
   }
   const [target, topArg] = process.argv.slice(2);
@@ -78,14 +81,18 @@ function main(): void {
   }
   const top = Number(topArg ?? 15);
   const files = fs.statSync(target).isDirectory()
-    ? fs.readdirSync(target).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(target, f))
+    ? fs
+        .readdirSync(target)
+        .filter((f) => f.endsWith('.cpuprofile'))
+        .map((f) => path.join(target, f))
     : [target];
   for (const file of files) {
     const p = JSON.parse(fs.readFileSync(file, 'utf8')) as Profile;
     const rows = selfTimes(p);
     const total = rows.reduce((a, r) => a + r.ms, 0);
     console.log(`\n${path.basename(file)}: ${(total / 1000).toFixed(1)} s sampled`);
-    for (const r of rows.slice(0, top)) console.log(`${r.ms.toFixed(0).padStart(8)} ms ${(r.share * 100).toFixed(1).padStart(5)} %  ${r.name}`);
+    for (const r of rows.slice(0, top))
+      console.log(`${r.ms.toFixed(0).padStart(8)} ms ${(r.share * 100).toFixed(1).padStart(5)} %  ${r.name}`);
   }
 }
 

@@ -57,7 +57,10 @@ export function table(figures: Figure[]): string {
   const head = ['figure', 'dstore', 'baseline', 'ratio', 'target', 'met'];
   const rows = figures.map((f) => {
     const ratio = ratioOf(f);
-    const target = f.target === undefined ? '' : `${f.better === 'higher' ? '>=' : '<='} ${f.target}${f.baseline ? 'x' : ` ${f.unit}`}`;
+    const target =
+      f.target === undefined
+        ? ''
+        : `${f.better === 'higher' ? '>=' : '<='} ${f.target}${f.baseline ? 'x' : ` ${f.unit}`}`;
     const m = met(f);
     return [
       `${f.name} (${f.unit})`,
@@ -69,6 +72,7 @@ export function table(figures: Figure[]): string {
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 || i === 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }

@@ -31,7 +31,12 @@ async function fetchRequests(cluster: TestCluster): Promise<number> {
 /** Lookups by `_id`: latency, CPU over every process, and workers reached per lookup. */
 async function lookups(cluster: TestCluster, rows: number, n: number): Promise<Record<string, number>> {
   const info = await cluster.redis.info('server');
-  const pids = [cluster.coordinator.pid, ...[...cluster.workers.values()].map((w) => w.child.pid), Number(/process_id:(\d+)/.exec(info)![1]), process.pid];
+  const pids = [
+    cluster.coordinator.pid,
+    ...[...cluster.workers.values()].map((w) => w.child.pid),
+    Number(/process_id:(\d+)/.exec(info)![1]),
+    process.pid,
+  ];
   const requestsBefore = await fetchRequests(cluster);
   const cpuBefore = cpuMs(pids);
   const times: number[] = [];
@@ -49,7 +54,13 @@ async function lookups(cluster: TestCluster, rows: number, n: number): Promise<R
   if (r.count !== 10) throw new Error(`an $in of 10 ids returned ${r.count} rows`);
   const reachedIn = (await fetchRequests(cluster)) - beforeIn;
   const p = percentiles(times);
-  return { lookupP50Ms: p.p50, lookupP99Ms: p.p99, lookupCpuMs: cpu / n, lookupWorkers: reached / n, inWorkers: reachedIn };
+  return {
+    lookupP50Ms: p.p50,
+    lookupP99Ms: p.p99,
+    lookupCpuMs: cpu / n,
+    lookupWorkers: reached / n,
+    inWorkers: reachedIn,
+  };
 }
 
 /** Which workers a full read of a 2-chunk table asks (by the plan, `explain`). */
@@ -58,8 +69,11 @@ async function smallTableWorkers(cluster: TestCluster): Promise<number> {
   const body = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ _id: `s${i}`, n: i })).join('\n');
   const p = await cluster.api('POST', '/tables/small/records', body, 'application/x-ndjson');
   if (p.status !== 200) throw new Error(`posting the small table answered ${p.status}`);
-  const [plan] = await cluster.query<{ explain: { tableChunks: number; workers: unknown[] } }>('small', { explain: true });
-  if (plan.explain.tableChunks !== 2) throw new Error(`the small table has ${plan.explain.tableChunks} chunks, expected 2`);
+  const [plan] = await cluster.query<{ explain: { tableChunks: number; workers: unknown[] } }>('small', {
+    explain: true,
+  });
+  if (plan.explain.tableChunks !== 2)
+    throw new Error(`the small table has ${plan.explain.tableChunks} chunks, expected 2`);
   return plan.explain.workers.length;
 }
 
@@ -67,7 +81,8 @@ async function main(): Promise<void> {
   const rows = envInt('BENCH_ROWS', 200_000, 1000);
   const lanes = envInt('BENCH_LANES', 2, 1);
   const counts = (process.env.BENCH_WORKERS ?? '2,4,8,16').split(',').map(Number);
-  if (counts.some((n) => !Number.isInteger(n) || n < 2)) throw new Error('BENCH_WORKERS must be a comma-separated list of whole numbers >= 2, e.g. 2,4,8,16');
+  if (counts.some((n) => !Number.isInteger(n) || n < 2))
+    throw new Error('BENCH_WORKERS must be a comma-separated list of whole numbers >= 2, e.g. 2,4,8,16');
   const postRows = Math.max(1000, Math.min(100_000, Math.ceil(rows / 8)));
   const data = generate(path.join(tempDir('scale'), 'rows.ndjson'), rows, postRows);
   const redis = await startRedis();
@@ -78,7 +93,8 @@ async function main(): Promise<void> {
     try {
       const ingestRate = await ingest(cluster.url, TABLE, data, lanes);
       const full = await query(cluster.url, TABLE, {}, 0);
-      if (full.count !== rows) throw new Error(`${workers} workers: full FETCH returned ${full.count} rows, expected ${rows}`);
+      if (full.count !== rows)
+        throw new Error(`${workers} workers: full FETCH returned ${full.count} rows, expected ${rows}`);
       const group = await query(cluster.url, TABLE, GROUP);
       const total = group.lines.reduce((n, l) => n + (JSON.parse(l) as { count: number }).count, 0);
       if (total !== rows) throw new Error(`${workers} workers: group-by counted ${total} rows, expected ${rows}`);
@@ -103,7 +119,12 @@ async function main(): Promise<void> {
   }
   const head =
     'workers  ingest rows/s  full FETCH rows/s  group-by ms  group-by rows/s  lookup p50 ms  p99 ms  CPU ms/lookup  workers/lookup  workers/$in10  2-chunk read asks  coord RSS MiB  worker RSS MiB (max / all)';
-  console.log(`\ndstore scale: ${rows} rows, R=2, ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
+  console.log(
+    `\ndstore scale: ${rows} rows, R=2, ${os.cpus().length} cores, load ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}\n`,
+  );
   console.log(head);
   for (const r of out) {
     console.log(
@@ -125,7 +146,14 @@ async function main(): Promise<void> {
     );
   }
   const file = path.join(projectRoot(), 'bench', 'scale-results.json');
-  fs.writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), rows, lanes, cores: os.cpus().length, loadavg: os.loadavg(), results: out }, null, 2) + '\n');
+  fs.writeFileSync(
+    file,
+    JSON.stringify(
+      { at: new Date().toISOString(), rows, lanes, cores: os.cpus().length, loadavg: os.loadavg(), results: out },
+      null,
+      2,
+    ) + '\n',
+  );
   console.log(`\nwritten: ${path.relative(process.cwd(), file)}`);
 }
 

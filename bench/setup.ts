@@ -23,7 +23,12 @@ export function envInt(name: string, def: number, min: number): number {
  * fresh prefix, and creates `table` (no schema). With BENCH_CPU_PROF=<dir> every child
  * writes a V8 CPU profile there when it exits.
  */
-export async function benchCluster(redisUrl: string, workers: number, replicas: number, table: string): Promise<TestCluster> {
+export async function benchCluster(
+  redisUrl: string,
+  workers: number,
+  replicas: number,
+  table: string,
+): Promise<TestCluster> {
   const env: Record<string, string> = {
     // Generous timeouts: a loaded 2-core machine must not turn a slow answer into a failure.
     DSTORE_HEARTBEAT_MS: '500',
@@ -36,7 +41,8 @@ export async function benchCluster(redisUrl: string, workers: number, replicas: 
   if (prof) process.env.DSTORE_CHILD_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${path.resolve(prof)}`;
   const cluster = await startCluster({ redisUrl, prefix: uniquePrefix(), workers, replicas, env });
   const r = await cluster.api('PUT', `/tables/${table}`, {});
-  if (r.status !== 201 && r.status !== 200) throw new Error(`creating table ${table} answered ${r.status}: ${JSON.stringify(r.body)}`);
+  if (r.status !== 201 && r.status !== 200)
+    throw new Error(`creating table ${table} answered ${r.status}: ${JSON.stringify(r.body)}`);
   return cluster;
 }
 

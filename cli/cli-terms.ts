@@ -33,7 +33,8 @@ export const FETCH_TERMS: CliTerms = {
  * - anything else is the coordinator's message as it is.
  */
 export function inCliTerms(message: string, details: Record<string, unknown>, terms: CliTerms): string {
-  if (typeof details.missingChunks === 'number') return noReplicaLine(details.missingChunks, details.missingWorkers, terms);
+  if (typeof details.missingChunks === 'number')
+    return noReplicaLine(details.missingChunks, details.missingWorkers, terms);
   const field = typeof details.field === 'string' ? details.field : undefined;
   const top = field === undefined ? undefined : /^[A-Za-z_]+/.exec(field)?.[0];
   const flag = top === undefined ? undefined : terms[top];
@@ -42,7 +43,8 @@ export function inCliTerms(message: string, details: Record<string, unknown>, te
   const ref = item ? `${flag} item ${Number(item[1]) + 1}` : flag;
   // The coordinator's messages start with the place at fault: `sort[1].field: …`, `limit 5 is …`.
   if (message.startsWith(`${field}: `)) return `${ref}: ${message.slice(field.length + 2)}`;
-  if (field === top && (message.startsWith(`${top} `) || message.startsWith(`${top}:`))) return flag + message.slice(top.length);
+  if (field === top && (message.startsWith(`${top} `) || message.startsWith(`${top}:`)))
+    return flag + message.slice(top.length);
   return `${ref}: ${message}`;
 }
 

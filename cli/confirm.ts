@@ -16,8 +16,16 @@ export async function confirm(question: string): Promise<boolean> {
  * `question`; otherwise (a script, a pipe) refuse, saying `what` would be destroyed and
  * that `--yes` confirms it. `command` names the command in those lines.
  */
-export async function confirmOrRefuse(o: { yes?: boolean }, command: string, what: string, question: string): Promise<void> {
+export async function confirmOrRefuse(
+  o: { yes?: boolean },
+  command: string,
+  what: string,
+  question: string,
+): Promise<void> {
   if (o.yes) return;
-  if (!process.stdin.isTTY) throw new CliError(`${command} would delete ${what}: add --yes to confirm (stdin is not a terminal, so it cannot ask)`);
+  if (!process.stdin.isTTY)
+    throw new CliError(
+      `${command} would delete ${what}: add --yes to confirm (stdin is not a terminal, so it cannot ask)`,
+    );
   if (!(await confirm(question))) throw new CliError('nothing deleted (not confirmed; --yes skips the question)');
 }

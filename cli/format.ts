@@ -3,7 +3,10 @@
  * so the exact output is unit-tested (test/unit/cli-format.test.ts).
  */
 
-/** The text of one value in a table or CSV cell: strings as they are, objects and arrays as JSON, null and undefined empty. */
+/**
+ * The text of one value in a table or CSV cell: strings as they are, objects and arrays as JSON, null and undefined
+ * empty.
+ */
 export function cellText(v: unknown): string {
   if (v === null || v === undefined) return '';
   if (typeof v === 'string') return v;
@@ -59,7 +62,8 @@ export function renderTable(columns: string[], rows: unknown[][], opts: TableOpt
   const numeric = columns.map((_, i) =>
     opts.align?.[i] !== undefined
       ? opts.align[i] === 'right'
-      : rows.some((r) => r[i] !== null && r[i] !== undefined) && rows.every((r) => r[i] === null || r[i] === undefined || typeof r[i] === 'number'),
+      : rows.some((r) => r[i] !== null && r[i] !== undefined) &&
+        rows.every((r) => r[i] === null || r[i] === undefined || typeof r[i] === 'number'),
   );
   const natural = columns.map((c, i) => Math.max(width(c), ...cells.map((r) => width(r[i]))));
 
@@ -165,7 +169,9 @@ export function formatDuration(ms: number): string {
 
 /** A whole number with thousands separators (`1,234,567`), for progress and tables meant for people. */
 export function formatCount(n: number): string {
-  return Math.round(n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return Math.round(n)
+    .toString()
+    .replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
 /** Local date and time to the second: `2024-05-01 13:04:05`. */

@@ -25,7 +25,15 @@ export class CliError extends Error {
 }
 
 /** Network errors that mean nothing is listening (or reachable) at the URL. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 
 function causeCodes(e: unknown): string[] {
   const cause = (e as { cause?: { code?: string; errors?: { code?: string }[] } })?.cause;
@@ -60,7 +68,10 @@ export class HttpClient {
     try {
       return JSON.parse(text) as T;
     } catch {
-      throw new CliError(`unexpected answer from the coordinator at ${this.baseUrl} to ${method} ${path} (not JSON): ${excerpt(text)}`, res.status);
+      throw new CliError(
+        `unexpected answer from the coordinator at ${this.baseUrl} to ${method} ${path} (not JSON): ${excerpt(text)}`,
+        res.status,
+      );
     }
   }
 
@@ -93,7 +104,13 @@ export class HttpClient {
   /** Sends a request and returns the 2xx response; anything else becomes a {@link CliError}. */
   private async send(method: string, path: string, body?: unknown): Promise<Response> {
     const url = this.baseUrl + path;
-    const init: RequestInit & { duplex?: 'half' } = { method, headers: { accept: 'application/json, application/x-ndjson', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) } };
+    const init: RequestInit & { duplex?: 'half' } = {
+      method,
+      headers: {
+        accept: 'application/json, application/x-ndjson',
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      },
+    };
     if (isRawBody(body)) {
       init.headers = { ...init.headers, 'content-type': body.contentType };
       init.body = body.body;
@@ -131,7 +148,12 @@ export class HttpClient {
       const { error, message, ...details } = JSON.parse(text) as { error?: unknown; message?: unknown };
       if (typeof message === 'string' && message !== '') {
         const hint = res.status === 401 && !this.token ? ' (set DSTORE_TOKEN to your token secret)' : '';
-        return new CliError(inCliTerms(message, details, this.terms) + hint, res.status, typeof error === 'string' ? error : undefined, details);
+        return new CliError(
+          inCliTerms(message, details, this.terms) + hint,
+          res.status,
+          typeof error === 'string' ? error : undefined,
+          details,
+        );
       }
     } catch {
       // not JSON: a proxy or something that is not a coordinator answered

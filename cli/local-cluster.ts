@@ -138,14 +138,23 @@ export class LocalCluster {
     this.claimDataDir();
     const port = this.opts.port === 0 ? await freePort() : this.opts.port;
     await canListen('127.0.0.1', port).catch((e: NodeJS.ErrnoException) => {
-      const why = e.code === 'EADDRINUSE' ? `127.0.0.1:${port} is already in use (another dstore up or coordinator?); choose another --port, or --port 0 for a free one` : `cannot listen on 127.0.0.1:${port} (${e.code ?? e.message})`;
+      const why =
+        e.code === 'EADDRINUSE'
+          ? `127.0.0.1:${port} is already in use (another dstore up or coordinator?); choose another --port, or --port 0 for a free one`
+          : `cannot listen on 127.0.0.1:${port} (${e.code ?? e.message})`;
       throw new UsageError(`--port ${port}: ${why}`);
     });
     this.redisUrl = this.opts.redisUrl ?? (await this.startRedis());
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.opts.env, REDIS_URL: this.redisUrl };
     this.common = loadCommonOptions(env);
     const keys = makeKeys(this.common.prefix);
-    this.cmd = createRedis({ url: this.redisUrl, clusterNodes: this.common.redisClusterNodes, tlsCa: this.common.redisTlsCa, name: `${keys.prefix}:up`, role: 'command' });
+    this.cmd = createRedis({
+      url: this.redisUrl,
+      clusterNodes: this.common.redisClusterNodes,
+      tlsCa: this.common.redisTlsCa,
+      name: `${keys.prefix}:up`,
+      role: 'command',
+    });
     this.cmd.on('error', () => undefined); // reported by the waits below
     const where = `${this.common.redisClusterNodes ? 'the Redis Cluster (REDIS_CLUSTER_NODES)' : `Redis at ${maskRedisUrl(this.redisUrl)}`}${this.opts.redisUrl ? ' (REDIS_URL)' : ''}`;
     const known = await withTimeout(readKnownWorkers(this.cmd, keys), 10_000).catch((e: Error) => {
@@ -164,9 +173,19 @@ export class LocalCluster {
       ...this.opts.env,
     };
     for (const w of this.workers) {
-      this.workerProcs.push(this.child(`worker ${w.id}`, `worker-${w.id}`, [path.join(ROOT, 'dist/worker/main.js')], { ...base, DSTORE_WORKER_ID: w.id, DSTORE_DATA_DIR: w.dir }));
+      this.workerProcs.push(
+        this.child(`worker ${w.id}`, `worker-${w.id}`, [path.join(ROOT, 'dist/worker/main.js')], {
+          ...base,
+          DSTORE_WORKER_ID: w.id,
+          DSTORE_DATA_DIR: w.dir,
+        }),
+      );
     }
-    this.coordinator = this.child('coordinator', 'coordinator', [path.join(ROOT, 'dist/coordinator/main.js')], { ...base, DSTORE_HOST: '127.0.0.1', DSTORE_PORT: String(port) });
+    this.coordinator = this.child('coordinator', 'coordinator', [path.join(ROOT, 'dist/coordinator/main.js')], {
+      ...base,
+      DSTORE_HOST: '127.0.0.1',
+      DSTORE_PORT: String(port),
+    });
     this.url = `http://127.0.0.1:${port}`;
     await this.waitLive(keys, readOne(env, 'DSTORE_WORKER_TIMEOUT_MS'));
     for (const p of this.children()) p.supervise();
@@ -181,13 +200,17 @@ export class LocalCluster {
       fs.accessSync(dir, fs.constants.W_OK);
       fs.accessSync(this.logDir, fs.constants.W_OK);
     } catch (e) {
-      throw new UsageError(`--data-dir ${dir}: cannot create or write it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); choose another --data-dir`);
+      throw new UsageError(
+        `--data-dir ${dir}: cannot create or write it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); choose another --data-dir`,
+      );
     }
     const lock = path.join(dir, 'up.pid');
     try {
       const other = Number(fs.readFileSync(lock, 'utf8').trim());
       if (other && other !== process.pid && processAlive(other, 'up')) {
-        throw new UsageError(`--data-dir ${dir}: another dstore up (pid ${other}) runs on it; stop it first, or choose another --data-dir`);
+        throw new UsageError(
+          `--data-dir ${dir}: another dstore up (pid ${other}) runs on it; stop it first, or choose another --data-dir`,
+        );
       }
     } catch (e) {
       if (e instanceof UsageError) throw e;
@@ -195,22 +218,43 @@ export class LocalCluster {
     try {
       fs.writeFileSync(lock, `${process.pid}\n`);
     } catch (e) {
-      throw new UsageError(`--data-dir ${dir}: cannot write ${lock} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new UsageError(
+        `--data-dir ${dir}: cannot write ${lock} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
     this.lockFile = lock;
   }
 
-  private child(name: string, logName: string, args: string[], env: NodeJS.ProcessEnv, command = process.execPath): SupervisedProcess {
-    const p = new SupervisedProcess({ name, command, args, env, logFile: path.join(this.logDir, `${logName}.log`), report: (l) => this.report(l), restart: this.opts.restart !== false });
+  private child(
+    name: string,
+    logName: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    command = process.execPath,
+  ): SupervisedProcess {
+    const p = new SupervisedProcess({
+      name,
+      command,
+      args,
+      env,
+      logFile: path.join(this.logDir, `${logName}.log`),
+      report: (l) => this.report(l),
+      restart: this.opts.restart !== false,
+    });
     p.start();
     return p;
   }
 
   private children(): SupervisedProcess[] {
-    return [this.redisProc, this.coordinator, ...this.workerProcs].filter((p): p is SupervisedProcess => p !== undefined);
+    return [this.redisProc, this.coordinator, ...this.workerProcs].filter(
+      (p): p is SupervisedProcess => p !== undefined,
+    );
   }
 
-  /** Until the coordinator answers and every active worker started here is live; a child that dies meanwhile ends the start. */
+  /**
+   * Until the coordinator answers and every active worker started here is live; a child that dies meanwhile ends the
+   * start.
+   */
   private async waitLive(keys: Keys, workerTimeoutMs: number): Promise<void> {
     let died: { p: SupervisedProcess; e: ExitInfo } | undefined;
     for (const p of this.children()) p.onExit((e) => (died ??= { p, e }));
@@ -234,7 +278,9 @@ export class LocalCluster {
         // not yet: the coordinator is starting, or Redis is loading
       }
       if (Date.now() > deadline) {
-        const who = coordinatorUp ? `worker(s) ${missing.join(', ')} to be live` : `the coordinator to answer on ${this.url}`;
+        const who = coordinatorUp
+          ? `worker(s) ${missing.join(', ')} to be live`
+          : `the coordinator to answer on ${this.url}`;
         throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${who}; logs in ${shownPath(this.logDir)}`);
       }
       await sleep(150);
@@ -245,14 +291,33 @@ export class LocalCluster {
   private async startRedis(): Promise<string> {
     const found = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
     if (found.error) {
-      throw new Error('redis-server not found: install it (apt-get install -y redis-server) or point REDIS_URL at a Redis');
+      throw new Error(
+        'redis-server not found: install it (apt-get install -y redis-server) or point REDIS_URL at a Redis',
+      );
     }
     const dir = path.join(this.opts.dataDir, 'redis');
     fs.mkdirSync(dir, { recursive: true });
     await this.stopLeftoverRedis(dir);
     const port = await freePort();
     // AOF with fsync every second: the durability the docs promise for a local cluster.
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--pidfile', path.join(dir, 'redis-server.pid'), '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'];
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--pidfile',
+      path.join(dir, 'redis-server.pid'),
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+    ];
     this.redisProc = this.child('redis-server', 'redis', args, process.env, 'redis-server');
     const url = `redis://127.0.0.1:${port}`;
     let died: ExitInfo | undefined;
@@ -262,10 +327,16 @@ export class LocalCluster {
     try {
       const deadline = Date.now() + 30_000;
       for (;;) {
-        if (died) throw new Error(`redis-server exited during start-up (${died.why}); its log: ${shownPath(path.join(this.logDir, 'redis.log'))}`);
+        if (died)
+          throw new Error(
+            `redis-server exited during start-up (${died.why}); its log: ${shownPath(path.join(this.logDir, 'redis.log'))}`,
+          );
         if (probe.status !== 'ready') await probe.connect().catch(() => undefined);
         if ((await probe.ping().catch(() => '')) === 'PONG') break;
-        if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer within 30 s; its log: ${path.join(this.logDir, 'redis.log')}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `redis-server on port ${port} did not answer within 30 s; its log: ${path.join(this.logDir, 'redis.log')}`,
+          );
         await sleep(100);
       }
     } finally {
@@ -335,7 +406,8 @@ export class LocalCluster {
 
   private releaseLock(): void {
     try {
-      if (this.lockFile && fs.readFileSync(this.lockFile, 'utf8').trim() === String(process.pid)) fs.rmSync(this.lockFile);
+      if (this.lockFile && fs.readFileSync(this.lockFile, 'utf8').trim() === String(process.pid))
+        fs.rmSync(this.lockFile);
     } catch {
       // already gone
     }
@@ -347,7 +419,11 @@ export class LocalCluster {
  * `done` with the signal; a second signal kills every child at once. The children run in
  * sessions of their own, so these signals reach only this process, which stops them in order.
  */
-export function stopOnSignals(cluster: LocalCluster, say: (line: string) => void, done: (signal: NodeJS.Signals) => void): void {
+export function stopOnSignals(
+  cluster: LocalCluster,
+  say: (line: string) => void,
+  done: (signal: NodeJS.Signals) => void,
+): void {
   let stopping = false;
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
@@ -362,4 +438,3 @@ export function stopOnSignals(cluster: LocalCluster, say: (line: string) => void
     });
   }
 }
-

@@ -26,12 +26,24 @@ export interface KnownWorkers {
 
 /** Reads {@link KnownWorkers} (one MULTI: every key is tagged with the prefix, so one slot on a cluster). */
 export async function readKnownWorkers(cmd: DstoreRedis, keys: Keys): Promise<KnownWorkers> {
-  const res = (await cmd.multi().zrange(keys.workers, 0, -1).hkeys(keys.workerStatus).hkeys(keys.workerShards).hkeys(keys.draining).hkeys(keys.retired).exec()) ?? [];
+  const res =
+    (await cmd
+      .multi()
+      .zrange(keys.workers, 0, -1)
+      .hkeys(keys.workerStatus)
+      .hkeys(keys.workerShards)
+      .hkeys(keys.draining)
+      .hkeys(keys.retired)
+      .exec()) ?? [];
   const [beating, status, shards, draining, retired] = res.map(([err, v]) => {
     if (err) throw err;
     return v as string[];
   });
-  return { retired: new Set(retired), draining: new Set(draining), all: new Set([...beating, ...status, ...shards, ...draining, ...retired]) };
+  return {
+    retired: new Set(retired),
+    draining: new Set(draining),
+    all: new Set([...beating, ...status, ...shards, ...draining, ...retired]),
+  };
 }
 
 /** `w2` < `w10`. */
@@ -74,7 +86,11 @@ export function freeWorkerId(dataDir: string, taken: Set<string>): string {
  * `worker-id` and shard identity for nothing). Its directory is left alone, for the user to
  * delete.
  */
-export function planWorkers(dataDir: string, wanted: number, known: KnownWorkers): { start: LocalWorker[]; retired: LocalWorker[] } {
+export function planWorkers(
+  dataDir: string,
+  wanted: number,
+  known: KnownWorkers,
+): { start: LocalWorker[]; retired: LocalWorker[] } {
   const found = scanWorkerDirs(dataDir, known);
   const start = found.filter((w) => w.state !== 'retired');
   const taken = new Set([...known.all, ...found.map((w) => w.id)]);

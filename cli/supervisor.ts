@@ -116,7 +116,11 @@ export class SupervisedProcess {
     const out = fs.openSync(this.opts.logFile, 'a');
     let proc: ChildProcess;
     try {
-      proc = spawn(this.opts.command, this.opts.args, { env: this.opts.env, stdio: ['ignore', out, out], detached: true });
+      proc = spawn(this.opts.command, this.opts.args, {
+        env: this.opts.env,
+        stdio: ['ignore', out, out],
+        detached: true,
+      });
     } finally {
       fs.closeSync(out);
     }

@@ -15,7 +15,21 @@ function pattern(keyOf: (id: string) => string): string {
 }
 
 /** Commands every dstore connection needs: connect, name itself, ready check, close. */
-const CONNECTION_COMMANDS = ['+ping', '+info', '+client|setname', '+client|getname', '+client|id', '+select', '+quit', '+hello', '+auth', '+echo', '+cluster|slots', '+cluster|shards', '+cluster|nodes'];
+const CONNECTION_COMMANDS = [
+  '+ping',
+  '+info',
+  '+client|setname',
+  '+client|getname',
+  '+client|id',
+  '+select',
+  '+quit',
+  '+hello',
+  '+auth',
+  '+echo',
+  '+cluster|slots',
+  '+cluster|shards',
+  '+cluster|nodes',
+];
 
 /**
  * Rules for worker `workerId`: read and acknowledge its own ops stream only; append to
@@ -83,7 +97,15 @@ export function allKeyPatterns(keys: Keys): string[] {
  * BullMQ read it. No key outside the prefix.
  */
 export function coordinatorAclRules(keys: Keys): string[] {
-  return ['resetkeys', 'resetchannels', '+@all', '-@dangerous', '+info', ...allKeyPatterns(keys).map((p) => `~${p}`), `&${pattern(keys.workerFetch)}`];
+  return [
+    'resetkeys',
+    'resetchannels',
+    '+@all',
+    '-@dangerous',
+    '+info',
+    ...allKeyPatterns(keys).map((p) => `~${p}`),
+    `&${pattern(keys.workerFetch)}`,
+  ];
 }
 
 /** `ACL SETUSER <user> reset on >password <rules…>` as arguments (for redis.call or redis-cli). */

@@ -114,7 +114,11 @@ export interface CoordinatorOptions extends CommonOptions {
 /** Reads the settings every process shares. */
 export function loadCommonOptions(env: Env = process.env): CommonOptions {
   const s = readSettings(env, 'all');
-  return { ...s, redisClusterNodes: parseClusterNodes(s.redisClusterNodes), redisTlsCa: readTlsCa(s.redisTlsCa, s.redisUrl) };
+  return {
+    ...s,
+    redisClusterNodes: parseClusterNodes(s.redisClusterNodes),
+    redisTlsCa: readTlsCa(s.redisTlsCa, s.redisUrl),
+  };
 }
 
 /** Reads a worker's settings. */
@@ -139,19 +143,33 @@ export function loadCoordinatorOptions(env: Env = process.env): CoordinatorOptio
 }
 
 function checkMinReplicas(o: { replicas: number; minReplicas: number }): void {
-  if (o.minReplicas > o.replicas) throw new ConfigError('DSTORE_MIN_REPLICAS', `must not exceed DSTORE_REPLICAS (${o.replicas}), got ${o.minReplicas}`);
+  if (o.minReplicas > o.replicas)
+    throw new ConfigError(
+      'DSTORE_MIN_REPLICAS',
+      `must not exceed DSTORE_REPLICAS (${o.replicas}), got ${o.minReplicas}`,
+    );
 }
 
-/** A record never spans chunks: an unset DSTORE_MAX_RECORD_BYTES follows a smaller DSTORE_CHUNK_BYTES; a set one must fit. */
+/**
+ * A record never spans chunks: an unset DSTORE_MAX_RECORD_BYTES follows a smaller DSTORE_CHUNK_BYTES; a set one must
+ * fit.
+ */
 function fitRecordToChunk(env: Env, o: { chunkBytes: number; maxRecordBytes: number }): number {
   if (!env.DSTORE_MAX_RECORD_BYTES) return Math.min(o.maxRecordBytes, o.chunkBytes);
-  if (o.maxRecordBytes > o.chunkBytes) throw new ConfigError('DSTORE_MAX_RECORD_BYTES', `must not exceed DSTORE_CHUNK_BYTES (${o.chunkBytes}): a record never spans chunks; got ${o.maxRecordBytes}`);
+  if (o.maxRecordBytes > o.chunkBytes)
+    throw new ConfigError(
+      'DSTORE_MAX_RECORD_BYTES',
+      `must not exceed DSTORE_CHUNK_BYTES (${o.chunkBytes}): a record never spans chunks; got ${o.maxRecordBytes}`,
+    );
   return o.maxRecordBytes;
 }
 
 function checkExposure(host: string, tokens: ApiToken[], insecure: boolean): void {
   if (tokens.length === 0 && !insecure && !isLoopback(host)) {
-    throw new ConfigError('DSTORE_HOST', `is ${host}, reachable from other machines, but no API tokens are set: set DSTORE_TOKENS (name:secret:role,…) or DSTORE_TOKENS_FILE, or DSTORE_INSECURE=1 to serve without authentication`);
+    throw new ConfigError(
+      'DSTORE_HOST',
+      `is ${host}, reachable from other machines, but no API tokens are set: set DSTORE_TOKENS (name:secret:role,…) or DSTORE_TOKENS_FILE, or DSTORE_INSECURE=1 to serve without authentication`,
+    );
   }
 }
 
@@ -163,14 +181,25 @@ export function isLoopback(host: string): boolean {
 /** The PEM text of `REDIS_TLS_CA_FILE`, which only a rediss:// `redisUrl` may use. */
 function readTlsCa(file: string | undefined, redisUrl: string): string | undefined {
   if (!file) return undefined;
-  if (!redisUrl.startsWith('rediss://')) throw new ConfigError('REDIS_TLS_CA_FILE', 'is set but REDIS_URL is not rediss://; use rediss://host:port to talk TLS');
+  if (!redisUrl.startsWith('rediss://'))
+    throw new ConfigError(
+      'REDIS_TLS_CA_FILE',
+      'is set but REDIS_URL is not rediss://; use rediss://host:port to talk TLS',
+    );
   let pem: string;
   try {
     pem = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError('REDIS_TLS_CA_FILE', `cannot read ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; give a readable PEM file`);
+    throw new ConfigError(
+      'REDIS_TLS_CA_FILE',
+      `cannot read ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; give a readable PEM file`,
+    );
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError('REDIS_TLS_CA_FILE', `${JSON.stringify(file)} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ConfigError(
+      'REDIS_TLS_CA_FILE',
+      `${JSON.stringify(file)} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`,
+    );
   return pem;
 }
 
@@ -180,7 +209,10 @@ export function parseClusterNodes(parts: string[] | undefined): ClusterNode[] | 
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(part);
     const port = m ? Number(m[3]) : NaN;
     if (!m || port < 1 || port > 65535) {
-      throw new ConfigError('REDIS_CLUSTER_NODES', `must be a comma-separated list of host:port, got ${JSON.stringify(part)}`);
+      throw new ConfigError(
+        'REDIS_CLUSTER_NODES',
+        `must be a comma-separated list of host:port, got ${JSON.stringify(part)}`,
+      );
     }
     return { host: m[1] ?? m[2], port };
   });
@@ -195,14 +227,19 @@ export function readTokens(entries: string[] | undefined, file: string | undefin
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError('DSTORE_TOKENS_FILE', `cannot read ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(
+      'DSTORE_TOKENS_FILE',
+      `cannot read ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const lines = text
     .split(/\r?\n/)
     .map((l, i) => ({ text: l.trim(), where: `line ${i + 1}` }))
     .filter((l) => l.text !== '' && !l.text.startsWith('#'));
   const fromFile = parseTokenEntries(lines, 'DSTORE_TOKENS_FILE');
-  for (const t of fromFile) if (tokens.some((x) => x.name === t.name)) throw new ConfigError('DSTORE_TOKENS_FILE', `token name ${t.name} is also in DSTORE_TOKENS`);
+  for (const t of fromFile)
+    if (tokens.some((x) => x.name === t.name))
+      throw new ConfigError('DSTORE_TOKENS_FILE', `token name ${t.name} is also in DSTORE_TOKENS`);
   return [...tokens, ...fromFile];
 }
 

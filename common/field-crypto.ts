@@ -104,14 +104,22 @@ export class FieldCipher {
     return ENCRYPTED_PREFIX + Buffer.concat([nonce, c.getAuthTag(), body, last]).toString('base64');
   }
 
-  /** Decrypts one value of `table.column`; throws {@link DecryptError} when it is not an intact value of that column under this key. */
+  /**
+   * Decrypts one value of `table.column`; throws {@link DecryptError} when it is not an intact value of that column
+   * under this key.
+   */
   decrypt(table: string, column: string, stored: unknown): unknown {
     if (typeof stored !== 'string' || !stored.startsWith(ENCRYPTED_PREFIX)) {
-      throw new DecryptError(`${table}.${column} holds a value that is not encrypted (${stored === null ? 'null' : typeof stored}); it was not written through a coordinator with DSTORE_ENCRYPTION_KEY`);
+      throw new DecryptError(
+        `${table}.${column} holds a value that is not encrypted (${stored === null ? 'null' : typeof stored}); it was not written through a coordinator with DSTORE_ENCRYPTION_KEY`,
+      );
     }
     const raw = Buffer.from(stored.slice(ENCRYPTED_PREFIX.length), 'base64');
-    if (raw.length < NONCE_BYTES + TAG_BYTES) throw new DecryptError(`${table}.${column} holds a truncated encrypted value`);
-    const d = crypto.createDecipheriv('aes-256-gcm', this.encKey, raw.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES });
+    if (raw.length < NONCE_BYTES + TAG_BYTES)
+      throw new DecryptError(`${table}.${column} holds a truncated encrypted value`);
+    const d = crypto.createDecipheriv('aes-256-gcm', this.encKey, raw.subarray(0, NONCE_BYTES), {
+      authTagLength: TAG_BYTES,
+    });
     d.setAAD(this.aadOf(table, column));
     d.setAuthTag(raw.subarray(NONCE_BYTES, NONCE_BYTES + TAG_BYTES));
     let text: string;

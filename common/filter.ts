@@ -71,7 +71,8 @@ function checkField(field: unknown, label: string, path: string): string[] {
   };
   if (typeof field !== 'string') return fail(`must be a string, got ${kindOf(field)}`);
   if (field === '') return fail('is empty');
-  if (field.length > LIMITS.fieldLength) return fail(`is ${field.length} characters long; at most ${LIMITS.fieldLength}`);
+  if (field.length > LIMITS.fieldLength)
+    return fail(`is ${field.length} characters long; at most ${LIMITS.fieldLength}`);
   const segs = field.split('.');
   for (const s of segs) {
     if (s === '') fail('has an empty segment; separate nested names with single dots, like "a.b"');
@@ -123,7 +124,10 @@ class Parser {
   /** Counts one operator and checks the nesting depth it would open. */
   private count(at: string, depth = 0): void {
     if (++this.ops > LIMITS.operators) {
-      throw new FilterError(at, `filter too complex: more than ${LIMITS.operators} operators (at ${at}); split the request`);
+      throw new FilterError(
+        at,
+        `filter too complex: more than ${LIMITS.operators} operators (at ${at}); split the request`,
+      );
     }
     if (depth > LIMITS.depth) {
       throw new FilterError(at, `filter too complex: $and/$or/$not nested more than ${LIMITS.depth} deep at ${at}`);
@@ -149,11 +153,20 @@ class Parser {
       } else if (key === '$and' || key === '$or') {
         this.count(oat, depth + 1);
         if (!Array.isArray(v) || v.length === 0) {
-          throw new FilterError(oat, `${key} at ${at} needs a non-empty array of filters, got ${Array.isArray(v) ? 'an empty array' : kindOf(v)}`);
+          throw new FilterError(
+            oat,
+            `${key} at ${at} needs a non-empty array of filters, got ${Array.isArray(v) ? 'an empty array' : kindOf(v)}`,
+          );
         }
-        items.push({ k: key === '$and' ? 'and' : 'or', items: v.map((s, i) => this.filter(s, `${oat}[${i}]`, depth + 1)) });
+        items.push({
+          k: key === '$and' ? 'and' : 'or',
+          items: v.map((s, i) => this.filter(s, `${oat}[${i}]`, depth + 1)),
+        });
       } else {
-        throw new FilterError(oat, `unknown operator ${show(key)} at ${at} (supported here: ${LOGICAL_OPS.join(', ')}; field operators go inside a field, like {"age": {"$gt": 5}})`);
+        throw new FilterError(
+          oat,
+          `unknown operator ${show(key)} at ${at} (supported here: ${LOGICAL_OPS.join(', ')}; field operators go inside a field, like {"age": {"$gt": 5}})`,
+        );
       }
     }
     return allOf(items);
@@ -173,7 +186,10 @@ class Parser {
   private operators(f: Field, obj: Record<string, unknown>, at: string, depth: number): Node {
     const keys = Object.keys(obj);
     if (keys.length === 0 || !keys.every((k) => k.startsWith('$'))) {
-      throw new FilterError(at, `${at}: equality on objects is not supported; use dotted paths like "a.b" or an operator object like {"$gt": 5}`);
+      throw new FilterError(
+        at,
+        `${at}: equality on objects is not supported; use dotted paths like "a.b" or an operator object like {"$gt": 5}`,
+      );
     }
     return allOf(keys.map((op) => this.operator(f, op, obj[op], at, depth)));
   }
@@ -202,14 +218,18 @@ class Parser {
         }
         arg.forEach((x, i) => {
           if (!isScalar(x)) {
-            throw new FilterError(`${oat}[${i}]`, `${op} at ${at} needs an array of strings, numbers, booleans or null; got ${kindOf(x)} at item ${i}`);
+            throw new FilterError(
+              `${oat}[${i}]`,
+              `${op} at ${at} needs an array of strings, numbers, booleans or null; got ${kindOf(x)} at item ${i}`,
+            );
           }
         });
         const node: Node = { k: 'in', f, vs: arg as Scalar[] };
         return op === '$in' ? node : { k: 'not', item: node };
       }
       case '$exists':
-        if (typeof arg !== 'boolean') throw new FilterError(oat, `$exists at ${at} needs true or false, got ${kindOf(arg)}`);
+        if (typeof arg !== 'boolean')
+          throw new FilterError(oat, `$exists at ${at} needs true or false, got ${kindOf(arg)}`);
         return { k: 'exists', f, v: arg };
       case '$not':
         if (!isPlainObject(arg)) {
@@ -309,11 +329,15 @@ function inSql(f: Field, vs: Scalar[], params: unknown[]): string {
   } else {
     if (nums.length) {
       params.push(f.path, f.path, JSON.stringify(nums));
-      parts.push(`(CASE WHEN json_type(doc, ?) IN ${NUMBER_TYPES} THEN json_extract(doc, ?) IN (SELECT value FROM json_each(?)) ELSE 0 END)`);
+      parts.push(
+        `(CASE WHEN json_type(doc, ?) IN ${NUMBER_TYPES} THEN json_extract(doc, ?) IN (SELECT value FROM json_each(?)) ELSE 0 END)`,
+      );
     }
     if (strs.length) {
       params.push(f.path, f.path, JSON.stringify(strs));
-      parts.push(`(CASE WHEN json_type(doc, ?) = 'text' THEN json_extract(doc, ?) IN (SELECT value FROM json_each(?)) ELSE 0 END)`);
+      parts.push(
+        `(CASE WHEN json_type(doc, ?) = 'text' THEN json_extract(doc, ?) IN (SELECT value FROM json_each(?)) ELSE 0 END)`,
+      );
     }
     if (types.length) {
       params.push(f.path);
@@ -347,7 +371,8 @@ const MISSING = Symbol('missing');
 function read(row: unknown, segs: string[]): unknown {
   let cur = row;
   for (const s of segs) {
-    if (typeof cur !== 'object' || cur === null || Array.isArray(cur) || !Object.prototype.hasOwnProperty.call(cur, s)) return MISSING;
+    if (typeof cur !== 'object' || cur === null || Array.isArray(cur) || !Object.prototype.hasOwnProperty.call(cur, s))
+      return MISSING;
     cur = (cur as Record<string, unknown>)[s];
   }
   if (cur === undefined) return MISSING;

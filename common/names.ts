@@ -27,9 +27,11 @@ export function isValidId(value: unknown): value is string {
  * starting with `.` or `-` (no `:`, which separates Redis key parts).
  */
 export function assertName(kind: NameKind, value: unknown): string {
-  const ok = kind === 'table' || kind === 'worker id' || kind === 'coordinator id' ? isValidName(value) : isValidId(value);
+  const ok =
+    kind === 'table' || kind === 'worker id' || kind === 'coordinator id' ? isValidName(value) : isValidId(value);
   if (!ok) {
-    const shown = typeof value === 'string' ? JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value) : String(value);
+    const shown =
+      typeof value === 'string' ? JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value) : String(value);
     const rule =
       kind === 'table' || kind === 'worker id' || kind === 'coordinator id'
         ? '1-64 characters of letters, digits, "_", "." or "-", not starting with "." or "-"'

@@ -16,7 +16,11 @@ export interface Service {
  * prints one line naming the variable and exits 1), starts it, and stops it cleanly on
  * SIGTERM / SIGINT (a second signal exits at once).
  */
-export function runProcess<O extends CommonOptions>(name: string, load: () => O, make: (opts: O, log: Logger) => Service): void {
+export function runProcess<O extends CommonOptions>(
+  name: string,
+  load: () => O,
+  make: (opts: O, log: Logger) => Service,
+): void {
   let opts: O;
   try {
     opts = load();

@@ -79,13 +79,15 @@ export function normalizeQuery(q: QuerySpec): QuerySpec {
   }
   if (q.fields !== undefined) {
     out.fields = checkList('fields', q.fields, QUERY_LIMITS.fields).map((f, i) => checkField(`fields[${i}]`, f));
-    if (out.fields.length === 0) throw new QueryError('fields', 'must name at least one field (omit it for whole rows)');
+    if (out.fields.length === 0)
+      throw new QueryError('fields', 'must name at least one field (omit it for whole rows)');
   }
   if (q.sort !== undefined) {
     out.sort = checkList('sort', q.sort, QUERY_LIMITS.sort).map((s, i) => {
       if (!s || typeof s !== 'object') throw new QueryError(`sort[${i}]`, 'expected {field, dir}');
       const { field, dir = 'asc' } = s as Partial<SortSpec>;
-      if (dir !== 'asc' && dir !== 'desc') throw new QueryError(`sort[${i}].dir`, `must be "asc" or "desc", got ${JSON.stringify(dir)}`);
+      if (dir !== 'asc' && dir !== 'desc')
+        throw new QueryError(`sort[${i}].dir`, `must be "asc" or "desc", got ${JSON.stringify(dir)}`);
       return { field: checkField(`sort[${i}].field`, field), dir };
     });
   }
@@ -104,24 +106,37 @@ export function normalizeQuery(q: QuerySpec): QuerySpec {
       const at = `aggregate[${i}]`;
       if (!a || typeof a !== 'object') throw new QueryError(at, 'expected {op, field?, as?}');
       const { op, field, as } = a as Partial<AggregateSpec>;
-      if (!AGGREGATE_OPS.includes(op as AggregateOp)) throw new QueryError(`${at}.op`, `must be one of ${AGGREGATE_OPS.join(', ')}, got ${JSON.stringify(op)}`);
+      if (!AGGREGATE_OPS.includes(op as AggregateOp))
+        throw new QueryError(`${at}.op`, `must be one of ${AGGREGATE_OPS.join(', ')}, got ${JSON.stringify(op)}`);
       if (field === undefined && op !== 'count') throw new QueryError(`${at}.field`, `${op} needs a field`);
       const spec: AggregateSpec = { op: op as AggregateOp };
       if (field !== undefined) spec.field = checkField(`${at}.field`, field);
       if (as !== undefined) spec.as = checkField(`${at}.as`, as);
       const name = aggregateName(spec);
-      if (names.has(name)) throw new QueryError(at, `duplicate output column ${JSON.stringify(name)} (a groupBy field or another aggregate has it); give this one an "as"`);
+      if (names.has(name))
+        throw new QueryError(
+          at,
+          `duplicate output column ${JSON.stringify(name)} (a groupBy field or another aggregate has it); give this one an "as"`,
+        );
       names.add(name);
       return spec;
     });
     if (out.aggregate.length === 0) throw new QueryError('aggregate', 'must list at least one aggregate');
   }
   if (out.groupBy && !out.aggregate) throw new QueryError('groupBy', 'needs aggregate (e.g. [{"op":"count"}])');
-  if (out.aggregate && out.fields) throw new QueryError('fields', 'cannot be combined with aggregate; the output columns are the groupBy fields and the aggregates');
+  if (out.aggregate && out.fields)
+    throw new QueryError(
+      'fields',
+      'cannot be combined with aggregate; the output columns are the groupBy fields and the aggregates',
+    );
   if (out.aggregate && out.sort) {
     const cols = new Set([...(out.groupBy ?? []), ...out.aggregate.map(aggregateName)]);
     out.sort.forEach((s, i) => {
-      if (!cols.has(s.field)) throw new QueryError(`sort[${i}].field`, `with aggregate, sort by a groupBy field or an aggregate column (${[...cols].join(', ')})`);
+      if (!cols.has(s.field))
+        throw new QueryError(
+          `sort[${i}].field`,
+          `with aggregate, sort by a groupBy field or an aggregate column (${[...cols].join(', ')})`,
+        );
     });
   }
   return out;

@@ -32,7 +32,10 @@ function target(opts: Pick<CommonOptions, 'redisUrl' | 'redisClusterNodes'>): { 
  * {@link ConfigError} naming REDIS_TLS_CA_FILE or REDIS_URL when the certificate cannot be
  * verified or the server does not speak TLS (accepts TCP but no handshake in `timeoutMs`). A plain redis:// URL is not checked.
  */
-export function checkRedisTls(opts: Pick<CommonOptions, 'redisUrl' | 'redisClusterNodes' | 'redisTlsCa'>, timeoutMs = 10_000): Promise<void> {
+export function checkRedisTls(
+  opts: Pick<CommonOptions, 'redisUrl' | 'redisClusterNodes' | 'redisTlsCa'>,
+  timeoutMs = 10_000,
+): Promise<void> {
   if (!opts.redisUrl.startsWith('rediss://')) return Promise.resolve();
   const { host, port } = target(opts);
   const where = `${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
@@ -49,20 +52,39 @@ export function checkRedisTls(opts: Pick<CommonOptions, 'redisUrl' | 'redisClust
     // Accepted over TCP but no TLS handshake: a plain Redis reads the ClientHello as the
     // start of a command and waits for the rest, so the handshake would hang for ever.
     const timer = setTimeout(
-      () => done(connected ? new ConfigError('REDIS_URL', `is rediss:// but the server at ${where} accepted the connection and did not complete a TLS handshake within ${timeoutMs} ms; use redis:// for a plain Redis, or the server's TLS port`) : undefined),
+      () =>
+        done(
+          connected
+            ? new ConfigError(
+                'REDIS_URL',
+                `is rediss:// but the server at ${where} accepted the connection and did not complete a TLS handshake within ${timeoutMs} ms; use redis:// for a plain Redis, or the server's TLS port`,
+              )
+            : undefined,
+        ),
       timeoutMs,
     );
     sock.once('secureConnect', () => done());
     sock.once('error', (e: NodeJS.ErrnoException) => {
       if (!isTlsProblem(e.code)) return done();
       if (/^ERR_SSL_/.test(e.code ?? '')) {
-        return done(new ConfigError('REDIS_URL', `is rediss:// but the server at ${where} does not answer TLS (${e.code}); use redis:// for a plain Redis, or the server's TLS port`));
+        return done(
+          new ConfigError(
+            'REDIS_URL',
+            `is rediss:// but the server at ${where} does not answer TLS (${e.code}); use redis:// for a plain Redis, or the server's TLS port`,
+          ),
+        );
       }
       const why = `${e.code}: ${e.message}`;
       done(
         opts.redisTlsCa
-          ? new ConfigError('REDIS_TLS_CA_FILE', `does not verify the TLS certificate of the Redis at ${where} (${why}); give the PEM of the CA that signed that server's certificate`)
-          : new ConfigError('REDIS_URL', `the TLS certificate of the Redis at ${where} is not trusted by the system CAs (${why}); set REDIS_TLS_CA_FILE to the PEM of the CA that signed it`),
+          ? new ConfigError(
+              'REDIS_TLS_CA_FILE',
+              `does not verify the TLS certificate of the Redis at ${where} (${why}); give the PEM of the CA that signed that server's certificate`,
+            )
+          : new ConfigError(
+              'REDIS_URL',
+              `the TLS certificate of the Redis at ${where} is not trusted by the system CAs (${why}); set REDIS_TLS_CA_FILE to the PEM of the CA that signed it`,
+            ),
       );
     });
   });

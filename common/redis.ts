@@ -35,7 +35,10 @@ export interface DstoreCommands {
   unregisterChunks(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   beginCommit(openPosts: string, post: string): Promise<number>;
   touch(zset: string, id: string): Promise<number>;
-  /** Records a chunk's `_id`s in the id index; returns id, holder pairs already held by another chunk (reserve-ids-1.lua). */
+  /**
+   * Records a chunk's `_id`s in the id index; returns id, holder pairs already held by another chunk
+   * (reserve-ids-1.lua).
+   */
   reserveIds(index: string, chunk: string, ...ids: string[]): Promise<string[]>;
   /** Moves ids from a stale holder to `chunk`; returns id, holder pairs that changed meanwhile (take-ids-1.lua). */
   takeIds(index: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
@@ -44,7 +47,16 @@ export interface DstoreCommands {
   /** Publishes a FETCH/DIGEST with the worker's read fence spliced in (common/lua/publish-fenced-1.lua). */
   publishFenced(workerOps: string, channel: string, head: string, rest: string, sharded: '0' | '1'): Promise<number>;
   /** Records the shard a worker serves; a new one forgets the worker's chunks (common/lua/lose-shard-4.lua). */
-  loseShard(shards: string, workerChunks: string, chunks: string, underReplicated: string, worker: string, expected: string, record: string, dueMs: string): Promise<(number | string)[]>;
+  loseShard(
+    shards: string,
+    workerChunks: string,
+    chunks: string,
+    underReplicated: string,
+    worker: string,
+    expected: string,
+    record: string,
+    dueMs: string,
+  ): Promise<(number | string)[]>;
 }
 
 /**
@@ -59,7 +71,6 @@ export function isCluster(conn: Redis | Cluster): boolean {
   return (conn as { isCluster?: boolean }).isCluster === true;
 }
 
-
 const LUA_DIR = path.resolve(__dirname, '..', '..', 'common', 'lua');
 
 /** Loads `name-N.lua` (N = number of keys) or `name.lua` (keys counted per call) once. */
@@ -71,7 +82,11 @@ function loadScripts(): { name: string; numberOfKeys?: number; lua: string }[] {
       const m = /^([a-z-]+?)(?:-(\d+))?\.lua$/.exec(f);
       if (!m) throw new Error(`lua script ${f} must be named <command>[-<numberOfKeys>].lua`);
       const name = m[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-      return { name, numberOfKeys: m[2] === undefined ? undefined : Number(m[2]), lua: fs.readFileSync(path.join(LUA_DIR, f), 'utf8') };
+      return {
+        name,
+        numberOfKeys: m[2] === undefined ? undefined : Number(m[2]),
+        lua: fs.readFileSync(path.join(LUA_DIR, f), 'utf8'),
+      };
     });
 }
 
@@ -125,7 +140,13 @@ export function logRedisRetries(log: Logger | undefined): void {
 }
 
 /** Called by the retry strategy: one warn line for attempt `times` unless said already or in the quiet phase. */
-function noteRetry(target: string, fields: Record<string, unknown>, times: number, delayMs: number, reason: string | undefined): void {
+function noteRetry(
+  target: string,
+  fields: Record<string, unknown>,
+  times: number,
+  delayMs: number,
+  reason: string | undefined,
+): void {
   if (!retryLog) return;
   const now = Date.now();
   let o = outages.get(target);
@@ -134,7 +155,10 @@ function noteRetry(target: string, fields: Record<string, unknown>, times: numbe
   o.attempt = times;
   if (times > RETRY_LOUD_ATTEMPTS && now - o.lastLine < RETRY_QUIET_MS) return;
   o.lastLine = now;
-  const quiet = times >= RETRY_LOUD_ATTEMPTS ? `; still trying every ${RETRY_CAP_MS} ms, next line in ${RETRY_QUIET_MS / 1000} s unless it answers` : '';
+  const quiet =
+    times >= RETRY_LOUD_ATTEMPTS
+      ? `; still trying every ${RETRY_CAP_MS} ms, next line in ${RETRY_QUIET_MS / 1000} s unless it answers`
+      : '';
   retryLog.warn(
     { ...fields, attempt: times, retryInMs: delayMs, downMs: now - o.since, reason },
     `cannot reach ${target}${reason ? ` (${reason})` : ''}: attempt ${times}, retrying in ${delayMs} ms${quiet}`,
@@ -146,7 +170,10 @@ function noteReady(target: string, fields: Record<string, unknown>): void {
   const o = outages.get(target);
   if (!o) return;
   outages.delete(target);
-  retryLog?.info({ ...fields, attempts: o.attempt, downMs: Date.now() - o.since }, `${target} answers again after ${o.attempt} attempt(s)`);
+  retryLog?.info(
+    { ...fields, attempts: o.attempt, downMs: Date.now() - o.since },
+    `${target} answers again after ${o.attempt} attempt(s)`,
+  );
 }
 
 /**
@@ -179,7 +206,9 @@ export function createRedis(opts: ConnectionOptions): DstoreRedis {
     // variable key count is the count, not a key: on a cluster it would pick a wrong node.
     autoPipeliningIgnoredCommands: scripts.filter((s) => s.numberOfKeys === undefined).map((s) => s.name),
   };
-  const conn = (opts.clusterNodes ? createCluster(opts.url, opts.clusterNodes, opts.role, base) : new Redis(opts.url, base)) as DstoreRedis;
+  const conn = (
+    opts.clusterNodes ? createCluster(opts.url, opts.clusterNodes, opts.role, base) : new Redis(opts.url, base)
+  ) as DstoreRedis;
   // The reason the next retry line gives. (Listening also keeps ioredis from printing
   // "Unhandled error event" for it: the retry line says it, on the process's logger.)
   conn.on('error', (e: Error) => (lastError = e.message));
@@ -220,14 +249,20 @@ function createCluster(url: string, nodes: ClusterNode[], role: ConnectionRole, 
 
 /** Publishes on a channel: SPUBLISH on a cluster (sharded pub/sub), PUBLISH on a single Redis. */
 export function publish(conn: Redis, channel: string, payload: string): Promise<number> {
-  return isCluster(conn) ? ((conn as unknown as Cluster).spublish(channel, payload) as Promise<number>) : conn.publish(channel, payload);
+  return isCluster(conn)
+    ? ((conn as unknown as Cluster).spublish(channel, payload) as Promise<number>)
+    : conn.publish(channel, payload);
 }
 
 /**
  * Subscribes `sub` (a subscriber connection) to one channel, sharded on a cluster, and
  * calls `onMessage` with each payload. Returns a function that unsubscribes.
  */
-export async function subscribe(sub: Redis, channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
+export async function subscribe(
+  sub: Redis,
+  channel: string,
+  onMessage: (payload: string) => void,
+): Promise<() => Promise<void>> {
   const sharded = isCluster(sub);
   const event = sharded ? 'smessage' : 'message';
   const listener = (ch: string, payload: string) => {
@@ -242,7 +277,9 @@ export async function subscribe(sub: Redis, channel: string, onMessage: (payload
   else await sub.subscribe(channel);
   return async () => {
     sub.off(event, listener);
-    await (sharded ? (sub as unknown as Cluster).sunsubscribe(channel) : sub.unsubscribe(channel)).catch(() => undefined);
+    await (sharded ? (sub as unknown as Cluster).sunsubscribe(channel) : sub.unsubscribe(channel)).catch(
+      () => undefined,
+    );
   };
 }
 

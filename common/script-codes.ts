@@ -39,6 +39,7 @@ export class ScriptError extends Error {
 /** A script's numeric answer: returned as it is when it is not negative, else thrown as a {@link ScriptError}. */
 export function scriptResult(script: string, n: number): number {
   if (n >= 0) return n;
-  if (!Object.values(SCRIPT_CODES).includes(n as ScriptCode)) throw new Error(`${script} returned an unknown code ${n}`);
+  if (!Object.values(SCRIPT_CODES).includes(n as ScriptCode))
+    throw new Error(`${script} returned an unknown code ${n}`);
   throw new ScriptError(script, n as ScriptCode);
 }

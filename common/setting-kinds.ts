@@ -100,7 +100,8 @@ export interface ListSetting extends BaseSetting {
 }
 
 /** One entry of the settings table. */
-export type Setting = IntSetting | ChoiceSetting | FlagSetting | TextSetting | PathSetting | FileSetting | UrlSetting | ListSetting;
+export type Setting =
+  IntSetting | ChoiceSetting | FlagSetting | TextSetting | PathSetting | FileSetting | UrlSetting | ListSetting;
 
 /** The type of value a setting entry reads. */
 export type SettingValue<S> = S extends { kind: 'int' }
@@ -144,13 +145,18 @@ export function parseSetting(s: Setting, raw: string | undefined, name = s.env):
 }
 
 /** Text, path, file and URL settings: trimmed; empty or unset gives the default. */
-function parseText(s: TextSetting | PathSetting | FileSetting | UrlSetting, raw: string | undefined, name: string): string | undefined {
+function parseText(
+  s: TextSetting | PathSetting | FileSetting | UrlSetting,
+  raw: string | undefined,
+  name: string,
+): string | undefined {
   const t = raw?.trim() || (defaultOf(s) as string | undefined);
   if (t === undefined) return undefined;
   const echo = s.secret ? '' : `, got ${JSON.stringify(t)}`;
   switch (s.kind) {
     case 'text':
-      if (s.valid && !s.valid(t)) throw new ConfigError(name, `must be ${s.rule}${s.hint ? ` (${s.hint})` : ''}${echo}`);
+      if (s.valid && !s.valid(t))
+        throw new ConfigError(name, `must be ${s.rule}${s.hint ? ` (${s.hint})` : ''}${echo}`);
       return t;
     case 'path':
       return path.resolve(t);
@@ -178,7 +184,8 @@ export function readInt(env: Env, name: string, def: number, min: number, max: n
 function parseChoice(name: string, raw: string | undefined, def: string, choices: readonly string[]): string {
   if (raw === undefined || raw === '') return def;
   const v = raw.trim().toLowerCase();
-  if (!choices.includes(v)) throw new ConfigError(name, `must be one of ${choices.join(', ')}, got ${JSON.stringify(raw)}`);
+  if (!choices.includes(v))
+    throw new ConfigError(name, `must be one of ${choices.join(', ')}, got ${JSON.stringify(raw)}`);
   return v;
 }
 

@@ -8,11 +8,21 @@ import { DAY, GiB, HOUR, KiB, MiB, MINUTE, SECOND } from './units';
  * `dstore worker --help` and `dstore coordinator --help` print.
  */
 
-export const README_BEGIN = '<!-- settings:begin (generated from common/settings.ts by `npm run docs:settings`; edit there) -->';
+export const README_BEGIN =
+  '<!-- settings:begin (generated from common/settings.ts by `npm run docs:settings`; edit there) -->';
 export const README_END = '<!-- settings:end -->';
 
-const DURATIONS: [number, string][] = [[DAY, 'd'], [HOUR, 'h'], [MINUTE, 'min'], [SECOND, 's']];
-const SIZES: [number, string][] = [[GiB, 'GiB'], [MiB, 'MiB'], [KiB, 'KiB']];
+const DURATIONS: [number, string][] = [
+  [DAY, 'd'],
+  [HOUR, 'h'],
+  [MINUTE, 'min'],
+  [SECOND, 's'],
+];
+const SIZES: [number, string][] = [
+  [GiB, 'GiB'],
+  [MiB, 'MiB'],
+  [KiB, 'KiB'],
+];
 
 /** `n` in the largest unit that divides it ("5 min", "16 MiB"), or undefined when no unit does. */
 function human(n: number, unit: 'ms' | 'bytes' | undefined): string | undefined {
@@ -61,8 +71,16 @@ export function valuesDoc(s: Setting): string {
 
 /** The README's settings table, markers included. */
 export function renderSettingsTable(): string {
-  const rows = (SETTINGS as readonly Setting[]).map((s) => `| \`${s.env}\` | ${defaultDoc(s)} | ${valuesDoc(s)} | ${s.use} | ${s.doc} |`);
-  return [README_BEGIN, '| variable | default | values | used by | meaning |', '|---|---|---|---|---|', ...rows, README_END].join('\n');
+  const rows = (SETTINGS as readonly Setting[]).map(
+    (s) => `| \`${s.env}\` | ${defaultDoc(s)} | ${valuesDoc(s)} | ${s.use} | ${s.doc} |`,
+  );
+  return [
+    README_BEGIN,
+    '| variable | default | values | used by | meaning |',
+    '|---|---|---|---|---|',
+    ...rows,
+    README_END,
+  ].join('\n');
 }
 
 /** `readme` with its settings table replaced by `table`; throws when the markers are missing. */

@@ -10,7 +10,11 @@ export const SUPERVISOR_PID_ENV = 'DSTORE_SUPERVISOR_PID';
  * then stops itself, so no worker or coordinator outlives the `dstore up` that owns it.
  * Checks every `everyMs` without keeping the process alive.
  */
-export function watchSupervisor(onGone: (pid: number) => void, env: NodeJS.ProcessEnv = process.env, everyMs = 1000): void {
+export function watchSupervisor(
+  onGone: (pid: number) => void,
+  env: NodeJS.ProcessEnv = process.env,
+  everyMs = 1000,
+): void {
   const pid = Number(env[SUPERVISOR_PID_ENV]);
   if (!Number.isInteger(pid) || pid <= 1) return;
   const timer = setInterval(() => {

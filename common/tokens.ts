@@ -42,13 +42,25 @@ export function parseTokenEntries(entries: { text: string; where: string }[], va
   const out: ApiToken[] = [];
   for (const { text, where } of entries) {
     const parts = text.split(':');
-    if (parts.length !== 3) throw new ConfigError(variable, `${where}: a token must be name:secret:role (read, write or admin)`);
+    if (parts.length !== 3)
+      throw new ConfigError(variable, `${where}: a token must be name:secret:role (read, write or admin)`);
     const [name, secret, role] = parts.map((p) => p.trim());
-    if (!NAME.test(name)) throw new ConfigError(variable, `${where}: token name ${JSON.stringify(name)} must be 1-64 letters, digits, "_", "." or "-"`);
+    if (!NAME.test(name))
+      throw new ConfigError(
+        variable,
+        `${where}: token name ${JSON.stringify(name)} must be 1-64 letters, digits, "_", "." or "-"`,
+      );
     if (secret.length < MIN_SECRET_LENGTH) {
-      throw new ConfigError(variable, `${where}: the secret of token ${name} is shorter than ${MIN_SECRET_LENGTH} characters; generate one with: openssl rand -hex 24`);
+      throw new ConfigError(
+        variable,
+        `${where}: the secret of token ${name} is shorter than ${MIN_SECRET_LENGTH} characters; generate one with: openssl rand -hex 24`,
+      );
     }
-    if (!ROLES.includes(role as Role)) throw new ConfigError(variable, `${where}: token ${name} has role ${JSON.stringify(role)}; use read, write or admin`);
+    if (!ROLES.includes(role as Role))
+      throw new ConfigError(
+        variable,
+        `${where}: token ${name} has role ${JSON.stringify(role)}; use read, write or admin`,
+      );
     if (out.some((t) => t.name === name)) throw new ConfigError(variable, `${where}: token name ${name} is used twice`);
     out.push({ name, role: role as Role, digest: digest(secret) });
   }

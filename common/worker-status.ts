@@ -51,4 +51,3 @@ export interface WorkerCounters {
   fetches: number;
   fetchRows: number;
 }
-

@@ -5,7 +5,7 @@ import type { DstoreRedis } from '../common/redis';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { badRequest, conflict, notFound } from './errors';
 import type { TableEncryption } from './encryption';
-import { parseTableSchema, type Schema } from './schema';
+import { parseTableSchema } from './schema';
 import type { TableDef } from './table-def';
 
 export type { TableDef } from './table-def';
@@ -45,18 +45,34 @@ export class Catalogue {
     Catalogue.checkName(name);
     const { schema, encrypted } = parseTableSchema(schemaInput);
     const keyCheck = this.encryption ? this.encryption.keyCheckFor(name, encrypted) : undefined;
-    if (encrypted.length > 0 && !keyCheck) throw badRequest('this coordinator cannot create encrypted columns', { field: 'schema' });
-    const def: TableDef = { name, version: 1, createdAt: Date.now(), ...(schema ? { schema } : {}), ...(encrypted.length ? { encrypted, keyCheck } : {}) };
+    if (encrypted.length > 0 && !keyCheck)
+      throw badRequest('this coordinator cannot create encrypted columns', { field: 'schema' });
+    const def: TableDef = {
+      name,
+      version: 1,
+      createdAt: Date.now(),
+      ...(schema ? { schema } : {}),
+      ...(encrypted.length ? { encrypted, keyCheck } : {}),
+    };
     const created = (await this.cmd.hsetnx(this.keys.tables, name, JSON.stringify(def))) === 1;
     if (!created) {
       const existing = (await this.get(name))!;
-      if (JSON.stringify(existing.schema ?? null) !== JSON.stringify(schema ?? null) || JSON.stringify(existing.encrypted ?? []) !== JSON.stringify(encrypted)) {
-        throw conflict(`table ${name} exists with another schema; drop it first or use the same schema`, { table: name });
+      if (
+        JSON.stringify(existing.schema ?? null) !== JSON.stringify(schema ?? null) ||
+        JSON.stringify(existing.encrypted ?? []) !== JSON.stringify(encrypted)
+      ) {
+        throw conflict(`table ${name} exists with another schema; drop it first or use the same schema`, {
+          table: name,
+        });
       }
       this.encryption?.cipherFor(existing, 'create');
       return { table: existing, created: false };
     }
-    await broadcastToAll(this.ctx, (op) => build(SetupTableMessage, { op, table: name, schema, version: def.version, replyTo: this.ctx.replyTo }), this.opTimeoutMs);
+    await broadcastToAll(
+      this.ctx,
+      (op) => build(SetupTableMessage, { op, table: name, schema, version: def.version, replyTo: this.ctx.replyTo }),
+      this.opTimeoutMs,
+    );
     return { table: def, created: true };
   }
 
@@ -78,7 +94,8 @@ export class Catalogue {
   async require(name: string): Promise<TableDef> {
     Catalogue.checkName(name);
     const t = await this.get(name);
-    if (!t) throw notFound(`table ${name} does not exist; create it with PUT /tables/${name} (dstore table create ${name})`);
+    if (!t)
+      throw notFound(`table ${name} does not exist; create it with PUT /tables/${name} (dstore table create ${name})`);
     return t;
   }
 
@@ -86,7 +103,11 @@ export class Catalogue {
   async drop(name: string): Promise<void> {
     await this.require(name);
     await this.cmd.hdel(this.keys.tables, name);
-    await broadcastToAll(this.ctx, (op) => build(DropTableMessage, { op, table: name, replyTo: this.ctx.replyTo }), this.opTimeoutMs);
+    await broadcastToAll(
+      this.ctx,
+      (op) => build(DropTableMessage, { op, table: name, replyTo: this.ctx.replyTo }),
+      this.opTimeoutMs,
+    );
     await this.forgetChunks(name);
   }
 

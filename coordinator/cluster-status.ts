@@ -24,7 +24,10 @@ export interface WorkerStatusView {
   live: boolean;
   ready: boolean;
   state: string;
-  /** Whether its shard can store: `ok`, `full`, `read-only` or `io-error` (then it takes no chunks and answers no reads). */
+  /**
+   * Whether its shard can store: `ok`, `full`, `read-only` or `io-error` (then it takes no chunks and answers no
+   * reads).
+   */
   storage: string;
   /** The storage error, while `storage` is not `ok`. */
   storageError: string | null;
@@ -194,7 +197,11 @@ export async function readClusterStatus(src: StatusSources, timeoutMs: number): 
 async function readWorkers(src: StatusSources): Promise<WorkerStatusView[]> {
   const list = await src.workers.list();
   // One command per stream, not a pipeline: on a Redis Cluster each stream has its own slot.
-  const settle = <T>(p: Promise<T>): Promise<[Error | null, T]> => p.then((v) => [null, v] as [null, T], (e: Error) => [e, undefined as T]);
+  const settle = <T>(p: Promise<T>): Promise<[Error | null, T]> =>
+    p.then(
+      (v) => [null, v] as [null, T],
+      (e: Error) => [e, undefined as T],
+    );
   const replies = await Promise.all(
     list.flatMap((w) => {
       const key = src.keys.workerOps(w.id);
@@ -239,7 +246,11 @@ async function readWorkers(src: StatusSources): Promise<WorkerStatusView[]> {
 }
 
 async function readCoordinators(src: StatusSources): Promise<{ at: number; list: CoordinatorStatusView[] }> {
-  const [[, entries], [, time]] = (await src.cmd.multi().zrange(src.keys.coordinators, 0, -1, 'WITHSCORES').time().exec()) as [[null, string[]], [null, [string, string]]];
+  const [[, entries], [, time]] = (await src.cmd
+    .multi()
+    .zrange(src.keys.coordinators, 0, -1, 'WITHSCORES')
+    .time()
+    .exec()) as [[null, string[]], [null, [string, string]]];
   const at = timeToMs(time);
   const ids: string[] = [];
   const seen: number[] = [];
@@ -256,12 +267,22 @@ async function readCoordinators(src: StatusSources): Promise<{ at: number; list:
 }
 
 async function readDeadLetters(cmd: DstoreRedis, key: string): Promise<{ count: number; recent: DeadLetterView[] }> {
-  const [[, count], [, recent]] = (await cmd.multi().xlen(key).xrevrange(key, '+', '-', 'COUNT', RECENT_DEAD).exec()) as [[null, number], [null, [string, string[]][]]];
+  const [[, count], [, recent]] = (await cmd
+    .multi()
+    .xlen(key)
+    .xrevrange(key, '+', '-', 'COUNT', RECENT_DEAD)
+    .exec()) as [[null, number], [null, [string, string[]][]]];
   return {
     count,
     recent: recent.map(([id, fields]) => {
       const f = pairs(fields);
-      return { id, worker: String(f.worker ?? ''), stream: String(f.stream ?? ''), entry: String(f.id ?? ''), reason: String(f.reason ?? '') };
+      return {
+        id,
+        worker: String(f.worker ?? ''),
+        stream: String(f.stream ?? ''),
+        entry: String(f.id ?? ''),
+        reason: String(f.reason ?? ''),
+      };
     }),
   };
 }
@@ -277,7 +298,9 @@ async function xinfoGroups(cmd: DstoreRedis, key: string): Promise<unknown> {
   } catch (e) {
     const moved = /^MOVED \d+ (.+):(\d+)$/.exec((e as Error).message);
     if (!moved || !isCluster(cmd)) throw e;
-    const node = (cmd as unknown as Cluster).nodes('master').find((n) => n.options.host === moved[1] && String(n.options.port) === moved[2]);
+    const node = (cmd as unknown as Cluster)
+      .nodes('master')
+      .find((n) => n.options.host === moved[1] && String(n.options.port) === moved[2]);
     if (!node) throw e;
     return node.xinfo('GROUPS', key);
   }

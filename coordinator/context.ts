@@ -33,7 +33,12 @@ export interface CoordinatorContext {
  * (docs/architecture.md, "Copies are verified"). With `orderTable` the XADDs run under
  * that table's write-order lock (coordinator/order-lock.ts).
  */
-export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string) => Message, timeoutMs: number, opts: { inflight?: boolean; orderTable?: string } = {}): Promise<OpOutcome> {
+export async function broadcastToAll(
+  ctx: CoordinatorContext,
+  make: (op: string) => Message,
+  timeoutMs: number,
+  opts: { inflight?: boolean; orderTable?: string } = {},
+): Promise<OpOutcome> {
   const token = opts.inflight ? `${ctx.coordinatorId}:${ulid()}` : undefined;
   if (token) await ctx.cmd.touch(ctx.keys.mutationsInflight, token);
   let done = token === undefined;
@@ -48,7 +53,10 @@ export async function broadcastToAll(ctx: CoordinatorContext, make: (op: string)
       joined: () => ctx.workers.known(),
       sent,
       live: () => ctx.workers.live(),
-      ordered: opts.orderTable === undefined ? undefined : (send) => inWriteOrder(ctx, opts.orderTable!, 'an UPDATE/DELETE', send, 'fail'),
+      ordered:
+        opts.orderTable === undefined
+          ? undefined
+          : (send) => inWriteOrder(ctx, opts.orderTable!, 'an UPDATE/DELETE', send, 'fail'),
     });
   } finally {
     // After a failed XADD too (the op is then on some streams only, and the request fails).

@@ -61,9 +61,22 @@ export class Coordinator {
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'coordinator', coordinatorId: this.id });
     const name = (role: string) => this.keys.connectionName('coord', this.id, role);
-    this.cmd = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('cmd'), role: 'command' });
-    this.replyReader = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('replies'), role: 'blocking' });
-    for (const c of [this.cmd, this.replyReader]) c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
+    this.cmd = createRedis({
+      url: opts.redisUrl,
+      clusterNodes: opts.redisClusterNodes,
+      tlsCa: opts.redisTlsCa,
+      name: name('cmd'),
+      role: 'command',
+    });
+    this.replyReader = createRedis({
+      url: opts.redisUrl,
+      clusterNodes: opts.redisClusterNodes,
+      tlsCa: opts.redisTlsCa,
+      name: name('replies'),
+      role: 'blocking',
+    });
+    for (const c of [this.cmd, this.replyReader])
+      c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
     const replyTo = this.keys.coordReplies(this.id);
     this.router = new ReplyRouter(this.replyReader, this.cmd, replyTo, this.log.child({ component: 'reply-router' }));
     this.workers = new WorkerDirectory(this.cmd, this.keys, opts.workerTimeoutMs);
@@ -78,17 +91,47 @@ export class Coordinator {
       failpoints: { sendJitterMs: opts.failpointSendJitterMs },
     };
     this.ctx = ctx;
-    if (opts.failpointSendJitterMs > 0) this.log.warn({ jitterMs: opts.failpointSendJitterMs }, 'DSTORE_FAILPOINT_SEND_JITTER_MS is set: stream writes are delayed on purpose (testing only)');
+    if (opts.failpointSendJitterMs > 0)
+      this.log.warn(
+        { jitterMs: opts.failpointSendJitterMs },
+        'DSTORE_FAILPOINT_SEND_JITTER_MS is set: stream writes are delayed on purpose (testing only)',
+      );
     this.encryption = new TableEncryption(opts.encryptionKey);
     this.catalogue = new Catalogue(ctx, opts.ackTimeoutMs, this.encryption);
     // Stored-row checks of the id index are reads like any other (this.fetch is set below).
-    this.ingest = new Ingest(ctx, opts, new IdIndex(this.cmd, this.keys, (table, ids) => this.storedIds(table, ids)), this.encryption);
+    this.ingest = new Ingest(
+      ctx,
+      opts,
+      new IdIndex(this.cmd, this.keys, (table, ids) => this.storedIds(table, ids)),
+      this.encryption,
+    );
     const fetchQueue = new FetchQueue();
     this.metrics = new CoordinatorMetrics(this.id, fetchQueue);
-    this.fetch = new FetchMerger(ctx, opts.fetchTimeoutMs, { window: opts.fetchWindow, queue: fetchQueue }, { planned: (n) => this.metrics.fetchWorkers.observe(n) });
+    this.fetch = new FetchMerger(
+      ctx,
+      opts.fetchTimeoutMs,
+      { window: opts.fetchWindow, queue: fetchQueue },
+      { planned: (n) => this.metrics.fetchWorkers.observe(n) },
+    );
     this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
-    this.queries = new QueryService({ catalogue: this.catalogue, encryption: this.encryption, fetch: this.fetch, timeRead: () => this.metrics.fetchDuration.startTimer(), opts });
-    this.jobs = new Jobs(ctx, { redisUrl: opts.redisUrl, redisClusterNodes: opts.redisClusterNodes, redisTlsCa: opts.redisTlsCa, replicas: opts.replicas, repairAfterMs: opts.repairAfterMs, copyTimeoutMs: opts.ackTimeoutMs, sweepMs: opts.sweepMs, coordinatorTimeoutMs: opts.coordinatorTimeoutMs, scrubMs: opts.scrubMs });
+    this.queries = new QueryService({
+      catalogue: this.catalogue,
+      encryption: this.encryption,
+      fetch: this.fetch,
+      timeRead: () => this.metrics.fetchDuration.startTimer(),
+      opts,
+    });
+    this.jobs = new Jobs(ctx, {
+      redisUrl: opts.redisUrl,
+      redisClusterNodes: opts.redisClusterNodes,
+      redisTlsCa: opts.redisTlsCa,
+      replicas: opts.replicas,
+      repairAfterMs: opts.repairAfterMs,
+      copyTimeoutMs: opts.ackTimeoutMs,
+      sweepMs: opts.sweepMs,
+      coordinatorTimeoutMs: opts.coordinatorTimeoutMs,
+      scrubMs: opts.scrubMs,
+    });
   }
 
   /** Which of `ids` are stored rows of `table` (for the id index); a read, so it sees every acknowledged write. */
@@ -108,7 +151,14 @@ export class Coordinator {
   /** One look at the cluster from Redis: what `GET /status` answers and `/metrics` exports. */
   status(): Promise<ClusterStatus> {
     return readClusterStatus(
-      { cmd: this.cmd, keys: this.keys, workers: this.workers, coordinatorId: this.id, coordinatorTimeoutMs: this.opts.coordinatorTimeoutMs, queueCounts: () => this.jobs.counts() },
+      {
+        cmd: this.cmd,
+        keys: this.keys,
+        workers: this.workers,
+        coordinatorId: this.id,
+        coordinatorTimeoutMs: this.opts.coordinatorTimeoutMs,
+        queueCounts: () => this.jobs.counts(),
+      },
       this.opts.statusTimeoutMs,
     );
   }
@@ -125,10 +175,21 @@ export class Coordinator {
     this.server = buildServer(this, this.log);
     const address = await this.server.listen({ host: this.opts.host, port: this.opts.port });
     this.url = address;
-    this.log.info({ url: address, replicas: this.opts.replicas, minReplicas: this.opts.minReplicas, tokens: this.opts.tokens.length, encryption: this.encryption.enabled }, `coordinator listening on ${address}`);
+    this.log.info(
+      {
+        url: address,
+        replicas: this.opts.replicas,
+        minReplicas: this.opts.minReplicas,
+        tokens: this.opts.tokens.length,
+        encryption: this.encryption.enabled,
+      },
+      `coordinator listening on ${address}`,
+    );
     if (this.opts.tokens.length === 0) {
       this.log.warn(
-        this.opts.insecure ? 'no API tokens and DSTORE_INSECURE=1: anyone who reaches this port can read, write and drop tables' : 'no API tokens: every local process can read, write and drop tables; set DSTORE_TOKENS (docs/security.md)',
+        this.opts.insecure
+          ? 'no API tokens and DSTORE_INSECURE=1: anyone who reaches this port can read, write and drop tables'
+          : 'no API tokens: every local process can read, write and drop tables; set DSTORE_TOKENS (docs/security.md)',
       );
     }
   }

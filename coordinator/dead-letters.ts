@@ -38,8 +38,16 @@ export const DEFAULT_DEAD_LETTER_LIMIT = 100;
 export const MAX_DEAD_LETTER_LIMIT = 1000;
 
 /** The newest `limit` dead letters and how many there are. */
-export async function listDeadLetters(cmd: DstoreRedis, key: string, limit = DEFAULT_DEAD_LETTER_LIMIT): Promise<DeadLetterPage> {
-  const [[e1, total], [e2, entries]] = (await cmd.multi().xlen(key).xrevrange(key, '+', '-', 'COUNT', limit).exec()) as [[Error | null, number], [Error | null, [string, string[]][]]];
+export async function listDeadLetters(
+  cmd: DstoreRedis,
+  key: string,
+  limit = DEFAULT_DEAD_LETTER_LIMIT,
+): Promise<DeadLetterPage> {
+  const [[e1, total], [e2, entries]] = (await cmd
+    .multi()
+    .xlen(key)
+    .xrevrange(key, '+', '-', 'COUNT', limit)
+    .exec()) as [[Error | null, number], [Error | null, [string, string[]][]]];
   if (e1 || e2) throw e1 ?? e2;
   return { total, deadLetters: entries.map(([id, fields]) => toDeadLetter(id, fields)) };
 }

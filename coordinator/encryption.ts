@@ -79,7 +79,13 @@ export class TableEncryption {
       try {
         row[c] = cipher.decrypt(def.name, c, v);
       } catch (e) {
-        if (e instanceof DecryptError) throw new ApiError(500, 'decrypt_failed', `${e.message}; no rows are returned in clear from a value that fails to decrypt`, { table: def.name, field: c });
+        if (e instanceof DecryptError)
+          throw new ApiError(
+            500,
+            'decrypt_failed',
+            `${e.message}; no rows are returned in clear from a value that fails to decrypt`,
+            { table: def.name, field: c },
+          );
         throw e;
       }
     }
@@ -94,14 +100,24 @@ export class TableEncryption {
     this.checkWhere(def, q.where);
     // With aggregates a sort key may be an output column (`as`), which holds no stored value.
     const outputs = new Set((q.aggregate ?? []).map(aggregateName));
-    q.sort?.forEach((s, i) => !outputs.has(s.field) && enc.has(top(s.field)) && refuse(def, top(s.field), `sort[${i}]`, 'sort on'));
+    q.sort?.forEach(
+      (s, i) => !outputs.has(s.field) && enc.has(top(s.field)) && refuse(def, top(s.field), `sort[${i}]`, 'sort on'),
+    );
     q.groupBy?.forEach((f, i) => enc.has(top(f)) && refuse(def, top(f), `groupBy[${i}]`, 'group by'));
-    q.aggregate?.forEach((a, i) => a.field !== undefined && enc.has(top(a.field)) && refuse(def, top(a.field), `aggregate[${i}].field`, `${a.op}() over`));
+    q.aggregate?.forEach(
+      (a, i) =>
+        a.field !== undefined &&
+        enc.has(top(a.field)) &&
+        refuse(def, top(a.field), `aggregate[${i}].field`, `${a.op}() over`),
+    );
     q.fields?.forEach((f, i) => {
       if (f.includes('.') && enc.has(top(f))) {
-        throw badRequest(`fields[${i}]: ${JSON.stringify(f)} reaches inside encrypted column ${JSON.stringify(top(f))}; the workers only hold its ciphertext. Ask for the whole column ("${top(f)}")`, {
-          field: `fields[${i}]`,
-        });
+        throw badRequest(
+          `fields[${i}]: ${JSON.stringify(f)} reaches inside encrypted column ${JSON.stringify(top(f))}; the workers only hold its ciphertext. Ask for the whole column ("${top(f)}")`,
+          {
+            field: `fields[${i}]`,
+          },
+        );
       }
     });
   }
@@ -127,7 +143,10 @@ export class TableEncryption {
     for (const [f, v] of Object.entries(set)) {
       const top = f.split('.')[0];
       if (enc.has(top) && f !== top) {
-        throw badRequest(`set: ${JSON.stringify(f)} reaches inside encrypted column ${JSON.stringify(top)}; set the whole column instead`, { field: `set.${f}` });
+        throw badRequest(
+          `set: ${JSON.stringify(f)} reaches inside encrypted column ${JSON.stringify(top)}; set the whole column instead`,
+          { field: `set.${f}` },
+        );
       }
       out[f] = enc.has(f) && v !== null && v !== undefined ? cipher.encrypt(def.name, f, v) : v;
     }

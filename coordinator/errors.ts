@@ -14,11 +14,15 @@ export class ApiError extends Error {
   }
 }
 
-export const badRequest = (message: string, details?: Record<string, unknown>) => new ApiError(400, 'bad_request', message, details);
+export const badRequest = (message: string, details?: Record<string, unknown>) =>
+  new ApiError(400, 'bad_request', message, details);
 export const notFound = (message: string) => new ApiError(404, 'not_found', message);
-export const conflict = (message: string, details?: Record<string, unknown>) => new ApiError(409, 'conflict', message, details);
-export const unavailable = (message: string, details?: Record<string, unknown>) => new ApiError(503, 'unavailable', message, details);
-export const timeout = (message: string, details?: Record<string, unknown>) => new ApiError(504, 'timeout', message, details);
+export const conflict = (message: string, details?: Record<string, unknown>) =>
+  new ApiError(409, 'conflict', message, details);
+export const unavailable = (message: string, details?: Record<string, unknown>) =>
+  new ApiError(503, 'unavailable', message, details);
+export const timeout = (message: string, details?: Record<string, unknown>) =>
+  new ApiError(504, 'timeout', message, details);
 
 /**
  * An error from Redis itself that a client can act on, as an {@link ApiError}; undefined for

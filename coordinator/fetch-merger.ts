@@ -13,7 +13,10 @@ import { Outstanding, ReadPlan } from './read-plan';
 export interface ReadOptions {
   /** Answer with what the live workers hold when some chunk has no live replica (a trailer line says so). */
   partial?: boolean;
-  /** Turns a stored row (whole or projected) into the row to answer: decrypts encrypted columns (coordinator/encryption.ts). */
+  /**
+   * Turns a stored row (whole or projected) into the row to answer: decrypts encrypted columns
+   * (coordinator/encryption.ts).
+   */
   decryptRow?: (row: Record<string, unknown>) => Record<string, unknown>;
   /** Answer the plan ({@link ReadExplain}, one line) instead of rows; no worker is asked. */
   explain?: boolean;
@@ -38,7 +41,10 @@ export interface ReadExplain {
  * What a read yields, in order: rows (the text of `count` rows, one per line, no newline at
  * the end), then at most one of: the partial trailer (chunks were left out), or the plan.
  */
-export type ReadPiece = { rows: string; count: number } | { partial: { missingWorkers: string[]; missingChunks: number } } | { explain: ReadExplain };
+export type ReadPiece =
+  | { rows: string; count: number }
+  | { partial: { missingWorkers: string[]; missingChunks: number } }
+  | { explain: ReadExplain };
 
 /** What a coordinator observes of its reads (its metrics). */
 export interface ReadObserver {
@@ -96,9 +102,15 @@ export class FetchMerger {
    */
   start(table: string, where?: unknown): Promise<ReadStart> {
     const ids = pinned(where);
-    const p = Promise.all([this.ctx.workers.live(), this.placements.version(table), ids && chunksHoldingIds(this.ctx.cmd, this.ctx.keys, table, ids)]).then(
-      ([live, version, chunks]) => ({ live, version, pinned: ids && chunks ? { ids: ids.length, chunks } : undefined }),
-    );
+    const p = Promise.all([
+      this.ctx.workers.live(),
+      this.placements.version(table),
+      ids && chunksHoldingIds(this.ctx.cmd, this.ctx.keys, table, ids),
+    ]).then(([live, version, chunks]) => ({
+      live,
+      version,
+      pinned: ids && chunks ? { ids: ids.length, chunks } : undefined,
+    }));
     p.catch(() => undefined);
     return p;
   }
@@ -108,11 +120,17 @@ export class FetchMerger {
    * text (one line, or, for plain reads without a limit, a whole batch), then the partial
    * trailer when chunks were left out, or only the plan with `explain`.
    */
-  async *read(table: string, q: QuerySpec, opts: ReadOptions = {}, started?: Promise<ReadStart>): AsyncGenerator<ReadPiece> {
+  async *read(
+    table: string,
+    q: QuerySpec,
+    opts: ReadOptions = {},
+    started?: Promise<ReadStart>,
+  ): AsyncGenerator<ReadPiece> {
     // A filter that pins `_id`s reads only the chunks the id index names: a lookup of an id
     // that is not stored asks no worker at all. Looked up with the live set, in one round trip.
     const { live, version, pinned: pins } = await (started ?? this.start(table, q.where));
-    if (live.length === 0 && !opts.explain) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
+    if (live.length === 0 && !opts.explain)
+      throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
     const placement = await this.placements.get(table, version);
     const only = pins?.chunks;
     const ids = pins && { length: pins.ids };
@@ -139,9 +157,15 @@ export class FetchMerger {
       return;
     }
     const mode = q.aggregate ? 'agg' : q.sort ? 'sorted' : 'rows';
-    const rows = mode === 'rows' ? this.readRows(plan, q, opts) : mode === 'sorted' ? this.readSorted(plan, q, opts) : this.readAggregate(plan, q);
+    const rows =
+      mode === 'rows'
+        ? this.readRows(plan, q, opts)
+        : mode === 'sorted'
+          ? this.readSorted(plan, q, opts)
+          : this.readAggregate(plan, q);
     for await (const text of rows) yield { rows: text, count: text === '' ? 0 : countLines(text) };
-    if (plan.gap.chunks.size > 0) yield { partial: { missingWorkers: [...plan.gap.workers].sort(), missingChunks: plan.gap.chunks.size } };
+    if (plan.gap.chunks.size > 0)
+      yield { partial: { missingWorkers: [...plan.gap.workers].sort(), missingChunks: plan.gap.chunks.size } };
   }
 
   private explain(plan: ReadPlan, pinned: number | undefined): ReadExplain {
@@ -161,14 +185,25 @@ export class FetchMerger {
   }
 
   /** A round over `assignments`, counted as outstanding work of its workers until closed. */
-  private round(plan: ReadPlan, assignments: Assignment[], q: QuerySpec, first: boolean): { round: FetchRound; close(): void } {
+  private round(
+    plan: ReadPlan,
+    assignments: Assignment[],
+    q: QuerySpec,
+    first: boolean,
+  ): { round: FetchRound; close(): void } {
     if (first) this.observer?.planned(assignments.length);
-    const round = new FetchRound(this.ctx, plan.table, assignments, { query: q }, {
-      timeoutMs: this.timeoutMs,
-      flow: this.flow,
-      isLive: async (w) => (await this.ctx.workers.live()).includes(w),
-      onAnswered: (w, ms) => this.outstanding.answered(w, ms),
-    });
+    const round = new FetchRound(
+      this.ctx,
+      plan.table,
+      assignments,
+      { query: q },
+      {
+        timeoutMs: this.timeoutMs,
+        flow: this.flow,
+        isLive: async (w) => (await this.ctx.workers.live()).includes(w),
+        onAnswered: (w, ms) => this.outstanding.answered(w, ms),
+      },
+    );
     const workers = round.workers;
     this.outstanding.add(workers, 1);
     let closed = false;
@@ -251,7 +286,8 @@ export class FetchMerger {
           // Emit while every open worker has a row buffered (or has finished).
           while ([...open].every((w) => buffers.get(w)!.length > 0)) {
             let best: string | undefined;
-            for (const [w, buf] of buffers) if (buf.length && (!best || cmp(buf[0], buffers.get(best)![0]) < 0)) best = w;
+            for (const [w, buf] of buffers)
+              if (buf.length && (!best || cmp(buf[0], buffers.get(best)![0]) < 0)) best = w;
             if (!best) break;
             const line = buffers.get(best)!.shift()!;
             shifted(best);
@@ -347,13 +383,19 @@ export function* combineAggregates(
     }
   }
   // No rows at all still yields one row for an ungrouped aggregate (count 0).
-  if (groups.size === 0 && groupBy.length === 0) groups.set('[]', { g: [], acc: aggs.map((s) => (s.op === 'count' ? 0 : s.op === 'avg' ? [null, 0] : null)) });
+  if (groups.size === 0 && groupBy.length === 0)
+    groups.set('[]', { g: [], acc: aggs.map((s) => (s.op === 'count' ? 0 : s.op === 'avg' ? [null, 0] : null)) });
   let rows = [...groups.values()].map(({ g, acc }) => {
     const out: Record<string, unknown> = {};
     groupBy.forEach((f, i) => (out[f] = g[i]));
     aggs.forEach((spec, i) => {
       const v = acc[i];
-      out[aggregateName(spec)] = spec.op === 'avg' ? ((v as [number | null, number])[1] > 0 ? (v as [number, number])[0] / (v as [number, number])[1] : null) : v;
+      out[aggregateName(spec)] =
+        spec.op === 'avg'
+          ? (v as [number | null, number])[1] > 0
+            ? (v as [number, number])[0] / (v as [number, number])[1]
+            : null
+          : v;
     });
     return out;
   });
@@ -397,7 +439,10 @@ function countLines(text: string): number {
   return n;
 }
 
-/** The `_id`s a filter pins, or undefined (also for a filter that is not valid: the read refuses it later, naming the fault). */
+/**
+ * The `_id`s a filter pins, or undefined (also for a filter that is not valid: the read refuses it later, naming the
+ * fault).
+ */
 function pinned(where: unknown): string[] | undefined {
   try {
     return where === undefined ? undefined : pinnedIds(where);

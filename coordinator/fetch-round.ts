@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Keys } from '../common/keys';
-import { build, DigestMessage, encodeFetch, FetchCreditMessage, FetchMessage, type DigestRespMessage, type FetchErrorCode, type FetchRespMessage } from '../common/messages';
+import {
+  build,
+  DigestMessage,
+  encodeFetch,
+  FetchCreditMessage,
+  FetchMessage,
+  type DigestRespMessage,
+  type FetchErrorCode,
+  type FetchRespMessage,
+} from '../common/messages';
 import type { QuerySpec } from '../common/query';
 import { isCluster, publish, type DstoreRedis } from '../common/redis';
 import type { CoordinatorContext } from './context';
@@ -63,7 +72,8 @@ export interface WorkerFailure {
 }
 
 /** Something that happened in a round, in arrival order. */
-export type RoundEvent<R extends AnswerBatch = FetchRespMessage> = { kind: 'batch'; resp: R } | { kind: 'failed'; failure: WorkerFailure } | { kind: 'end' };
+export type RoundEvent<R extends AnswerBatch = FetchRespMessage> =
+  { kind: 'batch'; resp: R } | { kind: 'failed'; failure: WorkerFailure } | { kind: 'end' };
 
 /**
  * A worker silent this long is probed: is its process still subscribed to its channel, and
@@ -83,8 +93,6 @@ export interface FetchRoundOptions {
   /** Told how long each worker took, from publishing to its last batch. */
   onAnswered?: (worker: string, ms: number) => void;
 }
-
-
 
 /**
  * One FETCH round: each assigned worker gets a FETCH naming exactly the chunks it answers
@@ -176,14 +184,31 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
     await Promise.all(
       workers.map(async (w) => {
         const a = this.assigned.get(w)!;
-        const base = { req: this.req, worker: w, replyTo: this.replyTo, table: this.table, chunks: [...a.chunks], timeoutMs: this.timeoutMs };
-        const msg = 'digest' in this.request ? build(DigestMessage, base) : build(FetchMessage, { ...base, window: this.flow?.window, ...this.request.query });
+        const base = {
+          req: this.req,
+          worker: w,
+          replyTo: this.replyTo,
+          table: this.table,
+          chunks: [...a.chunks],
+          timeoutMs: this.timeoutMs,
+        };
+        const msg =
+          'digest' in this.request
+            ? build(DigestMessage, base)
+            : build(FetchMessage, { ...base, window: this.flow?.window, ...this.request.query });
         // The fence goes last: `{…}` becomes `{…,"tail":"<id>"}` in Redis.
         const json = encodeFetch(msg);
         const head = `${json.slice(0, -1)},"tail":"`;
         const rest = '"}';
-        const receivers = await this.cmd.publishFenced(this.keys.workerOps(w), this.keys.workerFetch(w), head, rest, sharded);
-        if (receivers === 0) this.failWorker({ worker: w, code: 'timeout', reason: `worker ${w} is not subscribed to its fetch channel` });
+        const receivers = await this.cmd.publishFenced(
+          this.keys.workerOps(w),
+          this.keys.workerFetch(w),
+          head,
+          rest,
+          sharded,
+        );
+        if (receivers === 0)
+          this.failWorker({ worker: w, code: 'timeout', reason: `worker ${w} is not subscribed to its fetch channel` });
       }),
     );
   }
@@ -238,8 +263,14 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
     void (async () => {
       try {
         const receivers = await this.sendCredit(worker, this.granted.get(worker) ?? this.flow?.window ?? 0);
-        if (receivers === 0) return this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is gone (no longer subscribed to its fetch channel)` });
-        if (this.opts.isLive && !(await this.opts.isLive(worker))) this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is no longer live (no heartbeat)` });
+        if (receivers === 0)
+          return this.failWorker({
+            worker,
+            code: 'timeout',
+            reason: `worker ${worker} is gone (no longer subscribed to its fetch channel)`,
+          });
+        if (this.opts.isLive && !(await this.opts.isLive(worker)))
+          this.failWorker({ worker, code: 'timeout', reason: `worker ${worker} is no longer live (no heartbeat)` });
       } finally {
         this.probing.delete(worker);
       }
@@ -277,7 +308,12 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
       this.flow.queue.add(b);
     }
     if (m.code) {
-      this.failWorker({ worker: m.worker, code: m.code, reason: `${m.code}: ${m.error ?? ''}`, missing: m.type === 'FETCH_RESP' ? m.missing : undefined });
+      this.failWorker({
+        worker: m.worker,
+        code: m.code,
+        reason: `${m.code}: ${m.error ?? ''}`,
+        missing: m.type === 'FETCH_RESP' ? m.missing : undefined,
+      });
       return;
     }
     // Batches arrive in order on one stream, but keep the order explicit anyway.
@@ -312,7 +348,8 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
       if (named.has(c)) return `worker ${r.worker} answered chunk ${c} twice`;
       named.add(c);
     }
-    if (r.done && named.size !== askedSet.size) return `worker ${r.worker} answered ${named.size} of the ${askedSet.size} chunks it was asked for`;
+    if (r.done && named.size !== askedSet.size)
+      return `worker ${r.worker} answered ${named.size} of the ${askedSet.size} chunks it was asked for`;
     return undefined;
   }
 
@@ -329,12 +366,17 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
         // It sent all its credit allows and waits for the reader: not silent. Credit is
         // re-sent now and then so the worker knows the read is still on.
         this.lastHeard.set(w, now);
-        if (now - (this.grantedAt.get(w) ?? now) > this.timeoutMs / 3) this.grant(w, this.granted.get(w) ?? this.flow.window);
+        if (now - (this.grantedAt.get(w) ?? now) > this.timeoutMs / 3)
+          this.grant(w, this.granted.get(w) ?? this.flow.window);
         continue;
       }
       const silent = now - (this.lastHeard.get(w) ?? now);
       if (silent > this.timeoutMs) {
-        this.failWorker({ worker: w, code: 'timeout', reason: `no answer for DSTORE_FETCH_TIMEOUT_MS=${this.timeoutMs} ms` });
+        this.failWorker({
+          worker: w,
+          code: 'timeout',
+          reason: `no answer for DSTORE_FETCH_TIMEOUT_MS=${this.timeoutMs} ms`,
+        });
       } else if (silent > PROBE_AFTER_MS && now - (this.lastProbe.get(w) ?? 0) > PROBE_AFTER_MS) {
         this.probe(w);
       }

@@ -34,7 +34,12 @@ export function chunkOfGeneratedId(id: string): string | undefined {
  * neither is not stored. An entry can be stale (its POST aborted, its row deleted): the read that uses
  * this still checks the chunk, so stale entries cost a chunk read, never a wrong answer.
  */
-export async function chunksHoldingIds(cmd: DstoreRedis, keys: Keys, table: string, ids: readonly string[]): Promise<Set<string>> {
+export async function chunksHoldingIds(
+  cmd: DstoreRedis,
+  keys: Keys,
+  table: string,
+  ids: readonly string[],
+): Promise<Set<string>> {
   const out = new Set<string>();
   for (const id of ids) {
     const c = chunkOfGeneratedId(id);
@@ -82,7 +87,10 @@ export class IdIndex {
     let held = await this.cmd.reserveIds(index, chunk, ...ids);
     for (let round = 0; held.length > 0; round++) {
       if (round === MAX_ROUNDS) {
-        throw unavailable(`_id ${JSON.stringify(held[0])} (row ${rowOf(held[0])}) is being written by other requests at the same time; retry`, { row: rowOf(held[0]), field: '_id' });
+        throw unavailable(
+          `_id ${JSON.stringify(held[0])} (row ${rowOf(held[0])}) is being written by other requests at the same time; retry`,
+          { row: rowOf(held[0]), field: '_id' },
+        );
       }
       const take = await this.resolve(table, held, rowOf);
       held = take.length > 0 ? await this.cmd.takeIds(index, chunk, ...take) : [];
@@ -111,12 +119,18 @@ export class IdIndex {
     posts.forEach((post, i) => {
       if (open[i] === null) return;
       const id = candidates.find((x) => inTable.get(x.slice(0, 26)) === post)!;
-      throw conflict(`row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`, { row: rowOf(id), field: '_id' });
+      throw conflict(
+        `row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`,
+        { row: rowOf(id), field: '_id' },
+      );
     });
     const stored = await this.existing(table, candidates);
     const dup = candidates.find((id) => stored.has(id));
     if (dup !== undefined) {
-      throw conflict(`row ${rowOf(dup)}: duplicate _id ${JSON.stringify(dup)}: a row with this _id already exists in table ${table}; nothing of this request was stored`, { row: rowOf(dup), field: '_id' });
+      throw conflict(
+        `row ${rowOf(dup)}: duplicate _id ${JSON.stringify(dup)}: a row with this _id already exists in table ${table}; nothing of this request was stored`,
+        { row: rowOf(dup), field: '_id' },
+      );
     }
   }
 
@@ -141,10 +155,13 @@ export class IdIndex {
       const post = postOf.get(holder);
       if (post === undefined) take.push(id, holder);
       else if (open.has(post)) {
-        throw conflict(`row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`, {
-          row: rowOf(id),
-          field: '_id',
-        });
+        throw conflict(
+          `row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`,
+          {
+            row: rowOf(id),
+            field: '_id',
+          },
+        );
       } else committed.push([id, holder]);
     }
     if (committed.length > 0) {
@@ -154,7 +171,10 @@ export class IdIndex {
       );
       for (const [id, holder] of committed) {
         if (stored.has(id)) {
-          throw conflict(`row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: a row with this _id already exists in table ${table}; nothing of this request was stored`, { row: rowOf(id), field: '_id' });
+          throw conflict(
+            `row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: a row with this _id already exists in table ${table}; nothing of this request was stored`,
+            { row: rowOf(id), field: '_id' },
+          );
         }
         take.push(id, holder);
       }

@@ -60,7 +60,11 @@ export class Ingest {
 
   constructor(
     private readonly ctx: CoordinatorContext,
-    private readonly opts: Pick<CoordinatorOptions, 'replicas' | 'minReplicas' | 'chunkRows' | 'chunkBytes' | 'ingestWindow' | 'ackTimeoutMs'> & Pick<Limits, 'maxRowsPerRequest' | 'maxRecordBytes' | 'maxFields' | 'maxDepth'>,
+    private readonly opts: Pick<
+      CoordinatorOptions,
+      'replicas' | 'minReplicas' | 'chunkRows' | 'chunkBytes' | 'ingestWindow' | 'ackTimeoutMs'
+    > &
+      Pick<Limits, 'maxRowsPerRequest' | 'maxRecordBytes' | 'maxFields' | 'maxDepth'>,
     private readonly idIndex: IdIndex,
     private readonly encryption?: TableEncryption,
   ) {
@@ -71,14 +75,18 @@ export class Ingest {
   async post(table: TableDef, records: AsyncIterable<ParsedRecord>): Promise<IngestResult> {
     // Refuses (no key, wrong key) before anything is sent.
     const cipher = this.encryption?.cipherFor(table, 'write');
-    const encrypt = cipher ? (row: Record<string, unknown>) => this.encryption!.encryptRow(table, cipher, row) : undefined;
+    const encrypt = cipher
+      ? (row: Record<string, unknown>) => this.encryption!.encryptRow(table, cipher, row)
+      : undefined;
     const post = this.newId();
     const run = new PostRun(this, table, post, encrypt);
     try {
       return await run.execute(records);
     } catch (e) {
       await run.settle();
-      await run.abort().catch((err) => this.log.error({ err, post }, 'aborting a failed POST failed; the clean-up job will retry'));
+      await run
+        .abort()
+        .catch((err) => this.log.error({ err, post }, 'aborting a failed POST failed; the clean-up job will retry'));
       throw e;
     } finally {
       run.close();
@@ -149,9 +157,16 @@ class PostRun {
     for await (const rec of records) {
       this.throwIfFailed();
       if (inserted >= maxRowsPerRequest) {
-        throw limitExceeded(413, 'DSTORE_MAX_ROWS_PER_REQUEST', `row ${rec.row}: the request has more than DSTORE_MAX_ROWS_PER_REQUEST (${maxRowsPerRequest}) records; split it`, { row: rec.row });
+        throw limitExceeded(
+          413,
+          'DSTORE_MAX_ROWS_PER_REQUEST',
+          `row ${rec.row}: the request has more than DSTORE_MAX_ROWS_PER_REQUEST (${maxRowsPerRequest}) records; split it`,
+          { row: rec.row },
+        );
       }
-      let { id, line, generated } = this.prepare(rec, () => generatedId(chunk, rows.length));
+      const prepared = this.prepare(rec, () => generatedId(chunk, rows.length));
+      let { id, line } = prepared;
+      const { generated } = prepared;
       // A UTF-16 unit is at most 3 UTF-8 bytes: count bytes only when the limit could be near.
       if (line.length * 3 > this.d.opts.maxRecordBytes) checkRecordBytes(Buffer.byteLength(line), this.d.opts, rec.row);
       if (bytes + line.length > chunkBytes && rows.length > 0) {
@@ -192,7 +207,10 @@ class PostRun {
   private prepare(rec: ParsedRecord, generate: () => string): { id: string; line: string; generated: boolean } {
     const v = rec.value;
     if (!v || typeof v !== 'object' || Array.isArray(v)) {
-      throw badRequest(`row ${rec.row}: a record must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`, { row: rec.row });
+      throw badRequest(
+        `row ${rec.row}: a record must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`,
+        { row: rec.row },
+      );
     }
     const row = v as Record<string, unknown>;
     checkRecordShape(row, this.d.opts, rec.row);
@@ -203,17 +221,25 @@ class PostRun {
       id = generate();
     } else {
       if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(id)) {
-        throw badRequest(`row ${rec.row}: field "_id" must be a non-empty string of at most ${MAX_ID_LENGTH} characters without control characters`, {
-          row: rec.row,
-          field: '_id',
-        });
+        throw badRequest(
+          `row ${rec.row}: field "_id" must be a non-empty string of at most ${MAX_ID_LENGTH} characters without control characters`,
+          {
+            row: rec.row,
+            field: '_id',
+          },
+        );
       }
       // One hash lookup per row: add, and see whether the set grew.
       const n = this.ids.size;
-      if (this.ids.add(id).size === n) throw conflict(`row ${rec.row}: duplicate _id ${JSON.stringify(id)} in this request`, { row: rec.row, field: '_id' });
+      if (this.ids.add(id).size === n)
+        throw conflict(`row ${rec.row}: duplicate _id ${JSON.stringify(id)} in this request`, {
+          row: rec.row,
+          field: '_id',
+        });
     }
     // The client's own text holds encrypted columns in clear: with encryption the row is always re-serialised.
-    const reused = rec.text === undefined || this.encrypt ? undefined : withIdFirst(rec.text, id as string, row._id === undefined);
+    const reused =
+      rec.text === undefined || this.encrypt ? undefined : withIdFirst(rec.text, id as string, row._id === undefined);
     if (reused !== undefined) return { id: id as string, line: reused, generated };
     const { _id, ...rest } = row;
     void _id;
@@ -246,18 +272,35 @@ class PostRun {
   }
 
   /** Places one chunk; `firstRow` is the request's row number of its first record. */
-  private async send(chunk: string, ids: string[], rows: string[], clientIds: string[], firstRow: number): Promise<void> {
+  private async send(
+    chunk: string,
+    ids: string[],
+    rows: string[],
+    clientIds: string[],
+    firstRow: number,
+  ): Promise<void> {
     const { cmd, keys, opts, workers } = this.d;
     // Draining workers take no new chunks.
     const live = await workers.writable();
     if (live.length < opts.minReplicas) {
-      throw unavailable(`${live.length} live worker(s); a write needs at least DSTORE_MIN_REPLICAS=${opts.minReplicas}. Start workers or lower DSTORE_MIN_REPLICAS`, {
-        live,
-      });
+      throw unavailable(
+        `${live.length} live worker(s); a write needs at least DSTORE_MIN_REPLICAS=${opts.minReplicas}. Start workers or lower DSTORE_MIN_REPLICAS`,
+        {
+          live,
+        },
+      );
     }
     const token = await cmd.incr(keys.token);
     const replicas = placeChunk(live, token, opts.replicas);
-    const msg = buildRows(PostMessage, { chunk, post: this.post, table: this.table.name, replicas, replyTo: this.d.replyTo, ids, rows });
+    const msg = buildRows(PostMessage, {
+      chunk,
+      post: this.post,
+      table: this.table.name,
+      replicas,
+      replyTo: this.d.replyTo,
+      ids,
+      rows,
+    });
     const args = msg.toArgs();
     const meta = JSON.stringify({ table: this.table.name, post: this.post, replicas, rows: ids.length });
     this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, firstRow, acked: new Set(), sentAt: Date.now() });
@@ -288,7 +331,10 @@ class PostRun {
       // placement, which repair reads) so that repair tops it up once workers can take it.
       this.underReplicated++;
       await cmd.zadd(keys.underReplicated, Date.now(), chunk);
-      this.d.log.warn({ chunk, replicas, want: opts.replicas }, 'chunk placed on fewer than DSTORE_REPLICAS workers; recorded for repair');
+      this.d.log.warn(
+        { chunk, replicas, want: opts.replicas },
+        'chunk placed on fewer than DSTORE_REPLICAS workers; recorded for repair',
+      );
     }
     // Several copies: the large fields are encoded to UTF-8 once, not once per stream write.
     const payload = replicas.length > 1 ? args.map((a) => (a.length > 4096 ? Buffer.from(a) : a)) : args;
@@ -316,9 +362,12 @@ class PostRun {
         if (now - c.sentAt > ackTimeoutMs) {
           const silent = c.replicas.filter((w) => !c.acked.has(w));
           this.fail(
-            unavailable(`chunk ${c.id} got ${c.acked.size} of ${minReplicas} required acks within DSTORE_ACK_TIMEOUT_MS=${ackTimeoutMs} (silent: ${silent.join(', ')}); nothing was stored`, {
-              workers: silent,
-            }),
+            unavailable(
+              `chunk ${c.id} got ${c.acked.size} of ${minReplicas} required acks within DSTORE_ACK_TIMEOUT_MS=${ackTimeoutMs} (silent: ${silent.join(', ')}); nothing was stored`,
+              {
+                workers: silent,
+              },
+            ),
           );
           return;
         }
@@ -326,7 +375,10 @@ class PostRun {
         this.inflight.delete(c.id);
         this.underReplicated++;
         this.d.cmd.zadd(this.d.keys.underReplicated, now, c.id).catch(() => undefined);
-        this.d.log.warn({ chunk: c.id, acked: [...c.acked], replicas: c.replicas }, 'chunk under-replicated; recorded for repair');
+        this.d.log.warn(
+          { chunk: c.id, acked: [...c.acked], replicas: c.replicas },
+          'chunk under-replicated; recorded for repair',
+        );
       }
     }
     this.wake?.();
@@ -362,10 +414,15 @@ class PostRun {
       scriptResult('begin-commit-1.lua', await cmd.beginCommit(keys.openPosts, this.post));
     } catch (e) {
       if (!(e instanceof ScriptError && e.code === SCRIPT_CODES.POST_NOT_OPEN)) throw e;
-      throw unavailable(`POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`);
+      throw unavailable(
+        `POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`,
+      );
     }
     await finishCommit(this.d, this.post, this.table.name, [...this.touched]);
-    this.d.log.info({ post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated }, 'POST committed');
+    this.d.log.info(
+      { post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated },
+      'POST committed',
+    );
   }
 
   /** Removes every chunk placed so far from its workers and from the placement records. */
@@ -389,7 +446,8 @@ class PostRun {
 export function withIdFirst(text: string, id: string, generated: boolean): string | undefined {
   // Valid JSON has raw line breaks only as whitespace between tokens, never inside strings.
   const t = text.indexOf('\n') === -1 && text.indexOf('\r') === -1 ? text.trim() : compactJson(text);
-  if (t.charCodeAt(0) !== 123 /* { */ || t.charCodeAt(t.length - 1) !== 125 /* } */ || t.includes('\\u')) return undefined;
+  if (t.charCodeAt(0) !== 123 /* { */ || t.charCodeAt(t.length - 1) !== 125 /* } */ || t.includes('\\u'))
+    return undefined;
   const head = `{"_id":${JSON.stringify(id)}`;
   if (generated) {
     if (t.includes('"_id"')) return undefined;
@@ -437,7 +495,12 @@ function isJsonSpace(c: number): boolean {
  * rather than fail, since the decision is taken), then closes the open record. Also run by clean-up for a POST
  * whose coordinator died in between; COMMIT is idempotent, so sending it twice is harmless.
  */
-export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log' | 'failpoints'>, post: string, table: string, workers: string[]): Promise<void> {
+export async function finishCommit(
+  ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log' | 'failpoints'>,
+  post: string,
+  table: string,
+  workers: string[],
+): Promise<void> {
   const { cmd, keys } = ctx;
   const msg = build(CommitMessage, { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
@@ -455,14 +518,32 @@ export async function finishCommit(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' 
  * ABORT to every worker that got a chunk. Used by a failing POST and by the clean-up job.
  * Returns false when the POST was not open.
  */
-export async function abortPost(ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'failpoints'>, post: string, table: string, workers: string[]): Promise<boolean> {
+export async function abortPost(
+  ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'failpoints'>,
+  post: string,
+  table: string,
+  workers: string[],
+): Promise<boolean> {
   const { cmd, keys } = ctx;
   const workerKeys = workers.map((w) => keys.workerChunks(w));
   try {
-    scriptResult('unregister-chunks.lua', await cmd.unregisterChunks(5 + workerKeys.length, keys.chunks, keys.tableChunks(table), keys.openPosts, keys.postChunks(post), keys.postWorkers(post), ...workerKeys, post));
+    scriptResult(
+      'unregister-chunks.lua',
+      await cmd.unregisterChunks(
+        5 + workerKeys.length,
+        keys.chunks,
+        keys.tableChunks(table),
+        keys.openPosts,
+        keys.postChunks(post),
+        keys.postWorkers(post),
+        ...workerKeys,
+        post,
+      ),
+    );
   } catch (e) {
     // Not open (done already) or being committed (the commit wins): nothing to abort.
-    if (e instanceof ScriptError && (e.code === SCRIPT_CODES.POST_NOT_OPEN || e.code === SCRIPT_CODES.POST_COMMITTING)) return false;
+    if (e instanceof ScriptError && (e.code === SCRIPT_CODES.POST_NOT_OPEN || e.code === SCRIPT_CODES.POST_COMMITTING))
+      return false;
     throw e;
   }
   const msg = build(AbortMessage, { op: ulid(), post, replyTo: ctx.replyTo });

@@ -7,10 +7,18 @@ import { ApiError, badRequest } from './errors';
  * 4xx whose JSON body says `error: "limit_exceeded"`, names the setting in `limit`, and,
  * for records, the `row` and `field` at fault.
  */
-export type Limits = Pick<CoordinatorOptions, 'maxRowsPerRequest' | 'maxRecordBytes' | 'maxFields' | 'maxDepth' | 'maxResultRows' | 'queryTimeoutMs'>;
+export type Limits = Pick<
+  CoordinatorOptions,
+  'maxRowsPerRequest' | 'maxRecordBytes' | 'maxFields' | 'maxDepth' | 'maxResultRows' | 'queryTimeoutMs'
+>;
 
 /** A limit was exceeded: `status` 400, 413 or 504, `limit` the setting's variable. */
-export function limitExceeded(status: number, limit: string, message: string, details: Record<string, unknown> = {}): ApiError {
+export function limitExceeded(
+  status: number,
+  limit: string,
+  message: string,
+  details: Record<string, unknown> = {},
+): ApiError {
   return new ApiError(status, 'limit_exceeded', message, { limit, ...details });
 }
 
@@ -36,7 +44,8 @@ function depthOf(v: unknown, max: number): number {
     const here = d + 1;
     if (here > deepest) deepest = here;
     if (deepest > max) return deepest;
-    for (const c of Array.isArray(x) ? x : Object.values(x)) if (c !== null && typeof c === 'object') stack.push([c, here]);
+    for (const c of Array.isArray(x) ? x : Object.values(x))
+      if (c !== null && typeof c === 'object') stack.push([c, here]);
   }
   return deepest;
 }
@@ -49,24 +58,42 @@ function rowPrefix(row: number | undefined): string {
  * Checks the shape of one record (or an update's `set`): field count, field names and
  * the nesting depth of each value. `row` is its 1-based position, if it is a record.
  */
-export function checkRecordShape(rec: Record<string, unknown>, limits: Pick<Limits, 'maxFields' | 'maxDepth'>, row?: number): void {
+export function checkRecordShape(
+  rec: Record<string, unknown>,
+  limits: Pick<Limits, 'maxFields' | 'maxDepth'>,
+  row?: number,
+): void {
   const at = (field?: string) => ({ ...(row === undefined ? {} : { row }), ...(field === undefined ? {} : { field }) });
   const fields = Object.keys(rec);
   if (fields.length > limits.maxFields) {
-    throw limitExceeded(400, 'DSTORE_MAX_FIELDS', `${rowPrefix(row)}the record has ${fields.length} fields; the limit is DSTORE_MAX_FIELDS (${limits.maxFields})`, at());
+    throw limitExceeded(
+      400,
+      'DSTORE_MAX_FIELDS',
+      `${rowPrefix(row)}the record has ${fields.length} fields; the limit is DSTORE_MAX_FIELDS (${limits.maxFields})`,
+      at(),
+    );
   }
   for (const f of fields) {
     // Rows of one table share their field names: each is checked once, not once per row.
     if (f !== '_id' && !GOOD_NAMES.has(f)) {
       const problem = fieldNameProblem(f);
-      if (problem) throw badRequest(`${rowPrefix(row)}field name ${JSON.stringify(f.slice(0, 80))} ${problem}`, at(f.slice(0, 256)));
+      if (problem)
+        throw badRequest(
+          `${rowPrefix(row)}field name ${JSON.stringify(f.slice(0, 80))} ${problem}`,
+          at(f.slice(0, 256)),
+        );
       remember(f);
     }
     const v = rec[f];
     if (v !== null && typeof v === 'object') {
       const d = depthOf(v, limits.maxDepth);
       if (d > limits.maxDepth) {
-        throw limitExceeded(400, 'DSTORE_MAX_DEPTH', `${rowPrefix(row)}field ${JSON.stringify(f)} nests objects/arrays more than DSTORE_MAX_DEPTH (${limits.maxDepth}) deep`, at(f));
+        throw limitExceeded(
+          400,
+          'DSTORE_MAX_DEPTH',
+          `${rowPrefix(row)}field ${JSON.stringify(f)} nests objects/arrays more than DSTORE_MAX_DEPTH (${limits.maxDepth}) deep`,
+          at(f),
+        );
       }
     }
   }
@@ -84,6 +111,11 @@ function remember(name: string): void {
 /** 413 for a record whose JSON text is over `DSTORE_MAX_RECORD_BYTES`. */
 export function checkRecordBytes(bytes: number, limits: Pick<Limits, 'maxRecordBytes'>, row: number): void {
   if (bytes > limits.maxRecordBytes) {
-    throw limitExceeded(413, 'DSTORE_MAX_RECORD_BYTES', `row ${row}: the record is ${bytes} bytes; the limit is DSTORE_MAX_RECORD_BYTES (${limits.maxRecordBytes})`, { row });
+    throw limitExceeded(
+      413,
+      'DSTORE_MAX_RECORD_BYTES',
+      `row ${row}: the record is ${bytes} bytes; the limit is DSTORE_MAX_RECORD_BYTES (${limits.maxRecordBytes})`,
+      { row },
+    );
   }
 }

@@ -43,7 +43,13 @@ export class WorkerDirectory {
       .time()
       .hkeys(this.keys.draining)
       .hkeys(this.keys.retired)
-      .exec()) as [[null, string[]], [null, Record<string, string>], [null, [string, string]], [null, string[]], [null, string[]]];
+      .exec()) as [
+      [null, string[]],
+      [null, Record<string, string>],
+      [null, [string, string]],
+      [null, string[]],
+      [null, string[]],
+    ];
     const drainingSet = new Set(draining);
     const retiredSet = new Set(retired);
     const now = timeToMs(time);
@@ -88,7 +94,12 @@ export class WorkerDirectory {
     if (this.cache && Date.now() - this.cache.at < this.cacheMs) return this.cache;
     const all = await this.list();
     const list = all.filter((w) => w.live);
-    this.cache = { at: Date.now(), known: all.map((w) => w.id), live: list.map((w) => w.id), writable: list.filter((w) => !w.draining).map((w) => w.id) };
+    this.cache = {
+      at: Date.now(),
+      known: all.map((w) => w.id),
+      live: list.map((w) => w.id),
+      writable: list.filter((w) => !w.draining).map((w) => w.id),
+    };
     return this.cache;
   }
 

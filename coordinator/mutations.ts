@@ -56,8 +56,12 @@ export class Mutations {
     }
     this.encryption?.checkWhere(table, where);
     const cipher = this.encryption?.cipherFor(table, 'update');
-    const stored = cipher ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>) : (set as Record<string, unknown>);
-    const out = await this.send(table.name, (op) => build(UpdateMessage, { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }));
+    const stored = cipher
+      ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>)
+      : (set as Record<string, unknown>);
+    const out = await this.send(table.name, (op) =>
+      build(UpdateMessage, { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }),
+    );
     return result(this.ctx, out);
   }
 
@@ -66,12 +70,15 @@ export class Mutations {
     checkWhere(where);
     checkFilter(where, table.schema);
     this.encryption?.checkWhere(table, where);
-    const out = await this.send(table.name, (op) => build(DeleteMessage, { op, table: table.name, where, replyTo: this.ctx.replyTo }));
+    const out = await this.send(table.name, (op) =>
+      build(DeleteMessage, { op, table: table.name, where, replyTo: this.ctx.replyTo }),
+    );
     return result(this.ctx, out);
   }
 
   private async send(table: string, make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
-    if ((await this.ctx.workers.live()).length === 0) throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
+    if ((await this.ctx.workers.live()).length === 0)
+      throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
     let out: OpOutcome;
     try {
       out = await broadcastToAll(this.ctx, make, this.timeoutMs, { inflight: true, orderTable: table });
@@ -82,9 +89,12 @@ export class Mutations {
     const refused = [...out.acks.values()].find((a) => a.status === 'error');
     if (refused) throw badRequest(`worker ${refused.worker} refused the ${refused.kind}: ${refused.error}`);
     if (out.missing.length > 0) {
-      throw unavailable(`workers ${out.missing.join(', ')} did not confirm within ${this.timeoutMs} ms; the change is queued on their streams and will apply when they catch up`, {
-        workers: out.missing,
-      });
+      throw unavailable(
+        `workers ${out.missing.join(', ')} did not confirm within ${this.timeoutMs} ms; the change is queued on their streams and will apply when they catch up`,
+        {
+          workers: out.missing,
+        },
+      );
     }
     return out;
   }
@@ -104,7 +114,8 @@ async function result(ctx: CoordinatorContext, out: OpOutcome): Promise<Mutation
 }
 
 function checkWhere(where: unknown): void {
-  if (where === undefined || where === null) throw badRequest('"where" is required and must be an object (use {} to match every row)', { field: 'where' });
+  if (where === undefined || where === null)
+    throw badRequest('"where" is required and must be an object (use {} to match every row)', { field: 'where' });
   try {
     compileFilter(where);
   } catch (e) {

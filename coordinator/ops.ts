@@ -51,7 +51,12 @@ export async function broadcastOp(
   waitFor: readonly string[],
   make: (op: string) => Message,
   timeoutMs: number,
-  hooks: { joined?: () => Promise<string[]>; sent?: () => Promise<void>; live?: () => Promise<string[]>; ordered?: (send: () => Promise<void>) => Promise<void> } = {},
+  hooks: {
+    joined?: () => Promise<string[]>;
+    sent?: () => Promise<void>;
+    live?: () => Promise<string[]>;
+    ordered?: (send: () => Promise<void>) => Promise<void>;
+  } = {},
 ): Promise<OpOutcome> {
   const op = ulid();
   const msg = make(op);
@@ -108,7 +113,11 @@ export async function broadcastOp(
  * XADDs one op's fields to the ops stream of each worker, one command per stream: on a
  * cluster the workers' streams live on different nodes.
  */
-export async function xaddEach(writer: StreamWriter, workers: readonly string[], args: readonly (string | Buffer)[]): Promise<void> {
+export async function xaddEach(
+  writer: StreamWriter,
+  workers: readonly string[],
+  args: readonly (string | Buffer)[],
+): Promise<void> {
   const jitter = writer.failpoints?.sendJitterMs ?? 0;
   await Promise.all(
     workers.map(async (w) => {
@@ -123,7 +132,10 @@ export async function xaddEach(writer: StreamWriter, workers: readonly string[],
  * it (the largest count wins should replicas disagree). With `holders`, only the counts of a
  * chunk's holders are taken (a chunk without holders counts nothing).
  */
-export function countOncePerChunk(acks: Iterable<OpAckMessage>, holders?: (chunk: string) => readonly string[] | undefined): number {
+export function countOncePerChunk(
+  acks: Iterable<OpAckMessage>,
+  holders?: (chunk: string) => readonly string[] | undefined,
+): number {
   const perChunk = new Map<string, number>();
   for (const a of acks) {
     for (const [chunk, n] of Object.entries(a.counts ?? {})) {

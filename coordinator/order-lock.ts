@@ -28,7 +28,11 @@ export type ReleaseOrderLock = () => Promise<boolean>;
  * Resolves the release function, or undefined when the lock could not be had within
  * two leases (a holder that stalled longer than its lease; the caller decides).
  */
-export async function takeOrderLock(cmd: DstoreRedis, keys: Keys, table: string): Promise<ReleaseOrderLock | undefined> {
+export async function takeOrderLock(
+  cmd: DstoreRedis,
+  keys: Keys,
+  table: string,
+): Promise<ReleaseOrderLock | undefined> {
   const key = keys.orderLock(table);
   const token = ulid();
   const deadline = Date.now() + ORDER_WAIT_MS;
@@ -49,24 +53,39 @@ export async function takeOrderLock(cmd: DstoreRedis, keys: Keys, table: string)
 }
 
 /** Runs `send` (the XADDs of one op) under the write-order lock of `table`; see {@link takeOrderLock}. */
-export async function inWriteOrder<T>(ctx: { cmd: DstoreRedis; keys: Keys; log: Logger }, table: string, what: string, send: () => Promise<T>, onTimeout: 'fail' | 'proceed'): Promise<T> {
+export async function inWriteOrder<T>(
+  ctx: { cmd: DstoreRedis; keys: Keys; log: Logger },
+  table: string,
+  what: string,
+  send: () => Promise<T>,
+  onTimeout: 'fail' | 'proceed',
+): Promise<T> {
   const release = await takeOrderLock(ctx.cmd, ctx.keys, table);
   if (!release) {
     if (onTimeout === 'fail') throw new OrderLockTimeout(table);
-    ctx.log.warn({ table, what }, `write-order lock of ${table} not had within ${ORDER_WAIT_MS} ms; sending ${what} without it (replicas may apply it in another order than a concurrent write)`);
+    ctx.log.warn(
+      { table, what },
+      `write-order lock of ${table} not had within ${ORDER_WAIT_MS} ms; sending ${what} without it (replicas may apply it in another order than a concurrent write)`,
+    );
     return send();
   }
   try {
     return await send();
   } finally {
     const ours = await release().catch(() => false);
-    if (!ours) ctx.log.warn({ table, what }, `write-order lock of ${table} expired while ${what} was being sent; a concurrent write may be ordered differently on some replica`);
+    if (!ours)
+      ctx.log.warn(
+        { table, what },
+        `write-order lock of ${table} expired while ${what} was being sent; a concurrent write may be ordered differently on some replica`,
+      );
   }
 }
 
 /** The write-order lock could not be had (see {@link takeOrderLock}). */
 export class OrderLockTimeout extends Error {
   constructor(readonly table: string) {
-    super(`the write-order lock of table ${table} was held by another coordinator for over ${ORDER_WAIT_MS} ms; nothing was sent, retry the request`);
+    super(
+      `the write-order lock of table ${table} was held by another coordinator for over ${ORDER_WAIT_MS} ms; nothing was sent, retry the request`,
+    );
   }
 }

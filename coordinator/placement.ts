@@ -43,7 +43,11 @@ function parseMetas(ids: readonly string[], raw: readonly (string | null)[]): Ma
 }
 
 /** Placement records of `ids` (those without one are left out), read 1000 at a time. */
-export async function readChunkMetas(cmd: DstoreRedis, keys: Keys, ids: readonly string[]): Promise<Map<string, ChunkMeta>> {
+export async function readChunkMetas(
+  cmd: DstoreRedis,
+  keys: Keys,
+  ids: readonly string[],
+): Promise<Map<string, ChunkMeta>> {
   const out = new Map<string, ChunkMeta>();
   for (let i = 0; i < ids.length; i += 1000) {
     const part = ids.slice(i, i + 1000);
@@ -107,7 +111,8 @@ export class PlacementCache {
       .hgetall(this.keys.openPosts)
       .exec()) as [[null, string | null], [null, string[]], [null, Record<string, string>]];
     const pending = new Set<string>();
-    for (const [post, raw] of Object.entries(open)) if ((JSON.parse(raw) as OpenPost).table === table) pending.add(post);
+    for (const [post, raw] of Object.entries(open))
+      if ((JSON.parse(raw) as OpenPost).table === table) pending.add(post);
     const metas = await readChunkMetas(this.cmd, this.keys, ids);
     const chunks = new Map<string, string[]>();
     for (const [id, m] of metas) if (!pending.has(m.post)) chunks.set(id, m.replicas);

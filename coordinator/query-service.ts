@@ -37,11 +37,16 @@ export interface QueryDeps {
  */
 export function checkLimit(limit: number | undefined, maxResultRows: number): void {
   if (limit === undefined || limit <= maxResultRows) return;
-  throw limitExceeded(400, 'DSTORE_MAX_RESULT_ROWS', `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}), the most rows one answer may hold; page with a smaller limit and a filter on the sort key`, {
-    field: 'limit',
-    value: limit,
-    max: maxResultRows,
-  });
+  throw limitExceeded(
+    400,
+    'DSTORE_MAX_RESULT_ROWS',
+    `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}), the most rows one answer may hold; page with a smaller limit and a filter on the sort key`,
+    {
+      field: 'limit',
+      value: limit,
+      max: maxResultRows,
+    },
+  );
 }
 
 /**
@@ -64,8 +69,15 @@ export class QueryService {
     checkQueryFields(q, table.schema);
     this.deps.encryption.checkQuery(table, q);
     const cipher = this.deps.encryption.cipherFor(table, 'read');
-    const decryptRow = cipher ? (r: Record<string, unknown>) => this.deps.encryption.decryptRow(table, cipher, r) : undefined;
-    const read = this.deps.fetch.read(table.name, q, { partial: opts.partial, explain: opts.explain, decryptRow }, started);
+    const decryptRow = cipher
+      ? (r: Record<string, unknown>) => this.deps.encryption.decryptRow(table, cipher, r)
+      : undefined;
+    const read = this.deps.fetch.read(
+      table.name,
+      q,
+      { partial: opts.partial, explain: opts.explain, decryptRow },
+      started,
+    );
     return new QueryCursor(read, this.deps.opts, this.deps.timeRead());
   }
 
@@ -82,7 +94,10 @@ export class QueryService {
         return JSON.parse(e.text.split('\n')[0]) as Record<string, unknown>;
       }
     }
-    throw new ApiError(404, 'not_found', `table ${name} has no record with _id ${JSON.stringify(id)}`, { table: name, id });
+    throw new ApiError(404, 'not_found', `table ${name} has no record with _id ${JSON.stringify(id)}`, {
+      table: name,
+      id,
+    });
   }
 
   /** `count()` of a table, answering what it can (`exact` false when chunks were left out). */
@@ -91,7 +106,8 @@ export class QueryService {
     let exact = true;
     for await (const e of await this.open(name, { aggregate: [{ op: 'count' }] }, { partial: true })) {
       if (e.kind === 'partial') exact = false;
-      else if (e.kind === 'rows') for (const line of e.text.split('\n')) rows += (JSON.parse(line) as { count: number }).count;
+      else if (e.kind === 'rows')
+        for (const line of e.text.split('\n')) rows += (JSON.parse(line) as { count: number }).count;
     }
     return { rows, exact };
   }
@@ -128,7 +144,11 @@ export class QueryCursor implements AsyncIterable<QueryEvent> {
       if ('explain' in p) return { kind: 'explain', plan: p.explain };
       if ('partial' in p) return { kind: 'partial', ...p.partial };
       if ((this.rows += p.count) > this.opts.maxResultRows) {
-        throw limitExceeded(400, 'DSTORE_MAX_RESULT_ROWS', `the answer has more than DSTORE_MAX_RESULT_ROWS (${this.opts.maxResultRows}) rows; add a limit or narrow the filter`);
+        throw limitExceeded(
+          400,
+          'DSTORE_MAX_RESULT_ROWS',
+          `the answer has more than DSTORE_MAX_RESULT_ROWS (${this.opts.maxResultRows}) rows; add a limit or narrow the filter`,
+        );
       }
       return { kind: 'rows', text: p.rows, count: p.count };
     } catch (e) {
@@ -166,7 +186,9 @@ export class QueryCursor implements AsyncIterable<QueryEvent> {
   /** The read's next piece, or a 504 once the deadline passes. */
   private async within(): Promise<IteratorResult<ReadPiece>> {
     let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), Math.max(0, this.deadline - Date.now()))));
+    const expired = new Promise<'expired'>(
+      (resolve) => (timer = setTimeout(() => resolve('expired'), Math.max(0, this.deadline - Date.now()))),
+    );
     try {
       const r = await Promise.race([this.read.next(), expired]);
       if (r !== 'expired') return r;
@@ -174,6 +196,10 @@ export class QueryCursor implements AsyncIterable<QueryEvent> {
       clearTimeout(timer);
     }
     const { queryTimeoutMs } = this.opts;
-    throw limitExceeded(504, 'DSTORE_QUERY_TIMEOUT_MS', `the query ran longer than DSTORE_QUERY_TIMEOUT_MS (${queryTimeoutMs} ms); narrow the filter or add a limit`);
+    throw limitExceeded(
+      504,
+      'DSTORE_QUERY_TIMEOUT_MS',
+      `the query ran longer than DSTORE_QUERY_TIMEOUT_MS (${queryTimeoutMs} ms); narrow the filter or add a limit`,
+    );
   }
 }

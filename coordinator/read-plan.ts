@@ -93,7 +93,9 @@ export class ReadPlan {
 
   /** Every chunk the read must answer (the gap excluded, and only those that can match). */
   chunks(): string[] {
-    const all = this.only ? [...this.only].filter((c) => this.placement.chunks.has(c)) : [...this.placement.chunks.keys()];
+    const all = this.only
+      ? [...this.only].filter((c) => this.placement.chunks.has(c))
+      : [...this.placement.chunks.keys()];
     return all.filter((c) => !this.gap.chunks.has(c));
   }
 
@@ -114,7 +116,12 @@ export class ReadPlan {
       for (const w of replicas) {
         if (!this.live.has(w) || this.lacking.has(`${w}\0${c}`)) continue;
         // A worker that failed in this read comes last: asked only when no other replica is left.
-        const key: [number, number, number, number] = [this.failedWorkers.has(w) ? 1 : 0, byWorker.get(w)?.length ?? 0, this.deps.outstanding.cost(w), Math.random()];
+        const key: [number, number, number, number] = [
+          this.failedWorkers.has(w) ? 1 : 0,
+          byWorker.get(w)?.length ?? 0,
+          this.deps.outstanding.cost(w),
+          Math.random(),
+        ];
         if (!bestKey || lessThan(key, bestKey)) {
           best = w;
           bestKey = key;
@@ -136,7 +143,9 @@ export class ReadPlan {
     for (const c of chunks) for (const w of this.placement.chunks.get(c) ?? []) workers.add(w);
     if (!this.partial) {
       const ws = [...workers].sort();
-      const why = ws.map((w) => `${w} (${this.failedWorkers.get(w) ?? (this.live.has(w) ? 'does not hold it' : 'down')})`);
+      const why = ws.map(
+        (w) => `${w} (${this.failedWorkers.get(w) ?? (this.live.has(w) ? 'does not hold it' : 'down')})`,
+      );
       throw unavailable(
         `${chunks.length} chunk(s) have no live replica that holds them; their replicas: ${why.join(', ')}. Restart those workers or wait for repair, or ask for a partial answer (partial=true)`,
         { missingWorkers: ws, missingChunks: chunks.length },
@@ -173,7 +182,14 @@ export class ReadPlan {
       const now = new Set(await this.deps.liveNow());
       for (const f of round.failed.values()) if (f.code !== 'missing' && !now.has(f.worker)) this.live.delete(f.worker);
     }
-    this.deps.log.warn({ req: round.req, table: this.table, failed: Object.fromEntries([...round.failed].map(([w, f]) => [w, f.reason])) }, 'FETCH: workers failed; asking other replicas');
+    this.deps.log.warn(
+      {
+        req: round.req,
+        table: this.table,
+        failed: Object.fromEntries([...round.failed].map(([w, f]) => [w, f.reason])),
+      },
+      'FETCH: workers failed; asking other replicas',
+    );
     if (lost.length > 0) {
       // Repair verifies every copy of these chunks and brings them back to R.
       const now = Date.now();
@@ -183,9 +199,12 @@ export class ReadPlan {
       this.deps.placements.invalidate(this.table);
       this.placement = await this.deps.placements.get(this.table);
     }
-    if (this.live.size === 0) throw unavailable(`every live worker failed to answer (${[...this.failedWorkers].map(([w, r]) => `${w}: ${r}`).join('; ')})`, { missingWorkers: [...this.failedWorkers.keys()] });
+    if (this.live.size === 0)
+      throw unavailable(
+        `every live worker failed to answer (${[...this.failedWorkers].map(([w, r]) => `${w}: ${r}`).join('; ')})`,
+        { missingWorkers: [...this.failedWorkers.keys()] },
+      );
   }
-
 }
 
 /** Lexicographic order of replica preference keys. */

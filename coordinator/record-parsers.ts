@@ -19,7 +19,13 @@ export interface ParsedRecord {
 /** Picks the format from a Content-Type header; undefined when it names none of them. */
 export function formatOf(contentType: string | undefined): RecordFormat | undefined {
   const ct = (contentType ?? '').split(';')[0].trim().toLowerCase();
-  if (ct === 'application/x-ndjson' || ct === 'application/ndjson' || ct === 'application/jsonl' || ct === 'application/jsonlines') return 'ndjson';
+  if (
+    ct === 'application/x-ndjson' ||
+    ct === 'application/ndjson' ||
+    ct === 'application/jsonl' ||
+    ct === 'application/jsonlines'
+  )
+    return 'ndjson';
   if (ct === 'application/json') return 'json';
   if (ct === 'text/csv' || ct === 'application/csv') return 'csv';
   return undefined;
@@ -30,7 +36,13 @@ export function formatOf(contentType: string | undefined): RecordFormat | undefi
  * row; the text of one NDJSON line or JSON array element over `maxRecordBytes` is a 413
  * before it is parsed.
  */
-export function parseRecords(body: Readable, format: RecordFormat, schema: Schema | undefined, maxRecordBytes = Infinity, csvTypes: CsvTypes = 'infer'): AsyncGenerator<ParsedRecord> {
+export function parseRecords(
+  body: Readable,
+  format: RecordFormat,
+  schema: Schema | undefined,
+  maxRecordBytes = Infinity,
+  csvTypes: CsvTypes = 'infer',
+): AsyncGenerator<ParsedRecord> {
   switch (format) {
     case 'ndjson':
       return parseNdjson(body, maxRecordBytes);
@@ -154,7 +166,10 @@ async function* parseJsonArray(body: Readable, maxRecordBytes: number): AsyncGen
       }
       if (c === ' ' || c === '\n' || c === '\r' || c === '\t') continue;
       if (state === 'start') {
-        if (c !== '[') throw badRequest('a JSON body must be an array of records (or send NDJSON as application/x-ndjson)', { row: 0 });
+        if (c !== '[')
+          throw badRequest('a JSON body must be an array of records (or send NDJSON as application/x-ndjson)', {
+            row: 0,
+          });
         state = 'between';
       } else if (state === 'between') {
         if (c === ']' && row === 0) {
@@ -175,10 +190,15 @@ async function* parseJsonArray(body: Readable, maxRecordBytes: number): AsyncGen
   }
   // The loop above moves `state` on; TypeScript cannot see that through for-await.
   const last = state as string;
-  if (last !== 'end') throw fail(last === 'start' ? 'empty body; send a JSON array of records' : 'the JSON array is not closed');
+  if (last !== 'end')
+    throw fail(last === 'start' ? 'empty body; send a JSON array of records' : 'the JSON array is not closed');
 }
 
-async function* parseCsvRecords(body: Readable, schema: Schema | undefined, csvTypes: CsvTypes): AsyncGenerator<ParsedRecord> {
+async function* parseCsvRecords(
+  body: Readable,
+  schema: Schema | undefined,
+  csvTypes: CsvTypes,
+): AsyncGenerator<ParsedRecord> {
   const parser = body.pipe(parseCsv({ columns: true, skip_empty_lines: true, bom: true, trim: false }));
   let row = 0;
   try {

@@ -17,7 +17,10 @@ export interface RefusedChunk {
  * without a code, from a worker older than the field, is read as before: "duplicate _id"
  * in its text is a 409, anything else a 500.
  */
-export function refusalError(ack: Pick<PostAckMessage, 'worker' | 'chunk' | 'error' | 'code' | 'row'>, chunk: RefusedChunk): ApiError {
+export function refusalError(
+  ack: Pick<PostAckMessage, 'worker' | 'chunk' | 'error' | 'code' | 'row'>,
+  chunk: RefusedChunk,
+): ApiError {
   const cause = ack.error ?? 'no reason given';
   const { worker } = ack;
   const refused = `worker ${worker} refused chunk ${ack.chunk}: ${cause}`;
@@ -25,19 +28,39 @@ export function refusalError(ack: Pick<PostAckMessage, 'worker' | 'chunk' | 'err
   const row = chunk.firstRow !== undefined && ack.row !== undefined ? chunk.firstRow + ack.row - 1 : undefined;
   switch (ack.code) {
     case undefined:
-      return /duplicate _id/.test(cause) ? conflict(`${cause}; nothing of this request was stored`, { worker }) : new ApiError(500, 'write_failed', refused);
+      return /duplicate _id/.test(cause)
+        ? conflict(`${cause}; nothing of this request was stored`, { worker })
+        : new ApiError(500, 'write_failed', refused);
     case 'duplicate-id':
-      return conflict(`${row === undefined ? '' : `row ${row}: `}${cause}; nothing of this request was stored`, row === undefined ? { worker } : { worker, row, field: '_id' });
+      return conflict(
+        `${row === undefined ? '' : `row ${row}: `}${cause}; nothing of this request was stored`,
+        row === undefined ? { worker } : { worker, row, field: '_id' },
+      );
     case 'bad-input': {
-      const where = row !== undefined ? `row ${row}` : chunk.firstRow !== undefined ? `rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1}` : 'a chunk';
+      const where =
+        row !== undefined
+          ? `row ${row}`
+          : chunk.firstRow !== undefined
+            ? `rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1}`
+            : 'a chunk';
       const first = row ?? chunk.firstRow;
-      return badRequest(`${where}: ${refused}; nothing of this request was stored; fix those records and send the request again`, first === undefined ? { worker } : { worker, row: first });
+      return badRequest(
+        `${where}: ${refused}; nothing of this request was stored; fix those records and send the request again`,
+        first === undefined ? { worker } : { worker, row: first },
+      );
     }
     case 'aborted':
       return unavailable(`${refused}; nothing of this request was stored, send it again`, { worker });
     case 'storage':
-      return unavailable(`${refused}; nothing of this request was stored. The worker cannot write its shard: check its disk and log, then send the request again`, { worker });
+      return unavailable(
+        `${refused}; nothing of this request was stored. The worker cannot write its shard: check its disk and log, then send the request again`,
+        { worker },
+      );
     case 'internal':
-      return new ApiError(500, 'write_failed', `${refused}; nothing of this request was stored (a fault in the worker: see its log)`);
+      return new ApiError(
+        500,
+        'write_failed',
+        `${refused}; nothing of this request was stored (a fault in the worker: see its log)`,
+      );
   }
 }

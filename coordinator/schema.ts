@@ -44,7 +44,10 @@ export function parseTableSchema(input: unknown): TableSchema {
         const enc = p.endsWith(ENCRYPTED_SUFFIX);
         const q = enc ? p.slice(0, -ENCRYPTED_SUFFIX.length) : p;
         const i = q.lastIndexOf(':');
-        if (i <= 0) throw badRequest(`schema entry ${JSON.stringify(p)} must be column:type (or column:type:encrypted)`, { field: 'schema' });
+        if (i <= 0)
+          throw badRequest(`schema entry ${JSON.stringify(p)} must be column:type (or column:type:encrypted)`, {
+            field: 'schema',
+          });
         const type = q.slice(i + 1).trim();
         return [q.slice(0, i).trim(), enc ? type + ENCRYPTED_SUFFIX : type];
       });
@@ -53,32 +56,47 @@ export function parseTableSchema(input: unknown): TableSchema {
   } else {
     throw badRequest('schema must be an object {"column": "type"} or a string "column:type,…"', { field: 'schema' });
   }
-  if (entries.length > MAX_COLUMNS) throw badRequest(`schema has ${entries.length} columns; at most ${MAX_COLUMNS}`, { field: 'schema' });
+  if (entries.length > MAX_COLUMNS)
+    throw badRequest(`schema has ${entries.length} columns; at most ${MAX_COLUMNS}`, { field: 'schema' });
   const out: Schema = {};
   const encrypted: string[] = [];
   for (const [name, spec] of entries) {
-    const problem = fieldNameProblem(name) ?? (name.includes('.') ? 'contains "." (a column is a top-level field; dots address nested values)' : undefined);
+    const problem =
+      fieldNameProblem(name) ??
+      (name.includes('.') ? 'contains "." (a column is a top-level field; dots address nested values)' : undefined);
     if (problem) throw badRequest(`schema column ${JSON.stringify(name.slice(0, 80))} ${problem}`, { field: 'schema' });
     const { type, enc } = columnSpec(name, spec);
     if (!COLUMN_TYPES.includes(type as ColumnType)) {
-      throw badRequest(`schema column ${JSON.stringify(name)} has type ${JSON.stringify(type)}; use one of ${COLUMN_TYPES.join(', ')}`, { field: 'schema' });
+      throw badRequest(
+        `schema column ${JSON.stringify(name)} has type ${JSON.stringify(type)}; use one of ${COLUMN_TYPES.join(', ')}`,
+        { field: 'schema' },
+      );
     }
     out[name] = type as ColumnType;
     if (enc) encrypted.push(name);
   }
-  if (out._id !== undefined && out._id !== 'string') throw badRequest('schema column "_id" must be of type string', { field: 'schema' });
-  if (encrypted.includes('_id')) throw badRequest('schema column "_id" cannot be encrypted: it is the key every replica, sort and duplicate check uses', { field: 'schema' });
+  if (out._id !== undefined && out._id !== 'string')
+    throw badRequest('schema column "_id" must be of type string', { field: 'schema' });
+  if (encrypted.includes('_id'))
+    throw badRequest(
+      'schema column "_id" cannot be encrypted: it is the key every replica, sort and duplicate check uses',
+      { field: 'schema' },
+    );
   return { schema: out, encrypted };
 }
 
 /** One column's type and encrypted flag, from `"type"`, `"type:encrypted"` or `{type, encrypted}`. */
 function columnSpec(name: string, spec: unknown): { type: unknown; enc: boolean } {
-  if (typeof spec === 'string' && spec.endsWith(ENCRYPTED_SUFFIX)) return { type: spec.slice(0, -ENCRYPTED_SUFFIX.length).trim(), enc: true };
+  if (typeof spec === 'string' && spec.endsWith(ENCRYPTED_SUFFIX))
+    return { type: spec.slice(0, -ENCRYPTED_SUFFIX.length).trim(), enc: true };
   if (spec && typeof spec === 'object' && !Array.isArray(spec)) {
     const { type, encrypted, ...rest } = spec as Record<string, unknown>;
     const extra = Object.keys(rest);
     if (extra.length > 0 || (encrypted !== undefined && typeof encrypted !== 'boolean')) {
-      throw badRequest(`schema column ${JSON.stringify(name)}: write it as "type", "type:encrypted" or {"type": "string", "encrypted": true}`, { field: 'schema' });
+      throw badRequest(
+        `schema column ${JSON.stringify(name)}: write it as "type", "type:encrypted" or {"type": "string", "encrypted": true}`,
+        { field: 'schema' },
+      );
     }
     return { type, enc: encrypted === true };
   }
@@ -109,13 +127,19 @@ export function checkRow(row: Record<string, unknown>, schema: Schema, rowNo: nu
     if (field === '_id') continue;
     const type = Object.hasOwn(schema, field) ? schema[field] : undefined;
     if (type === undefined) {
-      throw badRequest(`row ${rowNo}: field ${JSON.stringify(field)} is not in the table's schema (columns: ${Object.keys(schema).join(', ')})`, { row: rowNo, field });
+      throw badRequest(
+        `row ${rowNo}: field ${JSON.stringify(field)} is not in the table's schema (columns: ${Object.keys(schema).join(', ')})`,
+        { row: rowNo, field },
+      );
     }
     if (v !== null && !typeOk(type, v)) {
-      throw badRequest(`row ${rowNo}: field ${JSON.stringify(field)} must be ${type === 'integer' ? 'an integer' : `a ${type}`}, got ${JSON.stringify(v)}`, {
-        row: rowNo,
-        field,
-      });
+      throw badRequest(
+        `row ${rowNo}: field ${JSON.stringify(field)} must be ${type === 'integer' ? 'an integer' : `a ${type}`}, got ${JSON.stringify(v)}`,
+        {
+          row: rowNo,
+          field,
+        },
+      );
     }
   }
 }
@@ -154,7 +178,12 @@ export function inferCsvValue(raw: string): unknown {
  * the field out). Without one, by {@link inferCsvValue}, or (`types: 'string'`) as text with
  * empty cells left out.
  */
-export function typeCsvRecord(rec: Record<string, string>, schema: Schema | undefined, rowNo: number, types: CsvTypes = 'infer'): Record<string, unknown> {
+export function typeCsvRecord(
+  rec: Record<string, string>,
+  schema: Schema | undefined,
+  rowNo: number,
+  types: CsvTypes = 'infer',
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [field, raw] of Object.entries(rec)) {
     if (!schema) {
@@ -169,7 +198,11 @@ export function typeCsvRecord(rec: Record<string, string>, schema: Schema | unde
       out[field] = raw;
       continue;
     }
-    const fail = (what: string) => badRequest(`row ${rowNo}: field ${JSON.stringify(field)} must be ${what}, got ${JSON.stringify(raw)}`, { row: rowNo, field });
+    const fail = (what: string) =>
+      badRequest(`row ${rowNo}: field ${JSON.stringify(field)} must be ${what}, got ${JSON.stringify(raw)}`, {
+        row: rowNo,
+        field,
+      });
     switch (type) {
       case 'integer': {
         if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(Number(raw))) throw fail('an integer');
@@ -203,7 +236,11 @@ export function typeCsvRecord(rec: Record<string, string>, schema: Schema | unde
 
 /** A value's JSON kind as a message names it. */
 function kind(v: unknown): string {
-  return v === null ? 'null' : typeof v === 'string' ? `the string ${JSON.stringify(v)}` : `${typeof v} ${JSON.stringify(v)}`;
+  return v === null
+    ? 'null'
+    : typeof v === 'string'
+      ? `the string ${JSON.stringify(v)}`
+      : `${typeof v} ${JSON.stringify(v)}`;
 }
 
 /**
@@ -223,10 +260,18 @@ export function checkFilter(where: unknown, schema: Schema | undefined, label = 
   const columns = ['_id', ...Object.keys(schema)].join(', ');
   for (const { field, values } of terms) {
     const [col, ...rest] = field.split('.');
-    const type: ColumnType | undefined = col === '_id' ? 'string' : Object.hasOwn(schema, col) ? schema[col] : undefined;
-    if (type === undefined) throw badRequest(`${label}: unknown field ${JSON.stringify(field)}; the table's columns are ${columns}`, { field: `${label}.${field}` });
+    const type: ColumnType | undefined =
+      col === '_id' ? 'string' : Object.hasOwn(schema, col) ? schema[col] : undefined;
+    if (type === undefined)
+      throw badRequest(`${label}: unknown field ${JSON.stringify(field)}; the table's columns are ${columns}`, {
+        field: `${label}.${field}`,
+      });
     if (rest.length > 0) {
-      if (type !== 'json') throw badRequest(`${label}: ${JSON.stringify(field)} addresses inside column ${JSON.stringify(col)}, which is ${type === 'integer' ? 'an integer' : `a ${type}`}, not json`, { field: `${label}.${field}` });
+      if (type !== 'json')
+        throw badRequest(
+          `${label}: ${JSON.stringify(field)} addresses inside column ${JSON.stringify(col)}, which is ${type === 'integer' ? 'an integer' : `a ${type}`}, not json`,
+          { field: `${label}.${field}` },
+        );
       continue;
     }
     if (type === 'json') continue;
@@ -234,9 +279,12 @@ export function checkFilter(where: unknown, schema: Schema | undefined, label = 
     const fits = (v: unknown) => (type === 'integer' ? typeof v === 'number' && Number.isFinite(v) : typeOk(type, v));
     const bad = values.find((v) => v !== null && !fits(v));
     if (bad !== undefined) {
-      throw badRequest(`${label}: column ${JSON.stringify(col)} is ${type === 'integer' ? 'an integer' : `a ${type}`} column; compare it with ${type === 'string' ? 'a string' : type === 'boolean' ? 'true or false' : 'a number'}, got ${kind(bad)}`, {
-        field: `${label}.${field}`,
-      });
+      throw badRequest(
+        `${label}: column ${JSON.stringify(col)} is ${type === 'integer' ? 'an integer' : `a ${type}`} column; compare it with ${type === 'string' ? 'a string' : type === 'boolean' ? 'true or false' : 'a number'}, got ${kind(bad)}`,
+        {
+          field: `${label}.${field}`,
+        },
+      );
     }
   }
 }
@@ -253,7 +301,10 @@ export function checkQueryFields(q: QuerySpec, schema: Schema | undefined): void
   const aggNames = new Set((q.aggregate ?? []).map(aggregateName));
   const check = (where: string, f: string | undefined) => {
     if (f !== undefined && !known(f)) {
-      throw badRequest(`${where}: unknown field ${JSON.stringify(f)}; the table's columns are ${['_id', ...Object.keys(schema)].join(', ')}`, { field: where });
+      throw badRequest(
+        `${where}: unknown field ${JSON.stringify(f)}; the table's columns are ${['_id', ...Object.keys(schema)].join(', ')}`,
+        { field: where },
+      );
     }
   };
   q.fields?.forEach((f, i) => check(`fields[${i}]`, f));

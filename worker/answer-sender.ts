@@ -1,4 +1,11 @@
-import { buildRows, DigestRespMessage, errorText, FetchRespMessage, type FetchErrorCode, type FetchMode } from '../common/messages';
+import {
+  buildRows,
+  DigestRespMessage,
+  errorText,
+  FetchRespMessage,
+  type FetchErrorCode,
+  type FetchMode,
+} from '../common/messages';
 import type { DstoreRedis } from '../common/redis';
 import type { ReadCredits } from './read-credit';
 
@@ -90,8 +97,26 @@ export class AnswerSender {
     const error = f && { code: f.code, error: errorText(f.error), missing: f.missing };
     const msg =
       kind === 'digest'
-        ? buildRows(DigestRespMessage, { req, worker, seq, chunks: part.chunks, digests: part.lines, done: part.done, ...error })
-        : buildRows(FetchRespMessage, { req, worker, seq, mode: f ? 'rows' : kind, count: part.lines.length, chunks: part.chunks, rows: part.lines, done: part.done, ...error });
+        ? buildRows(DigestRespMessage, {
+            req,
+            worker,
+            seq,
+            chunks: part.chunks,
+            digests: part.lines,
+            done: part.done,
+            ...error,
+          })
+        : buildRows(FetchRespMessage, {
+            req,
+            worker,
+            seq,
+            mode: f ? 'rows' : kind,
+            count: part.lines.length,
+            chunks: part.chunks,
+            rows: part.lines,
+            done: part.done,
+            ...error,
+          });
     await this.cmd.xadd(this.target.replyTo, '*', ...msg.toArgs());
   }
 }

@@ -86,7 +86,9 @@ export function planFetch(ident: string, q: QuerySpec, chunks: string[] | undefi
       params: [...params, ...whereParams],
       line: (r) => {
         const g = groups.map((_, i) => (r[`g${i}`] as string | null) ?? 'null');
-        const a = aggs.map((spec, i) => (spec.op === 'avg' ? JSON.stringify([r[`a${i}`] ?? null, r[`c${i}`]]) : JSON.stringify(r[`a${i}`] ?? null)));
+        const a = aggs.map((spec, i) =>
+          spec.op === 'avg' ? JSON.stringify([r[`a${i}`] ?? null, r[`c${i}`]]) : JSON.stringify(r[`a${i}`] ?? null),
+        );
         return `{"g":[${g.join(',')}],"a":[${a.join(',')}]}`;
       },
     };

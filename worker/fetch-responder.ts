@@ -52,7 +52,9 @@ export class FetchResponder {
 
   /** Subscribes to this worker's fetch channel (FETCH, DIGEST and read credit). */
   async start(): Promise<void> {
-    this.unsubscribe = await subscribe(this.sub, this.opts.keys.workerFetch(this.opts.workerId), (payload) => this.onMessage(payload));
+    this.unsubscribe = await subscribe(this.sub, this.opts.keys.workerFetch(this.opts.workerId), (payload) =>
+      this.onMessage(payload),
+    );
   }
 
   /** Stops taking requests and waits for the ones in progress. */
@@ -102,14 +104,36 @@ export class FetchResponder {
 
   private async answer(msg: FetchMessage | DigestMessage): Promise<void> {
     const started = Date.now();
-    const out = new AnswerSender(this.cmd, this.credits, { req: msg.req, replyTo: msg.replyTo, worker: this.opts.workerId, kind: msg.type === 'DIGEST' ? 'digest' : 'rows', timeoutMs: msg.timeoutMs });
-    if (!this.consumer.ready) return this.fail(msg, out, { code: 'not-ready', error: 'worker is still applying its ops backlog' });
-    const unreached = await awaitFence({ ...this.opts, cmd: this.cmd, consumer: this.consumer }, msg.tail, Math.max(50, Math.floor(msg.timeoutMs / 2)));
-    if (unreached) return this.fail(msg, out, { code: 'lagging', error: `worker has not applied its ops stream up to ${unreached}` });
+    const out = new AnswerSender(this.cmd, this.credits, {
+      req: msg.req,
+      replyTo: msg.replyTo,
+      worker: this.opts.workerId,
+      kind: msg.type === 'DIGEST' ? 'digest' : 'rows',
+      timeoutMs: msg.timeoutMs,
+    });
+    if (!this.consumer.ready)
+      return this.fail(msg, out, { code: 'not-ready', error: 'worker is still applying its ops backlog' });
+    const unreached = await awaitFence(
+      { ...this.opts, cmd: this.cmd, consumer: this.consumer },
+      msg.tail,
+      Math.max(50, Math.floor(msg.timeoutMs / 2)),
+    );
+    if (unreached)
+      return this.fail(msg, out, {
+        code: 'lagging',
+        error: `worker has not applied its ops stream up to ${unreached}`,
+      });
     if (msg.type === 'DIGEST') return this.answerDigests(msg, out);
     let q: QuerySpec;
     try {
-      q = normalizeQuery({ where: msg.where, fields: msg.fields, sort: msg.sort, limit: msg.limit, aggregate: msg.aggregate, groupBy: msg.groupBy });
+      q = normalizeQuery({
+        where: msg.where,
+        fields: msg.fields,
+        sort: msg.sort,
+        limit: msg.limit,
+        aggregate: msg.aggregate,
+        groupBy: msg.groupBy,
+      });
     } catch (e) {
       return this.fail(msg, out, { code: 'bad-request', error: (e as Error).message });
     }
@@ -120,7 +144,10 @@ export class FetchResponder {
       if (rows === undefined) return;
       this.counters.fetches++;
       this.counters.fetchRows += rows;
-      this.log.debug({ req: msg.req, table: msg.table, rows, chunks: msg.chunks.length, ms: Date.now() - started }, 'answered FETCH');
+      this.log.debug(
+        { req: msg.req, table: msg.table, rows, chunks: msg.chunks.length, ms: Date.now() - started },
+        'answered FETCH',
+      );
     } catch (e) {
       if (e instanceof ReadClosed) return;
       return this.fail(msg, out, { code: 'failed', error: (e as Error).message });
@@ -130,12 +157,21 @@ export class FetchResponder {
   }
 
   /** Streams the rows of exactly the chunks asked; returns how many, or undefined when it answered `missing`. */
-  private async answerRows(msg: FetchMessage, q: QuerySpec, reader: ShardReader, out: AnswerSender): Promise<number | undefined> {
+  private async answerRows(
+    msg: FetchMessage,
+    q: QuerySpec,
+    reader: ShardReader,
+    out: AnswerSender,
+  ): Promise<number | undefined> {
     // Only what this worker holds committed now, the state the reader's snapshot starts from.
     const held = this.store.committedChunks(msg.table);
     const missing = msg.chunks.filter((c) => !held.has(c));
     if (missing.length > 0) {
-      await this.fail(msg, out, { code: 'missing', error: `worker does not hold ${missing.length} of the ${msg.chunks.length} chunks it was asked for`, missing });
+      await this.fail(msg, out, {
+        code: 'missing',
+        error: `worker does not hold ${missing.length} of the ${msg.chunks.length} chunks it was asked for`,
+        missing,
+      });
       return undefined;
     }
     const table = reader.readerTable(msg.table);
@@ -162,7 +198,9 @@ export class FetchResponder {
       // names the chunks it completes, so a retry can ask for exactly the missing ones.
       const done: string[] = [];
       let current: string | undefined;
-      for (const row of reader.statement(plan.sql).iterate(...plan.params) as IterableIterator<Record<string, unknown>>) {
+      for (const row of reader.statement(plan.sql).iterate(...plan.params) as IterableIterator<
+        Record<string, unknown>
+      >) {
         if (plan.mode === 'rows' && row.chunk !== current) {
           if (current !== undefined) done.push(current);
           current = row.chunk as string;
@@ -195,8 +233,15 @@ export class FetchResponder {
     await out.finish({ lines, chunks });
   }
 
-  private async fail(msg: FetchMessage | DigestMessage, out: AnswerSender, f: Parameters<AnswerSender['fail']>[0]): Promise<void> {
-    this.log.warn({ req: msg.req, code: f.code, error: f.error, missing: f.missing?.slice(0, 5) }, `${msg.type} not answered with rows`);
+  private async fail(
+    msg: FetchMessage | DigestMessage,
+    out: AnswerSender,
+    f: Parameters<AnswerSender['fail']>[0],
+  ): Promise<void> {
+    this.log.warn(
+      { req: msg.req, code: f.code, error: f.error, missing: f.missing?.slice(0, 5) },
+      `${msg.type} not answered with rows`,
+    );
     await out.fail(f);
   }
 

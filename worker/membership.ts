@@ -23,7 +23,9 @@ export function resolveWorkerId(dataDir: string, configured?: string): string {
   }
   if (configured) {
     if (kept && kept !== configured) {
-      throw new Error(`DSTORE_WORKER_ID=${configured} but ${dataDir} holds the shard of worker ${kept}; use that id or another data dir`);
+      throw new Error(
+        `DSTORE_WORKER_ID=${configured} but ${dataDir} holds the shard of worker ${kept}; use that id or another data dir`,
+      );
     }
     if (!kept) fs.writeFileSync(file, configured + '\n');
     return assertName('worker id', configured);

@@ -3,14 +3,22 @@ import { MessageError, RejectedError, type RefusalCode } from '../common/errors'
 import { FilterError } from '../common/filter';
 import { OPS_GROUP, type Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
-import { build, errorText, decodeOps, fieldsFromArray, OpAckMessage, PostAckMessage, type Fields, type OpsMessage } from '../common/messages';
+import {
+  build,
+  errorText,
+  decodeOps,
+  fieldsFromArray,
+  OpAckMessage,
+  PostAckMessage,
+  type Fields,
+  type OpsMessage,
+} from '../common/messages';
 import { isCluster, type DstoreRedis } from '../common/redis';
 import { compareStreamIds } from '../common/stream-ids';
 import type { ApplyResult, ShardStore } from './shard-store';
 import type { StorageState } from '../common/worker-status';
 
 type StreamReply = [key: string, entries: [id: string, fields: string[] | null][]][] | null;
-
 
 /** What kind of storage failure an SQLite error is, or undefined for any other error. */
 export function storageProblem(e: unknown): Exclude<StorageState, 'ok'> | undefined {
@@ -108,7 +116,9 @@ export class OpsConsumer extends EventEmitter {
     const args: (string | number)[] = ['GROUP', OPS_GROUP, this.opts.workerId, 'COUNT', this.opts.batch];
     if (block) args.push('BLOCK', this.opts.blockMs ?? 1000);
     args.push('STREAMS', this.stream, id);
-    const reply = (await (this.read.xreadgroup as (...a: (string | number)[]) => Promise<unknown>)(...args)) as StreamReply;
+    const reply = (await (this.read.xreadgroup as (...a: (string | number)[]) => Promise<unknown>)(
+      ...args,
+    )) as StreamReply;
     return reply?.[0]?.[1] ?? [];
   }
 
@@ -238,7 +248,11 @@ export class OpsConsumer extends EventEmitter {
     this.storage = state === 'ok' ? { state } : { state, error, since: this.storage.since ?? Date.now() };
     if (was !== state) {
       if (state === 'ok') this.log.info({ was }, 'the shard can store again; applying the ops stream');
-      else this.log.error({ storage: state, error }, 'the shard cannot store; holding the ops stream until it can (no new chunks, no reads here meanwhile)');
+      else
+        this.log.error(
+          { storage: state, error },
+          'the shard cannot store; holding the ops stream until it can (no new chunks, no reads here meanwhile)',
+        );
       this.emit('storage', this.storage);
     }
   }
@@ -278,7 +292,12 @@ export class OpsConsumer extends EventEmitter {
    * the refusal's message, and for a POST its code and row; only coordinator reply streams
    * are accepted.
    */
-  private async reply(msg: OpsMessage, r: ApplyResult, refusal?: Refusal, pipeline?: ReturnType<DstoreRedis['pipeline']>): Promise<void> {
+  private async reply(
+    msg: OpsMessage,
+    r: ApplyResult,
+    refusal?: Refusal,
+    pipeline?: ReturnType<DstoreRedis['pipeline']>,
+  ): Promise<void> {
     if (!this.opts.keys.isCoordReplies(msg.replyTo)) {
       this.log.warn({ replyTo: msg.replyTo }, 'not replying: replyTo is not a coordinator reply stream of this prefix');
       return;
@@ -353,7 +372,9 @@ export class OpsConsumer extends EventEmitter {
    */
   private trim(): void {
     this.sinceTrim = 0;
-    this.cmd.xtrim(this.stream, 'MINID', '~', this.appliedId).catch((e) => this.log.debug({ err: e }, 'trimming the ops stream failed; next time'));
+    this.cmd
+      .xtrim(this.stream, 'MINID', '~', this.appliedId)
+      .catch((e) => this.log.debug({ err: e }, 'trimming the ops stream failed; next time'));
   }
 
   /** Resolves once every entry up to `id` is handled, or false after `timeoutMs`. */
@@ -393,7 +414,10 @@ export function refusalOf(e: unknown): Refusal {
   if (e instanceof RejectedError) return { message: e.message, code: e.code, row: e.row };
   if (e instanceof FilterError || e instanceof MessageError) return { message: e.message, code: 'bad-input' };
   const message = e instanceof Error ? e.message : String(e);
-  return { message, code: String((e as { code?: unknown } | null)?.code ?? '').startsWith('SQLITE_') ? 'storage' : 'internal' };
+  return {
+    message,
+    code: String((e as { code?: unknown } | null)?.code ?? '').startsWith('SQLITE_') ? 'storage' : 'internal',
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -48,7 +48,10 @@ export class ReadCredits {
 
   /** Closes every read (the worker stops). */
   closeAll(): void {
-    for (const c of this.credits.values()) (c.granted = -1), c.wake?.();
+    for (const c of this.credits.values()) {
+      c.granted = -1;
+      c.wake?.();
+    }
   }
 
   /**

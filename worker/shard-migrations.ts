@@ -14,7 +14,12 @@ export interface Migration {
 }
 
 function columns(db: Database.Database, table: string): Set<string> {
-  return new Set(db.prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${table}')`).all().map((c) => c.name));
+  return new Set(
+    db
+      .prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${table}')`)
+      .all()
+      .map((c) => c.name),
+  );
 }
 
 /** Every migration, in order; append only. */
@@ -63,7 +68,8 @@ export const MIGRATIONS: readonly Migration[] = [
     what: 'drop the read generations of chunk moves (reads are routed by the coordinator)',
     up: (db) => {
       const have = columns(db, '_chunks');
-      for (const c of ['since', 'prev_replicas', 'prev_since']) if (have.has(c)) db.exec(`ALTER TABLE _chunks DROP COLUMN ${c}`);
+      for (const c of ['since', 'prev_replicas', 'prev_since'])
+        if (have.has(c)) db.exec(`ALTER TABLE _chunks DROP COLUMN ${c}`);
       db.prepare("DELETE FROM _state WHERE key IN ('min_gen', 'moves_cursor')").run();
     },
   },
@@ -76,7 +82,9 @@ export const SHARD_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 export function migrate(db: Database.Database, file: string): number {
   const from = db.pragma('user_version', { simple: true }) as number;
   if (from > SHARD_VERSION) {
-    throw new Error(`${file} has shard schema version ${from}, newer than this dstore's ${SHARD_VERSION}: run this worker with the dstore version that wrote it, or a newer one`);
+    throw new Error(
+      `${file} has shard schema version ${from}, newer than this dstore's ${SHARD_VERSION}: run this worker with the dstore version that wrote it, or a newer one`,
+    );
   }
   for (const m of MIGRATIONS) {
     if (m.version <= from) continue;

@@ -6,7 +6,15 @@ import { compileFilter, jsonPath, parseField } from '../common/filter';
 import { RejectedError } from '../common/errors';
 import { ChunkDigest } from './chunk-digest';
 import { migrate } from './shard-migrations';
-import { DIGEST_NOT_HELD, DIGEST_UNCOMMITTED, type ChunkDigestLine, type DeleteMessage, type PostMessage, type SetupTableMessage, type UpdateMessage } from '../common/messages';
+import {
+  DIGEST_NOT_HELD,
+  DIGEST_UNCOMMITTED,
+  type ChunkDigestLine,
+  type DeleteMessage,
+  type PostMessage,
+  type SetupTableMessage,
+  type UpdateMessage,
+} from '../common/messages';
 
 /** What one applied message did, as reported in its ack. */
 export interface ApplyResult {
@@ -39,7 +47,9 @@ export class ShardReader {
   constructor(file: string) {
     this.db = new Database(file, { readonly: true });
     this.db.pragma('busy_timeout = 5000');
-    this.table = this.db.prepare<[string], { name: string; seq: number }>('SELECT name, seq FROM _tables WHERE name = ?');
+    this.table = this.db.prepare<[string], { name: string; seq: number }>(
+      'SELECT name, seq FROM _tables WHERE name = ?',
+    );
   }
 
   /** The table, or undefined when this shard has none. */
@@ -139,18 +149,28 @@ export class ShardStore {
     this.reader.pragma('busy_timeout = 5000');
     this.stmt = {
       table: this.db.prepare<[string], { name: string; seq: number }>('SELECT name, seq FROM _tables WHERE name = ?'),
-      readerTable: this.reader.prepare<[string], { name: string; seq: number }>('SELECT name, seq FROM _tables WHERE name = ?'),
+      readerTable: this.reader.prepare<[string], { name: string; seq: number }>(
+        'SELECT name, seq FROM _tables WHERE name = ?',
+      ),
       insertTable: this.db.prepare('INSERT INTO _tables (name, schema, version) VALUES (?, ?, ?)'),
       updateTable: this.db.prepare('UPDATE _tables SET schema = ?, version = ? WHERE name = ? AND version <= ?'),
       deleteTable: this.db.prepare('DELETE FROM _tables WHERE name = ?'),
       chunk: this.db.prepare<[string], { rows: number }>('SELECT rows FROM _chunks WHERE chunk = ?'),
-      insertChunk: this.db.prepare('INSERT INTO _chunks (chunk, tbl, post, replicas, rows, committed, digest, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      insertChunk: this.db.prepare(
+        'INSERT INTO _chunks (chunk, tbl, post, replicas, rows, committed, digest, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       setDigest: this.db.prepare('UPDATE _chunks SET digest = ?, rows = ? WHERE chunk = ?'),
-      chunkInfo: this.reader.prepare<[string], { tbl: string; digest: string | null; committed: number }>('SELECT tbl, digest, committed FROM _chunks WHERE chunk = ?'),
+      chunkInfo: this.reader.prepare<[string], { tbl: string; digest: string | null; committed: number }>(
+        'SELECT tbl, digest, committed FROM _chunks WHERE chunk = ?',
+      ),
       postState: this.db.prepare<[string], { state: string }>('SELECT state FROM _posts WHERE post = ?'),
-      setPost: this.db.prepare('INSERT INTO _posts (post, state, at) VALUES (?, ?, ?) ON CONFLICT (post) DO UPDATE SET state = excluded.state'),
+      setPost: this.db.prepare(
+        'INSERT INTO _posts (post, state, at) VALUES (?, ?, ?) ON CONFLICT (post) DO UPDATE SET state = excluded.state',
+      ),
       commitChunks: this.db.prepare('UPDATE _chunks SET committed = 1 WHERE post = ?'),
-      chunksOfPost: this.db.prepare<[string], { chunk: string; tbl: string }>('SELECT chunk, tbl FROM _chunks WHERE post = ?'),
+      chunksOfPost: this.db.prepare<[string], { chunk: string; tbl: string }>(
+        'SELECT chunk, tbl FROM _chunks WHERE post = ?',
+      ),
       deleteChunk: this.db.prepare('DELETE FROM _chunks WHERE chunk = ?'),
       chunkTable: this.db.prepare<[string], { tbl: string }>('SELECT tbl FROM _chunks WHERE chunk = ?'),
       setReplicas: this.db.prepare('UPDATE _chunks SET replicas = ? WHERE chunk = ?'),
@@ -158,11 +178,15 @@ export class ShardStore {
       op: this.db.prepare<[string], { result: string }>('SELECT result FROM _ops WHERE op = ?'),
       insertOp: this.db.prepare('INSERT INTO _ops (op, kind, result, applied_at) VALUES (?, ?, ?, ?)'),
       getState: this.db.prepare<[string], { value: string }>('SELECT value FROM _state WHERE key = ?'),
-      setState: this.db.prepare('INSERT INTO _state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      setState: this.db.prepare(
+        'INSERT INTO _state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
       stats: this.db.prepare<[], { tables: number; chunks: number; rows: number }>(
         'SELECT (SELECT count(*) FROM _tables) AS tables, count(*) AS chunks, coalesce(sum(rows), 0) AS rows FROM _chunks',
       ),
-      chunksOf: this.db.prepare<[string], { chunk: string }>('SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1'),
+      chunksOf: this.db.prepare<[string], { chunk: string }>(
+        'SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1',
+      ),
     };
   }
 
@@ -221,7 +245,11 @@ export class ShardStore {
 
   private newShardId(): string {
     const id = `s-${crypto.randomBytes(8).toString('hex')}`;
-    this.db.prepare("INSERT INTO _state (key, value) VALUES ('shard_id', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(id);
+    this.db
+      .prepare(
+        "INSERT INTO _state (key, value) VALUES ('shard_id', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      )
+      .run(id);
     this.stateCache.clear();
     return id;
   }
@@ -260,7 +288,9 @@ export class ShardStore {
     }
   }
 
-  /** A reader no other FETCH is using (opened on first need, kept for reuse); give it back with {@link releaseReader}. */
+  /**
+   * A reader no other FETCH is using (opened on first need, kept for reuse); give it back with {@link releaseReader}.
+   */
   acquireReader(): ShardReader {
     return this.idleReaders.pop() ?? new ShardReader(this.file);
   }
@@ -285,7 +315,9 @@ export class ShardStore {
       this.stmt.insertTable.run(name, schema === undefined ? null : JSON.stringify(schema), version);
       t = this.stmt.table.get(name)!;
       const ident = `t_${t.seq}`;
-      this.db.exec(`CREATE TABLE IF NOT EXISTS ${ident} (_id TEXT PRIMARY KEY, chunk TEXT NOT NULL, doc TEXT NOT NULL)`);
+      this.db.exec(
+        `CREATE TABLE IF NOT EXISTS ${ident} (_id TEXT PRIMARY KEY, chunk TEXT NOT NULL, doc TEXT NOT NULL)`,
+      );
       this.db.exec(`CREATE INDEX IF NOT EXISTS ${ident}_chunk ON ${ident} (chunk)`);
     } else if (schema !== undefined) {
       this.stmt.updateTable.run(JSON.stringify(schema), version, name, version);
@@ -342,7 +374,8 @@ export class ShardStore {
     const prior = this.stmt.chunk.get(msg.chunk);
     if (prior) return { count: prior.rows, duplicate: true };
     const post = this.stmt.postState.get(msg.post)?.state;
-    if (post === 'aborted') throw new RejectedError(`chunk ${msg.chunk} belongs to POST ${msg.post}, which was aborted`, 'aborted');
+    if (post === 'aborted')
+      throw new RejectedError(`chunk ${msg.chunk} belongs to POST ${msg.post}, which was aborted`, 'aborted');
     return this.tx(entryId, () => {
       const t = this.ensureTable(msg.table);
       const insert = this.db.prepare(`INSERT INTO ${t.ident} (_id, chunk, doc) VALUES (?, ?, ?)`);
@@ -353,12 +386,25 @@ export class ShardStore {
           insert.run(msg.ids[i], msg.chunk, msg.rows[i]);
         } catch (e) {
           if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-            throw new RejectedError(`duplicate _id ${JSON.stringify(msg.ids[i])} in table ${msg.table} (row ${i + 1} of chunk ${msg.chunk})`, 'duplicate-id', i + 1);
+            throw new RejectedError(
+              `duplicate _id ${JSON.stringify(msg.ids[i])} in table ${msg.table} (row ${i + 1} of chunk ${msg.chunk})`,
+              'duplicate-id',
+              i + 1,
+            );
           }
           throw e;
         }
       }
-      this.stmt.insertChunk.run(msg.chunk, msg.table, msg.post, msg.replicas.join(','), msg.ids.length, post === 'committed' ? 1 : 0, digest.toString(), Date.now());
+      this.stmt.insertChunk.run(
+        msg.chunk,
+        msg.table,
+        msg.post,
+        msg.replicas.join(','),
+        msg.ids.length,
+        post === 'committed' ? 1 : 0,
+        digest.toString(),
+        Date.now(),
+      );
       return { count: msg.ids.length, duplicate: false };
     });
   }
@@ -366,7 +412,8 @@ export class ShardStore {
   /** COMMIT: makes the chunks of a POST visible to reads (and any of its chunks that arrive later). */
   commitPost(op: string, post: string, entryId: string): ApplyResult {
     return this.once(op, 'COMMIT', entryId, () => {
-      if (this.stmt.postState.get(post)?.state === 'aborted') throw new RejectedError(`POST ${post} was aborted; it cannot commit`);
+      if (this.stmt.postState.get(post)?.state === 'aborted')
+        throw new RejectedError(`POST ${post} was aborted; it cannot commit`);
       this.stmt.setPost.run(post, 'committed', Date.now());
       return { count: this.stmt.commitChunks.run(post).changes };
     });
@@ -375,7 +422,8 @@ export class ShardStore {
   /** ABORT: removes every chunk of a POST that will never commit, and refuses its late chunks. */
   abortPost(op: string, post: string, entryId: string): ApplyResult {
     return this.once(op, 'ABORT', entryId, () => {
-      if (this.stmt.postState.get(post)?.state === 'committed') throw new RejectedError(`POST ${post} is committed; it cannot be aborted`);
+      if (this.stmt.postState.get(post)?.state === 'committed')
+        throw new RejectedError(`POST ${post} is committed; it cannot be aborted`);
       this.stmt.setPost.run(post, 'aborted', Date.now());
       let rows = 0;
       for (const c of this.stmt.chunksOfPost.all(post)) {
@@ -404,7 +452,9 @@ export class ShardStore {
 
   /** SET_REPLICAS: a chunk's replica list changed after a repair or a move (kept for operators). */
   setReplicas(op: string, chunk: string, replicas: string[], entryId: string): ApplyResult {
-    return this.once(op, 'SET_REPLICAS', entryId, () => ({ count: this.stmt.setReplicas.run(replicas.join(','), chunk).changes }));
+    return this.once(op, 'SET_REPLICAS', entryId, () => ({
+      count: this.stmt.setReplicas.run(replicas.join(','), chunk).changes,
+    }));
   }
 
   /** UPDATE: sets fields on matching rows; reports rows changed per chunk. */
@@ -423,7 +473,9 @@ export class ShardStore {
       const t = this.existingTable(msg.table);
       if (!t) return { count: 0, counts: {} };
       const rows = this.db
-        .prepare<unknown[], { chunk: string }>(`UPDATE ${t.ident} SET doc = json_set(doc, ${pairs}) WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`)
+        .prepare<unknown[], { chunk: string }>(
+          `UPDATE ${t.ident} SET doc = json_set(doc, ${pairs}) WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`,
+        )
         .all(...setArgs, ...where.params, msg.table);
       const result = perChunk(rows);
       this.redigest(t, Object.keys(result.counts));
@@ -438,7 +490,9 @@ export class ShardStore {
       const t = this.existingTable(msg.table);
       if (!t) return { count: 0, counts: {} };
       const rows = this.db
-        .prepare<unknown[], { chunk: string }>(`DELETE FROM ${t.ident} WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`)
+        .prepare<unknown[], { chunk: string }>(
+          `DELETE FROM ${t.ident} WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`,
+        )
         .all(...where.params, msg.table);
       const result = perChunk(rows);
       this.redigest(t, Object.keys(result.counts));
@@ -449,7 +503,9 @@ export class ShardStore {
   /** Recomputes the stored digest (and row count) of chunks a write changed. */
   private redigest(t: LocalTable, chunks: string[]): void {
     if (chunks.length === 0) return;
-    const read = this.db.prepare<[string], { _id: string; doc: string }>(`SELECT _id, doc FROM ${t.ident} WHERE chunk = ?`);
+    const read = this.db.prepare<[string], { _id: string; doc: string }>(
+      `SELECT _id, doc FROM ${t.ident} WHERE chunk = ?`,
+    );
     for (const chunk of chunks) {
       const d = new ChunkDigest();
       for (const r of read.iterate(chunk)) d.add(r._id, r.doc);
@@ -477,7 +533,11 @@ export class ShardStore {
         }
         const t = this.readerTable(info.tbl);
         const d = new ChunkDigest();
-        if (t) for (const r of this.reader.prepare<[string], { _id: string; doc: string }>(`SELECT _id, doc FROM ${t.ident} WHERE chunk = ?`).iterate(chunk)) d.add(r._id, r.doc);
+        if (t)
+          for (const r of this.reader
+            .prepare<[string], { _id: string; doc: string }>(`SELECT _id, doc FROM ${t.ident} WHERE chunk = ?`)
+            .iterate(chunk))
+            d.add(r._id, r.doc);
         yield { chunk, stored: info.digest ?? undefined, actual: d.toString() };
       } catch (e) {
         yield { chunk, error: (e as Error).message };

@@ -36,10 +36,29 @@ export class Worker {
     this.log = logger.child({ component: 'worker', workerId: this.id });
     this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync, diskFullFile: opts.failpointDiskFullFile });
     const name = (role: string) => this.keys.connectionName('worker', this.id, role);
-    this.cmd = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('cmd'), role: 'command' });
-    this.reader = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('ops'), role: 'blocking' });
-    this.sub = createRedis({ url: opts.redisUrl, clusterNodes: opts.redisClusterNodes, tlsCa: opts.redisTlsCa, name: name('fetch'), role: 'subscriber' });
-    for (const c of [this.cmd, this.reader, this.sub]) c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
+    this.cmd = createRedis({
+      url: opts.redisUrl,
+      clusterNodes: opts.redisClusterNodes,
+      tlsCa: opts.redisTlsCa,
+      name: name('cmd'),
+      role: 'command',
+    });
+    this.reader = createRedis({
+      url: opts.redisUrl,
+      clusterNodes: opts.redisClusterNodes,
+      tlsCa: opts.redisTlsCa,
+      name: name('ops'),
+      role: 'blocking',
+    });
+    this.sub = createRedis({
+      url: opts.redisUrl,
+      clusterNodes: opts.redisClusterNodes,
+      tlsCa: opts.redisTlsCa,
+      name: name('fetch'),
+      role: 'subscriber',
+    });
+    for (const c of [this.cmd, this.reader, this.sub])
+      c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
     this.consumer = new OpsConsumer(
       this.reader,
       this.cmd,
@@ -92,7 +111,8 @@ export class Worker {
     const raw = await this.cmd.hget(this.keys.workerStatus, this.id);
     const prev = raw ? (JSON.parse(raw) as Partial<WorkerStatus>) : undefined;
     const mine = this.store.appliedId();
-    if (prev?.shard !== this.store.shardId() || !prev.shardApplied || compareStreamIds(prev.shardApplied, mine) <= 0) return;
+    if (prev?.shard !== this.store.shardId() || !prev.shardApplied || compareStreamIds(prev.shardApplied, mine) <= 0)
+      return;
     const renewed = this.store.renewShardId();
     this.log.error(
       { shard: renewed, was: prev.shard, appliedBefore: prev.shardApplied, appliedNow: mine },
@@ -102,7 +122,16 @@ export class Worker {
 
   /** Starts consuming, answering and heartbeating. Resolves once started (not once ready). */
   async start(): Promise<void> {
-    this.log.info({ dataDir: this.opts.dataDir, shard: this.store.file, shardId: this.store.shardId(), created: this.store.created, schemaFrom: this.store.migratedFrom }, 'worker starting');
+    this.log.info(
+      {
+        dataDir: this.opts.dataDir,
+        shard: this.store.file,
+        shardId: this.store.shardId(),
+        created: this.store.created,
+        schemaFrom: this.store.migratedFrom,
+      },
+      'worker starting',
+    );
     await this.checkShardAge();
     await this.fetch.start();
     await this.consumer.start();
@@ -124,7 +153,10 @@ export class Worker {
     await withTimeout(this.fetch.stop(), 5000);
     await this.consumer.stop();
     this.state = 'stopped';
-    await withTimeout(this.heartbeat.beat().catch(() => undefined), 2000);
+    await withTimeout(
+      this.heartbeat.beat().catch(() => undefined),
+      2000,
+    );
     await closeAll(this.cmd, this.reader, this.sub);
     this.store.close();
     this.log.info('worker stopped');

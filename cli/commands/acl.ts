@@ -15,7 +15,12 @@ function word(w: string): string {
  * least-privilege Redis user for the current DSTORE_PREFIX (see docs/security.md).
  */
 export function registerAclCommand(program: Command): void {
-  const acl = program.command('acl').summary('print least-privilege Redis ACL users').description('print an ACL SETUSER line (for redis-cli) of a least-privilege Redis user for the keys of DSTORE_PREFIX; see docs/security.md');
+  const acl = program
+    .command('acl')
+    .summary('print least-privilege Redis ACL users')
+    .description(
+      'print an ACL SETUSER line (for redis-cli) of a least-privilege Redis user for the keys of DSTORE_PREFIX; see docs/security.md',
+    );
   const print = (user: string, password: string | undefined, rules: string[]) => {
     const pw = password ?? crypto.randomBytes(24).toString('hex');
     process.stdout.write(aclSetUserArgs(user, pw, rules).map(word).join(' ') + '\n');

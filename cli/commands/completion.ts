@@ -22,7 +22,10 @@ function nodes(cmd: Command, path = ''): Node[] {
     if (o.argChoices && o.argChoices.length > 0) for (const f of [o.long, o.short]) if (f) choices.set(f, o.argChoices);
   }
   const files = cmd.registeredArguments.some((a) => /file|path/i.test(a.name()));
-  return [{ path, words: [...new Set(words)], choices, files }, ...cmd.commands.flatMap((c) => nodes(c, path ? `${path} ${c.name()}` : c.name()))];
+  return [
+    { path, words: [...new Set(words)], choices, files },
+    ...cmd.commands.flatMap((c) => nodes(c, path ? `${path} ${c.name()}` : c.name())),
+  ];
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -38,7 +41,9 @@ export function bashCompletion(program: Command): string {
   const fn = `_${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
   const wordCases = all.map((n) => `    ${q(n.path)}) echo ${q(n.words.join(' '))} ;;`).join('\n');
   const choiceCases = all
-    .flatMap((n) => [...n.choices].map(([flag, values]) => `    ${q(`${n.path}|${flag}`)}) echo ${q(values.join(' '))} ;;`))
+    .flatMap((n) =>
+      [...n.choices].map(([flag, values]) => `    ${q(`${n.path}|${flag}`)}) echo ${q(values.join(' '))} ;;`),
+    )
     .join('\n');
   const fileCases = all.filter((n) => n.files).map((n) => q(n.path));
   return `# bash completion for ${name}; load it with: source <(${name} completion bash)
@@ -86,7 +91,9 @@ export function registerCompletionCommand(program: Command): void {
   program
     .command('completion')
     .summary('print a shell completion script')
-    .description('print a completion script for the shell; for bash: source <(dstore completion bash), or save it in /etc/bash_completion.d/dstore')
+    .description(
+      'print a completion script for the shell; for bash: source <(dstore completion bash), or save it in /etc/bash_completion.d/dstore',
+    )
     .argument('<shell>', 'the shell (bash)')
     .action((shell: string) => {
       if (shell !== 'bash') throw new Error(`no completion for shell ${JSON.stringify(shell)}; supported: bash`);

@@ -6,7 +6,9 @@ import { main as coordinatorMain } from '../../coordinator/main';
 export function registerCoordinatorCommand(program: Command): void {
   program
     .command('coordinator')
-    .description('run a coordinator: the HTTP API, placement, ingest and merged reads (settings: REDIS_URL, DSTORE_HOST, DSTORE_PORT, DSTORE_REPLICAS, …)')
+    .description(
+      'run a coordinator: the HTTP API, placement, ingest and merged reads (settings: REDIS_URL, DSTORE_HOST, DSTORE_PORT, DSTORE_REPLICAS, …)',
+    )
     .option('--host <host>', 'address to listen on (overrides DSTORE_HOST)')
     .option('-p, --port <port>', 'port to listen on (overrides DSTORE_PORT)')
     .option('-r, --replicas <n>', 'replication factor (overrides DSTORE_REPLICAS)')

@@ -11,7 +11,8 @@ const MAX_LIMIT = 1000;
 /** `--limit`: a whole number from 1 to 1000. */
 export function parseDeadLetterLimit(raw: string): number {
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > MAX_LIMIT) throw new CliError(`--limit must be a whole number from 1 to ${MAX_LIMIT}, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(raw) || n < 1 || n > MAX_LIMIT)
+    throw new CliError(`--limit must be a whole number from 1 to ${MAX_LIMIT}, got ${JSON.stringify(raw)}`);
   return n;
 }
 
@@ -51,11 +52,18 @@ export function registerDeadLettersCommand(program: Command): void {
     .command('list')
     .description('list dead letters, newest first: id, time, worker, message type, ops entry id, reason')
     .addOption(new Option('--limit <n>', `how many to list (1-${MAX_LIMIT})`).default('100'))
-    .addOption(new Option('--format <format>', 'table (aligned) or json (the API answer: {total, deadLetters})').choices(['table', 'json']).default('table'));
+    .addOption(
+      new Option('--format <format>', 'table (aligned) or json (the API answer: {total, deadLetters})')
+        .choices(['table', 'json'])
+        .default('table'),
+    );
   withUrlOption(list).action(async (o: { limit: string; format: 'table' | 'json' }, c: Command) => {
     const limit = parseDeadLetterLimit(o.limit);
     const page = await clientFor(c).request<DeadLetterPage>('GET', `${PATH}?limit=${limit}`);
-    const out = o.format === 'json' ? JSON.stringify(page, null, 2) : renderDeadLetters(page, process.stdout.columns || 120).join('\n');
+    const out =
+      o.format === 'json'
+        ? JSON.stringify(page, null, 2)
+        : renderDeadLetters(page, process.stdout.columns || 120).join('\n');
     process.stdout.write(out + '\n');
   });
 
@@ -71,9 +79,17 @@ export function registerDeadLettersCommand(program: Command): void {
       process.stdout.write('no dead letters to clear\n');
       return;
     }
-    await confirmOrRefuse(o, 'dead-letters clear', `${page.total} dead letter(s)`, `delete ${page.total} dead letter(s), the newest ${newest.id}? [y/N] `);
+    await confirmOrRefuse(
+      o,
+      'dead-letters clear',
+      `${page.total} dead letter(s)`,
+      `delete ${page.total} dead letter(s), the newest ${newest.id}? [y/N] `,
+    );
     // Up to the newest one counted: entries that arrive meanwhile are not deleted unseen.
-    const { deleted } = await client.request<{ deleted: number }>('DELETE', `${PATH}?before=${encodeURIComponent(nextStreamId(newest.id))}`);
+    const { deleted } = await client.request<{ deleted: number }>(
+      'DELETE',
+      `${PATH}?before=${encodeURIComponent(nextStreamId(newest.id))}`,
+    );
     process.stdout.write(`deleted ${deleted} dead letter(s)\n`);
   });
 }

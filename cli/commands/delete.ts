@@ -9,7 +9,8 @@ import { pendingNote } from '../format';
  * filter never empties a table: every row takes an explicit `--where '{}'`.
  */
 export function buildDelete(table: string, o: { where?: string }): { where: Record<string, unknown> } {
-  if (o.where === undefined) throw new CliError(`delete needs --where; to delete every row of ${table} pass --where '{}'`);
+  if (o.where === undefined)
+    throw new CliError(`delete needs --where; to delete every row of ${table} pass --where '{}'`);
   return { where: parseJsonObjectFlag('--where', o.where) };
 }
 
@@ -22,7 +23,11 @@ export function registerDeleteCommand(program: Command): void {
     .option('--where <json>', "filter selecting the rows (required; '{}' deletes every row)");
   withUrlOption(cmd).action(async (table: string, o: { where?: string }, c: Command) => {
     const body = buildDelete(table, o);
-    const r = await clientFor(c, FETCH_TERMS).request<{ deleted: number; pendingWorkers?: string[] }>('DELETE', tablePath(table, '/records'), body);
+    const r = await clientFor(c, FETCH_TERMS).request<{ deleted: number; pendingWorkers?: string[] }>(
+      'DELETE',
+      tablePath(table, '/records'),
+      body,
+    );
     process.stdout.write(`deleted ${r.deleted} rows${pendingNote(r.pendingWorkers)}\n`);
   });
 }

@@ -19,7 +19,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function parseTimeout(raw: string): number {
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`--timeout: expected a whole number of seconds, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new CliError(`--timeout: expected a whole number of seconds, got ${JSON.stringify(raw)}`);
   return n * 1000;
 }
 
@@ -28,7 +29,10 @@ async function poll(timeoutMs: number, what: string, done: () => Promise<boolean
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await done()) return;
-    if (Date.now() > deadline) throw new CliError(`${what} did not finish within ${timeoutMs / 1000} s; it goes on in the background (check with dstore workers)`);
+    if (Date.now() > deadline)
+      throw new CliError(
+        `${what} did not finish within ${timeoutMs / 1000} s; it goes on in the background (check with dstore workers)`,
+      );
     await sleep(500);
   }
 }
@@ -58,11 +62,15 @@ export function registerDrainCommand(worker: Command): void {
     const timeoutMs = parseTimeout(o.timeout);
     const client = clientFor(c);
     const started = Date.now();
-    const s = await client.request<DrainStatus>('POST', `/workers/${encodeURIComponent(id)}/drain`, { force: o.force === true });
+    const s = await client.request<DrainStatus>('POST', `/workers/${encodeURIComponent(id)}/drain`, {
+      force: o.force === true,
+    });
     process.stdout.write(`draining ${id}: ${s.chunks} chunk(s) to move\n`);
     if (!o.wait) return;
     await waitDrained(client, id, timeoutMs);
-    process.stdout.write(`${id} drained and retired in ${((Date.now() - started) / 1000).toFixed(1)} s; its process holds no chunks and can be stopped\n`);
+    process.stdout.write(
+      `${id} drained and retired in ${((Date.now() - started) / 1000).toFixed(1)} s; its process holds no chunks and can be stopped\n`,
+    );
   });
 }
 
@@ -70,7 +78,9 @@ export function registerDrainCommand(worker: Command): void {
 export function registerRebalanceCommand(program: Command): void {
   const cmd = program
     .command('rebalance')
-    .description('even out chunk counts across live workers by moving chunks from the fullest to the emptiest (reads stay exact meanwhile)')
+    .description(
+      'even out chunk counts across live workers by moving chunks from the fullest to the emptiest (reads stay exact meanwhile)',
+    )
     .option('--dry-run', 'print the plan without moving anything')
     .option('--no-wait', 'return once the moves are queued')
     .addOption(new Option('--timeout <seconds>', 'how long to wait for the moves').default('600'));
@@ -79,10 +89,19 @@ export function registerRebalanceCommand(program: Command): void {
     const client = clientFor(c);
     const started = Date.now();
     const plan = await client.request<RebalancePlan>('POST', '/rebalance', { dryRun: o.dryRun === true });
-    const counts = (m: Record<string, number>) => Object.entries(m).map(([w, n]) => `${w}=${n}`).join(' ');
-    process.stdout.write(`chunks per worker: ${counts(plan.before)}\n${o.dryRun ? 'would move' : 'moving'} ${plan.moves.length} chunk(s); then: ${counts(plan.after)}\n`);
+    const counts = (m: Record<string, number>) =>
+      Object.entries(m)
+        .map(([w, n]) => `${w}=${n}`)
+        .join(' ');
+    process.stdout.write(
+      `chunks per worker: ${counts(plan.before)}\n${o.dryRun ? 'would move' : 'moving'} ${plan.moves.length} chunk(s); then: ${counts(plan.after)}\n`,
+    );
     if (o.dryRun || !o.wait || plan.moves.length === 0) return;
-    await poll(timeoutMs, 'the rebalance', async () => (await client.request<{ pending: number }>('GET', '/rebalance')).pending === 0);
+    await poll(
+      timeoutMs,
+      'the rebalance',
+      async () => (await client.request<{ pending: number }>('GET', '/rebalance')).pending === 0,
+    );
     process.stdout.write(`rebalanced in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   });
 }

@@ -1,5 +1,12 @@
 import { Option, type Command } from 'commander';
-import { AGGREGATE_OPS, aggregateName, type AggregateOp, type AggregateSpec, type QuerySpec, type SortSpec } from '../../common/query';
+import {
+  AGGREGATE_OPS,
+  aggregateName,
+  type AggregateOp,
+  type AggregateSpec,
+  type QuerySpec,
+  type SortSpec,
+} from '../../common/query';
 import { FETCH_TERMS, inCliTerms, type CliTerms } from '../cli-terms';
 import { CSV_HEADER_ROWS, CsvWriter, lateColumnsNote, tableColumns } from '../columns';
 import { renderTable } from '../format';
@@ -27,7 +34,9 @@ export function parseJsonObjectFlag(flag: string, text: string): Record<string, 
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new CliError(`${flag} is not valid JSON (${(e as Error).message}); quote it for the shell, e.g. ${flag} '{"age":{"$gt":30}}'`);
+    throw new CliError(
+      `${flag} is not valid JSON (${(e as Error).message}); quote it for the shell, e.g. ${flag} '{"age":{"$gt":30}}'`,
+    );
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
     throw new CliError(`${flag} must be a JSON object, e.g. ${flag} '{"age":{"$gt":30}}', got ${text.trim()}`);
@@ -38,24 +47,35 @@ export function parseJsonObjectFlag(flag: string, text: string): Record<string, 
 /** Parses a comma-separated list of field names (`--fields a,b`); blanks around names are dropped. */
 export function parseFieldList(flag: string, text: string): string[] {
   const names = text.split(',').map((s) => s.trim());
-  if (names.some((n) => n === '')) throw new CliError(`${flag} must be comma-separated field names, e.g. ${flag} name,age; got ${JSON.stringify(text)}`);
+  if (names.some((n) => n === ''))
+    throw new CliError(
+      `${flag} must be comma-separated field names, e.g. ${flag} name,age; got ${JSON.stringify(text)}`,
+    );
   return names;
 }
 
-/** Parses `--sort f[:asc|:desc],g`: ascending unless a field ends in `:desc`. `flag` names it in errors (the shell's is `"sort"`). */
+/**
+ * Parses `--sort f[:asc|:desc],g`: ascending unless a field ends in `:desc`. `flag` names it in errors (the shell's is
+ * `"sort"`).
+ */
 export function parseSort(text: string, flag = '--sort'): SortSpec[] {
   return parseFieldList(flag, text).map((item) => {
     const i = item.lastIndexOf(':');
     if (i <= 0) return { field: item, dir: 'asc' };
-    const dir = item.slice(i + 1).trim().toLowerCase();
-    if (dir !== 'asc' && dir !== 'desc') throw new CliError(`${flag} ${JSON.stringify(item)}: the direction after ":" must be asc or desc`);
+    const dir = item
+      .slice(i + 1)
+      .trim()
+      .toLowerCase();
+    if (dir !== 'asc' && dir !== 'desc')
+      throw new CliError(`${flag} ${JSON.stringify(item)}: the direction after ":" must be asc or desc`);
     return { field: item.slice(0, i).trim(), dir };
   });
 }
 
 /** Parses `--limit N` (a whole number, 0 or more). */
 export function parseLimit(text: string): number {
-  if (!/^\s*\d+\s*$/.test(text)) throw new CliError(`--limit must be a whole number (0 or more), got ${JSON.stringify(text)}`);
+  if (!/^\s*\d+\s*$/.test(text))
+    throw new CliError(`--limit must be a whole number (0 or more), got ${JSON.stringify(text)}`);
   return Number(text);
 }
 
@@ -83,13 +103,19 @@ export function parseAggregates(text: string, flag = '--agg'): AggregateSpec[] {
   return items.map((raw) => {
     const item = raw.trim();
     const m = AGG_ITEM.exec(item);
-    if (!m) throw new CliError(`${flag} ${JSON.stringify(item)}: expected op(field) with an optional "as name", e.g. ${flag} "count(),avg(price) as avg_price"`);
+    if (!m)
+      throw new CliError(
+        `${flag} ${JSON.stringify(item)}: expected op(field) with an optional "as name", e.g. ${flag} "count(),avg(price) as avg_price"`,
+      );
     const op = m[1].toLowerCase();
     if (!AGGREGATE_OPS.includes(op as AggregateOp)) {
-      throw new CliError(`${flag} ${JSON.stringify(item)}: unknown aggregate ${JSON.stringify(m[1])}; use ${AGGREGATE_OPS.join(', ')}`);
+      throw new CliError(
+        `${flag} ${JSON.stringify(item)}: unknown aggregate ${JSON.stringify(m[1])}; use ${AGGREGATE_OPS.join(', ')}`,
+      );
     }
     const field = m[2] === '' || (op === 'count' && m[2] === '*') ? undefined : m[2];
-    if (field === undefined && op !== 'count') throw new CliError(`${flag} ${JSON.stringify(item)}: ${op} needs a field, e.g. ${op}(price)`);
+    if (field === undefined && op !== 'count')
+      throw new CliError(`${flag} ${JSON.stringify(item)}: ${op} needs a field, e.g. ${op}(price)`);
     const spec: AggregateSpec = { op: op as AggregateOp };
     if (field !== undefined) spec.field = field;
     if (m[3] !== undefined) spec.as = m[3].trim();
@@ -118,7 +144,10 @@ export function buildQuery(o: FetchFlags): QueryBody {
   if (o.agg !== undefined) q.aggregate = parseAggregates(o.agg);
   if (o.groupBy !== undefined) q.groupBy = parseFieldList('--group-by', o.groupBy);
   if (q.groupBy && !q.aggregate) throw new CliError('--group-by needs --agg, e.g. --group-by city --agg "count()"');
-  if (q.fields && q.aggregate) throw new CliError('--fields cannot be combined with --agg: the output columns are the --group-by fields and the aggregates');
+  if (q.fields && q.aggregate)
+    throw new CliError(
+      '--fields cannot be combined with --agg: the output columns are the --group-by fields and the aggregates',
+    );
   if (o.partial) q.partial = true;
   return q;
 }
@@ -139,12 +168,21 @@ export function parseTrailer(line: string): Trailer | undefined {
   }
   if (v._partial === true) {
     const workers = Array.isArray(v.missingWorkers) ? v.missingWorkers.map(String) : [];
-    return { kind: 'partial', missingWorkers: workers, missingChunks: typeof v.missingChunks === 'number' ? v.missingChunks : 0 };
+    return {
+      kind: 'partial',
+      missingWorkers: workers,
+      missingChunks: typeof v.missingChunks === 'number' ? v.missingChunks : 0,
+    };
   }
   const e = v._error as { error?: unknown; message?: unknown } | undefined;
   if (e && typeof e === 'object') {
     const { error, message, ...details } = e;
-    return { kind: 'error', code: String(error ?? 'internal'), message: typeof message === 'string' ? message : JSON.stringify(e), details };
+    return {
+      kind: 'error',
+      code: String(error ?? 'internal'),
+      message: typeof message === 'string' ? message : JSON.stringify(e),
+      details,
+    };
   }
   return undefined;
 }
@@ -154,7 +192,12 @@ export function parseTrailer(line: string): Trailer | undefined {
  * returns the trailer, if any. The last line is held back until the answer ends, since
  * only then is it known to be a trailer. `onRows` returning false stops reading.
  */
-export async function runQuery(client: HttpClient, table: string, body: QueryBody, onRows: (lines: string[]) => Promise<boolean | void>): Promise<Trailer | undefined> {
+export async function runQuery(
+  client: HttpClient,
+  table: string,
+  body: QueryBody,
+  onRows: (lines: string[]) => Promise<boolean | void>,
+): Promise<Trailer | undefined> {
   let pending: string | undefined;
   for await (const batch of client.streamLineBatches(tablePath(table, '/query'), body)) {
     const lines = pending === undefined ? batch : [pending, ...batch];
@@ -184,9 +227,17 @@ export async function writeStdout(text: string): Promise<void> {
  */
 export function reportTrailer(t: Trailer | undefined, rows: number, terms: CliTerms = FETCH_TERMS): void {
   if (!t) return;
-  if (t.kind === 'error') throw new CliError(`the read failed after ${rows} rows: ${inCliTerms(t.message, t.details, terms)}`, undefined, t.code, t.details);
+  if (t.kind === 'error')
+    throw new CliError(
+      `the read failed after ${rows} rows: ${inCliTerms(t.message, t.details, terms)}`,
+      undefined,
+      t.code,
+      t.details,
+    );
   const who = t.missingWorkers.length > 0 ? ` (workers not answering: ${t.missingWorkers.join(', ')})` : '';
-  process.stderr.write(`dstore: warning: partial answer: ${t.missingChunks} chunks had no replica that answered${who}\n`);
+  process.stderr.write(
+    `dstore: warning: partial answer: ${t.missingChunks} chunks had no replica that answered${who}\n`,
+  );
 }
 
 /**
@@ -257,9 +308,15 @@ async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat 
       { maxWidth: process.stdout.columns || 120 },
     );
     await writeStdout(lines.join('\n') + '\n');
-    if (hidden.length > 0) process.stderr.write(`dstore: ${hidden.length} columns did not fit the terminal: ${hidden.join(', ')} (use --fields, or --format json, ndjson or csv)\n`);
+    if (hidden.length > 0)
+      process.stderr.write(
+        `dstore: ${hidden.length} columns did not fit the terminal: ${hidden.join(', ')} (use --fields, or --format json, ndjson or csv)\n`,
+      );
   }
-  if (more) process.stderr.write(`dstore: showing the first ${TABLE_ROW_CAP} rows; use --limit, or --format json, ndjson or csv for all of them\n`);
+  if (more)
+    process.stderr.write(
+      `dstore: showing the first ${TABLE_ROW_CAP} rows; use --limit, or --format json, ndjson or csv for all of them\n`,
+    );
   reportTrailer(t, rows.length);
 }
 
@@ -274,13 +331,19 @@ export function registerFetchCommand(program: Command): void {
     .option('--fields <list>', 'comma-separated fields to return (default: whole rows)')
     .option('--sort <list>', 'comma-separated sort keys, each field[:asc|:desc], e.g. age:desc,name')
     .option('--limit <n>', 'return at most n rows')
-    .option('--agg <list>', 'aggregates: comma-separated count(), sum(f), min(f), max(f), avg(f), each with an optional "as name"')
+    .option(
+      '--agg <list>',
+      'aggregates: comma-separated count(), sum(f), min(f), max(f), avg(f), each with an optional "as name"',
+    )
     .option('--group-by <list>', 'comma-separated fields to group the aggregates by (needs --agg)')
-    .option('--partial', 'answer with the rows that can be read when some chunks have no live replica (a warning says what is missing) instead of failing')
+    .option(
+      '--partial',
+      'answer with the rows that can be read when some chunks have no live replica (a warning says what is missing) instead of failing',
+    )
     .addOption(
       new Option(
         '--format <format>',
-        'output: ndjson (one JSON row a line, streamed), json (one array, streamed), csv (every column: the schema\'s, --fields or the aggregates, ' +
+        "output: ndjson (one JSON row a line, streamed), json (one array, streamed), csv (every column: the schema's, --fields or the aggregates, " +
           'else the keys of the first 10,000 rows, and stderr names any first seen later) or table (aligned, every column, at most 10,000 rows, cut to the terminal width)',
       )
         .choices(FETCH_FORMATS)

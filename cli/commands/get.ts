@@ -8,7 +8,10 @@ export function recordPath(table: string, id: string): string {
 
 /** One record by `_id` (GET /tables/:name/records/:id); a missing one is a CliError naming table and id. */
 export async function getRecord(client: HttpClient, table: string, id: string): Promise<Record<string, unknown>> {
-  if (id === '') throw new CliError('the _id to get is empty; give the record\'s _id, e.g. dstore get events 01J0Z3V6Q2X7M8K4N5P9R1S2T3');
+  if (id === '')
+    throw new CliError(
+      "the _id to get is empty; give the record's _id, e.g. dstore get events 01J0Z3V6Q2X7M8K4N5P9R1S2T3",
+    );
   return client.request<Record<string, unknown>>('GET', recordPath(table, id));
 }
 
@@ -17,9 +20,11 @@ export function registerGetCommand(program: Command): void {
   const cmd = program
     .command('get')
     .summary('print one record by its _id')
-    .description('print the record whose _id is ID as one line of JSON (as fetch prints rows); when the table has none, one line on stderr and exit code 1')
+    .description(
+      'print the record whose _id is ID as one line of JSON (as fetch prints rows); when the table has none, one line on stderr and exit code 1',
+    )
     .argument('<table>', 'table to read')
-    .argument('<id>', 'the record\'s _id');
+    .argument('<id>', "the record's _id");
   withUrlOption(cmd).action(async (table: string, id: string, _o: unknown, c: Command) => {
     const row = await getRecord(clientFor(c), table, id);
     process.stdout.write(JSON.stringify(row) + '\n');

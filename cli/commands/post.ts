@@ -31,7 +31,8 @@ export interface PostResult {
 export function detectFormat(flag: string | undefined, file: string | undefined): PostFormat {
   if (flag !== undefined) {
     const f = flag.trim().toLowerCase();
-    if (!POST_FORMATS.includes(f as PostFormat)) throw new CliError(`--format must be one of ${POST_FORMATS.join(', ')}, got ${JSON.stringify(flag)}`);
+    if (!POST_FORMATS.includes(f as PostFormat))
+      throw new CliError(`--format must be one of ${POST_FORMATS.join(', ')}, got ${JSON.stringify(flag)}`);
     return f as PostFormat;
   }
   switch (file === undefined || file === '-' ? '' : path.extname(file).toLowerCase()) {
@@ -92,7 +93,8 @@ function countingBody(source: Readable, what: string, c: Counters): ReadableStre
 /** Opens the input: a file (with its size) or stdin. */
 async function openInput(file: string | undefined): Promise<{ stream: Readable; what: string; size?: number }> {
   if (file === undefined || file === '-') {
-    if (file === undefined && process.stdin.isTTY) throw new CliError('no input: give a FILE, or pipe records into stdin (use - to type them)');
+    if (file === undefined && process.stdin.isTTY)
+      throw new CliError('no input: give a FILE, or pipe records into stdin (use - to type them)');
     return { stream: process.stdin, what: 'stdin' };
   }
   let st: fs.Stats;
@@ -100,7 +102,9 @@ async function openInput(file: string | undefined): Promise<{ stream: Readable; 
     st = await fs.promises.stat(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError(code === 'ENOENT' ? `cannot read ${file}: no such file` : `cannot read ${file}: ${(e as Error).message}`);
+    throw new CliError(
+      code === 'ENOENT' ? `cannot read ${file}: no such file` : `cannot read ${file}: ${(e as Error).message}`,
+    );
   }
   if (st.isDirectory()) throw new CliError(`cannot read ${file}: it is a directory`);
   const stream = fs.createReadStream(file, { highWaterMark: 256 * 1024 });
@@ -112,7 +116,12 @@ async function openInput(file: string | undefined): Promise<{ stream: Readable; 
   return { stream, what: file, size: st.isFile() ? st.size : undefined };
 }
 
-async function postAction(table: string, file: string | undefined, o: { format?: string; csvTypes?: string }, cmd: Command): Promise<void> {
+async function postAction(
+  table: string,
+  file: string | undefined,
+  o: { format?: string; csvTypes?: string },
+  cmd: Command,
+): Promise<void> {
   const format = detectFormat(o.format, file);
   const client = clientFor(cmd);
   const input = await openInput(file);
@@ -148,12 +157,24 @@ export function registerPostCommand(program: Command): void {
   const cmd = program
     .command('post')
     .summary('insert records from a file or stdin')
-    .description('insert records from an NDJSON, JSON or CSV file or stdin, streamed to the coordinator; a progress line on stderr when it is a terminal, one summary line on stdout at the end')
+    .description(
+      'insert records from an NDJSON, JSON or CSV file or stdin, streamed to the coordinator; a progress line on stderr when it is a terminal, one summary line on stdout at the end',
+    )
     .argument('<table>', 'table to insert into')
     .argument('[file]', 'NDJSON, JSON array or CSV (with a header row) file; - or nothing reads stdin')
-    .addOption(new Option('--format <format>', 'input format (default: from the file extension .ndjson/.jsonl, .json or .csv, else ndjson)').choices(POST_FORMATS))
     .addOption(
-      new Option('--csv-types <types>', 'CSV into a table without a schema: infer numbers, true/false and empty cells (null), or keep every value as text').choices(['infer', 'string']).default('infer'),
+      new Option(
+        '--format <format>',
+        'input format (default: from the file extension .ndjson/.jsonl, .json or .csv, else ndjson)',
+      ).choices(POST_FORMATS),
+    )
+    .addOption(
+      new Option(
+        '--csv-types <types>',
+        'CSV into a table without a schema: infer numbers, true/false and empty cells (null), or keep every value as text',
+      )
+        .choices(['infer', 'string'])
+        .default('infer'),
     );
   withUrlOption(cmd).action(postAction);
 }

@@ -2,7 +2,15 @@ import type { Command } from 'commander';
 import * as readline from 'node:readline';
 import type { CliTerms } from '../cli-terms';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
-import { parseAggregates, parseFieldList, parseSort, reportTrailer, runQuery, writeStdout, type QueryBody } from './fetch';
+import {
+  parseAggregates,
+  parseFieldList,
+  parseSort,
+  reportTrailer,
+  runQuery,
+  writeStdout,
+  type QueryBody,
+} from './fetch';
 import { getRecord } from './get';
 import type { PostResult } from './post';
 import { createTable, listTables, parseSchemaFlag } from './table';
@@ -34,7 +42,8 @@ export const SHELL_TERMS: CliTerms = { partial: '"partial": true' };
 export function shellQuery(v: Record<string, unknown>): QueryBody {
   const q: Record<string, unknown> = { ...v };
   if (typeof q.sort === 'string') q.sort = parseSort(q.sort, '"sort"');
-  else if (Array.isArray(q.sort)) q.sort = q.sort.flatMap((s) => (typeof s === 'string' ? parseSort(s, '"sort"') : [s]));
+  else if (Array.isArray(q.sort))
+    q.sort = q.sort.flatMap((s) => (typeof s === 'string' ? parseSort(s, '"sort"') : [s]));
   if (typeof q.fields === 'string') q.fields = parseFieldList('"fields"', q.fields);
   if (typeof q.groupBy === 'string') q.groupBy = parseFieldList('"groupBy"', q.groupBy);
   if (typeof q.aggregate === 'string') q.aggregate = parseAggregates(q.aggregate, '"aggregate"');
@@ -92,13 +101,20 @@ export class Shell {
     }
   }
 
-  /** Switches to an existing table; a missing one is an error saying how to create it (a typo must not create a table). */
+  /**
+   * Switches to an existing table; a missing one is an error saying how to create it (a typo must not create a table).
+   */
   private async use(name: string): Promise<void> {
     if (name === '' || /\s/.test(name)) throw new CliError('usage: use TABLE');
     try {
       await this.client.request('GET', tablePath(name));
     } catch (e) {
-      if (e instanceof CliError && e.status === 404) throw new CliError(`table ${name} does not exist; create it with: create ${name} [SCHEMA] (or dstore table create ${name})`, 404, e.code);
+      if (e instanceof CliError && e.status === 404)
+        throw new CliError(
+          `table ${name} does not exist; create it with: create ${name} [SCHEMA] (or dstore table create ${name})`,
+          404,
+          e.code,
+        );
       throw e;
     }
     this.table = name;
@@ -145,7 +161,8 @@ export class Shell {
       } catch (e) {
         throw new CliError(`FETCH takes a JSON query object: ${(e as Error).message}`);
       }
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CliError('FETCH takes a JSON query object, e.g. FETCH {"where": {"a": 1}}');
+      if (typeof v !== 'object' || v === null || Array.isArray(v))
+        throw new CliError('FETCH takes a JSON query object, e.g. FETCH {"where": {"a": 1}}');
       query = shellQuery(v as Record<string, unknown>);
     }
     let rows = 0;
@@ -162,7 +179,12 @@ async function shellAction(_o: unknown, cmd: Command): Promise<void> {
   const client = clientFor(cmd, SHELL_TERMS);
   const interactive = process.stdin.isTTY === true;
   // Without a terminal there is no prompt and no echo: piped input gives only the answers.
-  const rl = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive, prompt: 'dstore> ' });
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: interactive ? process.stdout : undefined,
+    terminal: interactive,
+    prompt: 'dstore> ',
+  });
   rl.on('SIGINT', () => rl.close());
   const shell = new Shell(client, interactive);
   if (interactive) {

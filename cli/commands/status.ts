@@ -26,10 +26,19 @@ export function renderStatus(s: ClusterStatus, width = 120): string[] {
       width,
     ),
   );
-  if (s.incomplete.length > 0) out.push(truncate(`warning: no answer in time from Redis for: ${s.incomplete.join(', ')} (their figures show as 0)`, width));
+  if (s.incomplete.length > 0)
+    out.push(
+      truncate(
+        `warning: no answer in time from Redis for: ${s.incomplete.join(', ')} (their figures show as 0)`,
+        width,
+      ),
+    );
   const m = s.redisMemory;
   if (m) {
-    const of = m.maxBytes > 0 ? ` of ${formatBytes(m.maxBytes)} maxmemory (${Math.round(m.usedRatio * 100)} %)` : ' (no maxmemory)';
+    const of =
+      m.maxBytes > 0
+        ? ` of ${formatBytes(m.maxBytes)} maxmemory (${Math.round(m.usedRatio * 100)} %)`
+        : ' (no maxmemory)';
     out.push(truncate(`redis memory ${formatBytes(m.usedBytes)}${of}`, width));
     if (m.warning) out.push(truncate(`warning: ${m.warning}`, width));
   }
@@ -64,7 +73,12 @@ export function renderStatus(s: ClusterStatus, width = 120): string[] {
   } else {
     const t = renderTable(
       ['id', 'live', 'heartbeat', 'reply stream'],
-      s.coordinators.map((c) => [c.id + (c.id === s.coordinator ? ' (this)' : ''), c.live ? 'yes' : 'no', `${formatDuration(c.heartbeatAgeMs)} ago`, c.replyStreamLength]),
+      s.coordinators.map((c) => [
+        c.id + (c.id === s.coordinator ? ' (this)' : ''),
+        c.live ? 'yes' : 'no',
+        `${formatDuration(c.heartbeatAgeMs)} ago`,
+        c.replyStreamLength,
+      ]),
       { maxWidth: width - 2 },
     );
     out.push(...t.lines.map((l) => '  ' + l));
@@ -106,7 +120,9 @@ export function registerStatusCommand(program: Command): void {
     )
     .option('--json', 'print the status as JSON (for scripts) instead of text')
     .option('-w, --watch', 'redraw the screen every --interval seconds until Ctrl-C')
-    .addOption(new Option('--interval <seconds>', 'seconds between redraws with --watch').default('2').argParser(parseInterval));
+    .addOption(
+      new Option('--interval <seconds>', 'seconds between redraws with --watch').default('2').argParser(parseInterval),
+    );
   withUrlOption(cmd).action(async (o: { json?: boolean; watch?: boolean; interval: number | string }, c: Command) => {
     const client = clientFor(c);
     const interval = typeof o.interval === 'number' ? o.interval : parseInterval(o.interval);
@@ -136,6 +152,7 @@ export function registerStatusCommand(program: Command): void {
 
 function parseInterval(v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0.2 || n > 3600) throw new Error(`--interval must be a number of seconds from 0.2 to 3600, got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n < 0.2 || n > 3600)
+    throw new Error(`--interval must be a number of seconds from 0.2 to 3600, got ${JSON.stringify(v)}`);
   return n;
 }

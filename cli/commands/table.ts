@@ -36,16 +36,21 @@ export function parseSchemaFlag(text: string): string | Record<string, unknown> 
   try {
     v = JSON.parse(t);
   } catch (e) {
-    throw new CliError(`--schema is not valid JSON (${(e as Error).message}); write it as '{"age":"integer"}' or as age:integer,name:string`);
+    throw new CliError(
+      `--schema is not valid JSON (${(e as Error).message}); write it as '{"age":"integer"}' or as age:integer,name:string`,
+    );
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CliError('--schema must be a JSON object or column:type,… text');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new CliError('--schema must be a JSON object or column:type,… text');
   return v as Record<string, unknown>;
 }
 
 /** A table's columns for listings: `age:integer, ssn:string:encrypted`, or `-` when schemaless. */
 export function schemaText(schema: Record<string, string> | undefined, encrypted: readonly string[] = []): string {
   const entries = Object.entries(schema ?? {});
-  return entries.length === 0 ? '-' : entries.map(([c, t]) => `${c}:${t}${encrypted.includes(c) ? ':encrypted' : ''}`).join(', ');
+  return entries.length === 0
+    ? '-'
+    : entries.map(([c, t]) => `${c}:${t}${encrypted.includes(c) ? ':encrypted' : ''}`).join(', ');
 }
 
 /** A table's rows for people: `1,234`, `≥1,200` when some chunks could not be counted, `?` when none could. */
@@ -60,15 +65,25 @@ export function sizeText(s: TableStats | undefined): string {
   return s.bytes === 0 ? '0 B' : `~${formatBytes(s.bytes)}`;
 }
 
-/** The lines of `table ls` for `tables` (with stats): name, rows, chunks, size, columns, created. Pure, so unit-tested. */
+/**
+ * The lines of `table ls` for `tables` (with stats): name, rows, chunks, size, columns, created. Pure, so unit-tested.
+ */
 export function tablesTable(tables: TableInfo[], maxWidth = 120): string[] {
   if (tables.length === 0) return ['no tables (create one with: dstore table create NAME)'];
   const lines = renderTable(
     ['name', 'rows', 'chunks', 'size', 'columns', 'created'],
-    tables.map((t) => [t.name, rowsText(t.stats), t.stats ? formatCount(t.stats.chunks) : '?', sizeText(t.stats), schemaText(t.schema, t.encrypted), formatTime(t.createdAt)]),
+    tables.map((t) => [
+      t.name,
+      rowsText(t.stats),
+      t.stats ? formatCount(t.stats.chunks) : '?',
+      sizeText(t.stats),
+      schemaText(t.schema, t.encrypted),
+      formatTime(t.createdAt),
+    ]),
     { maxWidth, align: [undefined, 'right', 'right', 'right'] },
   ).lines;
-  if (tables.some((t) => !t.stats || !t.stats.rowsExact)) lines.push('(≥: some chunks have no live replica, only the others were counted; ?: not counted, no live worker)');
+  if (tables.some((t) => !t.stats || !t.stats.rowsExact))
+    lines.push('(≥: some chunks have no live replica, only the others were counted; ?: not counted, no live worker)');
   return lines;
 }
 
@@ -86,12 +101,19 @@ export async function listTables(client: HttpClient, maxWidth = process.stdout.c
 export function dropWhat(t: TableInfo): string {
   const s = t.stats;
   if (!s) return `table ${t.name} and every row of it`;
-  const rows = s.rows === null ? 'its rows (not counted: no live worker)' : `${s.rowsExact ? '' : 'at least '}${formatCount(s.rows)} ${s.rows === 1 && s.rowsExact ? 'row' : 'rows'}`;
+  const rows =
+    s.rows === null
+      ? 'its rows (not counted: no live worker)'
+      : `${s.rowsExact ? '' : 'at least '}${formatCount(s.rows)} ${s.rows === 1 && s.rowsExact ? 'row' : 'rows'}`;
   return `table ${t.name} and its ${rows} in ${formatCount(s.chunks)} chunk(s)`;
 }
 
 /** Creates a table (no-op when it exists with the same schema); returns the line to print. */
-export async function createTable(client: HttpClient, name: string, schema?: unknown): Promise<{ created: boolean; line: string }> {
+export async function createTable(
+  client: HttpClient,
+  name: string,
+  schema?: unknown,
+): Promise<{ created: boolean; line: string }> {
   const r = await client.request<{ created: boolean }>('PUT', tablePath(name), schema === undefined ? {} : { schema });
   return { created: r.created, line: r.created ? `created table ${name}` : `table ${name} already exists` };
 }
@@ -105,7 +127,10 @@ export function registerTableCommand(program: Command): void {
       .command('create')
       .description('create a table (succeeds without change if it already exists with the same schema)')
       .argument('<name>', 'table name: letters, digits, _ . -')
-      .option('--schema <columns>', 'typed columns, e.g. "age:integer,name:string" or \'{"age":"integer"}\'; types: string, integer, number, boolean, json; add :encrypted to encrypt a column (needs DSTORE_ENCRYPTION_KEY on the coordinator)'),
+      .option(
+        '--schema <columns>',
+        'typed columns, e.g. "age:integer,name:string" or \'{"age":"integer"}\'; types: string, integer, number, boolean, json; add :encrypted to encrypt a column (needs DSTORE_ENCRYPTION_KEY on the coordinator)',
+      ),
   ).action(async (name: string, o: { schema?: string }, cmd: Command) => {
     const schema = o.schema === undefined ? undefined : parseSchemaFlag(o.schema);
     process.stdout.write((await createTable(clientFor(cmd), name, schema)).line + '\n');
@@ -119,10 +144,20 @@ export function registerTableCommand(program: Command): void {
         'list tables: name, rows (exact, from a count() read of every chunk; ≥ when some chunk has no live replica), chunks (exact), ' +
           'size (~: an estimate of the disk they take on the workers, every copy counted), columns, created',
       )
-      .addOption(new Option('--format <format>', 'table (aligned) or json (the array of tables with their stats, as the API gives it)').choices(['table', 'json']).default('table')),
+      .addOption(
+        new Option(
+          '--format <format>',
+          'table (aligned) or json (the array of tables with their stats, as the API gives it)',
+        )
+          .choices(['table', 'json'])
+          .default('table'),
+      ),
   ).action(async (o: { format: 'table' | 'json' }, cmd: Command) => {
     const client = clientFor(cmd);
-    const out = o.format === 'json' ? JSON.stringify(await tablesWithStats(client), null, 2) : (await listTables(client)).join('\n');
+    const out =
+      o.format === 'json'
+        ? JSON.stringify(await tablesWithStats(client), null, 2)
+        : (await listTables(client)).join('\n');
     process.stdout.write(out + '\n');
   });
 

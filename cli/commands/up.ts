@@ -21,11 +21,25 @@ function writer(stream: NodeJS.WriteStream): (line: string) => void {
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
-    .description('start a local cluster and keep it running: Redis (unless REDIS_URL is set), one coordinator and N workers, each restarted if it dies; Ctrl-C stops everything')
+    .description(
+      'start a local cluster and keep it running: Redis (unless REDIS_URL is set), one coordinator and N workers, each restarted if it dies; Ctrl-C stops everything',
+    )
     .option('-w, --workers <n>', 'number of active workers (new ones with new ids when the data dir has fewer)', '3')
-    .option('-r, --replicas <n>', 'replication factor (copies of each chunk)', process.env.DSTORE_REPLICAS ?? envDefault(settingOf('DSTORE_REPLICAS')))
-    .option('-p, --port <port>', 'coordinator port (0 picks a free one)', process.env.DSTORE_PORT ?? envDefault(settingOf('DSTORE_PORT')))
-    .option('-d, --data-dir <dir>', 'where shards, Redis data and logs go', process.env.DSTORE_DATA_DIR ?? envDefault(settingOf('DSTORE_DATA_DIR')))
+    .option(
+      '-r, --replicas <n>',
+      'replication factor (copies of each chunk)',
+      process.env.DSTORE_REPLICAS ?? envDefault(settingOf('DSTORE_REPLICAS')),
+    )
+    .option(
+      '-p, --port <port>',
+      'coordinator port (0 picks a free one)',
+      process.env.DSTORE_PORT ?? envDefault(settingOf('DSTORE_PORT')),
+    )
+    .option(
+      '-d, --data-dir <dir>',
+      'where shards, Redis data and logs go',
+      process.env.DSTORE_DATA_DIR ?? envDefault(settingOf('DSTORE_DATA_DIR')),
+    )
     .option('--no-restart', 'do not restart a worker, the coordinator or redis-server that dies (only report it)')
     .action(async (o: { workers: string; replicas: string; port: string; dataDir: string; restart: boolean }) => {
       const workers = readInt({ '--workers': o.workers }, '--workers', 3, 1, 256);
@@ -34,7 +48,16 @@ export function registerUpCommand(program: Command): void {
       const dataDir = path.resolve(o.dataDir);
       const say = writer(process.stdout);
       const report = writer(process.stderr);
-      const cluster = new LocalCluster({ workers, replicas, port, dataDir, redisUrl: process.env.REDIS_URL || undefined, restart: o.restart, say, report });
+      const cluster = new LocalCluster({
+        workers,
+        replicas,
+        port,
+        dataDir,
+        redisUrl: process.env.REDIS_URL || undefined,
+        restart: o.restart,
+        say,
+        report,
+      });
       stopOnSignals(cluster, say, () => {
         say('stopped');
         process.exit(0);
@@ -45,10 +68,20 @@ export function registerUpCommand(program: Command): void {
         const active = cluster.workers.filter((w) => w.state !== 'draining');
         const made = cluster.workers.filter((w) => w.state === 'new').map((w) => w.id);
         const draining = cluster.workers.filter((w) => w.state === 'draining').map((w) => w.id);
-        say(`workers    ${active.map((w) => w.id).join(' ')}${made.length && made.length < active.length ? ` (new: ${made.join(' ')})` : ''}${draining.length ? `; still draining: ${draining.join(' ')}` : ''}`);
-        if (active.length > workers) say(`           ${active.length} active workers hold shards in ${shownPath(dataDir)}: all run (--workers ${workers}); retire some with dstore worker drain ID`);
-        for (const w of cluster.retired) say(`           ${w.id} was drained and retired: not started (its directory ${shownPath(w.dir)} may be deleted)`);
-        say(`dstore is up: ${url}  (${active.length} workers, R=${replicas}; logs in ${logs}; ${o.restart ? 'a process that dies is restarted' : 'nothing is restarted (--no-restart)'})`);
+        say(
+          `workers    ${active.map((w) => w.id).join(' ')}${made.length && made.length < active.length ? ` (new: ${made.join(' ')})` : ''}${draining.length ? `; still draining: ${draining.join(' ')}` : ''}`,
+        );
+        if (active.length > workers)
+          say(
+            `           ${active.length} active workers hold shards in ${shownPath(dataDir)}: all run (--workers ${workers}); retire some with dstore worker drain ID`,
+          );
+        for (const w of cluster.retired)
+          say(
+            `           ${w.id} was drained and retired: not started (its directory ${shownPath(w.dir)} may be deleted)`,
+          );
+        say(
+          `dstore is up: ${url}  (${active.length} workers, R=${replicas}; logs in ${logs}; ${o.restart ? 'a process that dies is restarted' : 'nothing is restarted (--no-restart)'})`,
+        );
         const urlFlag = url === readCliUrl({}) ? '' : `DSTORE_URL=${url} `;
         say(`try:       ${urlFlag}npx dstore table create demo && ${urlFlag}npx dstore workers`);
         say(`add a worker (each one its own DSTORE_DATA_DIR), then npx dstore rebalance:`);

@@ -5,7 +5,10 @@ import { FETCH_TERMS } from '../cli-terms';
 import { pendingNote } from '../format';
 
 /** The body of PATCH /tables/:name/records from update's flags; both flags are required. */
-export function buildUpdate(o: { where?: string; set?: string }): { where: Record<string, unknown>; set: Record<string, unknown> } {
+export function buildUpdate(o: { where?: string; set?: string }): {
+  where: Record<string, unknown>;
+  set: Record<string, unknown>;
+} {
   if (o.where === undefined) throw new CliError(`update needs --where; to change every row pass --where '{}'`);
   if (o.set === undefined) throw new CliError(`update needs --set, e.g. --set '{"status":"done"}'`);
   return { where: parseJsonObjectFlag('--where', o.where), set: parseJsonObjectFlag('--set', o.set) };
@@ -21,7 +24,11 @@ export function registerUpdateCommand(program: Command): void {
     .option('--set <json>', 'fields to set, as a JSON object, e.g. \'{"status":"done"}\' (required)');
   withUrlOption(cmd).action(async (table: string, o: { where?: string; set?: string }, c: Command) => {
     const body = buildUpdate(o);
-    const r = await clientFor(c, FETCH_TERMS).request<{ updated: number; pendingWorkers?: string[] }>('PATCH', tablePath(table, '/records'), body);
+    const r = await clientFor(c, FETCH_TERMS).request<{ updated: number; pendingWorkers?: string[] }>(
+      'PATCH',
+      tablePath(table, '/records'),
+      body,
+    );
     process.stdout.write(`updated ${r.updated} rows${pendingNote(r.pendingWorkers)}\n`);
   });
 }

@@ -7,7 +7,9 @@ import { registerDrainCommand } from './drain';
 export function registerWorkerCommand(program: Command): void {
   const worker = program
     .command('worker')
-    .description('run a worker: applies its ops stream to its SQLite shard and answers FETCH (settings: REDIS_URL, DSTORE_WORKER_ID, DSTORE_DATA_DIR, …)')
+    .description(
+      'run a worker: applies its ops stream to its SQLite shard and answers FETCH (settings: REDIS_URL, DSTORE_WORKER_ID, DSTORE_DATA_DIR, …)',
+    )
     .option('--id <id>', 'worker id (overrides DSTORE_WORKER_ID)')
     .option('--data-dir <dir>', 'shard directory (overrides DSTORE_DATA_DIR)')
     .addHelpText('after', () => renderSettingsHelp('worker'))

@@ -36,10 +36,17 @@ export function registerWorkersCommand(program: Command): void {
     .command('workers')
     .summary('list workers and their state')
     .description('list the workers the coordinator knows: liveness, state, rows, chunks, shard size, last heartbeat')
-    .addOption(new Option('--format <format>', 'table (aligned) or json (the array of workers as the API gives it)').choices(['table', 'json']).default('table'));
+    .addOption(
+      new Option('--format <format>', 'table (aligned) or json (the array of workers as the API gives it)')
+        .choices(['table', 'json'])
+        .default('table'),
+    );
   withUrlOption(cmd).action(async (o: { format: 'table' | 'json' }, c: Command) => {
     const { workers } = await clientFor(c).request<{ workers: WorkerInfo[] }>('GET', '/workers');
-    const out = o.format === 'json' ? JSON.stringify(workers, null, 2) : workersTable(workers, process.stdout.columns || 120).join('\n');
+    const out =
+      o.format === 'json'
+        ? JSON.stringify(workers, null, 2)
+        : workersTable(workers, process.stdout.columns || 120).join('\n');
     process.stdout.write(out + '\n');
   });
 }

@@ -23,7 +23,12 @@ export class DropChunksMessage extends Message {
  */
 export class SetReplicasMessage extends Message {
   static readonly type = 'SET_REPLICAS';
-  static readonly codec: Record<string, FieldKind> = { op: 'string', chunk: 'string', replicas: 'list', replyTo: 'string' };
+  static readonly codec: Record<string, FieldKind> = {
+    op: 'string',
+    chunk: 'string',
+    replicas: 'list',
+    replyTo: 'string',
+  };
   readonly type = SetReplicasMessage.type;
   @IsId() op!: string;
   @IsId() chunk!: string;

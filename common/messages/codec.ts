@@ -73,7 +73,10 @@ function joinLines(items: string[], field: string, type: string): string {
     if (lf !== -1 || cr !== -1) {
       // Where, not what: an item may be row data, which no log line above debug may hold.
       const at = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
-      throw new MessageError(`${type}.${field}: item ${i + 1} of ${items.length} holds a line break (at character ${at + 1}); a lines field carries one item a line, so serialise each item on one line (e.g. with JSON.stringify)`, type);
+      throw new MessageError(
+        `${type}.${field}: item ${i + 1} of ${items.length} holds a line break (at character ${at + 1}); a lines field carries one item a line, so serialise each item on one line (e.g. with JSON.stringify)`,
+        type,
+      );
     }
   }
   return items.join('\n');
@@ -84,10 +87,12 @@ function decodeValue(kind: FieldKind, raw: string, field: string, type: string):
     case 'string':
       return raw;
     case 'int':
-      if (!/^-?\d{1,16}$/.test(raw)) throw new MessageError(`${type}.${field}: expected an integer, got ${clip(raw)}`, type);
+      if (!/^-?\d{1,16}$/.test(raw))
+        throw new MessageError(`${type}.${field}: expected an integer, got ${clip(raw)}`, type);
       return Number(raw);
     case 'bool':
-      if (raw !== '0' && raw !== '1') throw new MessageError(`${type}.${field}: expected 0 or 1, got ${clip(raw)}`, type);
+      if (raw !== '0' && raw !== '1')
+        throw new MessageError(`${type}.${field}: expected 0 or 1, got ${clip(raw)}`, type);
       return raw === '1';
     case 'list':
       return raw === '' ? [] : raw.split(',');
@@ -126,13 +131,15 @@ export function fieldsFromArray(arr: string[]): Fields {
  * naming every field at fault; never returns a half-valid message.
  */
 export function decodeAs<T extends Message>(cls: MessageClass<T>, fields: Fields): T {
-  if (fields.type !== cls.type) throw new MessageError(`expected a ${cls.type} message, got type ${clip(String(fields.type))}`, fields.type);
+  if (fields.type !== cls.type)
+    throw new MessageError(`expected a ${cls.type} message, got type ${clip(String(fields.type))}`, fields.type);
   const msg = new cls();
   for (const [prop, kind] of Object.entries(cls.codec)) {
     const raw = fields[prop];
     if (raw === undefined) continue;
     if (typeof raw !== 'string') throw new MessageError(`${cls.type}.${prop}: expected a string field`, cls.type);
-    if (raw.length > MAX_FIELD_BYTES) throw new MessageError(`${cls.type}.${prop}: field of ${raw.length} bytes is over the 64 MiB limit`, cls.type);
+    if (raw.length > MAX_FIELD_BYTES)
+      throw new MessageError(`${cls.type}.${prop}: field of ${raw.length} bytes is over the 64 MiB limit`, cls.type);
     (msg as unknown as Record<string, unknown>)[prop] = decodeValue(kind, raw, prop, cls.type);
   }
   const errors = validateSync(msg, { forbidUnknownValues: true, validationError: { target: false, value: false } });
@@ -148,7 +155,10 @@ export function decodeOneOf<T extends Message>(classes: readonly MessageClass<T>
   const cls = classes.find((c) => c.type === fields.type);
   if (!cls) {
     const names = classes.map((c) => c.type).join(', ');
-    throw new MessageError(`unknown message type ${clip(String(fields.type ?? '(none)'))}; expected one of ${names}`, fields.type);
+    throw new MessageError(
+      `unknown message type ${clip(String(fields.type ?? '(none)'))}; expected one of ${names}`,
+      fields.type,
+    );
   }
   return decodeAs(cls, fields);
 }

@@ -80,7 +80,15 @@ export class FetchCreditMessage extends Message {
  */
 export class DigestMessage extends Message {
   static readonly type = 'DIGEST';
-  static readonly codec: Record<string, FieldKind> = { req: 'string', worker: 'string', replyTo: 'string', table: 'string', chunks: 'list', tail: 'string', timeoutMs: 'int' };
+  static readonly codec: Record<string, FieldKind> = {
+    req: 'string',
+    worker: 'string',
+    replyTo: 'string',
+    table: 'string',
+    chunks: 'list',
+    tail: 'string',
+    timeoutMs: 'int',
+  };
   readonly type = DigestMessage.type;
   @IsId() req!: string;
   @IsName() worker!: string;

@@ -37,7 +37,12 @@ const OPS: readonly MessageClass<OpsMessage>[] = [
   DropChunksMessage,
   SetReplicasMessage,
 ];
-const REPLIES: readonly MessageClass<ReplyMessage>[] = [PostAckMessage, OpAckMessage, FetchRespMessage, DigestRespMessage];
+const REPLIES: readonly MessageClass<ReplyMessage>[] = [
+  PostAckMessage,
+  OpAckMessage,
+  FetchRespMessage,
+  DigestRespMessage,
+];
 
 /** Decodes an ops-stream entry; throws MessageError for anything else. */
 export function decodeOps(fields: Fields): OpsMessage {
@@ -66,7 +71,9 @@ export function decodeFetch(payload: string): FetchChannelMessage {
     fields = undefined;
   }
   if (!fields || typeof fields !== 'object' || Array.isArray(fields)) {
-    return decodeOneOf<FetchChannelMessage>([FetchMessage, DigestMessage, FetchCreditMessage], { type: '(not a JSON object)' });
+    return decodeOneOf<FetchChannelMessage>([FetchMessage, DigestMessage, FetchCreditMessage], {
+      type: '(not a JSON object)',
+    });
   }
   return decodeOneOf<FetchChannelMessage>([FetchMessage, DigestMessage, FetchCreditMessage], fields as Fields);
 }

@@ -5,7 +5,13 @@ import { IsId, IsName, IsStreamKey } from './common-rules';
 /** coordinator → every worker's ops stream: set fields on the rows matching a filter. */
 export class UpdateMessage extends Message {
   static readonly type = 'UPDATE';
-  static readonly codec: Record<string, FieldKind> = { op: 'string', table: 'string', where: 'json', set: 'json', replyTo: 'string' };
+  static readonly codec: Record<string, FieldKind> = {
+    op: 'string',
+    table: 'string',
+    where: 'json',
+    set: 'json',
+    replyTo: 'string',
+  };
   readonly type = UpdateMessage.type;
   @IsId() op!: string;
   @IsName() table!: string;
@@ -18,7 +24,12 @@ export class UpdateMessage extends Message {
 /** coordinator → every worker's ops stream: delete the rows matching a filter. */
 export class DeleteMessage extends Message {
   static readonly type = 'DELETE';
-  static readonly codec: Record<string, FieldKind> = { op: 'string', table: 'string', where: 'json', replyTo: 'string' };
+  static readonly codec: Record<string, FieldKind> = {
+    op: 'string',
+    table: 'string',
+    where: 'json',
+    replyTo: 'string',
+  };
   readonly type = DeleteMessage.type;
   @IsId() op!: string;
   @IsName() table!: string;
@@ -27,7 +38,16 @@ export class DeleteMessage extends Message {
 }
 
 /** The ops that answer with an OP_ACK. */
-export const OP_KINDS = ['SETUP_TABLE', 'DROP_TABLE', 'UPDATE', 'DELETE', 'COMMIT', 'ABORT', 'DROP_CHUNKS', 'SET_REPLICAS'] as const;
+export const OP_KINDS = [
+  'SETUP_TABLE',
+  'DROP_TABLE',
+  'UPDATE',
+  'DELETE',
+  'COMMIT',
+  'ABORT',
+  'DROP_CHUNKS',
+  'SET_REPLICAS',
+] as const;
 
 /**
  * worker → coordinator reply stream: an op was applied. `counts` maps chunk id → rows

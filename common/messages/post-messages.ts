@@ -1,4 +1,15 @@
-import { ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, MaxLength, Min } from 'class-validator';
+import {
+  ArrayMinSize,
+  IsArray,
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  MaxLength,
+  Min,
+} from 'class-validator';
 import { REFUSAL_CODES, type RefusalCode } from '../errors';
 import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey, IsWorkerList } from './common-rules';

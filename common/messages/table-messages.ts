@@ -9,7 +9,13 @@ export type ColumnType = (typeof COLUMN_TYPES)[number];
 /** coordinator → worker ops stream: create (or re-declare) a table on a worker. */
 export class SetupTableMessage extends Message {
   static readonly type = 'SETUP_TABLE';
-  static readonly codec: Record<string, FieldKind> = { op: 'string', table: 'string', schema: 'json', version: 'int', replyTo: 'string' };
+  static readonly codec: Record<string, FieldKind> = {
+    op: 'string',
+    table: 'string',
+    schema: 'json',
+    version: 'int',
+    replyTo: 'string',
+  };
   readonly type = SetupTableMessage.type;
   @IsId() op!: string;
   @IsName() table!: string;

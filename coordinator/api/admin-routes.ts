@@ -3,7 +3,13 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from './deps';
-import { clearDeadLetters, DEFAULT_DEAD_LETTER_LIMIT, listDeadLetters, MAX_DEAD_LETTER_LIMIT, type DeadLetterSelection } from '../dead-letters';
+import {
+  clearDeadLetters,
+  DEFAULT_DEAD_LETTER_LIMIT,
+  listDeadLetters,
+  MAX_DEAD_LETTER_LIMIT,
+  type DeadLetterSelection,
+} from '../dead-letters';
 import { badRequest } from '../errors';
 
 /** Every operator page lives under this prefix, so one access check can wrap all of them. */
@@ -34,23 +40,35 @@ function param(q: DeadLetterQuery['Querystring'], name: string): string | undefi
 function parseLimit(raw: string | undefined): number {
   if (raw === undefined) return DEFAULT_DEAD_LETTER_LIMIT;
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > MAX_DEAD_LETTER_LIMIT) throw badRequest(`?limit= must be a whole number from 1 to ${MAX_DEAD_LETTER_LIMIT}, got ${JSON.stringify(raw)}`, { field: 'limit' });
+  if (!/^\d+$/.test(raw) || n < 1 || n > MAX_DEAD_LETTER_LIMIT)
+    throw badRequest(`?limit= must be a whole number from 1 to ${MAX_DEAD_LETTER_LIMIT}, got ${JSON.stringify(raw)}`, {
+      field: 'limit',
+    });
   return n;
 }
 
 function parseSelection(q: DeadLetterQuery['Querystring']): DeadLetterSelection {
   const before = param(q, 'before');
   const ids = param(q, 'ids');
-  if (before !== undefined && ids !== undefined) throw badRequest('give ?before= or ?ids=, not both', { field: 'before' });
+  if (before !== undefined && ids !== undefined)
+    throw badRequest('give ?before= or ?ids=, not both', { field: 'before' });
   if (before !== undefined) {
-    if (!STREAM_ID.test(before)) throw badRequest(`?before= must be a dead-letter id such as 1700000000000-0, got ${JSON.stringify(before)}`, { field: 'before' });
+    if (!STREAM_ID.test(before))
+      throw badRequest(`?before= must be a dead-letter id such as 1700000000000-0, got ${JSON.stringify(before)}`, {
+        field: 'before',
+      });
     return { before };
   }
   if (ids !== undefined) {
     const list = ids.split(',').map((s) => s.trim());
     const bad = list.find((id) => !STREAM_ID.test(id));
-    if (bad !== undefined) throw badRequest(`?ids= must be comma-separated dead-letter ids such as 1700000000000-0, got ${JSON.stringify(bad)}`, { field: 'ids' });
-    if (list.length > 10_000) throw badRequest('?ids= lists more than 10000 ids; clear them in several requests', { field: 'ids' });
+    if (bad !== undefined)
+      throw badRequest(
+        `?ids= must be comma-separated dead-letter ids such as 1700000000000-0, got ${JSON.stringify(bad)}`,
+        { field: 'ids' },
+      );
+    if (list.length > 10_000)
+      throw badRequest('?ids= lists more than 10000 ids; clear them in several requests', { field: 'ids' });
     return { ids: list };
   }
   return { all: true };
@@ -73,11 +91,19 @@ export function registerAdminRoutes(app: FastifyInstance, coord: Pick<ApiDeps, '
       });
       board.setBasePath(QUEUE_DASHBOARD_PATH);
       await admin.register(board.registerPlugin(), { prefix: '/queues' });
-      admin.get<DeadLetterQuery>('/dead-letters', async (req) => listDeadLetters(coord.cmd, coord.keys.dead, parseLimit(param(req.query, 'limit'))));
+      admin.get<DeadLetterQuery>('/dead-letters', async (req) =>
+        listDeadLetters(coord.cmd, coord.keys.dead, parseLimit(param(req.query, 'limit'))),
+      );
       admin.delete<DeadLetterQuery>('/dead-letters', async (req) => {
         const sel = parseSelection(req.query);
         const deleted = await clearDeadLetters(coord.cmd, coord.keys.dead, sel);
-        coord.log.info({ deleted, selection: 'all' in sel ? 'all' : 'before' in sel ? `before ${sel.before}` : `${sel.ids.length} id(s)` }, 'dead letters cleared');
+        coord.log.info(
+          {
+            deleted,
+            selection: 'all' in sel ? 'all' : 'before' in sel ? `before ${sel.before}` : `${sel.ids.length} id(s)`,
+          },
+          'dead letters cleared',
+        );
         return { deleted };
       });
     },

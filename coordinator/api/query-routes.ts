@@ -21,15 +21,21 @@ export interface QueryRoutesDeps {
 export function registerQueryRoutes(app: FastifyInstance, api: QueryRoutesDeps): void {
   app.post<Named & { Body: QueryBody | undefined }>('/tables/:name/query', async (req, reply) => {
     const body = req.body ?? {};
-    if (typeof body !== 'object' || Array.isArray(body)) throw badRequest('body must be a JSON object {where?, fields?, sort?, limit?, aggregate?, groupBy?}');
+    if (typeof body !== 'object' || Array.isArray(body))
+      throw badRequest('body must be a JSON object {where?, fields?, sort?, limit?, aggregate?, groupBy?}');
     const { partial, explain, ...q } = body;
-    return stream(reply, await api.queries.open(req.params.name, q, { partial: partial === true, explain: explain === true }));
+    return stream(
+      reply,
+      await api.queries.open(req.params.name, q, { partial: partial === true, explain: explain === true }),
+    );
   });
   app.get<Named & { Querystring: Record<string, string | undefined> }>('/tables/:name/records', async (req, reply) => {
     const partial = ['1', 'true'].includes(req.query.partial ?? '');
     return stream(reply, await api.queries.open(req.params.name, fromQueryString(req.query), { partial }));
   });
-  app.get<{ Params: { name: string; id: string } }>('/tables/:name/records/:id', async (req) => api.queries.recordById(req.params.name, req.params.id));
+  app.get<{ Params: { name: string; id: string } }>('/tables/:name/records/:id', async (req) =>
+    api.queries.recordById(req.params.name, req.params.id),
+  );
 }
 
 /** `?where={json}&fields=a,b&sort=f:desc,g&limit=N` → a query. */
@@ -47,12 +53,14 @@ export function fromQueryString(qs: Record<string, string | undefined>): QuerySp
     q.sort = qs.sort.split(',').map((s) => {
       const i = s.lastIndexOf(':');
       const dir = i > 0 ? s.slice(i + 1) : 'asc';
-      if (dir !== 'asc' && dir !== 'desc') throw badRequest(`sort ${JSON.stringify(s)}: direction must be asc or desc`, { field: 'sort' });
+      if (dir !== 'asc' && dir !== 'desc')
+        throw badRequest(`sort ${JSON.stringify(s)}: direction must be asc or desc`, { field: 'sort' });
       return { field: i > 0 ? s.slice(0, i) : s, dir };
     });
   }
   if (qs.limit !== undefined) {
-    if (!/^\d+$/.test(qs.limit)) throw badRequest(`limit must be a whole number, got ${JSON.stringify(qs.limit)}`, { field: 'limit' });
+    if (!/^\d+$/.test(qs.limit))
+      throw badRequest(`limit must be a whole number, got ${JSON.stringify(qs.limit)}`, { field: 'limit' });
     q.limit = Number(qs.limit);
   }
   return q;
@@ -64,7 +72,9 @@ function ndjson(e: QueryEvent): string {
     case 'rows':
       return e.text + '\n';
     case 'partial':
-      return JSON.stringify({ _partial: true, missingWorkers: e.missingWorkers, missingChunks: e.missingChunks }) + '\n';
+      return (
+        JSON.stringify({ _partial: true, missingWorkers: e.missingWorkers, missingChunks: e.missingChunks }) + '\n'
+      );
     case 'explain':
       return JSON.stringify({ explain: e.plan }) + '\n';
   }
@@ -103,7 +113,9 @@ async function stream(reply: FastifyReply, cursor: QueryCursor): Promise<Fastify
         for (let e = await cursor.next(); e; e = await cursor.next()) yield ndjson(e);
       } catch (e) {
         const known = e instanceof ApiError ? e : fromRedisError(e);
-        const err = known ? { error: known.code, message: known.message, ...known.details } : { error: 'internal', message: (e as Error).message };
+        const err = known
+          ? { error: known.code, message: known.message, ...known.details }
+          : { error: 'internal', message: (e as Error).message };
         yield JSON.stringify({ _error: err }) + '\n';
       }
     } finally {

@@ -14,7 +14,10 @@ type Named = { Params: { name: string } };
  * The POST route lives in its own plugin so that its content types reach the handler
  * as raw streams instead of being parsed whole.
  */
-export function registerRecordRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'catalogue' | 'ingest' | 'metrics' | 'mutations' | 'opts'>): void {
+export function registerRecordRoutes(
+  app: FastifyInstance,
+  coord: Pick<ApiDeps, 'catalogue' | 'ingest' | 'metrics' | 'mutations' | 'opts'>,
+): void {
   void app.register(async (sub) => {
     sub.removeAllContentTypeParsers();
     sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
@@ -27,19 +30,33 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 
         throw e;
       }
     });
-    const postRecords = async (req: { params: { name: string }; query: { csvTypes?: string }; headers: Record<string, string | string[] | undefined>; body: unknown }) => {
+    const postRecords = async (req: {
+      params: { name: string };
+      query: { csvTypes?: string };
+      headers: Record<string, string | string[] | undefined>;
+      body: unknown;
+    }) => {
       const table = await coord.catalogue.require(req.params.name);
       const csvTypes = req.query.csvTypes ?? 'infer';
       if (!(CSV_TYPES as readonly string[]).includes(csvTypes)) {
-        throw badRequest(`csvTypes must be one of ${CSV_TYPES.join(', ')}, got ${JSON.stringify(csvTypes)}`, { field: 'csvTypes' });
+        throw badRequest(`csvTypes must be one of ${CSV_TYPES.join(', ')}, got ${JSON.stringify(csvTypes)}`, {
+          field: 'csvTypes',
+        });
       }
       const format = formatOf(req.headers['content-type'] as string | undefined);
       if (!format) {
-        throw new ApiError(415, 'unsupported_media_type', `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not one of application/x-ndjson, application/json, text/csv`);
+        throw new ApiError(
+          415,
+          'unsupported_media_type',
+          `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not one of application/x-ndjson, application/json, text/csv`,
+        );
       }
       const counted = { bytes: 0 };
       const body = limitBytes(req.body as Readable, coord.opts.bodyLimitBytes, counted);
-      const result = await coord.ingest.post(table, parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes as CsvTypes));
+      const result = await coord.ingest.post(
+        table,
+        parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes as CsvTypes),
+      );
       coord.metrics.ingested(result.inserted, counted.bytes);
       return result;
     };
@@ -48,7 +65,8 @@ export function registerRecordRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 
     const table = await coord.catalogue.require(req.params.name);
     if (!req.body) throw badRequest('body must be JSON {where, set}');
     const set = req.body.set;
-    if (set && typeof set === 'object' && !Array.isArray(set)) checkRecordShape(set as Record<string, unknown>, coord.opts);
+    if (set && typeof set === 'object' && !Array.isArray(set))
+      checkRecordShape(set as Record<string, unknown>, coord.opts);
     const r = await coord.mutations.update(table, req.body.where, req.body.set);
     return { updated: r.count, ...pending(r) };
   });
@@ -97,7 +115,15 @@ function limitBytes(body: Readable, limit: number, counted: { bytes: number }): 
   const t = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       counted.bytes += chunk.length;
-      if (counted.bytes > limit) cb(new ApiError(413, 'too_large', `request body is over DSTORE_BODY_LIMIT_BYTES (${limit} bytes); split the file`, { limit: 'DSTORE_BODY_LIMIT_BYTES' }));
+      if (counted.bytes > limit)
+        cb(
+          new ApiError(
+            413,
+            'too_large',
+            `request body is over DSTORE_BODY_LIMIT_BYTES (${limit} bytes); split the file`,
+            { limit: 'DSTORE_BODY_LIMIT_BYTES' },
+          ),
+        );
       else cb(null, chunk);
     },
   });

@@ -2,14 +2,19 @@ import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from './deps';
 
 /** `GET /healthz`, `GET /workers`, `GET /status`, `GET /metrics`. */
-export function registerSystemRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'cmd' | 'id' | 'metrics' | 'status' | 'workers'>): void {
+export function registerSystemRoutes(
+  app: FastifyInstance,
+  coord: Pick<ApiDeps, 'cmd' | 'id' | 'metrics' | 'status' | 'workers'>,
+): void {
   app.get('/healthz', async (_req, reply) => {
     try {
       await coord.cmd.ping();
       const live = await coord.workers.live();
       return { ok: true, coordinator: coord.id, liveWorkers: live.length };
     } catch (e) {
-      return reply.status(503).send({ error: 'unavailable', message: `redis unreachable: ${(e as Error).message}`, ok: false });
+      return reply
+        .status(503)
+        .send({ error: 'unavailable', message: `redis unreachable: ${(e as Error).message}`, ok: false });
     }
   });
   app.get('/workers', async () => ({ workers: await coord.workers.list() }));

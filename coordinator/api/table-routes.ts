@@ -9,7 +9,10 @@ type Stats = { Querystring: { stats?: string } };
 const wantsStats = (q: { stats?: string } | undefined) => q?.stats === '1' || q?.stats === 'true';
 
 /** `PUT /tables/:name`, `GET /tables`, `GET /tables/:name`, `DELETE /tables/:name`. */
-export function registerTableRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'catalogue' | 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>): void {
+export function registerTableRoutes(
+  app: FastifyInstance,
+  coord: Pick<ApiDeps, 'catalogue' | 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>,
+): void {
   app.put<Named & { Body: { schema?: unknown } | undefined }>('/tables/:name', async (req, reply) => {
     const { table, created } = await coord.catalogue.create(req.params.name, req.body?.schema);
     return reply.status(created ? 201 : 200).send({ table, created });

@@ -28,9 +28,16 @@ export interface TableStats {
 const CONCURRENCY = 4;
 
 /** `tables` with their {@link TableStats}, read a few tables at a time. */
-export async function withStats(coord: Pick<ApiDeps, 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>, tables: TableDef[]): Promise<(TableDef & { stats: TableStats })[]> {
+export async function withStats(
+  coord: Pick<ApiDeps, 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>,
+  tables: TableDef[],
+): Promise<(TableDef & { stats: TableStats })[]> {
   const [workers, open] = await Promise.all([coord.workers.list(), coord.cmd.hgetall(coord.keys.openPosts)]);
-  const shard = new Map(workers.filter((w) => w.status && w.status.rows > 0).map((w) => [w.id, { bytes: w.status!.shardBytes, rows: w.status!.rows }]));
+  const shard = new Map(
+    workers
+      .filter((w) => w.status && w.status.rows > 0)
+      .map((w) => [w.id, { bytes: w.status!.shardBytes, rows: w.status!.rows }]),
+  );
   // A POST still open is not read yet (placement.ts): its chunks are not counted either.
   const openPosts = new Set(Object.keys(open));
   const out: (TableDef & { stats: TableStats })[] = new Array(tables.length);
@@ -52,7 +59,10 @@ export async function withStats(coord: Pick<ApiDeps, 'cmd' | 'keys' | 'log' | 'q
 }
 
 /** `count()` over the table, answering what it can (`partial`) rather than failing. */
-async function countRows(coord: Pick<ApiDeps, 'queries' | 'log'>, table: string): Promise<Pick<TableStats, 'rows' | 'rowsExact'>> {
+async function countRows(
+  coord: Pick<ApiDeps, 'queries' | 'log'>,
+  table: string,
+): Promise<Pick<TableStats, 'rows' | 'rowsExact'>> {
   try {
     const { rows, exact } = await coord.queries.count(table);
     return { rows, rowsExact: exact };
@@ -63,7 +73,11 @@ async function countRows(coord: Pick<ApiDeps, 'queries' | 'log'>, table: string)
 }
 
 /** Committed chunks of a table and, per worker, the rows its copies held when written. */
-async function placedRows(coord: Pick<ApiDeps, 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>, table: string, openPosts: ReadonlySet<string>): Promise<{ chunks: number; rowsOn: Map<string, number> }> {
+async function placedRows(
+  coord: Pick<ApiDeps, 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>,
+  table: string,
+  openPosts: ReadonlySet<string>,
+): Promise<{ chunks: number; rowsOn: Map<string, number> }> {
   const ids = await coord.cmd.smembers(coord.keys.tableChunks(table));
   const rowsOn = new Map<string, number>();
   let chunks = 0;

@@ -8,7 +8,10 @@ import { planRebalance } from '../jobs/move';
 type WorkerParams = { Params: { id: string } };
 
 function checkId(id: string): string {
-  if (!NAME_PATTERN.test(id)) throw badRequest(`invalid worker id ${JSON.stringify(id)}: use 1-64 letters, digits, "_", "." or "-"`, { field: 'id' });
+  if (!NAME_PATTERN.test(id))
+    throw badRequest(`invalid worker id ${JSON.stringify(id)}: use 1-64 letters, digits, "_", "." or "-"`, {
+      field: 'id',
+    });
   return id;
 }
 
@@ -21,7 +24,10 @@ function flag(body: unknown, name: string): boolean {
 }
 
 /** `POST|GET /workers/:id/drain`, `POST|GET /rebalance`. */
-export function registerWorkerRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'ctx' | 'jobs' | 'log' | 'opts'>): void {
+export function registerWorkerRoutes(
+  app: FastifyInstance,
+  coord: Pick<ApiDeps, 'ctx' | 'jobs' | 'log' | 'opts'>,
+): void {
   app.post<WorkerParams & { Body: unknown }>('/workers/:id/drain', async (req, reply) => {
     const id = checkId(req.params.id);
     const { chunkIds, ...status } = await requestDrain(coord.ctx, id, flag(req.body, 'force'), coord.opts.replicas);

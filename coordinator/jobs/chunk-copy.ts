@@ -1,5 +1,16 @@
 import { ulid } from 'ulid';
-import { buildRows, build, CommitMessage, DIGEST_EMPTY, DIGEST_NOT_HELD, DropChunksMessage, PostMessage, type ChunkDigestLine, type DigestRespMessage, type PostAckMessage } from '../../common/messages';
+import {
+  buildRows,
+  build,
+  CommitMessage,
+  DIGEST_EMPTY,
+  DIGEST_NOT_HELD,
+  DropChunksMessage,
+  PostMessage,
+  type ChunkDigestLine,
+  type DigestRespMessage,
+  type PostAckMessage,
+} from '../../common/messages';
 import { timeToMs } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { FetchRound, type Assignment } from '../fetch-round';
@@ -14,17 +25,26 @@ import type { ChunkMeta } from '../placement';
 export const COPY_ATTEMPTS = 4;
 
 /** Reads every row of one chunk from one worker (which must hold it committed). */
-export async function copyOut(ctx: CoordinatorContext, table: string, chunk: string, source: string, timeoutMs: number): Promise<string[]> {
+export async function copyOut(
+  ctx: CoordinatorContext,
+  table: string,
+  chunk: string,
+  source: string,
+  timeoutMs: number,
+): Promise<string[]> {
   const round = new FetchRound(ctx, table, [{ worker: source, chunks: [chunk] }], { query: {} }, { timeoutMs });
   const lines: string[] = [];
   try {
     await round.publish();
-    for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) if (e.kind === 'batch') lines.push(...e.resp.rows);
+    for (let e = await round.next(); e.kind !== 'end'; e = await round.next())
+      if (e.kind === 'batch') lines.push(...e.resp.rows);
   } finally {
     round.close();
   }
   if (round.failed.size === 0) return lines;
-  throw new Error(`chunk ${chunk}: copying from ${source} failed: ${[...round.failed.values()].map((f) => f.reason).join('; ')}`);
+  throw new Error(
+    `chunk ${chunk}: copying from ${source} failed: ${[...round.failed.values()].map((f) => f.reason).join('; ')}`,
+  );
 }
 
 /**
@@ -50,7 +70,15 @@ export async function copyIn(
     return;
   }
   const ids = lines.map((l) => (JSON.parse(l) as { _id: string })._id);
-  const post = buildRows(PostMessage, { chunk, post: meta.post, table: meta.table, replicas, replyTo: ctx.replyTo, ids, rows: lines }).toArgs();
+  const post = buildRows(PostMessage, {
+    chunk,
+    post: meta.post,
+    table: meta.table,
+    replicas,
+    replyTo: ctx.replyTo,
+    ids,
+    rows: lines,
+  }).toArgs();
   const commit = build(CommitMessage, { op: ulid(), post: meta.post, replyTo: ctx.replyTo }).toArgs();
   const acked = new Set<string>();
   let fail: string | undefined;
@@ -68,7 +96,10 @@ export async function copyIn(
       targets.map((w) => {
         const p = ctx.cmd.multi();
         if (replace) p.xadd(ctx.keys.workerOps(w), '*', ...drop);
-        return p.xadd(ctx.keys.workerOps(w), '*', ...post).xadd(ctx.keys.workerOps(w), '*', ...commit).exec();
+        return p
+          .xadd(ctx.keys.workerOps(w), '*', ...post)
+          .xadd(ctx.keys.workerOps(w), '*', ...commit)
+          .exec();
       }),
     );
     const deadline = Date.now() + timeoutMs;
@@ -82,7 +113,10 @@ export async function copyIn(
     unlisten();
   }
   if (fail) throw new Error(`chunk ${chunk}: copy refused by ${fail}`);
-  if (acked.size < targets.length) throw new Error(`chunk ${chunk}: ${targets.filter((t) => !acked.has(t)).join(', ')} did not ack the copy in ${timeoutMs} ms`);
+  if (acked.size < targets.length)
+    throw new Error(
+      `chunk ${chunk}: ${targets.filter((t) => !acked.has(t)).join(', ')} did not ack the copy in ${timeoutMs} ms`,
+    );
 }
 
 /**
@@ -96,14 +130,23 @@ export const ABANDONED_MUTATION_MS = 30_000;
  * every worker's stream (or abandoned). Throws after `timeoutMs`.
  */
 export async function awaitMutationsSent(ctx: CoordinatorContext, timeoutMs: number): Promise<void> {
-  const [[, entries], [, time]] = (await ctx.cmd.multi().zrange(ctx.keys.mutationsInflight, 0, -1, 'WITHSCORES').time().exec()) as [[null, string[]], [null, [string, string]]];
+  const [[, entries], [, time]] = (await ctx.cmd
+    .multi()
+    .zrange(ctx.keys.mutationsInflight, 0, -1, 'WITHSCORES')
+    .time()
+    .exec()) as [[null, string[]], [null, [string, string]]];
   const now = timeToMs(time);
   let waiting: string[] = [];
-  for (let i = 0; i < entries.length; i += 2) if (Number(entries[i + 1]) > now - ABANDONED_MUTATION_MS) waiting.push(entries[i]);
-  if (entries.length / 2 > waiting.length) await ctx.cmd.zremrangebyscore(ctx.keys.mutationsInflight, '-inf', now - ABANDONED_MUTATION_MS);
+  for (let i = 0; i < entries.length; i += 2)
+    if (Number(entries[i + 1]) > now - ABANDONED_MUTATION_MS) waiting.push(entries[i]);
+  if (entries.length / 2 > waiting.length)
+    await ctx.cmd.zremrangebyscore(ctx.keys.mutationsInflight, '-inf', now - ABANDONED_MUTATION_MS);
   const deadline = Date.now() + timeoutMs;
   while (waiting.length > 0) {
-    if (Date.now() > deadline) throw new Error(`${waiting.length} UPDATE/DELETE still being sent after ${timeoutMs} ms (${waiting.slice(0, 3).join(', ')}); will retry`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${waiting.length} UPDATE/DELETE still being sent after ${timeoutMs} ms (${waiting.slice(0, 3).join(', ')}); will retry`,
+      );
     await new Promise((r) => setTimeout(r, 5));
     const scores = await ctx.cmd.zmscore(ctx.keys.mutationsInflight, ...waiting);
     waiting = waiting.filter((_, i) => scores[i] !== null);
@@ -141,15 +184,25 @@ export async function collectDigests(
   return { digests, failed: new Map([...round.failed].map(([w, f]) => [w, f.reason])) };
 }
 
-/** Digests of one chunk from several workers in one round (see {@link collectDigests}); throws when a worker does not answer. */
-export async function chunkDigests(ctx: CoordinatorContext, table: string, chunk: string, workers: string[], timeoutMs: number): Promise<Map<string, ChunkDigestLine>> {
+/**
+ * Digests of one chunk from several workers in one round (see {@link collectDigests}); throws when a worker does not
+ * answer.
+ */
+export async function chunkDigests(
+  ctx: CoordinatorContext,
+  table: string,
+  chunk: string,
+  workers: string[],
+  timeoutMs: number,
+): Promise<Map<string, ChunkDigestLine>> {
   const { digests, failed } = await collectDigests(
     ctx,
     table,
     workers.map((worker) => ({ worker, chunks: [chunk] })),
     timeoutMs,
   );
-  if (failed.size > 0) throw new Error(`chunk ${chunk}: comparing copies failed: ${[...failed].map(([w, r]) => `${w}: ${r}`).join('; ')}`);
+  if (failed.size > 0)
+    throw new Error(`chunk ${chunk}: comparing copies failed: ${[...failed].map(([w, r]) => `${w}: ${r}`).join('; ')}`);
   const out = digests.get(chunk) ?? new Map<string, ChunkDigestLine>();
   for (const w of workers) if (!out.has(w)) throw new Error(`chunk ${chunk}: ${w} sent no digest; will retry`);
   return out;
@@ -213,16 +266,22 @@ export async function copyVerified(
     await awaitMutationsSent(ctx, timeoutMs);
     const digests = await chunkDigests(ctx, meta.table, chunk, [source, ...pending], timeoutMs);
     const src = digests.get(source)!;
-    if (src.actual === undefined) throw new Error(`chunk ${chunk}: source ${source} cannot be compared: ${src.error ?? 'no digest'}; will retry`);
+    if (src.actual === undefined)
+      throw new Error(`chunk ${chunk}: source ${source} cannot be compared: ${src.error ?? 'no digest'}; will retry`);
     // A target holding no copy of a chunk the source holds empty is equal to it.
     const actual = (d: ChunkDigestLine) => (d.error === DIGEST_NOT_HELD ? DIGEST_EMPTY : d.actual);
     const differ = pending.filter((t) => actual(digests.get(t)!) !== src.actual);
     if (differ.length === 0) return { rows: lines.length, attempts: attempt };
     const seen = Object.fromEntries(differ.map((t) => [t, actual(digests.get(t)!) ?? digests.get(t)!.error]));
     if (attempt >= COPY_ATTEMPTS) {
-      throw new Error(`chunk ${chunk}: copies on ${differ.join(', ')} still differ from ${source} (${src.actual} vs ${JSON.stringify(seen)}) after ${attempt} attempts; will retry`);
+      throw new Error(
+        `chunk ${chunk}: copies on ${differ.join(', ')} still differ from ${source} (${src.actual} vs ${JSON.stringify(seen)}) after ${attempt} attempts; will retry`,
+      );
     }
-    ctx.log.info({ chunk, source, digest: src.actual, differ: seen, attempt }, 'chunk copy differs from its source (a write raced it); copying again');
+    ctx.log.info(
+      { chunk, source, digest: src.actual, differ: seen, attempt },
+      'chunk copy differs from its source (a write raced it); copying again',
+    );
     pending = differ;
     replace = true;
     lastSource = src.actual;

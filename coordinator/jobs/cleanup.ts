@@ -23,12 +23,18 @@ export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinator
     const workers = await ctx.cmd.smembers(ctx.keys.postWorkers(post));
     if (rec.committing) {
       await finishCommit(ctx, post, rec.table, workers);
-      ctx.log.warn({ post, table: rec.table, coordinator: rec.coordinator, workers }, 'finished the commit of a POST whose coordinator died while committing');
+      ctx.log.warn(
+        { post, table: rec.table, coordinator: rec.coordinator, workers },
+        'finished the commit of a POST whose coordinator died while committing',
+      );
       continue;
     }
     if (await abortPost(ctx, post, rec.table, workers)) {
       aborted.push(post);
-      ctx.log.warn({ post, table: rec.table, coordinator: rec.coordinator, workers }, 'aborted a POST abandoned by a dead coordinator');
+      ctx.log.warn(
+        { post, table: rec.table, coordinator: rec.coordinator, workers },
+        'aborted a POST abandoned by a dead coordinator',
+      );
     }
   }
   return aborted;

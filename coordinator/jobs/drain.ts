@@ -34,17 +34,27 @@ export interface DrainStatus {
  * fewer than `replicas` other live workers could hold its chunks, unless `force`; always
  * refused when no other live worker is left. Unknown ids are a 404.
  */
-export async function requestDrain(ctx: CoordinatorContext, id: string, force: boolean, replicas: number): Promise<DrainStatus & { chunkIds: string[] }> {
+export async function requestDrain(
+  ctx: CoordinatorContext,
+  id: string,
+  force: boolean,
+  replicas: number,
+): Promise<DrainStatus & { chunkIds: string[] }> {
   const list = await ctx.workers.list();
   const w = list.find((x) => x.id === id);
   if (!w) {
     if (await ctx.cmd.hexists(ctx.keys.retired, id)) throw conflict(`worker ${id} was already drained and retired`);
     const known = list.map((x) => x.id);
-    throw notFound(`no worker ${JSON.stringify(id)}; known workers: ${known.length ? known.join(', ') : 'none'} (see dstore workers)`);
+    throw notFound(
+      `no worker ${JSON.stringify(id)}; known workers: ${known.length ? known.join(', ') : 'none'} (see dstore workers)`,
+    );
   }
   const others = list.filter((x) => x.live && !x.draining && x.id !== id).map((x) => x.id);
   if (others.length === 0) {
-    throw conflict(`cannot drain ${id}: no other live worker could take its chunks; start another worker first (dstore worker)`, { liveWorkers: others });
+    throw conflict(
+      `cannot drain ${id}: no other live worker could take its chunks; start another worker first (dstore worker)`,
+      { liveWorkers: others },
+    );
   }
   if (others.length < replicas && !force) {
     throw conflict(
@@ -71,14 +81,16 @@ export async function drainStatus(ctx: CoordinatorContext, id: string): Promise<
     .exec()) as [[null, string | null], [null, number], [null, number]];
   if (retired) return { worker: id, state: 'retired', chunks };
   if (mark) return { worker: id, state: 'draining', chunks, force: (JSON.parse(mark) as DrainMark).force };
-  if (!(await ctx.workers.list()).some((w) => w.id === id)) throw notFound(`no worker ${JSON.stringify(id)} (see dstore workers)`);
+  if (!(await ctx.workers.list()).some((w) => w.id === id))
+    throw notFound(`no worker ${JSON.stringify(id)} (see dstore workers)`);
   return { worker: id, state: 'active', chunks };
 }
 
 /** Chunks placed on draining workers (for the sweep). */
 export async function chunksToDrain(ctx: CoordinatorContext): Promise<string[]> {
   const out: string[] = [];
-  for (const w of await ctx.cmd.hkeys(ctx.keys.draining)) out.push(...(await ctx.cmd.smembers(ctx.keys.workerChunks(w))));
+  for (const w of await ctx.cmd.hkeys(ctx.keys.draining))
+    out.push(...(await ctx.cmd.smembers(ctx.keys.workerChunks(w))));
   return out;
 }
 
@@ -106,7 +118,9 @@ export async function drainChunk(
     if (to !== undefined) await persist(to);
   }
   if (to === undefined && !(JSON.parse(marks[from]) as DrainMark).force) {
-    throw new Error(`chunk ${chunk}: no live worker without a copy can take it from ${from}; start a worker, or drain with --force`);
+    throw new Error(
+      `chunk ${chunk}: no live worker without a copy can take it from ${from}; start a worker, or drain with --force`,
+    );
   }
   return moveChunk(ctx, chunk, from, to, copyTimeoutMs);
 }

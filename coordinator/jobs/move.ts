@@ -34,9 +34,16 @@ export interface MoveOutcome {
  * finishes the move (the copy is acked as a duplicate and verified again; a chunk already
  * recorded elsewhere is only dropped from `from` again).
  */
-export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: string, to: string | undefined, copyTimeoutMs: number): Promise<MoveOutcome> {
+export async function moveChunk(
+  ctx: CoordinatorContext,
+  chunk: string,
+  from: string,
+  to: string | undefined,
+  copyTimeoutMs: number,
+): Promise<MoveOutcome> {
   const meta = await readChunkMeta(ctx.cmd, ctx.keys, chunk);
-  const drop = () => xaddEach(ctx, [from], build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs());
+  const drop = () =>
+    xaddEach(ctx, [from], build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs());
   if (!meta) {
     await ctx.cmd.srem(ctx.keys.workerChunks(from), chunk);
     return { chunk, status: 'gone', from };
@@ -53,8 +60,13 @@ export async function moveChunk(ctx: CoordinatorContext, chunk: string, from: st
   if (target) {
     const live = await ctx.workers.live();
     // Prefer a source other than the worker being drained: it may be on its way out.
-    const sources = meta.replicas.filter((w) => live.includes(w)).sort((a, b) => Number(a === from) - Number(b === from));
-    if (sources.length === 0) throw new Error(`chunk ${chunk}: no live replica to copy from (replicas ${meta.replicas.join(', ')}); will retry`);
+    const sources = meta.replicas
+      .filter((w) => live.includes(w))
+      .sort((a, b) => Number(a === from) - Number(b === from));
+    if (sources.length === 0)
+      throw new Error(
+        `chunk ${chunk}: no live replica to copy from (replicas ${meta.replicas.join(', ')}); will retry`,
+      );
     // The copy carries the old list (without the target): it answers no read before the
     // switch, and the switch waits until it is verified equal to the source.
     await copyVerified(ctx, meta, chunk, sources[0], [target], meta.replicas, copyTimeoutMs);
@@ -83,7 +95,9 @@ export async function chunkCounts(ctx: CoordinatorContext, workers: readonly str
  * copy that holds the fewest chunks (ties by id), or undefined when every one has a copy.
  */
 export async function pickTarget(ctx: CoordinatorContext, replicas: readonly string[]): Promise<string | undefined> {
-  const candidates = (await ctx.workers.list()).filter((w) => w.live && !w.draining && !replicas.includes(w.id)).map((w) => w.id);
+  const candidates = (await ctx.workers.list())
+    .filter((w) => w.live && !w.draining && !replicas.includes(w.id))
+    .map((w) => w.id);
   if (candidates.length === 0) return undefined;
   const counts = await chunkCounts(ctx, candidates);
   return candidates.sort((a, b) => counts.get(a)! - counts.get(b)! || (a < b ? -1 : 1))[0];
@@ -103,7 +117,9 @@ export interface PlannedMove {
  * the emptiest, so not all of them are on the emptiest), so the plan ends with counts
  * that differ by at most 1 — unless the only candidates belong to POSTs still open.
  */
-export async function planRebalance(ctx: CoordinatorContext): Promise<{ before: Record<string, number>; after: Record<string, number>; moves: PlannedMove[] }> {
+export async function planRebalance(
+  ctx: CoordinatorContext,
+): Promise<{ before: Record<string, number>; after: Record<string, number>; moves: PlannedMove[] }> {
   const workers = (await ctx.workers.list()).filter((w) => w.live && !w.draining).map((w) => w.id);
   const held = new Map<string, Set<string>>();
   for (const w of workers) held.set(w, new Set(await ctx.cmd.smembers(ctx.keys.workerChunks(w))));

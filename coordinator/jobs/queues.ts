@@ -29,7 +29,13 @@ export const QUEUES = { repair: 'repair', scrub: 'scrub', cleanup: 'cleanup' } a
 /** Job options of a per-chunk job: the job id is the chunk's, so one job per chunk runs at a time. */
 function chunkJobOpts(chunk: string) {
   // A failed job is removed (and logged) so that the next sweep can queue the chunk again.
-  return { jobId: `chunk-${chunk}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: true };
+  return {
+    jobId: `chunk-${chunk}`,
+    attempts: 5,
+    backoff: { type: 'exponential', delay: 1000 },
+    removeOnComplete: true,
+    removeOnFail: true,
+  };
 }
 
 /**
@@ -59,7 +65,13 @@ export class Jobs {
 
   private connection(role: string): DstoreRedis {
     // BullMQ needs maxRetriesPerRequest: null, which the 'blocking' role gives.
-    const c = createRedis({ url: this.opts.redisUrl, clusterNodes: this.opts.redisClusterNodes, tlsCa: this.opts.redisTlsCa, name: `${this.ctx.keys.prefix}:bull:${role}`, role: 'blocking' });
+    const c = createRedis({
+      url: this.opts.redisUrl,
+      clusterNodes: this.opts.redisClusterNodes,
+      tlsCa: this.opts.redisTlsCa,
+      name: `${this.ctx.keys.prefix}:bull:${role}`,
+      role: 'blocking',
+    });
     c.on('error', (e) => this.ctx.log.debug({ err: e }, 'bullmq connection error'));
     this.conns.push(c);
     return c;
@@ -68,9 +80,17 @@ export class Jobs {
   async start(): Promise<void> {
     const prefix = this.ctx.keys.bullPrefix;
     this.queue = new Queue(QUEUES.repair, { connection: this.connection('queue'), prefix });
-    await this.queue.upsertJobScheduler('sweep', { every: this.opts.sweepMs }, { name: 'sweep', opts: { removeOnComplete: 100, removeOnFail: 100 } });
+    await this.queue.upsertJobScheduler(
+      'sweep',
+      { every: this.opts.sweepMs },
+      { name: 'sweep', opts: { removeOnComplete: 100, removeOnFail: 100 } },
+    );
     // Per-chunk jobs are independent (one job id per chunk): a few run at once to drain faster.
-    this.worker = new BullWorker(QUEUES.repair, (job) => this.process(job), { connection: this.connection('worker'), prefix, concurrency: 4 });
+    this.worker = new BullWorker(QUEUES.repair, (job) => this.process(job), {
+      connection: this.connection('worker'),
+      prefix,
+      concurrency: 4,
+    });
     this.worker.on('failed', (job, err) => {
       this.ctx.log.warn({ job: job?.id, err: err.message }, 'repair job failed; it will be retried');
       // A planned move that failed for good is no longer pending (rebalance can be run again).
@@ -80,7 +100,11 @@ export class Jobs {
     });
     this.scrubQueue = new Queue(QUEUES.scrub, { connection: this.connection('scrub-queue'), prefix });
     if (this.opts.scrubMs > 0) {
-      await this.scrubQueue.upsertJobScheduler('scrub', { every: this.opts.scrubMs }, { name: 'scrub', opts: { removeOnComplete: 50, removeOnFail: 50 } });
+      await this.scrubQueue.upsertJobScheduler(
+        'scrub',
+        { every: this.opts.scrubMs },
+        { name: 'scrub', opts: { removeOnComplete: 50, removeOnFail: 50 } },
+      );
     } else {
       await this.scrubQueue.removeJobScheduler('scrub');
     }
@@ -91,13 +115,23 @@ export class Jobs {
     });
     this.scrubWorker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'scrub failed'));
     this.cleanupQueue = new Queue(QUEUES.cleanup, { connection: this.connection('cleanup-queue'), prefix });
-    await this.cleanupQueue.upsertJobScheduler('cleanup', { every: this.opts.sweepMs }, { name: 'cleanup', opts: { removeOnComplete: 100, removeOnFail: 100 } });
-    this.cleanupWorker = new BullWorker(QUEUES.cleanup, async () => ({ aborted: await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs) }), {
-      connection: this.connection('cleanup-worker'),
-      prefix,
-      concurrency: 1,
-    });
-    this.cleanupWorker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'clean-up failed; the next run retries'));
+    await this.cleanupQueue.upsertJobScheduler(
+      'cleanup',
+      { every: this.opts.sweepMs },
+      { name: 'cleanup', opts: { removeOnComplete: 100, removeOnFail: 100 } },
+    );
+    this.cleanupWorker = new BullWorker(
+      QUEUES.cleanup,
+      async () => ({ aborted: await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs) }),
+      {
+        connection: this.connection('cleanup-worker'),
+        prefix,
+        concurrency: 1,
+      },
+    );
+    this.cleanupWorker.on('failed', (job, err) =>
+      this.ctx.log.warn({ job: job?.id, err: err.message }, 'clean-up failed; the next run retries'),
+    );
   }
 
   /** The queues, for the dashboard (`/admin/queues`); empty before {@link start}. */
@@ -108,7 +142,17 @@ export class Jobs {
   /** Job counts of every queue by state (waiting, active, delayed, failed, …). */
   async counts(): Promise<Record<string, Record<string, number>>> {
     const out: Record<string, Record<string, number>> = {};
-    for (const q of this.queues()) out[q.name] = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed', 'paused');
+    for (const q of this.queues())
+      out[q.name] = await q.getJobCounts(
+        'waiting',
+        'active',
+        'delayed',
+        'prioritized',
+        'waiting-children',
+        'completed',
+        'failed',
+        'paused',
+      );
     return out;
   }
 
@@ -120,7 +164,10 @@ export class Jobs {
       const draining = await chunksToDrain(this.ctx);
       const all = [...new Set([...chunks, ...draining])];
       if (all.length > 0) {
-        this.ctx.log.info({ lost, chunks: chunks.length, draining: draining.length }, 'sweep: queueing chunk repairs and moves');
+        this.ctx.log.info(
+          { lost, chunks: chunks.length, draining: draining.length },
+          'sweep: queueing chunk repairs and moves',
+        );
         await this.queueChunks(all);
       }
       const retired = await retireDrained(this.ctx);
@@ -135,13 +182,23 @@ export class Jobs {
     }
     const data = job.data as { chunk: string; to?: string };
     const repaired = await repairChunk(this.ctx, data.chunk, this.opts);
-    if (repaired.status === 'repaired' || repaired.status === 'gone' || repaired.status === 'uncommitted') return repaired;
+    if (repaired.status === 'repaired' || repaired.status === 'gone' || repaired.status === 'uncommitted')
+      return repaired;
     // Healthy (or short of workers): move it off a draining worker, if one holds it.
-    const moved = await drainChunk(this.ctx, data.chunk, data.to, (to) => job.updateData({ ...data, to }), this.opts.copyTimeoutMs);
+    const moved = await drainChunk(
+      this.ctx,
+      data.chunk,
+      data.to,
+      (to) => job.updateData({ ...data, to }),
+      this.opts.copyTimeoutMs,
+    );
     return moved ?? repaired;
   }
 
-  /** Queues a `chunk` job (repair, or move off a draining worker) per chunk; a chunk with a job already queued is skipped. */
+  /**
+   * Queues a `chunk` job (repair, or move off a draining worker) per chunk; a chunk with a job already queued is
+   * skipped.
+   */
   async queueChunks(chunks: string[]): Promise<void> {
     await this.queue!.addBulk(chunks.map((chunk) => ({ name: 'chunk', data: { chunk }, opts: chunkJobOpts(chunk) })));
   }

@@ -1,5 +1,11 @@
 import { ulid } from 'ulid';
-import { build, DIGEST_NOT_HELD, DIGEST_UNCOMMITTED, DropChunksMessage, SetReplicasMessage } from '../../common/messages';
+import {
+  build,
+  DIGEST_NOT_HELD,
+  DIGEST_UNCOMMITTED,
+  DropChunksMessage,
+  SetReplicasMessage,
+} from '../../common/messages';
 import type { CoordinatorContext } from '../context';
 import type { WorkerView } from '../membership';
 import { placeChunk } from '../token-ring';
@@ -75,7 +81,13 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
     : { digests: new Map(), failed: new Map<string, string>() };
   const lines = digests.get(chunk);
   const verified = asked.filter((w) => lines?.get(w)?.actual !== undefined && !lines.get(w)!.error);
-  const lacking = asked.filter((w) => !failed.has(w) && !verified.includes(w) && lines?.get(w)?.error !== undefined && !isReadError(lines.get(w)!.error!));
+  const lacking = asked.filter(
+    (w) =>
+      !failed.has(w) &&
+      !verified.includes(w) &&
+      lines?.get(w)?.error !== undefined &&
+      !isReadError(lines.get(w)!.error!),
+  );
   const keep = meta.replicas.filter((w) => !dead.includes(w) && !lacking.includes(w));
   // A draining worker takes no new copies; a replica that lacked it may take it again.
   const candidates = writable.filter((w) => !keep.includes(w));
@@ -97,8 +109,13 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
     const source = verified[0];
     if (!source) {
       await recheck();
-      if (keep.length === 0) throw new Error(`chunk ${chunk}: no replica holds it (replicas ${meta.replicas.join(', ')}; lacking: ${lacking.join(', ') || 'none'}; lost: ${dead.join(', ') || 'none'}); it is lost unless one of them returns with its copy`);
-      throw new Error(`chunk ${chunk}: no live replica could be checked to copy from (replicas ${meta.replicas.join(', ')}); will retry`);
+      if (keep.length === 0)
+        throw new Error(
+          `chunk ${chunk}: no replica holds it (replicas ${meta.replicas.join(', ')}; lacking: ${lacking.join(', ') || 'none'}; lost: ${dead.join(', ') || 'none'}); it is lost unless one of them returns with its copy`,
+        );
+      throw new Error(
+        `chunk ${chunk}: no live replica could be checked to copy from (replicas ${meta.replicas.join(', ')}); will retry`,
+      );
     }
     await copyVerified(ctx, meta, chunk, source, targets, meta.replicas, opts.copyTimeoutMs);
   }
@@ -120,7 +137,10 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
   // comes back applies the drop before it answers any read.
   const drop = build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
   await xaddEach(ctx, gone, drop);
-  ctx.log.info({ chunk, table: meta.table, from: meta.replicas, to: replicas, copiedTo: targets, droppedFrom: gone, lacking }, 'chunk repaired');
+  ctx.log.info(
+    { chunk, table: meta.table, from: meta.replicas, to: replicas, copiedTo: targets, droppedFrom: gone, lacking },
+    'chunk repaired',
+  );
   return { chunk, status: 'repaired', replicas, copiedTo: targets, droppedFrom: gone, lacking };
 }
 
@@ -134,7 +154,10 @@ function isReadError(error: string): boolean {
  * that are due, or all of these when the workers that can take copies changed since the
  * last sweep (a worker came back or joined: chunks waiting for a target get one now).
  */
-export async function chunksToRepair(ctx: CoordinatorContext, repairAfterMs: number): Promise<{ chunks: string[]; lost: string[] }> {
+export async function chunksToRepair(
+  ctx: CoordinatorContext,
+  repairAfterMs: number,
+): Promise<{ chunks: string[]; lost: string[] }> {
   const list = await ctx.workers.list();
   const lost = [...lostWorkers(list, repairAfterMs)];
   const writable = list

@@ -29,8 +29,19 @@ export interface ScrubReport {
  */
 export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise<ScrubReport> {
   const started = Date.now();
-  const report: ScrubReport = { at: started, ms: 0, chunks: 0, copies: 0, corrupt: [], divergent: [], rebuilt: [], unchecked: [] };
-  const metas = new Map(Object.entries(await ctx.cmd.hgetall(ctx.keys.chunks)).map(([k, v]) => [k, JSON.parse(v) as ChunkMeta]));
+  const report: ScrubReport = {
+    at: started,
+    ms: 0,
+    chunks: 0,
+    copies: 0,
+    corrupt: [],
+    divergent: [],
+    rebuilt: [],
+    unchecked: [],
+  };
+  const metas = new Map(
+    Object.entries(await ctx.cmd.hgetall(ctx.keys.chunks)).map(([k, v]) => [k, JSON.parse(v) as ChunkMeta]),
+  );
   const open = new Set(await ctx.cmd.hkeys(ctx.keys.openPosts));
   const live = new Set(await ctx.workers.live());
   const asks = new Map<string, Map<string, string[]>>(); // worker → table → chunks
@@ -64,7 +75,11 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
       report.copies++;
       if (d.error !== undefined || d.stored === undefined || d.stored !== d.actual) {
         bad.push(w);
-        report.corrupt.push({ chunk, worker: w, reason: d.error ?? `stored digest ${d.stored} but the file holds ${d.actual}` });
+        report.corrupt.push({
+          chunk,
+          worker: w,
+          reason: d.error ?? `stored digest ${d.stored} but the file holds ${d.actual}`,
+        });
       } else healthy.set(w, d.actual!);
     }
     const votes = new Map<string, string[]>();
@@ -80,12 +95,25 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
     if (losers.length === 0) continue;
     const source = winners[0];
     // Verified like any copy: a write racing the rebuild would otherwise be lost on it.
-    await copyVerified(ctx, meta, chunk, source, losers, meta.replicas, timeoutMs, { replace: true, sourceDigest: ranked[0][0] });
+    await copyVerified(ctx, meta, chunk, source, losers, meta.replicas, timeoutMs, {
+      replace: true,
+      sourceDigest: ranked[0][0],
+    });
     for (const w of losers) report.rebuilt.push({ chunk, worker: w, from: source });
     ctx.log.warn({ chunk, table: meta.table, rebuilt: losers, from: source }, 'scrub rebuilt chunk copies');
   }
   report.ms = Date.now() - started;
   await ctx.cmd.set(ctx.keys.scrubReport, JSON.stringify(report));
-  ctx.log.info({ chunks: report.chunks, copies: report.copies, corrupt: report.corrupt.length, divergent: report.divergent.length, rebuilt: report.rebuilt.length, ms: report.ms }, 'scrub done');
+  ctx.log.info(
+    {
+      chunks: report.chunks,
+      copies: report.copies,
+      corrupt: report.corrupt.length,
+      divergent: report.divergent.length,
+      rebuilt: report.rebuilt.length,
+      ms: report.ms,
+    },
+    'scrub done',
+  );
   return report;
 }

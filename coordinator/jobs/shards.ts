@@ -19,10 +19,11 @@ export interface NewIncarnation {
  * worker is no longer asked for them (lose-shard-4.lua). Run by the repair sweep.
  */
 export async function reconcileShards(ctx: CoordinatorContext): Promise<NewIncarnation[]> {
-  const [[, statuses], [, records]] = (await ctx.cmd.multi().hgetall(ctx.keys.workerStatus).hgetall(ctx.keys.workerShards).exec()) as [
-    [null, Record<string, string>],
-    [null, Record<string, string>],
-  ];
+  const [[, statuses], [, records]] = (await ctx.cmd
+    .multi()
+    .hgetall(ctx.keys.workerStatus)
+    .hgetall(ctx.keys.workerShards)
+    .exec()) as [[null, Record<string, string>], [null, Record<string, string>]];
   const out: NewIncarnation[] = [];
   for (const [worker, raw] of Object.entries(statuses)) {
     let shard: string | undefined;
@@ -60,7 +61,10 @@ export async function reconcileShards(ctx: CoordinatorContext): Promise<NewIncar
       await p.exec();
     }
     ctx.workers.invalidate();
-    ctx.log.warn({ worker, shard, was, chunks: n }, `worker ${worker} serves a new shard (its disk was lost, replaced or restored): its ${n} chunk(s) are repaired from other replicas`);
+    ctx.log.warn(
+      { worker, shard, was, chunks: n },
+      `worker ${worker} serves a new shard (its disk was lost, replaced or restored): its ${n} chunk(s) are repaired from other replicas`,
+    );
     out.push({ worker, shard, was, chunks: n });
   }
   return out;

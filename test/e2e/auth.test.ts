@@ -4,17 +4,32 @@ import * as fs from 'node:fs';
 import { clusterSuite } from '../support/cluster';
 import { spawnNode } from '../support/processes';
 
-const SECRETS = { read: 'r-secret-0123456789abcdef', write: 'w-secret-0123456789abcdef', admin: 'a-secret-0123456789abcdef' };
+const SECRETS = {
+  read: 'r-secret-0123456789abcdef',
+  write: 'w-secret-0123456789abcdef',
+  admin: 'a-secret-0123456789abcdef',
+};
 const TOKENS = `alice:${SECRETS.read}:read,bob:${SECRETS.write}:write,root:${SECRETS.admin}:admin`;
 
 type Who = keyof typeof SECRETS | 'none' | 'bad';
 
-async function call(url: string, who: Who, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+async function call(
+  url: string,
+  who: Who,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
   const headers: Record<string, string> = {};
   if (who === 'bad') headers.authorization = 'Bearer not-a-token-at-all-0000';
   else if (who !== 'none') headers.authorization = `Bearer ${SECRETS[who]}`;
   if (body !== undefined) headers['content-type'] = contentType;
-  const res = await fetch(url + path, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(url + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await res.text();
   let parsed: Record<string, unknown> = {};
   try {
@@ -34,7 +49,12 @@ async function cli(args: string[], env: Record<string, string>): Promise<{ code:
 describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
   this.timeout(120_000);
 
-  const e2e = clusterSuite({ workers: 1, replicas: 1, env: { DSTORE_TOKENS: TOKENS, LOG_LEVEL: 'debug' }, token: SECRETS.admin });
+  const e2e = clusterSuite({
+    workers: 1,
+    replicas: 1,
+    env: { DSTORE_TOKENS: TOKENS, LOG_LEVEL: 'debug' },
+    token: SECRETS.admin,
+  });
 
   it('leaves /healthz open and answers 401 without a token, naming the header to send', async () => {
     assert.equal((await call(e2e.cluster.url, 'none', 'GET', '/healthz')).status, 200);
@@ -55,7 +75,13 @@ describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
 
   it('answers 401 for a wrong secret, a wrong scheme and a token name used as secret', async () => {
     assert.equal((await call(e2e.cluster.url, 'bad', 'GET', '/tables')).status, 401);
-    for (const authorization of ['Token ' + SECRETS.admin, 'Bearer', 'Bearer alice', `Bearer ${SECRETS.admin}x`, `Bearer ${SECRETS.admin.slice(0, -1)}`]) {
+    for (const authorization of [
+      'Token ' + SECRETS.admin,
+      'Bearer',
+      'Bearer alice',
+      `Bearer ${SECRETS.admin}x`,
+      `Bearer ${SECRETS.admin.slice(0, -1)}`,
+    ]) {
       const res = await fetch(e2e.cluster.url + '/tables', { headers: { authorization } });
       assert.equal(res.status, 401, authorization);
     }
@@ -92,7 +118,11 @@ describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
     const ok = await call(e2e.cluster.url, 'write', 'POST', '/tables/t1/records', '{"a":1}\n', 'application/x-ndjson');
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     // Routes other helpers add (drain, rebalance, dashboard) are admin-only even for write tokens.
-    for (const [method, path] of [['POST', '/workers/w1/drain'], ['POST', '/rebalance'], ['GET', '/admin/queues']]) {
+    for (const [method, path] of [
+      ['POST', '/workers/w1/drain'],
+      ['POST', '/rebalance'],
+      ['GET', '/admin/queues'],
+    ]) {
       assert.equal((await call(e2e.cluster.url, 'write', method, path)).status, 403, `${method} ${path}`);
     }
   });
@@ -112,7 +142,8 @@ describe('e2e: API tokens (DSTORE_TOKENS) and roles', function () {
   it('never writes a secret to the coordinator log', async () => {
     const log = fs.readFileSync(e2e.cluster.coordinator.logFile, 'utf8');
     assert.ok(log.length > 0);
-    for (const s of Object.values(SECRETS)) assert.ok(!log.includes(s), 'a token secret appears in the coordinator log');
+    for (const s of Object.values(SECRETS))
+      assert.ok(!log.includes(s), 'a token secret appears in the coordinator log');
   });
 });
 
@@ -120,9 +151,18 @@ describe('e2e: a coordinator without tokens', function () {
   this.timeout(30_000);
 
   it('refuses to listen on a non-loopback address unless DSTORE_INSECURE=1', async () => {
-    const child = spawnNode('coordinator-open', 'dist/coordinator/main.js', [], { REDIS_URL: 'redis://127.0.0.1:1', DSTORE_HOST: '0.0.0.0', DSTORE_PORT: '0', DSTORE_TOKENS: '', DSTORE_INSECURE: '' });
+    const child = spawnNode('coordinator-open', 'dist/coordinator/main.js', [], {
+      REDIS_URL: 'redis://127.0.0.1:1',
+      DSTORE_HOST: '0.0.0.0',
+      DSTORE_PORT: '0',
+      DSTORE_TOKENS: '',
+      DSTORE_INSECURE: '',
+    });
     const exit = await child.exited;
     assert.equal(exit.code, 1);
-    assert.match(child.tail(5), /DSTORE_HOST: is 0\.0\.0\.0, reachable from other machines, but no API tokens are set: set DSTORE_TOKENS/);
+    assert.match(
+      child.tail(5),
+      /DSTORE_HOST: is 0\.0\.0\.0, reachable from other machines, but no API tokens are set: set DSTORE_TOKENS/,
+    );
   });
 });

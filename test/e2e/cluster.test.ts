@@ -48,14 +48,22 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
   });
 
   it('spreads chunks evenly: each worker holds 2/3 of them', async () => {
-    const { body } = await e2e.cluster.api<{ workers: { id: string; status: { chunks: number; rows: number } }[] }>('GET', '/workers');
+    const { body } = await e2e.cluster.api<{ workers: { id: string; status: { chunks: number; rows: number } }[] }>(
+      'GET',
+      '/workers',
+    );
     assert.equal(body.workers.length, 3);
     const total = body.workers.reduce((n, w) => n + w.status.chunks, 0);
     assert.equal(total, 100, 'R = 2 copies of 50 chunks');
-    for (const w of body.workers) assert.ok(Math.abs(w.status.chunks - 100 / 3) <= 1, `${w.id} holds ${w.status.chunks} chunks`);
+    for (const w of body.workers)
+      assert.ok(Math.abs(w.status.chunks - 100 / 3) <= 1, `${w.id} holds ${w.status.chunks} chunks`);
   });
 
-  const filters = [{ city: 'Oslo' }, { n: { $gte: 500, $lt: 510 } }, { $or: [{ ok: true, 'meta.depth': 0 }, { score: { $exists: false } }] }];
+  const filters = [
+    { city: 'Oslo' },
+    { n: { $gte: 500, $lt: 510 } },
+    { $or: [{ ok: true, 'meta.depth': 0 }, { score: { $exists: false } }] },
+  ];
   for (const where of filters) {
     it(`filters ${JSON.stringify(where)} exactly as the same filter in plain JS`, async () => {
       const got = await e2e.cluster.query('events', { where });
@@ -66,11 +74,20 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
   }
 
   it('sorts across workers (k-way merge) and limits after the merge', async () => {
-    const got = await e2e.cluster.query<Row>('events', { sort: [{ field: 'score', dir: 'desc' }, { field: 'city', dir: 'asc' }], limit: 500, fields: ['_id', 'score', 'city'] });
+    const got = await e2e.cluster.query<Row>('events', {
+      sort: [
+        { field: 'score', dir: 'desc' },
+        { field: 'city', dir: 'asc' },
+      ],
+      limit: 500,
+      fields: ['_id', 'score', 'city'],
+    });
     const want = [...rows]
       .sort(
         (a, b) =>
-          -compareSql(toSqlValue(a.score), toSqlValue(b.score)) || compareSql(toSqlValue(a.city), toSqlValue(b.city)) || compareSql(a._id, b._id),
+          -compareSql(toSqlValue(a.score), toSqlValue(b.score)) ||
+          compareSql(toSqlValue(a.city), toSqlValue(b.city)) ||
+          compareSql(a._id, b._id),
       )
       .slice(0, 500)
       .map((r) => r._id);
@@ -84,19 +101,29 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
     const got = await e2e.cluster.query<Record<string, number | string>>('events', {
       where: { ok: true },
       groupBy: ['city'],
-      aggregate: [{ op: 'count' }, { op: 'sum', field: 'n' }, { op: 'avg', field: 'score', as: 'mean' }, { op: 'min', field: 'score' }, { op: 'max', field: 'meta.depth' }],
+      aggregate: [
+        { op: 'count' },
+        { op: 'sum', field: 'n' },
+        { op: 'avg', field: 'score', as: 'mean' },
+        { op: 'min', field: 'score' },
+        { op: 'max', field: 'meta.depth' },
+      ],
       sort: [{ field: 'count', dir: 'desc' }],
     });
     const sel = rows.filter((r) => r.ok === true);
     const cities = [...new Set(sel.map((r) => r.city as string))];
     assert.equal(got.length, cities.length);
-    for (let i = 1; i < got.length; i++) assert.ok((got[i - 1].count as number) >= (got[i].count as number), 'sorted by count desc');
+    for (let i = 1; i < got.length; i++)
+      assert.ok((got[i - 1].count as number) >= (got[i].count as number), 'sorted by count desc');
     for (const c of cities) {
       const g = sel.filter((r) => r.city === c);
       const nums = (f: string) => g.map((r) => get(r, f)).filter((v): v is number => typeof v === 'number');
       const row = got.find((x) => x.city === c)!;
       assert.equal(row.count, g.length);
-      assert.equal(row.sum_n, nums('n').reduce((s, v) => s + v, 0));
+      assert.equal(
+        row.sum_n,
+        nums('n').reduce((s, v) => s + v, 0),
+      );
       const scores = nums('score');
       assert.ok(Math.abs((row.mean as number) - scores.reduce((s, v) => s + v, 0) / scores.length) < 1e-9);
       assert.equal(row.min_score, Math.min(...scores));
@@ -109,7 +136,10 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
   });
 
   it('answers GET /records with query-string parameters, for curl', async () => {
-    const r = await e2e.cluster.api<Row[]>('GET', `/tables/events/records?where=${encodeURIComponent('{"city":"Lima"}')}&fields=_id,n&sort=n:desc,_id&limit=5`);
+    const r = await e2e.cluster.api<Row[]>(
+      'GET',
+      `/tables/events/records?where=${encodeURIComponent('{"city":"Lima"}')}&fields=_id,n&sort=n:desc,_id&limit=5`,
+    );
     assert.equal(r.status, 200);
     const want = rows
       .filter((x) => x.city === 'Lima')
@@ -121,28 +151,36 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
 
   it('applies UPDATE and DELETE everywhere and counts each row once', async () => {
     const oslo = rows.filter((r) => r.city === 'Oslo').length;
-    const up = await e2e.cluster.api('PATCH', '/tables/events/records', { where: { city: 'Oslo' }, set: { flag: 'x' } });
+    const up = await e2e.cluster.api('PATCH', '/tables/events/records', {
+      where: { city: 'Oslo' },
+      set: { flag: 'x' },
+    });
     assert.deepEqual(up, { status: 200, body: { updated: oslo } });
     assert.equal((await e2e.cluster.query('events', { where: { flag: 'x' } })).length, oslo);
     const doomed = rows.filter((r) => typeof r.n === 'number' && r.n >= 950).length;
     const del = await e2e.cluster.api('DELETE', '/tables/events/records', { where: { n: { $gte: 950 } } });
     assert.deepEqual(del, { status: 200, body: { deleted: doomed } });
-    const expected = rows.filter((r) => !(typeof r.n === 'number' && r.n >= 950)).map((r) => (r.city === 'Oslo' ? { ...r, flag: 'x' } : r));
+    const expected = rows
+      .filter((r) => !(typeof r.n === 'number' && r.n >= 950))
+      .map((r) => (r.city === 'Oslo' ? { ...r, flag: 'x' } : r));
     assert.deepEqual(multiset(await e2e.cluster.query('events')), multiset(expected));
   });
 
   describe('bad input gets a 4xx naming the problem and stores nothing', () => {
     let before: number;
     beforeEach(async () => {
-      before = ((await e2e.cluster.query<{ count: number }>('events', { aggregate: [{ op: 'count' }] }))[0]).count;
+      before = (await e2e.cluster.query<{ count: number }>('events', { aggregate: [{ op: 'count' }] }))[0].count;
     });
     afterEach(async () => {
-      const after = ((await e2e.cluster.query<{ count: number }>('events', { aggregate: [{ op: 'count' }] }))[0]).count;
+      const after = (await e2e.cluster.query<{ count: number }>('events', { aggregate: [{ op: 'count' }] }))[0].count;
       assert.equal(after, before, 'row count unchanged');
     });
 
     it('an invalid JSON line after several chunks were already sent', async () => {
-      const body = makeRows(4500, 5, 'bad').map((r) => JSON.stringify(r)).join('\n') + '\n{"oops": \n';
+      const body =
+        makeRows(4500, 5, 'bad')
+          .map((r) => JSON.stringify(r))
+          .join('\n') + '\n{"oops": \n';
       const r = await e2e.cluster.api('POST', '/tables/events/records', body, 'application/x-ndjson');
       assert.equal(r.status, 400);
       assert.match(String(r.body.message), /^row 4501: invalid JSON/);
@@ -151,7 +189,12 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
 
     it('a row that breaks the schema', async () => {
       await e2e.cluster.api('PUT', '/tables/typed', { schema: 'name:string,age:integer' });
-      const r = await e2e.cluster.api('POST', '/tables/typed/records', '{"name":"a","age":1}\n{"name":"b","age":"old"}\n', 'application/x-ndjson');
+      const r = await e2e.cluster.api(
+        'POST',
+        '/tables/typed/records',
+        '{"name":"a","age":1}\n{"name":"b","age":"old"}\n',
+        'application/x-ndjson',
+      );
       assert.equal(r.status, 400);
       assert.deepEqual([r.body.row, r.body.field], [2, 'age']);
       assert.deepEqual(await e2e.cluster.query('typed'), []);
@@ -178,7 +221,12 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
     });
 
     it('a duplicate _id within one request', async () => {
-      const r = await e2e.cluster.api('POST', '/tables/events/records', '{"_id":"d1"}\n{"_id":"d2"}\n{"_id":"d1"}\n', 'application/x-ndjson');
+      const r = await e2e.cluster.api(
+        'POST',
+        '/tables/events/records',
+        '{"_id":"d1"}\n{"_id":"d2"}\n{"_id":"d1"}\n',
+        'application/x-ndjson',
+      );
       assert.equal(r.status, 409);
       assert.deepEqual([r.body.row, r.body.field], [3, '_id']);
     });
@@ -190,14 +238,19 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
   });
 
   it('loads CSV typed by the table schema', async () => {
-    await e2e.cluster.api('PUT', '/tables/people', { schema: { _id: 'string', name: 'string', age: 'integer', score: 'number', member: 'boolean', tags: 'json' } });
-    const csv = 'id_is_ignored,name,age,score,member,tags\n1,"Doe, Jane",41,3.5,true,"[""a"",""b""]"\n2,Li,,0.25,false,{}\n';
+    await e2e.cluster.api('PUT', '/tables/people', {
+      schema: { _id: 'string', name: 'string', age: 'integer', score: 'number', member: 'boolean', tags: 'json' },
+    });
+    const csv =
+      'id_is_ignored,name,age,score,member,tags\n1,"Doe, Jane",41,3.5,true,"[""a"",""b""]"\n2,Li,,0.25,false,{}\n';
     const bad = await e2e.cluster.api('POST', '/tables/people/records', csv, 'text/csv');
     assert.equal(bad.status, 400, 'a column outside the schema is refused');
     const good = 'name,age,score,member,tags\n"Doe, Jane",41,3.5,true,"[""a"",""b""]"\nLi,,0.25,false,{}\n';
     const r = await e2e.cluster.api('POST', '/tables/people/records', good, 'text/csv');
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    const got = (await e2e.cluster.query<Record<string, unknown>>('people', { sort: [{ field: 'name', dir: 'asc' }] })).map(({ _id, ...rest }) => (void _id, rest));
+    const got = (
+      await e2e.cluster.query<Record<string, unknown>>('people', { sort: [{ field: 'name', dir: 'asc' }] })
+    ).map(({ _id, ...rest }) => (void _id, rest));
     assert.deepEqual(got, [
       { name: 'Doe, Jane', age: 41, score: 3.5, member: true, tags: ['a', 'b'] },
       { name: 'Li', score: 0.25, member: false, tags: {} },
@@ -222,14 +275,25 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
       // Still counted live when the UPDATE is sent, so the coordinator waits for it at first.
       w3.child.kill('SIGSTOP');
       try {
-        const up = await e2e.cluster.api('PATCH', '/tables/events/records', { where: { city: 'Lima' }, set: { paused: 1 } });
-        assert.deepEqual(up, { status: 200, body: { updated: lima, pendingWorkers: ['w3'] } }, 'w3 has it queued; with R = 2 every row is counted from the other replica');
+        const up = await e2e.cluster.api('PATCH', '/tables/events/records', {
+          where: { city: 'Lima' },
+          set: { paused: 1 },
+        });
+        assert.deepEqual(
+          up,
+          { status: 200, body: { updated: lima, pendingWorkers: ['w3'] } },
+          'w3 has it queued; with R = 2 every row is counted from the other replica',
+        );
       } finally {
         w3.child.kill('SIGCONT');
       }
       await e2e.cluster.waitLive(['w1', 'w2', 'w3']);
       const want = before.map((r) => (r.city === 'Lima' ? { ...r, paused: 1 } : r));
-      assert.deepEqual(multiset(await e2e.cluster.query('events')), multiset(want), 'w3 answers its chunks again, with the UPDATE applied');
+      assert.deepEqual(
+        multiset(await e2e.cluster.query('events')),
+        multiset(want),
+        'w3 answers its chunks again, with the UPDATE applied',
+      );
     });
 
     it('keeps reads complete and exact after a worker is SIGKILLed, before and after it is noticed', async () => {
@@ -238,26 +302,47 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
       victim.child.kill('SIGKILL');
       await victim.child.exited;
       const soon = await e2e.cluster.query('events');
-      assert.deepEqual(multiset(soon), multiset(expected), 'right after the kill (w2 still counted live; the read times out on it and retries)');
+      assert.deepEqual(
+        multiset(soon),
+        multiset(expected),
+        'right after the kill (w2 still counted live; the read times out on it and retries)',
+      );
       await e2e.cluster.waitLive(['w1', 'w3']);
       const later = await e2e.cluster.query('events');
       assert.deepEqual(multiset(later), multiset(expected), 'once w2 is known to be down');
-      const sorted = await e2e.cluster.query<Row>('events', { sort: [{ field: 'n', dir: 'asc' }], limit: 100, fields: ['_id'] });
+      const sorted = await e2e.cluster.query<Row>('events', {
+        sort: [{ field: 'n', dir: 'asc' }],
+        limit: 100,
+        fields: ['_id'],
+      });
       assert.equal(new Set(sorted.map((r) => r._id)).size, 100);
       const count = await e2e.cluster.query('events', { aggregate: [{ op: 'count' }] });
       assert.deepEqual(count, [{ count: expected.length }]);
       // Writes go on with two workers; an UPDATE says w2 has it queued.
       const kyoto = expected.filter((r) => (r as Row).city === 'Kyoto').length;
-      const up = await e2e.cluster.api('PATCH', '/tables/events/records', { where: { city: 'Kyoto' }, set: { whileDown: 1 } });
+      const up = await e2e.cluster.api('PATCH', '/tables/events/records', {
+        where: { city: 'Kyoto' },
+        set: { whileDown: 1 },
+      });
       assert.deepEqual(up, { status: 200, body: { updated: kyoto, pendingWorkers: ['w2'] } });
       const more = makeRows(3000, 77, 'm');
-      const r = await e2e.cluster.api('POST', '/tables/events/records', more.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+      const r = await e2e.cluster.api(
+        'POST',
+        '/tables/events/records',
+        more.map((x) => JSON.stringify(x)).join('\n'),
+        'application/x-ndjson',
+      );
       assert.equal(r.status, 200);
-      assert.equal(canonical((await e2e.cluster.query('events', { aggregate: [{ op: 'count' }] }))[0]), canonical({ count: expected.length + 3000 }));
+      assert.equal(
+        canonical((await e2e.cluster.query('events', { aggregate: [{ op: 'count' }] }))[0]),
+        canonical({ count: expected.length + 3000 }),
+      );
       // And w2 catches up when it returns.
       e2e.cluster.startWorker('w2');
       await e2e.cluster.waitLive(['w1', 'w2', 'w3']);
-      assert.deepEqual((await e2e.cluster.query('events', { aggregate: [{ op: 'count' }] }))[0], { count: expected.length + 3000 });
+      assert.deepEqual((await e2e.cluster.query('events', { aggregate: [{ op: 'count' }] }))[0], {
+        count: expected.length + 3000,
+      });
     });
 
     it('fails a read with 503 naming the workers when some chunk has no live replica, or answers partially on request', async () => {

@@ -13,30 +13,46 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
   const batch = makeRows(6000, 2, 'post');
   const ndjson = (rows: Row[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 
-  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', DSTORE_SWEEP_MS: '300', DSTORE_COORDINATOR_TIMEOUT_MS: '1500' } });
+  const e2e = clusterSuite({
+    workers: 3,
+    replicas: 2,
+    env: { DSTORE_CHUNK_ROWS: '500', DSTORE_SWEEP_MS: '300', DSTORE_COORDINATOR_TIMEOUT_MS: '1500' },
+  });
 
   before(async () => {
     await e2e.cluster.api('PUT', '/tables/t');
-    assert.equal((await e2e.cluster.api('POST', '/tables/t/records', ndjson(base), 'application/x-ndjson')).status, 200);
+    assert.equal(
+      (await e2e.cluster.api('POST', '/tables/t/records', ndjson(base), 'application/x-ndjson')).status,
+      200,
+    );
   });
 
   it('fails the client, never shows half the POST, aborts it, and takes the retry with the same _ids', async () => {
     // Stream the first half of the body and hold the request open: its chunks are placed.
     let clientError: Error | undefined;
-    const req = http.request(`${e2e.cluster.url}/tables/t/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' } });
+    const req = http.request(`${e2e.cluster.url}/tables/t/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+    });
     req.on('error', (e) => (clientError = e));
     req.on('response', (res) => (clientError = new Error(`unexpected answer ${res.statusCode}`)));
     req.write(ndjson(batch.slice(0, 3000)));
     const post = await waitFor(
       async () => {
         const open = await e2e.cluster.redis.hkeys(e2e.keys.openPosts);
-        return open.length === 1 && (await e2e.cluster.redis.scard(e2e.keys.postChunks(open[0]))) >= 5 ? open[0] : undefined;
+        return open.length === 1 && (await e2e.cluster.redis.scard(e2e.keys.postChunks(open[0]))) >= 5
+          ? open[0]
+          : undefined;
       },
       { what: 'the POST to have placed its first chunks', timeoutMs: 20_000 },
     );
 
     const midway = await e2e.cluster.query<Row>('t');
-    assert.deepEqual(lossAndDuplicates(base, midway), { lost: 0, duplicated: 0, wrong: 0 }, 'an open POST is invisible');
+    assert.deepEqual(
+      lossAndDuplicates(base, midway),
+      { lost: 0, duplicated: 0, wrong: 0 },
+      'an open POST is invisible',
+    );
 
     e2e.cluster.coordinator.kill('SIGKILL');
     await e2e.cluster.coordinator.exited;
@@ -44,12 +60,21 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
     assert.match(clientError!.message, /socket hang up|ECONNRESET|EPIPE/);
 
     await e2e.cluster.startCoordinator();
-    await waitFor(async () => (await e2e.cluster.redis.hlen(e2e.keys.openPosts)) === 0, { what: 'clean-up to abort the abandoned POST', timeoutMs: 30_000 });
+    await waitFor(async () => (await e2e.cluster.redis.hlen(e2e.keys.openPosts)) === 0, {
+      what: 'clean-up to abort the abandoned POST',
+      timeoutMs: 30_000,
+    });
     assert.equal(await e2e.cluster.redis.exists(e2e.keys.postChunks(post)), 0);
-    const placed = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).filter((v) => (JSON.parse(v) as { post: string }).post === post);
+    const placed = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).filter(
+      (v) => (JSON.parse(v) as { post: string }).post === post,
+    );
     assert.equal(placed.length, 0, 'no placement record of the aborted POST is left');
     const after = await e2e.cluster.query<Row>('t');
-    assert.deepEqual(lossAndDuplicates(base, after), { lost: 0, duplicated: 0, wrong: 0 }, 'nothing of the killed POST is visible');
+    assert.deepEqual(
+      lossAndDuplicates(base, after),
+      { lost: 0, duplicated: 0, wrong: 0 },
+      'nothing of the killed POST is visible',
+    );
 
     const retry = await e2e.cluster.api('POST', '/tables/t/records', ndjson(batch), 'application/x-ndjson');
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
@@ -80,17 +105,28 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
     assert.equal(before.length, 0, 'uncommitted: invisible');
     await e2e.cluster.redis
       .multi()
-      .hset(e2e.keys.chunks, chunk.chunk, JSON.stringify({ table: 't', post, replicas: ['w1', 'w2'], rows: rows.length }))
+      .hset(
+        e2e.keys.chunks,
+        chunk.chunk,
+        JSON.stringify({ table: 't', post, replicas: ['w1', 'w2'], rows: rows.length }),
+      )
       .sadd(e2e.keys.tableChunks('t'), chunk.chunk)
       .sadd(e2e.keys.workerChunks('w1'), chunk.chunk)
       .sadd(e2e.keys.workerChunks('w2'), chunk.chunk)
       .sadd(e2e.keys.postChunks(post), chunk.chunk)
       .sadd(e2e.keys.postWorkers(post), 'w1', 'w2')
-      .hset(e2e.keys.openPosts, post, JSON.stringify({ coordinator: 'c-dead', table: 't', at: Date.now(), committing: true }))
+      .hset(
+        e2e.keys.openPosts,
+        post,
+        JSON.stringify({ coordinator: 'c-dead', table: 't', at: Date.now(), committing: true }),
+      )
       .exec();
     // Its ids were reserved before the chunk was sent, as ingest does (another slot on a cluster).
     await e2e.cluster.redis.hset(e2e.keys.idIndex('t'), ...rows.flatMap((r) => [r._id, chunk.chunk]));
-    await waitFor(async () => (await e2e.cluster.redis.hexists(e2e.keys.openPosts, post)) === 0, { what: 'clean-up to finish the commit', timeoutMs: 30_000 });
+    await waitFor(async () => (await e2e.cluster.redis.hexists(e2e.keys.openPosts, post)) === 0, {
+      what: 'clean-up to finish the commit',
+      timeoutMs: 30_000,
+    });
     const after = await e2e.cluster.query<Row>('t', { where: { _id: { $in: rows.map((r) => r._id) } } });
     assert.deepEqual(lossAndDuplicates(rows, after), { lost: 0, duplicated: 0, wrong: 0 }, 'committed, not aborted');
     await driver.close();

@@ -89,7 +89,10 @@ describe('e2e: dead letters (GET/DELETE /admin/dead-letters, dstore dead-letters
     assert.ok(!JSON.stringify(page).includes(SECRET_ROW), 'a listing shows no payload');
     const one = await list('?limit=1');
     assert.equal(one.total, 3);
-    assert.deepEqual(one.deadLetters.map((d) => d.entryId), [provoked[2]]);
+    assert.deepEqual(
+      one.deadLetters.map((d) => d.entryId),
+      [provoked[2]],
+    );
   });
 
   it('refuses a bad limit or selection with a 400 naming the parameter', async () => {
@@ -101,7 +104,10 @@ describe('e2e: dead letters (GET/DELETE /admin/dead-letters, dstore dead-letters
       ['DELETE', '?ids=1-1,nope', 'ids'],
       ['DELETE', '?before=1-1&ids=1-1', 'before'],
     ]) {
-      const r = await e2e.cluster.api<{ error: string; message: string; field: string }>(method, `/admin/dead-letters${q}`);
+      const r = await e2e.cluster.api<{ error: string; message: string; field: string }>(
+        method,
+        `/admin/dead-letters${q}`,
+      );
       assert.equal(r.status, 400, `${method} ${q}: ${JSON.stringify(r.body)}`);
       assert.equal(r.body.field, field);
       assert.match(r.body.message, new RegExp(`\\?${field}=`));
@@ -113,7 +119,10 @@ describe('e2e: dead letters (GET/DELETE /admin/dead-letters, dstore dead-letters
     for (const method of ['GET', 'DELETE']) {
       const none = await fetch(`${e2e.cluster.url}/admin/dead-letters`, { method });
       assert.equal(none.status, 401);
-      const writer = await fetch(`${e2e.cluster.url}/admin/dead-letters`, { method, headers: { authorization: `Bearer ${SECRETS.write}` } });
+      const writer = await fetch(`${e2e.cluster.url}/admin/dead-letters`, {
+        method,
+        headers: { authorization: `Bearer ${SECRETS.write}` },
+      });
       assert.equal(writer.status, 403);
       assert.match(((await writer.json()) as { message: string }).message, /needs the admin role; token ci has write/);
     }
@@ -126,13 +135,19 @@ describe('e2e: dead letters (GET/DELETE /admin/dead-letters, dstore dead-letters
     const lines = table.stdout.trimEnd().split('\n');
     assert.equal(lines[0], '3 dead letter(s)');
     assert.match(lines[1], /^id +time +worker +type +entry +reason$/);
-    assert.match(lines[2], new RegExp(`^\\d+-\\d+ +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +w1 +- +${provoked[2]} +unknown message type`));
+    assert.match(
+      lines[2],
+      new RegExp(`^\\d+-\\d+ +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +w1 +- +${provoked[2]} +unknown message type`),
+    );
     assert.match(lines[4], new RegExp(` w1 +BOGUS +${provoked[0]} `));
     const json = cli(['dead-letters', 'list', '--limit', '2', '--format', 'json', '--url', e2e.cluster.url]);
     assert.equal(json.code, 0, json.stderr);
     const page = JSON.parse(json.stdout) as DeadLetterPage;
     assert.equal(page.total, 3);
-    assert.deepEqual(page.deadLetters.map((d) => d.entryId), [provoked[2], provoked[1]]);
+    assert.deepEqual(
+      page.deadLetters.map((d) => d.entryId),
+      [provoked[2], provoked[1]],
+    );
   });
 
   it('dstore dead-letters fails with one line naming the flag to change', () => {
@@ -141,7 +156,10 @@ describe('e2e: dead letters (GET/DELETE /admin/dead-letters, dstore dead-letters
     assert.equal(bad.stderr, 'dstore: --limit must be a whole number from 1 to 1000, got "0"\n');
     const noYes = cli(['dead-letters', 'clear', '--url', e2e.cluster.url]);
     assert.equal(noYes.code, 1);
-    assert.equal(noYes.stderr, 'dstore: dead-letters clear would delete 3 dead letter(s): add --yes to confirm (stdin is not a terminal, so it cannot ask)\n');
+    assert.equal(
+      noYes.stderr,
+      'dstore: dead-letters clear would delete 3 dead letter(s): add --yes to confirm (stdin is not a terminal, so it cannot ask)\n',
+    );
     const writer = cli(['dead-letters', 'list', '--url', e2e.cluster.url], SECRETS.write);
     assert.equal(writer.code, 1);
     assert.match(writer.stderr, /^dstore: GET \/admin\/dead-letters needs the admin role; token ci has write\n$/);
@@ -160,7 +178,10 @@ describe('e2e: dead letters (GET/DELETE /admin/dead-letters, dstore dead-letters
     // Everything older than the first of the two new ones: the three from before.
     const before = await e2e.cluster.api('DELETE', `/admin/dead-letters?before=${idOf(older)}`);
     assert.deepEqual(before.body, { deleted: 3 });
-    assert.deepEqual((await list()).deadLetters.map((d) => d.entryId), [older]);
+    assert.deepEqual(
+      (await list()).deadLetters.map((d) => d.entryId),
+      [older],
+    );
   });
 
   it('dstore dead-letters clear --yes removes them all, and then there are none', async () => {
@@ -178,7 +199,10 @@ describe('e2e: dead letters (GET/DELETE /admin/dead-letters, dstore dead-letters
   });
 
   it('DELETE without a selection clears every one', async () => {
-    await provoke([['type', 'NOPE_4'], ['type', 'NOPE_5']]);
+    await provoke([
+      ['type', 'NOPE_4'],
+      ['type', 'NOPE_5'],
+    ]);
     const r = await e2e.cluster.api('DELETE', '/admin/dead-letters');
     assert.equal(r.status, 200);
     assert.deepEqual(r.body, { deleted: 2 });

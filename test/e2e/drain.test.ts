@@ -9,7 +9,10 @@ import { waitFor } from '../support/wait';
 
 /** Runs the dstore CLI to completion against `url`. */
 async function cli(url: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawnNode(`cli-${args.slice(0, 2).join('-')}`, 'dist/cli/main.js', args, { DSTORE_URL: url, LOG_FORMAT: 'json' });
+  const child = spawnNode(`cli-${args.slice(0, 2).join('-')}`, 'dist/cli/main.js', args, {
+    DSTORE_URL: url,
+    LOG_FORMAT: 'json',
+  });
   const exit = await child.exited;
   return { code: exit.code, out: fs.readFileSync(child.logFile, 'utf8') };
 }
@@ -30,7 +33,8 @@ function checkRead(got: Row[], must: Map<string, string>, may: Map<string, strin
     if (want === undefined) return `unexpected row ${g._id}`;
     if (want !== canonical(g)) return `row ${g._id} differs`;
   }
-  for (const id of must.keys()) if (!seen.has(id)) return `row ${id} missing (${seen.size} rows read, ${must.size} expected)`;
+  for (const id of must.keys())
+    if (!seen.has(id)) return `row ${id} missing (${seen.size} rows read, ${must.size} expected)`;
   return undefined;
 }
 
@@ -53,21 +57,32 @@ class ReaderLoop {
     for (let i = 0; !this.stopped; i++) {
       const url = this.urls()[i % this.urls().length];
       const kind = i % 3;
-      const body = kind === 0 ? {} : kind === 1 ? { sort: [{ field: 'n', dir: 'desc' }] } : { aggregate: [{ op: 'count' }] };
+      const body =
+        kind === 0 ? {} : kind === 1 ? { sort: [{ field: 'n', dir: 'desc' }] } : { aggregate: [{ op: 'count' }] };
       // Snapshots: the test adds rows to the reference once their POST answered.
       const must = new Map(this.must());
       const may = new Map(this.may());
       try {
-        const res = await fetch(`${url}/tables/t/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const res = await fetch(`${url}/tables/t/query`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         const text = await res.text();
         if (res.status !== 200) {
           this.failures.push(`read ${i} (${kind}): HTTP ${res.status} ${text.slice(0, 300)}`);
           continue;
         }
-        const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row & { count?: number; _error?: unknown });
+        const lines = text
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Row & { count?: number; _error?: unknown });
         if (kind === 2) {
           const n = lines[0]?.count ?? -1;
-          if (n < must.size || n > must.size + may.size) this.failures.push(`count read ${i}: ${n}, expected ${must.size}${may.size ? `..${must.size + may.size}` : ''}`);
+          if (n < must.size || n > must.size + may.size)
+            this.failures.push(
+              `count read ${i}: ${n}, expected ${must.size}${may.size ? `..${must.size + may.size}` : ''}`,
+            );
         } else {
           const bad = checkRead(lines, must, may);
           if (bad) this.failures.push(`${kind === 0 ? 'plain' : 'sorted'} read ${i}: ${bad}`);
@@ -126,7 +141,11 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
   const late = makeRows(1500, 10, 'd');
   const ref = (rows: Row[]) => new Map(rows.map((r) => [r._id, canonical(r)]));
 
-  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '100', DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '60000' } });
+  const e2e = clusterSuite({
+    workers: 3,
+    replicas: 2,
+    env: { DSTORE_CHUNK_ROWS: '100', DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '60000' },
+  });
 
   before(async () => {
     ({ url: url2 } = await e2e.cluster.spawnCoordinator('coordinator-2'));
@@ -134,7 +153,12 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
   });
 
   async function post(rows: Row[]): Promise<string> {
-    const r = await e2e.cluster.api<{ post: string }>('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
+    const r = await e2e.cluster.api<{ post: string }>(
+      'POST',
+      '/tables/t/records',
+      ndjson(rows),
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
     return r.body.post;
   }
@@ -164,9 +188,15 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     const rows = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(rows, ref([...base, ...second])), undefined);
     // The worker's own shard holds them too (its status counts committed and uncommitted chunks).
-    await waitFor(async () => ((await e2e.cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers')).body.workers.find((w) => w.id === 'w4')?.status.chunks ?? 0) >= 14, {
-      what: 'w4 to report its chunks',
-    });
+    await waitFor(
+      async () =>
+        ((
+          await e2e.cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers')
+        ).body.workers.find((w) => w.id === 'w4')?.status.chunks ?? 0) >= 14,
+      {
+        what: 'w4 to report its chunks',
+      },
+    );
   });
 
   it('drains a live worker with reads and a POST running: no read loses or repeats a row, the worker ends empty and retired', async () => {
@@ -175,7 +205,14 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     // Rows of the POST made during the drain: a read may see them (at most once) as soon as
     // they commit, and must see them once the POST answered.
     const may = ref(during);
-    const readers = [0, 1, 2].map(() => new ReaderLoop(() => [e2e.cluster.url, url2], () => must, () => may));
+    const readers = [0, 1, 2].map(
+      () =>
+        new ReaderLoop(
+          () => [e2e.cluster.url, url2],
+          () => must,
+          () => may,
+        ),
+    );
     await new Promise((r) => setTimeout(r, 500));
     const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w2'].map((w) => e2e.cluster.workers.get(w)!.child.pid));
     const t0 = Date.now();
@@ -194,20 +231,32 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     const p = await placements();
     assert.equal([...p.values()].filter((m) => m.replicas.includes('w2')).length, 0, 'no chunk is placed on w2');
     assert.equal([...p.values()].filter((m) => m.post === midPost && m.replicas.includes('w2')).length, 0);
-    assert.ok([...p.values()].every((m) => m.replicas.length === 2), 'every chunk keeps 2 copies');
+    assert.ok(
+      [...p.values()].every((m) => m.replicas.length === 2),
+      'every chunk keeps 2 copies',
+    );
     assert.equal(await e2e.cluster.redis.scard(e2e.keys.workerChunks('w2')), 0);
     const ws = await e2e.cluster.api<{ workers: { id: string }[] }>('GET', '/workers');
-    assert.deepEqual(ws.body.workers.map((w) => w.id), ['w1', 'w3', 'w4'], 'w2 is retired: no longer listed');
+    assert.deepEqual(
+      ws.body.workers.map((w) => w.id),
+      ['w1', 'w3', 'w4'],
+      'w2 is retired: no longer listed',
+    );
     const st = await e2e.cluster.api<{ state: string; chunks: number }>('GET', '/workers/w2/drain');
     assert.deepEqual(st.body, { worker: 'w2', state: 'retired', chunks: 0 });
     // The retired process holds nothing: its shard dropped every chunk.
-    await waitFor(async () => {
-      const h = await e2e.cluster.redis.hget(e2e.keys.workerStatus, 'w2');
-      return h && (JSON.parse(h) as { chunks: number }).chunks === 0;
-    }, { what: 'w2 to report 0 chunks in its shard', timeoutMs: 10_000 });
+    await waitFor(
+      async () => {
+        const h = await e2e.cluster.redis.hget(e2e.keys.workerStatus, 'w2');
+        return h && (JSON.parse(h) as { chunks: number }).chunks === 0;
+      },
+      { what: 'w2 to report 0 chunks in its shard', timeoutMs: 10_000 },
+    );
     const rows = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(rows, must), undefined);
-    console.log(`      drain of w2 (${before.w2} chunks) took ${(drainMs / 1000).toFixed(1)} s; ${reads} exact reads ran meanwhile`);
+    console.log(
+      `      drain of w2 (${before.w2} chunks) took ${(drainMs / 1000).toFixed(1)} s; ${reads} exact reads ran meanwhile`,
+    );
   });
 
   it('rebalances onto a new worker with reads running: counts end within 1, every read exact', async () => {
@@ -219,7 +268,14 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     await e2e.cluster.waitLive(['w1', 'w3', 'w4', 'w5']);
     const before = await counts(['w1', 'w3', 'w4', 'w5']);
     assert.equal(before.w5, 0);
-    const readers = [0, 1, 2].map(() => new ReaderLoop(() => [e2e.cluster.url, url2], () => must, () => new Map()));
+    const readers = [0, 1, 2].map(
+      () =>
+        new ReaderLoop(
+          () => [e2e.cluster.url, url2],
+          () => must,
+          () => new Map(),
+        ),
+    );
     await new Promise((r) => setTimeout(r, 500));
     const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w5'].map((w) => e2e.cluster.workers.get(w)!.child.pid));
     const t0 = Date.now();
@@ -234,14 +290,23 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     const n = Object.values(after);
     // The plan moves a chunk from the fullest to the emptiest while they differ by 2 or
     // more, and a chunk the emptiest lacks always exists then: at most 1 apart.
-    assert.ok(Math.max(...n) - Math.min(...n) <= 1, `counts after rebalance: ${JSON.stringify(after)} (before ${JSON.stringify(before)})`);
-    assert.equal(n.reduce((a, b) => a + b, 0), Object.values(before).reduce((a, b) => a + b, 0), 'copies are moved, not added or lost');
+    assert.ok(
+      Math.max(...n) - Math.min(...n) <= 1,
+      `counts after rebalance: ${JSON.stringify(after)} (before ${JSON.stringify(before)})`,
+    );
+    assert.equal(
+      n.reduce((a, b) => a + b, 0),
+      Object.values(before).reduce((a, b) => a + b, 0),
+      'copies are moved, not added or lost',
+    );
     const p = await placements();
     assert.ok([...p.values()].every((m) => m.replicas.length === 2 && new Set(m.replicas).size === 2));
     const rows = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(rows, must), undefined);
     const moved = before.w5 === 0 ? after.w5 : 0;
-    console.log(`      rebalance moved ${moved} chunks onto w5 in ${(ms / 1000).toFixed(1)} s (${JSON.stringify(before)} -> ${JSON.stringify(after)}); ${reads} exact reads ran meanwhile`);
+    console.log(
+      `      rebalance moved ${moved} chunks onto w5 in ${(ms / 1000).toFixed(1)} s (${JSON.stringify(before)} -> ${JSON.stringify(after)}); ${reads} exact reads ran meanwhile`,
+    );
   });
 });
 
@@ -271,14 +336,22 @@ describe('e2e: drain refusals and forced drains (2 workers, R = 2)', function ()
   it('refuses a drain that would leave chunks with fewer than R copies unless forced', async () => {
     const res = await cli(e2e.cluster.url, ['worker', 'drain', 'w1']);
     assert.equal(res.code, 1);
-    assert.match(res.out, /^dstore: draining w1 would leave chunks with fewer than DSTORE_REPLICAS=2 copies: only 1 other live worker\(s\) \(w2\)/);
+    assert.match(
+      res.out,
+      /^dstore: draining w1 would leave chunks with fewer than DSTORE_REPLICAS=2 copies: only 1 other live worker\(s\) \(w2\)/,
+    );
     assert.equal(await e2e.cluster.redis.hlen(e2e.keys.draining), 0, 'nothing was marked');
     const forced = await cli(e2e.cluster.url, ['worker', 'drain', 'w1', '--force', '--timeout', '60']);
     assert.equal(forced.code, 0, forced.out);
     const got = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(got, new Map(rows.map((r) => [r._id, canonical(r)]))), undefined);
-    const metas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map((v) => JSON.parse(v) as { replicas: string[] });
-    assert.ok(metas.length > 0 && metas.every((m) => m.replicas.length === 1 && m.replicas[0] === 'w2'), JSON.stringify(metas));
+    const metas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map(
+      (v) => JSON.parse(v) as { replicas: string[] },
+    );
+    assert.ok(
+      metas.length > 0 && metas.every((m) => m.replicas.length === 1 && m.replicas[0] === 'w2'),
+      JSON.stringify(metas),
+    );
   });
 
   it('never drains the last worker, even forced, and says so', async () => {

@@ -23,7 +23,9 @@ interface Person {
   n: number;
 }
 
-/** Rows whose encrypted values (name, ssn, profile.note) and clear control value (city) are unique, greppable strings. */
+/**
+ * Rows whose encrypted values (name, ssn, profile.note) and clear control value (city) are unique, greppable strings.
+ */
 function people(tag: string): Person[] {
   return Array.from({ length: ROWS }, (_, i) => ({
     _id: `p${String(i).padStart(4, '0')}`,
@@ -49,7 +51,10 @@ async function monitor(url: string): Promise<{ text: () => string; stop: () => P
     m.on('monitor', (_time: string, args: string[]) => seen.push(args.join(' ')));
     conns.push(c, m as unknown as Redis);
   }
-  return { text: () => seen.join('\n'), stop: async () => void (await Promise.all(conns.map((c) => c.quit().catch(() => undefined)))) };
+  return {
+    text: () => seen.join('\n'),
+    stop: async () => void (await Promise.all(conns.map((c) => c.quit().catch(() => undefined)))),
+  };
 }
 
 /** The values held under the prefix's keys, as text: streams, hashes, sets, sorted sets, strings, lists. */
@@ -71,7 +76,8 @@ async function dumpKeys(client: Redis, prefix: string): Promise<string> {
 function rawFiles(dir: string): Buffer {
   const parts: Buffer[] = [];
   for (const e of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
-    if (e.isFile()) parts.push(fs.readFileSync(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)));
+    if (e.isFile())
+      parts.push(fs.readFileSync(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)));
   }
   return Buffer.concat(parts);
 }
@@ -84,7 +90,10 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
   const extra: ChildHandle[] = [];
   const input = people(crypto.randomBytes(4).toString('hex'));
 
-  /** Starts one more coordinator on the cluster's Redis and prefix with its own key setting; resolves once it answers, or with its exit. */
+  /**
+   * Starts one more coordinator on the cluster's Redis and prefix with its own key setting; resolves once it answers,
+   * or with its exit.
+   */
   async function coordinator(name: string, key: string): Promise<{ child: ChildHandle; url: string }> {
     const port = await freePort();
     const nodes = clusterNodesOf(e2e.redis.url);
@@ -100,17 +109,33 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     });
     extra.push(child);
     const url = `http://127.0.0.1:${port}`;
-    await waitFor(async () => (child.child.exitCode !== null ? true : (await fetch(`${url}/healthz`).catch(() => undefined))?.ok), { what: `${name} to answer or exit`, timeoutMs: 20_000 });
+    await waitFor(
+      async () => (child.child.exitCode !== null ? true : (await fetch(`${url}/healthz`).catch(() => undefined))?.ok),
+      { what: `${name} to answer or exit`, timeoutMs: 20_000 },
+    );
     return { child, url };
   }
 
-  async function call(url: string, method: string, p: string, body?: unknown): Promise<{ status: number; text: string; json: () => Record<string, unknown> }> {
-    const res = await fetch(url + p, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  async function call(
+    url: string,
+    method: string,
+    p: string,
+    body?: unknown,
+  ): Promise<{ status: number; text: string; json: () => Record<string, unknown> }> {
+    const res = await fetch(url + p, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const text = await res.text();
     return { status: res.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
   }
 
-  const e2e = clusterSuite({ workers: 2, replicas: 2, env: { DSTORE_ENCRYPTION_KEY: KEY.toString('base64'), DSTORE_CHUNK_ROWS: '50' } });
+  const e2e = clusterSuite({
+    workers: 2,
+    replicas: 2,
+    env: { DSTORE_ENCRYPTION_KEY: KEY.toString('base64'), DSTORE_CHUNK_ROWS: '50' },
+  });
 
   before(async () => {
     // Before any table or row exists: the spy sees every command that could carry a secret.
@@ -124,34 +149,74 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
   });
 
   it('creates a table with encrypted columns and stores a key check value beside it', async () => {
-    const r = await e2e.cluster.api<{ table: Record<string, unknown> }>('PUT', '/tables/people', { schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' });
+    const r = await e2e.cluster.api<{ table: Record<string, unknown> }>('PUT', '/tables/people', {
+      schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer',
+    });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     assert.deepEqual(r.body.table.encrypted, ['name', 'ssn', 'profile']);
     assert.match(String(r.body.table.keyCheck), /^hmac-sha256:[0-9a-f]{32}$/);
     // The same definition again is a no-op; another set of encrypted columns is a conflict.
-    assert.equal((await e2e.cluster.api('PUT', '/tables/people', { schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' })).status, 200);
-    assert.equal((await e2e.cluster.api('PUT', '/tables/people', { schema: 'name:string, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer' })).status, 409);
+    assert.equal(
+      (
+        await e2e.cluster.api('PUT', '/tables/people', {
+          schema: 'name:string:encrypted, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer',
+        })
+      ).status,
+      200,
+    );
+    assert.equal(
+      (
+        await e2e.cluster.api('PUT', '/tables/people', {
+          schema: 'name:string, ssn:string:encrypted, profile:json:encrypted, city:string, n:integer',
+        })
+      ).status,
+      409,
+    );
   });
 
   it('reads back exactly what was written: plain, sorted, projected', async () => {
-    const post = await e2e.cluster.api<{ inserted: number }>('POST', '/tables/people/records', input.map((p) => JSON.stringify(p)).join('\n'), 'application/x-ndjson');
+    const post = await e2e.cluster.api<{ inserted: number }>(
+      'POST',
+      '/tables/people/records',
+      input.map((p) => JSON.stringify(p)).join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(post.status, 200, JSON.stringify(post.body));
     assert.equal(post.body.inserted, ROWS);
 
     const all = await e2e.cluster.query<Person>('people');
-    assert.deepEqual([...all].sort((a, b) => (a._id < b._id ? -1 : 1)), input);
+    assert.deepEqual(
+      [...all].sort((a, b) => (a._id < b._id ? -1 : 1)),
+      input,
+    );
 
-    const sorted = await e2e.cluster.query<Person>('people', { sort: [{ field: 'n', dir: 'desc' }, { field: 'city', dir: 'asc' }], limit: 40 });
-    const expected = [...input].sort((a, b) => b.n - a.n || (a.city < b.city ? -1 : a.city > b.city ? 1 : 0)).slice(0, 40);
+    const sorted = await e2e.cluster.query<Person>('people', {
+      sort: [
+        { field: 'n', dir: 'desc' },
+        { field: 'city', dir: 'asc' },
+      ],
+      limit: 40,
+    });
+    const expected = [...input]
+      .sort((a, b) => b.n - a.n || (a.city < b.city ? -1 : a.city > b.city ? 1 : 0))
+      .slice(0, 40);
     assert.deepEqual(sorted, expected);
 
-    const projected = await e2e.cluster.query<Partial<Person>>('people', { where: { n: { $lt: 3 } }, fields: ['_id', 'ssn', 'profile'] });
+    const projected = await e2e.cluster.query<Partial<Person>>('people', {
+      where: { n: { $lt: 3 } },
+      fields: ['_id', 'ssn', 'profile'],
+    });
     assert.deepEqual(
       [...projected].sort((a, b) => (a._id! < b._id! ? -1 : 1)),
       input.filter((p) => p.n < 3).map((p) => ({ _id: p._id, ssn: p.ssn, profile: p.profile })),
     );
     // Grouping on a clear column is fine; the encrypted ones never reach the workers' arithmetic.
-    const groups = await e2e.cluster.query<{ n: number; count: number }>('people', { groupBy: ['n'], aggregate: [{ op: 'count' }], sort: [{ field: 'n', dir: 'asc' }], limit: 2 });
+    const groups = await e2e.cluster.query<{ n: number; count: number }>('people', {
+      groupBy: ['n'],
+      aggregate: [{ op: 'count' }],
+      sort: [{ field: 'n', dir: 'asc' }],
+      limit: 2,
+    });
     assert.deepEqual(groups, [
       { n: 0, count: input.filter((p) => p.n === 0).length },
       { n: 1, count: input.filter((p) => p.n === 1).length },
@@ -159,13 +224,19 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
   });
 
   it('encrypts an UPDATE set of an encrypted column', async () => {
-    const r = await e2e.cluster.api<{ updated: number }>('PATCH', '/tables/people/records', { where: { n: 5 }, set: { ssn: 'SecretUpdated-ssn', city: 'ClearUpdated-city' } });
+    const r = await e2e.cluster.api<{ updated: number }>('PATCH', '/tables/people/records', {
+      where: { n: 5 },
+      set: { ssn: 'SecretUpdated-ssn', city: 'ClearUpdated-city' },
+    });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const changed = input.filter((p) => p.n === 5);
     assert.equal(r.body.updated, changed.length);
     for (const p of changed) Object.assign(p, { ssn: 'SecretUpdated-ssn', city: 'ClearUpdated-city' });
     const rows = await e2e.cluster.query<Person>('people', { where: { n: 5 } });
-    assert.deepEqual([...rows].sort((a, b) => (a._id < b._id ? -1 : 1)), changed);
+    assert.deepEqual(
+      [...rows].sort((a, b) => (a._id < b._id ? -1 : 1)),
+      changed,
+    );
   });
 
   it('refuses filter, sort, group, aggregate and nested paths on an encrypted column with a 400 that says why', async () => {
@@ -186,7 +257,10 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
       assert.equal(r.status, 400, `${method} ${p} ${JSON.stringify(body)} → ${r.status} ${r.text}`);
       assert.match(String(r.json().message), /encrypted column/, r.text);
     }
-    assert.match(String((await call(e2e.cluster.url, 'POST', '/tables/people/query', { where: { ssn: 'x' } })).json().message), /fresh random nonce.*deterministic encryption/);
+    assert.match(
+      String((await call(e2e.cluster.url, 'POST', '/tables/people/query', { where: { ssn: 'x' } })).json().message),
+      /fresh random nonce.*deterministic encryption/,
+    );
     // Nothing was changed by the refused writes.
     assert.equal((await e2e.cluster.query('people')).length, ROWS);
   });
@@ -197,7 +271,10 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     const sources: [string, Buffer][] = [
       ['redis traffic (MONITOR)', Buffer.from(spy.text())],
       ['redis keys of the prefix', Buffer.from(await dumpKeys(e2e.cluster.redis, e2e.prefix))],
-      ...[...e2e.cluster.workers.values()].map((w): [string, Buffer] => [`SQLite files of ${w.id}`, rawFiles(w.dataDir)]),
+      ...[...e2e.cluster.workers.values()].map((w): [string, Buffer] => [
+        `SQLite files of ${w.id}`,
+        rawFiles(w.dataDir),
+      ]),
     ];
     for (const [what, bytes] of sources) {
       const leaked = secrets.filter((s) => bytes.includes(s));
@@ -208,14 +285,18 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     }
     // The key itself is never logged.
     const log = fs.readFileSync(e2e.cluster.coordinator.logFile, 'utf8');
-    for (const k of [KEY.toString('base64'), KEY.toString('hex')]) assert.ok(!log.includes(k), 'the coordinator log holds the key');
+    for (const k of [KEY.toString('base64'), KEY.toString('hex')])
+      assert.ok(!log.includes(k), 'the coordinator log holds the key');
   });
 
   it('a coordinator with another key refuses to start, naming the variable and the table', async () => {
     const { child } = await coordinator('coord-wrong-key', OTHER_KEY.toString('hex'));
     const exit = await child.exited;
     assert.equal(exit.code, 1, child.tail(20));
-    assert.match(child.tail(40), /dstore coordinator: DSTORE_ENCRYPTION_KEY: is not the key table\(s\) people were created with/);
+    assert.match(
+      child.tail(40),
+      /dstore coordinator: DSTORE_ENCRYPTION_KEY: is not the key table\(s\) people were created with/,
+    );
   });
 
   it('a coordinator without a key refuses to read, write or create encrypted tables, naming DSTORE_ENCRYPTION_KEY', async () => {
@@ -233,7 +314,11 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
       assert.equal(r.json().error, 'encryption_key_missing', r.text);
       assert.match(String(r.json().message), /no DSTORE_ENCRYPTION_KEY/);
     }
-    const res = await fetch(`${url}/tables/people/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: JSON.stringify({ name: 'a', ssn: 'b', city: 'NoKeyCity' }) });
+    const res = await fetch(`${url}/tables/people/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: JSON.stringify({ name: 'a', ssn: 'b', city: 'NoKeyCity' }),
+    });
     assert.equal(res.status, 500);
     assert.match(await res.text(), /DSTORE_ENCRYPTION_KEY/);
     // Tables without encrypted columns work as before.
@@ -246,7 +331,11 @@ describe('e2e: encrypted columns (DSTORE_ENCRYPTION_KEY)', function () {
     assert.equal(child.child.exitCode, null, child.tail(20));
     const r = await call(e2e.cluster.url, 'PUT', '/tables/later', { schema: 's:string:encrypted,c:string' });
     assert.equal(r.status, 201);
-    const post = await fetch(`${e2e.cluster.url}/tables/later/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: '{"s":"LaterSecret","c":"x"}\n' });
+    const post = await fetch(`${e2e.cluster.url}/tables/later/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: '{"s":"LaterSecret","c":"x"}\n',
+    });
     assert.equal(post.status, 200);
     for (const [method, p, body] of [
       ['POST', '/tables/later/query', {}],

@@ -13,13 +13,23 @@ describe('e2e: reads right after a worker is SIGKILLed (default timeouts)', func
   const e2e = clusterSuite({
     workers: 3,
     replicas: 2,
-    env: { DSTORE_CHUNK_ROWS: '1000', DSTORE_FETCH_TIMEOUT_MS: '10000', DSTORE_WORKER_TIMEOUT_MS: '5000', DSTORE_HEARTBEAT_MS: '1000' },
+    env: {
+      DSTORE_CHUNK_ROWS: '1000',
+      DSTORE_FETCH_TIMEOUT_MS: '10000',
+      DSTORE_WORKER_TIMEOUT_MS: '5000',
+      DSTORE_HEARTBEAT_MS: '1000',
+    },
   });
   const rows = makeRows(20_000, 91);
 
   before(async () => {
     await e2e.cluster.api('PUT', '/tables/t');
-    const r = await e2e.cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    const r = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      rows.map((x) => JSON.stringify(x)).join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 

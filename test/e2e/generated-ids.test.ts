@@ -20,7 +20,12 @@ describe('e2e: generated _ids', function () {
   before(async () => {
     await e2e.cluster.api('PUT', '/tables/g');
     const body = Array.from({ length: N }, (_, i) => JSON.stringify({ n: i, pad: 'p'.repeat(i % 97) })).join('\n');
-    const r = await e2e.cluster.api<{ inserted: number; chunks: number }>('POST', '/tables/g/records', body, 'application/x-ndjson');
+    const r = await e2e.cluster.api<{ inserted: number; chunks: number }>(
+      'POST',
+      '/tables/g/records',
+      body,
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.ok(r.body.chunks > N / 300, `${r.body.chunks} chunks: some cut by bytes`);
     rows = await e2e.cluster.query<Row>('g');
@@ -35,7 +40,10 @@ describe('e2e: generated _ids', function () {
     // Every row found by lookup, through the one chunk its id names.
     for (const r of rows.filter((_, i) => i % 250 === 0)) {
       const [plan] = await e2e.cluster.query<{ explain: ReadExplain }>('g', { where: { _id: r._id }, explain: true });
-      assert.deepEqual(plan.explain.workers.flatMap((w) => w.chunks), [r._id.slice(0, 26)]);
+      assert.deepEqual(
+        plan.explain.workers.flatMap((w) => w.chunks),
+        [r._id.slice(0, 26)],
+      );
       assert.deepEqual(await e2e.cluster.query('g', { where: { _id: r._id } }), [r]);
     }
   });
@@ -46,14 +54,20 @@ describe('e2e: generated _ids', function () {
     const ids = await redis.smembers(e2e.keys.tableChunks('g'));
     let bytes = Number(await redis.memory('USAGE', e2e.keys.tableChunks('g')));
     for (const c of ids) bytes += c.length + (await redis.hget(e2e.keys.chunks, c))!.length + 40;
-    for (const w of e2e.cluster.workers.keys()) bytes += Number((await redis.memory('USAGE', e2e.keys.workerChunks(w))) ?? 0);
+    for (const w of e2e.cluster.workers.keys())
+      bytes += Number((await redis.memory('USAGE', e2e.keys.workerChunks(w))) ?? 0);
     const perRow = bytes / N;
     assert.ok(perRow <= 10, `${perRow.toFixed(1)} bytes of Redis per row`);
   });
 
   it('refuses a generated _id posted again (an exported row) with a 409 naming the row, and stores nothing', async () => {
     const again = [{ _id: 'fresh-1', n: -1 }, rows[1234]];
-    const r = await e2e.cluster.api<{ message: string; row: number }>('POST', '/tables/g/records', again.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    const r = await e2e.cluster.api<{ message: string; row: number }>(
+      'POST',
+      '/tables/g/records',
+      again.map((x) => JSON.stringify(x)).join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 409, JSON.stringify(r.body));
     assert.equal(r.body.row, 2);
     assert.match(r.body.message, /duplicate _id .* already exists/);

@@ -16,10 +16,25 @@ const SEED = 424242;
 const RUNS = 60;
 
 const hostileText = fc.oneof(
-  fc.constantFrom("' OR 1=1 --", '"; DROP TABLE t; --', '{"$gt":', '\u0000', '%00', '../../etc/passwd', '__proto__', 'constructor', '😀', '\ud800', 'a'.repeat(300)),
+  fc.constantFrom(
+    "' OR 1=1 --",
+    '"; DROP TABLE t; --',
+    '{"$gt":',
+    '\u0000',
+    '%00',
+    '../../etc/passwd',
+    '__proto__',
+    'constructor',
+    '😀',
+    '\ud800',
+    'a'.repeat(300),
+  ),
   fc.string({ unit: 'binary', maxLength: 20 }),
 );
-const key = fc.oneof(hostileText, fc.constantFrom('$and', '$or', '$not', '$gt', '$in', '$regex', '$where', 'n', 's', 'a.b', '..', '_id', '$'));
+const key = fc.oneof(
+  hostileText,
+  fc.constantFrom('$and', '$or', '$not', '$gt', '$in', '$regex', '$where', 'n', 's', 'a.b', '..', '_id', '$'),
+);
 const json = fc.letrec<{ v: unknown }>((tie) => ({
   v: fc.oneof(
     { depthSize: 'small' },
@@ -38,8 +53,18 @@ interface Answer {
   text: string;
 }
 
-async function send(url: string, method: string, path: string, body?: string, contentType = 'application/json'): Promise<Answer> {
-  const res = await fetch(url + path, { method, headers: body === undefined ? {} : { 'content-type': contentType }, body });
+async function send(
+  url: string,
+  method: string,
+  path: string,
+  body?: string,
+  contentType = 'application/json',
+): Promise<Answer> {
+  const res = await fetch(url + path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': contentType },
+    body,
+  });
   return { status: res.status, text: await res.text() };
 }
 
@@ -60,14 +85,20 @@ function assertHandled(a: Answer, what: string): number {
 describe('e2e: fuzzed and hostile input', function () {
   this.timeout(240_000);
   const statuses = new Map<string, number>();
-  const tally = (route: string, status: number) => statuses.set(`${route} ${status}`, (statuses.get(`${route} ${status}`) ?? 0) + 1);
+  const tally = (route: string, status: number) =>
+    statuses.set(`${route} ${status}`, (statuses.get(`${route} ${status}`) ?? 0) + 1);
 
   const e2e = clusterSuite({ workers: 1, replicas: 1, env: { DSTORE_MAX_RESULT_ROWS: '1000' } });
 
   before(async () => {
-    assert.equal((await e2e.cluster.api('PUT', '/tables/t', { schema: { n: 'integer', s: 'string', j: 'json' } })).status, 201);
+    assert.equal(
+      (await e2e.cluster.api('PUT', '/tables/t', { schema: { n: 'integer', s: 'string', j: 'json' } })).status,
+      201,
+    );
     assert.equal((await e2e.cluster.api('PUT', '/tables/free')).status, 201);
-    const rows = Array.from({ length: 50 }, (_, i) => JSON.stringify({ n: i, s: `s${i % 7}`, j: { a: i % 3 } })).join('\n');
+    const rows = Array.from({ length: 50 }, (_, i) => JSON.stringify({ n: i, s: `s${i % 7}`, j: { a: i % 3 } })).join(
+      '\n',
+    );
     assert.equal((await e2e.cluster.api('POST', '/tables/t/records', rows, 'application/x-ndjson')).status, 200);
   });
 
@@ -77,19 +108,41 @@ describe('e2e: fuzzed and hostile input', function () {
 
   it('POST /tables/t/query with random JSON bodies: 200 or a JSON 4xx', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof(json, fc.record({ where: json }), fc.record({ where: json, fields: json, sort: json, limit: json, aggregate: json, groupBy: json }, { requiredKeys: [] })), async (body) => {
-        tally('query', assertHandled(await send(e2e.cluster.url, 'POST', '/tables/t/query', JSON.stringify(body)), `query ${JSON.stringify(body)}`));
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          json,
+          fc.record({ where: json }),
+          fc.record(
+            { where: json, fields: json, sort: json, limit: json, aggregate: json, groupBy: json },
+            { requiredKeys: [] },
+          ),
+        ),
+        async (body) => {
+          tally(
+            'query',
+            assertHandled(
+              await send(e2e.cluster.url, 'POST', '/tables/t/query', JSON.stringify(body)),
+              `query ${JSON.stringify(body)}`,
+            ),
+          );
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     );
   });
 
   it('GET /tables/t/records with random query strings: 200 or a JSON 4xx', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.record({ where: hostileText, fields: hostileText, sort: hostileText, limit: hostileText, partial: hostileText }, { requiredKeys: [] }), async (qs) => {
-        const path = '/tables/t/records?' + new URLSearchParams(qs as Record<string, string>).toString();
-        tally('get', assertHandled(await send(e2e.cluster.url, 'GET', path), `GET ${path}`));
-      }),
+      fc.asyncProperty(
+        fc.record(
+          { where: hostileText, fields: hostileText, sort: hostileText, limit: hostileText, partial: hostileText },
+          { requiredKeys: [] },
+        ),
+        async (qs) => {
+          const path = '/tables/t/records?' + new URLSearchParams(qs as Record<string, string>).toString();
+          tally('get', assertHandled(await send(e2e.cluster.url, 'GET', path), `GET ${path}`));
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     );
   });
@@ -105,24 +158,44 @@ describe('e2e: fuzzed and hostile input', function () {
   });
 
   it('POST records with random lines, arrays and CSV: 2xx or a JSON 4xx', async () => {
-    const line = fc.oneof(json.map((v) => JSON.stringify(v) ?? 'null'), hostileText);
+    const line = fc.oneof(
+      json.map((v) => JSON.stringify(v) ?? 'null'),
+      hostileText,
+    );
     await fc.assert(
-      fc.asyncProperty(fc.array(line, { minLength: 1, maxLength: 5 }), fc.constantFrom('application/x-ndjson', 'application/json', 'text/csv', 'text/plain'), fc.constantFrom('t', 'free'), async (lines, ct, table) => {
-        const body = ct === 'application/json' ? `[${lines.join(',')}]` : lines.join('\n');
-        const a = await send(e2e.cluster.url, 'POST', `/tables/${table}/records`, body, ct);
-        tally(`post ${table}`, assertHandled(a, `POST ${ct} ${body.slice(0, 200)}`));
-      }),
+      fc.asyncProperty(
+        fc.array(line, { minLength: 1, maxLength: 5 }),
+        fc.constantFrom('application/x-ndjson', 'application/json', 'text/csv', 'text/plain'),
+        fc.constantFrom('t', 'free'),
+        async (lines, ct, table) => {
+          const body = ct === 'application/json' ? `[${lines.join(',')}]` : lines.join('\n');
+          const a = await send(e2e.cluster.url, 'POST', `/tables/${table}/records`, body, ct);
+          tally(`post ${table}`, assertHandled(a, `POST ${ct} ${body.slice(0, 200)}`));
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     );
   });
 
   it('PUT /tables/<random name> with random schemas: 2xx or a JSON 4xx', async () => {
     await fc.assert(
-      fc.asyncProperty(hostileText, fc.oneof(json, hostileText.map((s) => `${s}:string`)), async (name, schema) => {
-        // encodeURIComponent refuses lone surrogates; send their UTF-8 replacement's encoding.
-        const a = await send(e2e.cluster.url, 'PUT', `/tables/${encodeURIComponent(name.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd'))}`, JSON.stringify({ schema }));
-        tally('put', assertHandled(a, `PUT ${JSON.stringify(name)} ${JSON.stringify(schema)}`));
-      }),
+      fc.asyncProperty(
+        hostileText,
+        fc.oneof(
+          json,
+          hostileText.map((s) => `${s}:string`),
+        ),
+        async (name, schema) => {
+          // encodeURIComponent refuses lone surrogates; send their UTF-8 replacement's encoding.
+          const a = await send(
+            e2e.cluster.url,
+            'PUT',
+            `/tables/${encodeURIComponent(name.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd'))}`,
+            JSON.stringify({ schema }),
+          );
+          tally('put', assertHandled(a, `PUT ${JSON.stringify(name)} ${JSON.stringify(schema)}`));
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     );
   });
@@ -177,11 +250,82 @@ describe('e2e: fuzzed and hostile input', function () {
       ['garbage', 'yes'],
       ['type', 'NO_SUCH_TYPE'],
       ['type', 'POST'],
-      ['type', 'POST', 'chunk', '01ARZ3NDEKTSV4RRFFQ69G5FAV', 'post', 'p', 'table', 't', 'replicas', 'w1', 'replyTo', keys.coordReplies('c1'), 'ids', 'a\nb', 'rows', 'not json'],
-      ['type', 'POST', 'chunk', '[]', 'post', '{}', 'table', '../../etc', 'replicas', '', 'replyTo', 'elsewhere:replies', 'ids', '', 'rows', ''],
-      ['type', 'SETUP_TABLE', 'op', 'o1', 'table', 'x', 'schema', '{"a":"nope"}', 'version', '-1', 'replyTo', keys.coordReplies('c1')],
-      ['type', 'UPDATE', 'op', 'o2', 'table', 't', 'where', '{"$where":"1"}', 'set', '[]', 'replyTo', keys.coordReplies('c1')],
-      ['type', 'DELETE', 'op', 'o3', 'table', 't', 'where', '{"n":{"$gt":{}}}', 'replyTo', 'other-prefix:coord:c1:replies'],
+      [
+        'type',
+        'POST',
+        'chunk',
+        '01ARZ3NDEKTSV4RRFFQ69G5FAV',
+        'post',
+        'p',
+        'table',
+        't',
+        'replicas',
+        'w1',
+        'replyTo',
+        keys.coordReplies('c1'),
+        'ids',
+        'a\nb',
+        'rows',
+        'not json',
+      ],
+      [
+        'type',
+        'POST',
+        'chunk',
+        '[]',
+        'post',
+        '{}',
+        'table',
+        '../../etc',
+        'replicas',
+        '',
+        'replyTo',
+        'elsewhere:replies',
+        'ids',
+        '',
+        'rows',
+        '',
+      ],
+      [
+        'type',
+        'SETUP_TABLE',
+        'op',
+        'o1',
+        'table',
+        'x',
+        'schema',
+        '{"a":"nope"}',
+        'version',
+        '-1',
+        'replyTo',
+        keys.coordReplies('c1'),
+      ],
+      [
+        'type',
+        'UPDATE',
+        'op',
+        'o2',
+        'table',
+        't',
+        'where',
+        '{"$where":"1"}',
+        'set',
+        '[]',
+        'replyTo',
+        keys.coordReplies('c1'),
+      ],
+      [
+        'type',
+        'DELETE',
+        'op',
+        'o3',
+        'table',
+        't',
+        'where',
+        '{"n":{"$gt":{}}}',
+        'replyTo',
+        'other-prefix:coord:c1:replies',
+      ],
       ['type', 'DROP_TABLE', 'op', 'o4', 'table', 't', 'replyTo', 'x'.repeat(10_000)],
       ['type', 'COMMIT', 'op', 'o5', 'post', huge, 'replyTo', keys.coordReplies('c1')],
       ['type', huge],

@@ -19,15 +19,27 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
   const e2e = clusterSuite({ workers: 4, replicas: 1, env: { DSTORE_CHUNK_ROWS: '100' } });
 
   const post = (rows: Row[], url?: string) => {
-    if (url === undefined) return e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
-    return fetch(`${url}/tables/t/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: ndjson(rows) }).then(async (r) => ({
+    if (url === undefined)
+      return e2e.cluster.api<Record<string, unknown>>(
+        'POST',
+        '/tables/t/records',
+        ndjson(rows),
+        'application/x-ndjson',
+      );
+    return fetch(`${url}/tables/t/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: ndjson(rows),
+    }).then(async (r) => ({
       status: r.status,
       body: (await r.json()) as Record<string, unknown>,
     }));
   };
   /** Every stored row with this `_id` prefix, by `_id`, failing on any `_id` read twice. */
   async function stored(idPrefix: string): Promise<Map<string, Row>> {
-    const rows = await e2e.cluster.query<Row>('t', { where: { _id: { $gte: idPrefix, $lt: `${idPrefix}\u{10FFFF}` } } });
+    const rows = await e2e.cluster.query<Row>('t', {
+      where: { _id: { $gte: idPrefix, $lt: `${idPrefix}\u{10FFFF}` } },
+    });
     const out = new Map<string, Row>();
     for (const r of rows) {
       assert.ok(!out.has(r._id), `_id ${r._id} is stored twice`);
@@ -53,7 +65,10 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
     for (let k = 0; k < 4; k++) {
       const r = await post([{ _id: `new${k}`, i: -1 } as Row, { _id: 'a0', i: -1 } as Row]);
       assert.equal(r.status, 409, JSON.stringify(r.body));
-      assert.match(String(r.body.message), /^row 2: duplicate _id "a0": a row with this _id already exists in table t;/);
+      assert.match(
+        String(r.body.message),
+        /^row 2: duplicate _id "a0": a row with this _id already exists in table t;/,
+      );
       assert.deepEqual([r.body.row, r.body.field], [2, '_id']);
     }
     // A whole request sent again (a client's retry after a lost answer).
@@ -67,7 +82,12 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
 
   it('gives back the _ids of a request that failed and of rows deleted since', async () => {
     // Fails on its last line, after several chunks (and their ids) were placed.
-    const failed = await e2e.cluster.api('POST', '/tables/t/records', ndjson(rowsOf('b', 450)) + '\n{not json', 'application/x-ndjson');
+    const failed = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      ndjson(rowsOf('b', 450)) + '\n{not json',
+      'application/x-ndjson',
+    );
     assert.equal(failed.status, 400);
     const retry = await post(rowsOf('b', 450));
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
@@ -85,7 +105,10 @@ describe('e2e: _id is unique across requests and workers (the id index)', functi
 
   it('stores each _id once when two coordinators are sent it at the same moment', async () => {
     const answers = await Promise.all(
-      Array.from({ length: 12 }, (_, k) => [post([{ _id: `c${k}`, from: 1 } as Row]), post([{ _id: `c${k}`, from: 2 } as Row], url2)]).flat(),
+      Array.from({ length: 12 }, (_, k) => [
+        post([{ _id: `c${k}`, from: 1 } as Row]),
+        post([{ _id: `c${k}`, from: 2 } as Row], url2),
+      ]).flat(),
     );
     for (let k = 0; k < 12; k++) {
       const pair = [answers[2 * k].status, answers[2 * k + 1].status].sort();

@@ -25,12 +25,22 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
 
   before(async () => {
     assert.equal((await e2e.cluster.api('PUT', '/tables/t')).status, 201);
-    const ok = await e2e.cluster.api('POST', '/tables/t/records', ndjson(Array.from({ length: 15 }, (_, i) => ({ _id: `k${i}`, n: i }))), 'application/x-ndjson');
+    const ok = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      ndjson(Array.from({ length: 15 }, (_, i) => ({ _id: `k${i}`, n: i }))),
+      'application/x-ndjson',
+    );
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
   });
 
   async function post(rows: unknown[] | string, contentType = 'application/x-ndjson') {
-    return e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/records', typeof rows === 'string' ? rows : ndjson(rows), contentType);
+    return e2e.cluster.api<Record<string, unknown>>(
+      'POST',
+      '/tables/t/records',
+      typeof rows === 'string' ? rows : ndjson(rows),
+      contentType,
+    );
   }
 
   /** The table still holds only the 15 rows of `before`: a refused POST stored nothing. */
@@ -49,7 +59,9 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
   });
 
   it('413 over DSTORE_JSON_BODY_LIMIT_BYTES for a JSON body read whole', async () => {
-    const r = await e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/query', { where: { s: 'y'.repeat(3000) } });
+    const r = await e2e.cluster.api<Record<string, unknown>>('POST', '/tables/t/query', {
+      where: { s: 'y'.repeat(3000) },
+    });
     assert.equal(r.status, 413);
     assert.deepEqual([r.body.error, r.body.limit], ['too_large', 'DSTORE_JSON_BODY_LIMIT_BYTES']);
   });
@@ -78,7 +90,10 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
     const r = await post([{ a: 1 }, { a: 1, b: 2, c: 3, d: 4, e: 5, f: 6 }]);
     assert.equal(r.status, 400);
     assert.deepEqual([r.body.error, r.body.limit, r.body.row], ['limit_exceeded', 'DSTORE_MAX_FIELDS', 2]);
-    const u = await e2e.cluster.api<Record<string, unknown>>('PATCH', '/tables/t/records', { where: {}, set: { a: 1, b: 2, c: 3, d: 4, e: 5, f: 6 } });
+    const u = await e2e.cluster.api<Record<string, unknown>>('PATCH', '/tables/t/records', {
+      where: {},
+      set: { a: 1, b: 2, c: 3, d: 4, e: 5, f: 6 },
+    });
     assert.equal(u.status, 400);
     assert.equal(u.body.limit, 'DSTORE_MAX_FIELDS');
     await unchanged();
@@ -111,7 +126,10 @@ describe('e2e: request limits answer 4xx naming the limit, row and field', funct
 
   it('400 for table names that break the rules', async () => {
     for (const name of ['has space', 'a:b', '-x', 'x'.repeat(65), '%F0%9F%98%80']) {
-      const r = await e2e.cluster.api<Record<string, unknown>>('PUT', `/tables/${name.includes('%') ? name : encodeURIComponent(name)}`);
+      const r = await e2e.cluster.api<Record<string, unknown>>(
+        'PUT',
+        `/tables/${name.includes('%') ? name : encodeURIComponent(name)}`,
+      );
       assert.equal(r.status, 400, name);
       assert.equal(r.body.field, 'name');
       assert.match(String(r.body.message), /invalid table/);

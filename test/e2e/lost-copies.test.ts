@@ -36,7 +36,10 @@ async function assertExact(cluster: TestCluster, rows: Row[], when: string): Pro
     want.map((r) => r._id),
     `${when}: sort + limit`,
   );
-  const groups = await cluster.query<{ city: string; count: number }>('t', { aggregate: [{ op: 'count' }], groupBy: ['city'] });
+  const groups = await cluster.query<{ city: string; count: number }>('t', {
+    aggregate: [{ op: 'count' }],
+    groupBy: ['city'],
+  });
   const byCity = new Map<string, number>();
   for (const r of rows) byCity.set(r.city as string, (byCity.get(r.city as string) ?? 0) + 1);
   assert.deepEqual(new Map(groups.map((g) => [g.city, g.count])), byCity, `${when}: group-by`);
@@ -47,7 +50,12 @@ async function chunkMetas(cluster: TestCluster, keys: { chunks: string }): Promi
 }
 
 /** Waits until every chunk has `r` recorded replicas and nothing is marked under-replicated. */
-async function waitRepaired(cluster: TestCluster, keys: { chunks: string; underReplicated: string }, r: number, what: string): Promise<void> {
+async function waitRepaired(
+  cluster: TestCluster,
+  keys: { chunks: string; underReplicated: string },
+  r: number,
+  what: string,
+): Promise<void> {
   await waitFor(
     async () => {
       const metas = await chunkMetas(cluster, keys);
@@ -79,13 +87,23 @@ describe('e2e: a worker restarted under its id after its data directory was lost
     // Reads while w3 is dead but its heartbeat is still fresh, and after it came back empty.
     await assertExact(c, rows, 'w3 killed, not yet noticed');
     const next = c.startWorker('w3', w3.dataDir);
-    await waitFor(async () => JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3')) ?? '{}').pid === next.child.pid, { what: 'the new w3 to heartbeat' });
+    await waitFor(
+      async () => JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3')) ?? '{}').pid === next.child.pid,
+      { what: 'the new w3 to heartbeat' },
+    );
     await c.waitLive(['w1', 'w2', 'w3']);
     // Before and after the sweep notices: the placements still name w3, which holds nothing.
     await assertExact(c, rows, 'right after w3 came back empty');
     const status = JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3'))!) as { shard: string };
-    assert.notEqual(status.shard, shardBefore, `the new data directory is a new shard (${shardBefore} before, ${status.shard} now)`);
-    await waitFor(async () => JSON.parse((await c.redis.hget(e2e.keys.workerShards, 'w3')) ?? '{}').shard === status.shard, { what: 'the sweep to record the new shard of w3' });
+    assert.notEqual(
+      status.shard,
+      shardBefore,
+      `the new data directory is a new shard (${shardBefore} before, ${status.shard} now)`,
+    );
+    await waitFor(
+      async () => JSON.parse((await c.redis.hget(e2e.keys.workerShards, 'w3')) ?? '{}').shard === status.shard,
+      { what: 'the sweep to record the new shard of w3' },
+    );
     await waitRepaired(c, e2e.keys, 2, 'every chunk back at two copies');
     const held = JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3'))!) as { chunks: number };
     assert.ok(held.chunks > 0, 'repair copied chunks back onto w3');
@@ -110,7 +128,12 @@ describe('e2e: a POST while one of two replicas is down (R = 2)', function () {
     w2.child.kill('SIGKILL');
     await w2.child.exited;
     await c.waitLive(['w1']);
-    const r = await c.api<{ chunks: number; underReplicated: number }>('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
+    const r = await c.api<{ chunks: number; underReplicated: number }>(
+      'POST',
+      '/tables/t/records',
+      ndjson(rows),
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.chunks, 6);
     assert.equal(r.body.underReplicated, 6, 'every chunk has one copy of two');
@@ -163,7 +186,8 @@ describe('e2e: a worker whose disk fills up and is freed again', function () {
 
   it('keeps every read exact while it is full, and ends with two verified copies of every chunk', async () => {
     const c = e2e.cluster;
-    const storage = async () => (JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3'))!) as { storage?: string }).storage;
+    const storage = async () =>
+      (JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3'))!) as { storage?: string }).storage;
     let sawFull = false;
     const posted: Row[] = [];
     for (let i = 0; i < 10; i++) {
@@ -176,7 +200,10 @@ describe('e2e: a worker whose disk fills up and is freed again', function () {
       const [count] = await c.query<{ count: number }>('t', { aggregate: [{ op: 'count' }] });
       assert.equal(count.count, posted.length, `count() after POST ${i + 1}`);
     }
-    sawFull ||= await waitFor(async () => (await storage()) === 'full', { what: 'w3 to report a full disk', timeoutMs: 20_000 }).catch(() => false);
+    sawFull ||= await waitFor(async () => (await storage()) === 'full', {
+      what: 'w3 to report a full disk',
+      timeoutMs: 20_000,
+    }).catch(() => false);
     assert.ok(sawFull, 'w3 reported its full disk in its heartbeat');
     const status = (await c.api<ClusterStatus>('GET', '/status')).body;
     const w3 = status.workers.find((w) => w.id === 'w3')!;

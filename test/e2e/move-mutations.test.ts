@@ -11,7 +11,9 @@ const CHUNK = 25;
 /** Deletes remove 30 rows each (one `(a, b)` pair of 100); at most this many run. */
 const MAX_DELETES = 30;
 
-type Mutation = { kind: 'update'; where: { a: number }; set: Record<string, number> } | { kind: 'delete'; where: { a: number; b: number } };
+type Mutation =
+  | { kind: 'update'; where: { a: number }; set: Record<string, number> }
+  | { kind: 'delete'; where: { a: number; b: number } };
 
 /**
  * Runs UPDATEs and DELETEs one at a time, alternating coordinators, and after each one
@@ -63,7 +65,10 @@ class Mutator {
           break;
         }
         const count = m.kind === 'update' ? body.updated : body.deleted;
-        if (count !== hits.length) this.failures.push(`${m.kind} ${JSON.stringify(m.where)} changed ${count} rows, the reference ${hits.length}`);
+        if (count !== hits.length)
+          this.failures.push(
+            `${m.kind} ${JSON.stringify(m.where)} changed ${count} rows, the reference ${hits.length}`,
+          );
       } catch (e) {
         this.failures.push(`${m.kind}: ${(e as Error).message}`);
         this.stopped = true;
@@ -89,7 +94,11 @@ class Mutator {
 
 /** Reads the whole table through `url`; describes the first few differences from `ref`, if any. */
 async function readAndCompare(url: string, ref: Map<string, Row>): Promise<string | undefined> {
-  const res = await fetch(`${url}/tables/t/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  const res = await fetch(`${url}/tables/t/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  });
   const text = await res.text();
   if (res.status !== 200) return `HTTP ${res.status} ${text.slice(0, 300)}`;
   return diff(
@@ -109,10 +118,13 @@ function diff(got: Row[], ref: Map<string, Row>): string | undefined {
     seen.add(g._id);
     const want = ref.get(g._id);
     if (!want) problems.push(`${g._id} should be deleted`);
-    else if (canonical(want) !== canonical(g)) problems.push(`${g._id} is ${canonical(g)}, expected ${canonical(want)}`);
+    else if (canonical(want) !== canonical(g))
+      problems.push(`${g._id} is ${canonical(g)}, expected ${canonical(want)}`);
   }
   for (const id of ref.keys()) if (!seen.has(id)) problems.push(`${id} missing`);
-  return problems.length === 0 ? undefined : `${problems.length} rows wrong (${got.length} read, ${ref.size} expected): ${problems.slice(0, 3).join('; ')}`;
+  return problems.length === 0
+    ? undefined
+    : `${problems.length} rows wrong (${got.length} read, ${ref.size} expected): ${problems.slice(0, 3).join('; ')}`;
 }
 
 describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 coordinators, R = 2)', function () {
@@ -121,7 +133,11 @@ describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 
   const ref = new Map<string, Row>();
   const state = { next: 0, deletes: 0 };
 
-  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: String(CHUNK), DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '3000' } });
+  const e2e = clusterSuite({
+    workers: 3,
+    replicas: 2,
+    env: { DSTORE_CHUNK_ROWS: String(CHUNK), DSTORE_SWEEP_MS: '300', DSTORE_REPAIR_AFTER_MS: '3000' },
+  });
 
   before(async () => {
     const second = await e2e.cluster.spawnCoordinator('coordinator-2');
@@ -129,7 +145,12 @@ describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 
     await e2e.cluster.api('PUT', '/tables/t');
     const rows: Row[] = [];
     for (let i = 0; i < ROWS; i++) rows.push({ _id: `m${String(i).padStart(5, '0')}`, a: i % CHUNK, b: i % 4, v: -1 });
-    const r = await e2e.cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    const r = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      rows.map((x) => JSON.stringify(x)).join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
     for (const x of rows) ref.set(x._id, { ...x });
   });
@@ -145,9 +166,15 @@ describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 
       out = await m.stop();
     }
     // The first failures say what went wrong; the rest repeat them (a stale copy stays stale).
-    assert.deepEqual(out.failures.slice(0, 3), [], `${what}: ${out.failures.length} failures in ${out.mutations} mutations`);
+    assert.deepEqual(
+      out.failures.slice(0, 3),
+      [],
+      `${what}: ${out.failures.length} failures in ${out.mutations} mutations`,
+    );
     assert.ok(out.mutations >= 3, `${what}: only ${out.mutations} mutations ran during the moves`);
-    console.log(`      ${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${out.mutations} mutations each followed by an exact read`);
+    console.log(
+      `      ${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${out.mutations} mutations each followed by an exact read`,
+    );
     const final = await readAndCompare(urls[0], ref);
     assert.equal(final, undefined, `${what}: the table after the moves`);
   }
@@ -158,7 +185,10 @@ describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 
     await whileMutating('drain of w2', async () => {
       const r = await e2e.cluster.api('POST', '/workers/w2/drain', {});
       assert.equal(r.status, 202, JSON.stringify(r.body));
-      await waitFor(async () => (await e2e.cluster.api<{ state: string }>('GET', '/workers/w2/drain')).body.state === 'retired', { what: 'w2 to be retired', timeoutMs: 60_000 });
+      await waitFor(
+        async () => (await e2e.cluster.api<{ state: string }>('GET', '/workers/w2/drain')).body.state === 'retired',
+        { what: 'w2 to be retired', timeoutMs: 60_000 },
+      );
     });
   });
 
@@ -169,7 +199,10 @@ describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 
       const r = await e2e.cluster.api<{ moves: unknown[] }>('POST', '/rebalance', {});
       assert.equal(r.status, 202, JSON.stringify(r.body));
       assert.ok(r.body.moves.length > 20, `${r.body.moves.length} moves planned`);
-      await waitFor(async () => (await e2e.cluster.api<{ pending: number }>('GET', '/rebalance')).body.pending === 0, { what: 'the rebalance to finish', timeoutMs: 60_000 });
+      await waitFor(async () => (await e2e.cluster.api<{ pending: number }>('GET', '/rebalance')).body.pending === 0, {
+        what: 'the rebalance to finish',
+        timeoutMs: 60_000,
+      });
     });
     assert.ok((await e2e.cluster.redis.scard(e2e.keys.workerChunks('w4'))) > 20);
   });
@@ -183,7 +216,9 @@ describe('e2e: UPDATE and DELETE while chunks move (drain, rebalance, repair; 2 
     await whileMutating('repair of w1', async () => {
       await waitFor(
         async () => {
-          const all = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map((v) => (JSON.parse(v) as { replicas: string[] }).replicas);
+          const all = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map(
+            (v) => (JSON.parse(v) as { replicas: string[] }).replicas,
+          );
           return all.every((r) => r.length === 2 && !r.includes('w1'));
         },
         { what: 'every chunk back at 2 copies without w1', timeoutMs: 60_000 },

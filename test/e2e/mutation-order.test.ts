@@ -18,7 +18,9 @@ function shardChunks(dataDir: string): Map<string, string> {
     const out = new Map<string, string>();
     if (!t) return out;
     const rows = db
-      .prepare(`SELECT r.chunk AS chunk, r._id AS id, r.doc AS doc FROM t_${t.seq} r JOIN _chunks c ON c.chunk = r.chunk WHERE c.committed = 1 ORDER BY r.chunk, r._id`)
+      .prepare(
+        `SELECT r.chunk AS chunk, r._id AS id, r.doc AS doc FROM t_${t.seq} r JOIN _chunks c ON c.chunk = r.chunk WHERE c.committed = 1 ORDER BY r.chunk, r._id`,
+      )
       .all() as { chunk: string; id: string; doc: string }[];
     for (const r of rows) out.set(r.chunk, (out.get(r.chunk) ?? '') + `${r.id}=${r.doc}\n`);
     return out;
@@ -34,12 +36,23 @@ describe('e2e: replicas converge under concurrent UPDATE, DELETE and POST from t
   // Two workers and R = 2: every chunk is on both, so every op reaches both streams. The
   // jitter delays each XADD as a slow link to one Redis node would, so that two ops sent
   // at once reach the two streams in different orders unless something orders them.
-  const e2e = clusterSuite({ workers: 2, replicas: 2, env: { DSTORE_CHUNK_ROWS: '100', DSTORE_FAILPOINT_SEND_JITTER_MS: '20' } });
+  const e2e = clusterSuite({
+    workers: 2,
+    replicas: 2,
+    env: { DSTORE_CHUNK_ROWS: '100', DSTORE_FAILPOINT_SEND_JITTER_MS: '20' },
+  });
 
   before(async () => {
     urls = [e2e.cluster.url, (await e2e.cluster.spawnCoordinator('coordinator-2')).url];
     await e2e.cluster.api('PUT', '/tables/t');
-    const r = await e2e.cluster.api('POST', '/tables/t/records', makeRows(2000, 5).map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    const r = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      makeRows(2000, 5)
+        .map((x) => JSON.stringify(x))
+        .join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200);
   });
 
@@ -57,12 +70,30 @@ describe('e2e: replicas converge under concurrent UPDATE, DELETE and POST from t
         const url = urls[j % 2];
         const json = { 'content-type': 'application/json' };
         if (j === 11) {
-          requests.push(fetch(`${url}/tables/t/records`, { method: 'DELETE', headers: json, body: JSON.stringify({ where: { x: i - 1, n: { $lt: 50 } } }) }));
+          requests.push(
+            fetch(`${url}/tables/t/records`, {
+              method: 'DELETE',
+              headers: json,
+              body: JSON.stringify({ where: { x: i - 1, n: { $lt: 50 } } }),
+            }),
+          );
         } else if (j === 5) {
           const rows = makeRows(150, 100 + i, `p${i}-`);
-          requests.push(fetch(`${url}/tables/t/records`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: rows.map((x) => JSON.stringify(x)).join('\n') }));
+          requests.push(
+            fetch(`${url}/tables/t/records`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/x-ndjson' },
+              body: rows.map((x) => JSON.stringify(x)).join('\n'),
+            }),
+          );
         } else {
-          requests.push(fetch(`${url}/tables/t/records`, { method: 'PATCH', headers: json, body: JSON.stringify({ where: {}, set: { x: i } }) }));
+          requests.push(
+            fetch(`${url}/tables/t/records`, {
+              method: 'PATCH',
+              headers: json,
+              body: JSON.stringify({ where: {}, set: { x: i } }),
+            }),
+          );
         }
       }
       const answers = await Promise.all(requests);
@@ -72,19 +103,42 @@ describe('e2e: replicas converge under concurrent UPDATE, DELETE and POST from t
       );
       // A read through each coordinator waits until both workers applied every op above.
       for (const url of urls) {
-        const res = await fetch(`${url}/tables/t/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ aggregate: [{ op: 'count' }] }) });
+        const res = await fetch(`${url}/tables/t/query`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ aggregate: [{ op: 'count' }] }),
+        });
         assert.equal(res.status, 200);
       }
 
-      const [a, b] = [shardChunks(e2e.cluster.workers.get('w1')!.dataDir), shardChunks(e2e.cluster.workers.get('w2')!.dataDir)];
-      assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `round ${round}: both workers hold the same committed chunks`);
+      const [a, b] = [
+        shardChunks(e2e.cluster.workers.get('w1')!.dataDir),
+        shardChunks(e2e.cluster.workers.get('w2')!.dataDir),
+      ];
+      assert.deepEqual(
+        [...a.keys()].sort(),
+        [...b.keys()].sort(),
+        `round ${round}: both workers hold the same committed chunks`,
+      );
       const differing = [...a.keys()].filter((c) => a.get(c) !== b.get(c));
-      assert.deepEqual(differing, [], `round ${round}: ${differing.length} of ${a.size} chunks differ between the two replicas`);
+      assert.deepEqual(
+        differing,
+        [],
+        `round ${round}: ${differing.length} of ${a.size} chunks differ between the two replicas`,
+      );
 
       // What a read answers is one serial order's outcome: every row that existed at the
       // round's last UPDATE carries its value, whichever UPDATE that was.
-      const xs = new Set((await e2e.cluster.query<Row>('t')).filter((r) => typeof r.x === 'number' && (r.x as number) >= round * 100).map((r) => r.x));
-      assert.equal(xs.size, 1, `round ${round}: every row carries the value of the UPDATE ordered last, not ${[...xs].join(', ')}`);
+      const xs = new Set(
+        (await e2e.cluster.query<Row>('t'))
+          .filter((r) => typeof r.x === 'number' && (r.x as number) >= round * 100)
+          .map((r) => r.x),
+      );
+      assert.equal(
+        xs.size,
+        1,
+        `round ${round}: every row carries the value of the UPDATE ordered last, not ${[...xs].join(', ')}`,
+      );
     }
   });
 
@@ -93,7 +147,9 @@ describe('e2e: replicas converge under concurrent UPDATE, DELETE and POST from t
     // As a dead holder leaves it: someone else's token, expiring on its own.
     assert.equal(await e2e.cluster.redis.set(lock, 'dead-coordinator', 'PX', 1500, 'NX'), 'OK');
     let answered = false;
-    const patch = e2e.cluster.api('PATCH', '/tables/t/records', { where: { n: 1 }, set: { late: true } }).then((r) => ((answered = true), r));
+    const patch = e2e.cluster
+      .api('PATCH', '/tables/t/records', { where: { n: 1 }, set: { late: true } })
+      .then((r) => ((answered = true), r));
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(answered, false, 'the UPDATE waits while the lock is held');
     assert.equal((await patch).status, 200);

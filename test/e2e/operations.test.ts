@@ -13,7 +13,16 @@ import { keepTemp, projectRoot, tempDir } from '../support/processes';
 import { scanKeys } from '../support/redis';
 import { waitFor } from '../support/wait';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** Prometheus text → samples. */
 function parseMetrics(text: string): { name: string; labels: Record<string, string>; value: number }[] {
@@ -30,14 +39,26 @@ function parseMetrics(text: string): { name: string; labels: Record<string, stri
 
 /** Runs the CLI to completion (stdout and stderr apart). */
 function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [path.join(projectRoot(), 'dist', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, COLUMNS: '' } });
+  const r = spawnSync(process.execPath, [path.join(projectRoot(), 'dist', 'cli', 'main.js'), ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, COLUMNS: '' },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Runs `fn` in a headless Chromium found by test/support/browser.ts (none: the test is pending, or fails with DSTORE_REQUIRE_BROWSER=1). */
+/**
+ * Runs `fn` in a headless Chromium found by test/support/browser.ts (none: the test is pending, or fails with
+ * DSTORE_REQUIRE_BROWSER=1).
+ */
 async function withBrowser<T>(test: Mocha.Context, fn: (ctx: BrowserContext) => Promise<T>): Promise<T> {
   const executablePath = chromiumOrSkip(test);
-  const ctx = await chromium.launchPersistentContext(tempDir('chromium-profile'), { executablePath, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 720 } });
+  const ctx = await chromium.launchPersistentContext(tempDir('chromium-profile'), {
+    executablePath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 720 },
+  });
   try {
     return await fn(ctx);
   } finally {
@@ -61,14 +82,19 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
     shots = tempDir('screenshots');
     assert.equal((await e2e.cluster.api('PUT', '/tables/events')).status, 201);
     assert.equal((await e2e.cluster.api('POST', '/tables/events/records', body, 'application/x-ndjson')).status, 200);
-    assert.equal((await e2e.cluster.query('events', { where: { note: SECRET, city: 'Oslo' } })).length, rows.filter((r) => (r as { city?: unknown }).city === 'Oslo').length);
+    assert.equal(
+      (await e2e.cluster.query('events', { where: { note: SECRET, city: 'Oslo' } })).length,
+      rows.filter((r) => (r as { city?: unknown }).city === 'Oslo').length,
+    );
     assert.equal((await e2e.cluster.query('events', { aggregate: [{ op: 'count' }] }))[0].count, N);
     // An entry no worker can decode: w1 dead-letters it.
     deadId = (await e2e.cluster.redis.xadd(e2e.keys.workerOps('w1'), '*', 'type', 'BOGUS', 'note', SECRET))!;
     await waitFor(
       async () => {
         const s = (await e2e.cluster.api<ClusterStatus>('GET', '/status')).body;
-        const done = s.deadLetters.count === 1 && s.workers.every((w) => w.counters?.rows === N && w.counters.entries > 0 && w.stream?.pending === 0);
+        const done =
+          s.deadLetters.count === 1 &&
+          s.workers.every((w) => w.counters?.rows === N && w.counters.entries > 0 && w.stream?.pending === 0);
         return done && s.workers.find((w) => w.id === 'w1')!.counters!.deadLettered === 1 ? true : undefined;
       },
       { what: 'heartbeats reporting every row and the dead letter', timeoutMs: 30_000 },
@@ -81,7 +107,14 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       assert.equal(res.status, 200);
       const s = res.body;
       assert.deepEqual(s.incomplete, []);
-      assert.deepEqual(s.workers.map((w) => [w.id, w.live, w.ready, w.rows]), [['w1', true, true, N], ['w2', true, true, N]], 'R = 2 over 2 workers: each holds every row');
+      assert.deepEqual(
+        s.workers.map((w) => [w.id, w.live, w.ready, w.rows]),
+        [
+          ['w1', true, true, N],
+          ['w2', true, true, N],
+        ],
+        'R = 2 over 2 workers: each holds every row',
+      );
       for (const w of s.workers) {
         const key = e2e.keys.workerOps(w.id);
         assert.equal(w.stream?.length, await e2e.cluster.redis.xlen(key));
@@ -91,7 +124,10 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       }
       assert.equal(s.tables, 1);
       assert.equal(s.chunks, N / 500);
-      assert.deepEqual(s.deadLetters.recent.map((d) => [d.worker, d.entry]), [['w1', deadId]]);
+      assert.deepEqual(
+        s.deadLetters.recent.map((d) => [d.worker, d.entry]),
+        [['w1', deadId]],
+      );
       assert.match(s.deadLetters.recent[0].reason, /BOGUS|type/);
       assert.ok(s.coordinators.some((c) => c.id === s.coordinator && c.live));
       assert.deepEqual(Object.keys(s.queues).sort(), ['cleanup', 'repair', 'scrub']);
@@ -106,13 +142,22 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
       const samples = parseMetrics(await res.text());
       const one = (name: string, labels: Record<string, string> = {}) => {
-        const hits = samples.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+        const hits = samples.filter(
+          (x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v),
+        );
         assert.equal(hits.length, 1, `${name} ${JSON.stringify(labels)}: ${hits.length} samples`);
         return hits[0].value;
       };
       assert.equal(one('dstore_rows_ingested_total'), N);
       assert.equal(one('dstore_bytes_ingested_total'), Buffer.byteLength(body));
-      assert.equal(one('dstore_http_request_duration_seconds_count', { method: 'POST', route: '/tables/:name/records', status: '200' }), 1);
+      assert.equal(
+        one('dstore_http_request_duration_seconds_count', {
+          method: 'POST',
+          route: '/tables/:name/records',
+          status: '200',
+        }),
+        1,
+      );
       assert.equal(one('dstore_fetch_duration_seconds_count', { outcome: 'ok' }), 2);
       assert.equal(one('dstore_workers_live'), 2);
       for (const w of ['w1', 'w2']) {
@@ -127,7 +172,8 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       assert.equal(one('dstore_dead_letters'), 1);
       assert.equal(one('dstore_under_replicated_chunks'), await e2e.cluster.redis.zcard(e2e.keys.underReplicated));
       assert.equal(one('dstore_chunks'), N / 500);
-      for (const queue of ['cleanup', 'repair', 'scrub']) assert.ok(one('dstore_queue_jobs', { queue, state: 'failed' }) >= 0);
+      for (const queue of ['cleanup', 'repair', 'scrub'])
+        assert.ok(one('dstore_queue_jobs', { queue, state: 'failed' }) >= 0);
       assert.equal(samples.filter((x) => x.name === 'dstore_status_incomplete').length, 0);
     });
   });
@@ -146,7 +192,10 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       screen = text.stdout;
       const json = cli(['status', '--json', '--url', e2e.cluster.url]);
       assert.equal(json.code, 0, json.stderr);
-      assert.deepEqual((JSON.parse(json.stdout) as ClusterStatus).workers.map((w) => w.id), ['w1', 'w2']);
+      assert.deepEqual(
+        (JSON.parse(json.stdout) as ClusterStatus).workers.map((w) => w.id),
+        ['w1', 'w2'],
+      );
     });
 
     it('shows that screen in Chromium as an operator\u2019s terminal would', async function () {
@@ -155,7 +204,9 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       const shown = await withBrowser(this, async (ctx) => {
         const page = await ctx.newPage();
         const html = screen.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-        await page.setContent(`<html><body style="margin:0;background:#111;color:#ddd"><pre id="t" style="font:14px monospace;padding:16px;margin:0">${html}</pre></body></html>`);
+        await page.setContent(
+          `<html><body style="margin:0;background:#111;color:#ddd"><pre id="t" style="font:14px monospace;padding:16px;margin:0">${html}</pre></body></html>`,
+        );
         await page.screenshot({ path: png, fullPage: true });
         return page.locator('#t').innerText();
       });
@@ -183,9 +234,15 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
         const res = await page.goto(`${e2e.cluster.url}/admin/queues`);
         assert.equal(res?.status(), 200);
         // The sidebar lists the queues first; the cards with their job counts load after it.
-        await page.waitForFunction(() => ['repair', 'cleanup', 'scrub'].every((q) => document.body.innerText.includes(q)) && !document.body.innerText.includes('Loading'), undefined, {
-          timeout: 30_000,
-        });
+        await page.waitForFunction(
+          () =>
+            ['repair', 'cleanup', 'scrub'].every((q) => document.body.innerText.includes(q)) &&
+            !document.body.innerText.includes('Loading'),
+          undefined,
+          {
+            timeout: 30_000,
+          },
+        );
         await page.screenshot({ path: png, fullPage: true });
         return page.locator('body').innerText();
       });
@@ -197,16 +254,29 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
 
   describe('logs', () => {
     it('are JSON lines naming the component and the process id, with request ids and no row values', async () => {
-      const res = await fetch(`${e2e.cluster.url}/tables/events/records?where=${encodeURIComponent(JSON.stringify({ note: SECRET }))}&limit=1`, { headers: { 'x-request-id': 'ops-test-req-1' } });
+      const res = await fetch(
+        `${e2e.cluster.url}/tables/events/records?where=${encodeURIComponent(JSON.stringify({ note: SECRET }))}&limit=1`,
+        { headers: { 'x-request-id': 'ops-test-req-1' } },
+      );
       assert.equal(res.headers.get('x-request-id'), 'ops-test-req-1');
       await res.text();
       const files = [
         { file: e2e.cluster.coordinator.logFile, idKey: 'coordinatorId' },
         ...[...e2e.cluster.workers.values()].map((w) => ({ file: w.child.logFile, idKey: 'workerId', id: w.id })),
       ];
-      const done = await waitFor(() => fs.readFileSync(e2e.cluster.coordinator.logFile, 'utf8').split('\n').find((l) => l.includes('"ops-test-req-1"')), { what: 'the request log line', timeoutMs: 10_000 });
+      const done = await waitFor(
+        () =>
+          fs
+            .readFileSync(e2e.cluster.coordinator.logFile, 'utf8')
+            .split('\n')
+            .find((l) => l.includes('"ops-test-req-1"')),
+        { what: 'the request log line', timeoutMs: 10_000 },
+      );
       const line = JSON.parse(done) as Record<string, unknown>;
-      assert.deepEqual([line.msg, line.reqId, line.route, line.status, line.component], ['request done', 'ops-test-req-1', '/tables/:name/records', 200, 'http']);
+      assert.deepEqual(
+        [line.msg, line.reqId, line.route, line.status, line.component],
+        ['request done', 'ops-test-req-1', '/tables/:name/records', 200, 'http'],
+      );
       for (const { file, idKey, id } of files as { file: string; idKey: string; id?: string }[]) {
         const text = fs.readFileSync(file, 'utf8');
         assert.ok(!text.includes(SECRET), `${path.basename(file)} holds a row value`);
@@ -232,7 +302,17 @@ describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis k
       assert.deepEqual(undocumented, [], 'keys missing from docs/operations.md');
       // Every kind of key this run must have written is there (the scan saw real keys).
       const keys = e2e.keys;
-      for (const k of [keys.workerOps('w1'), keys.dead, keys.workers, keys.workerStatus, keys.tables, keys.chunks, keys.tableChunks('events'), keys.workerChunks('w2'), keys.coordinators]) {
+      for (const k of [
+        keys.workerOps('w1'),
+        keys.dead,
+        keys.workers,
+        keys.workerStatus,
+        keys.tables,
+        keys.chunks,
+        keys.tableChunks('events'),
+        keys.workerChunks('w2'),
+        keys.coordinators,
+      ]) {
         assert.ok(found.has(k), `${k} not found`);
       }
     });

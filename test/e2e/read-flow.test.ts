@@ -40,7 +40,12 @@ describe('e2e: reads are flow-controlled for slow clients', function () {
     assert.equal((await e2e.cluster.api('PUT', '/tables/t')).status, 201);
     // Padded rows, so the table is many times what the window allows.
     rows = makeRows(ROWS, 7).map((r, i) => ({ ...r, pad: 'p'.repeat(200 + (i % 50)) }));
-    const r = await e2e.cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n') + '\n', 'application/x-ndjson');
+    const r = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      rows.map((x) => JSON.stringify(x)).join('\n') + '\n',
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
     // A batch is cut at a chunk boundary once it holds BATCH_ROWS rows: at most a chunk more.
     const longest = Math.max(...rows.map((x) => JSON.stringify(x).length));
@@ -57,10 +62,14 @@ describe('e2e: reads are flow-controlled for slow clients', function () {
   /** Starts a full read and returns the paused response (nothing is read from it yet). */
   function openRead(): Promise<{ res: http.IncomingMessage; req: http.ClientRequest }> {
     return new Promise((resolve, reject) => {
-      const req = http.request(`${e2e.cluster.url}/tables/t/query`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-        res.pause();
-        resolve({ res, req });
-      });
+      const req = http.request(
+        `${e2e.cluster.url}/tables/t/query`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.pause();
+          resolve({ res, req });
+        },
+      );
       req.on('error', reject);
       req.end('{}');
     });
@@ -89,7 +98,10 @@ describe('e2e: reads are flow-controlled for slow clients', function () {
     assert.ok(peak > 0, 'the peak counts what was held');
     assert.ok(peak <= bound, `the coordinator held ${peak} bytes of answers; the window allows ${bound}`);
     assert.ok(peak < JSON.stringify(rows).length / 2, `the coordinator held ${peak} bytes, most of the table`);
-    await waitFor(async () => ((await metric('dstore_fetch_queued_bytes')) === 0 ? true : undefined), { timeoutMs: 10_000, what: 'nothing held after the read' });
+    await waitFor(async () => ((await metric('dstore_fetch_queued_bytes')) === 0 ? true : undefined), {
+      timeoutMs: 10_000,
+      what: 'nothing held after the read',
+    });
   });
 
   it('releases the workers when clients go away mid-read', async () => {
@@ -103,6 +115,9 @@ describe('e2e: reads are flow-controlled for slow clients', function () {
     }
     const all = await e2e.cluster.query<Row>('t', {});
     assert.deepEqual(lossAndDuplicates(rows, all), { lost: 0, duplicated: 0, wrong: 0 });
-    await waitFor(async () => ((await metric('dstore_fetch_queued_bytes')) === 0 ? true : undefined), { timeoutMs: 10_000, what: 'nothing held after the clients left' });
+    await waitFor(async () => ((await metric('dstore_fetch_queued_bytes')) === 0 ? true : undefined), {
+      timeoutMs: 10_000,
+      what: 'nothing held after the clients left',
+    });
   });
 });

@@ -59,7 +59,8 @@ function assertClose(got: Record<string, unknown>[], want: Record<string, unknow
     assert.deepEqual(Object.keys(g).sort(), Object.keys(want[i]).sort(), `${what}: columns of ${JSON.stringify(g)}`);
     for (const [k, w] of Object.entries(want[i])) {
       const v = g[k];
-      if (typeof w === 'number' && typeof v === 'number') assert.ok(Math.abs(v - w) <= 1e-9 * Math.max(1, Math.abs(w)), `${what}: ${k} is ${v}, expected ${w}`);
+      if (typeof w === 'number' && typeof v === 'number')
+        assert.ok(Math.abs(v - w) <= 1e-9 * Math.max(1, Math.abs(w)), `${what}: ${k} is ${v}, expected ${w}`);
       else assert.deepEqual(v, w, `${what}: ${k}`);
     }
   });
@@ -74,14 +75,24 @@ describe('e2e: real files (vega-datasets cars.json) in any formatting', function
 
   const ndjson = cars.map((c, i) => JSON.stringify(c) + ['\n', '\r\n\r\n', '\n  \t\n', '\n\n\n'][i % 4]).join('');
   const bodies: { table: string; what: string; contentType: string; body: string }[] = [
-    { table: 'cars_published', what: 'cars.json as published (pretty-printed, LF)', contentType: 'application/json', body: text },
+    {
+      table: 'cars_published',
+      what: 'cars.json as published (pretty-printed, LF)',
+      contentType: 'application/json',
+      body: text,
+    },
     {
       table: 'cars_crlf_bom',
       what: 'JSON.stringify(rows, null, 2) with CRLF line ends and a BOM',
       contentType: 'application/json',
       body: '\ufeff' + JSON.stringify(cars, null, 2).replace(/\n/g, '\r\n') + '\r\n',
     },
-    { table: 'cars_ndjson', what: 'NDJSON with blank and whitespace-only lines, LF and CRLF, and a BOM', contentType: 'application/x-ndjson', body: '\ufeff\n' + ndjson },
+    {
+      table: 'cars_ndjson',
+      what: 'NDJSON with blank and whitespace-only lines, LF and CRLF, and a BOM',
+      contentType: 'application/x-ndjson',
+      body: '\ufeff\n' + ndjson,
+    },
   ];
 
   it('has the fixture it expects (406 records, pretty-printed)', () => {
@@ -112,24 +123,36 @@ describe('e2e: real files (vega-datasets cars.json) in any formatting', function
       it('answers exactly the rows of the file, each with its own _id', async () => {
         const rows = await e2e.cluster.query<Car & { _id: string }>(b.table);
         assert.equal(new Set(rows.map((r) => r._id)).size, 406, 'every row has a distinct _id');
-        assert.deepEqual(
-          multiset(rows.map(({ _id, ...rest }) => (void _id, rest))),
-          multiset(cars),
-        );
+        assert.deepEqual(multiset(rows.map(({ _id, ...rest }) => (void _id, rest))), multiset(cars));
       });
 
       it('filters as JavaScript does, nulls included', async () => {
-        const got = await e2e.cluster.query<Car>(b.table, { where: { Origin: 'Japan', Miles_per_Gallon: { $gte: 30 } }, fields: ['Name', 'Miles_per_Gallon', 'Year'] });
-        const want = cars.filter((c) => c.Origin === 'Japan' && c.Miles_per_Gallon !== null && c.Miles_per_Gallon >= 30).map(({ Name, Miles_per_Gallon, Year }) => ({ Name, Miles_per_Gallon, Year }));
+        const got = await e2e.cluster.query<Car>(b.table, {
+          where: { Origin: 'Japan', Miles_per_Gallon: { $gte: 30 } },
+          fields: ['Name', 'Miles_per_Gallon', 'Year'],
+        });
+        const want = cars
+          .filter((c) => c.Origin === 'Japan' && c.Miles_per_Gallon !== null && c.Miles_per_Gallon >= 30)
+          .map(({ Name, Miles_per_Gallon, Year }) => ({ Name, Miles_per_Gallon, Year }));
         assert.ok(want.length > 20);
         assert.deepEqual(multiset(got), multiset(want));
         const noHp = await e2e.cluster.query<Car>(b.table, { where: { Horsepower: null }, fields: ['Name'] });
-        assert.deepEqual(multiset(noHp), multiset(cars.filter((c) => c.Horsepower === null).map(({ Name }) => ({ Name }))));
+        assert.deepEqual(
+          multiset(noHp),
+          multiset(cars.filter((c) => c.Horsepower === null).map(({ Name }) => ({ Name }))),
+        );
       });
 
       it('sorts and limits as JavaScript does', async () => {
-        const got = await e2e.cluster.query(b.table, { sort: [{ field: 'Weight_in_lbs', dir: 'desc' }], limit: 5, fields: ['Name', 'Weight_in_lbs'] });
-        const want = [...cars].sort((x, y) => y.Weight_in_lbs - x.Weight_in_lbs).slice(0, 5).map(({ Name, Weight_in_lbs }) => ({ Name, Weight_in_lbs }));
+        const got = await e2e.cluster.query(b.table, {
+          sort: [{ field: 'Weight_in_lbs', dir: 'desc' }],
+          limit: 5,
+          fields: ['Name', 'Weight_in_lbs'],
+        });
+        const want = [...cars]
+          .sort((x, y) => y.Weight_in_lbs - x.Weight_in_lbs)
+          .slice(0, 5)
+          .map(({ Name, Weight_in_lbs }) => ({ Name, Weight_in_lbs }));
         assert.deepEqual(got, want);
       });
 
@@ -144,7 +167,11 @@ describe('e2e: real files (vega-datasets cars.json) in any formatting', function
             { op: 'max', field: 'Weight_in_lbs' },
           ],
         });
-        assertClose([...got].sort((x, y) => String(x.Origin).localeCompare(String(y.Origin))), byOrigin(cars), 'group by Origin');
+        assertClose(
+          [...got].sort((x, y) => String(x.Origin).localeCompare(String(y.Origin))),
+          byOrigin(cars),
+          'group by Origin',
+        );
       });
     });
   }
@@ -159,7 +186,12 @@ describe('e2e: real files (vega-datasets cars.json) in any formatting', function
     const table = 'refused';
     before(async () => {
       assert.equal((await e2e.cluster.api('PUT', `/tables/${table}`)).status, 201);
-      const first = await e2e.cluster.api('POST', `/tables/${table}/records`, JSON.stringify(cars.slice(0, 10).map((c, i) => ({ _id: `car-${i}`, ...c }))), 'application/json');
+      const first = await e2e.cluster.api(
+        'POST',
+        `/tables/${table}/records`,
+        JSON.stringify(cars.slice(0, 10).map((c, i) => ({ _id: `car-${i}`, ...c }))),
+        'application/json',
+      );
       assert.equal(first.status, 200, JSON.stringify(first.body));
     });
 
@@ -168,7 +200,12 @@ describe('e2e: real files (vega-datasets cars.json) in any formatting', function
       // refusing the chunk that holds it (row 150 of the request is row 50 of its second chunk).
       await e2e.cluster.redis.del(e2e.keys.idIndex(table));
       const rows = cars.slice(0, 200).map((c, i) => ({ _id: i === 149 ? 'car-3' : `new-${i}`, ...c }));
-      const r = await e2e.cluster.api<{ error: string; message: string; row?: number; field?: string }>('POST', `/tables/${table}/records`, JSON.stringify(rows, null, 2), 'application/json');
+      const r = await e2e.cluster.api<{ error: string; message: string; row?: number; field?: string }>(
+        'POST',
+        `/tables/${table}/records`,
+        JSON.stringify(rows, null, 2),
+        'application/json',
+      );
       assert.equal(r.status, 409, JSON.stringify(r.body));
       assert.equal(r.body.error, 'conflict');
       assert.match(r.body.message, /^row 150: duplicate _id "car-3"/);

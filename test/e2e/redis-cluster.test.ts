@@ -17,7 +17,8 @@ describe('e2e: dstore on a three-master Redis Cluster', function () {
 
   before(function () {
     if (!clusterMode()) {
-      this.skip(); // single Redis: run `npm run test:cluster` for this suite (mocha then skips the later before hooks too)
+      // single Redis: run `npm run test:cluster` for this suite (mocha then skips the later before hooks too)
+      this.skip();
     }
   });
 
@@ -32,7 +33,12 @@ describe('e2e: dstore on a three-master Redis Cluster', function () {
   it('stores and reads exactly, with worker streams on several masters and metadata on one slot', async () => {
     assert.equal((await e2e.cluster.api('PUT', '/tables/t')).status, 201);
     const rows = makeRows(6000, 7);
-    const posted = await e2e.cluster.api('POST', '/tables/t/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson');
+    const posted = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      rows.map((r) => JSON.stringify(r)).join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(posted.status, 200, JSON.stringify(posted.body));
     assert.deepEqual(lossAndDuplicates(rows, await e2e.cluster.query('t')), { lost: 0, duplicated: 0, wrong: 0 });
     const [{ count }] = await e2e.cluster.query<{ count: number }>('t', { aggregate: [{ op: 'count' }] });
@@ -53,19 +59,31 @@ describe('e2e: dstore on a three-master Redis Cluster', function () {
     const streamNodes = new Set([...e2e.cluster.workers.keys()].map((w) => nodeOf.get(keys.workerOps(w))));
     assert.ok(!streamNodes.has(undefined), 'every worker has its ops stream');
     assert.ok(streamNodes.size >= 2, `the six workers' streams spread over ${streamNodes.size} master(s)`);
-    const shared = [keys.chunks, keys.tables, keys.workers, keys.workerStatus, keys.token, keys.tableChunks('t'), keys.coordinators];
+    const shared = [
+      keys.chunks,
+      keys.tables,
+      keys.workers,
+      keys.workerStatus,
+      keys.token,
+      keys.tableChunks('t'),
+      keys.coordinators,
+    ];
     const sharedNodes = new Set(shared.map((k) => nodeOf.get(k)));
     assert.equal(sharedNodes.size, 1, `shared metadata on one node: ${[...sharedNodes].join(', ')}`);
     const bull = [...nodeOf.keys()].filter((k) => k.startsWith(`${keys.bullPrefix}:`));
     assert.ok(bull.length > 0, 'BullMQ keys exist under the hash-tagged prefix');
-    assert.ok(bull.every((k) => nodeOf.get(k) === [...sharedNodes][0]), 'BullMQ keys share the metadata slot');
+    assert.ok(
+      bull.every((k) => nodeOf.get(k) === [...sharedNodes][0]),
+      'BullMQ keys share the metadata slot',
+    );
   });
 
   it('answers GET /status and GET /metrics with every worker stream read from its own node', async () => {
     const s = (await e2e.cluster.api<ClusterStatus>('GET', '/status')).body;
     assert.deepEqual(s.incomplete, []);
     assert.equal(s.workers.length, 6);
-    for (const w of s.workers) assert.equal(w.stream?.length, await e2e.cluster.redis.xlen(e2e.keys.workerOps(w.id)), w.id);
+    for (const w of s.workers)
+      assert.equal(w.stream?.length, await e2e.cluster.redis.xlen(e2e.keys.workerOps(w.id)), w.id);
     const metrics = await (await fetch(`${e2e.cluster.url}/metrics`)).text();
     assert.match(metrics, /^dstore_workers_live\{[^}]*\} 6$/m);
     assert.doesNotMatch(metrics, /^dstore_status_incomplete/m);

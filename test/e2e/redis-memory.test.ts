@@ -46,7 +46,12 @@ describe('e2e: Redis at its maxmemory', function () {
     const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
     assert.match(metrics, /^dstore_redis_maxmemory_bytes\{[^}]*\} \d+$/m);
     // Enough rows that the id index needs more than the few KB left.
-    const refused = await cluster.api<{ error: string; message: string; setting: string }>('POST', '/tables/t/records', ndjson(20_000, 2), 'application/x-ndjson');
+    const refused = await cluster.api<{ error: string; message: string; setting: string }>(
+      'POST',
+      '/tables/t/records',
+      ndjson(20_000, 2),
+      'application/x-ndjson',
+    );
     assert.equal(refused.status, 503, JSON.stringify(refused.body));
     assert.equal(refused.body.error, 'redis_full');
     assert.equal(refused.body.setting, 'maxmemory');

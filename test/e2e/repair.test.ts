@@ -9,13 +9,22 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
   this.timeout(180_000);
   const rows = makeRows(20_000, 123);
 
-  const e2e = clusterSuite({ workers: 4, replicas: 2, env: { DSTORE_REPAIR_AFTER_MS: '2000', DSTORE_SWEEP_MS: '300' } });
+  const e2e = clusterSuite({
+    workers: 4,
+    replicas: 2,
+    env: { DSTORE_REPAIR_AFTER_MS: '2000', DSTORE_SWEEP_MS: '300' },
+  });
 
   before(async () => {
     // A second coordinator takes repair jobs too: each chunk must still be repaired once.
     await e2e.cluster.spawnCoordinator('coordinator-2');
     await e2e.cluster.api('PUT', '/tables/t');
-    const r = await e2e.cluster.api('POST', '/tables/t/records', rows.map((x) => JSON.stringify(x)).join('\n'), 'application/x-ndjson');
+    const r = await e2e.cluster.api(
+      'POST',
+      '/tables/t/records',
+      rows.map((x) => JSON.stringify(x)).join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 
@@ -49,7 +58,11 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
       async () => {
         const s2 = await e2e.cluster.api<{ workers: { id: string; status: { chunks: number } }[] }>('GET', '/workers');
         const held = s2.body.workers.filter((w) => w.id !== 'w2').reduce((n, w) => n + w.status.chunks, 0);
-        return held === 40 ? true : held > 40 ? Promise.reject(new Error(`${held} copies of 20 chunks: a chunk was copied twice`)) : undefined;
+        return held === 40
+          ? true
+          : held > 40
+            ? Promise.reject(new Error(`${held} copies of 20 chunks: a chunk was copied twice`))
+            : undefined;
       },
       { what: 'the three survivors to hold exactly 2 copies of each of the 20 chunks', timeoutMs: 10_000 },
     ).catch((e) => {
@@ -64,7 +77,11 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     await w1.child.exited;
     await e2e.cluster.waitLive(['w3', 'w4']);
     const got = await e2e.cluster.query<Row>('t');
-    assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 }, `recovered in ${recoverMs} ms`);
+    assert.deepEqual(
+      lossAndDuplicates(rows, got),
+      { lost: 0, duplicated: 0, wrong: 0 },
+      `recovered in ${recoverMs} ms`,
+    );
   });
 
   it('has a returning lost worker drop its re-homed chunks, so reads never see duplicates', async () => {
@@ -81,7 +98,10 @@ describe('e2e: repair of a worker lost for good (BullMQ repair jobs, two coordin
     await waitFor(
       async () => {
         const p = await placements();
-        return [...p.values()].every((r) => r.length === 2) && (await e2e.cluster.redis.zcard(e2e.keys.underReplicated)) === 0;
+        return (
+          [...p.values()].every((r) => r.length === 2) &&
+          (await e2e.cluster.redis.zcard(e2e.keys.underReplicated)) === 0
+        );
       },
       { what: 'every chunk at 2 replicas again', timeoutMs: 60_000 },
     );

@@ -15,10 +15,17 @@ import { waitFor } from '../support/wait';
 /** FETCHes each worker received so far, from the counters in its heartbeat. */
 async function fetchRequests(c: TestCluster, statusKey: string): Promise<Map<string, number>> {
   const all = await c.redis.hgetall(statusKey);
-  return new Map(Object.entries(all).map(([w, raw]) => [w, (JSON.parse(raw) as { counters?: { fetchRequests?: number } }).counters?.fetchRequests ?? 0]));
+  return new Map(
+    Object.entries(all).map(([w, raw]) => [
+      w,
+      (JSON.parse(raw) as { counters?: { fetchRequests?: number } }).counters?.fetchRequests ?? 0,
+    ]),
+  );
 }
 
-/** Runs `fn`, then waits for two heartbeats so that the counters include its FETCHes; returns each worker's increase. */
+/**
+ * Runs `fn`, then waits for two heartbeats so that the counters include its FETCHes; returns each worker's increase.
+ */
 async function countRequests(c: TestCluster, statusKey: string, fn: () => Promise<void>): Promise<Map<string, number>> {
   const before = await fetchRequests(c, statusKey);
   await fn();
@@ -27,18 +34,29 @@ async function countRequests(c: TestCluster, statusKey: string, fn: () => Promis
   return new Map([...after].map(([w, n]) => [w, n - (before.get(w) ?? 0)]));
 }
 
-const explain = async (c: TestCluster, table: string, q: Record<string, unknown>) => (await c.query<{ explain: ReadExplain }>(table, { ...q, explain: true }))[0].explain;
+const explain = async (c: TestCluster, table: string, q: Record<string, unknown>) =>
+  (await c.query<{ explain: ReadExplain }>(table, { ...q, explain: true }))[0].explain;
 
 describe('e2e: routed reads (4 workers, R = 2)', function () {
   this.timeout(120_000);
   // Small batches and a small window: a read of the big table is still going when a test stops a worker.
-  const e2e = clusterSuite({ workers: 4, replicas: 2, env: { DSTORE_CHUNK_ROWS: '500', DSTORE_FETCH_BATCH_ROWS: '20', DSTORE_FETCH_WINDOW: '2' } });
+  const e2e = clusterSuite({
+    workers: 4,
+    replicas: 2,
+    env: { DSTORE_CHUNK_ROWS: '500', DSTORE_FETCH_BATCH_ROWS: '20', DSTORE_FETCH_WINDOW: '2' },
+  });
   const rows = makeRows(4000, 61);
   const small = makeRows(300, 62, 's');
 
   before(async () => {
     for (const t of ['big', 'small']) await e2e.cluster.api('PUT', `/tables/${t}`);
-    const post = (t: string, rs: Row[]) => e2e.cluster.api('POST', `/tables/${t}/records`, rs.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson');
+    const post = (t: string, rs: Row[]) =>
+      e2e.cluster.api(
+        'POST',
+        `/tables/${t}/records`,
+        rs.map((r) => JSON.stringify(r)).join('\n'),
+        'application/x-ndjson',
+      );
     assert.equal((await post('big', rows)).status, 200);
     // One chunk: on 2 of the 4 workers.
     assert.equal((await post('small', small)).status, 200);
@@ -61,9 +79,16 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
       if (holders.includes(w)) continue;
       assert.equal(n, 0, `${w} holds nothing of the table and received ${n} FETCHes`);
     }
-    assert.equal([...got.values()].reduce((a, b) => a + b, 0), 20, 'one FETCH per read');
+    assert.equal(
+      [...got.values()].reduce((a, b) => a + b, 0),
+      20,
+      'one FETCH per read',
+    );
     // Spread over both replicas (least work first, then at random).
-    assert.ok(holders.every((w) => (got.get(w) ?? 0) > 0), `both replicas answered: ${JSON.stringify(Object.fromEntries(got))}`);
+    assert.ok(
+      holders.every((w) => (got.get(w) ?? 0) > 0),
+      `both replicas answered: ${JSON.stringify(Object.fromEntries(got))}`,
+    );
   });
 
   it('prunes a lookup by _id to the chunk that holds it, an $in to its chunks, and a missing id to no worker', async () => {
@@ -83,9 +108,18 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
       const [r] = await c.query<Row>('big', { where: { _id: rows[1234]._id } });
       assert.deepEqual(r, rows[1234]);
       const rs = await c.query<Row>('big', { where: { _id: { $in: ten } } });
-      assert.deepEqual(lossAndDuplicates(rows.filter((x) => ten.includes(x._id)), rs), { lost: 0, duplicated: 0, wrong: 0 });
+      assert.deepEqual(
+        lossAndDuplicates(
+          rows.filter((x) => ten.includes(x._id)),
+          rs,
+        ),
+        { lost: 0, duplicated: 0, wrong: 0 },
+      );
       assert.deepEqual(await c.query('big', { where: { _id: 'no-such-id' } }), []);
-      const [count] = await c.query<{ count: number }>('big', { where: { _id: { $in: [...ten, 'nope'] } }, aggregate: [{ op: 'count' }] });
+      const [count] = await c.query<{ count: number }>('big', {
+        where: { _id: { $in: [...ten, 'nope'] } },
+        aggregate: [{ op: 'count' }],
+      });
       assert.equal(count.count, 10);
     });
     const total = [...got.values()].reduce((a, b) => a + b, 0);
@@ -98,7 +132,10 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     assert.equal((await c.api('DELETE', '/tables/big/records', { where: { _id: id } })).status, 200);
     assert.deepEqual(await c.query('big', { where: { _id: id } }), []);
     const again = { ...rows[10], n: 4242 };
-    assert.equal((await c.api('POST', '/tables/big/records', JSON.stringify(again), 'application/x-ndjson')).status, 200);
+    assert.equal(
+      (await c.api('POST', '/tables/big/records', JSON.stringify(again), 'application/x-ndjson')).status,
+      200,
+    );
     assert.deepEqual(await c.query('big', { where: { _id: id } }), [again]);
     rows[10] = again;
   });
@@ -109,24 +146,38 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     // so the workers are still sending (2 batches of 20 rows at a time) when one is stopped.
     const wide = makeRows(40_000, 63, 'w').map((r) => ({ ...r, pad: 'p'.repeat(150) }));
     await c.api('PUT', '/tables/wide');
-    assert.equal((await c.api('POST', '/tables/wide/records', wide.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson')).status, 200);
+    assert.equal(
+      (
+        await c.api(
+          'POST',
+          '/tables/wide/records',
+          wide.map((r) => JSON.stringify(r)).join('\n'),
+          'application/x-ndjson',
+        )
+      ).status,
+      200,
+    );
     const victim = (await explain(c, 'wide', {})).workers[0].worker;
     const body = await new Promise<string>((resolve, reject) => {
-      const req = http.request(`${c.url}/tables/wide/query`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-        let text = '';
-        let stopped = false;
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          text += d;
-          if (stopped) return;
-          stopped = true;
-          res.pause();
-          c.workers.get(victim)!.child.kill('SIGSTOP');
-          setTimeout(() => res.resume(), 300);
-        });
-        res.on('end', () => resolve(text));
-        res.on('error', reject);
-      });
+      const req = http.request(
+        `${c.url}/tables/wide/query`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          let text = '';
+          let stopped = false;
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            text += d;
+            if (stopped) return;
+            stopped = true;
+            res.pause();
+            c.workers.get(victim)!.child.kill('SIGSTOP');
+            setTimeout(() => res.resume(), 300);
+          });
+          res.on('end', () => resolve(text));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end('{}');
     }).finally(() => c.workers.get(victim)!.child.kill('SIGCONT'));
@@ -135,6 +186,9 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Row);
     assert.deepEqual(lossAndDuplicates(wide, got), { lost: 0, duplicated: 0, wrong: 0 });
-    await waitFor(async () => (await c.api<{ liveWorkers: number }>('GET', '/healthz')).body.liveWorkers === 4, { what: 'the victim live again', timeoutMs: 20_000 });
+    await waitFor(async () => (await c.api<{ liveWorkers: number }>('GET', '/healthz')).body.liveWorkers === 4, {
+      what: 'the victim live again',
+      timeoutMs: 20_000,
+    });
   });
 });

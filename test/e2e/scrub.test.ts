@@ -25,9 +25,22 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
   before(async () => {
     const rows = makeRows(5000, 4);
     await e2e.cluster.api('PUT', '/tables/t');
-    assert.equal((await e2e.cluster.api('POST', '/tables/t/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson')).status, 200);
+    assert.equal(
+      (
+        await e2e.cluster.api(
+          'POST',
+          '/tables/t/records',
+          rows.map((r) => JSON.stringify(r)).join('\n'),
+          'application/x-ndjson',
+        )
+      ).status,
+      200,
+    );
     // A write after the load: digests must follow updates, or scrub would flag every copy.
-    assert.equal((await e2e.cluster.api('PATCH', '/tables/t/records', { where: { city: 'Lima' }, set: { seen: true } })).status, 200);
+    assert.equal(
+      (await e2e.cluster.api('PATCH', '/tables/t/records', { where: { city: 'Lima' }, set: { seen: true } })).status,
+      200,
+    );
     expected = rows.map((r) => (r.city === 'Lima' ? { ...r, seen: true } : r));
     loadedAt = Date.now();
   });
@@ -56,16 +69,25 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     e2e.cluster.startWorker('w2');
     await e2e.cluster.waitLive(['w1', 'w2', 'w3']);
 
-    const fixed = await waitFor(async () => {
-      const r = await report(t0);
-      return r && r.rebuilt.length > 0 ? r : undefined;
-    }, { what: 'scrub to rebuild the altered copies', timeoutMs: 30_000 });
-    assert.ok(fixed.corrupt.every((c) => c.worker === 'w2'), 'only w2 is flagged');
+    const fixed = await waitFor(
+      async () => {
+        const r = await report(t0);
+        return r && r.rebuilt.length > 0 ? r : undefined;
+      },
+      { what: 'scrub to rebuild the altered copies', timeoutMs: 30_000 },
+    );
+    assert.ok(
+      fixed.corrupt.every((c) => c.worker === 'w2'),
+      'only w2 is flagged',
+    );
     assert.ok(fixed.rebuilt.every((c) => c.worker === 'w2' && c.from !== 'w2'));
-    const clean = await waitFor(async () => {
-      const r = await report(fixed.at);
-      return r && r.corrupt.length === 0 ? r : undefined;
-    }, { what: 'a clean scrub pass after the rebuild', timeoutMs: 30_000 });
+    const clean = await waitFor(
+      async () => {
+        const r = await report(fixed.at);
+        return r && r.corrupt.length === 0 ? r : undefined;
+      },
+      { what: 'a clean scrub pass after the rebuild', timeoutMs: 30_000 },
+    );
     assert.equal(clean.copies, 20);
 
     for (const id of ['w1', 'w3']) {
@@ -74,7 +96,9 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     }
     await e2e.cluster.waitLive(['w2']);
     // Only w2 is left: it answers every chunk it holds (2/3 of them), from its rebuilt copies.
-    const metas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map((v) => JSON.parse(v) as { replicas: string[]; rows: number });
+    const metas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map(
+      (v) => JSON.parse(v) as { replicas: string[]; rows: number },
+    );
     const held = metas.filter((m) => m.replicas.includes('w2')).reduce((n, m) => n + m.rows, 0);
     const r = await e2e.cluster.api<Row[]>('POST', '/tables/t/query', { partial: true });
     assert.equal(r.status, 200);

@@ -26,27 +26,50 @@ describe('e2e: CSV into a table without a schema (vega-datasets airports)', func
   const ref = reference();
 
   before(async () => {
-    for (const t of ['airports', 'airports_text']) assert.equal((await e2e.cluster.api('PUT', `/tables/${t}`)).status, 201);
+    for (const t of ['airports', 'airports_text'])
+      assert.equal((await e2e.cluster.api('PUT', `/tables/${t}`)).status, 201);
     const csv = fs.readFileSync(FILE, 'utf8');
     assert.equal((await e2e.cluster.api('POST', '/tables/airports/records', csv, 'text/csv')).status, 200);
-    assert.equal((await e2e.cluster.api('POST', '/tables/airports_text/records?csvTypes=string', csv, 'text/csv')).status, 200);
+    assert.equal(
+      (await e2e.cluster.api('POST', '/tables/airports_text/records?csvTypes=string', csv, 'text/csv')).status,
+      200,
+    );
   });
 
   it('stores numbers as numbers, so numeric filters and aggregates work', async () => {
-    const north = ref.filter((r) => Number(r.latitude) > 60).map((r) => r.iata).sort();
+    const north = ref
+      .filter((r) => Number(r.latitude) > 60)
+      .map((r) => r.iata)
+      .sort();
     assert.ok(north.length >= 5);
-    const got = await e2e.cluster.query<{ iata: string }>('airports', { where: { latitude: { $gt: 60 } }, fields: ['iata'] });
+    const got = await e2e.cluster.query<{ iata: string }>('airports', {
+      where: { latitude: { $gt: 60 } },
+      fields: ['iata'],
+    });
     assert.deepEqual(got.map((r) => r.iata).sort(), north);
-    const [avg] = await e2e.cluster.query<{ avg_latitude: number }>('airports', { aggregate: [{ op: 'avg', field: 'latitude' }] });
+    const [avg] = await e2e.cluster.query<{ avg_latitude: number }>('airports', {
+      aggregate: [{ op: 'avg', field: 'latitude' }],
+    });
     const want = ref.reduce((s, r) => s + Number(r.latitude), 0) / ref.length;
     assert.ok(Math.abs(avg.avg_latitude - want) < 1e-9, `${avg.avg_latitude} vs ${want}`);
   });
 
   it('keeps codes and names as text, leading zeros included', async () => {
     const rows = await e2e.cluster.query<Record<string, unknown>>('airports', { where: { iata: '00M' } });
-    assert.deepEqual(rows.map(({ _id, ...r }) => (void _id, r)), [
-      { iata: '00M', name: 'Thigpen', city: 'Bay Springs', state: 'MS', country: 'USA', latitude: 31.95376472, longitude: -89.23450472 },
-    ]);
+    assert.deepEqual(
+      rows.map(({ _id, ...r }) => (void _id, r)),
+      [
+        {
+          iata: '00M',
+          name: 'Thigpen',
+          city: 'Bay Springs',
+          state: 'MS',
+          country: 'USA',
+          latitude: 31.95376472,
+          longitude: -89.23450472,
+        },
+      ],
+    );
     const all = await e2e.cluster.query<Record<string, unknown>>('airports');
     assert.equal(all.length, ref.length);
     for (const r of all) assert.equal(typeof r.iata, 'string');
@@ -57,7 +80,12 @@ describe('e2e: CSV into a table without a schema (vega-datasets airports)', func
     assert.equal(got[0].latitude, '31.95376472');
     const numeric = await e2e.cluster.query('airports_text', { where: { latitude: { $gt: 60 } } });
     assert.equal(numeric.length, 0, 'text never compares greater than a number');
-    const bad = await e2e.cluster.api<{ error: string; message: string }>('POST', '/tables/airports_text/records?csvTypes=numbers', 'a\n1\n', 'text/csv');
+    const bad = await e2e.cluster.api<{ error: string; message: string }>(
+      'POST',
+      '/tables/airports_text/records?csvTypes=numbers',
+      'a\n1\n',
+      'text/csv',
+    );
     assert.equal(bad.status, 400);
     assert.match(bad.body.message, /csvTypes must be one of infer, string/);
   });
@@ -68,16 +96,35 @@ describe('e2e: filters on a table with a schema', function () {
   const e2e = clusterSuite({ workers: 1, replicas: 1 });
 
   before(async () => {
-    await e2e.cluster.api('PUT', '/tables/flights', { schema: { origin: 'string', delay: 'integer', distance: 'number', cancelled: 'boolean', extra: 'json' } });
-    await e2e.cluster.api('POST', '/tables/flights/records', '{"origin":"SEA","delay":5,"distance":100.5,"cancelled":false,"extra":{"gate":"A1"}}\n', 'application/x-ndjson');
+    await e2e.cluster.api('PUT', '/tables/flights', {
+      schema: { origin: 'string', delay: 'integer', distance: 'number', cancelled: 'boolean', extra: 'json' },
+    });
+    await e2e.cluster.api(
+      'POST',
+      '/tables/flights/records',
+      '{"origin":"SEA","delay":5,"distance":100.5,"cancelled":false,"extra":{"gate":"A1"}}\n',
+      'application/x-ndjson',
+    );
   });
 
   const refused: [string, unknown, RegExp][] = [
     ['an unknown field', { dest: 'LAX' }, /unknown field "dest"; the table's columns are _id, origin, delay/],
-    ['a string for an integer column', { delay: '5' }, /column "delay" is an integer column; compare it with a number, got the string "5"/],
+    [
+      'a string for an integer column',
+      { delay: '5' },
+      /column "delay" is an integer column; compare it with a number, got the string "5"/,
+    ],
     ['a number for a string column', { origin: { $in: ['SEA', 7] } }, /column "origin" is a string column/],
-    ['a string for a boolean column', { cancelled: 'false' }, /column "cancelled" is a boolean column; compare it with true or false/],
-    ['a path inside a non-json column', { 'origin.code': 'S' }, /addresses inside column "origin", which is a string, not json/],
+    [
+      'a string for a boolean column',
+      { cancelled: 'false' },
+      /column "cancelled" is a boolean column; compare it with true or false/,
+    ],
+    [
+      'a path inside a non-json column',
+      { 'origin.code': 'S' },
+      /addresses inside column "origin", which is a string, not json/,
+    ],
     ['an unknown field under $or', { $or: [{ delay: 1 }, { nope: 1 }] }, /unknown field "nope"/],
   ];
   for (const [what, where, message] of refused) {
@@ -95,7 +142,13 @@ describe('e2e: filters on a table with a schema', function () {
   }
 
   it('accepts values of the column type, null, numbers with a fraction on an integer column, and paths inside json', async () => {
-    for (const where of [{ delay: { $gt: 4.5 } }, { delay: null }, { origin: 'SEA', cancelled: false }, { 'extra.gate': 'A1' }, { distance: { $lte: 100.5 } }]) {
+    for (const where of [
+      { delay: { $gt: 4.5 } },
+      { delay: null },
+      { origin: 'SEA', cancelled: false },
+      { 'extra.gate': 'A1' },
+      { distance: { $lte: 100.5 } },
+    ]) {
       const r = await e2e.cluster.api('POST', '/tables/flights/query', { where });
       assert.equal(r.status, 200, `${JSON.stringify(where)}: ${JSON.stringify(r.body)}`);
     }

@@ -10,7 +10,13 @@ import { waitFor } from '../support/wait';
 const CLI = () => path.join(projectRoot(), 'dist', 'cli', 'main.js');
 
 /** `dstore up` runs its own redis-server: no REDIS_URL of the harness leaks in. */
-const UP_ENV: Record<string, string> = { REDIS_URL: '', REDIS_CLUSTER_NODES: '', LOG_FORMAT: 'json', DSTORE_WORKER_TIMEOUT_MS: '2000', DSTORE_HEARTBEAT_MS: '250' };
+const UP_ENV: Record<string, string> = {
+  REDIS_URL: '',
+  REDIS_CLUSTER_NODES: '',
+  LOG_FORMAT: 'json',
+  DSTORE_WORKER_TIMEOUT_MS: '2000',
+  DSTORE_HEARTBEAT_MS: '250',
+};
 
 interface Up {
   child: ChildHandle;
@@ -57,7 +63,10 @@ async function workerPids(u: Up): Promise<Record<string, number>> {
 
 /** The coordinator's pid, from the last "listening" line of its log. */
 function coordinatorPid(u: Up): number {
-  const lines = fs.readFileSync(path.join(u.dir, 'logs', 'coordinator.log'), 'utf8').split('\n').filter((l) => l.includes('coordinator listening on'));
+  const lines = fs
+    .readFileSync(path.join(u.dir, 'logs', 'coordinator.log'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('coordinator listening on'));
   return (JSON.parse(lines[lines.length - 1]) as { pid: number }).pid;
 }
 
@@ -93,9 +102,16 @@ async function stopUp(u: Up, signal: NodeJS.Signals, pids: number[]): Promise<vo
 }
 
 /** Runs the CLI to completion, stdout and stderr apart. */
-function cli(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string; ms: number } {
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): { code: number | null; stdout: string; stderr: string; ms: number } {
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [CLI(), ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...UP_ENV, ...env } });
+  const r = spawnSync(process.execPath, [CLI(), ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, ...UP_ENV, ...env },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t0 };
 }
 
@@ -120,7 +136,10 @@ describe('e2e: dstore up supervises a local cluster', function () {
 
     it('starts redis-server, a coordinator and the workers, and prints the exact command that adds a worker', async () => {
       assert.deepEqual(await liveIds(u), ['w1', 'w2']);
-      assert.ok(fs.existsSync(path.join(dir, 'redis', 'appendonlydir')), 'its own redis-server keeps an AOF in the data dir');
+      assert.ok(
+        fs.existsSync(path.join(dir, 'redis', 'appendonlydir')),
+        'its own redis-server keeps an AOF in the data dir',
+      );
       const line = /^ {11}(REDIS_URL=\S+ DSTORE_PREFIX=\S+ DSTORE_DATA_DIR=\S+) npx dstore worker$/m.exec(u.out());
       assert.ok(line, u.out());
       const env = Object.fromEntries(line[1].split(' ').map((kv) => kv.split('=') as [string, string]));
@@ -129,10 +148,17 @@ describe('e2e: dstore up supervises a local cluster', function () {
       assert.equal(env.DSTORE_PREFIX, 'dstore');
       assert.equal(path.resolve(env.DSTORE_DATA_DIR), path.join(dir, 'w3'));
       // The command as printed (npx dstore = this CLI), run from the same directory.
-      const extra = spawnNode('added-worker', CLI(), ['worker'], { ...env, LOG_FORMAT: 'json', DSTORE_HEARTBEAT_MS: '250' });
+      const extra = spawnNode('added-worker', CLI(), ['worker'], {
+        ...env,
+        LOG_FORMAT: 'json',
+        DSTORE_HEARTBEAT_MS: '250',
+      });
       leftovers.push(extra.pid);
       try {
-        const ids = await waitFor(async () => ((await liveIds(u)).length === 3 ? liveIds(u) : undefined), { what: 'the added worker to be live', timeoutMs: 30_000 });
+        const ids = await waitFor(async () => ((await liveIds(u)).length === 3 ? liveIds(u) : undefined), {
+          what: 'the added worker to be live',
+          timeoutMs: 30_000,
+        });
         assert.equal(ids.length, 3);
       } finally {
         await extra.stop();
@@ -143,14 +169,23 @@ describe('e2e: dstore up supervises a local cluster', function () {
       const before = await workerPids(u);
       leftovers.push(...Object.values(before));
       process.kill(before.w1, 'SIGKILL');
-      await waitFor(() => /^worker w1 exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; restarting in 1 s$/m.test(u.out()), { what: 'the exit line', timeoutMs: 10_000 });
-      const again = await waitFor(async () => {
-        const p = await workerPids(u);
-        return p.w1 && p.w1 !== before.w1 && (await liveIds(u)).includes('w1') ? p.w1 : undefined;
-      }, { what: 'w1 restarted and live', timeoutMs: 30_000 });
+      await waitFor(() => /^worker w1 exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; restarting in 1 s$/m.test(u.out()), {
+        what: 'the exit line',
+        timeoutMs: 10_000,
+      });
+      const again = await waitFor(
+        async () => {
+          const p = await workerPids(u);
+          return p.w1 && p.w1 !== before.w1 && (await liveIds(u)).includes('w1') ? p.w1 : undefined;
+        },
+        { what: 'w1 restarted and live', timeoutMs: 30_000 },
+      );
       leftovers.push(again);
       process.kill(again, 'SIGKILL');
-      await waitFor(() => /^worker w1 exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; restarting in 2 s$/m.test(u.out()), { what: 'the second exit line, with a longer pause', timeoutMs: 10_000 });
+      await waitFor(() => /^worker w1 exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; restarting in 2 s$/m.test(u.out()), {
+        what: 'the second exit line, with a longer pause',
+        timeoutMs: 10_000,
+      });
       await waitFor(async () => (await liveIds(u)).includes('w1'), { what: 'w1 live again', timeoutMs: 30_000 });
       assert.equal(alive(before.w2), true, 'w2 was left alone');
     });
@@ -159,8 +194,14 @@ describe('e2e: dstore up supervises a local cluster', function () {
       const pid = coordinatorPid(u);
       leftovers.push(pid);
       process.kill(pid, 'SIGKILL');
-      await waitFor(() => /^coordinator exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; restarting in 1 s$/m.test(u.out()), { what: 'the exit line', timeoutMs: 10_000 });
-      await waitFor(async () => coordinatorPid(u) !== pid && (await fetch(`${u.url}/healthz`)).ok, { what: 'the coordinator back on its port', timeoutMs: 30_000 });
+      await waitFor(
+        () => /^coordinator exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; restarting in 1 s$/m.test(u.out()),
+        { what: 'the exit line', timeoutMs: 10_000 },
+      );
+      await waitFor(async () => coordinatorPid(u) !== pid && (await fetch(`${u.url}/healthz`)).ok, {
+        what: 'the coordinator back on its port',
+        timeoutMs: 30_000,
+      });
     });
 
     it('stops every child on SIGHUP (the terminal closed): no orphan', async () => {
@@ -188,7 +229,11 @@ describe('e2e: dstore up supervises a local cluster', function () {
       assert.match(u.out(), /^workers {4}w1 w3 w4 \(new: w4\)$/m);
       assert.match(u.out(), /^ {11}w2 was drained and retired: not started \(its directory \S+ may be deleted\)$/m);
       assert.deepEqual(await liveIds(u), ['w1', 'w3', 'w4']);
-      assert.equal(fs.readFileSync(path.join(dir, 'w4', 'worker-id'), 'utf8').trim(), 'w4', 'a fresh directory for the new id');
+      assert.equal(
+        fs.readFileSync(path.join(dir, 'w4', 'worker-id'), 'utf8').trim(),
+        'w4',
+        'a fresh directory for the new id',
+      );
       const again = [...Object.values(await workerPids(u)), coordinatorPid(u), redisPid(u)];
       leftovers.push(...again);
       await stopUp(u, 'SIGTERM', again);
@@ -204,19 +249,34 @@ describe('e2e: dstore up supervises a local cluster', function () {
       const redis = redisPid(u);
       leftovers.push(w1, coordinator, redis);
       process.kill(w1, 'SIGKILL');
-      await waitFor(() => /^worker w1 exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; not restarted \(--no-restart\)$/m.test(u.out()), { what: 'the exit line', timeoutMs: 10_000 });
-      await waitFor(async () => (await liveIds(u)).length === 0, { what: 'w1 to be no longer live', timeoutMs: 10_000 });
+      await waitFor(
+        () => /^worker w1 exited \(signal SIGKILL\) at \d\d:\d\d:\d\d; not restarted \(--no-restart\)$/m.test(u.out()),
+        { what: 'the exit line', timeoutMs: 10_000 },
+      );
+      await waitFor(async () => (await liveIds(u)).length === 0, {
+        what: 'w1 to be no longer live',
+        timeoutMs: 10_000,
+      });
       await new Promise((r) => setTimeout(r, 1500));
       assert.deepEqual(await liveIds(u), [], 'w1 stays down');
       assert.doesNotMatch(u.out(), /restarting in/);
 
       u.child.kill('SIGKILL');
       await u.child.exited;
-      await waitFor(() => !alive(coordinator), { what: 'the coordinator to stop once dstore up is gone', timeoutMs: 10_000 });
+      await waitFor(() => !alive(coordinator), {
+        what: 'the coordinator to stop once dstore up is gone',
+        timeoutMs: 10_000,
+      });
       assert.equal(alive(redis), true, 'redis-server cannot watch its parent');
 
       const next = await up(dir, ['--workers', '1']);
-      assert.match(next.out(), new RegExp(`^redis-server \\(pid ${redis}\\) left running by an earlier dstore up on this data dir: stopping it$`, 'm'));
+      assert.match(
+        next.out(),
+        new RegExp(
+          `^redis-server \\(pid ${redis}\\) left running by an earlier dstore up on this data dir: stopping it$`,
+          'm',
+        ),
+      );
       assert.equal(alive(redis), false);
       const pids = [...Object.values(await workerPids(next)), coordinatorPid(next), redisPid(next)];
       leftovers.push(...pids);
@@ -233,7 +293,10 @@ describe('e2e: dstore up supervises a local cluster', function () {
         const dir = tempDir('up-port');
         const r = cli(['up', '--port', String(port), '--data-dir', dir]);
         assert.equal(r.code, 1);
-        assert.equal(r.stderr, `dstore: --port ${port}: 127.0.0.1:${port} is already in use (another dstore up or coordinator?); choose another --port, or --port 0 for a free one\n`);
+        assert.equal(
+          r.stderr,
+          `dstore: --port ${port}: 127.0.0.1:${port} is already in use (another dstore up or coordinator?); choose another --port, or --port 0 for a free one\n`,
+        );
         assert.ok(r.ms < 10_000, `${r.ms} ms`);
         assert.equal(fs.existsSync(path.join(dir, 'redis')), false, 'nothing was started');
       } finally {
@@ -246,7 +309,10 @@ describe('e2e: dstore up supervises a local cluster', function () {
       fs.writeFileSync(file, '');
       const r = cli(['up', '--port', '0', '--data-dir', path.join(file, 'data')]);
       assert.equal(r.code, 1);
-      assert.equal(r.stderr, `dstore: --data-dir ${path.join(file, 'data')}: cannot create or write it (ENOTDIR); choose another --data-dir\n`);
+      assert.equal(
+        r.stderr,
+        `dstore: --data-dir ${path.join(file, 'data')}: cannot create or write it (ENOTDIR); choose another --data-dir\n`,
+      );
     });
 
     it('fails at once naming --data-dir when another dstore up runs on it', async () => {
@@ -257,7 +323,10 @@ describe('e2e: dstore up supervises a local cluster', function () {
       try {
         const r = cli(['up', '--port', '0', '--data-dir', dir]);
         assert.equal(r.code, 1);
-        assert.equal(r.stderr, `dstore: --data-dir ${dir}: another dstore up (pid ${u.child.pid}) runs on it; stop it first, or choose another --data-dir\n`);
+        assert.equal(
+          r.stderr,
+          `dstore: --data-dir ${dir}: another dstore up (pid ${u.child.pid}) runs on it; stop it first, or choose another --data-dir\n`,
+        );
       } finally {
         await stopUp(u, 'SIGTERM', pids);
       }

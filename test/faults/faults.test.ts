@@ -101,7 +101,9 @@ async function isLive(c: Ctx, id: string): Promise<boolean> {
 /** Chunk id → replicas, from `<prefix>:chunks`. */
 async function placements(c: Ctx): Promise<Map<string, { replicas: string[]; rows: number; post: string }>> {
   const all = await c.cluster.redis.hgetall(makeKeys(c.prefix).chunks);
-  return new Map(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as { replicas: string[]; rows: number; post: string }]));
+  return new Map(
+    Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as { replicas: string[]; rows: number; post: string }]),
+  );
 }
 
 async function bounded<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
@@ -145,13 +147,40 @@ async function runFault(name: string, plan: FaultPlan): Promise<FaultResult> {
   try {
     redis = await startRedis({ appendonly: true });
     const prefix = uniquePrefix();
-    cluster = await startCluster({ redisUrl: redis.url, prefix, workers: 3, replicas: 2, env: { ...BASE_ENV, ...plan.env } });
+    cluster = await startCluster({
+      redisUrl: redis.url,
+      prefix,
+      workers: 3,
+      replicas: 2,
+      env: { ...BASE_ENV, ...plan.env },
+    });
     cluster.redis.on('error', () => undefined); // the Redis restart fault: ioredis reconnects by itself
     const put = await cluster.api('PUT', `/tables/${TABLE}`);
-    assert.ok(put.status === 201 || put.status === 200, `PUT /tables/${TABLE}: ${put.status} ${JSON.stringify(put.body)}`);
+    assert.ok(
+      put.status === 201 || put.status === 200,
+      `PUT /tables/${TABLE}: ${put.status} ${JSON.stringify(put.body)}`,
+    );
     const cl = cluster;
-    const load = new Load({ url: () => cl.url, table: TABLE, idPrefix: `f${++seed}`, seed, gapMs: LOAD_GAP_MS, log: verbose ? log : undefined });
-    c = { name, redis, cluster, prefix, load, notes: result.notes, t0: 0, expectedDead: new Set(), cancelled: false, log };
+    const load = new Load({
+      url: () => cl.url,
+      table: TABLE,
+      idPrefix: `f${++seed}`,
+      seed,
+      gapMs: LOAD_GAP_MS,
+      log: verbose ? log : undefined,
+    });
+    c = {
+      name,
+      redis,
+      cluster,
+      prefix,
+      load,
+      notes: result.notes,
+      t0: 0,
+      expectedDead: new Set(),
+      cancelled: false,
+      log,
+    };
     const ctx = c;
 
     loading = load.run();
@@ -174,15 +203,23 @@ async function runFault(name: string, plan: FaultPlan): Promise<FaultResult> {
     probing = probe;
     await plan.recover?.(ctx);
     await loading;
-    log(`load done: ${load.count('acked')} acked, ${load.count('failed')} failed, ${load.count('ambiguous')} ambiguous, ${load.count('rejected')} rejected batches`);
+    log(
+      `load done: ${load.count('acked')} acked, ${load.count('failed')} failed, ${load.count('ambiguous')} ambiguous, ${load.count('rejected')} rejected batches`,
+    );
     const span = load.span();
     const lat = load.latency();
-    result.notes.push(`load ran from ${span.start - ctx.t0} to +${span.end - ctx.t0} ms around the fault; POST answered 200 in median ${lat.median} ms, max ${lat.max} ms`);
+    result.notes.push(
+      `load ran from ${span.start - ctx.t0} to +${span.end - ctx.t0} ms around the fault; POST answered 200 in median ${lat.median} ms, max ${lat.max} ms`,
+    );
     const pr = await probe;
     result.recoverMs = pr.recoverMs;
     result.notes.push(
       `recovery probe: ${pr.reads} full reads (${pr.failedReads} failed, ${pr.inexactReads} inexact)` +
-        (pr.recoverMs === null ? `; no exact read within ${RECOVERY_DEADLINE_MS} ms; last: ${pr.last}` : pr.last ? `; last bad: ${pr.last}` : ''),
+        (pr.recoverMs === null
+          ? `; no exact read within ${RECOVERY_DEADLINE_MS} ms; last: ${pr.last}`
+          : pr.last
+            ? `; last bad: ${pr.last}`
+            : ''),
     );
     await plan.settle?.(ctx);
 
@@ -196,11 +233,22 @@ async function runFault(name: string, plan: FaultPlan): Promise<FaultResult> {
       { what: 'a complete full read', timeoutMs: 60_000, intervalMs: 300 },
     );
     const f = compare(load, final.rows);
-    Object.assign(result, { lost: f.lost, duplicated: f.duplicated, wrong: f.wrong, phantom: f.phantom, ambiguousRowsVisible: f.ambiguousVisible });
+    Object.assign(result, {
+      lost: f.lost,
+      duplicated: f.duplicated,
+      wrong: f.wrong,
+      phantom: f.phantom,
+      ambiguousRowsVisible: f.ambiguousVisible,
+    });
     result.notes.push(`final read: ${final.rows.length} rows in ${final.ms} ms`);
-    if (f.phantom > 0) result.notes.push(`${f.phantom} rows of never-acknowledged (failed/rejected) batches are visible (counted in duplicated)`);
+    if (f.phantom > 0)
+      result.notes.push(
+        `${f.phantom} rows of never-acknowledged (failed/rejected) batches are visible (counted in duplicated)`,
+      );
     if (f.ambiguousVisible > 0 || load.count('ambiguous') > 0) {
-      result.notes.push(`ambiguous batches: ${load.count('ambiguous')}; their rows visible: ${f.ambiguousVisible}, extra copies among them: ${f.ambiguousDuplicated}`);
+      result.notes.push(
+        `ambiguous batches: ${load.count('ambiguous')}; their rows visible: ${f.ambiguousVisible}, extra copies among them: ${f.ambiguousDuplicated}`,
+      );
       for (const a of load.ambiguousDetail(final.rows)) {
         const what =
           a.visible === a.rows
@@ -210,7 +258,9 @@ async function runFault(name: string, plan: FaultPlan): Promise<FaultResult> {
               : 'PARTLY VISIBLE: a POST must be stored whole or not at all';
         if (a.visible > 0 && a.visible < a.rows) result.ambiguousPartial++;
         if (a.visible === 0) result.ambiguousStuck++;
-        result.notes.push(`ambiguous batch ${a.batch}: ${a.visible}/${a.rows} rows visible, retries got 409 for ${a.conflictMs} ms: ${what}`);
+        result.notes.push(
+          `ambiguous batch ${a.batch}: ${a.visible}/${a.rows} rows visible, retries got 409 for ${a.conflictMs} ms: ${what}`,
+        );
       }
     }
 
@@ -218,7 +268,9 @@ async function runFault(name: string, plan: FaultPlan): Promise<FaultResult> {
     const handles = [cl.coordinator, ...[...cl.workers.values()].map((w) => w.child)];
     for (const h of handles) {
       if (!ctx.expectedDead.has(h) && (h.child.exitCode !== null || h.child.signalCode !== null)) {
-        throw new Error(`${h.name} (pid ${h.pid}) exited unexpectedly (${h.child.exitCode ?? h.child.signalCode}):\n${h.tail(15)}`);
+        throw new Error(
+          `${h.name} (pid ${h.pid}) exited unexpectedly (${h.child.exitCode ?? h.child.signalCode}):\n${h.tail(15)}`,
+        );
       }
     }
     await plan.extra?.(ctx, result);
@@ -233,7 +285,13 @@ async function runFault(name: string, plan: FaultPlan): Promise<FaultResult> {
       result.ackedRows = load.ackedRows().length;
       result.failedPosts = load.failedPosts();
       result.ambiguous = load.count('ambiguous');
-      result.batches = { acked: load.count('acked'), failed: load.count('failed'), ambiguous: load.count('ambiguous'), rejected: load.count('rejected'), pending: load.count('pending') };
+      result.batches = {
+        acked: load.count('acked'),
+        failed: load.count('failed'),
+        ambiguous: load.count('ambiguous'),
+        rejected: load.count('rejected'),
+        pending: load.count('pending'),
+      };
       result.notes.push(...load.troubles());
       try {
         plan.cleanup?.(c);
@@ -253,9 +311,17 @@ function assertClean(r: FaultResult): void {
   const detail = `\n${formatNotes([r])}`;
   assert.equal(r.error, undefined, `the fault run did not complete: ${r.error}${detail}`);
   assert.ok(r.ackedRows > 0, `no acknowledged rows${detail}`);
-  assert.deepEqual({ lost: r.lost, duplicated: r.duplicated, wrong: r.wrong }, { lost: 0, duplicated: 0, wrong: 0 }, `acknowledged rows lost, duplicated or altered${detail}`);
+  assert.deepEqual(
+    { lost: r.lost, duplicated: r.duplicated, wrong: r.wrong },
+    { lost: 0, duplicated: 0, wrong: 0 },
+    `acknowledged rows lost, duplicated or altered${detail}`,
+  );
   assert.equal(r.ambiguousPartial, 0, `an ambiguous POST is partly visible${detail}`);
-  assert.notEqual(r.recoverMs, null, `no complete, exact full read within ${RECOVERY_DEADLINE_MS} ms of the fault${detail}`);
+  assert.notEqual(
+    r.recoverMs,
+    null,
+    `no complete, exact full read within ${RECOVERY_DEADLINE_MS} ms of the fault${detail}`,
+  );
 }
 
 describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)', function () {
@@ -307,7 +373,11 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
     });
     assertClean(r);
     // minReplicas = 1 and one worker stopped: every chunk has a live replica to ack it.
-    assert.equal(r.batches.acked, 30, `every batch must be acknowledged while one replica is stopped\n${formatNotes([r])}`);
+    assert.equal(
+      r.batches.acked,
+      30,
+      `every batch must be acknowledged while one replica is stopped\n${formatNotes([r])}`,
+    );
   });
 
   it('3. worker lost for good: repair restores R copies, then a second worker dies', async () => {
@@ -321,11 +391,15 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         const n = await waitFor(
           async () => {
             const p = [...(await placements(c)).values()];
-            return p.length > 0 && p.every((m) => m.replicas.length === 2 && !m.replicas.includes('w2')) ? p.length : undefined;
+            return p.length > 0 && p.every((m) => m.replicas.length === 2 && !m.replicas.includes('w2'))
+              ? p.length
+              : undefined;
           },
           { what: 'every chunk at 2 replicas without w2 (repair)', timeoutMs: 60_000, intervalMs: 200 },
         );
-        c.notes.push(`repair: all ${n} chunks at 2 replicas without w2, seen ${Date.now() - c.t0} ms after the kill (polled after the load)`);
+        c.notes.push(
+          `repair: all ${n} chunks at 2 replicas without w2, seen ${Date.now() - c.t0} ms after the kill (polled after the load)`,
+        );
         const under = await c.cluster.redis.zcard(makeKeys(c.prefix).underReplicated);
         if (under > 0) c.notes.push(`${under} chunks still listed in chunks:under-replicated`);
         await killHard(c, 'w1');
@@ -352,7 +426,10 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
       },
       async settle(c) {
         await c.cluster.waitLive(['w1', 'w2', 'w3']);
-        await waitFor(async () => (await c.cluster.redis.hlen(makeKeys(c.prefix).openPosts)) === 0, { what: 'clean-up to close every abandoned POST', timeoutMs: 30_000 });
+        await waitFor(async () => (await c.cluster.redis.hlen(makeKeys(c.prefix).openPosts)) === 0, {
+          what: 'clean-up to close every abandoned POST',
+          timeoutMs: 30_000,
+        });
       },
     });
     assertClean(r);
@@ -378,7 +455,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
     assertClean(r);
   });
 
-  it('6. silent corruption of one replica\'s shard, repaired by scrub', async () => {
+  it("6. silent corruption of one replica's shard, repaired by scrub", async () => {
     interface Report {
       at: number;
       ms: number;
@@ -421,7 +498,9 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         assert.ok(altered > 0, 'no row of w2 was altered');
         const t0 = Date.now();
         c.cluster.startWorker('w2');
-        c.notes.push(`w2 stopped (SIGTERM), ${altered} stored rows altered in place ($.n = -1), restarted after ${t0 - down} ms`);
+        c.notes.push(
+          `w2 stopped (SIGTERM), ${altered} stored rows altered in place ($.n = -1), restarted after ${t0 - down} ms`,
+        );
         return t0;
       },
       // The corruption only shows once w2 answers reads again: count reads from the moment
@@ -442,11 +521,21 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
             const all = [...reports.values()].sort((a, b) => a.at - b.at);
             const fix = all.find((x) => x.at >= c.t0 && x.rebuilt.some((b) => b.worker === 'w2'));
             if (!fix) return undefined;
-            return all.find((x) => x.at > fix.at && x.at > loadEnd && x.corrupt.length === 0 && x.divergent.length === 0 && x.unchecked.length === 0);
+            return all.find(
+              (x) =>
+                x.at > fix.at &&
+                x.at > loadEnd &&
+                x.corrupt.length === 0 &&
+                x.divergent.length === 0 &&
+                x.unchecked.length === 0,
+            );
           },
-          { what: 'scrub to rebuild w2\'s copies, then a clean scrub pass', timeoutMs: 60_000, intervalMs: 200 },
+          { what: "scrub to rebuild w2's copies, then a clean scrub pass", timeoutMs: 60_000, intervalMs: 200 },
         ).catch((e) => {
-          const seen = [...reports.values()].map((x) => `at+${x.at - c.t0}: corrupt ${x.corrupt.length}, divergent ${x.divergent.length}, rebuilt ${x.rebuilt.length}, unchecked [${x.unchecked}]`);
+          const seen = [...reports.values()].map(
+            (x) =>
+              `at+${x.at - c.t0}: corrupt ${x.corrupt.length}, divergent ${x.divergent.length}, rebuilt ${x.rebuilt.length}, unchecked [${x.unchecked}]`,
+          );
           throw new Error(`${(e as Error).message}; scrub reports seen: ${seen.join('; ') || 'none'}`);
         });
         const everyPass = [...reports.values()].sort((a, b) => a.at - b.at);
@@ -461,17 +550,25 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         );
         c.notes.push(
           `scrub passes (start relative to w2's restart/duration; copies; corrupt/rebuilt/divergent; unchecked): ` +
-            everyPass.map((x) => `${x.at - c.t0}/${x.ms}ms ${x.copies} ${x.corrupt.length}/${x.rebuilt.length}/${x.divergent.length} [${x.unchecked}]`).join(', '),
+            everyPass
+              .map(
+                (x) =>
+                  `${x.at - c.t0}/${x.ms}ms ${x.copies} ${x.corrupt.length}/${x.rebuilt.length}/${x.divergent.length} [${x.unchecked}]`,
+              )
+              .join(', '),
         );
         const others = corrupt.filter((x) => x.worker !== 'w2');
-        if (others.length > 0) c.notes.push(`scrub flagged copies on other workers: ${JSON.stringify(others.slice(0, 5))}`);
+        if (others.length > 0)
+          c.notes.push(`scrub flagged copies on other workers: ${JSON.stringify(others.slice(0, 5))}`);
       },
       async extra(c, res) {
         // Stronger: with only w2 live, every chunk it holds is answered from its own copy.
         await killHard(c, 'w1');
         await killHard(c, 'w3');
         await c.cluster.waitLive(['w2']);
-        const held = [...(await placements(c)).values()].filter((m) => m.replicas.includes('w2')).reduce((n, m) => n + m.rows, 0);
+        const held = [...(await placements(c)).values()]
+          .filter((m) => m.replicas.includes('w2'))
+          .reduce((n, m) => n + m.rows, 0);
         const all = c.load.batches.flatMap((b) => b.rows);
         const t = Date.now();
         let last = { rows: -1, duplicated: 0, wrong: 0, why: '' };

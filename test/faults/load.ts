@@ -77,11 +77,30 @@ export class Load {
   private readonly o: Required<Omit<LoadOptions, 'log'>> & Pick<LoadOptions, 'log'>;
 
   constructor(opts: LoadOptions) {
-    this.o = { batches: 30, rowsPerBatch: 1000, lanes: 2, gapMs: 150, maxAttempts: 8, requestTimeoutMs: 20_000, deadlineMs: 90_000, ...opts };
+    this.o = {
+      batches: 30,
+      rowsPerBatch: 1000,
+      lanes: 2,
+      gapMs: 150,
+      maxAttempts: 8,
+      requestTimeoutMs: 20_000,
+      deadlineMs: 90_000,
+      ...opts,
+    };
     this.batches = [];
     for (let i = 0; i < this.o.batches; i++) {
-      const rows = makeRows(this.o.rowsPerBatch, this.o.seed * 1000 + i, `${this.o.idPrefix}-b${String(i).padStart(2, '0')}-`);
-      this.batches.push({ index: i, rows, body: rows.map((r) => JSON.stringify(r)).join('\n') + '\n', outcome: 'pending', attempts: [] });
+      const rows = makeRows(
+        this.o.rowsPerBatch,
+        this.o.seed * 1000 + i,
+        `${this.o.idPrefix}-b${String(i).padStart(2, '0')}-`,
+      );
+      this.batches.push({
+        index: i,
+        rows,
+        body: rows.map((r) => JSON.stringify(r)).join('\n') + '\n',
+        outcome: 'pending',
+        attempts: [],
+      });
     }
   }
 
@@ -148,7 +167,9 @@ export class Load {
       } finally {
         this.inflight.delete(b.index);
       }
-      this.o.log?.(`batch ${b.index}: attempt ${k} failed (${a.status ?? 'no answer'}: ${(a.error ?? '').slice(0, 160)}); retrying in ${retryAfter} ms`);
+      this.o.log?.(
+        `batch ${b.index}: attempt ${k} failed (${a.status ?? 'no answer'}: ${(a.error ?? '').slice(0, 160)}); retrying in ${retryAfter} ms`,
+      );
       if (k < this.o.maxAttempts) await sleep(retryAfter);
     }
     b.outcome = sawRetryConflict ? 'ambiguous' : 'failed';
@@ -158,8 +179,10 @@ export class Load {
   async waitAcked(n: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.count('acked') < n) {
-      if (Date.now() > deadline) throw new Error(`only ${this.count('acked')} batches acked after ${timeoutMs} ms (wanted ${n})`);
-      if (this.batches.every((b) => b.outcome !== 'pending')) throw new Error(`the load ended with ${this.count('acked')} acked batches (wanted ${n})`);
+      if (Date.now() > deadline)
+        throw new Error(`only ${this.count('acked')} batches acked after ${timeoutMs} ms (wanted ${n})`);
+      if (this.batches.every((b) => b.outcome !== 'pending'))
+        throw new Error(`the load ended with ${this.count('acked')} acked batches (wanted ${n})`);
       await sleep(20);
     }
   }
@@ -181,7 +204,9 @@ export class Load {
 
   /** Median and max ms of the attempts that answered 200. */
   latency(): { median: number; max: number } {
-    const ms = this.batches.flatMap((b) => b.attempts.filter((a) => a.status === 200).map((a) => a.ms)).sort((x, y) => x - y);
+    const ms = this.batches
+      .flatMap((b) => b.attempts.filter((a) => a.status === 200).map((a) => a.ms))
+      .sort((x, y) => x - y);
     return { median: ms.length ? ms[Math.floor(ms.length / 2)] : 0, max: ms.length ? ms[ms.length - 1] : 0 };
   }
 
@@ -222,7 +247,12 @@ export class Load {
       .filter((b) => b.outcome === 'ambiguous')
       .map((b) => {
         const c = b.attempts.filter((a) => a.status === 409);
-        return { batch: b.index, visible: b.rows.filter((r) => seen.has(r._id)).length, rows: b.rows.length, conflictMs: c.length ? c[c.length - 1].at + c[c.length - 1].ms - c[0].at : 0 };
+        return {
+          batch: b.index,
+          visible: b.rows.filter((r) => seen.has(r._id)).length,
+          rows: b.rows.length,
+          conflictMs: c.length ? c[c.length - 1].at + c[c.length - 1].ms - c[0].at : 0,
+        };
       });
   }
 
@@ -230,15 +260,26 @@ export class Load {
   troubles(): string[] {
     return this.batches
       .filter((b) => b.attempts.length > 1 || b.outcome !== 'acked')
-      .map((b) => `batch ${b.index} ${b.outcome}: ${b.attempts.map((a) => `${a.status ?? 'ERR'}${a.status === 200 ? '' : `(${(a.error ?? '').slice(0, 80)})`}`).join(' → ')}`);
+      .map(
+        (b) =>
+          `batch ${b.index} ${b.outcome}: ${b.attempts.map((a) => `${a.status ?? 'ERR'}${a.status === 200 ? '' : `(${(a.error ?? '').slice(0, 80)})`}`).join(' → ')}`,
+      );
   }
 }
 
 /** The answer of a full read: the rows when it completed, else why not. */
 export type ReadResult = { ok: true; rows: Row[]; ms: number } | { ok: false; why: string; ms: number };
 
-/** `POST /tables/:t/query` with `q` and a client-side timeout; incomplete (`_error`, `_partial`) unless `allowPartial`. */
-export async function readAll(url: string, table: string, q: Record<string, unknown> = {}, timeoutMs = 20_000, allowPartial = false): Promise<ReadResult> {
+/**
+ * `POST /tables/:t/query` with `q` and a client-side timeout; incomplete (`_error`, `_partial`) unless `allowPartial`.
+ */
+export async function readAll(
+  url: string,
+  table: string,
+  q: Record<string, unknown> = {},
+  timeoutMs = 20_000,
+  allowPartial = false,
+): Promise<ReadResult> {
   const t = Date.now();
   try {
     const res = await fetch(`${url}/tables/${table}/query`, {
@@ -253,7 +294,12 @@ export async function readAll(url: string, table: string, q: Record<string, unkn
     for (const line of text.split('\n')) {
       if (!line) continue;
       const v = JSON.parse(line) as Row & { _error?: unknown; _partial?: unknown };
-      if (v._error !== undefined) return { ok: false, why: `stream ended with _error ${JSON.stringify(v._error).slice(0, 200)}`, ms: Date.now() - t };
+      if (v._error !== undefined)
+        return {
+          ok: false,
+          why: `stream ended with _error ${JSON.stringify(v._error).slice(0, 200)}`,
+          ms: Date.now() - t,
+        };
       if (v._partial !== undefined) {
         if (allowPartial) continue;
         return { ok: false, why: `partial: ${JSON.stringify(v).slice(0, 200)}`, ms: Date.now() - t };
@@ -296,7 +342,10 @@ export function compare(load: Load, got: Row[]): Figures {
  * A read is "exact" for recovery timing when every row acked before it started is there,
  * once, with its value, and no row appears twice. Rows of batches still in flight are ignored.
  */
-export function exactFor(ackedBefore: Map<string, Row>, got: Row[]): { exact: boolean; lost: number; duplicated: number; wrong: number } {
+export function exactFor(
+  ackedBefore: Map<string, Row>,
+  got: Row[],
+): { exact: boolean; lost: number; duplicated: number; wrong: number } {
   const counted = got.filter((r) => ackedBefore.has(r._id));
   const f = lossAndDuplicates([...ackedBefore.values()], counted);
   const seen = new Set<string>();

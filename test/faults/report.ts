@@ -20,7 +20,10 @@ export interface FaultResult {
   ambiguousRowsVisible: number;
   /** Ambiguous batches of which only some rows are visible (a POST must be stored whole or not at all): must be 0. */
   ambiguousPartial: number;
-  /** Ambiguous batches none of whose rows is visible although retries kept getting 409: their `_id`s can never be stored. */
+  /**
+   * Ambiguous batches none of whose rows is visible although retries kept getting 409: their `_id`s can never be
+   * stored.
+   */
   ambiguousStuck: number;
   /** Visible rows of batches that were never acknowledged (failed/rejected); included in `duplicated`. */
   phantom: number;
@@ -58,12 +61,21 @@ export function formatTable(results: FaultResult[]): string {
 /** The notes and errors of every fault, one block each. */
 export function formatNotes(results: FaultResult[]): string {
   return results
-    .map((r) => [`${r.fault} (${(r.elapsedMs / 1000).toFixed(1)} s):`, ...(r.error ? [`  ERROR: ${r.error}`] : []), ...r.notes.map((n) => `  - ${n}`)].join('\n'))
+    .map((r) =>
+      [
+        `${r.fault} (${(r.elapsedMs / 1000).toFixed(1)} s):`,
+        ...(r.error ? [`  ERROR: ${r.error}`] : []),
+        ...r.notes.map((n) => `  - ${n}`),
+      ].join('\n'),
+    )
     .join('\n');
 }
 
 /** Writes `{generatedAt, results}` to test/faults/results.json under the project root; returns the path. */
-export function writeResults(results: FaultResult[], file = path.join(projectRoot(), 'test', 'faults', 'results.json')): string {
+export function writeResults(
+  results: FaultResult[],
+  file = path.join(projectRoot(), 'test', 'faults', 'results.json'),
+): string {
   fs.writeFileSync(file, JSON.stringify({ generatedAt: new Date().toISOString(), results }, null, 2) + '\n');
   return file;
 }

@@ -2,7 +2,16 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Redis from 'ioredis';
-import { dropPrefix, sharedRedis, spawnNode, startRedis, tempDir, uniquePrefix, waitFor, type TestRedis } from '../support';
+import {
+  dropPrefix,
+  sharedRedis,
+  spawnNode,
+  startRedis,
+  tempDir,
+  uniquePrefix,
+  waitFor,
+  type TestRedis,
+} from '../support';
 
 /** A connection that fails fast instead of reconnecting, so a broken harness fails the test. */
 function connect(url: string): Redis {
@@ -162,7 +171,10 @@ describe('test harness', () => {
     });
 
     it('stop() falls back to SIGKILL when SIGTERM is ignored', async () => {
-      const file = script('stubborn.js', `process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000);`);
+      const file = script(
+        'stubborn.js',
+        `process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000);`,
+      );
       const h = spawnNode('stubborn', file, [], {});
       await waitFor(() => h.tail().includes('ready'), { what: 'stubborn to start' });
       const t0 = Date.now();

@@ -46,24 +46,44 @@ describe('Redis ACL users generated from makeKeys()', function () {
   });
 
   it('a coordinator and two workers, each under its own user, ingest and read exactly', async () => {
-    cluster = new TestCluster({ redisUrl: asUser(redis.url, 'dstore-coordinator', pw.coord), prefix, workers: 0, replicas: 2 });
+    cluster = new TestCluster({
+      redisUrl: asUser(redis.url, 'dstore-coordinator', pw.coord),
+      prefix,
+      workers: 0,
+      replicas: 2,
+    });
     await cluster.start();
     for (const id of ['w1', 'w2'] as const) {
       const dataDir = tempDir(`acl-${id}`);
-      const child = startWorkerProcess({ redisUrl: asUser(redis.url, `dstore-worker-${id}`, pw[id]), prefix, id, dataDir, env: { DSTORE_HEARTBEAT_MS: '200', LOG_LEVEL: 'info' } });
+      const child = startWorkerProcess({
+        redisUrl: asUser(redis.url, `dstore-worker-${id}`, pw[id]),
+        prefix,
+        id,
+        dataDir,
+        env: { DSTORE_HEARTBEAT_MS: '200', LOG_LEVEL: 'info' },
+      });
       cluster.workers.set(id, { id, dataDir, child });
     }
     await cluster.waitLive(['w1', 'w2']);
     assert.equal((await cluster.api('PUT', '/tables/acl', { schema: { n: 'integer', s: 'string' } })).status, 201);
     const rows = makeRows(3000, 5).map((r, i) => ({ _id: r._id, n: i, s: `v${i}` }));
-    const post = await cluster.api('POST', '/tables/acl/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson');
+    const post = await cluster.api(
+      'POST',
+      '/tables/acl/records',
+      rows.map((r) => JSON.stringify(r)).join('\n'),
+      'application/x-ndjson',
+    );
     assert.equal(post.status, 200, JSON.stringify(post.body));
     const got = await cluster.query<{ _id: string }>('acl');
     assert.deepEqual(lossAndDuplicates(rows, got), { lost: 0, duplicated: 0, wrong: 0 });
-    const upd = await cluster.api<{ updated: number }>('PATCH', '/tables/acl/records', { where: { n: { $lt: 10 } }, set: { s: 'x' } });
+    const upd = await cluster.api<{ updated: number }>('PATCH', '/tables/acl/records', {
+      where: { n: { $lt: 10 } },
+      set: { s: 'x' },
+    });
     assert.equal(upd.body.updated, 10);
     assert.equal((await cluster.query('acl', { where: { s: 'x' } })).length, 10);
-    for (const w of cluster.workers.values()) assert.doesNotMatch(w.child.tail(200), /NOPERM/, `${w.id} hit an ACL refusal`);
+    for (const w of cluster.workers.values())
+      assert.doesNotMatch(w.child.tail(200), /NOPERM/, `${w.id} hit an ACL refusal`);
     assert.doesNotMatch(cluster.coordinator.tail(200), /NOPERM/);
   });
 
@@ -77,7 +97,10 @@ describe('Redis ACL users generated from makeKeys()', function () {
         ["writing to another worker's ops stream", () => w1.xadd(keys.workerOps('w2'), '*', 'type', 'DROP_TABLE')],
         ['a coordinator reply stream (read)', () => w1.xrevrange(keys.coordReplies('any'), '+', '-')],
         ['the dead-letter stream (read)', () => w1.xrevrange(keys.dead, '+', '-')],
-        ["another worker's consumer group", () => w1.xreadgroup('GROUP', 'apply', 'w1', 'COUNT', 1, 'STREAMS', keys.workerOps('w2'), '0')],
+        [
+          "another worker's consumer group",
+          () => w1.xreadgroup('GROUP', 'apply', 'w1', 'COUNT', 1, 'STREAMS', keys.workerOps('w2'), '0'),
+        ],
         ['the table catalogue', () => w1.eval("return redis.call('HGETALL', KEYS[1])", 1, keys.tables)],
         ['the placement records', () => w1.eval("return redis.call('HGETALL', KEYS[1])", 1, keys.chunks)],
         ['a key outside the prefix', () => w1.get('other-app:secret')],

@@ -59,8 +59,20 @@ describe('a worker and a coordinator that cannot reach Redis', function () {
     url = `redis://default:${PASSWORD}@127.0.0.1:${port}`;
     prefix = uniquePrefix();
     spawnedAt = Date.now();
-    worker = startWorkerProcess({ redisUrl: url, prefix, id: 'w1', dataDir: tempDir('away-w1'), env: { LOG_LEVEL: 'info' } });
-    coordinator = spawnNode('coordinator', 'dist/coordinator/main.js', [], { REDIS_URL: url, DSTORE_PREFIX: prefix, DSTORE_PORT: '0', LOG_FORMAT: 'json', LOG_LEVEL: 'info' });
+    worker = startWorkerProcess({
+      redisUrl: url,
+      prefix,
+      id: 'w1',
+      dataDir: tempDir('away-w1'),
+      env: { LOG_LEVEL: 'info' },
+    });
+    coordinator = spawnNode('coordinator', 'dist/coordinator/main.js', [], {
+      REDIS_URL: url,
+      DSTORE_PREFIX: prefix,
+      DSTORE_PORT: '0',
+      LOG_FORMAT: 'json',
+      LOG_LEVEL: 'info',
+    });
   });
 
   after(async () => {
@@ -75,20 +87,35 @@ describe('a worker and a coordinator that cannot reach Redis', function () {
   it('log one warn line per attempt, the first within a second, naming the URL without its password and the next delay', async () => {
     const masked = `redis://default:***@127.0.0.1:${port}`;
     for (const child of [worker, coordinator]) {
-      const first = await waitFor(() => retries(child)[0], { what: `${child.name}'s first retry line`, timeoutMs: 10_000 });
+      const first = await waitFor(() => retries(child)[0], {
+        what: `${child.name}'s first retry line`,
+        timeoutMs: 10_000,
+      });
       assert.equal(first.redis, masked);
       assert.deepEqual([first.attempt, first.retryInMs], [1, 100]);
-      assert.equal(first.msg, `cannot reach redis at ${masked} (connect ECONNREFUSED 127.0.0.1:${port}): attempt 1, retrying in 100 ms`);
+      assert.equal(
+        first.msg,
+        `cannot reach redis at ${masked} (connect ECONNREFUSED 127.0.0.1:${port}): attempt 1, retrying in 100 ms`,
+      );
       if (child === worker) assert.equal(first.workerId, 'w1', 'the line carries the worker id');
       else assert.match(first.coordinatorId ?? '', /^c-/, 'the line carries the coordinator id');
     }
     // "worker starting" used to be the last line: the first refused attempt now follows within a second.
     const starting = lines(worker).find((l) => l.msg === 'worker starting')!;
-    assert.ok(retries(worker)[0].time - starting.time < 1000, `${retries(worker)[0].time - starting.time} ms after "worker starting"`);
+    assert.ok(
+      retries(worker)[0].time - starting.time < 1000,
+      `${retries(worker)[0].time - starting.time} ms after "worker starting"`,
+    );
     // From the spawn, Node's start-up is most of it (generous for a loaded 2-core machine).
-    assert.ok(retries(coordinator)[0].time - spawnedAt < 5000, `${retries(coordinator)[0].time - spawnedAt} ms after the spawn`);
+    assert.ok(
+      retries(coordinator)[0].time - spawnedAt < 5000,
+      `${retries(coordinator)[0].time - spawnedAt} ms after the spawn`,
+    );
     // Three connections, one line per attempt: 1, 2, 3, … each once, with its own delay.
-    const seen = await waitFor(() => (retries(worker).length >= 5 ? retries(worker) : undefined), { what: 'five retry lines of the worker', timeoutMs: 10_000 });
+    const seen = await waitFor(() => (retries(worker).length >= 5 ? retries(worker) : undefined), {
+      what: 'five retry lines of the worker',
+      timeoutMs: 10_000,
+    });
     assert.deepEqual(
       seen.slice(0, 5).map((l) => [l.attempt, l.retryInMs]),
       [
@@ -99,22 +126,54 @@ describe('a worker and a coordinator that cannot reach Redis', function () {
         [5, 1600],
       ],
     );
-    for (const child of [worker, coordinator]) assert.ok(!fs.readFileSync(child.logFile, 'utf8').includes(PASSWORD), `${child.name} never logs the password`);
+    for (const child of [worker, coordinator])
+      assert.ok(!fs.readFileSync(child.logFile, 'utf8').includes(PASSWORD), `${child.name} never logs the password`);
   });
 
   it('say so once Redis answers, and go on', async () => {
     const dir = tempDir('away-redis');
-    redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--requirepass', PASSWORD], { stdio: 'ignore' });
+    redis = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--requirepass',
+        PASSWORD,
+      ],
+      { stdio: 'ignore' },
+    );
     for (const child of [worker, coordinator]) {
-      const back = await waitFor(() => lines(child).find((l) => l.component === 'redis' && l.level === 30), { what: `${child.name}'s "answers again" line`, timeoutMs: 15_000 });
-      assert.match(back.msg, new RegExp(`^redis at redis://default:\\*\\*\\*@127\\.0\\.0\\.1:${port} answers again after \\d+ attempt\\(s\\)$`));
+      const back = await waitFor(() => lines(child).find((l) => l.component === 'redis' && l.level === 30), {
+        what: `${child.name}'s "answers again" line`,
+        timeoutMs: 15_000,
+      });
+      assert.match(
+        back.msg,
+        new RegExp(
+          `^redis at redis://default:\\*\\*\\*@127\\.0\\.0\\.1:${port} answers again after \\d+ attempt\\(s\\)$`,
+        ),
+      );
     }
     const check = new Redis(url);
     try {
-      await waitFor(async () => (await check.zscore(makeKeys(prefix).workers, 'w1')) !== null, { what: 'the worker to heartbeat', timeoutMs: 15_000 });
+      await waitFor(async () => (await check.zscore(makeKeys(prefix).workers, 'w1')) !== null, {
+        what: 'the worker to heartbeat',
+        timeoutMs: 15_000,
+      });
     } finally {
       check.disconnect();
     }
-    await waitFor(() => lines(coordinator).some((l) => l.msg.startsWith('coordinator listening on')), { what: 'the coordinator to listen', timeoutMs: 15_000 });
+    await waitFor(() => lines(coordinator).some((l) => l.msg.startsWith('coordinator listening on')), {
+      what: 'the coordinator to listen',
+      timeoutMs: 15_000,
+    });
   });
 });

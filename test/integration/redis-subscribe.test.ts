@@ -13,7 +13,9 @@ describe('subscribe() on a connection that is still connecting', function () {
   it('is subscribed once it resolves, on every one of 60 fresh connections', async () => {
     const redis = await sharedRedis();
     const prefix = uniquePrefix();
-    const subs = Array.from({ length: 60 }, (_, i) => createRedis({ url: redis.url, name: `${prefix}:sub${i}`, role: 'subscriber' }));
+    const subs = Array.from({ length: 60 }, (_, i) =>
+      createRedis({ url: redis.url, name: `${prefix}:sub${i}`, role: 'subscriber' }),
+    );
     const check = createRedis({ url: redis.url, name: `${prefix}:check`, role: 'command' });
     try {
       // Subscribed at the moment the socket connects, before ioredis calls the connection ready.
@@ -29,7 +31,9 @@ describe('subscribe() on a connection that is still connecting', function () {
       );
       // Let a dropped connection come back (without its subscription, before the fix).
       await new Promise((r) => setTimeout(r, 300));
-      const counts = (await check.call('PUBSUB', 'NUMSUB', ...subs.map((_, i) => `${prefix}:ch${i}`))) as (string | number)[];
+      const counts = (await check.call('PUBSUB', 'NUMSUB', ...subs.map((_, i) => `${prefix}:ch${i}`))) as (
+        string | number
+      )[];
       const missing = subs.map((_, i) => `${prefix}:ch${i}`).filter((_, i) => Number(counts[2 * i + 1]) !== 1);
       assert.deepEqual(missing, []);
     } finally {

@@ -16,10 +16,23 @@ describe('SupervisedProcess (the children of dstore up)', function () {
     await Promise.all(procs.splice(0).map((p) => p.stop(2000)));
   });
 
-  function supervised(script: string, opts: { restart?: boolean } = {}): { p: SupervisedProcess; lines: string[]; log: string } {
+  function supervised(
+    script: string,
+    opts: { restart?: boolean } = {},
+  ): { p: SupervisedProcess; lines: string[]; log: string } {
     const lines: string[] = [];
     const log = path.join(tempDir('supervised'), 'child.log');
-    const p = new SupervisedProcess({ name: 'worker w9', command: process.execPath, args: ['-e', script], env: process.env, logFile: log, report: (l) => lines.push(l), minDelayMs: 50, maxDelayMs: 200, ...opts });
+    const p = new SupervisedProcess({
+      name: 'worker w9',
+      command: process.execPath,
+      args: ['-e', script],
+      env: process.env,
+      logFile: log,
+      report: (l) => lines.push(l),
+      minDelayMs: 50,
+      maxDelayMs: 200,
+      ...opts,
+    });
     procs.push(p);
     return { p, lines, log };
   }
@@ -29,7 +42,8 @@ describe('SupervisedProcess (the children of dstore up)', function () {
     p.supervise();
     p.start();
     await waitFor(() => lines.length >= 4, { what: 'four deaths', timeoutMs: 10_000 });
-    const re = /^worker w9 exited \(code 3: worker failed to start: EACCES: permission denied\) at \d\d:\d\d:\d\d; restarting in (\S+) s$/;
+    const re =
+      /^worker w9 exited \(code 3: worker failed to start: EACCES: permission denied\) at \d\d:\d\d:\d\d; restarting in (\S+) s$/;
     assert.deepEqual(
       lines.slice(0, 4).map((l) => re.exec(l)?.[1]),
       ['0.05', '0.1', '0.2', '0.2'],
@@ -63,7 +77,15 @@ describe('SupervisedProcess (the children of dstore up)', function () {
 
   it('lastError reads the last error line of a JSON log, and nothing from other lines', () => {
     const log = path.join(tempDir('log'), 'x.log');
-    fs.writeFileSync(log, ['{"level":30,"msg":"starting"}', '{"level":50,"msg":"boom","err":{"message":"disk full"}}', '{"level":30,"msg":"stopping"}', 'not json'].join('\n') + '\n');
+    fs.writeFileSync(
+      log,
+      [
+        '{"level":30,"msg":"starting"}',
+        '{"level":50,"msg":"boom","err":{"message":"disk full"}}',
+        '{"level":30,"msg":"stopping"}',
+        'not json',
+      ].join('\n') + '\n',
+    );
     assert.equal(lastError(log), 'boom: disk full');
     fs.writeFileSync(log, '{"level":30,"msg":"fine"}\n');
     assert.equal(lastError(log), undefined);

@@ -25,7 +25,10 @@ describe('worker refusals (real child process, real Redis)', function () {
     prefix = uniquePrefix();
     driver = new Driver(redis.url, prefix);
     worker = startWorkerProcess({ redisUrl: redis.url, prefix, id: 'w1', dataDir: tempDir('refusals-w1') });
-    await waitFor(async () => (await driver.status('w1'))?.ready === true, { what: 'worker w1 ready', timeoutMs: 20_000 }).catch((e) => {
+    await waitFor(async () => (await driver.status('w1'))?.ready === true, {
+      what: 'worker w1 ready',
+      timeoutMs: 20_000,
+    }).catch((e) => {
       throw new Error(`${(e as Error).message}\n${worker?.tail(30)}`);
     });
   });
@@ -85,11 +88,21 @@ describe('worker refusals (real child process, real Redis)', function () {
   });
 
   it('dead-letters each refused entry with its reason and type', async () => {
-    const dead = await waitFor(async () => {
-      const all = await driver.deadLetters();
-      return all.length >= 3 ? all : undefined;
-    }, { what: 'three dead letters' });
-    assert.deepEqual(dead.map((d) => [d.type, d.worker]), [['POST', 'w1'], ['POST', 'w1'], ['POST', 'w1']]);
+    const dead = await waitFor(
+      async () => {
+        const all = await driver.deadLetters();
+        return all.length >= 3 ? all : undefined;
+      },
+      { what: 'three dead letters' },
+    );
+    assert.deepEqual(
+      dead.map((d) => [d.type, d.worker]),
+      [
+        ['POST', 'w1'],
+        ['POST', 'w1'],
+        ['POST', 'w1'],
+      ],
+    );
     assert.match(dead[0].reason, /duplicate _id "a0000004"/);
     assert.match(dead[1].reason, /has 2 ids but 3 rows/);
     assert.match(dead[2].reason, /was aborted/);

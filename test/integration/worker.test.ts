@@ -14,7 +14,8 @@ import { waitFor } from '../support/wait';
 /** Reads a dotted path the way the filter language does. */
 function get(row: Record<string, unknown>, field: string): unknown {
   let v: unknown = row;
-  for (const seg of field.split('.')) v = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[seg] : undefined;
+  for (const seg of field.split('.'))
+    v = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[seg] : undefined;
   return v;
 }
 
@@ -28,10 +29,13 @@ describe('worker (real child process, real Redis)', function () {
   async function startWorker(id: string, dataDir = tempDir(`shard-${id}`), env: Record<string, string> = {}) {
     const child = startWorkerProcess({ redisUrl: redis.url, prefix, id, dataDir, env });
     children.push(child);
-    await waitFor(async () => (await driver.status(id))?.ready === true && (await driver.status(id))?.pid === child.pid, {
-      what: `worker ${id} ready`,
-      timeoutMs: 20_000,
-    }).catch((e) => {
+    await waitFor(
+      async () => (await driver.status(id))?.ready === true && (await driver.status(id))?.pid === child.pid,
+      {
+        what: `worker ${id} ready`,
+        timeoutMs: 20_000,
+      },
+    ).catch((e) => {
       throw new Error(`${(e as Error).message}\n${child.tail(30)}`);
     });
     return { child, dataDir };
@@ -93,14 +97,18 @@ describe('worker (real child process, real Redis)', function () {
     const deleted = expected.filter((r) => r.city === 'Lyon');
     expected = expected.filter((r) => r.city !== 'Lyon');
     const touched = expected.filter((r) => r.stage === undefined);
-    expected = expected.map((r) => (r.stage === undefined ? { ...r, stage: 2, meta: { ...(r.meta as object), tag: 'x' } } : r));
+    expected = expected.map((r) =>
+      r.stage === undefined ? { ...r, stage: 2, meta: { ...(r.meta as object), tag: 'x' } } : r,
+    );
 
     const ackUp = driver.opAcks(up)[0] as OpAckMessage;
     assert.equal(ackUp.count, 40);
     assert.deepEqual(ackUp.counts, { [pa.chunk]: 40 });
     const ackDel = driver.opAcks(del)[0] as OpAckMessage;
     assert.equal(ackDel.count, deleted.length);
-    assert.ok(deleted.length > 0 && deleted.some((r) => r._id.startsWith('a')) && deleted.some((r) => r._id.startsWith('b')));
+    assert.ok(
+      deleted.length > 0 && deleted.some((r) => r._id.startsWith('a')) && deleted.some((r) => r._id.startsWith('b')),
+    );
     assert.equal((ackDel.counts?.[pa.chunk] ?? 0) + (ackDel.counts?.[pb.chunk] ?? 0), deleted.length);
     assert.equal((driver.opAcks(up2)[0] as OpAckMessage).count, touched.length);
 
@@ -135,13 +143,24 @@ describe('worker (real child process, real Redis)', function () {
     }
 
     it('projects fields, leaving out missing ones', async () => {
-      const res = await driver.fetch('t', ['w1'], { where: { score: { $exists: false } }, fields: ['_id', 'score', 'meta.depth'] });
-      const expected = rows.filter((r) => r.score === undefined).map((r) => ({ _id: r._id, 'meta.depth': (r.meta as { depth: number }).depth }));
+      const res = await driver.fetch('t', ['w1'], {
+        where: { score: { $exists: false } },
+        fields: ['_id', 'score', 'meta.depth'],
+      });
+      const expected = rows
+        .filter((r) => r.score === undefined)
+        .map((r) => ({ _id: r._id, 'meta.depth': (r.meta as { depth: number }).depth }));
       assert.deepEqual(multiset(res.lines), multiset(expected));
     });
 
     it('sorts and limits in SQLite, sending the sort keys it compared', async () => {
-      const res = await driver.fetch('t', ['w1'], { sort: [{ field: 'city', dir: 'desc' }, { field: 'score', dir: 'asc' }], limit: 50 });
+      const res = await driver.fetch('t', ['w1'], {
+        sort: [
+          { field: 'city', dir: 'desc' },
+          { field: 'score', dir: 'asc' },
+        ],
+        limit: 50,
+      });
       const keyed = rows.map((r) => ({ r, k: [toSqlValue(r.city), toSqlValue(r.score)] }));
       keyed.sort((x, y) => -compareSql(x.k[0], y.k[0]) || compareSql(x.k[1], y.k[1]) || compareSql(x.r._id, y.r._id));
       const lines = res.lines as [unknown, unknown, string, Row][];
@@ -157,7 +176,13 @@ describe('worker (real child process, real Redis)', function () {
       const res = await driver.fetch('t', ['w1'], {
         where: { ok: true },
         groupBy: ['city'],
-        aggregate: [{ op: 'count' }, { op: 'sum', field: 'n' }, { op: 'avg', field: 'score' }, { op: 'min', field: 'score' }, { op: 'max', field: 'n' }],
+        aggregate: [
+          { op: 'count' },
+          { op: 'sum', field: 'n' },
+          { op: 'avg', field: 'score' },
+          { op: 'min', field: 'score' },
+          { op: 'max', field: 'n' },
+        ],
       });
       const got = new Map((res.lines as { g: unknown[]; a: unknown[] }[]).map((l) => [l.g[0], l.a]));
       const sel = rows.filter((r) => r.ok === true);
@@ -168,14 +193,22 @@ describe('worker (real child process, real Redis)', function () {
         const nums = (f: string) => g.map((r) => get(r, f)).filter((v): v is number => typeof v === 'number');
         const [count, sum, avg, min, max] = got.get(c)!;
         assert.equal(count, g.length, `count for ${c}`);
-        assert.equal(sum, nums('n').reduce((s, v) => s + v, 0));
+        assert.equal(
+          sum,
+          nums('n').reduce((s, v) => s + v, 0),
+        );
         const [asum, acount] = avg as [number, number];
         assert.equal(acount, nums('score').length);
         assert.ok(Math.abs(asum - nums('score').reduce((s, v) => s + v, 0)) < 1e-6);
         assert.equal(min, Math.min(...nums('score')));
         // min/max order numbers before strings (SQLite's and MongoDB's order): a numeric string outranks every number.
-        const ns = g.map((r) => r.n).filter((v): v is number | string => typeof v === 'number' || typeof v === 'string');
-        assert.equal(max, ns.reduce((m, v) => (compareSql(v, m) > 0 ? v : m)));
+        const ns = g
+          .map((r) => r.n)
+          .filter((v): v is number | string => typeof v === 'number' || typeof v === 'string');
+        assert.equal(
+          max,
+          ns.reduce((m, v) => (compareSql(v, m) > 0 ? v : m)),
+        );
       }
     });
 
@@ -199,22 +232,38 @@ describe('worker (real child process, real Redis)', function () {
     await driver.commit(['w1', 'w2']);
     await driver.until((all) => all.filter((r) => r.type === 'POST_ACK').length === 5, 'five POST_ACKs');
 
-    const both = await driver.fetchFrom('t', new Map([['w1', ['chunk1']], ['w2', ['chunk2', 'chunk3']]]));
+    const both = await driver.fetchFrom(
+      't',
+      new Map([
+        ['w1', ['chunk1']],
+        ['w2', ['chunk2', 'chunk3']],
+      ]),
+    );
     assert.deepEqual(lossAndDuplicates(rows, both.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
     const sent = (w: string) => both.byWorker.get(w)!.reduce((n, r) => n + r.count, 0);
     assert.equal(sent('w1'), 100, 'w1 answers chunk1 only');
     assert.equal(sent('w2'), 200, 'w2 answers chunk2 and chunk3');
-    const named = (w: string) => both.byWorker.get(w)!.flatMap((r) => r.chunks ?? []).sort();
+    const named = (w: string) =>
+      both.byWorker
+        .get(w)!
+        .flatMap((r) => r.chunks ?? [])
+        .sort();
     assert.deepEqual(named('w1'), ['chunk1'], 'its batches name every chunk it answered');
     assert.deepEqual(named('w2'), ['chunk2', 'chunk3']);
 
     const onlyW1 = await driver.fetchFrom('t', new Map([['w1', ['chunk1', 'chunk2']]]));
-    assert.deepEqual(lossAndDuplicates([...c1, ...c2], onlyW1.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 }, 'w1 answers for chunk2 when asked');
+    assert.deepEqual(
+      lossAndDuplicates([...c1, ...c2], onlyW1.lines as Row[]),
+      { lost: 0, duplicated: 0, wrong: 0 },
+      'w1 answers for chunk2 when asked',
+    );
 
     // chunk3 is on w2 only: w1 answers nothing of the request and says what it lacks.
     const lacking = await driver.fetchFrom('t', new Map([['w1', ['chunk1', 'chunk3']]]));
     assert.equal(lacking.lines.length, 0);
-    assert.deepEqual(lacking.errors, [{ worker: 'w1', code: 'missing', error: lacking.errors[0]?.error, missing: ['chunk3'] }]);
+    assert.deepEqual(lacking.errors, [
+      { worker: 'w1', code: 'missing', error: lacking.errors[0]?.error, missing: ['chunk3'] },
+    ]);
   });
 
   it('applies all of 1000 entries left unacked by a SIGKILL, losing and duplicating nothing', async () => {
@@ -233,20 +282,29 @@ describe('worker (real child process, real Redis)', function () {
     const exit = await child.exited;
     assert.equal(exit.signal, 'SIGKILL');
     const before = await driver.groupInfo('w1');
-    assert.ok(before.pending + before.lag > 0, `entries are left unacked (pending ${before.pending}, lag ${before.lag})`);
+    assert.ok(
+      before.pending + before.lag > 0,
+      `entries are left unacked (pending ${before.pending}, lag ${before.lag})`,
+    );
 
     await startWorker('w1', dataDir);
-    await waitFor(async () => {
-      const g = await driver.groupInfo('w1');
-      return g.pending === 0 && g.lag === 0;
-    }, { what: 'the backlog applied', timeoutMs: 60_000 });
+    await waitFor(
+      async () => {
+        const g = await driver.groupInfo('w1');
+        return g.pending === 0 && g.lag === 0;
+      },
+      { what: 'the backlog applied', timeoutMs: 60_000 },
+    );
     // Applied entries are trimmed from the stream (whole 100-entry nodes at a time): the rows
     // live in SQLite now, not R more times in Redis.
     const { length } = await driver.groupInfo('w1');
     assert.ok(length < 300, `ops stream trimmed after applying: ${length} of 1001 entries left`);
     const res = await driver.fetch('t', ['w1']);
     assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
-    await driver.until((all) => msgs.every((m) => all.some((r) => r.type === 'POST_ACK' && r.chunk === m.chunk)), 'an ack for every chunk');
+    await driver.until(
+      (all) => msgs.every((m) => all.some((r) => r.type === 'POST_ACK' && r.chunk === m.chunk)),
+      'an ack for every chunk',
+    );
     assert.ok(driver.replies.every((r) => r.type !== 'POST_ACK' || r.status === 'ok'));
   });
 
@@ -264,7 +322,16 @@ describe('worker (real child process, real Redis)', function () {
       // A read whose reply is lost: POST + COMMIT delivered to w1 (pending) but never seen.
       await driver.send('w1', driver.post('t', first, ['w1'], undefined, 'plost'));
       await driver.commit(['w1'], 'plost');
-      const stolen = (await driver.redis.xreadgroup('GROUP', 'apply', 'w1', 'COUNT', 10, 'STREAMS', driver.keys.workerOps('w1'), '>')) as [string, unknown[]][];
+      const stolen = (await driver.redis.xreadgroup(
+        'GROUP',
+        'apply',
+        'w1',
+        'COUNT',
+        10,
+        'STREAMS',
+        driver.keys.workerOps('w1'),
+        '>',
+      )) as [string, unknown[]][];
       assert.equal(stolen[0][1].length, 2, 'both entries now pending for w1');
       // Later entries, which ioredis' resent XREADGROUP ">" returns after the reconnect.
       await driver.send('w1', driver.post('t', second, ['w1'], undefined, 'plater'));
@@ -272,12 +339,19 @@ describe('worker (real child process, real Redis)', function () {
     } finally {
       child.kill('SIGCONT');
     }
-    await waitFor(async () => {
-      const g = await driver.groupInfo('w1');
-      return g.pending === 0 && g.lag === 0;
-    }, { what: 'every entry applied and acked', timeoutMs: 30_000 });
+    await waitFor(
+      async () => {
+        const g = await driver.groupInfo('w1');
+        return g.pending === 0 && g.lag === 0;
+      },
+      { what: 'every entry applied and acked', timeoutMs: 30_000 },
+    );
     const res = await driver.fetch('t', ['w1']);
-    assert.deepEqual(lossAndDuplicates([...first, ...second], res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    assert.deepEqual(lossAndDuplicates([...first, ...second], res.lines as Row[]), {
+      lost: 0,
+      duplicated: 0,
+      wrong: 0,
+    });
   });
 
   it('hides a POST until COMMIT, and ABORT removes it and refuses its late chunks', async () => {
@@ -290,7 +364,11 @@ describe('worker (real child process, real Redis)', function () {
     await driver.send('w1', pd);
     const hidden = await driver.fetchFrom('t', new Map([['w1', [pk.chunk, pd.chunk]]]));
     assert.equal(hidden.lines.length, 0, 'uncommitted chunks are not answered');
-    assert.deepEqual(hidden.errors.map((e) => [e.code, e.missing?.sort()]), [['missing', [pk.chunk, pd.chunk].sort()]], 'asked for them, it says it does not hold them committed');
+    assert.deepEqual(
+      hidden.errors.map((e) => [e.code, e.missing?.sort()]),
+      [['missing', [pk.chunk, pd.chunk].sort()]],
+      'asked for them, it says it does not hold them committed',
+    );
     await driver.update('w1', 't', {}, { touched: true });
     await driver.commit(['w1'], 'pk');
     const abort = await driver.abort(['w1'], 'pd');
@@ -318,14 +396,31 @@ describe('worker (real child process, real Redis)', function () {
       assert.deepEqual(ids, expectIds, `batch ${b.seq} holds exactly the chunks it names`);
     }
     const retry = await driver.fetch('t', ['w1'], {}, 10_000, ['ck1', 'ck3']);
-    assert.deepEqual(lossAndDuplicates([...chunked(rows, 40)[1], ...chunked(rows, 40)[3]], retry.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    assert.deepEqual(lossAndDuplicates([...chunked(rows, 40)[1], ...chunked(rows, 40)[3]], retry.lines as Row[]), {
+      lost: 0,
+      duplicated: 0,
+      wrong: 0,
+    });
   });
 
   it('dead-letters a malformed entry with its reason and applies the next good one', async () => {
     await startWorker('w1');
     await driver.xadd('w1', ['type', 'NOPE', 'x', '1']);
     await driver.xadd('w1', ['type', 'POST', 'chunk', 'c1', 'table', 'bad:name']);
-    const upd = await driver.xadd('w1', ['type', 'UPDATE', 'op', 'o1', 'table', 't', 'where', '{"a":{"$bogus":1}}', 'set', '{"a":1}', 'replyTo', driver.replyTo]);
+    const upd = await driver.xadd('w1', [
+      'type',
+      'UPDATE',
+      'op',
+      'o1',
+      'table',
+      't',
+      'where',
+      '{"a":{"$bogus":1}}',
+      'set',
+      '{"a":1}',
+      'replyTo',
+      driver.replyTo,
+    ]);
     const rows = makeRows(10, 5);
     const good = driver.post('t', rows, ['w1']);
     await driver.send('w1', good);
@@ -358,7 +453,11 @@ describe('worker (real child process, real Redis)', function () {
     assert.equal(ack.status, 'error');
     assert.match(ack.error!, /duplicate _id "r0000003"/);
     const refused = await driver.fetch('t', ['w1'], {}, 10_000, [clash.chunk]);
-    assert.deepEqual(refused.errors.map((e) => e.missing), [[clash.chunk]], 'the refused chunk is not held');
+    assert.deepEqual(
+      refused.errors.map((e) => e.missing),
+      [[clash.chunk]],
+      'the refused chunk is not held',
+    );
     const res = await driver.fetch('t', ['w1'], {}, 10_000, [first.chunk]);
     assert.deepEqual(lossAndDuplicates(rows, res.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
   });
@@ -367,10 +466,13 @@ describe('worker (real child process, real Redis)', function () {
     const dataDir = tempDir('shard-gen');
     const child = startWorkerProcess({ redisUrl: redis.url, prefix, id: '', dataDir });
     children.push(child);
-    const id = await waitFor(async () => {
-      const ids = await driver.redis.zrange(driver.keys.workers, 0, -1);
-      return ids[0];
-    }, { what: 'a generated worker id' });
+    const id = await waitFor(
+      async () => {
+        const ids = await driver.redis.zrange(driver.keys.workers, 0, -1);
+        return ids[0];
+      },
+      { what: 'a generated worker id' },
+    );
     assert.match(id, /^w-[0-9a-f]{8}$/);
     child.kill('SIGTERM');
     assert.equal((await child.exited).code, 0);
@@ -382,7 +484,13 @@ describe('worker (real child process, real Redis)', function () {
   });
 
   it('exits 1 with one line naming a wrong setting', async () => {
-    const child = startWorkerProcess({ redisUrl: redis.url, prefix, id: 'w9', dataDir: tempDir('bad'), env: { DSTORE_HEARTBEAT_MS: 'often' } });
+    const child = startWorkerProcess({
+      redisUrl: redis.url,
+      prefix,
+      id: 'w9',
+      dataDir: tempDir('bad'),
+      env: { DSTORE_HEARTBEAT_MS: 'often' },
+    });
     children.push(child);
     const exit = await child.exited;
     assert.equal(exit.code, 1);
@@ -393,7 +501,8 @@ describe('worker (real child process, real Redis)', function () {
     await startWorker('w1');
     const rows = makeRows(2000, 31);
     const p = driver.redis.pipeline();
-    for (const c of chunked(rows, 10)) p.xadd(driver.keys.workerOps('w1'), '*', ...driver.post('t', c, ['w1']).toArgs());
+    for (const c of chunked(rows, 10))
+      p.xadd(driver.keys.workerOps('w1'), '*', ...driver.post('t', c, ['w1']).toArgs());
     await p.exec();
     await driver.commit(['w1']);
     // No waiting for acks: the worker must catch up before it answers.
@@ -410,7 +519,15 @@ describe('worker (real child process, real Redis)', function () {
     const req = ulid();
     await driver.redis.publish(
       driver.keys.workerFetch('w1'),
-      JSON.stringify({ type: 'FETCH', req, worker: 'w2', replyTo: driver.replyTo, table: 't', chunks: m.chunk, timeoutMs: '1000' }),
+      JSON.stringify({
+        type: 'FETCH',
+        req,
+        worker: 'w2',
+        replyTo: driver.replyTo,
+        table: 't',
+        chunks: m.chunk,
+        timeoutMs: '1000',
+      }),
     );
     await new Promise((r) => setTimeout(r, 500));
     await driver.pull(100);

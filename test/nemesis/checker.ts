@@ -45,10 +45,13 @@ export type ReadShape =
   | { kind: 'lookup'; where: Filter }
   | { kind: 'sorted'; where: Filter; sort: SortKey[]; limit: number }
   | { kind: 'count'; where: Filter }
-  | { kind: 'group'; where: Filter; by: string };
+  | { kind: 'group'; where: Filter; by: string }
+  /** `GET /tables/:t/records/:id`: one record, or a 404 when there is none. */
+  | { kind: 'get'; id: string };
 
-/** The body of `POST /tables/:t/query` for a read. */
+/** The body of `POST /tables/:t/query` for a read (a `get` is the same read as a lookup). */
 export function queryBody(shape: ReadShape, partial: boolean): Record<string, unknown> {
+  if (shape.kind === 'get') return queryBody(asLookup(shape), partial);
   const q: Record<string, unknown> = { where: shape.where };
   if (shape.kind === 'sorted') Object.assign(q, { sort: shape.sort, limit: shape.limit });
   if (shape.kind === 'count') q.aggregate = [{ op: 'count' }];
@@ -82,7 +85,8 @@ function candidates(vals: ReadonlyMap<string, Value> | undefined, where: Filter)
 
 /** SQLite's order of the values `json_extract` yields: missing/null < numbers < text (bytes). */
 function compareValue(a: unknown, b: unknown): number {
-  const rank = (v: unknown) => (v === undefined || v === null ? 0 : typeof v === 'number' || typeof v === 'boolean' ? 1 : 2);
+  const rank = (v: unknown) =>
+    v === undefined || v === null ? 0 : typeof v === 'number' || typeof v === 'boolean' ? 1 : 2;
   const ra = rank(a);
   const rb = rank(b);
   if (ra !== rb) return ra - rb;
@@ -105,7 +109,12 @@ export function compareRows(a: Doc, b: Doc, sort: readonly SortKey[]): number {
  * row a value its states allow; when `complete`, no required row missing (for `sorted`,
  * none that sorts before the last row returned, or any when fewer than `limit` came back).
  */
-export function checkRows(possible: Possible, shape: ReadShape, got: readonly Doc[], complete: boolean): Problem[] {
+export function checkRows(
+  possible: Possible,
+  shape: Exclude<ReadShape, { kind: 'get' }>,
+  got: readonly Doc[],
+  complete: boolean,
+): Problem[] {
   const problems: Problem[] = [];
   const where = shape.where;
   const seen = new Set<string>();
@@ -120,17 +129,32 @@ export function checkRows(possible: Possible, shape: ReadShape, got: readonly Do
     if (vals?.has(valueKey(row)) && matches(where, row)) continue;
     const allowed = candidates(vals, where);
     if (allowed.length === 0 && (!vals || [...vals.values()].every((v) => v === null))) {
-      problems.push({ kind: 'resurrected', id, detail: `row ${id} is returned but no state holds it (${showPossible(vals)}): ${show(canonical(row))}` });
+      problems.push({
+        kind: 'resurrected',
+        id,
+        detail: `row ${id} is returned but no state holds it (${showPossible(vals)}): ${show(canonical(row))}`,
+      });
     } else {
-      const why = matches(where, row) ? 'a value no state has' : `a value that does not match the filter ${show(where)}`;
-      problems.push({ kind: 'wrong', id, detail: `row ${id} has ${why}: got ${show(canonical(row))}; possible: ${show(showPossible(vals), 400)}` });
+      const why = matches(where, row)
+        ? 'a value no state has'
+        : `a value that does not match the filter ${show(where)}`;
+      problems.push({
+        kind: 'wrong',
+        id,
+        detail: `row ${id} has ${why}: got ${show(canonical(row))}; possible: ${show(showPossible(vals), 400)}`,
+      });
     }
   }
   if (shape.kind === 'sorted') {
-    if (got.length > shape.limit) problems.push({ kind: 'order', detail: `${got.length} rows returned for limit ${shape.limit}` });
+    if (got.length > shape.limit)
+      problems.push({ kind: 'order', detail: `${got.length} rows returned for limit ${shape.limit}` });
     for (let i = 1; i < got.length; i++) {
       if (compareRows(got[i - 1], got[i], shape.sort) > 0) {
-        problems.push({ kind: 'order', id: got[i]._id, detail: `row ${got[i]._id} comes after ${got[i - 1]._id} but sorts before it by ${show(shape.sort)}` });
+        problems.push({
+          kind: 'order',
+          id: got[i]._id,
+          detail: `row ${got[i]._id} comes after ${got[i - 1]._id} but sorts before it by ${show(shape.sort)}`,
+        });
         break;
       }
     }
@@ -140,9 +164,14 @@ export function checkRows(possible: Possible, shape: ReadShape, got: readonly Do
   for (const [id, vals] of possible) {
     if (seen.has(id) || !required(vals, where)) continue;
     if (shape.kind === 'sorted' && shape.limit === 0) continue;
-    if (last && shape.kind === 'sorted' && ![...vals.values()].every((v) => compareRows(v!, last, shape.sort) < 0)) continue;
+    if (last && shape.kind === 'sorted' && ![...vals.values()].every((v) => compareRows(v!, last, shape.sort) < 0))
+      continue;
     const scope = last ? ` (it sorts before the last row returned, ${last._id})` : '';
-    problems.push({ kind: 'lost', id, detail: `row ${id} is missing from a complete answer of ${got.length} rows${scope}; possible: ${show(showPossible(vals), 400)}` });
+    problems.push({
+      kind: 'lost',
+      id,
+      detail: `row ${id} is missing from a complete answer of ${got.length} rows${scope}; possible: ${show(showPossible(vals), 400)}`,
+    });
   }
   return problems;
 }
@@ -167,7 +196,12 @@ export function countBounds(possible: Possible, where: Filter, by?: string): Map
 }
 
 /** Checks a `count` answer (one line `{count}`) or a `group` answer (one line `{<by>, count}` per group). */
-export function checkCounts(possible: Possible, shape: ReadShape, lines: readonly Record<string, unknown>[], complete: boolean): Problem[] {
+export function checkCounts(
+  possible: Possible,
+  shape: Exclude<ReadShape, { kind: 'get' }>,
+  lines: readonly Record<string, unknown>[],
+  complete: boolean,
+): Problem[] {
   const by = shape.kind === 'group' ? shape.by : undefined;
   const bounds = countBounds(possible, shape.where, by);
   const problems: Problem[] = [];
@@ -183,22 +217,42 @@ export function checkCounts(possible: Possible, shape: ReadShape, lines: readonl
     seen.add(key);
     const b = bounds.get(key) ?? { lo: 0, hi: 0 };
     if (typeof n !== 'number' || n > b.hi || (complete && n < b.lo)) {
-      problems.push({ kind: 'count', detail: `${label} is ${show(n)}; the states allow ${complete ? b.lo : 0}..${b.hi} (where ${show(shape.where)})` });
+      problems.push({
+        kind: 'count',
+        detail: `${label} is ${show(n)}; the states allow ${complete ? b.lo : 0}..${b.hi} (where ${show(shape.where)})`,
+      });
     }
   }
   if (complete) {
     for (const [key, b] of bounds) {
       if (seen.has(key) || b.lo === 0) continue;
-      problems.push({ kind: 'lost', detail: `${by === undefined ? 'the count' : `group ${by}=${key}`} is missing from a complete answer; at least ${b.lo} rows hold it` });
+      problems.push({
+        kind: 'lost',
+        detail: `${by === undefined ? 'the count' : `group ${by}=${key}`} is missing from a complete answer; at least ${b.lo} rows hold it`,
+      });
     }
   }
   return problems;
 }
 
-/** Checks any read answer: rows for `rows`/`lookup`/`sorted`, counts for `count`/`group`. */
-export function checkRead(possible: Possible, shape: ReadShape, lines: readonly Record<string, unknown>[], complete: boolean): Problem[] {
-  if (shape.kind === 'count' || shape.kind === 'group') return checkCounts(possible, shape, lines, complete);
-  return checkRows(possible, shape, lines as Doc[], complete);
+/** A `get` as the lookup by `_id` it is. */
+function asLookup(shape: ReadShape): Exclude<ReadShape, { kind: 'get' }> {
+  return shape.kind === 'get' ? { kind: 'lookup', where: { _id: shape.id } } : shape;
+}
+
+/**
+ * Checks any read answer: rows for `rows`/`lookup`/`sorted`/`get` (a `get` answered 404 is
+ * an empty answer), counts for `count`/`group`.
+ */
+export function checkRead(
+  possible: Possible,
+  shape: ReadShape,
+  lines: readonly Record<string, unknown>[],
+  complete: boolean,
+): Problem[] {
+  const s = asLookup(shape);
+  if (s.kind === 'count' || s.kind === 'group') return checkCounts(possible, s, lines, complete);
+  return checkRows(possible, s, lines as Doc[], complete);
 }
 
 /**
@@ -206,10 +260,21 @@ export function checkRead(possible: Possible, shape: ReadShape, lines: readonly 
  * when `exact` (no worker left the change pending), never fewer than those that must.
  * `possible` should leave out the worlds in which the write itself already applied.
  */
-export function checkMutationCount(possible: Possible, where: Filter, count: unknown, exact: boolean, what: string): Problem[] {
+export function checkMutationCount(
+  possible: Possible,
+  where: Filter,
+  count: unknown,
+  exact: boolean,
+  what: string,
+): Problem[] {
   const b = countBounds(possible, where).get('*')!;
   if (typeof count === 'number' && count <= b.hi && (!exact || count >= b.lo)) return [];
-  return [{ kind: 'count', detail: `${what} answered ${show(count)} rows; the states allow ${exact ? b.lo : 0}..${b.hi} (where ${show(where)})` }];
+  return [
+    {
+      kind: 'count',
+      detail: `${what} answered ${show(count)} rows; the states allow ${exact ? b.lo : 0}..${b.hi} (where ${show(where)})`,
+    },
+  ];
 }
 
 /** Two complete reads of a quiesced cluster must be equal, row for row. */
@@ -218,9 +283,17 @@ export function checkStable(first: readonly Doc[], second: readonly Doc[]): Prob
   const b = new Map(second.map((r) => [r._id, canonical(r)]));
   const problems: Problem[] = [];
   for (const [id, v] of a) {
-    if (!b.has(id)) problems.push({ kind: 'unstable', id, detail: `row ${id} was in the first settled read, not in the second` });
-    else if (b.get(id) !== v) problems.push({ kind: 'unstable', id, detail: `row ${id} changed between two settled reads: ${show(v)} → ${show(b.get(id))}` });
+    if (!b.has(id))
+      problems.push({ kind: 'unstable', id, detail: `row ${id} was in the first settled read, not in the second` });
+    else if (b.get(id) !== v)
+      problems.push({
+        kind: 'unstable',
+        id,
+        detail: `row ${id} changed between two settled reads: ${show(v)} → ${show(b.get(id))}`,
+      });
   }
-  for (const id of b.keys()) if (!a.has(id)) problems.push({ kind: 'unstable', id, detail: `row ${id} appeared in the second settled read only` });
+  for (const id of b.keys())
+    if (!a.has(id))
+      problems.push({ kind: 'unstable', id, detail: `row ${id} appeared in the second settled read only` });
   return problems;
 }

@@ -69,7 +69,13 @@ export class NemesisCluster {
 
   /** Starts workers w1..wN (each with its own disk-full file) and a coordinator, and waits for them. */
   static async start(o: NemesisClusterOptions): Promise<NemesisCluster> {
-    const cluster = new TestCluster({ redisUrl: o.redis.url, prefix: o.prefix, workers: o.workers, replicas: o.replicas, env: o.env });
+    const cluster = new TestCluster({
+      redisUrl: o.redis.url,
+      prefix: o.prefix,
+      workers: o.workers,
+      replicas: o.replicas,
+      env: o.env,
+    });
     const n = new NemesisCluster(cluster, o);
     try {
       for (let i = 1; i <= o.workers; i++) n.startWorker(`w${i}`);
@@ -78,13 +84,20 @@ export class NemesisCluster {
     } catch (e) {
       const crashed = n.crashed();
       await n.stop();
-      throw new Error(`the cluster did not start: ${(e as Error).message}${crashed.length ? `\n${crashed.join('\n')}` : ''}`);
+      throw new Error(
+        `the cluster did not start: ${(e as Error).message}${crashed.length ? `\n${crashed.join('\n')}` : ''}`,
+      );
     }
     return n;
   }
 
   private startWorker(id: string): void {
-    const slot = this.slots.get(id) ?? { id, state: 'up', diskFull: false, failFile: path.join(this.failDir, `disk-full-${id}`) };
+    const slot = this.slots.get(id) ?? {
+      id,
+      state: 'up',
+      diskFull: false,
+      failFile: path.join(this.failDir, `disk-full-${id}`),
+    };
     slot.state = 'up';
     this.slots.set(id, slot);
     this.cluster.startWorker(id, undefined, { [DISK_FULL_ENV]: slot.failFile });
@@ -92,7 +105,10 @@ export class NemesisCluster {
 
   /** The URL of coordinator `via` (0 or 1), or of the other when it is not running; undefined when none is. */
   url(via: number): string | undefined {
-    const urls = [this.primaryDown ? undefined : this.cluster.url, this.second && !this.secondDown ? this.second.url : undefined];
+    const urls = [
+      this.primaryDown ? undefined : this.cluster.url,
+      this.second && !this.secondDown ? this.second.url : undefined,
+    ];
     return urls[via] ?? urls[1 - via];
   }
 
@@ -104,13 +120,17 @@ export class NemesisCluster {
   /** Worker id → data dir of every worker process that runs (retired ones included). */
   workerDirs(): Map<string, string> {
     const out = new Map<string, string>();
-    for (const s of this.slots.values()) if (s.state !== 'killed' && s.state !== 'wiped') out.set(s.id, this.cluster.workers.get(s.id)!.dataDir);
+    for (const s of this.slots.values())
+      if (s.state !== 'killed' && s.state !== 'wiped') out.set(s.id, this.cluster.workers.get(s.id)!.dataDir);
     return out;
   }
 
   /** Workers that are expected to be live: neither impaired nor retired. */
   activeWorkers(): string[] {
-    return [...this.slots.values()].filter((s) => s.state === 'up' || s.state === 'retiring').map((s) => s.id).sort();
+    return [...this.slots.values()]
+      .filter((s) => s.state === 'up' || s.state === 'retiring')
+      .map((s) => s.id)
+      .sort();
   }
 
   private slot(id: string): Slot | undefined {
@@ -125,7 +145,11 @@ export class NemesisCluster {
   }
 
   /** An admin request to any running coordinator; status 0 when none answered. */
-  private async admin(method: string, p: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  private async admin(
+    method: string,
+    p: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
     const url = this.url(0);
     if (!url) return { status: 0, body: { error: 'no coordinator runs' } };
     const a = await send(url + p, method, body === undefined ? undefined : JSON.stringify(body));
@@ -163,7 +187,8 @@ export class NemesisCluster {
       }
       case 'disk-full': {
         const s = this.slot(f.worker);
-        if (!s || s.state === 'retired' || s.state === 'retiring') return `skipped: ${f.worker} is ${s?.state ?? 'unknown'}`;
+        if (!s || s.state === 'retired' || s.state === 'retiring')
+          return `skipped: ${f.worker} is ${s?.state ?? 'unknown'}`;
         fs.writeFileSync(s.failFile, 'full\n');
         s.diskFull = true;
         return `${DISK_FULL_ENV} file created`;
@@ -205,7 +230,14 @@ export class NemesisCluster {
         return `${r.status}, ${moves} move(s)`;
       }
       case 'kill-coordinator': {
-        const h = f.which === 0 ? (this.primaryDown ? undefined : this.cluster.coordinator) : this.secondDown ? undefined : this.second?.child;
+        const h =
+          f.which === 0
+            ? this.primaryDown
+              ? undefined
+              : this.cluster.coordinator
+            : this.secondDown
+              ? undefined
+              : this.second?.child;
         if (!h) return `skipped: c${f.which} is not running`;
         this.killed.add(h);
         h.kill('SIGKILL');
@@ -250,7 +282,8 @@ export class NemesisCluster {
     for (const s of this.slots.values()) {
       if (s.diskFull) done.push(`free-disk ${s.id}: ${await this.apply({ op: 'free-disk', worker: s.id })}`);
       if (s.state === 'stopped') done.push(`cont ${s.id}: ${await this.apply({ op: 'cont', worker: s.id })}`);
-      if (s.state === 'killed' || s.state === 'wiped') done.push(`restart ${s.id}: ${await this.apply({ op: 'restart', worker: s.id })}`);
+      if (s.state === 'killed' || s.state === 'wiped')
+        done.push(`restart ${s.id}: ${await this.apply({ op: 'restart', worker: s.id })}`);
     }
     if (this.primaryDown) done.push(`restart c0: ${await this.apply({ op: 'restart-coordinator', which: 0 })}`);
     if (this.secondDown) done.push(`restart c1: ${await this.apply({ op: 'restart-coordinator', which: 1 })}`);
@@ -259,11 +292,18 @@ export class NemesisCluster {
 
   /** Processes that exited although the nemesis did not kill them, with the end of their log. */
   crashed(): string[] {
-    const handles: ChildHandle[] = [...(this.primaryDown ? [] : [this.cluster.coordinator]), ...(this.second && !this.secondDown ? [this.second.child] : [])];
-    for (const s of this.slots.values()) if (s.state !== 'killed' && s.state !== 'wiped') handles.push(this.cluster.workers.get(s.id)!.child);
+    const handles: ChildHandle[] = [
+      ...(this.primaryDown ? [] : [this.cluster.coordinator]),
+      ...(this.second && !this.secondDown ? [this.second.child] : []),
+    ];
+    for (const s of this.slots.values())
+      if (s.state !== 'killed' && s.state !== 'wiped') handles.push(this.cluster.workers.get(s.id)!.child);
     return handles
       .filter((h) => !this.killed.has(h) && (h.child.exitCode !== null || h.child.signalCode !== null))
-      .map((h) => `${h.name} (pid ${h.pid}) exited by itself (${h.child.exitCode ?? h.child.signalCode}); its log ends:\n${h.tail(12)}`);
+      .map(
+        (h) =>
+          `${h.name} (pid ${h.pid}) exited by itself (${h.child.exitCode ?? h.child.signalCode}); its log ends:\n${h.tail(12)}`,
+      );
   }
 
   /**
@@ -281,21 +321,32 @@ export class NemesisCluster {
       else out.push(`drain of ${s.id}: ${r.body.state} (${r.body.chunks} chunks left)`);
     }
     const st = await this.admin('GET', '/status');
-    const live = ((st.body.workers ?? []) as { id: string; live: boolean }[]).filter((w) => w.live).map((w) => w.id).sort().join(',');
+    const live = ((st.body.workers ?? []) as { id: string; live: boolean }[])
+      .filter((w) => w.live)
+      .map((w) => w.id)
+      .sort()
+      .join(',');
     const want = this.activeWorkers().join(',');
     if (live !== want) out.push(`live workers ${live || 'none'}, expected ${want}`);
     const r = this.cluster.redis;
-    const [open, inflight, moves, under] = await Promise.all([
+    const [open, inflight, rebalance, under] = await Promise.all([
       r.hlen(this.keys.openPosts),
       // An entry of a coordinator killed mid-XADD stays until a chunk copy sweeps it (30 s);
       // only recent ones can still be on their way to a stream.
       r.zcount(this.keys.mutationsInflight, Date.now() - 10_000, '+inf'),
-      r.scard(this.keys.movesPending),
+      // The API, not the raw set: it forgets planned moves whose job is gone.
+      this.admin('GET', '/rebalance'),
       this.underReplicated(),
     ]);
+    const moves = rebalance.status === 200 ? Number(rebalance.body.pending) : NaN;
     if (open > 0) out.push(`${open} POST(s) open`);
     if (inflight > 0) out.push(`${inflight} UPDATE/DELETE(s) in flight`);
-    if (moves > 0) out.push(`${moves} move(s) pending`);
+    if (!(moves === 0))
+      out.push(
+        Number.isNaN(moves)
+          ? `GET /rebalance: ${rebalance.status} ${JSON.stringify(rebalance.body).slice(0, 120)}`
+          : `${moves} move(s) pending`,
+      );
     if (under.placed > 0) out.push(`${under.placed} chunk(s) under-replicated`);
     for (const id of this.workerDirs().keys()) {
       const lag = await this.streamLag(id);
@@ -322,12 +373,15 @@ export class NemesisCluster {
     const key = this.keys.workerOps(id);
     const r = this.cluster.redis;
     if ((await r.exists(key)) === 0) return '';
-    const info = fieldsFromArray(((await r.xinfo('STREAM', key)) as unknown[]).map((x) => (Array.isArray(x) ? '' : String(x))));
+    const info = fieldsFromArray(
+      ((await r.xinfo('STREAM', key)) as unknown[]).map((x) => (Array.isArray(x) ? '' : String(x))),
+    );
     const groups = ((await r.xinfo('GROUPS', key)) as unknown[][]).map((g) => fieldsFromArray(g.map(String)));
     const g = groups.find((x) => x.name === OPS_GROUP);
     if (!g) return 'no consumer group yet';
     if (Number(g.pending) > 0) return `${g.pending} entries delivered, not acked`;
-    if (g['last-delivered-id'] !== info['last-generated-id']) return `not read up to ${info['last-generated-id']} (at ${g['last-delivered-id']})`;
+    if (g['last-delivered-id'] !== info['last-generated-id'])
+      return `not read up to ${info['last-generated-id']} (at ${g['last-delivered-id']})`;
     return '';
   }
 

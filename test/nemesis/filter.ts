@@ -60,4 +60,3 @@ export function matches(where: Filter, doc: Record<string, unknown>): boolean {
   }
   return true;
 }
-

@@ -162,7 +162,8 @@ export class Model {
     }
     if (write.kind === 'update') {
       for (const f of Object.keys(write.set)) {
-        if (this.filtered.has(f) || f === '_id') throw new Error(`nemesis model: an update sets "${f}", which a write filters on`);
+        if (this.filtered.has(f) || f === '_id')
+          throw new Error(`nemesis model: an update sets "${f}", which a write filters on`);
         this.setFields.add(f);
       }
     }
@@ -186,10 +187,15 @@ export class Model {
       row.pending = row.pending.filter((p) => p !== opId);
       if (row.approx) {
         // Folded worlds do not say whether the write already ran: keep both.
-        row.worlds = [...row.worlds, ...row.worlds.map((w) => ({ value: applyWrite(op.write, id, w.value), applied: [] }))];
+        row.worlds = [
+          ...row.worlds,
+          ...row.worlds.map((w) => ({ value: applyWrite(op.write, id, w.value), applied: [] })),
+        ];
       } else {
         row.worlds = row.worlds.map((w) =>
-          w.applied.includes(opId) ? { value: w.value, applied: w.applied.filter((a) => a !== opId) } : { value: applyWrite(op.write, id, w.value), applied: w.applied },
+          w.applied.includes(opId)
+            ? { value: w.value, applied: w.applied.filter((a) => a !== opId) }
+            : { value: applyWrite(op.write, id, w.value), applied: w.applied },
         );
       }
       this.expand(row);
@@ -253,20 +259,26 @@ export class Model {
    */
   settle(observed: ReadonlyMap<string, Doc>, doubtful: ReadonlySet<string> = new Set()): string[] {
     const unanswered = [...this.ops.values()].filter((o) => !o.indeterminate);
-    if (unanswered.length > 0) throw new Error(`nemesis model: settle with ${unanswered.length} write(s) still unanswered`);
-    for (const id of observed.keys()) if (!this.rows.has(id)) throw new Error(`nemesis model: settle with unknown row ${id}`);
+    if (unanswered.length > 0)
+      throw new Error(`nemesis model: settle with ${unanswered.length} write(s) still unanswered`);
+    for (const id of observed.keys())
+      if (!this.rows.has(id)) throw new Error(`nemesis model: settle with unknown row ${id}`);
     const torn: string[] = [];
     for (const op of this.ops.values()) {
       if (op.write.kind !== 'insert') continue;
       const ids = op.write.docs.map((d) => d._id).filter((id) => !this.deletable.has(id));
       const stored = ids.filter((id) => observed.has(id));
       if (stored.length > 0 && stored.length < ids.length) {
-        torn.push(`a POST of ${op.write.docs.length} rows whose answer was lost is stored in part: ${stored.length} of its ${ids.length} undeleted rows (e.g. ${stored[0]} stored, ${ids.find((id) => !observed.has(id))} not)`);
+        torn.push(
+          `a POST of ${op.write.docs.length} rows whose answer was lost is stored in part: ${stored.length} of its ${ids.length} undeleted rows (e.g. ${stored[0]} stored, ${ids.find((id) => !observed.has(id))} not)`,
+        );
       }
     }
     for (const row of this.rows.values()) {
       const read: World = { value: observed.get(row.id) ?? null, applied: [] };
-      row.worlds = doubtful.has(row.id) ? dedupe([read, ...row.worlds.map((w) => ({ value: w.value, applied: [] }))]) : [read];
+      row.worlds = doubtful.has(row.id)
+        ? dedupe([read, ...row.worlds.map((w) => ({ value: w.value, applied: [] }))])
+        : [read];
       row.pending = [];
       row.approx = false;
       this.notify(row);
@@ -344,7 +356,10 @@ export class Model {
       const w = queue.pop()!;
       for (const p of row.pending) {
         if (w.applied.includes(p)) continue;
-        const next: World = { value: applyWrite(this.ops.get(p)!.write, row.id, w.value), applied: withOp(w.applied, p) };
+        const next: World = {
+          value: applyWrite(this.ops.get(p)!.write, row.id, w.value),
+          applied: withOp(w.applied, p),
+        };
         const k = worldKey(next);
         if (seen.has(k)) continue;
         seen.set(k, next);
@@ -379,7 +394,8 @@ export class Model {
   }
 
   private values(row: Row, without?: number): Value[] {
-    const ws = without === undefined || row.approx ? row.worlds : row.worlds.filter((w) => !w.applied.includes(without));
+    const ws =
+      without === undefined || row.approx ? row.worlds : row.worlds.filter((w) => !w.applied.includes(without));
     return ws.map((w) => w.value);
   }
 

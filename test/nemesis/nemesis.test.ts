@@ -18,7 +18,7 @@ import { runSeed } from './runner';
 import { FAULT_KINDS, POST_FORMATS, type FaultKind, type PostFormat } from './schedule';
 
 /** The seeds CI runs. */
-const DEFAULT_SEEDS = [1, 2, 3, 4, 5];
+const DEFAULT_SEEDS = [1, 2, 3, 4];
 /** Steps per seed by default: with the seeds above, about 5 minutes on a 2-core machine. */
 const DEFAULT_STEPS = 150;
 
@@ -36,7 +36,10 @@ function seeds(): number[] {
 }
 
 function parseWhole(name: string, v: string): number {
-  if (!/^\d+$/.test(v)) throw new Error(`${name} must be a whole number (or NEMESIS_SEEDS a list a,b,c, a count, or a range a-b); got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v))
+    throw new Error(
+      `${name} must be a whole number (or NEMESIS_SEEDS a list a,b,c, a count, or a range a-b); got ${JSON.stringify(v)}`,
+    );
   return Number(v);
 }
 
@@ -67,10 +70,19 @@ describe('nemesis: seeded random faults checked against a model of acknowledged 
   for (const seed of seeds()) {
     it(`seed ${seed}: ${steps} steps, every read allowed by the model`, async function () {
       this.timeout(steps * 3_000 + 240_000);
-      const r = await runSeed({ seed, steps, faults, formats, keepGoing: process.env.NEMESIS_KEEP_GOING === '1', onStep: verbose ? (l) => console.log(`      [seed ${seed}] ${l}`) : undefined });
+      const r = await runSeed({
+        seed,
+        steps,
+        faults,
+        formats,
+        keepGoing: process.env.NEMESIS_KEEP_GOING === '1',
+        onStep: verbose ? (l) => console.log(`      [seed ${seed}] ${l}`) : undefined,
+      });
       results.push(r);
       if (r.failure) throw new Error(formatFailure(r));
-      console.log(`      seed ${seed}: ${r.stepsRun} steps in ${(r.ms / 1000).toFixed(1)} s, ${r.stats.quiesces} strict checks, ${r.stats.finalRows} rows at the end`);
+      console.log(
+        `      seed ${seed}: ${r.stepsRun} steps in ${(r.ms / 1000).toFixed(1)} s, ${r.stats.quiesces} strict checks, ${r.stats.finalRows} rows at the end`,
+      );
     });
   }
 });

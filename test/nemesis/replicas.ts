@@ -27,8 +27,13 @@ function readShard(dataDir: string, table: string): Held | string {
     const t = db.prepare<[string], { seq: number }>('SELECT seq FROM _tables WHERE name = ?').get(table);
     if (!t) return `has no table ${table}`;
     const held: Held = new Map();
-    for (const c of db.prepare<[string], { chunk: string }>('SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1').all(table)) held.set(c.chunk, new Map());
-    for (const r of db.prepare<[], { _id: string; chunk: string; doc: string }>(`SELECT _id, chunk, doc FROM t_${t.seq}`).all()) {
+    for (const c of db
+      .prepare<[string], { chunk: string }>('SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1')
+      .all(table))
+      held.set(c.chunk, new Map());
+    for (const r of db
+      .prepare<[], { _id: string; chunk: string; doc: string }>(`SELECT _id, chunk, doc FROM t_${t.seq}`)
+      .all()) {
       held.get(r.chunk)?.set(r._id, canonical(JSON.parse(r.doc)));
     }
     return held;
@@ -63,7 +68,10 @@ export async function checkReplicas(
   settled: readonly string[] = [],
 ): Promise<ReplicaReport> {
   const placed = Object.entries(await redis.hgetall(keys.chunks))
-    .map(([chunk, raw]) => ({ chunk, ...(JSON.parse(raw) as { table: string; replicas: string[]; rows: number; post: string }) }))
+    .map(([chunk, raw]) => ({
+      chunk,
+      ...(JSON.parse(raw) as { table: string; replicas: string[]; rows: number; post: string }),
+    }))
     .filter((c) => c.table === table);
   const shards = new Map<string, Held | string>();
   const shardOf = (w: string): Held | string => {
@@ -79,7 +87,11 @@ export async function checkReplicas(
   const ids = (xs: string[]) => xs.slice(0, 5).join(',') + (xs.length > 5 ? ',…' : '');
   for (const c of placed) {
     if (c.replicas.length < want) {
-      report.problems.push({ kind: 'replica', id: c.chunk, detail: `chunk ${c.chunk} (post ${c.post}) is placed on ${c.replicas.length} worker(s) (${c.replicas.join(',')}); R = ${replicas} with ${active} active` });
+      report.problems.push({
+        kind: 'replica',
+        id: c.chunk,
+        detail: `chunk ${c.chunk} (post ${c.post}) is placed on ${c.replicas.length} worker(s) (${c.replicas.join(',')}); R = ${replicas} with ${active} active`,
+      });
     }
     const copies = new Map<string, Map<string, string>>();
     const lacking: [string, string][] = [];
@@ -94,7 +106,12 @@ export async function checkReplicas(
     for (const m of copies.values()) for (const id of m.keys()) held.add(id);
     for (const [w, why] of lacking) {
       if (rowsHeld === 0) report.emptyNotHeld++;
-      else report.problems.push({ kind: 'replica', id: c.chunk, detail: `chunk ${c.chunk} (post ${c.post}) is listed on ${w}, which ${why}; its other copies hold ${rowsHeld} rows` });
+      else
+        report.problems.push({
+          kind: 'replica',
+          id: c.chunk,
+          detail: `chunk ${c.chunk} (post ${c.post}) is listed on ${w}, which ${why}; its other copies hold ${rowsHeld} rows`,
+        });
     }
     const [first, ...rest] = [...copies];
     for (const [w, rows] of rest) {
@@ -115,6 +132,10 @@ export async function checkReplicas(
     }
   }
   const orphans = settled.filter((id) => !held.has(id));
-  if (orphans.length > 0) report.problems.push({ kind: 'replica', detail: `${orphans.length} row(s) a complete read returned are in no copy of any placed chunk: ${ids(orphans)}` });
+  if (orphans.length > 0)
+    report.problems.push({
+      kind: 'replica',
+      detail: `${orphans.length} row(s) a complete read returned are in no copy of any placed chunk: ${ids(orphans)}`,
+    });
   return report;
 }

@@ -1,4 +1,7 @@
-/** The figures of a nemesis run: per-seed results, the summary tables, the failure report and test/nemesis/results.json. */
+/**
+ * The figures of a nemesis run: per-seed results, the summary tables, the failure report and
+ * test/nemesis/results.json.
+ */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../support/processes';
@@ -77,7 +80,9 @@ export function emptyStats(): Stats {
 
 /** The command that replays a failure (with the NEMESIS_FAULTS / NEMESIS_FORMATS of the run, when set). */
 export function replayCommand(r: SeedResult): string {
-  const filters = ['NEMESIS_FAULTS', 'NEMESIS_FORMATS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `);
+  const filters = ['NEMESIS_FAULTS', 'NEMESIS_FORMATS']
+    .filter((k) => process.env[k])
+    .map((k) => `${k}=${process.env[k]} `);
   return `${filters.join('')}NEMESIS_SEED=${r.seed} NEMESIS_STEPS=${r.failure?.replaySteps ?? r.steps} npm run test:nemesis`;
 }
 
@@ -93,10 +98,31 @@ const n = (r: SeedResult, k: ProblemKind) => r.stats.problems[k] ?? 0;
 /** The summary: one line per seed, then faults and reads by kind over all seeds. */
 export function formatSummary(results: SeedResult[]): string {
   const perSeed = table(
-    ['seed', 'steps', 's', 'faults', 'writes ok/?/no', 'reads checked', 'exact', '503', 'partial', 'lost', 'dup', 'wrong', 'resurr.', 'other', 'result'],
+    [
+      'seed',
+      'steps',
+      's',
+      'faults',
+      'writes ok/?/no',
+      'reads checked',
+      'exact',
+      '503',
+      'partial',
+      'lost',
+      'dup',
+      'wrong',
+      'resurr.',
+      'other',
+      'result',
+    ],
     results.map((r) => {
       const s = r.stats;
-      const other = sum(s.problems as Record<string, number>) - n(r, 'lost') - n(r, 'duplicate') - n(r, 'wrong') - n(r, 'resurrected');
+      const other =
+        sum(s.problems as Record<string, number>) -
+        n(r, 'lost') -
+        n(r, 'duplicate') -
+        n(r, 'wrong') -
+        n(r, 'resurrected');
       return [
         String(r.seed),
         `${r.stepsRun}/${r.steps}`,
@@ -119,7 +145,12 @@ export function formatSummary(results: SeedResult[]): string {
   const total = (pick: (r: SeedResult) => Record<string, number>) => {
     const m = new Map<string, number>();
     for (const r of results) for (const [k, v] of Object.entries(pick(r))) m.set(k, (m.get(k) ?? 0) + v);
-    return [...m].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+    return (
+      [...m]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || 'none'
+    );
   };
   const reads = results.reduce((a, r) => a + r.stats.reads.sent, 0);
   const cut = results.reduce((a, r) => a + r.stats.reads.cut, 0);
@@ -158,8 +189,15 @@ export function formatFailure(r: SeedResult): string {
 }
 
 /** Writes `{generatedAt, results}` to test/nemesis/results.json under the project root; returns the path. */
-export function writeResults(results: SeedResult[], file = path.join(projectRoot(), 'test', 'nemesis', 'results.json')): string {
-  const slim = results.map((r) => ({ ...r, problems: r.problems.slice(0, 50), replay: r.failure ? replayCommand(r) : undefined }));
+export function writeResults(
+  results: SeedResult[],
+  file = path.join(projectRoot(), 'test', 'nemesis', 'results.json'),
+): string {
+  const slim = results.map((r) => ({
+    ...r,
+    problems: r.problems.slice(0, 50),
+    replay: r.failure ? replayCommand(r) : undefined,
+  }));
   fs.writeFileSync(file, JSON.stringify({ generatedAt: new Date().toISOString(), results: slim }, null, 2) + '\n');
   return file;
 }

@@ -19,11 +19,19 @@ export const REQUEST_TIMEOUT_MS = 40_000;
 function errorText(e: unknown): { text: string; refused: boolean } {
   const err = e as Error & { cause?: { code?: string; message?: string } };
   const code = err.cause?.code;
-  return { text: `${err.name}: ${err.message}${err.cause ? ` (${code ?? err.cause.message ?? ''})` : ''}`, refused: code === 'ECONNREFUSED' };
+  return {
+    text: `${err.name}: ${err.message}${err.cause ? ` (${code ?? err.cause.message ?? ''})` : ''}`,
+    refused: code === 'ECONNREFUSED',
+  };
 }
 
 /** Sends one request; never throws. */
-export async function send(url: string, method: string, body: string | undefined, contentType = 'application/json'): Promise<Answer> {
+export async function send(
+  url: string,
+  method: string,
+  body: string | undefined,
+  contentType = 'application/json',
+): Promise<Answer> {
   const t = Date.now();
   try {
     const res = await fetch(url, {
@@ -54,7 +62,11 @@ function csvCell(v: unknown): string {
 }
 
 /** The body of a POST of `docs` in `format` (without `_id` when the store is to generate it), and its Content-Type. */
-export function encodeRows(docs: readonly Doc[], format: PostFormat, generatedIds = false): { body: string; contentType: string } {
+export function encodeRows(
+  docs: readonly Doc[],
+  format: PostFormat,
+  generatedIds = false,
+): { body: string; contentType: string } {
   const rows: Record<string, unknown>[] = generatedIds ? docs.map(({ _id, ...rest }) => rest) : [...docs];
   const columns = generatedIds ? COLUMNS.filter((c) => c !== '_id') : COLUMNS;
   switch (format) {

@@ -8,11 +8,21 @@ import { startRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { sleep } from '../support/wait';
 import { checkMutationCount, checkRead, checkStable, queryBody, type Problem, type ReadShape } from './checker';
 import { NemesisCluster } from './faults';
-import { Model, type Doc, type Write } from './model';
+import { Model, type Doc, type Possible, type Write } from './model';
 import { Lanes } from './lanes';
 import { checkReplicas } from './replicas';
 import { describeAnswer, encodeRows, parseLines, send, type Answer } from './requests';
-import { describeStep, makeSchedule, postRows, TABLE, TABLE_SCHEMA, updateSet, type FaultKind, type PostFormat, type Step } from './schedule';
+import {
+  describeStep,
+  makeSchedule,
+  postRows,
+  TABLE,
+  TABLE_SCHEMA,
+  updateSet,
+  type FaultKind,
+  type PostFormat,
+  type Step,
+} from './schedule';
 import { emptyStats, type SeedResult } from './report';
 
 /** Client operations in flight at once. */
@@ -63,7 +73,10 @@ interface StepLog {
   outcome: string;
 }
 
-/** Runs the first `steps` steps of a seed's schedule, then a final strict check. Never throws: problems are in the result. */
+/**
+ * Runs the first `steps` steps of a seed's schedule, then a final strict check. Never throws:
+ * problems are in the result.
+ */
 export async function runSeed(o: RunOptions): Promise<SeedResult> {
   const run = new SeedRun(o);
   await run.run();
@@ -104,10 +117,22 @@ class SeedRun {
 
   async run(): Promise<void> {
     const started = Date.now();
-    const steps = makeSchedule({ seed: this.o.seed, steps: this.o.steps, workers: WORKERS, faults: this.o.faults, formats: this.o.formats });
+    const steps = makeSchedule({
+      seed: this.o.seed,
+      steps: this.o.steps,
+      workers: WORKERS,
+      faults: this.o.faults,
+      formats: this.o.formats,
+    });
     try {
       this.redis = await startRedis({ appendonly: true });
-      this.nem = await NemesisCluster.start({ redis: this.redis, prefix: uniquePrefix(), workers: WORKERS, replicas: REPLICAS, env: NEMESIS_ENV });
+      this.nem = await NemesisCluster.start({
+        redis: this.redis,
+        prefix: uniquePrefix(),
+        workers: WORKERS,
+        replicas: REPLICAS,
+        env: NEMESIS_ENV,
+      });
       const put = await send(`${this.nem.url(0)}/tables/${TABLE}`, 'PUT', JSON.stringify({ schema: TABLE_SCHEMA }));
       if (put.kind !== 'answered' || put.status >= 300) throw new Error(`PUT /tables/${TABLE}: ${describeAnswer(put)}`);
       for (let i = 0; i < steps.length && (!this.result.failure || this.o.keepGoing); i++) {
@@ -128,10 +153,14 @@ class SeedRun {
       this.fail(this.current, [{ kind: 'settle', detail: `the run stopped: ${(e as Error).stack ?? e}` }]);
     } finally {
       await this.lanes.idle().catch(() => undefined);
-      if (this.result.failure) this.result.failure.log = this.log.map((l) => `#${l.index} ${l.text}${l.outcome ? ` → ${l.outcome}` : ''}`);
+      if (this.result.failure)
+        this.result.failure.log = this.log.map((l) => `#${l.index} ${l.text}${l.outcome ? ` → ${l.outcome}` : ''}`);
       if (this.nem) {
         this.result.stats.deadLetters = await this.nem.deadLetters();
-        this.result.stats.staleUnderReplicated = await this.nem.underReplicated().then((u) => u.gone, () => -1);
+        this.result.stats.staleUnderReplicated = await this.nem.underReplicated().then(
+          (u) => u.gone,
+          () => -1,
+        );
       }
       await this.nem?.stop().catch((e) => this.result.notes.push(`cluster stop: ${(e as Error).message}`));
       await this.redis?.stop().catch((e) => this.result.notes.push(`redis stop: ${(e as Error).message}`));
@@ -217,12 +246,18 @@ class SeedRun {
       this.model.indeterminate(op);
       st.writes.indeterminate++;
     }
-    if (a.status < 500) return [{ kind: 'status', detail: `${what} answered ${a.status} to a valid request: ${a.text.slice(0, 300)}` }];
-    if (a.status === 500 && !this.nem.excuses500(t0)) return [{ kind: 'status', detail: `${what} answered 500 (no Redis restart near it): ${a.text.slice(0, 300)}` }];
+    if (a.status < 500)
+      return [{ kind: 'status', detail: `${what} answered ${a.status} to a valid request: ${a.text.slice(0, 300)}` }];
+    if (a.status === 500 && !this.nem.excuses500(t0))
+      return [{ kind: 'status', detail: `${what} answered 500 (no Redis restart near it): ${a.text.slice(0, 300)}` }];
     return [];
   }
 
-  private async client(i: number, s: Exclude<Step, { kind: 'fault' | 'pause' | 'quiesce' }>, entry: StepLog): Promise<void> {
+  private async client(
+    i: number,
+    s: Exclude<Step, { kind: 'fault' | 'pause' | 'quiesce' }>,
+    entry: StepLog,
+  ): Promise<void> {
     const st = this.result.stats;
     const url = this.nem.url(s.via);
     if (!url) {
@@ -237,7 +272,10 @@ class SeedRun {
     const base = `${url}/tables/${TABLE}`;
     if (s.kind === 'read') {
       const obs = this.model.observe();
-      const a = await send(`${base}/query`, 'POST', JSON.stringify(queryBody(s.read, s.partial)));
+      const a =
+        s.read.kind === 'get'
+          ? await send(`${base}/records/${encodeURIComponent(s.read.id)}`, 'GET', undefined)
+          : await send(`${base}/query`, 'POST', JSON.stringify(queryBody(s.read, s.partial)));
       const possible = this.model.close(obs);
       entry.outcome = describeAnswer(a);
       this.fail(i, this.checkReadAnswer(s.read, a, possible, t0));
@@ -271,7 +309,11 @@ class SeedRun {
     if (a.kind === 'answered' && a.status === 200) {
       const body = JSON.parse(a.text) as Record<string, unknown>;
       if (s.kind === 'post') {
-        if (body.inserted !== s.rows) problems.push({ kind: 'count', detail: `${what} answered inserted=${JSON.stringify(body.inserted)} for ${s.rows} rows` });
+        if (body.inserted !== s.rows)
+          problems.push({
+            kind: 'count',
+            detail: `${what} answered inserted=${JSON.stringify(body.inserted)} for ${s.rows} rows`,
+          });
         if (Number(body.underReplicated) > 0) st.underReplicatedPosts++;
       } else {
         const pending = Array.isArray(body.pendingWorkers) && body.pendingWorkers.length > 0;
@@ -284,7 +326,7 @@ class SeedRun {
     this.fail(i, problems);
   }
 
-  private checkReadAnswer(shape: ReadShape, a: Answer, possible: ReturnType<Model['close']>, t0: number): Problem[] {
+  private checkReadAnswer(shape: ReadShape, a: Answer, possible: Possible, t0: number): Problem[] {
     const st = this.result.stats;
     st.reads.sent++;
     if (a.kind !== 'answered') {
@@ -295,13 +337,17 @@ class SeedRun {
       st.reads.unavailable++;
       return [];
     }
+    if (shape.kind === 'get' && (a.status === 200 || a.status === 404))
+      return this.checkGet(shape, a.status, a.text, possible);
     if (a.status !== 200) {
       st.reads.otherStatus++;
-      if (a.status < 500 || (a.status === 500 && !this.nem.excuses500(t0))) return [{ kind: 'status', detail: `read ${shape.kind} answered ${a.status}: ${a.text.slice(0, 300)}` }];
+      if (a.status < 500 || (a.status === 500 && !this.nem.excuses500(t0)))
+        return [{ kind: 'status', detail: `read ${shape.kind} answered ${a.status}: ${a.text.slice(0, 300)}` }];
       return [];
     }
     const parsed = parseLines(a.text);
-    if (parsed.garbled) return [{ kind: 'status', detail: `read ${shape.kind} answered a line that is not JSON: ${parsed.garbled}` }];
+    if (parsed.garbled)
+      return [{ kind: 'status', detail: `read ${shape.kind} answered a line that is not JSON: ${parsed.garbled}` }];
     const complete = !parsed.partial && !parsed.error;
     if (parsed.partial) st.reads.partial++;
     if (parsed.error) st.reads.errorLine++;
@@ -310,6 +356,38 @@ class SeedRun {
     if (shape.kind === 'count' || shape.kind === 'group') return checkRead(possible, shape, parsed.lines, complete);
     const { rows, problems } = this.normalize(parsed.lines);
     return [...problems, ...checkRead(possible, shape, rows, complete)];
+  }
+
+  /** A `GET /records/:id` answer: 200 with the record, or 404 naming the id (no such record), both complete. */
+  private checkGet(
+    shape: Extract<ReadShape, { kind: 'get' }>,
+    status: number,
+    text: string,
+    possible: Possible,
+  ): Problem[] {
+    const st = this.result.stats;
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return [
+        {
+          kind: 'status',
+          detail: `read get ${shape.id} answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`,
+        },
+      ];
+    }
+    if (status === 404 && body.id !== shape.id)
+      return [
+        {
+          kind: 'status',
+          detail: `read get ${shape.id} answered 404 without naming the record: ${text.slice(0, 300)}`,
+        },
+      ];
+    st.reads.exact++;
+    st.reads.checked.get = (st.reads.checked.get ?? 0) + 1;
+    const { rows, problems } = this.normalize(status === 200 ? [body] : []);
+    return [...problems, ...checkRead(possible, shape, rows, true)];
   }
 
   /**
@@ -328,16 +406,24 @@ class SeedRun {
       if (rid.startsWith('g')) {
         const known = this.generatedIds.get(rid);
         if (typeof id !== 'string' || id === '' || (known !== undefined && known !== id)) {
-          problems.push({ kind: 'wrong', id: rid, detail: `row ${rid} has _id ${JSON.stringify(id)}${known ? `; it had ${known} before` : ''}` });
+          problems.push({
+            kind: 'wrong',
+            id: rid,
+            detail: `row ${rid} has _id ${JSON.stringify(id)}${known ? `; it had ${known} before` : ''}`,
+          });
         } else this.generatedIds.set(rid, id);
-      } else if (id !== rid) problems.push({ kind: 'wrong', id: rid, detail: `row ${rid} has _id ${JSON.stringify(id)}` });
+      } else if (id !== rid)
+        problems.push({ kind: 'wrong', id: rid, detail: `row ${rid} has _id ${JSON.stringify(id)}` });
       return { ...line, _id: rid } as Doc;
     });
     return { rows, problems };
   }
 
   /** A complete read of the whole table through `via`, retried until one comes or the deadline passes. */
-  private async exactRead(via: number, timeoutMs: number): Promise<{ rows?: Doc[]; problems: Problem[]; last: string }> {
+  private async exactRead(
+    via: number,
+    timeoutMs: number,
+  ): Promise<{ rows?: Doc[]; problems: Problem[]; last: string }> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
     while (Date.now() < deadline) {
@@ -367,16 +453,26 @@ class SeedRun {
     const problems: Problem[] = [];
     const healed = await this.nem.healAll();
     const settled = await this.nem.settle(SETTLE_MS);
-    if (settled.unmet.length > 0) problems.push({ kind: 'settle', detail: `not quiet ${SETTLE_MS / 1000} s after healing: ${settled.unmet.join('; ')}` });
+    if (settled.unmet.length > 0)
+      problems.push({
+        kind: 'settle',
+        detail: `not quiet ${SETTLE_MS / 1000} s after healing: ${settled.unmet.join('; ')}`,
+      });
     problems.push(...this.nem.crashed().map((detail) => ({ kind: 'crash' as const, detail })));
     const first = await this.exactRead(0, EXACT_READ_MS);
     if (!first.rows) {
-      problems.push({ kind: 'settle', detail: `no complete read within ${EXACT_READ_MS / 1000} s of settling; last: ${first.last}` });
+      problems.push({
+        kind: 'settle',
+        detail: `no complete read within ${EXACT_READ_MS / 1000} s of settling; last: ${first.last}`,
+      });
       this.fail(i, problems);
       entry.outcome = `FAILED after ${Date.now() - t} ms`;
       return;
     }
-    const readProblems = [...first.problems, ...checkRead(this.model.now(), { kind: 'rows', where: {} }, first.rows, true)];
+    const readProblems = [
+      ...first.problems,
+      ...checkRead(this.model.now(), { kind: 'rows', where: {} }, first.rows, true),
+    ];
     problems.push(...readProblems);
     if (readProblems.length > 0 && this.o.keepGoing) {
       // What was read becomes the truth, so that the steps after are judged on their own.
@@ -386,10 +482,22 @@ class SeedRun {
       const torn = this.model.settle(new Map(first.rows.map((r) => [r._id, r])));
       problems.push(...torn.map((detail) => ({ kind: 'torn' as const, detail })));
       const second = await this.exactRead(1, EXACT_READ_MS);
-      if (!second.rows) problems.push({ kind: 'settle', detail: `no second complete read within ${EXACT_READ_MS / 1000} s; last: ${second.last}` });
+      if (!second.rows)
+        problems.push({
+          kind: 'settle',
+          detail: `no second complete read within ${EXACT_READ_MS / 1000} s; last: ${second.last}`,
+        });
       else problems.push(...second.problems, ...checkStable(first.rows, second.rows));
     }
-    const rep = await checkReplicas(this.nem.cluster.redis, this.nem.keys, TABLE, this.nem.workerDirs(), REPLICAS, this.nem.activeWorkers().length, this.storedIds(first.rows));
+    const rep = await checkReplicas(
+      this.nem.cluster.redis,
+      this.nem.keys,
+      TABLE,
+      this.nem.workerDirs(),
+      REPLICAS,
+      this.nem.activeWorkers().length,
+      this.storedIds(first.rows),
+    );
     problems.push(...rep.problems);
     st.quiesces++;
     st.finalRows = first.rows.length;
@@ -413,11 +521,16 @@ class SeedRun {
       const { unmet } = await this.nem.settle(30_000);
       const r = await this.exactRead(0, 20_000);
       if (!r.rows) {
-        this.result.notes.push(`after healing${unmet.length ? ` (not quiet: ${unmet.join('; ')})` : ''}: no complete read (${r.last})`);
+        this.result.notes.push(
+          `after healing${unmet.length ? ` (not quiet: ${unmet.join('; ')})` : ''}: no complete read (${r.last})`,
+        );
         return;
       }
       const left = checkRead(this.model.now(), { kind: 'rows', where: {} }, r.rows, true);
-      this.fail(this.result.stepsRun, left.map((p) => ({ ...p, detail: `after healing: ${p.detail}` })));
+      this.fail(
+        this.result.stepsRun,
+        left.map((p) => ({ ...p, detail: `after healing: ${p.detail}` })),
+      );
       const byKind = new Map<string, number>();
       for (const p of left) byKind.set(p.kind, (byKind.get(p.kind) ?? 0) + 1);
       const counts = [...byKind].map(([k, n]) => `${n} ${k}`).join(', ');
@@ -425,11 +538,21 @@ class SeedRun {
         `after healing and settling${unmet.length ? ` (still not quiet: ${unmet.join('; ')})` : ''}, a complete read of ${r.rows.length} rows ` +
           (left.length === 0 ? 'agrees with the model' : `still has ${counts}: e.g. ${left[0].detail}`),
       );
-      const rep = await checkReplicas(this.nem.cluster.redis, this.nem.keys, TABLE, this.nem.workerDirs(), REPLICAS, this.nem.activeWorkers().length, this.storedIds(r.rows));
-      if (rep.problems.length > 0) this.result.notes.push(`replica check after healing: ${rep.problems.length} problem(s), e.g. ${rep.problems[0].detail}`);
+      const rep = await checkReplicas(
+        this.nem.cluster.redis,
+        this.nem.keys,
+        TABLE,
+        this.nem.workerDirs(),
+        REPLICAS,
+        this.nem.activeWorkers().length,
+        this.storedIds(r.rows),
+      );
+      if (rep.problems.length > 0)
+        this.result.notes.push(
+          `replica check after healing: ${rep.problems.length} problem(s), e.g. ${rep.problems[0].detail}`,
+        );
     } catch (e) {
       this.result.notes.push(`post-mortem failed: ${(e as Error).message}`);
     }
   }
 }
-

@@ -15,7 +15,18 @@ export const POST_FORMATS = ['ndjson', 'json', 'pretty', 'csv'] as const;
 export type PostFormat = (typeof POST_FORMATS)[number];
 
 /** Faults, each named as `NEMESIS_FAULTS` spells it. */
-export const FAULT_KINDS = ['kill', 'stop', 'wipe', 'disk-full', 'add-worker', 'drain', 'rebalance', 'kill-coordinator', 'second-coordinator', 'redis-restart'] as const;
+export const FAULT_KINDS = [
+  'kill',
+  'stop',
+  'wipe',
+  'disk-full',
+  'add-worker',
+  'drain',
+  'rebalance',
+  'kill-coordinator',
+  'second-coordinator',
+  'redis-restart',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** A fault or the heal of one. */
@@ -50,7 +61,10 @@ export interface ScheduleOptions {
   faults?: ReadonlySet<FaultKind>;
   /** POST encodings the schedule may use (to set a known defect aside while hunting others). @defaultValue all four */
   formats?: readonly PostFormat[];
-  /** Most workers impaired (killed, stopped, wiped, disk full) at once; one healthy worker always remains. @defaultValue 4 */
+  /**
+   * Most workers impaired (killed, stopped, wiped, disk full) at once; one healthy worker always remains.
+   * @defaultValue 4
+   */
   maxImpaired?: number;
   /** Most workers not retired. @defaultValue 5 */
   maxWorkers?: number;
@@ -62,7 +76,17 @@ export const TABLE_SCHEMA = 'rid:string,g:string,k:integer,v:integer,t:string,x:
 /** Columns in CSV order. */
 export const COLUMNS = ['_id', 'rid', 'g', 'k', 'v', 't', 'x'] as const;
 const GROUPS = ['a', 'b', 'c', 'd'];
-const NOTES = ['plain', 'with, comma', 'quote "q" here', 'line\nbreak', 'ünïcödé', '  spaced  ', 'emoji 😀', 'semi;colon', 'tab\there'];
+const NOTES = [
+  'plain',
+  'with, comma',
+  'quote "q" here',
+  'line\nbreak',
+  'ünïcödé',
+  '  spaced  ',
+  'emoji 😀',
+  'semi;colon',
+  'tab\there',
+];
 
 /**
  * The row id (`rid`) of row `i` of the POST at step `step`: sorts by step, then row. A row
@@ -167,13 +191,14 @@ export function makeSchedule(o: ScheduleOptions): Step[] {
     const x = r();
     if (x < 0.3) return { kind: 'rows', where: readWhere() };
     if (x < 0.55) {
-      const sort: SortKey[] = r() < 0.7 ? [{ field: 'k', dir: r() < 0.5 ? 'asc' : 'desc' }] : [{ field: 'v', dir: 'desc' }];
+      const sort: SortKey[] =
+        r() < 0.7 ? [{ field: 'k', dir: r() < 0.5 ? 'asc' : 'desc' }] : [{ field: 'v', dir: 'desc' }];
       return { kind: 'sorted', where: readWhere(), sort: [...sort, { field: 'rid', dir: 'asc' }], limit: int(1, 60) };
     }
     if (x < 0.7) return { kind: 'count', where: readWhere() };
     if (x < 0.85) return { kind: 'group', where: readWhere(), by: 'g' };
     const y = r();
-    if (y < 0.4) return { kind: 'lookup', where: { _id: knownIds(1)[0] } };
+    if (y < 0.4) return { kind: 'get', id: knownIds(1)[0] };
     if (y < 0.8) return { kind: 'lookup', where: { _id: { $in: knownIds(int(2, 12)) } } };
     return { kind: 'lookup', where: { rid: { $in: knownIds(int(2, 12), true) } } };
   };
@@ -188,7 +213,10 @@ export function makeSchedule(o: ScheduleOptions): Step[] {
     const canImpair = impaired().length < maxImpaired && left >= 1 && r() < (left >= 3 ? 1 : left === 2 ? 0.8 : 0.6);
     const impair = (op: 'kill' | 'stop' | 'wipe' | 'disk-full', lo: number, hi: number) => () => {
       const worker = pick(ok);
-      p.workers.set(worker, { health: op === 'kill' ? 'killed' : op === 'stop' ? 'stopped' : op === 'wipe' ? 'wiped' : 'full', healAt: i + int(lo, hi) });
+      p.workers.set(worker, {
+        health: op === 'kill' ? 'killed' : op === 'stop' ? 'stopped' : op === 'wipe' ? 'wiped' : 'full',
+        healAt: i + int(lo, hi),
+      });
       return { op, worker } as Fault;
     };
     // Failures cascade: with a worker already down, another is likelier to follow.
@@ -278,7 +306,9 @@ export function makeSchedule(o: ScheduleOptions): Step[] {
     else if (x < 0.68) steps.push({ kind: 'read', read: read(), partial: r() < 0.25, via: via() });
     else if (x < 0.9) {
       const c = faultCandidates(i);
-      steps.push(c.length > 0 ? { kind: 'fault', fault: pick(c)() } : { kind: 'read', read: read(), partial: false, via: via() });
+      steps.push(
+        c.length > 0 ? { kind: 'fault', fault: pick(c)() } : { kind: 'read', read: read(), partial: false, via: via() },
+      );
     } else steps.push({ kind: 'pause', ms: int(300, 2500) });
   }
   return steps;
@@ -297,8 +327,13 @@ export function describeStep(s: Step, index: number): string {
       return `delete where ${w(s.where)}${via}`;
     case 'read': {
       const q = s.read;
+      if (q.kind === 'get') return `read get /records/${q.id}${via}`;
       const what =
-        q.kind === 'sorted' ? `sorted ${q.sort.map((k) => `${k.field}:${k.dir}`).join(',')} limit ${q.limit}` : q.kind === 'group' ? `group by ${q.by}` : q.kind;
+        q.kind === 'sorted'
+          ? `sorted ${q.sort.map((k) => `${k.field}:${k.dir}`).join(',')} limit ${q.limit}`
+          : q.kind === 'group'
+            ? `group by ${q.by}`
+            : q.kind;
       return `read ${what} where ${w(q.where)}${s.partial ? ' partial' : ''}${via}`;
     }
     case 'fault': {

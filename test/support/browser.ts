@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** What the browser tests need and how to get it, in the one line a skipped run prints. */
-export const CHROMIUM_HINT = 'install Chromium (Debian/Ubuntu: apt-get install -y chromium; macOS: brew install --cask chromium) or set CHROMIUM_PATH to a Chromium or Chrome executable';
+export const CHROMIUM_HINT =
+  'install Chromium (Debian/Ubuntu: apt-get install -y chromium; macOS: brew install --cask chromium) or set CHROMIUM_PATH to a Chromium or Chrome executable';
 
 /** Names a Chromium goes by on the PATH (Debian: chromium; Ubuntu and Alpine: chromium-browser). */
 const PATH_NAMES = ['chromium', 'chromium-browser'];

@@ -66,8 +66,18 @@ export class TestCluster {
   }
 
   /** Starts worker `id` (again) on `dataDir` (default: its previous one, or a new temp dir), with extra `env`. */
-  startWorker(id: string, dataDir = this.workers.get(id)?.dataDir ?? tempDir(`e2e-${id}`), env: Record<string, string> = {}): TestWorker {
-    const child = startWorkerProcess({ redisUrl: this.opts.redisUrl, prefix: this.opts.prefix, id, dataDir, env: { ...this.env(), LOG_LEVEL: 'info', ...env } });
+  startWorker(
+    id: string,
+    dataDir = this.workers.get(id)?.dataDir ?? tempDir(`e2e-${id}`),
+    env: Record<string, string> = {},
+  ): TestWorker {
+    const child = startWorkerProcess({
+      redisUrl: this.opts.redisUrl,
+      prefix: this.opts.prefix,
+      id,
+      dataDir,
+      env: { ...this.env(), LOG_LEVEL: 'info', ...env },
+    });
     const w = { id, dataDir, child };
     this.workers.set(id, w);
     return w;
@@ -112,24 +122,43 @@ export class TestCluster {
    */
   async waitLive(want: number | string[]): Promise<void> {
     if (typeof want === 'number') {
-      await waitFor(async () => ((await this.api<{ liveWorkers: number }>('GET', '/healthz')).body.liveWorkers === want ? true : undefined), {
-        what: `${want} live workers`,
-        timeoutMs: 30_000,
-      });
+      await waitFor(
+        async () =>
+          (await this.api<{ liveWorkers: number }>('GET', '/healthz')).body.liveWorkers === want ? true : undefined,
+        {
+          what: `${want} live workers`,
+          timeoutMs: 30_000,
+        },
+      );
       return;
     }
     const expected = [...want].sort().join(',');
     await waitFor(
       async () => {
         const r = await this.api<{ workers: { id: string; live: boolean }[] }>('GET', '/status');
-        return r.status === 200 && r.body.workers.filter((w) => w.live).map((w) => w.id).sort().join(',') === expected ? true : undefined;
+        return r.status === 200 &&
+          r.body.workers
+            .filter((w) => w.live)
+            .map((w) => w.id)
+            .sort()
+            .join(',') === expected
+          ? true
+          : undefined;
       },
       { what: `exactly workers ${expected} live`, timeoutMs: 30_000 },
     );
   }
 
-  async api<T = Record<string, unknown>>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<ApiAnswer<T>> {
-    const init: RequestInit = { method, headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {} };
+  async api<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = 'application/json',
+  ): Promise<ApiAnswer<T>> {
+    const init: RequestInit = {
+      method,
+      headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
+    };
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
       (init.headers as Record<string, string>)['content-type'] = contentType;
@@ -137,7 +166,14 @@ export class TestCluster {
     const res = await fetch(this.url + path, init);
     const text = await res.text();
     const ct = res.headers.get('content-type') ?? '';
-    const parsed = ct.includes('ndjson') ? text.split('\n').filter(Boolean).map((l) => JSON.parse(l)) : text ? JSON.parse(text) : undefined;
+    const parsed = ct.includes('ndjson')
+      ? text
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
+      : text
+        ? JSON.parse(text)
+        : undefined;
     return { status: res.status, body: parsed as T };
   }
 
@@ -151,7 +187,11 @@ export class TestCluster {
   /** Stops every process of the cluster (resuming workers a test left SIGSTOPped first) and its Redis client. */
   async stop(): Promise<void> {
     for (const w of this.workers.values()) w.child.kill('SIGCONT');
-    await Promise.all([this.coordinator?.stop(), ...this.extra.map((c) => c.stop()), ...[...this.workers.values()].map((w) => w.child.stop())]);
+    await Promise.all([
+      this.coordinator?.stop(),
+      ...this.extra.map((c) => c.stop()),
+      ...[...this.workers.values()].map((w) => w.child.stop()),
+    ]);
     await this.redis.quit();
   }
 }
@@ -212,7 +252,8 @@ export function clusterSuite(opts: ClusterSuiteOptions): ClusterSuite {
     if (redis && prefix) await dropPrefix(redis.url, prefix);
   });
   const ready = <T>(value: T | undefined, what: string): T => {
-    if (value === undefined) throw new Error(`clusterSuite: ${what} is read before the suite's before hook has set it up`);
+    if (value === undefined)
+      throw new Error(`clusterSuite: ${what} is read before the suite's before hook has set it up`);
     return value;
   };
   return {

@@ -64,7 +64,10 @@ export function canonical(v: unknown): string {
 }
 
 /** Rows lost and rows duplicated, comparing what came back with what was expected (by `_id`). */
-export function lossAndDuplicates(expected: Row[], got: { _id?: unknown }[]): { lost: number; duplicated: number; wrong: number } {
+export function lossAndDuplicates(
+  expected: Row[],
+  got: { _id?: unknown }[],
+): { lost: number; duplicated: number; wrong: number } {
   const want = new Map(expected.map((r) => [r._id, canonical(r)]));
   const seen = new Map<unknown, number>();
   let wrong = 0;

@@ -97,7 +97,8 @@ export class Driver {
   async commit(workers: string[], post = this.postId): Promise<string> {
     const op = ulid();
     this.committed.add(post);
-    for (const w of workers) await this.send(w, Object.assign(new CommitMessage(), { op, post, replyTo: this.replyTo }));
+    for (const w of workers)
+      await this.send(w, Object.assign(new CommitMessage(), { op, post, replyTo: this.replyTo }));
     return op;
   }
 
@@ -109,7 +110,13 @@ export class Driver {
     return op;
   }
 
-  async update(workerId: string, table: string, where: unknown, set: Record<string, unknown>, op = ulid()): Promise<string> {
+  async update(
+    workerId: string,
+    table: string,
+    where: unknown,
+    set: Record<string, unknown>,
+    op = ulid(),
+  ): Promise<string> {
     await this.send(workerId, Object.assign(new UpdateMessage(), { op, table, where, set, replyTo: this.replyTo }));
     return op;
   }
@@ -122,8 +129,7 @@ export class Driver {
   /** Reads whatever replies arrived (blocking up to `blockMs` for the first). */
   async pull(blockMs = 200): Promise<ReplyMessage[]> {
     const res = (await this.redis.xread('COUNT', 1000, 'BLOCK', blockMs, 'STREAMS', this.replyTo, this.lastReplyId)) as
-      | [string, [string, string[]][]][]
-      | null;
+      [string, [string, string[]][]][] | null;
     const out: ReplyMessage[] = [];
     for (const [id, fields] of res?.[0]?.[1] ?? []) {
       this.lastReplyId = id;
@@ -139,10 +145,15 @@ export class Driver {
   }
 
   /** Waits until `pred` holds over all replies so far. */
-  async until(pred: (all: readonly ReplyMessage[]) => boolean, what: string, timeoutMs = 20_000): Promise<readonly ReplyMessage[]> {
+  async until(
+    pred: (all: readonly ReplyMessage[]) => boolean,
+    what: string,
+    timeoutMs = 20_000,
+  ): Promise<readonly ReplyMessage[]> {
     const deadline = Date.now() + timeoutMs;
     while (!pred(this.inbox)) {
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${this.inbox.length} replies`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${this.inbox.length} replies`);
       await this.pull();
     }
     return this.inbox;
@@ -163,8 +174,15 @@ export class Driver {
    * table in a committed POST) is asked of its first replica among `workers`; collects the
    * FETCH_RESP batches until each asked worker sent `done`.
    */
-  async fetch(table: string, workers: string[], q: QuerySpec = {}, timeoutMs = 10_000, chunks?: string[]): Promise<FetchResult> {
-    const wanted = chunks ?? [...this.posted].filter(([, c]) => c.table === table && this.committed.has(c.post)).map(([id]) => id);
+  async fetch(
+    table: string,
+    workers: string[],
+    q: QuerySpec = {},
+    timeoutMs = 10_000,
+    chunks?: string[],
+  ): Promise<FetchResult> {
+    const wanted =
+      chunks ?? [...this.posted].filter(([, c]) => c.table === table && this.committed.has(c.post)).map(([id]) => id);
     const asks = new Map<string, string[]>(workers.map((w) => [w, []]));
     for (const c of wanted) {
       const first = (this.posted.get(c)?.replicas ?? workers).find((w) => workers.includes(w));
@@ -174,17 +192,35 @@ export class Driver {
   }
 
   /** Sends each worker a FETCH for exactly its chunks and collects the batches until each sent `done`. */
-  async fetchFrom(table: string, asks: Map<string, string[]>, q: QuerySpec = {}, timeoutMs = 10_000): Promise<FetchResult> {
+  async fetchFrom(
+    table: string,
+    asks: Map<string, string[]>,
+    q: QuerySpec = {},
+    timeoutMs = 10_000,
+  ): Promise<FetchResult> {
     const req = ulid();
     for (const [worker, chunks] of asks) {
-      const msg = Object.assign(new FetchMessage(), { req, worker, replyTo: this.replyTo, table, chunks, timeoutMs, ...q });
+      const msg = Object.assign(new FetchMessage(), {
+        req,
+        worker,
+        replyTo: this.replyTo,
+        table,
+        chunks,
+        timeoutMs,
+        ...q,
+      });
       const receivers = await publish(this.redis, this.keys.workerFetch(worker), encodeFetch(msg));
-      if (receivers === 0) throw new Error(`FETCH ${req}: worker ${worker} is not subscribed to ${this.keys.workerFetch(worker)}`);
+      if (receivers === 0)
+        throw new Error(`FETCH ${req}: worker ${worker} is not subscribed to ${this.keys.workerFetch(worker)}`);
     }
     const mine = (r: ReplyMessage): r is FetchRespMessage => r.type === 'FETCH_RESP' && r.req === req;
     const workers = [...asks.keys()];
     try {
-      await this.until((all) => workers.every((w) => all.some((r) => mine(r) && r.worker === w && r.done)), `FETCH ${req} from ${workers.join(',')}`, timeoutMs + 5000);
+      await this.until(
+        (all) => workers.every((w) => all.some((r) => mine(r) && r.worker === w && r.done)),
+        `FETCH ${req} from ${workers.join(',')}`,
+        timeoutMs + 5000,
+      );
     } catch (e) {
       const subs = await Promise.all(workers.map((w) => this.redis.call('PUBSUB', 'NUMSUB', this.keys.workerFetch(w))));
       throw new Error(`${(e as Error).message}; subscribers now: ${JSON.stringify(subs)}`);

@@ -18,7 +18,9 @@ async function cleanup(this: Mocha.Context): Promise<void> {
   if (leaked.length > 0) problems.push(`left running by tests (now killed): ${leaked.join(', ')}`);
   if (survivors.length > 0) problems.push(`still alive after SIGKILL: ${survivors.join(', ')}`);
   if (problems.length > 0) {
-    throw new Error(`test harness: ${problems.join('; ')}. Stop every child and Redis you start in an after/afterEach hook.`);
+    throw new Error(
+      `test harness: ${problems.join('; ')}. Stop every child and Redis you start in an after/afterEach hook.`,
+    );
   }
 }
 
@@ -43,7 +45,10 @@ process.on('unhandledRejection', (reason) => {
 // Without a handler Node dies on these signals without running 'exit' listeners, which
 // is where the support modules kill children; mocha's launcher forwards Ctrl-C as SIGINT
 // then SIGTERM, and CI cancels jobs with SIGTERM.
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
   process.once(signal, () => {
     console.error(`\n[test harness] ${signal}: killing test children and Redis`);
     process.exit(code);

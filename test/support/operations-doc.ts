@@ -20,11 +20,15 @@ export function documentedKeys(): DocumentedKey[] {
   const rows: DocumentedKey[] = [];
   for (const line of lines.slice(head + 2)) {
     if (!line.startsWith('|')) break;
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     const code = (c: string) => /^`([^`]+)`$/.exec(c)?.[1];
     const pattern = code(cells[0]);
     const member = code(cells[1]);
-    if (!pattern || !member) throw new Error(`docs/operations.md key table: row without a \`pattern\` and a \`member\`: ${line}`);
+    if (!pattern || !member)
+      throw new Error(`docs/operations.md key table: row without a \`pattern\` and a \`member\`: ${line}`);
     rows.push({ pattern, member, type: cells[2] });
   }
   return rows;
@@ -39,6 +43,8 @@ export function renderPattern(pattern: string, prefix: string, arg: string): str
 export function patternRegex(pattern: string, prefix: string): RegExp {
   const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const parts = pattern.split(/(<[A-Za-z]+>|\*$)/).filter((p) => p !== '');
-  const body = parts.map((p) => (p === '<prefix>' ? esc(prefix) : p === '*' ? '.+' : /^<[A-Za-z]+>$/.test(p) ? '[^:]+' : esc(p))).join('');
+  const body = parts
+    .map((p) => (p === '<prefix>' ? esc(prefix) : p === '*' ? '.+' : /^<[A-Za-z]+>$/.test(p) ? '[^:]+' : esc(p)))
+    .join('');
   return new RegExp(`^${body}$`);
 }

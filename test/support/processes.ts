@@ -51,7 +51,9 @@ export function projectRoot(): string {
       if (path.dirname(dir) === dir) break;
     }
   }
-  throw new Error(`cannot find the project root (no package.json above ${__dirname} or ${process.cwd()}); set DSTORE_ROOT`);
+  throw new Error(
+    `cannot find the project root (no package.json above ${__dirname} or ${process.cwd()}); set DSTORE_ROOT`,
+  );
 }
 
 /** The per-run temp root (created on first use), e.g. /tmp/dstore-test-AbC123. */

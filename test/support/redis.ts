@@ -136,11 +136,16 @@ class LocalRedis implements TestRedis {
   /** Spawns redis-server and waits until it answers PING (it answers -LOADING while replaying the AOF). */
   async launch(): Promise<void> {
     const args = [
-      '--port', String(this.port),
-      '--bind', '127.0.0.1',
-      '--dir', this.dir,
-      '--save', '',
-      '--daemonize', 'no',
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      this.dir,
+      '--save',
+      '',
+      '--daemonize',
+      'no',
       ...(this.appendonly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
       ...this.extraArgs,
     ];
@@ -175,7 +180,9 @@ class LocalRedis implements TestRedis {
     }
     const why = exited ? 'exited during startup' : `did not answer PING within ${READY_DEADLINE_MS}ms (last: ${last})`;
     await this.kill();
-    throw new Error(`redis-server on port ${this.port} ${why}; ${this.logFile} ends with:\n${tailFile(this.logFile, 20)}`);
+    throw new Error(
+      `redis-server on port ${this.port} ${why}; ${this.logFile} ends with:\n${tailFile(this.logFile, 20)}`,
+    );
   }
 
   private async kill(): Promise<void> {
@@ -247,7 +254,9 @@ async function startContainer(appendonly: boolean): Promise<TestRedis> {
   const container: StartedTestContainer = await new tc.GenericContainer('redis:7')
     .withExposedPorts({ container: 6379, host: port })
     .withCommand([
-      'redis-server', '--save', '',
+      'redis-server',
+      '--save',
+      '',
       ...(appendonly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
     ])
     .withWaitStrategy(tc.Wait.forLogMessage('Ready to accept connections'))
@@ -375,23 +384,37 @@ export async function startRedisCluster(): Promise<TestRedis> {
   };
   try {
     for (let i = 0; i < 3; i++) {
-      masters.push(await startLocal(bin, false, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000']));
+      masters.push(
+        await startLocal(bin, false, [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-node-timeout',
+          '5000',
+        ]),
+      );
     }
     const addrs = masters.map((m) => `127.0.0.1:${m.port}`);
     await new Promise<void>((resolve, reject) => {
-      const p = spawn(cli, ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(cli, ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       p.stdout.on('data', (d) => (out += d));
       p.stderr.on('data', (d) => (out += d));
       p.once('error', reject);
-      p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli --cluster create exited ${code}:\n${out.slice(-2000)}`))));
+      p.once('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`redis-cli --cluster create exited ${code}:\n${out.slice(-2000)}`)),
+      );
     });
     const deadline = Date.now() + 20_000;
     for (const m of masters) {
       const c = new Redis(m.url, { maxRetriesPerRequest: 1 });
       try {
         while (!/cluster_state:ok/.test(await c.cluster('INFO'))) {
-          if (Date.now() > deadline) throw new Error(`Redis Cluster node ${m.url} did not reach cluster_state:ok within 20 s`);
+          if (Date.now() > deadline)
+            throw new Error(`Redis Cluster node ${m.url} did not reach cluster_state:ok within 20 s`);
           await new Promise((r) => setTimeout(r, 100));
         }
       } finally {
@@ -510,7 +533,6 @@ export async function dropPrefix(url: string, prefix: string): Promise<void> {
     }
   }
 }
-
 
 // Last resort when the run ends abruptly: no redis-server may outlive it.
 process.on('exit', () => {

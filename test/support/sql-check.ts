@@ -2,7 +2,11 @@ import { strict as assert } from 'node:assert';
 
 // Everything compiled filter SQL may contain: no user text can survive this tokenizer.
 const TOKEN = /\s+|<=|>=|[()?,=<>]|'(?:\$|integer|real|text|null|true|false)'|[A-Za-z_]+|[01]/y;
-const WORDS = new Set('CASE WHEN THEN ELSE END AND OR NOT IN IS NULL SELECT FROM value json_type json_extract json_each doc _id IFNULL'.split(' '));
+const WORDS = new Set(
+  'CASE WHEN THEN ELSE END AND OR NOT IN IS NULL SELECT FROM value json_type json_extract json_each doc _id IFNULL'.split(
+    ' ',
+  ),
+);
 
 /**
  * Fails unless `sql` is made only of the fixed vocabulary compileFilter uses (keywords,

@@ -21,18 +21,74 @@ function openssl(dir: string, args: string[]): void {
     execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };
-    throw new Error(`openssl ${args[0]} failed (the TLS test needs the openssl CLI): ${err.stderr?.toString() || err.message}`);
+    throw new Error(
+      `openssl ${args[0]} failed (the TLS test needs the openssl CLI): ${err.stderr?.toString() || err.message}`,
+    );
   }
 }
 
-/** Makes a CA, a second unrelated CA, and a server certificate for 127.0.0.1/localhost signed by the first, in `dir`. */
+/**
+ * Makes a CA, a second unrelated CA, and a server certificate for 127.0.0.1/localhost signed by the first, in `dir`.
+ */
 function makeCertificates(dir: string): void {
   const days = ['-days', '2'];
-  openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', ...days, '-subj', '/CN=dstore test CA']);
-  openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other-ca.key', '-out', 'other-ca.pem', ...days, '-subj', '/CN=dstore other CA']);
-  openssl(dir, ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    ...days,
+    '-subj',
+    '/CN=dstore test CA',
+  ]);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'other-ca.key',
+    '-out',
+    'other-ca.pem',
+    ...days,
+    '-subj',
+    '/CN=dstore other CA',
+  ]);
+  openssl(dir, [
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
   fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(dir, ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', ...days, '-extfile', 'ext.cnf']);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    ...days,
+    '-extfile',
+    'ext.cnf',
+  ]);
 }
 
 /**
@@ -50,8 +106,30 @@ export async function startTlsRedis(): Promise<TlsRedis> {
   try {
     proc = spawn(
       'redis-server',
-      ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-        '--tls-cert-file', 'server.pem', '--tls-key-file', 'server.key', '--tls-ca-cert-file', 'ca.pem', '--tls-auth-clients', 'no'],
+      [
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--tls-cert-file',
+        'server.pem',
+        '--tls-key-file',
+        'server.key',
+        '--tls-ca-cert-file',
+        'ca.pem',
+        '--tls-auth-clients',
+        'no',
+      ],
       { cwd: dir, stdio: ['ignore', fd, fd] },
     );
   } finally {
@@ -65,7 +143,12 @@ export async function startTlsRedis(): Promise<TlsRedis> {
     await exited;
     if (!keepTemp()) fs.rmSync(dir, { recursive: true, force: true });
   };
-  const probe = new Redis(`rediss://127.0.0.1:${port}`, { tls: { ca: fs.readFileSync(caFile) }, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  const probe = new Redis(`rediss://127.0.0.1:${port}`, {
+    tls: { ca: fs.readFileSync(caFile) },
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+  });
   probe.on('error', () => undefined);
   const deadline = Date.now() + 10_000;
   let last = '';
@@ -73,7 +156,8 @@ export async function startTlsRedis(): Promise<TlsRedis> {
     while (Date.now() < deadline && proc.exitCode === null) {
       try {
         if (probe.status !== 'ready') await probe.connect();
-        if ((await probe.ping()) === 'PONG') return { url: `rediss://127.0.0.1:${port}`, caFile, otherCaFile: path.join(dir, 'other-ca.pem'), stop };
+        if ((await probe.ping()) === 'PONG')
+          return { url: `rediss://127.0.0.1:${port}`, caFile, otherCaFile: path.join(dir, 'other-ca.pem'), stop };
       } catch (e) {
         last = (e as Error).message;
         probe.disconnect();
@@ -85,5 +169,7 @@ export async function startTlsRedis(): Promise<TlsRedis> {
   }
   const log = tailFile(logFile, 20);
   await stop();
-  throw new Error(`TLS redis-server on port ${port} did not answer PING over TLS (last: ${last}); its log ends with:\n${log}`);
+  throw new Error(
+    `TLS redis-server on port ${port} did not answer PING over TLS (last: ${last}); its log ends with:\n${log}`,
+  );
 }

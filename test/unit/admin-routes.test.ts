@@ -19,8 +19,10 @@ describe('coordinator api: names and caps', () => {
           e instanceof ApiError &&
           e.status === 400 &&
           e.code === 'limit_exceeded' &&
-          e.message === `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (10), the most rows one answer may hold; page with a smaller limit and a filter on the sort key` &&
-          JSON.stringify(e.details) === JSON.stringify({ limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: limit, max: 10 }),
+          e.message ===
+            `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (10), the most rows one answer may hold; page with a smaller limit and a filter on the sort key` &&
+          JSON.stringify(e.details) ===
+            JSON.stringify({ limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: limit, max: 10 }),
       );
     }
   });

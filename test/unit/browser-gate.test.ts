@@ -15,12 +15,24 @@ function pathWithoutChromium(): string {
 }
 
 /** Runs the fixture's one browser test in a mocha child; its JSON report and stderr. */
-function runFixture(env: Record<string, string | undefined>): { code: number | null; stats: { passes: number; pending: number; failures: number }; failure?: string; stderr: string } {
+function runFixture(env: Record<string, string | undefined>): {
+  code: number | null;
+  stats: { passes: number; pending: number; failures: number };
+  failure?: string;
+  stderr: string;
+} {
   const mocha = path.join(projectRoot(), 'node_modules', 'mocha', 'bin', 'mocha.js');
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k];
-  const r = spawnSync(process.execPath, [mocha, '--no-config', '--reporter', 'json', '--timeout', '60000', FIXTURE], { encoding: 'utf8', env: childEnv, timeout: 90_000 });
-  const report = JSON.parse(r.stdout) as { stats: { passes: number; pending: number; failures: number }; failures: { err: { message: string } }[] };
+  const r = spawnSync(process.execPath, [mocha, '--no-config', '--reporter', 'json', '--timeout', '60000', FIXTURE], {
+    encoding: 'utf8',
+    env: childEnv,
+    timeout: 90_000,
+  });
+  const report = JSON.parse(r.stdout) as {
+    stats: { passes: number; pending: number; failures: number };
+    failures: { err: { message: string } }[];
+  };
   return { code: r.status, stats: report.stats, failure: report.failures[0]?.err.message, stderr: r.stderr };
 }
 
@@ -32,7 +44,10 @@ describe('browser tests without a browser', function () {
       assert.deepEqual(findChromium({ CHROMIUM_PATH: process.execPath, PATH: '' }), { path: process.execPath });
       const missing = findChromium({ CHROMIUM_PATH: '/nonexistent/chromium', PATH: process.env.PATH });
       assert.equal(missing.path, undefined);
-      assert.match((missing as { why: string }).why, /^CHROMIUM_PATH=\/nonexistent\/chromium is not an executable file$/);
+      assert.match(
+        (missing as { why: string }).why,
+        /^CHROMIUM_PATH=\/nonexistent\/chromium is not an executable file$/,
+      );
     });
 
     it('looks for chromium on the PATH, skipping files that are not executable', () => {
@@ -50,10 +65,16 @@ describe('browser tests without a browser', function () {
     it('reports the test pending with one line naming what to install', () => {
       const r = runFixture({ ...none(), DSTORE_REQUIRE_BROWSER: undefined });
       assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual({ passes: r.stats.passes, pending: r.stats.pending, failures: r.stats.failures }, { passes: 0, pending: 1, failures: 0 });
+      assert.deepEqual(
+        { passes: r.stats.passes, pending: r.stats.pending, failures: r.stats.failures },
+        { passes: 0, pending: 1, failures: 0 },
+      );
       const lines = r.stderr.trim().split('\n');
       assert.equal(lines.length, 1, r.stderr);
-      assert.equal(lines[0], `browser tests skipped: no chromium or chromium-browser on the PATH and CHROMIUM_PATH is not set; ${CHROMIUM_HINT}`);
+      assert.equal(
+        lines[0],
+        `browser tests skipped: no chromium or chromium-browser on the PATH and CHROMIUM_PATH is not set; ${CHROMIUM_HINT}`,
+      );
       assert.match(lines[0], /apt-get install -y chromium/);
     });
 
@@ -61,14 +82,20 @@ describe('browser tests without a browser', function () {
       const r = runFixture({ ...none(), CHROMIUM_PATH: '/nonexistent/chromium', DSTORE_REQUIRE_BROWSER: undefined });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stats.pending, 1);
-      assert.match(r.stderr, /^browser tests skipped: CHROMIUM_PATH=\/nonexistent\/chromium is not an executable file; install Chromium/);
+      assert.match(
+        r.stderr,
+        /^browser tests skipped: CHROMIUM_PATH=\/nonexistent\/chromium is not an executable file; install Chromium/,
+      );
     });
 
     it('fails the test instead with DSTORE_REQUIRE_BROWSER=1, as CI sets it', () => {
       const r = runFixture({ ...none(), CHROMIUM_PATH: '/nonexistent/chromium', DSTORE_REQUIRE_BROWSER: '1' });
       assert.notEqual(r.code, 0);
       assert.deepEqual({ pending: r.stats.pending, failures: r.stats.failures }, { pending: 0, failures: 1 });
-      assert.match(r.failure ?? '', /^DSTORE_REQUIRE_BROWSER=1 but CHROMIUM_PATH=\/nonexistent\/chromium is not an executable file: install Chromium/);
+      assert.match(
+        r.failure ?? '',
+        /^DSTORE_REQUIRE_BROWSER=1 but CHROMIUM_PATH=\/nonexistent\/chromium is not an executable file: install Chromium/,
+      );
     });
 
     it('runs the test when a Chromium is found', function () {

@@ -8,7 +8,8 @@ import { ChunkDigest } from '../../worker/chunk-digest';
 /** The digest as first defined: BigInt sum mod 2^64 of the first 8 bytes of SHA-1 of `id \0 doc`. */
 function reference(rows: [string, string][]): string {
   let sum = 0n;
-  for (const [id, doc] of rows) sum = (sum + crypto.createHash('sha1').update(`${id}\0${doc}`).digest().readBigUInt64BE(0)) & ((1n << 64n) - 1n);
+  for (const [id, doc] of rows)
+    sum = (sum + crypto.createHash('sha1').update(`${id}\0${doc}`).digest().readBigUInt64BE(0)) & ((1n << 64n) - 1n);
   return `${rows.length}:${sum.toString(16).padStart(16, '0')}`;
 }
 

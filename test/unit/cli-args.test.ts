@@ -3,7 +3,16 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command, type Option } from 'commander';
 import { buildDelete } from '../../cli/commands/delete';
-import { buildQuery, parseAggregates, parseFieldList, parseJsonObjectFlag, parseLimit, parseSort, parseTrailer, runQuery } from '../../cli/commands/fetch';
+import {
+  buildQuery,
+  parseAggregates,
+  parseFieldList,
+  parseJsonObjectFlag,
+  parseLimit,
+  parseSort,
+  parseTrailer,
+  runQuery,
+} from '../../cli/commands/fetch';
 import { registerClientCommands } from '../../cli/commands/index';
 import { detectFormat } from '../../cli/commands/post';
 import { parseSchemaFlag } from '../../cli/commands/table';
@@ -16,13 +25,23 @@ const cliError = (re: RegExp) => (e: unknown) => e instanceof CliError && re.tes
 
 describe('cli args: fetch flags', () => {
   it('parses --agg: ops, fields, "as" names, count() and count(*)', () => {
-    assert.deepEqual(parseAggregates('count(),sum(x),avg(y) as m'), [{ op: 'count' }, { op: 'sum', field: 'x' }, { op: 'avg', field: 'y', as: 'm' }]);
-    assert.deepEqual(parseAggregates(' COUNT(*) AS n , Max( a.b ) '), [{ op: 'count', as: 'n' }, { op: 'max', field: 'a.b' }]);
+    assert.deepEqual(parseAggregates('count(),sum(x),avg(y) as m'), [
+      { op: 'count' },
+      { op: 'sum', field: 'x' },
+      { op: 'avg', field: 'y', as: 'm' },
+    ]);
+    assert.deepEqual(parseAggregates(' COUNT(*) AS n , Max( a.b ) '), [
+      { op: 'count', as: 'n' },
+      { op: 'max', field: 'a.b' },
+    ]);
     assert.deepEqual(parseAggregates('count(x)'), [{ op: 'count', field: 'x' }]);
   });
 
   it('rejects unknown aggregate ops and missing fields clearly', () => {
-    assert.throws(() => parseAggregates('count(),median(x)'), cliError(/^--agg "median\(x\)": unknown aggregate "median"; use count, sum, min, max, avg$/));
+    assert.throws(
+      () => parseAggregates('count(),median(x)'),
+      cliError(/^--agg "median\(x\)": unknown aggregate "median"; use count, sum, min, max, avg$/),
+    );
     assert.throws(() => parseAggregates('sum()'), cliError(/sum needs a field/));
     assert.throws(() => parseAggregates('sum x'), cliError(/expected op\(field\)/));
     assert.throws(() => parseAggregates('count(),'), cliError(/--agg ""/));
@@ -61,15 +80,35 @@ describe('cli args: fetch flags', () => {
       limit: 5,
       partial: true,
     });
-    assert.deepEqual(buildQuery({ agg: 'count()', groupBy: 'city' }), { aggregate: [{ op: 'count' }], groupBy: ['city'] });
+    assert.deepEqual(buildQuery({ agg: 'count()', groupBy: 'city' }), {
+      aggregate: [{ op: 'count' }],
+      groupBy: ['city'],
+    });
     assert.throws(() => buildQuery({ groupBy: 'city' }), cliError(/--group-by needs --agg/));
-    assert.throws(() => buildQuery({ agg: 'count()', fields: 'a' }), cliError(/--fields cannot be combined with --agg/));
+    assert.throws(
+      () => buildQuery({ agg: 'count()', fields: 'a' }),
+      cliError(/--fields cannot be combined with --agg/),
+    );
   });
 
   it('tells trailers from rows', () => {
-    assert.deepEqual(parseTrailer('{"_partial":true,"missingWorkers":["w2"],"missingChunks":3}'), { kind: 'partial', missingWorkers: ['w2'], missingChunks: 3 });
-    assert.deepEqual(parseTrailer('{"_error":{"error":"timeout","message":"slow"}}'), { kind: 'error', code: 'timeout', message: 'slow', details: {} });
-    assert.deepEqual(parseTrailer('{"_error":{"error":"unavailable","message":"m","missingChunks":2}}'), { kind: 'error', code: 'unavailable', message: 'm', details: { missingChunks: 2 } });
+    assert.deepEqual(parseTrailer('{"_partial":true,"missingWorkers":["w2"],"missingChunks":3}'), {
+      kind: 'partial',
+      missingWorkers: ['w2'],
+      missingChunks: 3,
+    });
+    assert.deepEqual(parseTrailer('{"_error":{"error":"timeout","message":"slow"}}'), {
+      kind: 'error',
+      code: 'timeout',
+      message: 'slow',
+      details: {},
+    });
+    assert.deepEqual(parseTrailer('{"_error":{"error":"unavailable","message":"m","missingChunks":2}}'), {
+      kind: 'error',
+      code: 'unavailable',
+      message: 'm',
+      details: { missingChunks: 2 },
+    });
     assert.equal(parseTrailer('{"_id":"r1","a":1}'), undefined);
     assert.equal(parseTrailer('{"_partial":"a user field"}'), undefined);
   });
@@ -79,41 +118,93 @@ describe('cli errors in CLI terms', () => {
   it('turns a read that misses chunks into a line naming --partial, built from missingChunks, never from the wording', () => {
     const details = { missingWorkers: ['w1', 'w3'], missingChunks: 4 };
     const line = inCliTerms('4 chunk(s) … or ask for a partial answer (partial=true)', details, FETCH_TERMS);
-    assert.equal(line, '4 chunk(s) have no live replica that answers (their replicas: w1, w3); restart those workers or wait for repair, or ask for the rows that can be read with --partial');
+    assert.equal(
+      line,
+      '4 chunk(s) have no live replica that answers (their replicas: w1, w3); restart those workers or wait for repair, or ask for the rows that can be read with --partial',
+    );
     assert.match(inCliTerms('anything', details, SHELL_TERMS), /with "partial": true$/);
-    assert.doesNotMatch(inCliTerms('… (partial=true)', details, {}), /partial/, 'a command without --partial (get) offers none');
+    assert.doesNotMatch(
+      inCliTerms('… (partial=true)', details, {}),
+      /partial/,
+      'a command without --partial (get) offers none',
+    );
   });
 
   it('names the flag of the query key an error points at', () => {
     assert.equal(
-      inCliTerms('limit 200000000 is over DSTORE_MAX_RESULT_ROWS (10000000), the most rows …', { limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit' }, FETCH_TERMS),
+      inCliTerms(
+        'limit 200000000 is over DSTORE_MAX_RESULT_ROWS (10000000), the most rows …',
+        { limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit' },
+        FETCH_TERMS,
+      ),
       '--limit 200000000 is over DSTORE_MAX_RESULT_ROWS (10000000), the most rows …',
     );
-    assert.equal(inCliTerms('sort[1].field: unknown field "hp"; the table\'s columns are _id, a', { field: 'sort[1].field' }, FETCH_TERMS), '--sort item 2: unknown field "hp"; the table\'s columns are _id, a');
-    assert.equal(inCliTerms('aggregate[0].op: must be one of …', { field: 'aggregate[0].op' }, FETCH_TERMS), '--agg item 1: must be one of …');
-    assert.equal(inCliTerms('fields: must name at least one field', { field: 'fields' }, FETCH_TERMS), '--fields: must name at least one field');
-    assert.equal(inCliTerms('where.age.$gt must be a number', { field: 'where.age.$gt' }, FETCH_TERMS), '--where: where.age.$gt must be a number');
-    assert.equal(inCliTerms('set: "_id" cannot be updated', { field: 'set._id' }, FETCH_TERMS), '--set: set: "_id" cannot be updated');
+    assert.equal(
+      inCliTerms(
+        'sort[1].field: unknown field "hp"; the table\'s columns are _id, a',
+        { field: 'sort[1].field' },
+        FETCH_TERMS,
+      ),
+      '--sort item 2: unknown field "hp"; the table\'s columns are _id, a',
+    );
+    assert.equal(
+      inCliTerms('aggregate[0].op: must be one of …', { field: 'aggregate[0].op' }, FETCH_TERMS),
+      '--agg item 1: must be one of …',
+    );
+    assert.equal(
+      inCliTerms('fields: must name at least one field', { field: 'fields' }, FETCH_TERMS),
+      '--fields: must name at least one field',
+    );
+    assert.equal(
+      inCliTerms('where.age.$gt must be a number', { field: 'where.age.$gt' }, FETCH_TERMS),
+      '--where: where.age.$gt must be a number',
+    );
+    assert.equal(
+      inCliTerms('set: "_id" cannot be updated', { field: 'set._id' }, FETCH_TERMS),
+      '--set: set: "_id" cannot be updated',
+    );
   });
 
   it('leaves other messages, and keys the command has no flag for, as they are', () => {
     assert.equal(inCliTerms('table t does not exist', {}, FETCH_TERMS), 'table t does not exist');
-    assert.equal(inCliTerms('row 3: field "x" is not in the schema', { row: 3, field: 'x' }, FETCH_TERMS), 'row 3: field "x" is not in the schema');
-    assert.equal(inCliTerms('sort[0].field: unknown field', { field: 'sort[0].field' }, SHELL_TERMS), 'sort[0].field: unknown field');
+    assert.equal(
+      inCliTerms('row 3: field "x" is not in the schema', { row: 3, field: 'x' }, FETCH_TERMS),
+      'row 3: field "x" is not in the schema',
+    );
+    assert.equal(
+      inCliTerms('sort[0].field: unknown field', { field: 'sort[0].field' }, SHELL_TERMS),
+      'sort[0].field: unknown field',
+    );
   });
 
   it('carries the error body on a CliError', async () => {
     const server = http.createServer((_req, res) => {
       res.writeHead(400, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: 'limit_exceeded', message: 'limit 9 is over DSTORE_MAX_RESULT_ROWS (5), …', limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: 9, max: 5 }));
+      res.end(
+        JSON.stringify({
+          error: 'limit_exceeded',
+          message: 'limit 9 is over DSTORE_MAX_RESULT_ROWS (5), …',
+          limit: 'DSTORE_MAX_RESULT_ROWS',
+          field: 'limit',
+          value: 9,
+          max: 5,
+        }),
+      );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const client = new HttpClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, undefined, FETCH_TERMS);
+      const client = new HttpClient(
+        `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        undefined,
+        FETCH_TERMS,
+      );
       await assert.rejects(client.request('POST', '/tables/t/query', { limit: 9 }), (e: unknown) => {
         assert.ok(e instanceof CliError);
         assert.equal(e.message, '--limit 9 is over DSTORE_MAX_RESULT_ROWS (5), …');
-        assert.deepEqual([e.status, e.code, e.details], [400, 'limit_exceeded', { limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: 9, max: 5 }]);
+        assert.deepEqual(
+          [e.status, e.code, e.details],
+          [400, 'limit_exceeded', { limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: 9, max: 5 }],
+        );
         return true;
       });
     } finally {
@@ -122,10 +213,21 @@ describe('cli errors in CLI terms', () => {
   });
 });
 
-describe('cli args: the shell\'s FETCH', () => {
+describe("cli args: the shell's FETCH", () => {
   it('takes sort, fields, groupBy and aggregate as the CLI writes them', () => {
-    assert.deepEqual(shellQuery({ sort: 'Horsepower:desc,Name', limit: 3 }), { sort: [{ field: 'Horsepower', dir: 'desc' }, { field: 'Name', dir: 'asc' }], limit: 3 });
-    assert.deepEqual(shellQuery({ sort: ['Horsepower:desc', { field: 'Name', dir: 'asc' }] }), { sort: [{ field: 'Horsepower', dir: 'desc' }, { field: 'Name', dir: 'asc' }] });
+    assert.deepEqual(shellQuery({ sort: 'Horsepower:desc,Name', limit: 3 }), {
+      sort: [
+        { field: 'Horsepower', dir: 'desc' },
+        { field: 'Name', dir: 'asc' },
+      ],
+      limit: 3,
+    });
+    assert.deepEqual(shellQuery({ sort: ['Horsepower:desc', { field: 'Name', dir: 'asc' }] }), {
+      sort: [
+        { field: 'Horsepower', dir: 'desc' },
+        { field: 'Name', dir: 'asc' },
+      ],
+    });
     assert.deepEqual(shellQuery({ fields: 'a, b', groupBy: 'c', aggregate: 'count(),avg(hp) as m' }), {
       fields: ['a', 'b'],
       groupBy: ['c'],
@@ -136,8 +238,14 @@ describe('cli args: the shell\'s FETCH', () => {
   it('keeps the API form as it is, and names the key in errors', () => {
     const q = { where: { a: 1 }, sort: [{ field: 'a', dir: 'desc' }], partial: true };
     assert.deepEqual(shellQuery(q), q);
-    assert.throws(() => shellQuery({ sort: 'hp:down' }), cliError(/^"sort" "hp:down": the direction after ":" must be asc or desc$/));
-    assert.throws(() => shellQuery({ aggregate: 'median(x)' }), cliError(/^"aggregate" "median\(x\)": unknown aggregate/));
+    assert.throws(
+      () => shellQuery({ sort: 'hp:down' }),
+      cliError(/^"sort" "hp:down": the direction after ":" must be asc or desc$/),
+    );
+    assert.throws(
+      () => shellQuery({ aggregate: 'median(x)' }),
+      cliError(/^"aggregate" "median\(x\)": unknown aggregate/),
+    );
   });
 });
 
@@ -155,7 +263,10 @@ describe('cli args: other commands', () => {
   });
 
   it('requires --where for delete and update, allowing an explicit {}', () => {
-    assert.throws(() => buildDelete('t', {}), cliError(/^delete needs --where; to delete every row of t pass --where '\{\}'$/));
+    assert.throws(
+      () => buildDelete('t', {}),
+      cliError(/^delete needs --where; to delete every row of t pass --where '\{\}'$/),
+    );
     assert.deepEqual(buildDelete('t', { where: '{}' }), { where: {} });
     assert.throws(() => buildUpdate({ set: '{"a":1}' }), cliError(/^update needs --where/));
     assert.throws(() => buildUpdate({ where: '{}' }), cliError(/^update needs --set/));
@@ -188,17 +299,28 @@ describe('cli args: commander wiring', () => {
     );
     for (const c of allCommands(p).slice(1)) {
       assert.ok(c.description(), `${c.name()} has no description`);
-      for (const o of c.options as readonly Option[]) assert.ok(o.description, `${c.name()} ${o.flags} has no description`);
-      if (c.commands.length === 0) assert.ok(c.options.some((o) => o.long === '--url'), `${c.name()} lacks --url`);
+      for (const o of c.options as readonly Option[])
+        assert.ok(o.description, `${c.name()} ${o.flags} has no description`);
+      if (c.commands.length === 0)
+        assert.ok(
+          c.options.some((o) => o.long === '--url'),
+          `${c.name()} lacks --url`,
+        );
     }
   });
 
   it('fails a delete without --where before any request, as a rejected parseAsync', async () => {
-    await assert.rejects(program().parseAsync(['delete', 't', '--url', 'http://127.0.0.1:9'], { from: 'user' }), cliError(/delete needs --where/));
+    await assert.rejects(
+      program().parseAsync(['delete', 't', '--url', 'http://127.0.0.1:9'], { from: 'user' }),
+      cliError(/delete needs --where/),
+    );
   });
 
   it('names --url when it is not a URL', async () => {
-    await assert.rejects(program().parseAsync(['workers', '--url', 'nope'], { from: 'user' }), /^Error: --url: is not a URL|--url: is not a URL/);
+    await assert.rejects(
+      program().parseAsync(['workers', '--url', 'nope'], { from: 'user' }),
+      /^Error: --url: is not a URL|--url: is not a URL/,
+    );
   });
 
   it('takes the URL from --url, else DSTORE_URL, treating an empty one as unset', () => {
@@ -250,8 +372,15 @@ describe('cli http client', () => {
   });
 
   it("throws the server's message and status on an error answer", async () => {
-    await assert.rejects(new HttpClient(url).request('GET', '/json-error'), (e: unknown) => e instanceof CliError && e.message === 'table t does not exist' && e.status === 404 && e.code === 'not_found');
-    await assert.rejects(new HttpClient(url).request('GET', '/html-error'), cliError(/^GET \/html-error failed with HTTP 502 Bad Gateway: <p>bad gateway<\/p>$/));
+    await assert.rejects(
+      new HttpClient(url).request('GET', '/json-error'),
+      (e: unknown) =>
+        e instanceof CliError && e.message === 'table t does not exist' && e.status === 404 && e.code === 'not_found',
+    );
+    await assert.rejects(
+      new HttpClient(url).request('GET', '/html-error'),
+      cliError(/^GET \/html-error failed with HTTP 502 Bad Gateway: <p>bad gateway<\/p>$/),
+    );
   });
 
   it('streams lines split across reads and holds back the trailer', async () => {
@@ -270,7 +399,11 @@ describe('cli http client', () => {
     await new Promise<void>((resolve) => free.close(() => resolve()));
     await assert.rejects(
       new HttpClient(`http://127.0.0.1:${port}`).request('GET', '/tables'),
-      cliError(new RegExp(`^cannot reach the coordinator at http://127\\.0\\.0\\.1:${port} \\(is it running\\? start one with dstore up\\)$`)),
+      cliError(
+        new RegExp(
+          `^cannot reach the coordinator at http://127\\.0\\.0\\.1:${port} \\(is it running\\? start one with dstore up\\)$`,
+        ),
+      ),
     );
   });
 });

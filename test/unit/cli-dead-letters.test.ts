@@ -8,8 +8,24 @@ const at = new Date(2024, 4, 1, 13, 4, 5).getTime();
 const page: DeadLetterPage = {
   total: 7,
   deadLetters: [
-    { id: `${at}-1`, stream: 'dstore:worker:{w1}:ops', entryId: '1714-0', worker: 'w1', reason: 'chunk C has 2 ids but 3 rows', type: 'POST', at },
-    { id: `${at}-0`, stream: 'dstore:worker:{w2}:ops', entryId: '1713-5', worker: 'w2', reason: 'unknown message type "(none)"', type: null, at },
+    {
+      id: `${at}-1`,
+      stream: 'dstore:worker:{w1}:ops',
+      entryId: '1714-0',
+      worker: 'w1',
+      reason: 'chunk C has 2 ids but 3 rows',
+      type: 'POST',
+      at,
+    },
+    {
+      id: `${at}-0`,
+      stream: 'dstore:worker:{w2}:ops',
+      entryId: '1713-5',
+      worker: 'w2',
+      reason: 'unknown message type "(none)"',
+      type: null,
+      at,
+    },
   ],
 };
 
@@ -32,7 +48,10 @@ describe('dstore dead-letters', () => {
   it('takes --limit from 1 to 1000 and names the flag otherwise', () => {
     assert.equal(parseDeadLetterLimit('1000'), 1000);
     for (const bad of ['0', '1001', '-1', '1.5', 'ten', '']) {
-      assert.throws(() => parseDeadLetterLimit(bad), (e: unknown) => e instanceof CliError && /^--limit must be a whole number from 1 to 1000, got /.test(e.message));
+      assert.throws(
+        () => parseDeadLetterLimit(bad),
+        (e: unknown) => e instanceof CliError && /^--limit must be a whole number from 1 to 1000, got /.test(e.message),
+      );
     }
   });
 

@@ -1,5 +1,18 @@
 import { strict as assert } from 'node:assert';
-import { cellText, columnsOf, csvField, csvLine, csvRow, formatBytes, formatCount, formatDuration, pendingNote, renderObjects, renderTable, truncate } from '../../cli/format';
+import {
+  cellText,
+  columnsOf,
+  csvField,
+  csvLine,
+  csvRow,
+  formatBytes,
+  formatCount,
+  formatDuration,
+  pendingNote,
+  renderObjects,
+  renderTable,
+  truncate,
+} from '../../cli/format';
 import { formatUploadProgress } from '../../cli/progress';
 import { postSummary } from '../../cli/commands/post';
 import { dropWhat, schemaText, tablesTable, type TableInfo } from '../../cli/commands/table';
@@ -8,13 +21,26 @@ import { workersTable } from '../../cli/commands/workers';
 
 describe('cli format: tables', () => {
   it('aligns columns under their headers, two spaces apart, without trailing spaces', () => {
-    const { lines, hidden } = renderTable(['name', 'city'], [['al', 'Oslo'], ['barbara', 'Rome']]);
+    const { lines, hidden } = renderTable(
+      ['name', 'city'],
+      [
+        ['al', 'Oslo'],
+        ['barbara', 'Rome'],
+      ],
+    );
     assert.deepEqual(lines, ['name     city', 'al       Oslo', 'barbara  Rome']);
     assert.deepEqual(hidden, []);
   });
 
   it('right-aligns numeric columns and leaves missing cells empty', () => {
-    const { lines } = renderTable(['id', 'n'], [['a', 5], ['b', 1234], ['c', null]]);
+    const { lines } = renderTable(
+      ['id', 'n'],
+      [
+        ['a', 5],
+        ['b', 1234],
+        ['c', null],
+      ],
+    );
     assert.deepEqual(lines, ['id     n', 'a      5', 'b   1234', 'c']);
   });
 
@@ -88,7 +114,13 @@ describe('cli format: csv columns (never one dropped unsaid)', () => {
 
   it('holds back a schemaless answer and takes the union of its keys, in order first seen', () => {
     const w = new CsvWriter(undefined, 3);
-    assert.deepEqual(w.push([{ Name: 'a', Horsepower: 130 }, { Name: 'b', Miles_per_Gallon: 18 }]), []);
+    assert.deepEqual(
+      w.push([
+        { Name: 'a', Horsepower: 130 },
+        { Name: 'b', Miles_per_Gallon: 18 },
+      ]),
+      [],
+    );
     assert.deepEqual(w.end(), ['Name,Horsepower,Miles_per_Gallon', 'a,130,', 'b,,18']);
     assert.deepEqual(new CsvWriter(undefined).end(), [], 'no rows, no columns: nothing');
   });
@@ -116,10 +148,19 @@ describe('cli format: csv columns (never one dropped unsaid)', () => {
 });
 
 describe('cli format: table ls and drop', () => {
-  const t = (name: string, stats?: TableInfo['stats'], schema?: Record<string, string>): TableInfo => ({ name, version: 1, createdAt: new Date(2024, 4, 1, 13, 4, 5).getTime(), schema, stats });
+  const t = (name: string, stats?: TableInfo['stats'], schema?: Record<string, string>): TableInfo => ({
+    name,
+    version: 1,
+    createdAt: new Date(2024, 4, 1, 13, 4, 5).getTime(),
+    schema,
+    stats,
+  });
 
   it('lists rows, chunks and an estimated size beside the columns, numbers right-aligned', () => {
-    const lines = tablesTable([t('cars', { rows: 200_000, rowsExact: true, chunks: 200, bytes: 48_300_000 }, { hp: 'integer' }), t('empty', { rows: 0, rowsExact: true, chunks: 0, bytes: 0 })]);
+    const lines = tablesTable([
+      t('cars', { rows: 200_000, rowsExact: true, chunks: 200, bytes: 48_300_000 }, { hp: 'integer' }),
+      t('empty', { rows: 0, rowsExact: true, chunks: 0, bytes: 0 }),
+    ]);
     assert.deepEqual(lines, [
       'name      rows  chunks      size  columns     created',
       'cars   200,000     200  ~48.3 MB  hp:integer  2024-05-01 13:04:05',
@@ -128,16 +169,28 @@ describe('cli format: table ls and drop', () => {
   });
 
   it('marks rows counted only in part (≥) or not at all (?), and says what the marks mean', () => {
-    const lines = tablesTable([t('a', { rows: 900, rowsExact: false, chunks: 2, bytes: 10 }), t('b', { rows: null, rowsExact: false, chunks: 1, bytes: 0 })]);
+    const lines = tablesTable([
+      t('a', { rows: 900, rowsExact: false, chunks: 2, bytes: 10 }),
+      t('b', { rows: null, rowsExact: false, chunks: 1, bytes: 0 }),
+    ]);
     assert.match(lines[1], /^a +≥900 +2 +~10 B /);
     assert.match(lines[2], /^b +\? +1 +0 B /);
     assert.match(lines[3], /^\(≥: some chunks have no live replica/);
   });
 
   it('says what a drop deletes', () => {
-    assert.equal(dropWhat(t('cars', { rows: 200_000, rowsExact: true, chunks: 200, bytes: 1 })), 'table cars and its 200,000 rows in 200 chunk(s)');
-    assert.equal(dropWhat(t('one', { rows: 1, rowsExact: true, chunks: 1, bytes: 1 })), 'table one and its 1 row in 1 chunk(s)');
-    assert.equal(dropWhat(t('p', { rows: 5, rowsExact: false, chunks: 2, bytes: 1 })), 'table p and its at least 5 rows in 2 chunk(s)');
+    assert.equal(
+      dropWhat(t('cars', { rows: 200_000, rowsExact: true, chunks: 200, bytes: 1 })),
+      'table cars and its 200,000 rows in 200 chunk(s)',
+    );
+    assert.equal(
+      dropWhat(t('one', { rows: 1, rowsExact: true, chunks: 1, bytes: 1 })),
+      'table one and its 1 row in 1 chunk(s)',
+    );
+    assert.equal(
+      dropWhat(t('p', { rows: 5, rowsExact: false, chunks: 2, bytes: 1 })),
+      'table p and its at least 5 rows in 2 chunk(s)',
+    );
   });
 });
 
@@ -155,14 +208,23 @@ describe('cli format: units and summaries', () => {
   });
 
   it('summarises a post on one line, naming under-replicated chunks only when there are some', () => {
-    assert.equal(postSummary('t', { inserted: 1000, chunks: 2, underReplicated: 0 }, 2_000_000, 500), 'inserted 1000 rows in 2 chunks into t (2000 rows/s, 4.00 MB/s, 0.50 s)');
-    assert.match(postSummary('t', { inserted: 10, chunks: 3, underReplicated: 2 }, 100, 1000), /\(10 rows\/s, 0\.00 MB\/s, 1\.00 s\), 2 chunks under-replicated$/);
+    assert.equal(
+      postSummary('t', { inserted: 1000, chunks: 2, underReplicated: 0 }, 2_000_000, 500),
+      'inserted 1000 rows in 2 chunks into t (2000 rows/s, 4.00 MB/s, 0.50 s)',
+    );
+    assert.match(
+      postSummary('t', { inserted: 10, chunks: 3, underReplicated: 2 }, 100, 1000),
+      /\(10 rows\/s, 0\.00 MB\/s, 1\.00 s\), 2 chunks under-replicated$/,
+    );
   });
 
   it('shows upload progress with total, rows, rates and ETA', () => {
     const line = formatUploadProgress({ sent: 25e6, total: 100e6, rows: 250_000, elapsedMs: 5000, done: false });
     assert.equal(line, '25.0 MB / 100 MB (25%)  250,000 rows  50,000 rows/s  5.00 MB/s  ETA 15s');
-    assert.equal(formatUploadProgress({ sent: 2e6, elapsedMs: 1000, done: true }), '2.00 MB sent  2.00 MB/s  all sent, waiting for acks');
+    assert.equal(
+      formatUploadProgress({ sent: 2e6, elapsedMs: 1000, done: true }),
+      '2.00 MB sent  2.00 MB/s  all sent, waiting for acks',
+    );
   });
 
   it('lists schemas and workers', () => {
@@ -170,7 +232,25 @@ describe('cli format: units and summaries', () => {
     assert.equal(schemaText(undefined), '-');
     assert.equal(schemaText({ age: 'integer', ssn: 'string' }, ['ssn']), 'age:integer, ssn:string:encrypted');
     const lines = workersTable([
-      { id: 'w1', live: true, age: 400, lastSeen: 0, status: { id: 'w1', state: 'ready', ready: true, rows: 1200, chunks: 3, tables: 1, shardBytes: 2_500_000, appliedId: '0-0', pid: 1, host: 'h', startedAt: 0 } },
+      {
+        id: 'w1',
+        live: true,
+        age: 400,
+        lastSeen: 0,
+        status: {
+          id: 'w1',
+          state: 'ready',
+          ready: true,
+          rows: 1200,
+          chunks: 3,
+          tables: 1,
+          shardBytes: 2_500_000,
+          appliedId: '0-0',
+          pid: 1,
+          host: 'h',
+          startedAt: 0,
+        },
+      },
       { id: 'w2', live: false, age: 65_000, lastSeen: 0 },
     ]);
     assert.deepEqual(lines, [
@@ -185,6 +265,9 @@ describe('cli format: UPDATE/DELETE answers', () => {
   it('adds nothing when every worker applied the change, and names the workers that have it queued otherwise', () => {
     assert.equal(pendingNote(undefined), '');
     assert.equal(pendingNote([]), '');
-    assert.equal(pendingNote(['w2', 'w5']), ' (queued for w2, w5, not live now: applied before they answer reads again; rows only they hold are not counted)');
+    assert.equal(
+      pendingNote(['w2', 'w5']),
+      ' (queued for w2, w5, not live now: applied before they answer reads again; rows only they hold are not counted)',
+    );
   });
 });

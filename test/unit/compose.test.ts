@@ -69,7 +69,9 @@ function parsePort(p: unknown): { published?: string; target: string } {
     const o = p as Obj;
     return { published: o.published === undefined ? undefined : String(o.published), target: String(o.target) };
   }
-  const parts = String(p).replace(/\/(tcp|udp)$/, '').split(':');
+  const parts = String(p)
+    .replace(/\/(tcp|udp)$/, '')
+    .split(':');
   const target = parts[parts.length - 1];
   return { published: parts.length >= 2 ? parts[parts.length - 2] : undefined, target };
 }
@@ -116,7 +118,11 @@ describe('compose.yaml', () => {
           // Defaults such as "generated at each start" are descriptions, not values.
           const want = setting && envDefault(setting);
           if (want === undefined) continue;
-          assert.equal(def, want, `${name}: ${k}=${expr} defaults to ${JSON.stringify(def)} but common/settings.ts defaults ${v} to ${JSON.stringify(want)}`);
+          assert.equal(
+            def,
+            want,
+            `${name}: ${k}=${expr} defaults to ${JSON.stringify(def)} but common/settings.ts defaults ${v} to ${JSON.stringify(want)}`,
+          );
         }
       }
     });
@@ -125,32 +131,56 @@ describe('compose.yaml', () => {
   it('coordinator: listens on all interfaces, publishes DSTORE_PORT and checks /healthz on it', () => {
     const c = services.coordinator;
     const env = envOf(c);
-    assert.equal(resolveDefault(env.DSTORE_HOST ?? ''), '0.0.0.0', 'coordinator must set DSTORE_HOST=0.0.0.0 (127.0.0.1 is unreachable from outside its container)');
+    assert.equal(
+      resolveDefault(env.DSTORE_HOST ?? ''),
+      '0.0.0.0',
+      'coordinator must set DSTORE_HOST=0.0.0.0 (127.0.0.1 is unreachable from outside its container)',
+    );
     const port = resolveDefault(env.DSTORE_PORT ?? '') || envDefault(settingOf('DSTORE_PORT'))!;
     const ports = (c.ports ?? []).map(parsePort);
     assert.ok(ports.length > 0, 'coordinator publishes no port');
     const mapped = ports.find((p) => resolveDefault(p.target) === port);
     assert.ok(mapped, `coordinator publishes ${JSON.stringify(c.ports)} but none targets its DSTORE_PORT ${port}`);
-    assert.equal(resolveDefault(mapped.published ?? ''), port, `coordinator publishes container port ${port} on host port ${mapped.published}; expected ${port} (README points DSTORE_URL at it)`);
+    assert.equal(
+      resolveDefault(mapped.published ?? ''),
+      port,
+      `coordinator publishes container port ${port} on host port ${mapped.published}; expected ${port} (README points DSTORE_URL at it)`,
+    );
     const test = c.healthcheck?.test;
     assert.ok(test, 'coordinator has no healthcheck');
     const testText = Array.isArray(test) ? test.join(' ') : test;
     assert.match(testText, /\/healthz\b/, `coordinator healthcheck does not call /healthz: ${testText}`);
-    assert.ok(testText.includes(`:${port}/`), `coordinator healthcheck does not use its DSTORE_PORT ${port}: ${testText}`);
+    assert.ok(
+      testText.includes(`:${port}/`),
+      `coordinator healthcheck does not use its DSTORE_PORT ${port}: ${testText}`,
+    );
   });
 
   it('worker: scalable (no host port, no container_name, no fixed id) with an own volume at DSTORE_DATA_DIR', () => {
     const w = services.worker;
-    assert.ok(!w.ports || w.ports.length === 0, `worker publishes ports ${JSON.stringify(w.ports)}; --scale worker=N would collide on them`);
-    assert.ok(!('container_name' in w), `worker has container_name ${JSON.stringify(w.container_name)}; --scale worker=N needs none`);
+    assert.ok(
+      !w.ports || w.ports.length === 0,
+      `worker publishes ports ${JSON.stringify(w.ports)}; --scale worker=N would collide on them`,
+    );
+    assert.ok(
+      !('container_name' in w),
+      `worker has container_name ${JSON.stringify(w.container_name)}; --scale worker=N needs none`,
+    );
     const env = envOf(w);
     assert.ok(!('DSTORE_WORKER_ID' in env), 'worker sets DSTORE_WORKER_ID: every replica would claim the same id');
     const dataDir = resolveDefault(env.DSTORE_DATA_DIR ?? '');
-    assert.ok(dataDir.startsWith('/'), `worker must set DSTORE_DATA_DIR to an absolute path, got ${JSON.stringify(env.DSTORE_DATA_DIR)}`);
+    assert.ok(
+      dataDir.startsWith('/'),
+      `worker must set DSTORE_DATA_DIR to an absolute path, got ${JSON.stringify(env.DSTORE_DATA_DIR)}`,
+    );
     const vols = (w.volumes ?? []).map(parseVolume);
     const vol = vols.find((v) => v.target.replace(/\/+$/, '') === dataDir.replace(/\/+$/, ''));
     assert.ok(vol, `worker has no volume at its DSTORE_DATA_DIR ${dataDir} (volumes: ${JSON.stringify(w.volumes)})`);
-    assert.equal(vol.source, undefined, `worker volume at ${dataDir} has source ${JSON.stringify(vol.source)}: a named volume or bind mount is shared by every replica (same shard file, same id)`);
+    assert.equal(
+      vol.source,
+      undefined,
+      `worker volume at ${dataDir} has source ${JSON.stringify(vol.source)}: a named volume or bind mount is shared by every replica (same shard file, same id)`,
+    );
   });
 
   it('redis: append-only file on, no eviction', () => {
@@ -160,7 +190,11 @@ describe('compose.yaml', () => {
       return i < 0 ? undefined : words[i + 1];
     };
     assert.equal(after('--appendonly'), 'yes', `redis command must include "--appendonly yes": ${words.join(' ')}`);
-    assert.equal(after('--maxmemory-policy'), 'noeviction', `redis command must include "--maxmemory-policy noeviction": ${words.join(' ')}`);
+    assert.equal(
+      after('--maxmemory-policy'),
+      'noeviction',
+      `redis command must include "--maxmemory-policy noeviction": ${words.join(' ')}`,
+    );
   });
 });
 
@@ -181,7 +215,10 @@ describe('Dockerfile', () => {
   const lastOf = (keyword: string) => last.filter((l) => new RegExp(`^${keyword}\\s`, 'i').test(l));
 
   it('is multi-stage', () => {
-    assert.ok(stages.length >= 2, `Dockerfile has ${stages.length} FROM line(s); expected a build stage and a runtime stage`);
+    assert.ok(
+      stages.length >= 2,
+      `Dockerfile has ${stages.length} FROM line(s); expected a build stage and a runtime stage`,
+    );
   });
 
   it('runs the last stage as a non-root user', () => {
@@ -200,8 +237,14 @@ describe('Dockerfile', () => {
 
   it('copies dist/ and common/lua into the last stage', () => {
     const copies = [...lastOf('COPY'), ...lastOf('ADD')];
-    assert.ok(copies.some((l) => /\bcommon\/lua\b/.test(l)), 'the last stage does not copy common/lua (the Redis scripts are read at run time)');
-    assert.ok(copies.some((l) => /\bdist\b/.test(l)), 'the last stage does not copy dist/');
+    assert.ok(
+      copies.some((l) => /\bcommon\/lua\b/.test(l)),
+      'the last stage does not copy common/lua (the Redis scripts are read at run time)',
+    );
+    assert.ok(
+      copies.some((l) => /\bdist\b/.test(l)),
+      'the last stage does not copy dist/',
+    );
   });
 });
 

@@ -33,7 +33,11 @@ describe('config', () => {
     it(`names ${variable} when it is wrong (${JSON.stringify(env)})`, () => {
       assert.throws(
         () => loadWorkerOptions(env),
-        (e: unknown) => e instanceof ConfigError && e.variable === variable && e.message.startsWith(`${variable}: `) && re.test(e.message),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          e.variable === variable &&
+          e.message.startsWith(`${variable}: `) &&
+          re.test(e.message),
       );
     });
   }
@@ -45,10 +49,15 @@ describe('config', () => {
   it('documents every DSTORE_ setting the code reads in the README', () => {
     const root = path.resolve(__dirname, '..', '..', '..');
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-    const source = ['config.ts', 'settings.ts'].map((f) => fs.readFileSync(path.join(root, 'common', f), 'utf8')).join('\n');
+    const source = ['config.ts', 'settings.ts']
+      .map((f) => fs.readFileSync(path.join(root, 'common', f), 'utf8'))
+      .join('\n');
     const read = new Set([...source.matchAll(/'((?:DSTORE|REDIS|LOG)_[A-Z_]+)'/g)].map((m) => m[1]));
     for (const v of read) {
-      assert.ok(SETTINGS.some((s) => s.env === v), `${v} is read but missing from SETTINGS`);
+      assert.ok(
+        SETTINGS.some((s) => s.env === v),
+        `${v} is read but missing from SETTINGS`,
+      );
       assert.ok(readme.includes(v), `${v} is missing from README.md`);
     }
   });
@@ -67,14 +76,30 @@ describe('keys and names', () => {
   it('puts all shared metadata in one cluster slot, so multi-key scripts and MULTIs stay in it', () => {
     const k = makeKeys('p1');
     const shared = [
-      k.dead, k.workers, k.workerStatus, k.token, k.tables, k.chunks, k.tableChunks('t'), k.openPosts,
-      k.postChunks('P1'), k.postWorkers('P1'), k.workerChunks('w1'), k.workerChunks('w2'), k.underReplicated,
-      k.coordinators, k.scrubReport, `${k.bullPrefix}:repair:wait`,
+      k.dead,
+      k.workers,
+      k.workerStatus,
+      k.token,
+      k.tables,
+      k.chunks,
+      k.tableChunks('t'),
+      k.openPosts,
+      k.postChunks('P1'),
+      k.postWorkers('P1'),
+      k.workerChunks('w1'),
+      k.workerChunks('w2'),
+      k.underReplicated,
+      k.coordinators,
+      k.scrubReport,
+      `${k.bullPrefix}:repair:wait`,
     ];
     assert.equal(calculateSlot.generateMulti(shared), calculateSlot('{p1}'));
     // Every key of the prefix matches one of its SCAN patterns.
     for (const key of [...shared, k.workerOps('w1'), k.coordReplies('c1')]) {
-      assert.ok(k.patterns.some((p) => new RegExp(`^${p.replace(/[{}]/g, '\\$&').replace('*', '.*')}$`).test(key)), key);
+      assert.ok(
+        k.patterns.some((p) => new RegExp(`^${p.replace(/[{}]/g, '\\$&').replace('*', '.*')}$`).test(key)),
+        key,
+      );
     }
   });
 
@@ -92,13 +117,19 @@ describe('keys and names', () => {
   });
 
   it('reads REDIS_CLUSTER_NODES as host:port seeds and names it on a bad value', () => {
-    assert.deepEqual(loadCommonOptions({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-b:7001,[::1]:7002' }).redisClusterNodes, [
-      { host: '10.0.0.1', port: 7000 },
-      { host: 'redis-b', port: 7001 },
-      { host: '::1', port: 7002 },
-    ]);
+    assert.deepEqual(
+      loadCommonOptions({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-b:7001,[::1]:7002' }).redisClusterNodes,
+      [
+        { host: '10.0.0.1', port: 7000 },
+        { host: 'redis-b', port: 7001 },
+        { host: '::1', port: 7002 },
+      ],
+    );
     assert.equal(loadCommonOptions({}).redisClusterNodes, undefined);
-    assert.throws(() => loadCommonOptions({ REDIS_CLUSTER_NODES: 'host-without-port' }), /REDIS_CLUSTER_NODES: must be a comma-separated list of host:port, got "host-without-port"/);
+    assert.throws(
+      () => loadCommonOptions({ REDIS_CLUSTER_NODES: 'host-without-port' }),
+      /REDIS_CLUSTER_NODES: must be a comma-separated list of host:port, got "host-without-port"/,
+    );
     assert.throws(() => loadCommonOptions({ REDIS_CLUSTER_NODES: 'h:99999' }), /REDIS_CLUSTER_NODES/);
   });
 

@@ -7,7 +7,6 @@ import { combineAggregates } from '../../coordinator/fetch-merger';
 import { countOncePerChunk } from '../../coordinator/ops';
 import { rng } from '../support/data';
 
-
 type Row = Record<string, unknown>;
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
 
@@ -83,7 +82,16 @@ function workerLines(shard: Row[], groupBy: string[], aggs: AggregateSpec[]): st
 }
 
 function resp(worker: string, seq: number, rows: string[], done: boolean): FetchRespMessage {
-  return { type: 'FETCH_RESP', req: '01REQ', worker, seq, mode: 'agg', count: rows.length, rows, done } as unknown as FetchRespMessage;
+  return {
+    type: 'FETCH_RESP',
+    req: '01REQ',
+    worker,
+    seq,
+    mode: 'agg',
+    count: rows.length,
+    rows,
+    done,
+  } as unknown as FetchRespMessage;
 }
 
 /** The batches of several workers, each cut into random batches, interleaved at random. */
@@ -92,7 +100,7 @@ function batches(r: () => number, shards: Row[][], groupBy: string[], aggs: Aggr
     const lines = workerLines(shard, groupBy, aggs);
     const out: FetchRespMessage[] = [];
     let seq = 0;
-    for (let i = 0; i < lines.length || out.length === 0; ) {
+    for (let i = 0; i < lines.length || out.length === 0;) {
       const n = 1 + Math.floor(r() * 3);
       const part = lines.slice(i, i + n);
       i += n;
@@ -101,7 +109,13 @@ function batches(r: () => number, shards: Row[][], groupBy: string[], aggs: Aggr
     return out;
   });
   const parts: FetchRespMessage[] = [];
-  while (queues.some((q) => q.length)) parts.push(pick(r, queues.filter((q) => q.length)).shift()!);
+  while (queues.some((q) => q.length))
+    parts.push(
+      pick(
+        r,
+        queues.filter((q) => q.length),
+      ).shift()!,
+    );
   return parts;
 }
 
@@ -110,7 +124,13 @@ function outName(a: AggregateSpec): string {
 }
 
 /** The answer computed straight from the whole data set. */
-function expected(rows: Row[], groupBy: string[], aggs: AggregateSpec[], sort: SortSpec[] | undefined, limit: number | undefined): Row[] {
+function expected(
+  rows: Row[],
+  groupBy: string[],
+  aggs: AggregateSpec[],
+  sort: SortSpec[] | undefined,
+  limit: number | undefined,
+): Row[] {
   const groups = groupsOf(rows, groupBy);
   if (groupBy.length === 0 && groups.size === 0) groups.set('[]', { g: [], rows: [] });
   const out = [...groups.values()].map(({ g, rows: rs }) => {
@@ -130,7 +150,13 @@ function expected(rows: Row[], groupBy: string[], aggs: AggregateSpec[], sort: S
   return limit === undefined ? out : out.slice(0, limit);
 }
 
-function run(parts: FetchRespMessage[], groupBy: string[], aggs: AggregateSpec[], sort?: SortSpec[], limit?: number): Row[] {
+function run(
+  parts: FetchRespMessage[],
+  groupBy: string[],
+  aggs: AggregateSpec[],
+  sort?: SortSpec[],
+  limit?: number,
+): Row[] {
   return [...combineAggregates(parts, groupBy, aggs, sort, limit)].map((l) => JSON.parse(l) as Row);
 }
 
@@ -193,7 +219,8 @@ describe('fetch merging', () => {
         const parts = batches(r, shard3(r, rows), ['g'], AGGS);
         const want = expected(rows, ['g'], AGGS, undefined, undefined);
         assert.deepEqual(run(parts, ['g'], AGGS), want, `seed ${seed}`);
-        if (rows.some((row) => row.g === undefined || row.g === null)) assert.equal(want[0].g, null, 'the null group comes first');
+        if (rows.some((row) => row.g === undefined || row.g === null))
+          assert.equal(want[0].g, null, 'the null group comes first');
       }
     });
 
@@ -202,14 +229,26 @@ describe('fetch merging', () => {
         const r = rng(seed);
         const rows = dataSet(r, 50 + Math.floor(r() * 150));
         const parts = batches(r, shard3(r, rows), ['g', 'h'], AGGS);
-        assert.deepEqual(run(parts, ['g', 'h'], AGGS), expected(rows, ['g', 'h'], AGGS, undefined, undefined), `seed ${seed}`);
+        assert.deepEqual(
+          run(parts, ['g', 'h'], AGGS),
+          expected(rows, ['g', 'h'], AGGS, undefined, undefined),
+          `seed ${seed}`,
+        );
       }
     });
 
     it('puts rows with a missing or null group field in one null group', () => {
-      const rows: Row[] = [{ _id: '1', v: 1 }, { _id: '2', g: null, v: 2 }, { _id: '3', g: 'a', v: 4 }, { _id: '4', v: 8 }];
+      const rows: Row[] = [
+        { _id: '1', v: 1 },
+        { _id: '2', g: null, v: 2 },
+        { _id: '3', g: 'a', v: 4 },
+        { _id: '4', v: 8 },
+      ];
       const aggs: AggregateSpec[] = [{ op: 'count' }, { op: 'sum', field: 'v' }];
-      const parts = [resp('w0', 0, workerLines(rows.slice(0, 2), ['g'], aggs), true), resp('w1', 0, workerLines(rows.slice(2), ['g'], aggs), true)];
+      const parts = [
+        resp('w0', 0, workerLines(rows.slice(0, 2), ['g'], aggs), true),
+        resp('w1', 0, workerLines(rows.slice(2), ['g'], aggs), true),
+      ];
       assert.deepEqual(run(parts, ['g'], aggs), [
         { g: null, count: 3, sum_v: 11 },
         { g: 'a', count: 1, sum_v: 4 },
@@ -226,7 +265,11 @@ describe('fetch merging', () => {
         const rows = dataSet(r, 40 + Math.floor(r() * 100));
         const parts = batches(r, shard3(r, rows), ['g'], AGGS);
         for (const limit of [undefined, 0, 1, 3, 100]) {
-          assert.deepEqual(run(parts, ['g'], AGGS, sort, limit), expected(rows, ['g'], AGGS, sort, limit), `seed ${seed} limit ${limit}`);
+          assert.deepEqual(
+            run(parts, ['g'], AGGS, sort, limit),
+            expected(rows, ['g'], AGGS, sort, limit),
+            `seed ${seed} limit ${limit}`,
+          );
         }
       }
     });
@@ -237,7 +280,8 @@ describe('fetch merging', () => {
         const rows = dataSet(r, 100);
         const parts = batches(r, shard3(r, rows), ['g'], AGGS);
         const got = run(parts, ['g'], AGGS, [{ field: 'total_w', dir: 'desc' }]);
-        for (let i = 1; i < got.length; i++) assert.ok(refOrder(got[i - 1].total_w, got[i].total_w) >= 0, `seed ${seed} row ${i}`);
+        for (let i = 1; i < got.length; i++)
+          assert.ok(refOrder(got[i - 1].total_w, got[i].total_w) >= 0, `seed ${seed} row ${i}`);
         const byG = (x: Row, y: Row) => refOrder(x.g, y.g);
         assert.deepEqual([...got].sort(byG), expected(rows, ['g'], AGGS, undefined, undefined).sort(byG));
       }
@@ -254,7 +298,17 @@ describe('fetch merging', () => {
     });
 
     it('answers one row with count 0 and nulls for an ungrouped aggregate over no rows', () => {
-      const want = { count: 0, count_v: 0, sum_v: null, avg_v: null, min_v: null, max_v: null, total_w: null, mean_w: null, max_w: null };
+      const want = {
+        count: 0,
+        count_v: 0,
+        sum_v: null,
+        avg_v: null,
+        min_v: null,
+        max_v: null,
+        total_w: null,
+        mean_w: null,
+        max_w: null,
+      };
       assert.deepEqual(run([], [], AGGS), [want]);
       assert.deepEqual(run([resp('w0', 0, [], true), resp('w1', 0, [], true)], [], AGGS), [want]);
       const empties = [0, 1, 2].map((w) => resp(`w${w}`, 0, workerLines([], [], AGGS), true));
@@ -268,7 +322,11 @@ describe('fetch merging', () => {
 
     it('averages over the numeric values of all workers, not the mean of their means', () => {
       const aggs: AggregateSpec[] = [{ op: 'avg', field: 'v' }];
-      const parts = [resp('w0', 0, ['{"g":[],"a":[[10,1]]}'], true), resp('w1', 0, ['{"g":[],"a":[[2,3]]}'], true), resp('w2', 0, ['{"g":[],"a":[[null,0]]}'], true)];
+      const parts = [
+        resp('w0', 0, ['{"g":[],"a":[[10,1]]}'], true),
+        resp('w1', 0, ['{"g":[],"a":[[2,3]]}'], true),
+        resp('w2', 0, ['{"g":[],"a":[[null,0]]}'], true),
+      ];
       assert.deepEqual(run(parts, [], aggs), [{ avg_v: 3 }]);
     });
 
@@ -289,7 +347,15 @@ describe('fetch merging', () => {
 
   describe('countOncePerChunk', () => {
     const ack = (worker: string, counts?: Record<string, number>) =>
-      ({ type: 'OP_ACK', op: '01OP', kind: 'update', worker, status: 'ok', count: Object.values(counts ?? {}).reduce((a, b) => a + b, 0), counts }) as unknown as OpAckMessage;
+      ({
+        type: 'OP_ACK',
+        op: '01OP',
+        kind: 'update',
+        worker,
+        status: 'ok',
+        count: Object.values(counts ?? {}).reduce((a, b) => a + b, 0),
+        counts,
+      }) as unknown as OpAckMessage;
 
     it('counts each chunk once however many replicas report it', () => {
       const acks = [ack('w1', { c1: 3, c2: 5 }), ack('w2', { c2: 5, c3: 7 }), ack('w3', { c3: 7, c1: 3 })];
@@ -303,13 +369,24 @@ describe('fetch merging', () => {
     it('counts nothing for no acks or acks without counts', () => {
       assert.equal(countOncePerChunk([]), 0);
       assert.equal(countOncePerChunk([ack('w1'), ack('w2', {})]), 0);
-      assert.equal(countOncePerChunk(new Map([['w1', ack('w1', { c9: 0 })], ['w2', ack('w2', { c8: 6 })]]).values()), 6);
+      assert.equal(
+        countOncePerChunk(
+          new Map([
+            ['w1', ack('w1', { c9: 0 })],
+            ['w2', ack('w2', { c8: 6 })],
+          ]).values(),
+        ),
+        6,
+      );
     });
 
     it('matches the number of distinct changed rows for random replica sets', () => {
       for (let seed = 1; seed <= 20; seed++) {
         const r = rng(seed);
-        const chunks = Array.from({ length: 1 + Math.floor(r() * 10) }, (_, i) => ({ id: `c${i}`, rows: Math.floor(r() * 50) }));
+        const chunks = Array.from({ length: 1 + Math.floor(r() * 10) }, (_, i) => ({
+          id: `c${i}`,
+          rows: Math.floor(r() * 50),
+        }));
         const perWorker = new Map<string, Record<string, number>>();
         for (const c of chunks) {
           const replicas = ['w0', 'w1', 'w2', 'w3'].filter(() => r() < 0.6);
@@ -317,7 +394,11 @@ describe('fetch merging', () => {
           for (const w of replicas) perWorker.set(w, { ...perWorker.get(w), [c.id]: c.rows });
         }
         const acks = [...perWorker].map(([w, counts]) => ack(w, counts));
-        assert.equal(countOncePerChunk(acks), chunks.reduce((a, c) => a + c.rows, 0), `seed ${seed}`);
+        assert.equal(
+          countOncePerChunk(acks),
+          chunks.reduce((a, c) => a + c.rows, 0),
+          `seed ${seed}`,
+        );
       }
     });
   });
@@ -357,7 +438,22 @@ describe('fetch merging', () => {
     });
 
     it('is antisymmetric and agrees with an independent ordering', () => {
-      const vals: SqlValue[] = [null, -3, 0, 2.5, 10, '', '10', 'a', 'B', 'é', '\uff21', '\u{1f600}', '\uffff', '\u{10000}'];
+      const vals: SqlValue[] = [
+        null,
+        -3,
+        0,
+        2.5,
+        10,
+        '',
+        '10',
+        'a',
+        'B',
+        'é',
+        '\uff21',
+        '\u{1f600}',
+        '\uffff',
+        '\u{10000}',
+      ];
       for (const a of vals) {
         for (const b of vals) {
           assert.equal(sign(compareSql(a, b)), 0 - sign(compareSql(b, a)), `${String(a)} vs ${String(b)}`);
@@ -373,7 +469,32 @@ describe('fetch merging', () => {
       });
       after(() => db.close());
 
-      const TEXTS = ['', ' ', 'a', 'A', 'B', 'b', 'ab', 'abc', '10', '9', 'é', 'e\u0301', 'z', '\u007f', '\u0080', '\u07ff', '\u0800', '\uff21', '\uffff', '\u{10000}', '\u{1f600}', '日本', 'null', 'true'];
+      const TEXTS = [
+        '',
+        ' ',
+        'a',
+        'A',
+        'B',
+        'b',
+        'ab',
+        'abc',
+        '10',
+        '9',
+        'é',
+        'e\u0301',
+        'z',
+        '\u007f',
+        '\u0080',
+        '\u07ff',
+        '\u0800',
+        '\uff21',
+        '\uffff',
+        '\u{10000}',
+        '\u{1f600}',
+        '日本',
+        'null',
+        'true',
+      ];
       const NUMBERS = [-1e300, -100, -5, -1.5, -1, 0, 0.5, 1, 1.25, 2, 9, 10, 2 ** 53, 1e300];
 
       /** Ids in SQLite's `ORDER BY v, id` and in compareSql order (ties by id). */
@@ -395,7 +516,10 @@ describe('fetch merging', () => {
       it('orders typed NULL, INTEGER, REAL and TEXT values exactly as ORDER BY does', () => {
         const r = rng(9);
         const values: SqlValue[] = [null, null, ...NUMBERS, ...TEXTS];
-        for (let i = 0; i < 200; i++) values.push(r() < 0.1 ? null : r() < 0.5 ? pick(r, NUMBERS) * (r() < 0.5 ? 1 : 3) : pick(r, TEXTS) + pick(r, TEXTS));
+        for (let i = 0; i < 200; i++)
+          values.push(
+            r() < 0.1 ? null : r() < 0.5 ? pick(r, NUMBERS) * (r() < 0.5 ? 1 : 3) : pick(r, TEXTS) + pick(r, TEXTS),
+          );
         for (let i = values.length - 1; i > 0; i--) {
           const j = Math.floor(r() * (i + 1));
           [values[i], values[j]] = [values[j], values[i]];
@@ -412,7 +536,24 @@ describe('fetch merging', () => {
 
       it('orders the json_extract values of JSON documents (booleans as 0/1, objects as text) as ORDER BY does', () => {
         const r = rng(10);
-        const pool: unknown[] = [null, true, false, 0, 1, -1, 0.5, 2 ** 40, ...TEXTS, { a: 1 }, [1, 2], [], {}, { b: ['é'] }, 'true', '1'];
+        const pool: unknown[] = [
+          null,
+          true,
+          false,
+          0,
+          1,
+          -1,
+          0.5,
+          2 ** 40,
+          ...TEXTS,
+          { a: 1 },
+          [1, 2],
+          [],
+          {},
+          { b: ['é'] },
+          'true',
+          '1',
+        ];
         const values = Array.from({ length: 300 }, () => pick(r, pool));
         const [fromSqlite, fromJs] = bothOrders(
           "INSERT INTO t (id, v) VALUES (?, json_extract(?, '$'))",

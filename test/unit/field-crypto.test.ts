@@ -23,7 +23,18 @@ describe('field encryption', () => {
     const c = new FieldCipher(KEY);
 
     it('round-trips every JSON value exactly', () => {
-      for (const v of ['', 'Ada Lovelace', 'ünïcødé ✓ \u2028 "quoted" \\ \n', 0, -1.5e-300, Number.MAX_SAFE_INTEGER, true, false, { a: [1, { b: null }] }, [1, 'x']]) {
+      for (const v of [
+        '',
+        'Ada Lovelace',
+        'ünïcødé ✓ \u2028 "quoted" \\ \n',
+        0,
+        -1.5e-300,
+        Number.MAX_SAFE_INTEGER,
+        true,
+        false,
+        { a: [1, { b: null }] },
+        [1, 'x'],
+      ]) {
         const s = c.encrypt('people', 'ssn', v);
         assert.ok(s.startsWith(ENCRYPTED_PREFIX));
         assert.deepEqual(c.decrypt('people', 'ssn', s), v);
@@ -50,7 +61,8 @@ describe('field encryption', () => {
 
     it('refuses a tampered value: nonce, tag or ciphertext changed', () => {
       const s = c.encrypt('t', 'c', 'secret value');
-      for (const at of [0, 11, 12, 27, 28, -1]) assert.throws(() => c.decrypt('t', 'c', flip(s, at)), DecryptError, `bit flipped at ${at}`);
+      for (const at of [0, 11, 12, 27, 28, -1])
+        assert.throws(() => c.decrypt('t', 'c', flip(s, at)), DecryptError, `bit flipped at ${at}`);
       assert.throws(() => c.decrypt('t', 'c', s.slice(0, 20)), DecryptError);
     });
 
@@ -88,10 +100,19 @@ describe('field encryption', () => {
     });
 
     it('refuses other lengths and text with a ConfigError naming the variable, without echoing it', () => {
-      for (const bad of [crypto.randomBytes(16).toString('base64'), crypto.randomBytes(33).toString('hex'), 'correct horse battery staple!', 'not-a-key!!']) {
+      for (const bad of [
+        crypto.randomBytes(16).toString('base64'),
+        crypto.randomBytes(33).toString('hex'),
+        'correct horse battery staple!',
+        'not-a-key!!',
+      ]) {
         assert.throws(
           () => loadCoordinatorOptions({ DSTORE_ENCRYPTION_KEY: bad }),
-          (e: unknown) => e instanceof ConfigError && e.variable === 'DSTORE_ENCRYPTION_KEY' && !e.message.includes(bad) && /openssl rand -base64 32/.test(e.message),
+          (e: unknown) =>
+            e instanceof ConfigError &&
+            e.variable === 'DSTORE_ENCRYPTION_KEY' &&
+            !e.message.includes(bad) &&
+            /openssl rand -base64 32/.test(e.message),
         );
       }
     });
@@ -104,13 +125,22 @@ describe('field encryption', () => {
 
   describe('schema with encrypted columns', () => {
     it('reads :encrypted in the text form and both object forms', () => {
-      assert.deepEqual(parseTableSchema('name:string:encrypted, age:integer, ssn:string:encrypted'), { schema: { name: 'string', age: 'integer', ssn: 'string' }, encrypted: ['name', 'ssn'] });
-      assert.deepEqual(parseTableSchema({ a: 'json:encrypted', b: { type: 'integer', encrypted: true }, c: { type: 'number' } }), {
-        schema: { a: 'json', b: 'integer', c: 'number' },
-        encrypted: ['a', 'b'],
+      assert.deepEqual(parseTableSchema('name:string:encrypted, age:integer, ssn:string:encrypted'), {
+        schema: { name: 'string', age: 'integer', ssn: 'string' },
+        encrypted: ['name', 'ssn'],
       });
+      assert.deepEqual(
+        parseTableSchema({ a: 'json:encrypted', b: { type: 'integer', encrypted: true }, c: { type: 'number' } }),
+        {
+          schema: { a: 'json', b: 'integer', c: 'number' },
+          encrypted: ['a', 'b'],
+        },
+      );
       // Column names may hold colons; the type is the last segment before :encrypted.
-      assert.deepEqual(parseTableSchema('time:of:day:string:encrypted'), { schema: { 'time:of:day': 'string' }, encrypted: ['time:of:day'] });
+      assert.deepEqual(parseTableSchema('time:of:day:string:encrypted'), {
+        schema: { 'time:of:day': 'string' },
+        encrypted: ['time:of:day'],
+      });
       assert.deepEqual(parseSchema('a:string:encrypted'), { a: 'string' });
     });
 
@@ -125,25 +155,51 @@ describe('field encryption', () => {
 
   describe('TableEncryption', () => {
     const enc = new TableEncryption(KEY);
-    const def: TableDef = { name: 'people', schema: { name: 'string', ssn: 'string', age: 'integer' }, encrypted: ['ssn'], keyCheck: new FieldCipher(KEY).keyCheck, version: 1, createdAt: 0 };
+    const def: TableDef = {
+      name: 'people',
+      schema: { name: 'string', ssn: 'string', age: 'integer' },
+      encrypted: ['ssn'],
+      keyCheck: new FieldCipher(KEY).keyCheck,
+      version: 1,
+      createdAt: 0,
+    };
     const status = (fn: () => unknown, code: number, re: RegExp) =>
       assert.throws(fn, (e: unknown) => e instanceof ApiError && e.status === code && re.test(e.message));
 
     it('lists the fields of a filter', () => {
-      assert.deepEqual(filterFields({ $or: [{ a: 1 }, { 'b.c': { $gt: 2 } }], $not: { d: { $exists: true } } }).sort(), ['a', 'b.c', 'd']);
+      assert.deepEqual(
+        filterFields({ $or: [{ a: 1 }, { 'b.c': { $gt: 2 } }], $not: { d: { $exists: true } } }).sort(),
+        ['a', 'b.c', 'd'],
+      );
       assert.deepEqual(filterFields({}), []);
     });
 
     it('refuses filter, sort, group, aggregate and nested projection on an encrypted column with a 400 that says why', () => {
       status(() => enc.checkQuery(def, { where: { ssn: 'x' } }), 400, /cannot filter on "ssn".*fresh random nonce/);
-      status(() => enc.checkQuery(def, { where: { $and: [{ age: 1 }, { $not: { 'ssn.x': { $exists: true } } }] } }), 400, /encrypted column/);
-      status(() => enc.checkQuery(def, { sort: [{ field: 'ssn', dir: 'asc' }] }), 400, /sort\[0\]: cannot sort on "ssn"/);
+      status(
+        () => enc.checkQuery(def, { where: { $and: [{ age: 1 }, { $not: { 'ssn.x': { $exists: true } } }] } }),
+        400,
+        /encrypted column/,
+      );
+      status(
+        () => enc.checkQuery(def, { sort: [{ field: 'ssn', dir: 'asc' }] }),
+        400,
+        /sort\[0\]: cannot sort on "ssn"/,
+      );
       status(() => enc.checkQuery(def, { groupBy: ['ssn'], aggregate: [{ op: 'count' }] }), 400, /group by/);
       status(() => enc.checkQuery(def, { aggregate: [{ op: 'max', field: 'ssn' }] }), 400, /max\(\) over "ssn"/);
       status(() => enc.checkQuery(def, { fields: ['ssn.area'] }), 400, /reaches inside encrypted column/);
-      enc.checkQuery(def, { where: { age: { $gt: 1 } }, fields: ['ssn', 'name'], sort: [{ field: 'name', dir: 'desc' }] });
+      enc.checkQuery(def, {
+        where: { age: { $gt: 1 } },
+        fields: ['ssn', 'name'],
+        sort: [{ field: 'name', dir: 'desc' }],
+      });
       enc.checkQuery(def, { groupBy: ['name'], aggregate: [{ op: 'count' }, { op: 'sum', field: 'age' }] });
-      enc.checkQuery(def, { groupBy: ['name'], aggregate: [{ op: 'count', as: 'ssn' }], sort: [{ field: 'ssn', dir: 'desc' }] });
+      enc.checkQuery(def, {
+        groupBy: ['name'],
+        aggregate: [{ op: 'count', as: 'ssn' }],
+        sort: [{ field: 'ssn', dir: 'desc' }],
+      });
     });
 
     it('encrypts an UPDATE set, refusing paths inside an encrypted column', () => {
@@ -155,10 +211,21 @@ describe('field encryption', () => {
     });
 
     it('refuses without a key and with another key, naming DSTORE_ENCRYPTION_KEY', () => {
-      status(() => new TableEncryption(undefined).cipherFor(def, 'read'), 500, /no DSTORE_ENCRYPTION_KEY; refusing to read/);
+      status(
+        () => new TableEncryption(undefined).cipherFor(def, 'read'),
+        500,
+        /no DSTORE_ENCRYPTION_KEY; refusing to read/,
+      );
       status(() => new TableEncryption(undefined).keyCheckFor('people', ['ssn']), 500, /DSTORE_ENCRYPTION_KEY/);
-      status(() => new TableEncryption(crypto.randomBytes(32)).cipherFor(def, 'read'), 500, /another DSTORE_ENCRYPTION_KEY/);
-      assert.throws(() => new TableEncryption(crypto.randomBytes(32)).checkCatalogue([def]), (e: unknown) => e instanceof ConfigError && /people/.test(e.message));
+      status(
+        () => new TableEncryption(crypto.randomBytes(32)).cipherFor(def, 'read'),
+        500,
+        /another DSTORE_ENCRYPTION_KEY/,
+      );
+      assert.throws(
+        () => new TableEncryption(crypto.randomBytes(32)).checkCatalogue([def]),
+        (e: unknown) => e instanceof ConfigError && /people/.test(e.message),
+      );
       new TableEncryption(KEY).checkCatalogue([def]);
       assert.equal(new TableEncryption(undefined).cipherFor({ ...def, encrypted: undefined }), undefined);
     });

@@ -24,7 +24,7 @@ const HOSTILE_NAMES = [
   'a',
   'b',
   'first name',
-  'it\'s',
+  "it's",
   'say "hi"',
   "x'); DROP TABLE _tables; --",
   'a" OR 1=1 --',
@@ -53,7 +53,18 @@ const fieldName = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 12 }) },
 );
 
-const SQL_VALUES = ["' OR '1'='1", '"; DROP TABLE t; --', "'); DELETE FROM _chunks; --", '%', '_', '\\', '\u0000', '$.a', 'NULL', ''];
+const SQL_VALUES = [
+  "' OR '1'='1",
+  '"; DROP TABLE t; --',
+  "'); DELETE FROM _chunks; --",
+  '%',
+  '_',
+  '\\',
+  '\u0000',
+  '$.a',
+  'NULL',
+  '',
+];
 const value = fc.oneof(
   fc.integer({ min: -5, max: 5 }),
   fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }),
@@ -96,7 +107,6 @@ function stringsIn(x: unknown, out: string[] = []): string[] {
   return out;
 }
 
-
 describe('filter fuzzing (fast-check)', function () {
   this.timeout(120_000);
 
@@ -115,7 +125,12 @@ describe('filter fuzzing (fast-check)', function () {
         const bound = compiled.params.map(String).join('\u0001');
         // Every string value reaches SQLite as (part of) a parameter; an _id compared with a
         // non-string or an empty $in may compile to a constant, which carries nothing.
-        for (const s of stringsIn(f)) if (compiled.params.length > 0 && s !== '') assert.ok(bound.includes(s) || bound.includes(JSON.stringify(s).slice(1, -1)), `value ${JSON.stringify(s)} not bound`);
+        for (const s of stringsIn(f))
+          if (compiled.params.length > 0 && s !== '')
+            assert.ok(
+              bound.includes(s) || bound.includes(JSON.stringify(s).slice(1, -1)),
+              `value ${JSON.stringify(s)} not bound`,
+            );
       }),
       { seed: SEED, numRuns: 500 },
     );
@@ -130,8 +145,15 @@ describe('filter fuzzing (fast-check)', function () {
     before(() => {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dstore-fuzz-'));
       store = new ShardStore(dir, { sync: 'normal' });
-      store.setupTable(Object.assign(new SetupTableMessage(), { op: 'op1', table: 'fz', version: 1, replyTo: 'x:coord:c:replies' }), '1-0');
-      const doc = fc.dictionary(fieldName, fc.oneof(value, fc.dictionary(fc.constantFrom('b', 'c', ' '), value, { maxKeys: 2 })), { maxKeys: 5 });
+      store.setupTable(
+        Object.assign(new SetupTableMessage(), { op: 'op1', table: 'fz', version: 1, replyTo: 'x:coord:c:replies' }),
+        '1-0',
+      );
+      const doc = fc.dictionary(
+        fieldName,
+        fc.oneof(value, fc.dictionary(fc.constantFrom('b', 'c', ' '), value, { maxKeys: 2 })),
+        { maxKeys: 5 },
+      );
       rows = fc.sample(doc, { seed: SEED, numRuns: 300 }).map((d, i) => {
         const { _id, ...rest } = d;
         void _id;
@@ -167,8 +189,13 @@ describe('filter fuzzing (fast-check)', function () {
             assert.ok(e instanceof FilterError, `planFetch threw ${String(e)}`);
             return;
           }
-          const got = (store.reader.prepare(plan.sql).all(...plan.params) as Record<string, unknown>[]).map((r) => (JSON.parse(plan.line(r)) as { _id: string })._id).sort();
-          const want = rows.filter((r) => matchesFilter(f, r)).map((r) => r._id as string).sort();
+          const got = (store.reader.prepare(plan.sql).all(...plan.params) as Record<string, unknown>[])
+            .map((r) => (JSON.parse(plan.line(r)) as { _id: string })._id)
+            .sort();
+          const want = rows
+            .filter((r) => matchesFilter(f, r))
+            .map((r) => r._id as string)
+            .sort();
           assert.deepEqual(got, want, `SQLite and matchesFilter disagree on ${JSON.stringify(f)}`);
           if (want.length > 0 && want.length < rows.length) nonTrivial++;
         }),

@@ -6,7 +6,6 @@ import { assertOnlyFixedSql } from '../support/sql-check';
 
 type Row = Record<string, unknown> & { _id: string };
 
-
 const EVIL = "x'); DROP TABLE t; --";
 
 /** Hand-made rows; the hand-written cases state which of these they match. */
@@ -27,7 +26,17 @@ const FIXED: Row[] = [
   { _id: 'f14', age: 1, name: '{"first":"eve"}' },
   { _id: 'f15', age: 7, name: 'a\ud800b', score: 1e-300 },
   // A computed "__proto__" key is an own property, as JSON.parse makes it.
-  { _id: 'f16', 'first name': 'Ann', 'say "hi"': 'yes', "it's": 1, 'back\\slash': 'b\\s', [EVIL]: 'evil', ünï: 'ü', 日本: { 語: 1 }, ['__proto__']: 'p' },
+  {
+    _id: 'f16',
+    'first name': 'Ann',
+    'say "hi"': 'yes',
+    "it's": 1,
+    'back\\slash': 'b\\s',
+    [EVIL]: 'evil',
+    ünï: 'ü',
+    日本: { 語: 1 },
+    ['__proto__']: 'p',
+  },
   { _id: 'f17', 'first name': 'Bob', 'say "hi"': 'no', "it's": 2, 'back\\slash': null },
   { _id: 'f18', deep: { a: { b: { c: 1 } } }, addr: 'Main street' },
   { _id: 'f19', deep: { a: { b: { c: 2 } } }, addr: { city: 'Oslo', zip: 151 } },
@@ -38,7 +47,26 @@ const FIXED: Row[] = [
 ];
 const FIXED_IDS = FIXED.map((r) => r._id);
 
-const NAMES = ['alice', 'bob', 'Carol', 'dave', '', 'é', 'e\u0301', '😀', '\uff21', 'a\u0000b', 'a\ud800b', '\udfff', '10', 'true', 'null', "it's", 'x"y', 'Zed'];
+const NAMES = [
+  'alice',
+  'bob',
+  'Carol',
+  'dave',
+  '',
+  'é',
+  'e\u0301',
+  '😀',
+  '\uff21',
+  'a\u0000b',
+  'a\ud800b',
+  '\udfff',
+  '10',
+  'true',
+  'null',
+  "it's",
+  'x"y',
+  'Zed',
+];
 const CITIES = ['Oslo', 'Bergen', 'oslo', 'Åsane', 'Tromsø'];
 const NUMS = [0, 1, -1, 5, 5.5, 10, 42, 99, 100, -3, 0.25, 1e-300, 1.5e300, 2 ** 53, -(2 ** 60)];
 
@@ -70,7 +98,12 @@ function randomRows(n: number): Row[] {
     maybe(0.7, 'active', () => pick([true, false, true, 'true', 1, 0, null]));
     maybe(0.7, 'score', () => (r() < 0.5 ? pick(NUMS) : mixed()));
     maybe(0.6, 'addr', () =>
-      r() < 0.8 ? { city: r() < 0.9 ? pick(CITIES) : null, zip: r() < 0.7 ? 100 + Math.floor(r() * 100) : String(Math.floor(r() * 9999)) } : pick(['street', null, 7]),
+      r() < 0.8
+        ? {
+            city: r() < 0.9 ? pick(CITIES) : null,
+            zip: r() < 0.7 ? 100 + Math.floor(r() * 100) : String(Math.floor(r() * 9999)),
+          }
+        : pick(['street', null, 7]),
     );
     maybe(0.3, 'tags', () => (r() < 0.7 ? ['a', 'b'].slice(0, 1 + Math.floor(r() * 2)) : 'a'));
     maybe(0.3, 'deep', () => ({ a: { b: { c: Math.floor(r() * 3) } } }));
@@ -93,7 +126,6 @@ const ROWS: Row[] = [...FIXED, ...randomRows(280)].map((row) => {
 });
 const ALL_IDS = ROWS.map((r) => r._id).sort();
 
-
 function sorted(ids: Iterable<string>): string[] {
   return [...ids].sort();
 }
@@ -103,18 +135,38 @@ function check(filter: unknown): string[] {
   const { sql, params } = compileFilter(filter);
   assertOnlyFixedSql(sql);
   const values = db.prepare<unknown[], { _id: string; v: unknown }>(`SELECT _id, (${sql}) AS v FROM t`).all(...params);
-  for (const { _id, v } of values) assert.ok(v === 0 || v === 1, `row ${_id} gave ${String(v)} for ${JSON.stringify(filter)}`);
+  for (const { _id, v } of values)
+    assert.ok(v === 0 || v === 1, `row ${_id} gave ${String(v)} for ${JSON.stringify(filter)}`);
   const got = sorted(values.filter((x) => x.v === 1).map((x) => x._id));
-  assert.deepEqual(got, sorted(db.prepare<unknown[], { _id: string }>(`SELECT _id FROM t WHERE (${sql})`).all(...params).map((x) => x._id)));
-  const negated = sorted(db.prepare<unknown[], { _id: string }>(`SELECT _id FROM t WHERE NOT (${sql})`).all(...params).map((x) => x._id));
-  assert.deepEqual(negated, ALL_IDS.filter((id) => !got.includes(id)), 'NOT (sql) must be the exact complement');
+  assert.deepEqual(
+    got,
+    sorted(
+      db
+        .prepare<unknown[], { _id: string }>(`SELECT _id FROM t WHERE (${sql})`)
+        .all(...params)
+        .map((x) => x._id),
+    ),
+  );
+  const negated = sorted(
+    db
+      .prepare<unknown[], { _id: string }>(`SELECT _id FROM t WHERE NOT (${sql})`)
+      .all(...params)
+      .map((x) => x._id),
+  );
+  assert.deepEqual(
+    negated,
+    ALL_IDS.filter((id) => !got.includes(id)),
+    'NOT (sql) must be the exact complement',
+  );
   const want = sorted(ROWS.filter((row) => matchesFilter(filter, row)).map((r) => r._id));
   assert.deepEqual(got, want, `SQL and matchesFilter disagree on ${JSON.stringify(filter)}`);
   return got;
 }
 
 function lookup(row: Row, field: string): unknown {
-  return field.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), row);
+  return field
+    .split('.')
+    .reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), row);
 }
 
 function isScalar(v: unknown): boolean {
@@ -155,14 +207,22 @@ const CASES: [string, unknown, string[]][] = [
   ['empty $nin', { age: { $nin: [] } }, FIXED_IDS],
   ['$nin is NOT $in', { age: { $nin: [5, null] } }, except('f01', 'f20', 'f04', ...AGE_MISSING)],
   ['$ne together with $exists', { age: { $ne: 5, $exists: true } }, except('f01', 'f20', ...AGE_MISSING)],
-  ['strings order by UTF-8 bytes', { name: { $gt: 'Z' } }, ['f01', 'f02', 'f06', 'f09', 'f10', 'f11', 'f13', 'f14', 'f15', 'F21', 'f22 ü']],
+  [
+    'strings order by UTF-8 bytes',
+    { name: { $gt: 'Z' } },
+    ['f01', 'f02', 'f06', 'f09', 'f10', 'f11', 'f13', 'f14', 'f15', 'F21', 'f22 ü'],
+  ],
   ['astral characters sort after U+FF21 (unlike UTF-16)', { name: { $gt: '\uff21' } }, ['f10']],
   ['NUL inside strings compares', { name: { $lt: 'a\u0001' } }, ['f03', 'f12', 'f13', 'F21']],
   ['NUL does not truncate', { name: { $in: ['a', 'a\u0000b'] } }, ['f13']],
   ['lone surrogates sort by code point', { name: { $gt: 'a\ud800', $lt: 'a\ue000' } }, ['f15']],
   ['JSON text of an object is not the object', { name: '{"first":"eve"}' }, ['f14']],
   ['arrays do not equal their element', { name: 'alice' }, ['f01']],
-  ['$nin with null', { name: { $nin: ['bob', null] } }, except('f02', 'f22 ü', 'f04', 'f05', 'f16', 'f17', 'f18', 'f19', 'f20', 'f23')],
+  [
+    '$nin with null',
+    { name: { $nin: ['bob', null] } },
+    except('f02', 'f22 ü', 'f04', 'f05', 'f16', 'f17', 'f18', 'f19', 'f20', 'f23'),
+  ],
   ['_id equality', { _id: 'f05' }, ['f05']],
   ['_id $in', { _id: { $in: ['f01', 'f02', 'nope', 5, null] } }, ['f01', 'f02']],
   ['_id ordering is bytewise', { _id: { $lt: 'f' } }, ['F21']],
@@ -208,12 +268,20 @@ const CASES: [string, unknown, string[]][] = [
   ['several keys are AND', { age: { $gt: 5 }, name: 'bob' }, ['f02', 'f22 ü']],
   ['top-level $not', { $not: { age: 5 } }, except('f01', 'f20')],
   ['top-level $not keeps rows the inner filter finds unknown', { $not: { age: { $gt: 5 } } }, except(...GT5)],
-  ['$not of $or', { $not: { $or: [{ age: null }, { age: { $gt: 0 } }] } }, ['f03', 'f06', 'f07', 'f08', 'f10', 'f12', 'f13']],
+  [
+    '$not of $or',
+    { $not: { $or: [{ age: null }, { age: { $gt: 0 } }] } },
+    ['f03', 'f06', 'f07', 'f08', 'f10', 'f12', 'f13'],
+  ],
   ['empty filter', {}, FIXED_IDS],
   ['$and of an empty filter', { $and: [{}] }, FIXED_IDS],
   ['$or with an empty filter', { $or: [{}, { age: 5 }] }, FIXED_IDS],
   ['$not of an empty filter', { $not: {} }, []],
-  ['odd names hold odd values', { 'a"b': "'", '--': ';', ';': ') OR 1=1 --', ') OR 1=1 --': '\\', '\\': 'a\u0000b', "'": '--' }, ['f23']],
+  [
+    'odd names hold odd values',
+    { 'a"b': "'", '--': ';', ';': ') OR 1=1 --', ') OR 1=1 --': '\\', '\\': 'a\u0000b', "'": '--' },
+    ['f23'],
+  ],
 ];
 
 describe('filter', () => {
@@ -237,11 +305,42 @@ describe('filter', () => {
   it('agrees with the reference on 300 random filters', () => {
     const r = rng(7);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
-    const fields = ['age', 'age', 'name', 'active', 'score', 'addr', 'addr.city', 'addr.zip', 'tags', 'deep.a.b.c', 'first name', 'say "hi"', EVIL, '_id', 'nope'];
+    const fields = [
+      'age',
+      'age',
+      'name',
+      'active',
+      'score',
+      'addr',
+      'addr.city',
+      'addr.zip',
+      'tags',
+      'deep.a.b.c',
+      'first name',
+      'say "hi"',
+      EVIL,
+      '_id',
+      'nope',
+    ];
     // Operands mostly come from values the field really holds, so filters hit rows.
-    const seen = new Map(fields.map((f) => [f, ROWS.map((row) => (matchesFilter({ [f]: { $exists: true } }, row) ? lookup(row, f) : undefined)).filter(isScalar)]));
+    const seen = new Map(
+      fields.map((f) => [
+        f,
+        ROWS.map((row) => (matchesFilter({ [f]: { $exists: true } }, row) ? lookup(row, f) : undefined)).filter(
+          isScalar,
+        ),
+      ]),
+    );
     let field = 'age';
-    const any = (): unknown => pick<() => unknown>([() => pick(NUMS), () => Math.floor(r() * 100), () => pick(NAMES), () => pick(CITIES), () => r() < 0.5, () => null])();
+    const any = (): unknown =>
+      pick<() => unknown>([
+        () => pick(NUMS),
+        () => Math.floor(r() * 100),
+        () => pick(NAMES),
+        () => pick(CITIES),
+        () => r() < 0.5,
+        () => null,
+      ])();
     const scalar = (): unknown => (r() < 0.7 && seen.get(field)!.length ? pick(seen.get(field)!) : any());
     const rangeValue = (): unknown => {
       const v = scalar();
@@ -265,7 +364,8 @@ describe('filter', () => {
       const n = r() < 0.7 ? 1 : 2;
       for (let i = 0; i < n; i++) {
         const kind = depth < 3 ? r() : 0;
-        if (kind > 0.8) out[pick(['$and', '$or'])] = Array.from({ length: 1 + Math.floor(r() * 3) }, () => filter(depth + 1));
+        if (kind > 0.8)
+          out[pick(['$and', '$or'])] = Array.from({ length: 1 + Math.floor(r() * 3) }, () => filter(depth + 1));
         else if (kind > 0.7) out.$not = filter(depth + 1);
         else {
           field = pick(fields);
@@ -288,12 +388,18 @@ describe('filter', () => {
     it('binds every name and value; the SQL has none of the user text', () => {
       const filters: unknown[] = [{ _id: { $in: texts } }, ...texts.map((v) => ({ _id: v }))];
       for (const name of names) {
-        filters.push({ [name]: texts[0] }, { [name]: { $in: texts } }, { [name]: { $gt: name, $ne: 'a\u0000b' } }, { [name]: { $exists: true } });
+        filters.push(
+          { [name]: texts[0] },
+          { [name]: { $in: texts } },
+          { [name]: { $gt: name, $ne: 'a\u0000b' } },
+          { [name]: { $exists: true } },
+        );
       }
       let matched = 0;
       for (const f of filters) {
         const { sql, params } = compileFilter(f);
-        for (const t of texts.filter((x) => x !== "'")) assert.ok(!sql.includes(t), `SQL contains ${JSON.stringify(t)}: ${sql}`);
+        for (const t of texts.filter((x) => x !== "'"))
+          assert.ok(!sql.includes(t), `SQL contains ${JSON.stringify(t)}: ${sql}`);
         assert.ok(params.length > 0);
         matched += check(f).length;
       }
@@ -309,13 +415,19 @@ describe('filter', () => {
   describe('limits', () => {
     const nest = (levels: number): unknown => (levels === 0 ? { age: 5 } : { $and: [nest(levels - 1)] });
     it('accepts 32 levels of nesting and runs them', () => {
-      assert.deepEqual(check(nest(32)).filter((id) => FIXED_IDS.includes(id)), ['f01', 'f20']);
+      assert.deepEqual(
+        check(nest(32)).filter((id) => FIXED_IDS.includes(id)),
+        ['f01', 'f20'],
+      );
       let f: unknown = { $gt: 5 };
       for (let i = 0; i < 32; i++) f = { $not: f };
       check({ age: f });
     });
     it('rejects 33 levels', () => {
-      assert.throws(() => compileFilter(nest(33)), (e: unknown) => e instanceof FilterError && /filter too complex/.test(e.message) && /\$and/.test(e.message));
+      assert.throws(
+        () => compileFilter(nest(33)),
+        (e: unknown) => e instanceof FilterError && /filter too complex/.test(e.message) && /\$and/.test(e.message),
+      );
       let f: unknown = { $gt: 5 };
       for (let i = 0; i < 33; i++) f = { $not: f };
       assert.throws(() => compileFilter({ age: f }), /filter too complex.*\$not/);
@@ -327,43 +439,81 @@ describe('filter', () => {
     });
     it('rejects 1001 operators', () => {
       const items = Array.from({ length: 1000 }, (_, i) => ({ age: i }));
-      assert.throws(() => compileFilter({ $and: items }), (e: unknown) => e instanceof FilterError && /filter too complex: more than 1000 operators/.test(e.message));
+      assert.throws(
+        () => compileFilter({ $and: items }),
+        (e: unknown) => e instanceof FilterError && /filter too complex: more than 1000 operators/.test(e.message),
+      );
     });
     it('accepts $in with 10,000 values, rejects 10,001', () => {
       const vs = Array.from({ length: 10_000 }, (_, i) => (i % 2 ? i : `r${i}`));
       assert.ok(check({ age: { $in: vs }, name: { $nin: vs } }).length > 0);
-      assert.throws(() => compileFilter({ age: { $in: [...vs, 1] } }), /\$in at where\.age has 10001 values; at most 10000/);
+      assert.throws(
+        () => compileFilter({ age: { $in: [...vs, 1] } }),
+        /\$in at where\.age has 10001 values; at most 10000/,
+      );
     });
     it('uses the primary key for _id lookups', () => {
       const { sql, params } = compileFilter({ _id: 'f05' });
-      const plan = db.prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN SELECT doc FROM t WHERE (${sql})`).all(...params);
+      const plan = db
+        .prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN SELECT doc FROM t WHERE (${sql})`)
+        .all(...params);
       assert.match(plan.map((p) => p.detail).join('\n'), /USING INDEX sqlite_autoindex_t_1 \(_id=\?\)/);
     });
   });
 
   describe('errors', () => {
     const bad: [string, unknown, string, RegExp][] = [
-      ['unknown field operator', { name: { $regex: 'a' } }, 'where.name.$regex', /unknown operator "\$regex" at where\.name \(supported: \$eq, \$ne/],
+      [
+        'unknown field operator',
+        { name: { $regex: 'a' } },
+        'where.name.$regex',
+        /unknown operator "\$regex" at where\.name \(supported: \$eq, \$ne/,
+      ],
       ['unknown top-level operator', { $nor: [] }, 'where.$nor', /unknown operator "\$nor" at where/],
       ['array at top level', [], 'where', /where must be an object.*got array/],
       ['string filter', 'age = 5', 'where', /got string/],
-      ['$and not an array', { $and: { age: 1 } }, 'where.$and', /\$and at where needs a non-empty array of filters, got object/],
+      [
+        '$and not an array',
+        { $and: { age: 1 } },
+        'where.$and',
+        /\$and at where needs a non-empty array of filters, got object/,
+      ],
       ['empty $or', { $or: [] }, 'where.$or', /\$or at where needs a non-empty array.*empty array/],
       ['$or item not an object', { $or: [1] }, 'where.$or[0]', /where\.\$or\[0\] must be an object/],
       ['top-level $not not an object', { $not: [{ age: 1 }] }, 'where.$not', /where\.\$not must be an object/],
       ['$in not an array', { x: { $in: 5 } }, 'where.x.$in', /\$in at where\.x needs an array, got number/],
-      ['$in with an object', { x: { $in: [1, {}] } }, 'where.x.$in[1]', /\$in at where\.x needs an array of strings.*object at item 1/],
+      [
+        '$in with an object',
+        { x: { $in: [1, {}] } },
+        'where.x.$in[1]',
+        /\$in at where\.x needs an array of strings.*object at item 1/,
+      ],
       ['$nin with NaN', { x: { $nin: [NaN] } }, 'where.x.$nin[0]', /\$nin at where\.x .*NaN/],
       ['NaN value', { x: NaN }, 'where.x', /where\.x needs a string, number, boolean or null, got NaN/],
-      ['Infinity in a range', { x: { $gt: Infinity } }, 'where.x.$gt', /\$gt at where\.x needs a number or string, got Infinity/],
+      [
+        'Infinity in a range',
+        { x: { $gt: Infinity } },
+        'where.x.$gt',
+        /\$gt at where\.x needs a number or string, got Infinity/,
+      ],
       ['bigint', { x: { $eq: 1n } }, 'where.x.$eq', /\$eq at where\.x .*got bigint/],
       ['undefined value', { x: undefined }, 'where.x', /got undefined/],
-      ['object equality', { x: { a: 1 } }, 'where.x', /where\.x: equality on objects is not supported; use dotted paths like "a\.b"/],
+      [
+        'object equality',
+        { x: { a: 1 } },
+        'where.x',
+        /where\.x: equality on objects is not supported; use dotted paths like "a\.b"/,
+      ],
       ['empty object value', { x: {} }, 'where.x', /equality on objects/],
       ['operators mixed with fields', { x: { $gt: 1, y: 2 } }, 'where.x', /equality on objects/],
       ['array as a value', { x: [1, 2] }, 'where.x', /where\.x: an array is not a value.*\$in/],
       ['$eq with an array', { x: { $eq: [1] } }, 'where.x.$eq', /\$eq at where\.x .*got array/],
-      ['range on a boolean', { x: { $gt: true } }, 'where.x.$gt', /\$gt at where\.x needs a number or string, got boolean/],
+      [
+        'range on a boolean',
+        { x: { $gt: true } },
+        'where.x.$gt',
+        /\$gt at where\.x needs a number or string, got boolean/,
+      ],
       ['range on null', { x: { $lte: null } }, 'where.x.$lte', /\$lte at where\.x needs a number or string, got null/],
       ['$exists not a boolean', { x: { $exists: 1 } }, 'where.x.$exists', /\$exists at where\.x needs true or false/],
       ['$not with a value', { x: { $not: 5 } }, 'where.x.$not', /\$not at where\.x needs an operator object/],
@@ -390,7 +540,11 @@ describe('filter', () => {
       });
     }
     it('uses the given label in paths', () => {
-      assert.throws(() => compileFilter({ x: { $gt: true } }, 'delete.where'), (e: unknown) => e instanceof FilterError && e.path === 'delete.where.x.$gt' && /at delete\.where\.x/.test(e.message));
+      assert.throws(
+        () => compileFilter({ x: { $gt: true } }, 'delete.where'),
+        (e: unknown) =>
+          e instanceof FilterError && e.path === 'delete.where.x.$gt' && /at delete\.where\.x/.test(e.message),
+      );
     });
   });
 
@@ -418,7 +572,10 @@ describe('filter', () => {
     for (const [field, re] of bad) {
       const shown = JSON.stringify(field.length > 20 ? field.slice(0, 20) + '…' : field).replace(/\u007f/g, '\\u007f');
       it(`rejects ${shown}`, () => {
-        assert.throws(() => parseField(field), (e: unknown) => e instanceof FilterError && re.test(e.message));
+        assert.throws(
+          () => parseField(field),
+          (e: unknown) => e instanceof FilterError && re.test(e.message),
+        );
         assert.throws(() => jsonPath(field), FilterError);
       });
     }

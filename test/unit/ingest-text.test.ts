@@ -54,7 +54,8 @@ describe('ingest: reusing the record text (withIdFirst)', () => {
 
 /** `v` as JSON with `ws()` between every two tokens: any formatting a JSON writer may produce. */
 function spaced(v: unknown, ws: () => string): string {
-  if (Array.isArray(v)) return v.length === 0 ? `[${ws()}]` : `[${ws()}${v.map((x) => spaced(x, ws)).join(`${ws()},${ws()}`)}${ws()}]`;
+  if (Array.isArray(v))
+    return v.length === 0 ? `[${ws()}]` : `[${ws()}${v.map((x) => spaced(x, ws)).join(`${ws()},${ws()}`)}${ws()}]`;
   if (v && typeof v === 'object') {
     const entries = Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}${ws()}:${ws()}${spaced(x, ws)}`);
     return entries.length === 0 ? `{${ws()}}` : `{${ws()}${entries.join(`${ws()},${ws()}`)}${ws()}}`;
@@ -71,7 +72,9 @@ function picker(seed: number): () => string {
 }
 
 const safeKey = fc.string({ maxLength: 6 }).filter((k) => k !== '__proto__' && k !== '_id');
-const record = fc.dictionary(safeKey, fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 }).filter((v) => !JSON.stringify(v).includes('"__proto__"'));
+const record = fc
+  .dictionary(safeKey, fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 })
+  .filter((v) => !JSON.stringify(v).includes('"__proto__"'));
 
 describe('ingest: a stored row never holds a line break', () => {
   it('compacts a pretty-printed record and reuses its text (no re-serialising)', () => {
@@ -82,7 +85,10 @@ describe('ingest: a stored row never holds a line break', () => {
   });
 
   it('compactJson keeps strings as they are: spaces, escaped quotes, backslashes and escaped breaks', () => {
-    assert.equal(compactJson(' {\n "a b" : "c \\" d" ,\r\n "e\\\\" : [ "\\\\" , "\\r\\n" , " " ] }\n'), '{"a b":"c \\" d","e\\\\":["\\\\","\\r\\n"," "]}');
+    assert.equal(
+      compactJson(' {\n "a b" : "c \\" d" ,\r\n "e\\\\" : [ "\\\\" , "\\r\\n" , " " ] }\n'),
+      '{"a b":"c \\" d","e\\\\":["\\\\","\\r\\n"," "]}',
+    );
     assert.equal(compactJson('"  "'), '"  "');
     assert.equal(compactJson('[ ]'), '[]');
   });
@@ -108,7 +114,8 @@ describe('ingest: a stored row never holds a line break', () => {
     const records = Array.from({ length: 50 }, (_, i) => ({ n: i, s: `a\nb ${i}`, o: { deep: [i, { x: null }] } }));
     const body = '\ufeff' + JSON.stringify(records, null, 2).replace(/\n/g, '\r\n');
     const lines: string[] = [];
-    for await (const rec of parseRecords(Readable.from([body]), 'json', undefined)) lines.push(withIdFirst(rec.text!, `G${rec.row}`, true)!);
+    for await (const rec of parseRecords(Readable.from([body]), 'json', undefined))
+      lines.push(withIdFirst(rec.text!, `G${rec.row}`, true)!);
     assert.equal(lines.join('\n').split('\n').length, 50);
     assert.deepEqual(
       lines.map((l) => JSON.parse(l)),

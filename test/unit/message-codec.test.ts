@@ -1,7 +1,15 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
 import { MessageError } from '../../common/errors';
-import { build, decodeOps, decodeReply, fieldsFromArray, PostAckMessage, PostMessage, type Fields } from '../../common/messages';
+import {
+  build,
+  decodeOps,
+  decodeReply,
+  fieldsFromArray,
+  PostAckMessage,
+  PostMessage,
+  type Fields,
+} from '../../common/messages';
 
 /**
  * The stream encoding's guarantees that a chunk reaches a worker as it was sent: a `lines`
@@ -16,7 +24,8 @@ function roundTrip<T extends { toArgs(): string[] }>(m: T): Fields {
 }
 
 describe('lines fields (one item a line)', () => {
-  const post = (ids: string[], rows: string[]) => build(PostMessage, { chunk: 'c1', post: 'p1', table: 't', replicas: ['w1'], replyTo, ids, rows });
+  const post = (ids: string[], rows: string[]) =>
+    build(PostMessage, { chunk: 'c1', post: 'p1', table: 't', replicas: ['w1'], replyTo, ids, rows });
 
   for (const [what, brk] of [
     ['LF', '\n'],
@@ -27,13 +36,19 @@ describe('lines fields (one item a line)', () => {
       const m = post(['a', 'b'], ['{"_id":"a"}', `{"_id":"b",${brk}"x":1}`]);
       assert.throws(
         () => m.toArgs(),
-        (e: unknown) => e instanceof MessageError && e.messageType === 'POST' && /^POST\.rows: item 2 of 2 holds a line break .*JSON\.stringify/.test(e.message),
+        (e: unknown) =>
+          e instanceof MessageError &&
+          e.messageType === 'POST' &&
+          /^POST\.rows: item 2 of 2 holds a line break .*JSON\.stringify/.test(e.message),
       );
     });
   }
 
   it('refuses an id holding a line break too', () => {
-    assert.throws(() => post(['a\nb'], ['{}']).toArgs(), (e: unknown) => e instanceof MessageError && /^POST\.ids: item 1 of 1 holds a line break/.test(e.message));
+    assert.throws(
+      () => post(['a\nb'], ['{}']).toArgs(),
+      (e: unknown) => e instanceof MessageError && /^POST\.ids: item 1 of 1 holds a line break/.test(e.message),
+    );
   });
 
   it('encodes escaped line breaks (JSON text) as they are: N rows stay N rows', () => {
@@ -44,10 +59,20 @@ describe('lines fields (one item a line)', () => {
 });
 
 describe('POST_ACK refusal codes', () => {
-  const ack = { chunk: 'c1', post: 'p1', worker: 'w1', status: 'error' as const, rows: 0, duplicate: false, error: 'duplicate _id "x"' };
+  const ack = {
+    chunk: 'c1',
+    post: 'p1',
+    worker: 'w1',
+    status: 'error' as const,
+    rows: 0,
+    duplicate: false,
+    error: 'duplicate _id "x"',
+  };
 
   it('carry a code and the row at fault', () => {
-    const back = decodeReply(roundTrip(build(PostAckMessage, { ...ack, code: 'duplicate-id', row: 7 }))) as PostAckMessage;
+    const back = decodeReply(
+      roundTrip(build(PostAckMessage, { ...ack, code: 'duplicate-id', row: 7 })),
+    ) as PostAckMessage;
     assert.equal(back.code, 'duplicate-id');
     assert.equal(back.row, 7);
   });

@@ -31,7 +31,10 @@ function roundTrip<T extends { toArgs(): string[] }>(m: T): Fields {
 describe('messages', () => {
   describe('round trips through flat stream fields', () => {
     it('POST keeps ids, rows and replicas, with rows as NDJSON lines', () => {
-      const rows = [{ _id: 'a', x: 1, s: 'has,comma' }, { _id: 'b', nested: { y: [1, 2] }, s: 'line\nbreak' }];
+      const rows = [
+        { _id: 'a', x: 1, s: 'has,comma' },
+        { _id: 'b', nested: { y: [1, 2] }, s: 'line\nbreak' },
+      ];
       const m = build(PostMessage, {
         chunk: 'c1',
         post: 'p1',
@@ -49,11 +52,20 @@ describe('messages', () => {
       assert.ok(back instanceof PostMessage);
       assert.deepEqual(back.replicas, ['w1', 'w2']);
       assert.deepEqual(back.ids, ['a', 'b']);
-      assert.deepEqual(back.rows.map((r) => JSON.parse(r)), rows);
+      assert.deepEqual(
+        back.rows.map((r) => JSON.parse(r)),
+        rows,
+      );
     });
 
     it('UPDATE and DELETE keep their filters as JSON', () => {
-      const u = build(UpdateMessage, { op: 'o1', table: 't', where: { a: { $gt: 1 } }, set: { 'b.c': [1, { d: null }] }, replyTo });
+      const u = build(UpdateMessage, {
+        op: 'o1',
+        table: 't',
+        where: { a: { $gt: 1 } },
+        set: { 'b.c': [1, { d: null }] },
+        replyTo,
+      });
       const ub = decodeOps(roundTrip(u)) as UpdateMessage;
       assert.deepEqual(ub.where, { a: { $gt: 1 } });
       assert.deepEqual(ub.set, { 'b.c': [1, { d: null }] });
@@ -69,11 +81,25 @@ describe('messages', () => {
     });
 
     it('acks keep numbers and booleans typed', () => {
-      const a = build(PostAckMessage, { chunk: 'c1', post: 'p1', worker: 'w1', status: 'ok', rows: 10, duplicate: true });
+      const a = build(PostAckMessage, {
+        chunk: 'c1',
+        post: 'p1',
+        worker: 'w1',
+        status: 'ok',
+        rows: 10,
+        duplicate: true,
+      });
       const back = decodeReply(roundTrip(a)) as PostAckMessage;
       assert.equal(back.rows, 10);
       assert.equal(back.duplicate, true);
-      const o = build(OpAckMessage, { op: 'o1', kind: 'UPDATE', worker: 'w1', status: 'ok', count: 3, counts: { c1: 2, c2: 1 } });
+      const o = build(OpAckMessage, {
+        op: 'o1',
+        kind: 'UPDATE',
+        worker: 'w1',
+        status: 'ok',
+        count: 3,
+        counts: { c1: 2, c2: 1 },
+      });
       assert.deepEqual((decodeReply(roundTrip(o)) as OpAckMessage).counts, { c1: 2, c2: 1 });
     });
 
@@ -96,7 +122,15 @@ describe('messages', () => {
       assert.equal(back.limit, 5);
       const credit = decodeFetch(encodeFetch(build(FetchCreditMessage, { req: 'r1', worker: 'w1', granted: -1 })));
       assert.deepEqual([credit.type, (credit as FetchCreditMessage).granted], ['FETCH_CREDIT', -1]);
-      const r = build(FetchRespMessage, { req: 'r1', worker: 'w1', seq: 0, mode: 'rows', count: 0, rows: [], done: true });
+      const r = build(FetchRespMessage, {
+        req: 'r1',
+        worker: 'w1',
+        seq: 0,
+        mode: 'rows',
+        count: 0,
+        rows: [],
+        done: true,
+      });
       const rb = decodeReply(roundTrip(r)) as FetchRespMessage;
       assert.deepEqual(rb.rows, []);
       assert.equal(rb.done, true);
@@ -105,7 +139,17 @@ describe('messages', () => {
 
   describe('rejections', () => {
     const good = (): Fields =>
-      roundTrip(build(PostMessage, { chunk: 'c1', post: 'p1', table: 't', replicas: ['w1'], replyTo, ids: ['a'], rows: ['{"_id":"a"}'] }));
+      roundTrip(
+        build(PostMessage, {
+          chunk: 'c1',
+          post: 'p1',
+          table: 't',
+          replicas: ['w1'],
+          replyTo,
+          ids: ['a'],
+          rows: ['{"_id":"a"}'],
+        }),
+      );
 
     const cases: [string, (f: Fields) => void, RegExp][] = [
       ['an unknown type', (f) => (f.type = 'NOPE'), /unknown message type "NOPE"/],
@@ -121,7 +165,10 @@ describe('messages', () => {
       it(`refuses a POST with ${what}`, () => {
         const f = good();
         mutate(f);
-        assert.throws(() => decodeOps(f), (e: unknown) => e instanceof MessageError && re.test(e.message));
+        assert.throws(
+          () => decodeOps(f),
+          (e: unknown) => e instanceof MessageError && re.test(e.message),
+        );
       });
     }
 
@@ -132,7 +179,9 @@ describe('messages', () => {
     });
 
     it('refuses non-integer numbers and non-boolean flags in replies', () => {
-      const f = roundTrip(build(PostAckMessage, { chunk: 'c1', post: 'p1', worker: 'w1', status: 'ok', rows: 1, duplicate: false }));
+      const f = roundTrip(
+        build(PostAckMessage, { chunk: 'c1', post: 'p1', worker: 'w1', status: 'ok', rows: 1, duplicate: false }),
+      );
       assert.throws(() => decodeReply({ ...f, rows: '1.5' }), /rows: expected an integer/);
       assert.throws(() => decodeReply({ ...f, duplicate: 'yes' }), /duplicate: expected 0 or 1/);
       assert.throws(() => decodeReply({ ...f, status: 'maybe' }), /status/);
@@ -148,7 +197,11 @@ describe('messages', () => {
     });
 
     it('build() refuses to produce an invalid message', () => {
-      assert.throws(() => build(PostAckMessage, { chunk: 'c 1', post: 'p1', worker: 'w1', status: 'ok', rows: -1, duplicate: false }), /chunk.*rows|rows.*chunk/s);
+      assert.throws(
+        () =>
+          build(PostAckMessage, { chunk: 'c 1', post: 'p1', worker: 'w1', status: 'ok', rows: -1, duplicate: false }),
+        /chunk.*rows|rows.*chunk/s,
+      );
     });
   });
 });

@@ -49,10 +49,27 @@ describe('unit: nemesis model and checker', () => {
       assert.deepEqual(kinds(checkRead(m.now(), ALL, [doc('r1'), doc('r2'), doc('r1')], true)), ['duplicate']);
     });
 
+    it('checks a GET by _id: a 404 for an acknowledged row is a short read, a 200 for a deleted one a resurrection', () => {
+      const m = acked(doc('r1'), doc('r2'));
+      m.ack(m.begin({ kind: 'delete', where: { _id: 'r2' } }));
+      assert.deepEqual(checkRead(m.now(), { kind: 'get', id: 'r1' }, [doc('r1')], true), []);
+      assert.deepEqual(kinds(checkRead(m.now(), { kind: 'get', id: 'r1' }, [], true)), ['lost']);
+      assert.deepEqual(checkRead(m.now(), { kind: 'get', id: 'r2' }, [], true), []);
+      assert.deepEqual(kinds(checkRead(m.now(), { kind: 'get', id: 'r2' }, [doc('r2')], true)), ['resurrected']);
+    });
+
     it('reports a row that was never written, and one that does not match the filter', () => {
       const m = acked(doc('r1', { g: 'a' }), doc('r2', { g: 'b' }));
-      assert.deepEqual(kinds(checkRead(m.now(), ALL, [doc('r1', { g: 'a' }), doc('r2', { g: 'b' }), doc('zz')], true)), ['resurrected']);
-      assert.deepEqual(kinds(checkRead(m.now(), { kind: 'rows', where: { g: 'a' } }, [doc('r1', { g: 'a' }), doc('r2', { g: 'b' })], true)), ['wrong']);
+      assert.deepEqual(
+        kinds(checkRead(m.now(), ALL, [doc('r1', { g: 'a' }), doc('r2', { g: 'b' }), doc('zz')], true)),
+        ['resurrected'],
+      );
+      assert.deepEqual(
+        kinds(
+          checkRead(m.now(), { kind: 'rows', where: { g: 'a' } }, [doc('r1', { g: 'a' }), doc('r2', { g: 'b' })], true),
+        ),
+        ['wrong'],
+      );
     });
   });
 
@@ -129,7 +146,15 @@ describe('unit: nemesis model and checker', () => {
   });
 
   describe('sorted reads, counts and settling', () => {
-    const sorted = (limit: number): ReadShape => ({ kind: 'sorted', where: {}, sort: [{ field: 'k', dir: 'asc' }, { field: '_id', dir: 'asc' }], limit });
+    const sorted = (limit: number): ReadShape => ({
+      kind: 'sorted',
+      where: {},
+      sort: [
+        { field: 'k', dir: 'asc' },
+        { field: '_id', dir: 'asc' },
+      ],
+      limit,
+    });
 
     it('accepts a valid prefix and reports a gap before the last row, or rows out of order', () => {
       const m = acked(doc('a', { k: 1 }), doc('b', { k: 2 }), doc('c', { k: 3 }));
@@ -148,9 +173,34 @@ describe('unit: nemesis model and checker', () => {
       assert.deepEqual(kinds(checkRead(m.now(), count, [{ count: 1 }], true)), ['count']);
       assert.deepEqual(kinds(checkRead(m.now(), count, [{ count: 4 }], true)), ['count']);
       const group: ReadShape = { kind: 'group', where: {}, by: 'g' };
-      assert.deepEqual(checkRead(m.now(), group, [{ g: 'x', count: 2 }, { g: 'y', count: 1 }], true), []);
+      assert.deepEqual(
+        checkRead(
+          m.now(),
+          group,
+          [
+            { g: 'x', count: 2 },
+            { g: 'y', count: 1 },
+          ],
+          true,
+        ),
+        [],
+      );
       assert.deepEqual(kinds(checkRead(m.now(), group, [{ g: 'x', count: 1 }], true)), ['lost']);
-      assert.deepEqual(kinds(checkRead(m.now(), group, [{ g: 'x', count: 1 }, { g: 'x', count: 1 }, { g: 'y', count: 1 }], true)), ['duplicate']);
+      assert.deepEqual(
+        kinds(
+          checkRead(
+            m.now(),
+            group,
+            [
+              { g: 'x', count: 1 },
+              { g: 'x', count: 1 },
+              { g: 'y', count: 1 },
+            ],
+            true,
+          ),
+        ),
+        ['duplicate'],
+      );
     });
 
     it('bounds the count an UPDATE answers', () => {

@@ -8,14 +8,24 @@ describe('docs/operations.md key table', () => {
   const ARG = 'name1';
   const keys = makeKeys(PREFIX);
   // Every key, channel and key prefix: strings and functions (not `prefix` itself, nor lists such as SCAN patterns).
-  const members = (Object.keys(keys) as (keyof Keys)[]).filter((m) => !NOT_KEYS.includes(m) && (typeof keys[m] === 'string' || typeof keys[m] === 'function'));
+  const members = (Object.keys(keys) as (keyof Keys)[]).filter(
+    (m) => !NOT_KEYS.includes(m) && (typeof keys[m] === 'string' || typeof keys[m] === 'function'),
+  );
 
   it('has a row for every key, channel and key prefix makeKeys() builds', () => {
-    for (const m of members) assert.ok(rows.some((r) => r.member === m), `Keys.${m} is missing from the key table of docs/operations.md`);
+    for (const m of members)
+      assert.ok(
+        rows.some((r) => r.member === m),
+        `Keys.${m} is missing from the key table of docs/operations.md`,
+      );
   });
 
   it('has no row for a member makeKeys() no longer has', () => {
-    for (const r of rows) assert.ok((members as string[]).includes(r.member), `docs/operations.md documents Keys.${r.member}, which keys.ts does not have`);
+    for (const r of rows)
+      assert.ok(
+        (members as string[]).includes(r.member),
+        `docs/operations.md documents Keys.${r.member}, which keys.ts does not have`,
+      );
   });
 
   it('spells each key exactly as makeKeys() does', () => {

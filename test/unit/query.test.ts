@@ -1,5 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { FilterError, QueryError, QUERY_LIMITS, aggregateName, normalizeQuery, type QuerySpec } from '../../common/query';
+import {
+  FilterError,
+  QueryError,
+  QUERY_LIMITS,
+  aggregateName,
+  normalizeQuery,
+  type QuerySpec,
+} from '../../common/query';
 import { fromQueryString } from '../../coordinator/api/query-routes';
 import { ApiError } from '../../coordinator/errors';
 
@@ -75,7 +82,11 @@ describe('query shape', () => {
     it('keeps aggregates with groupBy and sorting by a group field or an output column', () => {
       const q = {
         groupBy: ['city'],
-        aggregate: [{ op: 'count' as const }, { op: 'avg' as const, field: 'age', as: 'mean' }, { op: 'max' as const, field: 'age' }],
+        aggregate: [
+          { op: 'count' as const },
+          { op: 'avg' as const, field: 'age', as: 'mean' },
+          { op: 'max' as const, field: 'age' },
+        ],
         sort: [
           { field: 'mean', dir: 'desc' as const },
           { field: 'max_age', dir: 'asc' as const },
@@ -93,7 +104,8 @@ describe('query shape', () => {
     });
 
     it('rejects a limit that is not a whole number from 0, saying only that', () => {
-      for (const limit of [-1, 1.5, NaN, Infinity, 2 ** 53, '5', null]) queryError({ limit }, 'limit', /^limit: must be a whole number \(0 or more\), got /);
+      for (const limit of [-1, 1.5, NaN, Infinity, 2 ** 53, '5', null])
+        queryError({ limit }, 'limit', /^limit: must be a whole number \(0 or more\), got /);
     });
 
     it('rejects an unknown aggregate op', () => {
@@ -103,16 +115,41 @@ describe('query shape', () => {
     });
 
     it('rejects sum, avg, min and max without a field, but not count', () => {
-      for (const op of ['sum', 'avg', 'min', 'max']) queryError({ aggregate: [{ op }] }, 'aggregate[0].field', new RegExp(`${op} needs a field`));
+      for (const op of ['sum', 'avg', 'min', 'max'])
+        queryError({ aggregate: [{ op }] }, 'aggregate[0].field', new RegExp(`${op} needs a field`));
       assert.deepEqual(normalizeQuery({ aggregate: [{ op: 'count' }] }), { aggregate: [{ op: 'count' }] });
     });
 
     it('rejects duplicate aggregate output names', () => {
       queryError({ aggregate: [{ op: 'count' }, { op: 'count' }] }, 'aggregate[1]', /duplicate output column "count"/);
-      queryError({ aggregate: [{ op: 'sum', field: 'a' }, { op: 'count', as: 'sum_a' }] }, 'aggregate[1]', /"sum_a"/);
-      queryError({ aggregate: [{ op: 'min', field: 'a', as: 'x' }, { op: 'max', field: 'b', as: 'x' }] }, 'aggregate[1]', /"x"/);
+      queryError(
+        {
+          aggregate: [
+            { op: 'sum', field: 'a' },
+            { op: 'count', as: 'sum_a' },
+          ],
+        },
+        'aggregate[1]',
+        /"sum_a"/,
+      );
+      queryError(
+        {
+          aggregate: [
+            { op: 'min', field: 'a', as: 'x' },
+            { op: 'max', field: 'b', as: 'x' },
+          ],
+        },
+        'aggregate[1]',
+        /"x"/,
+      );
       // Same op on different fields, or a named copy, is fine.
-      normalizeQuery({ aggregate: [{ op: 'sum', field: 'a' }, { op: 'sum', field: 'b' }, { op: 'sum', field: 'a', as: 'total' }] });
+      normalizeQuery({
+        aggregate: [
+          { op: 'sum', field: 'a' },
+          { op: 'sum', field: 'b' },
+          { op: 'sum', field: 'a', as: 'total' },
+        ],
+      });
     });
     // groupBy ["n"] and aggregate [{op:"count", as:"n"}] both output columns are "n":
     // normalizeQuery accepts it and combineAggregates overwrites the group value with the
@@ -136,7 +173,18 @@ describe('query shape', () => {
     });
 
     it('rejects sorting by a column that is not an output of the aggregate', () => {
-      queryError({ groupBy: ['g'], aggregate: [{ op: 'count' }], sort: [{ field: 'g', dir: 'asc' }, { field: 'other', dir: 'asc' }] }, 'sort[1].field', /count/);
+      queryError(
+        {
+          groupBy: ['g'],
+          aggregate: [{ op: 'count' }],
+          sort: [
+            { field: 'g', dir: 'asc' },
+            { field: 'other', dir: 'asc' },
+          ],
+        },
+        'sort[1].field',
+        /count/,
+      );
       // The input field of an aggregate is not an output column.
       queryError({ aggregate: [{ op: 'sum', field: 'x' }], sort: [{ field: 'x', dir: 'asc' }] }, 'sort[0].field');
     });
@@ -172,8 +220,16 @@ describe('query shape', () => {
       const n = (k: number, f: (i: number) => unknown) => Array.from({ length: k }, (_, i) => f(i));
       queryError({ fields: n(QUERY_LIMITS.fields + 1, (i) => `f${i}`) }, 'fields', /at most/);
       queryError({ sort: n(QUERY_LIMITS.sort + 1, (i) => ({ field: `f${i}`, dir: 'asc' })) }, 'sort', /at most/);
-      queryError({ aggregate: n(QUERY_LIMITS.aggregate + 1, (i) => ({ op: 'count', as: `c${i}` })) }, 'aggregate', /at most/);
-      queryError({ groupBy: n(QUERY_LIMITS.groupBy + 1, (i) => `g${i}`), aggregate: [{ op: 'count' }] }, 'groupBy', /at most/);
+      queryError(
+        { aggregate: n(QUERY_LIMITS.aggregate + 1, (i) => ({ op: 'count', as: `c${i}` })) },
+        'aggregate',
+        /at most/,
+      );
+      queryError(
+        { groupBy: n(QUERY_LIMITS.groupBy + 1, (i) => `g${i}`), aggregate: [{ op: 'count' }] },
+        'groupBy',
+        /at most/,
+      );
       normalizeQuery({ sort: n(QUERY_LIMITS.sort, (i) => ({ field: `f${i}`, dir: 'asc' })) as never });
     });
 
@@ -191,11 +247,14 @@ describe('query shape', () => {
     });
 
     it('reads where as JSON, fields as a list and limit as a number', () => {
-      assert.deepEqual(fromQueryString({ where: '{"age":{"$gte":18},"name":"a,b"}', fields: 'a, b.c ,_id', limit: '25' }), {
-        where: { age: { $gte: 18 }, name: 'a,b' },
-        fields: ['a', 'b.c', '_id'],
-        limit: 25,
-      });
+      assert.deepEqual(
+        fromQueryString({ where: '{"age":{"$gte":18},"name":"a,b"}', fields: 'a, b.c ,_id', limit: '25' }),
+        {
+          where: { age: { $gte: 18 }, name: 'a,b' },
+          fields: ['a', 'b.c', '_id'],
+          limit: 25,
+        },
+      );
       assert.deepEqual(fromQueryString({ limit: '0' }), { limit: 0 });
     });
 
@@ -217,7 +276,8 @@ describe('query shape', () => {
     });
 
     it('rejects a limit that is not a whole number with a 400', () => {
-      for (const limit of ['-1', '1.5', 'ten', '', ' 5', '1e3', '0x10']) apiError400(() => fromQueryString({ limit }), 'limit', /whole number/);
+      for (const limit of ['-1', '1.5', 'ten', '', ' 5', '1e3', '0x10'])
+        apiError400(() => fromQueryString({ limit }), 'limit', /whole number/);
     });
 
     it('rejects a sort direction other than asc or desc with a 400', () => {

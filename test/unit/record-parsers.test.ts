@@ -7,7 +7,8 @@ import type { Schema } from '../../coordinator/schema';
 
 /** `{row, value}` of a record, after checking that its `text`, when given, parses to `value`. */
 function withoutText(r: ParsedRecord): ParsedRecord {
-  if (r.text !== undefined) assert.deepEqual(JSON.parse(r.text), r.value, `row ${r.row}: text ${r.text} does not parse to the value`);
+  if (r.text !== undefined)
+    assert.deepEqual(JSON.parse(r.text), r.value, `row ${r.row}: text ${r.text} does not parse to the value`);
   return { row: r.row, value: r.value };
 }
 
@@ -29,13 +30,21 @@ function bytesOf(buf: Buffer): Buffer[] {
 /** Every way to feed `text`: whole, cut at each byte, and one byte at a time. */
 function feedings(text: string): { how: string; pieces: Buffer[] }[] {
   const buf = Buffer.from(text, 'utf8');
-  const out = [{ how: 'whole', pieces: [buf] }, { how: 'byte by byte', pieces: bytesOf(buf) }];
+  const out = [
+    { how: 'whole', pieces: [buf] },
+    { how: 'byte by byte', pieces: bytesOf(buf) },
+  ];
   for (let i = 0; i <= buf.length; i++) out.push({ how: `cut at byte ${i}`, pieces: splitAt(buf, i) });
   return out;
 }
 
 /** Awaits the parse and checks it fails with a 400 ApiError whose message matches. */
-async function rejects400(pieces: (string | Buffer)[], format: RecordFormat, message: RegExp, schema?: Schema): Promise<ApiError> {
+async function rejects400(
+  pieces: (string | Buffer)[],
+  format: RecordFormat,
+  message: RegExp,
+  schema?: Schema,
+): Promise<ApiError> {
   let err: unknown;
   try {
     await collect(pieces, format, schema);
@@ -99,7 +108,8 @@ describe('record parsers', () => {
       const body = '[\n  ' + ELEMENTS.join(' ,\r\n\t') + '\r\n]\n  ';
       const want = (JSON.parse(body) as unknown[]).map((value, i) => ({ row: i + 1, value }));
       assert.equal(want.length, ELEMENTS.length);
-      for (const { how, pieces } of feedings('\ufeff' + body)) assert.deepEqual(await collect(pieces, 'json'), want, how);
+      for (const { how, pieces } of feedings('\ufeff' + body))
+        assert.deepEqual(await collect(pieces, 'json'), want, how);
     });
 
     it('yields the elements when cut at every pair of byte positions', async () => {
@@ -108,7 +118,11 @@ describe('record parsers', () => {
       const buf = Buffer.from(text);
       for (let i = 0; i <= buf.length; i++) {
         for (let j = i; j <= buf.length; j++) {
-          assert.deepEqual(await collect([buf.subarray(0, i), buf.subarray(i, j), buf.subarray(j)], 'json'), want, `cut at ${i} and ${j}`);
+          assert.deepEqual(
+            await collect([buf.subarray(0, i), buf.subarray(i, j), buf.subarray(j)], 'json'),
+            want,
+            `cut at ${i} and ${j}`,
+          );
         }
       }
     });
@@ -122,7 +136,8 @@ describe('record parsers', () => {
 
     it('yields nothing for an empty array', async () => {
       for (const text of ['[]', '[ ]', ' \n[\r\n]\n', '\ufeff[]']) {
-        for (const { how, pieces } of feedings(text)) assert.deepEqual(await collect(pieces, 'json'), [], `${JSON.stringify(text)} ${how}`);
+        for (const { how, pieces } of feedings(text))
+          assert.deepEqual(await collect(pieces, 'json'), [], `${JSON.stringify(text)} ${how}`);
       }
     });
 
@@ -145,7 +160,10 @@ describe('record parsers', () => {
 
     it('rejects trailing garbage after the closing bracket with a 400', async () => {
       for (const text of ['[1] x', '[] []', '[1]]', '[1],']) {
-        for (const { how, pieces } of feedings(text)) await rejects400(pieces, 'json', /after the end/).catch((e: Error) => assert.fail(`${text} ${how}: ${e.message}`));
+        for (const { how, pieces } of feedings(text))
+          await rejects400(pieces, 'json', /after the end/).catch((e: Error) =>
+            assert.fail(`${text} ${how}: ${e.message}`),
+          );
       }
     });
 
@@ -163,7 +181,10 @@ describe('record parsers', () => {
           { row: 1, value: 1 },
           { row: 2, value: { ok: true } },
         ]);
-        assert.ok(err instanceof ApiError && err.status === 400 && /row 3\b/.test(err.message), `${how}: ${String(err)}`);
+        assert.ok(
+          err instanceof ApiError && err.status === 400 && /row 3\b/.test(err.message),
+          `${how}: ${String(err)}`,
+        );
       }
       await rejects400(['[1,,2]'], 'json', /row 2\b/);
       await rejects400(['[1,]'], 'json', /row 2\b/);
@@ -179,23 +200,35 @@ describe('record parsers', () => {
     /** `v` as JSON with whitespace from `pick` between every two tokens. */
     const spaced = (v: unknown, pick: () => string): string => {
       if (Array.isArray(v)) return `[${pick()}${v.map((x) => spaced(x, pick)).join(`${pick()},${pick()}`)}${pick()}]`;
-      if (v && typeof v === 'object') return `{${pick()}${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}${pick()}:${pick()}${spaced(x, pick)}`).join(`${pick()},${pick()}`)}${pick()}}`;
+      if (v && typeof v === 'object')
+        return `{${pick()}${Object.entries(v)
+          .map(([k, x]) => `${JSON.stringify(k)}${pick()}:${pick()}${spaced(x, pick)}`)
+          .join(`${pick()},${pick()}`)}${pick()}}`;
       return JSON.stringify(v);
     };
     const value = fc.jsonValue({ maxDepth: 3 }).filter((v) => !JSON.stringify(v).includes('"__proto__"'));
 
     it('finds the same elements as JSON.parse, whatever whitespace, BOM and pieces', async () => {
       await fc.assert(
-        fc.asyncProperty(fc.array(value, { maxLength: 8 }), fc.array(fc.nat(WS.length - 1), { minLength: 1, maxLength: 64 }), fc.boolean(), fc.array(fc.nat(), { maxLength: 4 }), async (elements, picks, bom, cuts) => {
-          let p = 0;
-          const pick = () => WS[picks[p++ % picks.length]];
-          const body = (bom ? '\ufeff' : '') + pick() + spaced(elements, pick) + pick();
-          const buf = Buffer.from(body);
-          const at = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
-          const pieces = [0, ...at].map((from, i, all) => buf.subarray(from, all[i + 1] ?? buf.length));
-          const want = (JSON.parse(body.replace(/^\ufeff/, '')) as unknown[]).map((v, i) => ({ row: i + 1, value: v }));
-          assert.deepEqual(await collect(pieces, 'json'), want);
-        }),
+        fc.asyncProperty(
+          fc.array(value, { maxLength: 8 }),
+          fc.array(fc.nat(WS.length - 1), { minLength: 1, maxLength: 64 }),
+          fc.boolean(),
+          fc.array(fc.nat(), { maxLength: 4 }),
+          async (elements, picks, bom, cuts) => {
+            let p = 0;
+            const pick = () => WS[picks[p++ % picks.length]];
+            const body = (bom ? '\ufeff' : '') + pick() + spaced(elements, pick) + pick();
+            const buf = Buffer.from(body);
+            const at = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
+            const pieces = [0, ...at].map((from, i, all) => buf.subarray(from, all[i + 1] ?? buf.length));
+            const want = (JSON.parse(body.replace(/^\ufeff/, '')) as unknown[]).map((v, i) => ({
+              row: i + 1,
+              value: v,
+            }));
+            assert.deepEqual(await collect(pieces, 'json'), want);
+          },
+        ),
         { seed: 4242, numRuns: 300 },
       );
     });
@@ -206,7 +239,11 @@ describe('record parsers', () => {
         for (const eol of ['\n', '\r\n']) {
           const body = '\ufeff' + JSON.stringify(records, null, indent).replace(/\n/g, eol) + eol;
           for (const { how, pieces } of feedings(body).slice(0, 40)) {
-            assert.deepEqual(await collect(pieces, 'json'), records.map((value, i) => ({ row: i + 1, value })), `indent ${JSON.stringify(indent)}, ${JSON.stringify(eol)}, ${how}`);
+            assert.deepEqual(
+              await collect(pieces, 'json'),
+              records.map((value, i) => ({ row: i + 1, value })),
+              `indent ${JSON.stringify(indent)}, ${JSON.stringify(eol)}, ${how}`,
+            );
           }
         }
       }
@@ -250,17 +287,36 @@ describe('record parsers', () => {
     it('reads a BOM, then blank lines, before the first record, fed in any pieces', async () => {
       const text = '\ufeff\r\n\n  \r\n{"a":1}\r\n\r\n{"b":2}';
       for (const { how, pieces } of feedings(text)) {
-        assert.deepEqual(await collect(pieces, 'ndjson'), [{ row: 4, value: { a: 1 } }, { row: 6, value: { b: 2 } }], how);
+        assert.deepEqual(
+          await collect(pieces, 'ndjson'),
+          [
+            { row: 4, value: { a: 1 } },
+            { row: 6, value: { b: 2 } },
+          ],
+          how,
+        );
       }
     });
 
     it('finds the same records whatever blank lines and line ends surround them', async () => {
       await fc.assert(
-        fc.asyncProperty(fc.array(fc.jsonValue({ maxDepth: 2 }), { minLength: 1, maxLength: 8 }), fc.array(fc.constantFrom('\n', '\r\n', '\r', '\n\n', '\r\n  \t\r\n', '\n \n'), { minLength: 1, maxLength: 8 }), fc.boolean(), async (values, ends, bom) => {
-          const body = (bom ? '\ufeff' : '') + values.map((v, i) => JSON.stringify(v) + ends[i % ends.length]).join('');
-          const got = await collect([Buffer.from(body)], 'ndjson');
-          assert.deepEqual(got.map((r) => r.value), JSON.parse(JSON.stringify(values)));
-        }),
+        fc.asyncProperty(
+          fc.array(fc.jsonValue({ maxDepth: 2 }), { minLength: 1, maxLength: 8 }),
+          fc.array(fc.constantFrom('\n', '\r\n', '\r', '\n\n', '\r\n  \t\r\n', '\n \n'), {
+            minLength: 1,
+            maxLength: 8,
+          }),
+          fc.boolean(),
+          async (values, ends, bom) => {
+            const body =
+              (bom ? '\ufeff' : '') + values.map((v, i) => JSON.stringify(v) + ends[i % ends.length]).join('');
+            const got = await collect([Buffer.from(body)], 'ndjson');
+            assert.deepEqual(
+              got.map((r) => r.value),
+              JSON.parse(JSON.stringify(values)),
+            );
+          },
+        ),
         { seed: 77, numRuns: 200 },
       );
     });
@@ -294,12 +350,14 @@ describe('record parsers', () => {
     ];
 
     it('types the cells by the schema, fed in any pieces', async () => {
-      for (const { how, pieces } of feedings(TEXT + '\n')) assert.deepEqual(await collect(pieces, 'csv', SCHEMA), WANT, how);
+      for (const { how, pieces } of feedings(TEXT + '\n'))
+        assert.deepEqual(await collect(pieces, 'csv', SCHEMA), WANT, how);
     });
 
     it('reads CRLF line ends, a BOM and a missing final newline', async () => {
       const crlf = TEXT.replace(/\n(?!line)/g, '\r\n');
-      for (const { how, pieces } of feedings('\ufeff' + crlf)) assert.deepEqual(await collect(pieces, 'csv', SCHEMA), WANT, how);
+      for (const { how, pieces } of feedings('\ufeff' + crlf))
+        assert.deepEqual(await collect(pieces, 'csv', SCHEMA), WANT, how);
     });
 
     it('leaves out the fields of empty cells', async () => {
@@ -312,8 +370,12 @@ describe('record parsers', () => {
     });
 
     it('infers types without a schema (codes with leading zeros stay text), and keeps _id a string', async () => {
-      assert.deepEqual(await collect(['_id,n,t,zip,e\n007,5,true,00501,\n'], 'csv', undefined), [{ row: 1, value: { _id: '007', n: 5, t: true, zip: '00501', e: null } }]);
-      assert.deepEqual(await collect(['_id,n\n007,5\n'], 'csv', { n: 'integer' }), [{ row: 1, value: { _id: '007', n: 5 } }]);
+      assert.deepEqual(await collect(['_id,n,t,zip,e\n007,5,true,00501,\n'], 'csv', undefined), [
+        { row: 1, value: { _id: '007', n: 5, t: true, zip: '00501', e: null } },
+      ]);
+      assert.deepEqual(await collect(['_id,n\n007,5\n'], 'csv', { n: 'integer' }), [
+        { row: 1, value: { _id: '007', n: 5 } },
+      ]);
     });
 
     it('rejects a cell that does not fit its type with a 400 naming row and field', async () => {

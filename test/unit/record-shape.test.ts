@@ -13,7 +13,14 @@ const badName = (n: string) => n === '' || n.length > 256 || /[\u0000-\u001f\u00
 describe('checkRecordShape (DSTORE_MAX_DEPTH, field names)', () => {
   it('accepts a record exactly when every field nests within maxDepth and every name is good', () => {
     const value = fc.letrec((tie) => ({
-      v: fc.oneof({ depthSize: 'small' }, fc.integer(), fc.constant(null), fc.string(), fc.array(tie('v'), { maxLength: 3 }), fc.dictionary(fc.string(), tie('v'), { maxKeys: 3 })),
+      v: fc.oneof(
+        { depthSize: 'small' },
+        fc.integer(),
+        fc.constant(null),
+        fc.string(),
+        fc.array(tie('v'), { maxLength: 3 }),
+        fc.dictionary(fc.string(), tie('v'), { maxKeys: 3 }),
+      ),
     })).v;
     const name = fc.oneof(fc.constantFrom('a', 'b', 'geo', '$x', '', 'c\u0001'), fc.string());
     fc.assert(

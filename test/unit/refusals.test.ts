@@ -13,7 +13,10 @@ describe('refusalError: a worker refusing a chunk, as the HTTP answer', () => {
     assert.ok(e instanceof ApiError);
     assert.equal(e.status, 409);
     assert.equal(e.code, 'conflict');
-    assert.equal(e.message, 'row 150: duplicate _id "k7" in table t (row 50 of chunk C1); nothing of this request was stored');
+    assert.equal(
+      e.message,
+      'row 150: duplicate _id "k7" in table t (row 50 of chunk C1); nothing of this request was stored',
+    );
     assert.deepEqual(e.details, { worker: 'w2', row: 150, field: '_id' });
   });
 
@@ -21,10 +24,16 @@ describe('refusalError: a worker refusing a chunk, as the HTTP answer', () => {
     const e = refusalError(ack('chunk C1 has 100 ids but 1000 rows', 'bad-input'), chunk);
     assert.equal(e.status, 400);
     assert.equal(e.code, 'bad_request');
-    assert.match(e.message, /^rows 101-200: worker w2 refused chunk C1: chunk C1 has 100 ids but 1000 rows; nothing of this request was stored/);
+    assert.match(
+      e.message,
+      /^rows 101-200: worker w2 refused chunk C1: chunk C1 has 100 ids but 1000 rows; nothing of this request was stored/,
+    );
     assert.deepEqual(e.details, { worker: 'w2', row: 101 });
     assert.match(refusalError(ack('bad', 'bad-input', 3), chunk).message, /^row 103: /);
-    assert.match(refusalError(ack('bad', 'bad-input'), { rows: 5 }).message, /^a chunk: worker w2 refused chunk C1: bad/);
+    assert.match(
+      refusalError(ack('bad', 'bad-input'), { rows: 5 }).message,
+      /^a chunk: worker w2 refused chunk C1: bad/,
+    );
   });
 
   it('aborted and storage are a 503 asking to send the request again; internal is a 500', () => {

@@ -1,6 +1,14 @@
 import { strict as assert } from 'node:assert';
 import { ApiError } from '../../coordinator/errors';
-import { checkFilter, checkQueryFields, checkRow, inferCsvValue, parseSchema, typeCsvRecord, type Schema } from '../../coordinator/schema';
+import {
+  checkFilter,
+  checkQueryFields,
+  checkRow,
+  inferCsvValue,
+  parseSchema,
+  typeCsvRecord,
+  type Schema,
+} from '../../coordinator/schema';
 
 /** Runs `fn` and checks it throws a 400 ApiError whose message matches. */
 function throws400(fn: () => unknown, message?: RegExp, details?: Record<string, unknown>): void {
@@ -38,8 +46,10 @@ describe('table schema', () => {
     });
 
     it('accepts every column type and nothing else', () => {
-      for (const t of ['string', 'integer', 'number', 'boolean', 'json']) assert.deepEqual(parseSchema({ c: t }), { c: t });
-      for (const t of ['int', 'String', 'float', 'text', '', 'object', 1, null, ['string']]) throws400(() => parseSchema({ c: t }), /type/, { field: 'schema' });
+      for (const t of ['string', 'integer', 'number', 'boolean', 'json'])
+        assert.deepEqual(parseSchema({ c: t }), { c: t });
+      for (const t of ['int', 'String', 'float', 'text', '', 'object', 1, null, ['string']])
+        throws400(() => parseSchema({ c: t }), /type/, { field: 'schema' });
       throws400(() => parseSchema('c:float'), /"float"/);
     });
 
@@ -54,8 +64,12 @@ describe('table schema', () => {
     });
 
     it('rejects bad column names', () => {
-      for (const name of ['', 'a.b', '$a', 'a\u0000b', 'tab\there', 'del\u007f', 'x'.repeat(257)]) throws400(() => parseSchema({ [name]: 'string' }), /schema column/);
-      assert.deepEqual(parseSchema({ ['x'.repeat(256)]: 'string', a$: 'string' }), { ['x'.repeat(256)]: 'string', a$: 'string' });
+      for (const name of ['', 'a.b', '$a', 'a\u0000b', 'tab\there', 'del\u007f', 'x'.repeat(257)])
+        throws400(() => parseSchema({ [name]: 'string' }), /schema column/);
+      assert.deepEqual(parseSchema({ ['x'.repeat(256)]: 'string', a$: 'string' }), {
+        ['x'.repeat(256)]: 'string',
+        a$: 'string',
+      });
     });
 
     it('requires _id, when listed, to be a string column', () => {
@@ -89,7 +103,10 @@ describe('table schema', () => {
     });
 
     it('rejects a field that is not a column, naming row and field', () => {
-      throws400(() => checkRow({ s: 'x', extra: 1 }, SCHEMA, 7), /row 7\b.*"extra".*not in the table's schema/, { row: 7, field: 'extra' });
+      throws400(() => checkRow({ s: 'x', extra: 1 }, SCHEMA, 7), /row 7\b.*"extra".*not in the table's schema/, {
+        row: 7,
+        field: 'extra',
+      });
       throws400(() => checkRow({ extra: null }, SCHEMA, 2), /"extra"/);
     });
     // A row field named "constructor", "toString", "__proto__" … is found there: with
@@ -98,7 +115,10 @@ describe('table schema', () => {
     it('rejects fields named like Object.prototype members that are not columns', () => {
       throws400(() => checkRow({ constructor: null }, SCHEMA, 1), /"constructor".*not in the table's schema/);
       throws400(() => checkRow({ toString: 1 }, SCHEMA, 1), /"toString".*not in the table's schema/);
-      throws400(() => checkRow(JSON.parse('{"__proto__": null}') as Record<string, unknown>, SCHEMA, 1), /not in the table's schema/);
+      throws400(
+        () => checkRow(JSON.parse('{"__proto__": null}') as Record<string, unknown>, SCHEMA, 1),
+        /not in the table's schema/,
+      );
     });
 
     it('rejects values of the wrong type, naming row and field', () => {
@@ -135,7 +155,12 @@ describe('table schema', () => {
         b: true,
         j: { a: [1, null] },
       });
-      assert.deepEqual(typeCsvRecord({ i: ' 7 ', n: ' -0.5 ', b: ' false ', j: '"x"' }, SCHEMA, 1), { i: 7, n: -0.5, b: false, j: 'x' });
+      assert.deepEqual(typeCsvRecord({ i: ' 7 ', n: ' -0.5 ', b: ' false ', j: '"x"' }, SCHEMA, 1), {
+        i: 7,
+        n: -0.5,
+        b: false,
+        j: 'x',
+      });
     });
 
     it('leaves out empty cells', () => {
@@ -144,16 +169,23 @@ describe('table schema', () => {
     });
 
     it('infers values without a schema: numbers, booleans, empty as null, codes stay text', () => {
-      assert.deepEqual(typeCsvRecord({ _id: '007', zip: '00501', n: '12', x: '-3.5', ok: 'TRUE', no: 'false', e: '', s: 'Oslo' }, undefined, 1), {
-        _id: '007',
-        zip: '00501',
-        n: 12,
-        x: -3.5,
-        ok: true,
-        no: false,
-        e: null,
-        s: 'Oslo',
-      });
+      assert.deepEqual(
+        typeCsvRecord(
+          { _id: '007', zip: '00501', n: '12', x: '-3.5', ok: 'TRUE', no: 'false', e: '', s: 'Oslo' },
+          undefined,
+          1,
+        ),
+        {
+          _id: '007',
+          zip: '00501',
+          n: 12,
+          x: -3.5,
+          ok: true,
+          no: false,
+          e: null,
+          s: 'Oslo',
+        },
+      );
     });
 
     it('keeps text without a schema when asked (csvTypes=string), empty cells left out', () => {
@@ -161,7 +193,11 @@ describe('table schema', () => {
     });
 
     it('keeps strings for string columns, for _id and for fields outside the schema', () => {
-      assert.deepEqual(typeCsvRecord({ _id: '01', s: '02', other: '3' }, SCHEMA, 1), { _id: '01', s: '02', other: '3' });
+      assert.deepEqual(typeCsvRecord({ _id: '01', s: '02', other: '3' }, SCHEMA, 1), {
+        _id: '01',
+        s: '02',
+        other: '3',
+      });
       assert.deepEqual(typeCsvRecord({ _id: '42' }, { _id: 'string' }, 1), { _id: '42' });
     });
 
@@ -183,7 +219,10 @@ describe('table schema', () => {
         ['j', "'single'"],
       ];
       for (const [field, raw] of bad) {
-        throws400(() => typeCsvRecord({ [field]: raw }, SCHEMA, 9), new RegExp(`row 9\\b.*"${field}"`), { row: 9, field });
+        throws400(() => typeCsvRecord({ [field]: raw }, SCHEMA, 9), new RegExp(`row 9\\b.*"${field}"`), {
+          row: 9,
+          field,
+        });
       }
     });
     // are not decimal numbers: "0x10" becomes 16, "0b11" 3, "0o17" 15.
@@ -227,7 +266,8 @@ describe('table schema', () => {
       ['null', 'null'],
     ];
     for (const [raw, want] of cases) {
-      it(`reads ${JSON.stringify(raw)} as ${JSON.stringify(want)}`, () => assert.ok(Object.is(inferCsvValue(raw), want) || inferCsvValue(raw) === want, String(inferCsvValue(raw))));
+      it(`reads ${JSON.stringify(raw)} as ${JSON.stringify(want)}`, () =>
+        assert.ok(Object.is(inferCsvValue(raw), want) || inferCsvValue(raw) === want, String(inferCsvValue(raw))));
     }
   });
 
@@ -235,15 +275,43 @@ describe('table schema', () => {
     it('does nothing without a schema', () => checkFilter({ anything: { $gt: 'x' } }, undefined));
 
     it('accepts columns with values of their type, null, $exists, json paths and _id', () => {
-      checkFilter({ s: 'a', i: { $gte: 1.5, $lt: 9 }, n: { $in: [1, 2.5, null] }, b: true, 'j.a.b': 'x', _id: { $in: ['a'] }, $or: [{ s: { $exists: false } }] }, SCHEMA);
+      checkFilter(
+        {
+          s: 'a',
+          i: { $gte: 1.5, $lt: 9 },
+          n: { $in: [1, 2.5, null] },
+          b: true,
+          'j.a.b': 'x',
+          _id: { $in: ['a'] },
+          $or: [{ s: { $exists: false } }],
+        },
+        SCHEMA,
+      );
     });
 
     it('names the field and what to compare it with', () => {
-      throws400(() => checkFilter({ nope: 1 }, SCHEMA), /where: unknown field "nope"; the table's columns are _id, s, i/, { field: 'where.nope' });
-      throws400(() => checkFilter({ i: '5' }, SCHEMA), /column "i" is an integer column; compare it with a number, got the string "5"/, { field: 'where.i' });
-      throws400(() => checkFilter({ $and: [{ s: 1 }] }, SCHEMA), /column "s" is a string column; compare it with a string, got number 1/);
-      throws400(() => checkFilter({ b: { $ne: 'true' } }, SCHEMA), /column "b" is a boolean column; compare it with true or false/);
-      throws400(() => checkFilter({ 's.x': 'y' }, SCHEMA), /"s\.x" addresses inside column "s", which is a string, not json/);
+      throws400(
+        () => checkFilter({ nope: 1 }, SCHEMA),
+        /where: unknown field "nope"; the table's columns are _id, s, i/,
+        { field: 'where.nope' },
+      );
+      throws400(
+        () => checkFilter({ i: '5' }, SCHEMA),
+        /column "i" is an integer column; compare it with a number, got the string "5"/,
+        { field: 'where.i' },
+      );
+      throws400(
+        () => checkFilter({ $and: [{ s: 1 }] }, SCHEMA),
+        /column "s" is a string column; compare it with a string, got number 1/,
+      );
+      throws400(
+        () => checkFilter({ b: { $ne: 'true' } }, SCHEMA),
+        /column "b" is a boolean column; compare it with true or false/,
+      );
+      throws400(
+        () => checkFilter({ 's.x': 'y' }, SCHEMA),
+        /"s\.x" addresses inside column "s", which is a string, not json/,
+      );
       throws400(() => checkFilter({ _id: 5 }, SCHEMA), /column "_id" is a string column/);
       throws400(() => checkFilter({ i: { $bogus: 1 } }, SCHEMA), /unknown operator/);
     });
@@ -276,10 +344,30 @@ describe('table schema', () => {
     });
 
     it('rejects unknown fields wherever the query names them', () => {
-      throws400(() => checkQueryFields({ fields: ['s', 'nope'] }, SCHEMA), /fields\[1\].*"nope"/, { field: 'fields[1]' });
-      throws400(() => checkQueryFields({ groupBy: ['nope'], aggregate: [{ op: 'count' }] }, SCHEMA), /groupBy\[0\].*"nope"/);
-      throws400(() => checkQueryFields({ aggregate: [{ op: 'count' }, { op: 'sum', field: 'nope' }] }, SCHEMA), /aggregate\[1\]\.field.*"nope"/);
-      throws400(() => checkQueryFields({ sort: [{ field: 's', dir: 'asc' }, { field: 'nope', dir: 'asc' }] }, SCHEMA), /sort\[1\]\.field.*"nope"/);
+      throws400(() => checkQueryFields({ fields: ['s', 'nope'] }, SCHEMA), /fields\[1\].*"nope"/, {
+        field: 'fields[1]',
+      });
+      throws400(
+        () => checkQueryFields({ groupBy: ['nope'], aggregate: [{ op: 'count' }] }, SCHEMA),
+        /groupBy\[0\].*"nope"/,
+      );
+      throws400(
+        () => checkQueryFields({ aggregate: [{ op: 'count' }, { op: 'sum', field: 'nope' }] }, SCHEMA),
+        /aggregate\[1\]\.field.*"nope"/,
+      );
+      throws400(
+        () =>
+          checkQueryFields(
+            {
+              sort: [
+                { field: 's', dir: 'asc' },
+                { field: 'nope', dir: 'asc' },
+              ],
+            },
+            SCHEMA,
+          ),
+        /sort\[1\]\.field.*"nope"/,
+      );
       throws400(() => checkQueryFields({ fields: ['nope.s'] }, SCHEMA), /"nope\.s"/);
     });
 

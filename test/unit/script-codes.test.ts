@@ -10,7 +10,10 @@ describe('script codes', () => {
     assert.equal(scriptResult('x.lua', 7), 7);
     assert.throws(
       () => scriptResult('begin-commit-1.lua', SCRIPT_CODES.POST_NOT_OPEN),
-      (e: unknown) => e instanceof ScriptError && e.code === SCRIPT_CODES.POST_NOT_OPEN && /begin-commit-1\.lua: the POST is not open/.test(e.message),
+      (e: unknown) =>
+        e instanceof ScriptError &&
+        e.code === SCRIPT_CODES.POST_NOT_OPEN &&
+        /begin-commit-1\.lua: the POST is not open/.test(e.message),
     );
     assert.throws(() => scriptResult('x.lua', -99), /x\.lua returned an unknown code -99/);
   });
@@ -20,7 +23,8 @@ describe('script codes', () => {
     const known = new Set<number>(Object.values(SCRIPT_CODES));
     for (const f of fs.readdirSync(dir)) {
       const lua = fs.readFileSync(path.join(dir, f), 'utf8');
-      for (const m of lua.matchAll(/return \{?(-\d+)/g)) assert.ok(known.has(Number(m[1])), `${f} returns ${m[1]}, which common/script-codes.ts does not name`);
+      for (const m of lua.matchAll(/return \{?(-\d+)/g))
+        assert.ok(known.has(Number(m[1])), `${f} returns ${m[1]}, which common/script-codes.ts does not name`);
     }
   });
 });

@@ -43,35 +43,66 @@ describe('security settings', () => {
     ] as const) {
       assert.throws(
         () => loadCoordinatorOptions({ DSTORE_TOKENS: entry }),
-        (e: unknown) => e instanceof ConfigError && e.variable === 'DSTORE_TOKENS' && re.test(e.message) && !e.message.includes(SECRET),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          e.variable === 'DSTORE_TOKENS' &&
+          re.test(e.message) &&
+          !e.message.includes(SECRET),
         entry,
       );
     }
-    configError(() => loadCoordinatorOptions({ DSTORE_TOKENS_FILE: '/no/such/file' }), 'DSTORE_TOKENS_FILE', /cannot read "\/no\/such\/file": ENOENT/);
+    configError(
+      () => loadCoordinatorOptions({ DSTORE_TOKENS_FILE: '/no/such/file' }),
+      'DSTORE_TOKENS_FILE',
+      /cannot read "\/no\/such\/file": ENOENT/,
+    );
     assert.throws(() => parseTokenEntries([{ text: 'x:y:z', where: 'entry 1' }], 'V'), /entry 1/);
   });
 
   it('binds to a non-loopback address only with tokens or DSTORE_INSECURE=1', () => {
     configError(() => loadCoordinatorOptions({ DSTORE_HOST: '0.0.0.0' }), 'DSTORE_HOST', /no API tokens are set/);
     assert.equal(loadCoordinatorOptions({ DSTORE_HOST: '0.0.0.0', DSTORE_INSECURE: '1' }).insecure, true);
-    assert.equal(loadCoordinatorOptions({ DSTORE_HOST: '0.0.0.0', DSTORE_TOKENS: `a:${SECRET}:admin` }).tokens.length, 1);
-    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) assert.equal(loadCoordinatorOptions({ DSTORE_HOST: host }).tokens.length, 0);
+    assert.equal(
+      loadCoordinatorOptions({ DSTORE_HOST: '0.0.0.0', DSTORE_TOKENS: `a:${SECRET}:admin` }).tokens.length,
+      1,
+    );
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1'])
+      assert.equal(loadCoordinatorOptions({ DSTORE_HOST: host }).tokens.length, 0);
     configError(() => loadCoordinatorOptions({ DSTORE_INSECURE: 'yes' }), 'DSTORE_INSECURE', /0 or 1/);
   });
 
   it('checks REDIS_TLS_CA_FILE at start', () => {
-    configError(() => loadCommonOptions({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_CA_FILE: '/no/ca.pem' }), 'REDIS_TLS_CA_FILE', /cannot read "\/no\/ca.pem": ENOENT/);
-    configError(() => loadCommonOptions({ REDIS_URL: 'redis://h:6379', REDIS_TLS_CA_FILE: '/no/ca.pem' }), 'REDIS_TLS_CA_FILE', /not rediss:\/\//);
+    configError(
+      () => loadCommonOptions({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_CA_FILE: '/no/ca.pem' }),
+      'REDIS_TLS_CA_FILE',
+      /cannot read "\/no\/ca.pem": ENOENT/,
+    );
+    configError(
+      () => loadCommonOptions({ REDIS_URL: 'redis://h:6379', REDIS_TLS_CA_FILE: '/no/ca.pem' }),
+      'REDIS_TLS_CA_FILE',
+      /not rediss:\/\//,
+    );
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dstore-ca-'));
     fs.writeFileSync(path.join(dir, 'junk.pem'), 'hello');
-    configError(() => loadCommonOptions({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_CA_FILE: path.join(dir, 'junk.pem') }), 'REDIS_TLS_CA_FILE', /no PEM certificate/);
+    configError(
+      () => loadCommonOptions({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_CA_FILE: path.join(dir, 'junk.pem') }),
+      'REDIS_TLS_CA_FILE',
+      /no PEM certificate/,
+    );
     fs.writeFileSync(path.join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
-    assert.match(loadCommonOptions({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_CA_FILE: path.join(dir, 'ca.pem') }).redisTlsCa ?? '', /BEGIN CERTIFICATE/);
+    assert.match(
+      loadCommonOptions({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_CA_FILE: path.join(dir, 'ca.pem') }).redisTlsCa ?? '',
+      /BEGIN CERTIFICATE/,
+    );
     fs.rmSync(dir, { recursive: true });
   });
 
   it('checks the limit settings', () => {
-    configError(() => loadCoordinatorOptions({ DSTORE_MAX_RECORD_BYTES: '2000000' }), 'DSTORE_MAX_RECORD_BYTES', /must not exceed DSTORE_CHUNK_BYTES/);
+    configError(
+      () => loadCoordinatorOptions({ DSTORE_MAX_RECORD_BYTES: '2000000' }),
+      'DSTORE_MAX_RECORD_BYTES',
+      /must not exceed DSTORE_CHUNK_BYTES/,
+    );
     configError(() => loadCoordinatorOptions({ DSTORE_MAX_FIELDS: '0' }), 'DSTORE_MAX_FIELDS', /between 1 and/);
     assert.equal(loadCoordinatorOptions({ DSTORE_CHUNK_BYTES: '4096' }).maxRecordBytes, 4096);
   });
@@ -79,7 +110,11 @@ describe('security settings', () => {
   it('reads DSTORE_TOKEN for the CLI, refusing a whole name:secret:role list', () => {
     assert.equal(readCliToken({ DSTORE_TOKEN: ` ${SECRET} ` }), SECRET);
     assert.equal(readCliToken({}), undefined);
-    configError(() => readCliToken({ DSTORE_TOKEN: `a:${SECRET}:read,b:${SECRET}:read` }), 'DSTORE_TOKEN', /secret alone/);
+    configError(
+      () => readCliToken({ DSTORE_TOKEN: `a:${SECRET}:read,b:${SECRET}:read` }),
+      'DSTORE_TOKEN',
+      /secret alone/,
+    );
   });
 });
 
@@ -117,7 +152,8 @@ describe('route → role table', () => {
     assert.equal(secretOf(`Bearer ${SECRET}`), SECRET);
     assert.equal(secretOf(`bearer   ${SECRET}`), SECRET);
     assert.equal(secretOf('Basic ' + Buffer.from(`me:${SECRET}`).toString('base64')), SECRET);
-    for (const h of [undefined, '', 'Bearer', `Token ${SECRET}`, `Bearer ${SECRET} extra`]) assert.equal(secretOf(h), undefined, String(h));
+    for (const h of [undefined, '', 'Bearer', `Token ${SECRET}`, `Bearer ${SECRET} extra`])
+      assert.equal(secretOf(h), undefined, String(h));
   });
 });
 
@@ -134,10 +170,23 @@ describe('ACL rules', () => {
     assert.deepEqual(aclSetUserArgs('u', 'pw', ['x']), ['ACL', 'SETUSER', 'u', 'reset', 'on', '>pw', 'x']);
   });
 
-  it("cover every key of the prefix for a coordinator (each key matches some pattern)", () => {
+  it('cover every key of the prefix for a coordinator (each key matches some pattern)', () => {
     const k = makeKeys('p1');
-    const globs = allKeyPatterns(k).map((p) => new RegExp('^' + p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$'));
-    for (const key of [k.workerOps('w1'), k.coordReplies('c9'), k.dead, k.tables, k.chunks, k.tableChunks('t'), k.postChunks('p'), k.workerChunks('w2'), k.underReplicated, `${k.bullPrefix}:repair:meta`]) {
+    const globs = allKeyPatterns(k).map(
+      (p) => new RegExp('^' + p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$'),
+    );
+    for (const key of [
+      k.workerOps('w1'),
+      k.coordReplies('c9'),
+      k.dead,
+      k.tables,
+      k.chunks,
+      k.tableChunks('t'),
+      k.postChunks('p'),
+      k.workerChunks('w2'),
+      k.underReplicated,
+      `${k.bullPrefix}:repair:meta`,
+    ]) {
       assert.ok(
         globs.some((g) => g.test(key)),
         `${key} matches no coordinator pattern`,

@@ -6,13 +6,24 @@ import { loadCommonOptions, loadCoordinatorOptions, loadWorkerOptions } from '..
 import { ConfigError } from '../../common/errors';
 import { parseSetting, readSetting, type Setting } from '../../common/setting-kinds';
 import { SETTINGS, settingOf, settingsOf } from '../../common/settings';
-import { README_BEGIN, README_END, defaultDoc, envDefault, renderSettingsTable, valuesDoc } from '../../common/settings-doc';
+import {
+  README_BEGIN,
+  README_END,
+  defaultDoc,
+  envDefault,
+  renderSettingsTable,
+  valuesDoc,
+} from '../../common/settings-doc';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const all = SETTINGS as readonly Setting[];
 
 function configError(fn: () => unknown, variable: string, message: string): void {
-  assert.throws(fn, (e: unknown) => e instanceof ConfigError && e.variable === variable && e.message === `${variable}: ${message}`, message);
+  assert.throws(
+    fn,
+    (e: unknown) => e instanceof ConfigError && e.variable === variable && e.message === `${variable}: ${message}`,
+    message,
+  );
 }
 
 describe('settings table', () => {
@@ -26,7 +37,8 @@ describe('settings table', () => {
 
   it('holds defaults that its own rules accept, and reads each written-out default back to itself', () => {
     for (const s of all) {
-      if (s.kind === 'int') assert.ok(s.min <= s.default && s.default <= s.max, `${s.env}: ${s.default} outside ${s.min}..${s.max}`);
+      if (s.kind === 'int')
+        assert.ok(s.min <= s.default && s.default <= s.max, `${s.env}: ${s.default} outside ${s.min}..${s.max}`);
       if (s.kind === 'choice' && typeof s.default === 'string') assert.ok(s.choices.includes(s.default), s.env);
       const unsetValue = readSetting({}, s);
       const text = envDefault(s);
@@ -45,12 +57,36 @@ describe('settings table', () => {
   });
 
   it('reads each kind with one error text naming the variable', () => {
-    configError(() => readSetting({ DSTORE_PORT: '70x' }, settingOf('DSTORE_PORT')), 'DSTORE_PORT', 'must be a whole number, got "70x"');
-    configError(() => readSetting({ DSTORE_PORT: '65536' }, settingOf('DSTORE_PORT')), 'DSTORE_PORT', 'must be between 0 and 65535, got 65536');
-    configError(() => readSetting({ LOG_FORMAT: 'xml' }, settingOf('LOG_FORMAT')), 'LOG_FORMAT', 'must be one of json, pretty, got "xml"');
-    configError(() => readSetting({ DSTORE_INSECURE: 'yes' }, settingOf('DSTORE_INSECURE')), 'DSTORE_INSECURE', 'must be 0 or 1, got "yes"');
-    configError(() => readSetting({ DSTORE_PREFIX: 'a b' }, settingOf('DSTORE_PREFIX')), 'DSTORE_PREFIX', 'must be 1-64 letters, digits, "_" or "-" (dstore adds the cluster hash tags itself), got "a b"');
-    configError(() => parseSetting(settingOf('DSTORE_URL'), 'nope', '--url'), '--url', 'is not a URL (expected http://host:port), got "nope"');
+    configError(
+      () => readSetting({ DSTORE_PORT: '70x' }, settingOf('DSTORE_PORT')),
+      'DSTORE_PORT',
+      'must be a whole number, got "70x"',
+    );
+    configError(
+      () => readSetting({ DSTORE_PORT: '65536' }, settingOf('DSTORE_PORT')),
+      'DSTORE_PORT',
+      'must be between 0 and 65535, got 65536',
+    );
+    configError(
+      () => readSetting({ LOG_FORMAT: 'xml' }, settingOf('LOG_FORMAT')),
+      'LOG_FORMAT',
+      'must be one of json, pretty, got "xml"',
+    );
+    configError(
+      () => readSetting({ DSTORE_INSECURE: 'yes' }, settingOf('DSTORE_INSECURE')),
+      'DSTORE_INSECURE',
+      'must be 0 or 1, got "yes"',
+    );
+    configError(
+      () => readSetting({ DSTORE_PREFIX: 'a b' }, settingOf('DSTORE_PREFIX')),
+      'DSTORE_PREFIX',
+      'must be 1-64 letters, digits, "_" or "-" (dstore adds the cluster hash tags itself), got "a b"',
+    );
+    configError(
+      () => parseSetting(settingOf('DSTORE_URL'), 'nope', '--url'),
+      '--url',
+      'is not a URL (expected http://host:port), got "nope"',
+    );
     assert.equal(readSetting({ LOG_LEVEL: ' DEBUG ' }, settingOf('LOG_LEVEL')), 'debug');
     assert.equal(readSetting({ DSTORE_INSECURE: 'true' }, settingOf('DSTORE_INSECURE')), true);
     assert.deepEqual(readSetting({ DSTORE_TOKENS: ' a , b,' }, settingOf('DSTORE_TOKENS')), ['a', 'b', '']);
@@ -71,7 +107,10 @@ describe('settings table', () => {
 
   it('keeps defaults out of the option interfaces (common/config.ts points to the table)', () => {
     const source = fs.readFileSync(path.join(root, 'common', 'config.ts'), 'utf8');
-    assert.ok(!/@default/.test(source), 'common/config.ts has a @default tag: write the default in common/settings.ts only');
+    assert.ok(
+      !/@default/.test(source),
+      'common/config.ts has a @default tag: write the default in common/settings.ts only',
+    );
   });
 
   it('renders defaults and bounds readably', () => {
@@ -91,7 +130,11 @@ describe('README settings table', () => {
     const begin = readme.indexOf(README_BEGIN);
     const end = readme.indexOf(README_END);
     assert.ok(begin >= 0 && end > begin, `README.md has no ${README_BEGIN} … ${README_END} block`);
-    assert.equal(readme.slice(begin, end + README_END.length), renderSettingsTable(), 'README.md differs from common/settings.ts: run npm run docs:settings');
+    assert.equal(
+      readme.slice(begin, end + README_END.length),
+      renderSettingsTable(),
+      'README.md differs from common/settings.ts: run npm run docs:settings',
+    );
   });
 });
 
@@ -105,8 +148,13 @@ describe('dstore worker|coordinator --help', () => {
       const r = spawnSync(process.execPath, [main, use, '--help'], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       const plainDefault = (s: Setting) => defaultDoc(s).replace(/`/g, '');
-      for (const s of settingsOf(use)) assert.ok(r.stdout.includes(`  ${s.env}: default ${plainDefault(s)}`), `${use} --help lacks ${s.env}:\n${r.stdout}`);
-      for (const s of all.filter((s) => s.use === other)) assert.ok(!r.stdout.includes(`  ${s.env}:`), `${use} --help lists ${s.env}, a ${other} setting`);
+      for (const s of settingsOf(use))
+        assert.ok(
+          r.stdout.includes(`  ${s.env}: default ${plainDefault(s)}`),
+          `${use} --help lacks ${s.env}:\n${r.stdout}`,
+        );
+      for (const s of all.filter((s) => s.use === other))
+        assert.ok(!r.stdout.includes(`  ${s.env}:`), `${use} --help lists ${s.env}, a ${other} setting`);
     });
   }
 });

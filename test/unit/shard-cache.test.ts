@@ -35,7 +35,15 @@ describe('shard store caches', () => {
   };
   const post = (table: string, chunk: string, p: string, ids: string[]) =>
     store.insertChunk(
-      Object.assign(new PostMessage(), { chunk, post: p, table, replicas: ['w1', 'w2'], replyTo, ids, rows: ids.map((_id) => JSON.stringify({ _id })) }),
+      Object.assign(new PostMessage(), {
+        chunk,
+        post: p,
+        table,
+        replicas: ['w1', 'w2'],
+        replyTo,
+        ids,
+        rows: ids.map((_id) => JSON.stringify({ _id })),
+      }),
       next(),
     );
 

@@ -26,18 +26,31 @@ describe('shard migrations', () => {
       assert.match(store.shardId(), /^s-/);
       const digests = [...store.digests(['chunk-a', 'chunk-b', 'chunk-c', 'nope'])];
       assert.equal(digests[0].stored, digests[0].actual, 'the stored digest still matches the rows');
-      assert.deepEqual(digests.slice(2).map((d) => d.error), ['not committed', 'not held']);
+      assert.deepEqual(
+        digests.slice(2).map((d) => d.error),
+        ['not committed', 'not held'],
+      );
     } finally {
       store.close();
     }
     const db = new Database(path.join(dir, 'shard.sqlite'), { readonly: true });
     try {
       assert.equal(db.pragma('user_version', { simple: true }), SHARD_VERSION);
-      const cols = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('_chunks')").all().map((c) => c.name);
+      const cols = db
+        .prepare<[], { name: string }>("SELECT name FROM pragma_table_info('_chunks')")
+        .all()
+        .map((c) => c.name);
       assert.deepEqual(cols, ['chunk', 'tbl', 'post', 'replicas', 'rows', 'committed', 'applied_at', 'digest']);
-      const docs = db.prepare<[], { doc: string }>('SELECT doc FROM t_1 ORDER BY _id').all().map((r) => JSON.parse(r.doc) as { hp: number; fast?: boolean });
+      const docs = db
+        .prepare<[], { doc: string }>('SELECT doc FROM t_1 ORDER BY _id')
+        .all()
+        .map((r) => JSON.parse(r.doc) as { hp: number; fast?: boolean });
       assert.equal(docs.length, 15);
-      assert.equal(docs.filter((d) => d.fast).length, 7, 'the UPDATE before versioning is still there (committed rows with hp >= 103)');
+      assert.equal(
+        docs.filter((d) => d.fast).length,
+        7,
+        'the UPDATE before versioning is still there (committed rows with hp >= 103)',
+      );
     } finally {
       db.close();
     }
@@ -57,6 +70,9 @@ describe('shard migrations', () => {
     const db = new Database(file);
     db.pragma(`user_version = ${SHARD_VERSION + 1}`);
     db.close();
-    assert.throws(() => new ShardStore(dir), new RegExp(`shard schema version ${SHARD_VERSION + 1}, newer than this dstore's ${SHARD_VERSION}`));
+    assert.throws(
+      () => new ShardStore(dir),
+      new RegExp(`shard schema version ${SHARD_VERSION + 1}, newer than this dstore's ${SHARD_VERSION}`),
+    );
   });
 });

@@ -51,7 +51,8 @@ describe('token ring placement', () => {
 
   it('gives the same placement for the same token and live list', () => {
     const live = workers(6);
-    for (let token = 0; token < 50; token++) assert.deepEqual(placeChunk(live, token, 3), placeChunk([...live], token, 3));
+    for (let token = 0; token < 50; token++)
+      assert.deepEqual(placeChunk(live, token, 3), placeChunk([...live], token, 3));
   });
 
   it('makes each worker first replica floor or ceil of T/n times over T consecutive tokens', () => {
@@ -67,7 +68,11 @@ describe('token ring placement', () => {
           }
           const lo = Math.floor(tokens / n);
           const hi = Math.ceil(tokens / n);
-          for (const [w, c] of first) assert.ok(c === lo || c === hi, `n=${n} r=${r} start=${start}: ${w} first replica ${c} times, want ${lo} or ${hi}`);
+          for (const [w, c] of first)
+            assert.ok(
+              c === lo || c === hi,
+              `n=${n} r=${r} start=${start}: ${w} first replica ${c} times, want ${lo} or ${hi}`,
+            );
         }
       }
     }
@@ -83,7 +88,8 @@ describe('token ring placement', () => {
       for (let r = 1; r <= 3; r++) {
         for (const start of [0, 1_234_567]) {
           const held = new Map<string, number>(live.map((w) => [w, 0]));
-          for (let t = start; t < start + tokens; t++) for (const w of placeChunk(live, t, r)) held.set(w, held.get(w)! + 1);
+          for (let t = start; t < start + tokens; t++)
+            for (const w of placeChunk(live, t, r)) held.set(w, held.get(w)! + 1);
           const counts = [...held.values()];
           assert.equal(
             counts.reduce((a, b) => a + b, 0),
@@ -91,7 +97,8 @@ describe('token ring placement', () => {
           );
           const lo = r * Math.floor(tokens / n);
           const hi = r * Math.ceil(tokens / n);
-          for (const [w, c] of held) assert.ok(c >= lo && c <= hi, `n=${n} r=${r} start=${start}: ${w} holds ${c}, want ${lo}..${hi}`);
+          for (const [w, c] of held)
+            assert.ok(c >= lo && c <= hi, `n=${n} r=${r} start=${start}: ${w} holds ${c}, want ${lo}..${hi}`);
           if (r === 1) assert.ok(Math.max(...counts) - Math.min(...counts) <= 1, `n=${n}: ${counts.join(',')}`);
         }
       }
