@@ -166,9 +166,14 @@ export function decodeOneOf<T extends Message>(classes: readonly MessageClass<T>
 /** What a producer gives {@link build}: the message's own fields. */
 export type MessageProps<T extends Message> = Omit<T, 'type' | 'encode' | 'toArgs'>;
 
+function withProps<T extends Message>(cls: MessageClass<T>, props: MessageProps<T>): T {
+  const msg = new cls();
+  return Object.assign(msg, props);
+}
+
 /** Assigns `props` onto a fresh message and validates it: the way producers build messages. */
 export function build<T extends Message>(cls: MessageClass<T>, props: MessageProps<T>): T {
-  const msg = Object.assign(new cls(), props);
+  const msg = withProps(cls, props);
   check(cls, msg);
   return msg;
 }
@@ -180,8 +185,8 @@ export function build<T extends Message>(cls: MessageClass<T>, props: MessagePro
  * checks them all anyway, and encoding refuses a line break inside a row whatever happens.
  */
 export function buildRows<T extends Message>(cls: MessageClass<T>, props: MessageProps<T>): T {
-  const msg = Object.assign(new cls(), props);
-  const sample = Object.assign(new cls(), props) as unknown as Record<string, unknown>;
+  const msg = withProps(cls, props);
+  const sample = withProps(cls, props) as unknown as Record<string, unknown>;
   for (const [prop, kind] of Object.entries(cls.codec)) {
     const v = sample[prop];
     if (kind === 'lines' && Array.isArray(v)) sample[prop] = v.slice(0, 1);
