@@ -42,6 +42,8 @@ export interface DstoreCommands {
   reserveIds(index: string, chunk: string, ...ids: string[]): Promise<string[]>;
   /** Moves ids from a stale holder to `chunk`; returns id, holder pairs that changed meanwhile (take-ids-1.lua). */
   takeIds(index: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
+  /** numKeys, then KEYS, then ARGV (see common/lua/set-placement.lua): compare-and-set of a chunk's placement. */
+  setPlacement(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   /** Deletes a lock only if it still holds `token` (common/lua/release-lock-1.lua). */
   releaseLock(lock: string, token: string): Promise<number>;
   /** Publishes a FETCH/DIGEST with the worker's read fence spliced in (common/lua/publish-fenced-1.lua). */

@@ -12,6 +12,8 @@ export const SCRIPT_CODES = {
   RECORD_CHANGED: -3,
   /** release-lock: the lock is no longer held by this token (its lease ended). */
   LOCK_NOT_HELD: -4,
+  /** set-placement: a worker the new record adds is draining or retired; it takes no copies. */
+  TARGET_UNAVAILABLE: -5,
 } as const;
 
 /** One of {@link SCRIPT_CODES}. */
@@ -22,6 +24,7 @@ const MEANING: Record<ScriptCode, string> = {
   [SCRIPT_CODES.POST_COMMITTING]: 'the POST is being committed and cannot be aborted',
   [SCRIPT_CODES.RECORD_CHANGED]: 'the record changed since it was read',
   [SCRIPT_CODES.LOCK_NOT_HELD]: 'the lock is no longer held by this owner (its lease ended)',
+  [SCRIPT_CODES.TARGET_UNAVAILABLE]: 'a worker the record would add is draining or retired',
 };
 
 /** A script refused its step; `code` says why. */

@@ -530,12 +530,13 @@ export async function abortPost(
     scriptResult(
       'unregister-chunks.lua',
       await cmd.unregisterChunks(
-        5 + workerKeys.length,
+        6 + workerKeys.length,
         keys.chunks,
         keys.tableChunks(table),
         keys.openPosts,
         keys.postChunks(post),
         keys.postWorkers(post),
+        keys.underReplicated,
         ...workerKeys,
         post,
       ),

@@ -1,5 +1,6 @@
 import type { Keys } from '../common/keys';
 import type { DstoreRedis } from '../common/redis';
+import { scriptResult } from '../common/script-codes';
 
 /** Placement record of a chunk (`<prefix>:chunks`): where its copies are. */
 export interface ChunkMeta {
@@ -60,6 +61,51 @@ export async function readChunkMetas(
 export async function readChunkMeta(cmd: DstoreRedis, keys: Keys, chunk: string): Promise<ChunkMeta | undefined> {
   const raw = await cmd.hget(keys.chunks, chunk);
   return raw ? (JSON.parse(raw) as ChunkMeta) : undefined;
+}
+
+/** A placement record as read, kept with its text so that a change can be made only to it. */
+export interface ReadRecord extends ChunkMeta {
+  readonly raw: string;
+}
+
+/** One chunk's placement record with its text (for {@link setReplicas}), or undefined. */
+export async function readChunkRecord(cmd: DstoreRedis, keys: Keys, chunk: string): Promise<ReadRecord | undefined> {
+  const raw = await cmd.hget(keys.chunks, chunk);
+  return raw ? { ...(JSON.parse(raw) as ChunkMeta), raw } : undefined;
+}
+
+/** What the under-replicated set records for a chunk after {@link setReplicas}. */
+export type UnderReplicated = 'clear' | 'keep' | { dueMs: number };
+
+/**
+ * Gives a chunk a new replica list, only if its record is still `read`
+ * (common/lua/set-placement.lua): the workers' chunk sets and the table's placement version
+ * change in the same step. Throws a ScriptError: RECORD_CHANGED when another job changed
+ * the record meanwhile, TARGET_UNAVAILABLE when a worker it adds is draining or retired.
+ */
+export async function setReplicas(
+  cmd: DstoreRedis,
+  keys: Keys,
+  chunk: string,
+  read: ReadRecord,
+  replicas: readonly string[],
+  under: UnderReplicated,
+): Promise<void> {
+  const { raw, ...meta } = read;
+  const added = replicas.filter((w) => !meta.replicas.includes(w));
+  const removed = meta.replicas.filter((w) => !replicas.includes(w));
+  const workers = [...added, ...removed];
+  const keyList = [
+    keys.chunks,
+    keys.placementVersion(meta.table),
+    keys.draining,
+    keys.retired,
+    keys.underReplicated,
+    ...workers.map((w) => keys.workerChunks(w)),
+  ];
+  const due = under === 'clear' ? '' : under === 'keep' ? '-' : String(under.dueMs);
+  const args = [chunk, raw, JSON.stringify({ ...meta, replicas }), String(added.length), due, ...workers];
+  scriptResult('set-placement.lua', await cmd.setPlacement(keyList.length, ...keyList, ...args));
 }
 
 /**

@@ -177,10 +177,12 @@ export class ReadPlan {
       }
     }
     // A worker that failed and is no longer live leaves the read; one that did not fail
-    // stays, even if a late heartbeat hides it from the list for a moment.
+    // stays, even if a late heartbeat hides it from the list for a moment; one that has come
+    // back since the read began (the list it began with was a moment old) joins it.
     if (relist) {
       const now = new Set(await this.deps.liveNow());
       for (const f of round.failed.values()) if (f.code !== 'missing' && !now.has(f.worker)) this.live.delete(f.worker);
+      for (const w of now) this.live.add(w);
     }
     this.deps.log.warn(
       {

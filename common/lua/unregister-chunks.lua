@@ -7,7 +7,8 @@
   KEYS[3]     HASH  <prefix>:posts:open
   KEYS[4]     SET   <prefix>:post:<post>:chunks
   KEYS[5]     SET   <prefix>:post:<post>:workers
-  KEYS[6..n]  SET   <prefix>:worker:<id>:chunks       every worker that got a chunk
+  KEYS[6]     ZSET  <prefix>:chunks:under-replicated
+  KEYS[7..n]  SET   <prefix>:worker:<id>:chunks       every worker that got a chunk
   ARGV[1]     post id
 
   Returns the number of chunks forgotten, or (common/script-codes.ts) -1 POST_NOT_OPEN when
@@ -26,7 +27,8 @@ local n = 0
 for _, c in ipairs(chunks) do
   n = n + redis.call('HDEL', KEYS[1], c)
   redis.call('SREM', KEYS[2], c)
-  for i = 6, #KEYS do
+  redis.call('ZREM', KEYS[6], c)
+  for i = 7, #KEYS do
     redis.call('SREM', KEYS[i], c)
   end
 end

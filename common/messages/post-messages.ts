@@ -43,8 +43,9 @@ export class PostMessage extends Message {
    */
   @IsOptional() @Matches(/^\d{1,20}-\d{1,20}$/) since?: string;
   @IsStreamKey() replyTo!: string;
-  @IsArray() @ArrayMinSize(1) @IsString({ each: true }) @MaxLength(512, { each: true }) ids!: string[];
-  @IsArray() @ArrayMinSize(1) @IsString({ each: true }) rows!: string[];
+  /** Empty only in a copy of a chunk whose rows were all deleted: the copy holds it, empty. */
+  @IsArray() @IsString({ each: true }) @MaxLength(512, { each: true }) ids!: string[];
+  @IsArray() @IsString({ each: true }) rows!: string[];
 }
 
 /**

@@ -4,7 +4,6 @@ import {
   build,
   CommitMessage,
   DIGEST_EMPTY,
-  DIGEST_NOT_HELD,
   DropChunksMessage,
   PostMessage,
   type ChunkDigestLine,
@@ -14,7 +13,6 @@ import {
 import { timeToMs } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { FetchRound, type Assignment } from '../fetch-round';
-import { xaddEach } from '../ops';
 import type { ChunkMeta } from '../placement';
 
 /**
@@ -50,7 +48,9 @@ export async function copyOut(
 /**
  * Writes a chunk to `targets`, committed, and waits for their acks. With `replace`, each
  * target first drops its copy, in the same MULTI on its stream, so that no read fence can
- * fall between the drop and the new copy; with `replace` and no rows, it only drops it.
+ * fall between the drop and the new copy. A chunk whose rows were all deleted is copied
+ * too, empty: a replica must hold the chunk (a worker that does not hold it answers reads
+ * of it `missing`), not merely hold no rows of it.
  */
 export async function copyIn(
   ctx: CoordinatorContext,
@@ -63,14 +63,8 @@ export async function copyIn(
   replace = false,
 ): Promise<void> {
   const drop = build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
-  if (lines.length === 0) {
-    // A POST holds at least one row; an empty chunk is simply not held. The verifying
-    // FETCH's fence waits for the drop, so no ack is awaited here.
-    if (replace) await xaddEach(ctx, targets, drop);
-    return;
-  }
   const ids = lines.map((l) => (JSON.parse(l) as { _id: string })._id);
-  const post = buildRows(PostMessage, {
+  const post = (lines.length > 0 ? buildRows : build)(PostMessage, {
     chunk,
     post: meta.post,
     table: meta.table,
@@ -268,8 +262,8 @@ export async function copyVerified(
     const src = digests.get(source)!;
     if (src.actual === undefined)
       throw new Error(`chunk ${chunk}: source ${source} cannot be compared: ${src.error ?? 'no digest'}; will retry`);
-    // A target holding no copy of a chunk the source holds empty is equal to it.
-    const actual = (d: ChunkDigestLine) => (d.error === DIGEST_NOT_HELD ? DIGEST_EMPTY : d.actual);
+    // A target that does not hold the chunk differs even from an empty source: reads ask it.
+    const actual = (d: ChunkDigestLine) => d.actual;
     const differ = pending.filter((t) => actual(digests.get(t)!) !== src.actual);
     if (differ.length === 0) return { rows: lines.length, attempts: attempt };
     const seen = Object.fromEntries(differ.map((t) => [t, actual(digests.get(t)!) ?? digests.get(t)!.error]));

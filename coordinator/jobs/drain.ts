@@ -1,7 +1,7 @@
 import { redisNow } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { conflict, notFound } from '../errors';
-import { moveChunk, pickTarget, type MoveOutcome } from './move';
+import { canTake, moveChunk, pickTarget, type MoveOutcome } from './move';
 import { readChunkMeta } from '../placement';
 
 /**
@@ -113,6 +113,8 @@ export async function drainChunk(
   const from = meta.replicas.find((w) => marks[w] !== undefined);
   if (!from) return undefined;
   let to = planned;
+  // A target chosen earlier that has since gone, or is draining itself, is chosen again.
+  if (to !== undefined && !meta.replicas.includes(to) && !(await canTake(ctx, to))) to = undefined;
   if (to === undefined) {
     to = await pickTarget(ctx, meta.replicas);
     if (to !== undefined) await persist(to);

@@ -3,12 +3,14 @@ import { build, DropChunksMessage, SetReplicasMessage } from '../../common/messa
 import type { CoordinatorContext } from '../context';
 import { copyVerified } from './chunk-copy';
 import { xaddEach } from '../ops';
-import { bumpPlacement, readChunkMeta, readChunkMetas } from '../placement';
+import { readChunkMetas, readChunkRecord, setReplicas } from '../placement';
+import { placementChange } from './repair';
 
 /** What one move did. */
 export interface MoveOutcome {
   chunk: string;
-  status: 'moved' | 'gone' | 'uncommitted' | 'not-held' | 'last-copy';
+  /** `target-gone`: the planned target is no longer live, or is draining or retired. */
+  status: 'moved' | 'gone' | 'uncommitted' | 'not-held' | 'last-copy' | 'target-gone';
   from: string;
   to?: string;
   replicas?: string[];
@@ -41,7 +43,7 @@ export async function moveChunk(
   to: string | undefined,
   copyTimeoutMs: number,
 ): Promise<MoveOutcome> {
-  const meta = await readChunkMeta(ctx.cmd, ctx.keys, chunk);
+  const meta = await readChunkRecord(ctx.cmd, ctx.keys, chunk);
   const drop = () =>
     xaddEach(ctx, [from], build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs());
   if (!meta) {
@@ -58,6 +60,7 @@ export async function moveChunk(
   const replicas = meta.replicas.flatMap((w) => (w !== from ? [w] : target ? [target] : []));
   if (replicas.length === 0) return { chunk, status: 'last-copy', from, replicas: meta.replicas };
   if (target) {
+    if (!(await canTake(ctx, target))) return { chunk, status: 'target-gone', from, to: target };
     const live = await ctx.workers.live();
     // Prefer a source other than the worker being drained: it may be on its way out.
     const sources = meta.replicas
@@ -71,17 +74,19 @@ export async function moveChunk(
     // switch, and the switch waits until it is verified equal to the source.
     await copyVerified(ctx, meta, chunk, sources[0], [target], meta.replicas, copyTimeoutMs);
   }
-  const p = ctx.cmd.multi();
-  p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas }));
-  p.srem(ctx.keys.workerChunks(from), chunk);
-  if (target) p.sadd(ctx.keys.workerChunks(target), chunk);
-  bumpPlacement(p, ctx.keys, [meta.table]);
-  await p.exec();
+  await placementChange(chunk, `moving it from ${from}`, () =>
+    setReplicas(ctx.cmd, ctx.keys, chunk, meta, replicas, 'keep'),
+  );
   const set = build(SetReplicasMessage, { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
   // One XADD per worker stream (each its own slot on a cluster).
   await Promise.all([xaddEach(ctx, replicas, set), drop()]);
   ctx.log.info({ chunk, table: meta.table, from, to: target, replicas }, 'chunk moved');
   return { chunk, status: 'moved', from, to: target, replicas };
+}
+
+/** Whether a worker can take a copy now: live, and neither draining nor retired. */
+export async function canTake(ctx: CoordinatorContext, worker: string): Promise<boolean> {
+  return (await ctx.workers.list()).some((w) => w.id === worker && w.live && !w.draining);
 }
 
 /** Chunk counts per worker, from the placement records. */

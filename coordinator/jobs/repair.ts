@@ -11,7 +11,8 @@ import type { WorkerView } from '../membership';
 import { placeChunk } from '../token-ring';
 import { collectDigests, copyVerified } from './chunk-copy';
 import { xaddEach } from '../ops';
-import { bumpPlacement, readChunkMeta } from '../placement';
+import { readChunkRecord, setReplicas } from '../placement';
+import { ScriptError, SCRIPT_CODES } from '../../common/script-codes';
 
 /** Settings repair needs. */
 export interface RepairOptions {
@@ -57,7 +58,7 @@ export function lostWorkers(list: readonly WorkerView[], repairAfterMs: number):
  * rerunning it on a healthy chunk changes nothing.
  */
 export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: RepairOptions): Promise<RepairOutcome> {
-  const meta = await readChunkMeta(ctx.cmd, ctx.keys, chunk);
+  const meta = await readChunkRecord(ctx.cmd, ctx.keys, chunk);
   if (!meta) {
     await ctx.cmd.zrem(ctx.keys.underReplicated, chunk);
     return { chunk, status: 'gone' };
@@ -120,28 +121,40 @@ export async function repairChunk(ctx: CoordinatorContext, chunk: string, opts: 
     await copyVerified(ctx, meta, chunk, source, targets, meta.replicas, opts.copyTimeoutMs);
   }
   const gone = [...dead, ...lacking].filter((w) => !replicas.includes(w));
-  const p = ctx.cmd.multi();
-  p.hset(ctx.keys.chunks, chunk, JSON.stringify({ ...meta, replicas }));
-  for (const w of gone) p.srem(ctx.keys.workerChunks(w), chunk);
-  for (const w of targets) p.sadd(ctx.keys.workerChunks(w), chunk);
-  bumpPlacement(p, ctx.keys, [meta.table]);
-  // Fewer than R copies (too few live workers): checked again later.
-  if (replicas.length >= opts.replicas) p.zrem(ctx.keys.underReplicated, chunk);
-  else p.zadd(ctx.keys.underReplicated, Date.now() + RECHECK_MS, chunk);
-  await p.exec();
-  if (replicas.length > 0) {
-    const setReplicas = build(SetReplicasMessage, { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
-    await xaddEach(ctx, replicas, setReplicas);
-  }
-  // After the record: a worker that is no longer named is not asked for the chunk; one that
-  // comes back applies the drop before it answers any read.
+  // Before the record: a worker leaving the list holds no copy a read relies on (it is lost,
+  // or lacks the chunk), and a copy a later job makes there lands behind this drop on its
+  // stream, so the drop can never remove a copy recorded after it.
   const drop = build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
   await xaddEach(ctx, gone, drop);
+  // Fewer than R copies (too few live workers): checked again later.
+  const under = replicas.length >= opts.replicas ? 'clear' : { dueMs: Date.now() + RECHECK_MS };
+  await placementChange(chunk, 'repairing', () => setReplicas(ctx.cmd, ctx.keys, chunk, meta, replicas, under));
+  if (replicas.length > 0) {
+    const told = build(SetReplicasMessage, { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
+    await xaddEach(ctx, replicas, told);
+  }
   ctx.log.info(
     { chunk, table: meta.table, from: meta.replicas, to: replicas, copiedTo: targets, droppedFrom: gone, lacking },
     'chunk repaired',
   );
   return { chunk, status: 'repaired', replicas, copiedTo: targets, droppedFrom: gone, lacking };
+}
+
+/**
+ * Runs a compare-and-set of a placement record, turning a refusal into an error that names
+ * the chunk: the job fails and BullMQ runs it again on the record as it now is.
+ */
+export async function placementChange(chunk: string, doing: string, change: () => Promise<void>): Promise<void> {
+  try {
+    await change();
+  } catch (e) {
+    if (!(e instanceof ScriptError)) throw e;
+    const why =
+      e.code === SCRIPT_CODES.TARGET_UNAVAILABLE
+        ? 'a worker it was copied to is now draining or retired'
+        : 'another job changed its placement meanwhile';
+    throw new Error(`chunk ${chunk}: not recorded after ${doing}: ${why}; will retry`);
+  }
 }
 
 /** A digest error that is not "not held" / "not committed": the copy is there but unreadable (scrub's job). */

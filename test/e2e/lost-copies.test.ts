@@ -152,6 +152,63 @@ describe('e2e: a POST while one of two replicas is down (R = 2)', function () {
   });
 });
 
+describe('e2e: chunks whose rows were all deleted, when a replica loses its disk', function () {
+  this.timeout(180_000);
+  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '100', DSTORE_SWEEP_MS: '300' } });
+  const posts = [0, 1, 2, 3, 4, 5].map((i) => makeRows(50, 80 + i, `p${i}-`));
+
+  before(async () => {
+    await e2e.cluster.api('PUT', '/tables/t');
+    for (const rows of posts) {
+      const r = await e2e.cluster.api('POST', '/tables/t/records', ndjson(rows), 'application/x-ndjson');
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+  });
+
+  it('copies them empty: every recorded replica holds every chunk, and the records stay put', async () => {
+    const c = e2e.cluster;
+    // Three one-chunk POSTs emptied: with R = 2 of 3 workers, w3 holds at least one of them.
+    const emptied = posts.slice(0, 3).flat();
+    const d = await c.api<{ deleted: number }>('DELETE', '/tables/t/records', {
+      where: { _id: { $in: emptied.map((r) => r._id) } },
+    });
+    assert.equal(d.status, 200, JSON.stringify(d.body));
+    assert.equal(d.body.deleted, emptied.length);
+    const kept = posts.slice(3).flat();
+    await assertExact(c, kept, 'after the DELETE');
+
+    const w3 = c.workers.get('w3')!;
+    w3.child.kill('SIGKILL');
+    await w3.child.exited;
+    fs.rmSync(w3.dataDir, { recursive: true, force: true });
+    const shardBefore = JSON.parse((await c.redis.hget(e2e.keys.workerShards, 'w3'))!) as { shard: string };
+    c.startWorker('w3', w3.dataDir);
+    await c.waitLive(['w1', 'w2', 'w3']);
+    await waitFor(
+      async () => JSON.parse((await c.redis.hget(e2e.keys.workerShards, 'w3')) ?? '{}').shard !== shardBefore.shard,
+      { what: 'the sweep to record the new shard of w3' },
+    );
+    await waitRepaired(c, e2e.keys, 2, 'every chunk, emptied ones too, back at two copies');
+    const settled = JSON.stringify(await c.redis.hgetall(e2e.keys.chunks));
+    // Several sweeps later nothing moved: a copy that reads as missing would be repaired again and again.
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(JSON.stringify(await c.redis.hgetall(e2e.keys.chunks)), settled, 'placement records unchanged');
+    assert.equal(await c.redis.zcard(e2e.keys.underReplicated), 0);
+    // Each worker stopped in turn: the other replica of each of its chunks answers, so every
+    // recorded replica really holds its chunk (one that did not would answer `missing`: 503).
+    for (const id of ['w1', 'w2', 'w3']) {
+      const w = c.workers.get(id)!;
+      w.child.kill('SIGSTOP');
+      try {
+        await assertExact(c, kept, `with ${id} stopped`);
+      } finally {
+        w.child.kill('SIGCONT');
+      }
+      await c.waitLive(['w1', 'w2', 'w3']);
+    }
+  });
+});
+
 /** A tmpfs of `mib` MiB at a fresh directory, or undefined where mounting is not allowed. */
 function mountTmpfs(mib: number): string | undefined {
   const dir = tempDir('tmpfs');

@@ -14,7 +14,7 @@ function reference(rows: [string, string][]): string {
 }
 
 describe('ChunkDigest', () => {
-  it('of no rows is DIGEST_EMPTY, which copy verification takes for a chunk not held', () => {
+  it('of no rows is DIGEST_EMPTY: the digest of a chunk held empty', () => {
     assert.equal(new ChunkDigest().toString(), DIGEST_EMPTY);
   });
 
