@@ -8,99 +8,150 @@ import * as fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import Redis from 'ioredis';
-import { PostMessage } from '../common/messages';
+import { compileFilter, jsonPath } from '../common/filter';
+import { PostMessage, type FetchRespMessage } from '../common/messages';
 import type { QuerySpec } from '../common/query';
+import { combineAggregates } from '../coordinator/fetch-merger';
 import { planFetch } from '../worker/fetch-query';
 import { lines, type DataSet } from './data';
 
 const TX_ROWS = 1000;
-const IDENT = 't_1';
+const OUT_BYTES = 262_144;
 
-/** One SQLite file holding the data set, laid out as a worker's shard table. */
+/** What a baseline read returned: the line count, the first 2000 lines, the time taken. */
+export interface BaselineRead {
+  lines: string[];
+  ms: number;
+  count: number;
+}
+
+/**
+ * One SQLite file holding the data set as plainly as one process would keep it: WAL,
+ * `synchronous` as given, `t (_id TEXT PRIMARY KEY, doc TEXT)`. Reads answer the bench's
+ * queries with the same JSON semantics as a worker (compileFilter, json_extract) and write
+ * their rows as NDJSON to /dev/null, so output costs what it costs dstore's client.
+ */
 export class SqliteBaseline {
   readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sink: number;
 
-  constructor(readonly file: string) {
+  constructor(
+    readonly file: string,
+    readonly sync: 'normal' | 'full',
+  ) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
-    // The same durability as a worker's default (DSTORE_SQLITE_SYNC=full).
-    this.db.pragma('synchronous = FULL');
-    this.db.exec(`CREATE TABLE ${IDENT} (_id TEXT PRIMARY KEY, chunk TEXT NOT NULL, doc TEXT NOT NULL)`);
-    this.db.exec(`CREATE INDEX ${IDENT}_chunk ON ${IDENT} (chunk)`);
+    this.db.pragma(`synchronous = ${sync.toUpperCase()}`);
+    this.db.exec('CREATE TABLE t (_id TEXT PRIMARY KEY, doc TEXT NOT NULL)');
+    this.sink = fs.openSync('/dev/null', 'w');
+  }
+
+  private prepare(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
   }
 
   /**
-   * Reads the NDJSON file, parses each row (as any loader must, to find `_id`) and inserts
-   * it in transactions of 1000 rows. Returns rows/s.
+   * Reads the NDJSON file, parses each row and serialises it again (as any loader that
+   * checks its input must), and inserts it with one prepared statement in transactions of
+   * 1000 rows. Returns rows/s.
    */
   async insert(data: DataSet): Promise<number> {
-    const insert = this.db.prepare(`INSERT INTO ${IDENT} (_id, chunk, doc) VALUES (?, ?, ?)`);
-    const tx = this.db.transaction((batch: string[], chunk: string) => {
-      for (const line of batch) insert.run((JSON.parse(line) as { _id: string })._id, chunk, line);
+    const insert = this.prepare('INSERT INTO t (_id, doc) VALUES (?, ?)');
+    const tx = this.db.transaction((batch: string[]) => {
+      for (const line of batch) {
+        const row = JSON.parse(line) as { _id: string };
+        insert.run(row._id, JSON.stringify(row));
+      }
     });
     const t0 = performance.now();
     let batch: string[] = [];
-    let n = 0;
     for await (const line of lines(data.file)) {
       batch.push(line);
       if (batch.length === TX_ROWS) {
-        tx(batch, `c${String(n++).padStart(6, '0')}`);
+        tx(batch);
         batch = [];
       }
     }
-    if (batch.length) tx(batch, `c${String(n++).padStart(6, '0')}`);
+    if (batch.length) tx(batch);
     return data.rows / ((performance.now() - t0) / 1000);
   }
 
-  /**
-   * Answers `q` the way one worker holding every row would: the same SQL (planFetch) and
-   * the same per-row output text, written to /dev/null in 256 KiB writes. Returns the
-   * lines and the time taken.
-   */
-  query(q: QuerySpec): { lines: string[]; ms: number; count: number } {
+  /** Runs `sql`, writing each row's line to /dev/null in 256 KiB writes and keeping the first 2000. */
+  private read(sql: string, params: unknown[], line: (row: Record<string, unknown>) => string): BaselineRead {
     const t0 = performance.now();
-    const plan = planFetch(IDENT, q, undefined);
-    const fd = fs.openSync('/dev/null', 'w');
     const keep: string[] = [];
     let count = 0;
     let buf: string[] = [];
     let bytes = 0;
-    try {
-      for (const row of this.db.prepare(plan.sql).iterate(...plan.params) as IterableIterator<
-        Record<string, unknown>
-      >) {
-        const line = plan.line(row);
-        count++;
-        if (keep.length < 2000) keep.push(line);
-        buf.push(line);
-        bytes += line.length + 1;
-        if (bytes >= 262_144) {
-          fs.writeSync(fd, buf.join('\n') + '\n');
-          buf = [];
-          bytes = 0;
-        }
+    for (const row of this.prepare(sql).iterate(...params) as IterableIterator<Record<string, unknown>>) {
+      const text = line(row);
+      count++;
+      if (keep.length < 2000) keep.push(text);
+      buf.push(text);
+      bytes += text.length + 1;
+      if (bytes >= OUT_BYTES) {
+        fs.writeSync(this.sink, buf.join('\n') + '\n');
+        buf = [];
+        bytes = 0;
       }
-      if (buf.length) fs.writeSync(fd, buf.join('\n') + '\n');
-    } finally {
-      fs.closeSync(fd);
     }
+    if (buf.length) fs.writeSync(this.sink, buf.join('\n') + '\n');
     return { lines: keep, ms: performance.now() - t0, count };
   }
 
-  /** p50/p99 (ms) of point lookups by `_id`, one prepared statement per lookup as a worker does. */
+  /**
+   * Answers `q` (where, sort, limit; or groupBy + aggregate) with whole rows or final
+   * aggregate rows. Aggregates use a worker's SQL (planFetch) and the coordinator's
+   * combining, so averages and types come out as dstore's do.
+   */
+  query(q: QuerySpec): BaselineRead {
+    if (q.fields) throw new Error('the SQLite baseline answers whole rows only');
+    const doc = (r: Record<string, unknown>) => r.doc as string;
+    if (q.aggregate) {
+      const t0 = performance.now();
+      const plan = planFetch('t', q, undefined);
+      const parts = (this.prepare(plan.sql).all(...plan.params) as Record<string, unknown>[]).map(plan.line);
+      const groups = q.groupBy ?? [];
+      const rows = [...combineAggregates([{ rows: parts } as FetchRespMessage], groups, q.aggregate, q.sort, q.limit)];
+      if (rows.length) fs.writeSync(this.sink, rows.join('\n') + '\n');
+      return { lines: rows, ms: performance.now() - t0, count: rows.length };
+    }
+    if (!q.where && !q.sort && q.limit === undefined) return this.read('SELECT doc FROM t', [], doc);
+    const where = compileFilter(q.where);
+    const params = [...where.params];
+    let sql = `SELECT doc FROM t WHERE ${where.sql}`;
+    if (q.sort?.length) {
+      const keys = q.sort.map((s) => {
+        const dir = s.dir === 'desc' ? 'DESC' : 'ASC';
+        if (s.field === '_id') return `_id ${dir}`;
+        params.push(jsonPath(s.field));
+        return `json_extract(doc, ?) ${dir}`;
+      });
+      sql += ` ORDER BY ${keys.join(', ')}, _id ASC`;
+    }
+    if (q.limit !== undefined) {
+      sql += ' LIMIT ?';
+      params.push(q.limit);
+    }
+    return this.read(sql, params, doc);
+  }
+
+  /** p50/p99 (ms) of point lookups by `_id` through {@link query}; throws unless each finds its row. */
   lookups(ids: string[]): { p50: number; p99: number } {
     const times: number[] = [];
     for (const id of ids) {
-      const t0 = performance.now();
-      const plan = planFetch(IDENT, { where: { _id: id } }, undefined);
-      const got = this.db.prepare(plan.sql).all(...plan.params);
-      if (got.length !== 1) throw new Error(`baseline lookup of ${id} found ${got.length} rows`);
-      times.push(performance.now() - t0);
+      const r = this.query({ where: { _id: id } });
+      if (r.count !== 1) throw new Error(`baseline lookup of ${id} found ${r.count} rows`);
+      times.push(r.ms);
     }
     return percentiles(times);
   }
 
   close(): void {
+    fs.closeSync(this.sink);
     this.db.close();
   }
 }

@@ -1,24 +1,37 @@
 /**
  * `npm run bench`: one run on one machine. Starts its own Redis and clusters (4 workers),
  * generates BENCH_ROWS rows (default 1,000,000, ~150 bytes, fixed seed) and measures dstore
- * beside its baselines in the same run: ingest at R=1 and R=2 vs one SQLite file, the broker
- * limit, PostgreSQL COPY (when PG_URL answers), reads vs one SQLite file answering the same
- * query, and the peak RSS of every child. Prints one table, writes bench/results.json, and
- * exits 1 when a read is wrong or a ratio misses its target by more than 10x (the CI guard).
+ * beside its baselines in the same run: ingest at R=1 and R=2 vs one SQLite file (at
+ * synchronous=NORMAL, baseline (a), and at dstore's own setting, baseline (b)), the broker
+ * limit, PostgreSQL COPY (when PG_URL answers), reads vs the same files answering the same
+ * query, the CPU every process spends per row (or per lookup), and the peak RSS of every
+ * child. Prints two tables (wall clock, CPU), writes bench/results.json, and exits 1 when a
+ * read is wrong or a figure misses its target by more than 10x (the CI guard).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { QuerySpec } from '../common/query';
-import { combineAggregates } from '../coordinator/fetch-merger';
-import type { FetchRespMessage } from '../common/messages';
+import { readOne } from '../common/settings';
+import type { TestCluster } from '../test/support/cluster';
 import { projectRoot, tempDir } from '../test/support/processes';
 import { startRedis } from '../test/support/redis';
-import { brokerLimit, percentiles, pgCopy, SqliteBaseline } from './baselines';
-import { ingest, peakRssMiB, query } from './client';
-import { generate, rowId } from './data';
-import { broken, met, table, type Figure } from './report';
-import { benchCluster, envInt, run } from './setup';
+import { brokerLimit, percentiles, pgCopy, SqliteBaseline, type BaselineRead } from './baselines';
+import { ingest, query, type ReadResult } from './client';
+import {
+  clockTicks,
+  clusterPids,
+  cpuSource,
+  peakRssMiB,
+  perUnit,
+  redisPid,
+  withCpu,
+  type ClusterPids,
+  type CpuUse,
+} from './cpu';
+import { generate, rowId, type DataSet } from './data';
+import { broken, cpuAsFigure, cpuTable, met, table, type CpuFigure, type Figure } from './report';
+import { benchCluster, envInt, run, settled } from './setup';
 
 const WORKERS = 4;
 const TABLE = 'bench';
@@ -31,13 +44,24 @@ const GROUP: QuerySpec = {
   aggregate: [{ op: 'count' }, { op: 'sum', field: 'qty' }, { op: 'avg', field: 'amount' }],
 };
 
+/** Issue 16's targets by figure name: a ratio to SQLite (a) where there is one, else absolute. */
+const TARGETS: Record<string, number> = {
+  'ingest R=1': 0.9,
+  'ingest R=2': 0.55,
+  'full FETCH': 0.8,
+  'filter ~1%': 1.5,
+  'group-by aggregate': 1.5,
+  'point lookup p50': 1,
+  'point lookup p99': 5,
+  'coordinator peak RSS': 300,
+  'worker peak RSS (max)': 300,
+};
+
+/** Issue 16's CPU targets: all processes of dstore / SQLite (a), per row. */
+const CPU_TARGETS: Record<string, number> = { 'ingest R=2': 3, 'full FETCH': 1.5 };
+
 function log(msg: string): void {
   console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-}
-
-/** Final aggregate rows of a one-file answer, as the coordinator would combine them. */
-function combined(lines: string[], q: QuerySpec): string[] {
-  return [...combineAggregates([{ rows: lines } as FetchRespMessage], q.groupBy ?? [], q.aggregate!, q.sort, q.limit)];
 }
 
 /** Same groups, same counts and sums, averages equal to 1e-9 (summation order differs). */
@@ -54,14 +78,40 @@ function sameAggregates(a: string[], b: string[]): boolean {
   });
 }
 
+function ids(lines: string[]): string {
+  return JSON.stringify(lines.map((l) => (JSON.parse(l) as { _id: string })._id));
+}
+
 function check(ok: boolean, what: string, problems: string[]): void {
   if (!ok) problems.push(what);
+}
+
+function rss(cluster: TestCluster): { coordinator: number; workers: number[] } {
+  return {
+    coordinator: peakRssMiB(cluster.coordinator.pid) ?? 0,
+    workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0),
+  };
+}
+
+/** Ingests `data` and returns its rows/s (until the last POST answered), after every replica has applied it. */
+async function load(cluster: TestCluster, data: DataSet, lanes: number): Promise<number> {
+  const rate = await ingest(cluster.url, TABLE, data, lanes);
+  await settled(cluster);
+  return rate;
+}
+
+/** One read through dstore and through both SQLite files, each with the CPU it took. */
+interface Read {
+  dstore: { value: ReadResult; cpu: CpuUse };
+  a: { value: BaselineRead; cpu: CpuUse };
+  b: { value: BaselineRead; cpu: CpuUse };
 }
 
 async function main(): Promise<void> {
   const rows = envInt('BENCH_ROWS', 1_000_000, 1000);
   const lanes = envInt('BENCH_LANES', 2, 1);
   const postRows = envInt('BENCH_POST_ROWS', Math.max(1000, Math.min(100_000, Math.ceil(rows / 8))), 1);
+  const sync = readOne(process.env, 'DSTORE_SQLITE_SYNC');
   const dir = tempDir('bench');
   const problems: string[] = [];
   const started = Date.now();
@@ -72,11 +122,17 @@ async function main(): Promise<void> {
     `${data.bytes} bytes (${(data.bytes / rows).toFixed(0)} per row), ${data.slices.length} POSTs of up to ${postRows} rows, ${lanes} at a time`,
   );
 
-  // Baselines first: one SQLite file, then the broker alone, then PostgreSQL.
-  const sqlite = new SqliteBaseline(path.join(dir, 'baseline.sqlite'));
-  const sqliteInsert = await sqlite.insert(data);
-  log(`SQLite insert: ${sqliteInsert.toFixed(0)} rows/s`);
+  // Baselines first: one SQLite file at dstore's setting and at NORMAL, the broker alone, PostgreSQL.
+  const one = new SqliteBaseline(path.join(dir, 'a.sqlite'), 'normal');
+  const oneSync = new SqliteBaseline(path.join(dir, 'b.sqlite'), sync);
+  // (b) first: the first load pays for warming up the JIT, which would flatter dstore's ratios to (a).
+  const insertB = await withCpu(undefined, () => oneSync.insert(data));
+  log(`SQLite insert, synchronous=${sync.toUpperCase()}: ${insertB.value.toFixed(0)} rows/s`);
+  const insertA = await withCpu(undefined, () => one.insert(data));
+  log(`SQLite insert, synchronous=NORMAL: ${insertA.value.toFixed(0)} rows/s`);
   const redis = await startRedis();
+  const redisProc = await redisPid(redis);
+  if (redisProc === undefined) log(`Redis (${redis.kind}) is not a process here: its CPU is not counted`);
   const broker = await brokerLimit(redis.url, `bench${process.pid}`, data);
   log(`broker XADD + XREAD: ${broker.toFixed(0)} rows/s`);
   const pg = await pgCopy(process.env.PG_URL, data);
@@ -85,167 +141,166 @@ async function main(): Promise<void> {
   // dstore at R=1: ingest only.
   log(`dstore R=1, ${WORKERS} workers: ingest`);
   let cluster = await benchCluster(redis.url, WORKERS, 1, TABLE);
-  const ingestR1 = await ingest(cluster.url, TABLE, data, lanes);
-  const rssR1 = {
-    coordinator: peakRssMiB(cluster.coordinator.pid),
-    workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0),
-  };
-  log(`ingest R=1: ${ingestR1.toFixed(0)} rows/s`);
+  const ingestR1 = await withCpu(clusterPids(cluster, redisProc), () => load(cluster, data, lanes));
+  const rssR1 = rss(cluster);
+  log(`ingest R=1: ${ingestR1.value.toFixed(0)} rows/s`);
   await cluster.stop();
 
   // dstore at R=2: ingest, then every read.
   log(`dstore R=2, ${WORKERS} workers: ingest`);
   cluster = await benchCluster(redis.url, WORKERS, 2, TABLE);
-  const ingestR2 = await ingest(cluster.url, TABLE, data, lanes);
-  log(`ingest R=2: ${ingestR2.toFixed(0)} rows/s`);
-  const rssLoad = {
-    coordinator: peakRssMiB(cluster.coordinator.pid) ?? 0,
-    workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0),
-  };
+  const pids: ClusterPids = clusterPids(cluster, redisProc);
+  const ingestR2 = await withCpu(pids, () => load(cluster, data, lanes));
+  log(`ingest R=2: ${ingestR2.value.toFixed(0)} rows/s`);
+  const rssLoad = rss(cluster);
+
+  const read = async (q: QuerySpec, keep?: number): Promise<Read> => ({
+    dstore: await withCpu(pids, () => query(cluster.url, TABLE, q, keep)),
+    a: await withCpu(undefined, () => one.query(q)),
+    b: await withCpu(undefined, () => oneSync.query(q)),
+  });
 
   log('reads: full FETCH');
-  const full = await query(cluster.url, TABLE, {}, 0);
-  const fullBase = sqlite.query({});
+  const full = await read({}, 0);
   check(
-    full.count === rows && fullBase.count === rows,
-    `full FETCH returned ${full.count} rows (baseline ${fullBase.count}), expected ${rows}`,
+    full.dstore.value.count === rows && full.a.value.count === rows && full.b.value.count === rows,
+    `full FETCH returned ${full.dstore.value.count} rows (SQLite ${full.a.value.count}, ${full.b.value.count}), expected ${rows}`,
     problems,
   );
 
   log('reads: filter, sort + limit, group-by');
-  const filter = await query(cluster.url, TABLE, FILTER);
-  const filterBase = sqlite.query(FILTER);
+  const filter = await read(FILTER);
+  const counts = [filter.dstore, filter.a, filter.b].map((r) => r.value.count);
   check(
-    filter.count === filterBase.count && filter.count > 0,
-    `filter returned ${filter.count} rows, one SQLite file ${filterBase.count}`,
+    counts[0] > 0 && counts.every((c) => c === counts[0]),
+    `filter returned ${counts[0]} rows, the SQLite files ${counts[1]} and ${counts[2]}`,
     problems,
   );
-  const sorted = await query(cluster.url, TABLE, SORT);
-  const sortedBase = sqlite.query(SORT);
-  const sortedIds = sorted.lines.map((l) => (JSON.parse(l) as { _id: string })._id);
-  const sortedBaseIds = sortedBase.lines.map((l) => (JSON.parse(l) as unknown[])[1]);
+  const sorted = await read(SORT);
   check(
-    JSON.stringify(sortedIds) === JSON.stringify(sortedBaseIds),
+    ids(sorted.dstore.value.lines) === ids(sorted.a.value.lines) &&
+      ids(sorted.a.value.lines) === ids(sorted.b.value.lines),
     'sort + limit 100 differs from one SQLite file',
     problems,
   );
-  const group = await query(cluster.url, TABLE, GROUP);
-  const groupBase = sqlite.query(GROUP);
+  const group = await read(GROUP);
   check(
-    sameAggregates(group.lines, combined(groupBase.lines, GROUP)),
-    `group-by differs from one SQLite file:\n${group.lines.join('\n')}\nvs\n${combined(groupBase.lines, GROUP).join('\n')}`,
+    sameAggregates(group.dstore.value.lines, group.a.value.lines) &&
+      sameAggregates(group.a.value.lines, group.b.value.lines),
+    `group-by differs from one SQLite file:\n${group.dstore.value.lines.join('\n')}\nvs\n${group.a.value.lines.join('\n')}`,
     problems,
   );
 
   log(`reads: ${LOOKUPS} point lookups by _id`);
-  const ids = Array.from({ length: LOOKUPS }, (_, i) => rowId(Math.floor(((i * 7919) % LOOKUPS) * (rows / LOOKUPS))));
-  const times: number[] = [];
-  for (const id of ids) {
-    const r = await query(cluster.url, TABLE, { where: { _id: id } });
-    if (r.count !== 1 || !r.lines[0].includes(`"_id":"${id}"`))
-      problems.push(`lookup of ${id} returned ${r.count} rows`);
-    times.push(r.ms);
-  }
-  const lookup = percentiles(times);
-  const lookupBase = sqlite.lookups(ids);
-  const rssEnd = {
-    coordinator: peakRssMiB(cluster.coordinator.pid) ?? 0,
-    workers: [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0),
-  };
+  const lookupIds = Array.from({ length: LOOKUPS }, (_, i) =>
+    rowId(Math.floor(((i * 7919) % LOOKUPS) * (rows / LOOKUPS))),
+  );
+  const lookup = await withCpu(pids, async () => {
+    const times: number[] = [];
+    for (const id of lookupIds) {
+      const r = await query(cluster.url, TABLE, { where: { _id: id } });
+      if (r.count !== 1 || !r.lines[0].includes(`"_id":"${id}"`))
+        problems.push(`lookup of ${id} returned ${r.count} rows`);
+      times.push(r.ms);
+    }
+    return percentiles(times);
+  });
+  const lookupA = await withCpu(undefined, () => one.lookups(lookupIds));
+  const lookupB = await withCpu(undefined, () => oneSync.lookups(lookupIds));
+  const rssEnd = rss(cluster);
   await cluster.stop();
-  sqlite.close();
+  one.close();
+  oneSync.close();
 
+  const A = 'SQLite (a)';
+  const B = `SQLite (b) ${sync}`;
+  const vs = (name: string, unit: string, dstore: number, baseline: number, baselineName?: string): Figure => ({
+    name,
+    unit,
+    dstore,
+    baseline,
+    baselineName,
+    better: unit === 'rows/s' ? 'higher' : 'lower',
+    target: TARGETS[name],
+  });
+  const alone = (name: string, unit: string, dstore: number, note: string): Figure => ({
+    name,
+    unit,
+    dstore,
+    note,
+    better: 'lower',
+    target: TARGETS[name],
+  });
   const figures: Figure[] = [
-    {
-      name: 'ingest R=1',
-      unit: 'rows/s',
-      dstore: ingestR1,
-      baseline: sqliteInsert,
-      baselineName: 'SQLite insert',
-      better: 'higher',
-      target: 0.8,
-    },
-    {
-      name: 'ingest R=2',
-      unit: 'rows/s',
-      dstore: ingestR2,
-      baseline: sqliteInsert,
-      baselineName: 'SQLite insert',
-      better: 'higher',
-      target: 0.5,
-    },
-    {
-      name: 'ingest R=1 vs broker',
-      unit: 'rows/s',
-      dstore: ingestR1,
-      baseline: broker,
-      baselineName: 'XADD+XREAD',
-      better: 'higher',
-    },
+    vs('ingest R=1', 'rows/s', ingestR1.value, insertA.value, A),
+    vs('ingest R=2', 'rows/s', ingestR2.value, insertA.value, A),
+    vs('ingest R=1 vs (b)', 'rows/s', ingestR1.value, insertB.value, B),
+    vs('ingest R=2 vs (b)', 'rows/s', ingestR2.value, insertB.value, B),
+    vs('ingest R=1 vs broker', 'rows/s', ingestR1.value, broker, 'XADD+XREAD'),
     pg.rowsPerSec
-      ? {
-          name: 'ingest R=1 vs PostgreSQL',
-          unit: 'rows/s',
-          dstore: ingestR1,
-          baseline: pg.rowsPerSec,
-          baselineName: 'PG COPY',
-          better: 'higher',
-        }
+      ? vs('ingest R=1 vs PostgreSQL', 'rows/s', ingestR1.value, pg.rowsPerSec, 'PG COPY')
       : {
           name: 'ingest R=1 vs PostgreSQL',
           unit: 'rows/s',
-          dstore: ingestR1,
+          dstore: ingestR1.value,
           better: 'higher',
           note: `skipped: ${pg.note}`,
         },
-    {
-      name: 'full FETCH',
-      unit: 'rows/s',
-      dstore: rows / (full.ms / 1000),
-      baseline: rows / (fullBase.ms / 1000),
-      baselineName: 'SQLite scan',
-      better: 'higher',
-      target: 0.5,
-    },
-    { name: 'filter ~1%', unit: 'ms', dstore: filter.ms, baseline: filterBase.ms, better: 'lower', target: 1.5 },
-    { name: 'sort + limit 100', unit: 'ms', dstore: sorted.ms, baseline: sortedBase.ms, better: 'lower' },
-    { name: 'group-by aggregate', unit: 'ms', dstore: group.ms, baseline: groupBase.ms, better: 'lower', target: 1.5 },
-    { name: 'point lookup p50', unit: 'ms', dstore: lookup.p50, baseline: lookupBase.p50, better: 'lower' },
-    {
-      name: 'point lookup p99',
-      unit: 'ms',
-      dstore: lookup.p99,
-      better: 'lower',
-      target: 20,
-      note: `SQLite ${lookupBase.p99.toFixed(3)} ms`,
-    },
-    {
-      name: 'coordinator peak RSS',
-      unit: 'MiB',
-      dstore: rssLoad.coordinator,
-      better: 'lower',
-      target: 300,
-      note: `after reads ${rssEnd.coordinator.toFixed(0)}`,
-    },
-    {
-      name: 'worker peak RSS (max)',
-      unit: 'MiB',
-      dstore: Math.max(...rssLoad.workers),
-      better: 'lower',
-      target: 300,
-      note: `after reads ${Math.max(...rssEnd.workers).toFixed(0)}`,
-    },
+    vs('full FETCH', 'rows/s', rows / (full.dstore.value.ms / 1000), rows / (full.a.value.ms / 1000), A),
+    vs('filter ~1%', 'ms', filter.dstore.value.ms, filter.a.value.ms, A),
+    vs('sort + limit 100', 'ms', sorted.dstore.value.ms, sorted.a.value.ms, A),
+    vs('group-by aggregate', 'ms', group.dstore.value.ms, group.a.value.ms, A),
+    alone('point lookup p50', 'ms', lookup.value.p50, `${A} ${lookupA.value.p50.toFixed(3)} ms`),
+    alone('point lookup p99', 'ms', lookup.value.p99, `${A} ${lookupA.value.p99.toFixed(3)} ms`),
+    alone('coordinator peak RSS', 'MiB', rssLoad.coordinator, `after reads ${rssEnd.coordinator.toFixed(0)}`),
+    alone(
+      'worker peak RSS (max)',
+      'MiB',
+      Math.max(...rssLoad.workers),
+      `after reads ${Math.max(...rssEnd.workers).toFixed(0)}`,
+    ),
   ];
 
+  const cpuOf = (name: string, unit: string, units: number, d: CpuUse, a: CpuUse, b: CpuUse): CpuFigure => ({
+    name,
+    unit,
+    dstore: perUnit(d, units),
+    baselineA: perUnit(a, units).all,
+    baselineB: perUnit(b, units).all,
+    target: CPU_TARGETS[name],
+  });
+  const cpuRead = (name: string, r: Read) => cpuOf(name, 'µs/row', rows, r.dstore.cpu, r.a.cpu, r.b.cpu);
+  const cpu: CpuFigure[] = [
+    cpuOf('ingest R=1', 'µs/row', rows, ingestR1.cpu, insertA.cpu, insertB.cpu),
+    cpuOf('ingest R=2', 'µs/row', rows, ingestR2.cpu, insertA.cpu, insertB.cpu),
+    cpuRead('full FETCH', full),
+    cpuRead('filter ~1%', filter),
+    cpuRead('sort + limit 100', sorted),
+    cpuRead('group-by aggregate', group),
+    cpuOf('point lookup', 'µs/lookup', LOOKUPS, lookup.cpu, lookupA.cpu, lookupB.cpu),
+  ];
+
+  const loadavg = os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+  const src = cpuSource();
   console.log(
-    `\ndstore bench: ${rows} rows (${(data.bytes / rows).toFixed(0)} B each), ${WORKERS} workers, ${os.cpus().length} cores, load ${os
-      .loadavg()
-      .map((l) => l.toFixed(1))
-      .join(' ')}\n`,
+    `\ndstore bench: ${rows} rows (${(data.bytes / rows).toFixed(0)} B each), ${WORKERS} workers, ` +
+      `${os.cpus().length} cores, load ${loadavg}\n` +
+      `SQLite (a): one file in one process, WAL, synchronous=NORMAL; ` +
+      `(b): the same at dstore's synchronous=${sync.toUpperCase()} (DSTORE_SQLITE_SYNC)\n`,
   );
   console.log(table(figures));
-  const guard = figures.filter((f) => broken(f)).map((f) => `${f.name}: more than 10x off its target`);
-  problems.push(...guard);
+  console.log(
+    `\nCPU per row ingested, read or in the table scanned (per lookup for lookups), in µs; ` +
+      `workers: sum of ${WORKERS}; client and SQLite: this process (process.cpuUsage); ` +
+      `others: ${src === 'schedstat' ? '/proc/<pid>/task/*/schedstat (ns)' : `/proc/<pid>/stat (1/${clockTicks()} s ticks)`}` +
+      `${redisProc === undefined ? '; Redis not measured' : ''}\n`,
+  );
+  console.log(cpuTable(cpu));
+  const guarded = [...figures, ...cpu.map(cpuAsFigure)];
+  problems.push(...guarded.filter((f) => broken(f)).map((f) => `${f.name}: more than 10x off its target`));
 
   const results = {
     at: new Date().toISOString(),
@@ -257,7 +312,14 @@ async function main(): Promise<void> {
     cores: os.cpus().length,
     loadavg: os.loadavg(),
     seconds: (Date.now() - started) / 1000,
+    baselines: { a: { synchronous: 'normal' }, b: { synchronous: sync } },
     figures: figures.map((f) => ({ ...f, ratio: f.baseline ? f.dstore / f.baseline : undefined, met: met(f) })),
+    cpu: {
+      source: src,
+      clockTicks: src === 'stat' ? clockTicks() : undefined,
+      redisMeasured: redisProc !== undefined,
+      figures: cpu.map((c) => ({ ...c, ratio: c.dstore.all / c.baselineA, met: met(cpuAsFigure(c)) })),
+    },
     rss: { r1: rssR1, load: rssLoad, end: rssEnd },
     problems,
   };

@@ -1,6 +1,6 @@
 /**
  * The bench's HTTP client of a dstore cluster: POSTs slices of the data file as streamed
- * NDJSON bodies, runs reads and counts what comes back, and reads child processes' peak RSS.
+ * NDJSON bodies, and runs reads counting what comes back.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -103,27 +103,4 @@ export async function query(baseUrl: string, table: string, q: QuerySpec, keep =
   if (last.startsWith('{"_error"') || last.startsWith('{"_partial"'))
     throw new Error(`query ${JSON.stringify(q)} ended with ${last}`);
   return { count, lines, ms, bytes };
-}
-
-/** Peak resident set (VmHWM) of a process in MiB, from /proc; undefined off Linux or once it exited. */
-export function peakRssMiB(pid: number): number | undefined {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** CPU milliseconds (user + system) each process has used so far, from /proc; 0 where it is unreadable. */
-export function cpuMs(pids: readonly number[]): number[] {
-  return pids.map((pid) => {
-    try {
-      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      // utime and stime, in clock ticks of 10 ms.
-      return (Number(fields[11]) + Number(fields[12])) * 10;
-    } catch {
-      return 0;
-    }
-  });
 }

@@ -3,12 +3,12 @@
  * lookups by `_id`, printing p50/p90/p99/max and the slowest times. For iterating on
  * lookup latency without the whole bench (`node dist/bench/lookup-probe.js`).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../test/support/processes';
 import { startRedis } from '../test/support/redis';
 import { percentiles } from './baselines';
-import { ingest, peakRssMiB, query } from './client';
+import { ingest, query } from './client';
+import { clusterPids, peakRssMiB, redisPid, withCpu, type CpuUse } from './cpu';
 import { generate, rowId } from './data';
 import { benchCluster, envInt, run } from './setup';
 
@@ -18,31 +18,20 @@ run(async () => {
   const data = generate(path.join(tempDir('probe'), 'rows.ndjson'), rows, Math.min(100_000, rows));
   const redis = await startRedis();
   const cluster = await benchCluster(redis.url, 4, envInt('PROBE_R', 2, 1), 'bench');
-  const info = await cluster.redis.info('server');
-  const pids: [string, number][] = [
-    ['coordinator', cluster.coordinator.pid!],
-    ...[...cluster.workers.values()].map((w) => [w.id, w.child.pid!] as [string, number]),
-    ['redis', Number(/process_id:(\d+)/.exec(info)![1])],
-    ['client', process.pid],
-  ];
-  const cpu = () =>
-    pids.map(([, pid]) =>
-      fs
-        .readFileSync(`/proc/${pid}/stat`, 'utf8')
-        .split(') ')[1]
-        .split(' ')
-        .slice(11, 13)
-        .reduce((a, b) => a + Number(b), 0),
-    );
-  const beforeIngest = cpu();
-  console.log(`ingest: ${Math.round(await ingest(cluster.url, 'bench', data, 2))} rows/s`);
-  const afterIngest = cpu();
-  console.log(
-    'CPU ms per 1000 rows ingested: ' +
-      pids
-        .map(([name], i) => `${name} ${(((afterIngest[i] - beforeIngest[i]) * 10 * 1000) / rows).toFixed(1)}`)
-        .join(', '),
-  );
+  const pids = clusterPids(cluster, await redisPid(redis));
+  const show = (cpu: CpuUse, units: number, per: number) => {
+    const ms = (ns: number | undefined) => (ns === undefined ? '-' : (((ns / 1e6) * per) / units).toFixed(2));
+    const each: [string, number | undefined][] = [
+      ['coordinator', cpu.coordinator],
+      ...cpu.workers.map((w, i): [string, number | undefined] => [`w${i + 1}`, w]),
+      ['redis', cpu.redis],
+      ['client', cpu.client],
+    ];
+    return each.map(([name, ns]) => `${name} ${ms(ns)}`).join(', ');
+  };
+  const loaded = await withCpu(pids, () => ingest(cluster.url, 'bench', data, 2));
+  console.log(`ingest: ${Math.round(loaded.value)} rows/s`);
+  console.log(`CPU ms per 1000 rows ingested: ${show(loaded.cpu, rows, 1000)}`);
   console.log(`coordinator peak RSS after ingest: ${peakRssMiB(cluster.coordinator.pid)} MiB`);
   for (let i = 0; i < envInt('PROBE_FULL', 0, 0); i++) {
     const r = await query(cluster.url, 'bench', {}, 0);
@@ -51,19 +40,17 @@ run(async () => {
       `full read: ${Math.round(rows / (r.ms / 1000))} rows/s; coordinator peak RSS ${peakRssMiB(cluster.coordinator.pid)} MiB`,
     );
   }
-  const before = cpu();
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const id = rowId(Math.floor(((i * 7919) % n) * (rows / n)));
-    const r = await query(cluster.url, 'bench', { where: { _id: id } });
-    if (r.count !== 1) throw new Error(`lookup of ${id} returned ${r.count} rows`);
-    times.push(r.ms);
-  }
-  const after = cpu();
-  console.log(
-    'CPU ms per lookup: ' +
-      pids.map(([name], i) => `${name} ${(((after[i] - before[i]) * 10) / n).toFixed(2)}`).join(', '),
-  );
+  const { value: times, cpu } = await withCpu(pids, async () => {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const id = rowId(Math.floor(((i * 7919) % n) * (rows / n)));
+      const r = await query(cluster.url, 'bench', { where: { _id: id } });
+      if (r.count !== 1) throw new Error(`lookup of ${id} returned ${r.count} rows`);
+      times.push(r.ms);
+    }
+    return times;
+  });
+  console.log(`CPU ms per lookup: ${show(cpu, n, 1)}`);
   const p = percentiles(times);
   const sorted = [...times].sort((a, b) => b - a);
   console.log(

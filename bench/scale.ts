@@ -14,7 +14,8 @@ import { projectRoot, tempDir } from '../test/support/processes';
 import { startRedis } from '../test/support/redis';
 import type { TestCluster } from '../test/support/cluster';
 import { percentiles } from './baselines';
-import { cpuMs, ingest, peakRssMiB, query } from './client';
+import { ingest, query } from './client';
+import { clusterPids, peakRssMiB, perUnit, redisPid, withCpu } from './cpu';
 import { generate, rowId } from './data';
 import { benchCluster, envInt, run } from './setup';
 
@@ -29,24 +30,23 @@ async function fetchRequests(cluster: TestCluster): Promise<number> {
 }
 
 /** Lookups by `_id`: latency, CPU over every process, and workers reached per lookup. */
-async function lookups(cluster: TestCluster, rows: number, n: number): Promise<Record<string, number>> {
-  const info = await cluster.redis.info('server');
-  const pids = [
-    cluster.coordinator.pid,
-    ...[...cluster.workers.values()].map((w) => w.child.pid),
-    Number(/process_id:(\d+)/.exec(info)![1]),
-    process.pid,
-  ];
+async function lookups(
+  cluster: TestCluster,
+  redis: number | undefined,
+  rows: number,
+  n: number,
+): Promise<Record<string, number>> {
   const requestsBefore = await fetchRequests(cluster);
-  const cpuBefore = cpuMs(pids);
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const id = rowId(Math.floor(((i * 7919) % n) * (rows / n)));
-    const r = await query(cluster.url, TABLE, { where: { _id: id } });
-    if (r.count !== 1) throw new Error(`lookup of ${id} returned ${r.count} rows`);
-    times.push(r.ms);
-  }
-  const cpu = cpuMs(pids).reduce((a, b, i) => a + b - cpuBefore[i], 0);
+  const { value: times, cpu } = await withCpu(clusterPids(cluster, redis), async () => {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const id = rowId(Math.floor(((i * 7919) % n) * (rows / n)));
+      const r = await query(cluster.url, TABLE, { where: { _id: id } });
+      if (r.count !== 1) throw new Error(`lookup of ${id} returned ${r.count} rows`);
+      times.push(r.ms);
+    }
+    return times;
+  });
   const reached = (await fetchRequests(cluster)) - requestsBefore;
   const ten = Array.from({ length: 10 }, (_, i) => rowId(Math.floor((i * rows) / 10) + 3));
   const beforeIn = await fetchRequests(cluster);
@@ -57,7 +57,7 @@ async function lookups(cluster: TestCluster, rows: number, n: number): Promise<R
   return {
     lookupP50Ms: p.p50,
     lookupP99Ms: p.p99,
-    lookupCpuMs: cpu / n,
+    lookupCpuMs: perUnit(cpu, n).all / 1000,
     lookupWorkers: reached / n,
     inWorkers: reachedIn,
   };
@@ -86,6 +86,7 @@ async function main(): Promise<void> {
   const postRows = Math.max(1000, Math.min(100_000, Math.ceil(rows / 8)));
   const data = generate(path.join(tempDir('scale'), 'rows.ndjson'), rows, postRows);
   const redis = await startRedis();
+  const redisProc = await redisPid(redis);
   const out: Record<string, number>[] = [];
   for (const workers of counts) {
     console.error(`[scale] ${workers} workers: ingest ${rows} rows at R=2`);
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
       const total = group.lines.reduce((n, l) => n + (JSON.parse(l) as { count: number }).count, 0);
       if (total !== rows) throw new Error(`${workers} workers: group-by counted ${total} rows, expected ${rows}`);
       const ws = [...cluster.workers.values()].map((w) => peakRssMiB(w.child.pid) ?? 0);
-      const look = await lookups(cluster, rows, envInt('BENCH_LOOKUPS', 500, 10));
+      const look = await lookups(cluster, redisProc, rows, envInt('BENCH_LOOKUPS', 500, 10));
       const small = await smallTableWorkers(cluster);
       out.push({
         ...look,

@@ -3,6 +3,7 @@
  * bench-sized timeouts (and optional CPU profiles), and clean shutdown of everything started.
  */
 import * as path from 'node:path';
+import { makeKeys, OPS_GROUP } from '../common/keys';
 import { startCluster, type TestCluster } from '../test/support/cluster';
 import { killAllChildren, removeTempRoot } from '../test/support/processes';
 import { stopAllRedis, uniquePrefix } from '../test/support/redis';
@@ -44,6 +45,40 @@ export async function benchCluster(
   if (r.status !== 201 && r.status !== 200)
     throw new Error(`creating table ${table} answered ${r.status}: ${JSON.stringify(r.body)}`);
   return cluster;
+}
+
+/** An XINFO reply (`[name, value, name, value, …]`) as an object. */
+function fields(flat: unknown[]): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) o[String(flat[i])] = flat[i + 1];
+  return o;
+}
+
+/**
+ * Resolves once every worker has been delivered and has acked every entry of its ops
+ * stream: a POST answers after DSTORE_MIN_REPLICAS acks, so at R=2 a replica may still be
+ * writing, and the phase's CPU must include that. Asks Redis directly (XINFO), which costs
+ * the measured processes next to nothing, unlike GET /status; compares ids rather than
+ * reading `lag`, which Redis 6 lacks. Throws after `timeoutMs`.
+ */
+export async function settled(cluster: TestCluster, timeoutMs = 60_000): Promise<void> {
+  const keys = makeKeys(cluster.opts.prefix);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let busy = 0;
+    for (const id of cluster.workers.keys()) {
+      const key = keys.workerOps(id);
+      if ((await cluster.redis.exists(key)) === 0) continue;
+      const stream = fields((await cluster.redis.xinfo('STREAM', key)) as unknown[]);
+      const group = ((await cluster.redis.xinfo('GROUPS', key)) as unknown[][])
+        .map(fields)
+        .find((g) => g.name === OPS_GROUP);
+      if (group?.pending !== 0 || group['last-delivered-id'] !== stream['last-generated-id']) busy++;
+    }
+    if (busy === 0) return;
+    if (Date.now() > deadline) throw new Error(`${busy} workers still had ops to apply after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Stops every child process and Redis the harness started, and removes the temp files. */

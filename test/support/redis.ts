@@ -27,6 +27,8 @@ export interface TestRedis {
    * `{ appendonly: true }` to keep everything acknowledged. Absent on `env`.
    */
   restart?(opts?: { graceful?: boolean }): Promise<void>;
+  /** The server's process id when it is a child of this process (`local`), e.g. to read its CPU from /proc. */
+  readonly pid?: number;
 }
 
 /** Options of {@link startRedis}. */
@@ -131,6 +133,10 @@ class LocalRedis implements TestRedis {
   /** The running server process, for the exit-time SIGKILL. */
   get child(): ChildProcess | undefined {
     return this.proc;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
   }
 
   /** Spawns redis-server and waits until it answers PING (it answers -LOADING while replaying the AOF). */
