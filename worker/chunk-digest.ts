@@ -1,28 +1,40 @@
 import * as crypto from 'node:crypto';
+import { DIGEST_VERSION } from '../common/messages';
 
 /**
- * An order-independent digest of a chunk's rows: the sum, modulo 2^64, of the first 8
- * bytes of SHA-1 over each row's `_id` and stored JSON text. Two replicas holding the
- * same rows have the same digest whatever their storage order.
+ * The digest of a chunk's rows, independent of their storage order:
+ * `d2:<rows>:<16 hex digits>`, the first 8 bytes of SHA-1 over the rows sorted by `_id`,
+ * each `<_id>\0<stored JSON>\n`. Two replicas holding the same rows have the same digest.
+ *
+ * Why one hash per chunk: the first version (`<rows>:<hex>`, no prefix) summed one SHA-1
+ * per row, and at ~1 µs a call the digest cost more than the row's INSERT; sorting a
+ * chunk's ids and hashing its text in one call costs ~0.35 µs a row. Shards written with
+ * the first version are re-digested when opened (shard-migrations.ts, version 4).
  */
 export class ChunkDigest {
-  // The 64-bit sum as two 32-bit halves in plain numbers: no BigInt per row.
-  private hi = 0;
-  private lo = 0;
-  rows = 0;
+  private readonly ids: string[] = [];
+  private readonly docs: string[] = [];
+
+  /** Rows added so far. */
+  get rows(): number {
+    return this.ids.length;
+  }
 
   add(id: string, doc: string): this {
-    // One-shot crypto.hash (no Hash object per row) over the same bytes as before.
-    const h = crypto.hash('sha1', `${id}\0${doc}`, 'buffer');
-    const lo = this.lo + h.readUInt32BE(4);
-    this.lo = lo >>> 0;
-    this.hi = (this.hi + h.readUInt32BE(0) + (lo > 0xffffffff ? 1 : 0)) >>> 0;
-    this.rows++;
+    this.ids.push(id);
+    this.docs.push(doc);
     return this;
   }
 
-  /** `<rows>:<16 hex digits>` */
   toString(): string {
-    return `${this.rows}:${this.hi.toString(16).padStart(8, '0')}${this.lo.toString(16).padStart(8, '0')}`;
+    const n = this.ids.length;
+    if (n === 0) return `${DIGEST_VERSION}:0:0000000000000000`;
+    const order = Array.from({ length: n }, (_, i) => i);
+    // `_id`s are unique in a table, so this order is total; UTF-16 order, the same everywhere.
+    order.sort((a, b) => (this.ids[a] < this.ids[b] ? -1 : 1));
+    let text = '';
+    for (const i of order) text += `${this.ids[i]}\0${this.docs[i]}\n`;
+    const hex = crypto.hash('sha1', text, 'hex').slice(0, 16);
+    return `${DIGEST_VERSION}:${n}:${hex}`;
   }
 }

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { ChunkDigest } from './chunk-digest';
 
 /**
  * The shard's schema, as numbered migrations. `PRAGMA user_version` holds the last one
@@ -71,6 +72,28 @@ export const MIGRATIONS: readonly Migration[] = [
       for (const c of ['since', 'prev_replicas', 'prev_since'])
         if (have.has(c)) db.exec(`ALTER TABLE _chunks DROP COLUMN ${c}`);
       db.prepare("DELETE FROM _state WHERE key IN ('min_gen', 'moves_cursor')").run();
+    },
+  },
+  {
+    version: 4,
+    what: 'chunk digests of version d2 (one hash per chunk, rows sorted by _id)',
+    up: (db) => {
+      const set = db.prepare('UPDATE _chunks SET digest = ? WHERE chunk = ?');
+      const exists = db.prepare<[string], { n: number }>(
+        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?",
+      );
+      for (const t of db.prepare<[], { name: string; seq: number }>('SELECT name, seq FROM _tables').all()) {
+        if (exists.get(`t_${t.seq}`)!.n === 0) continue;
+        const rows = db.prepare<[string], { _id: string; doc: string }>(
+          `SELECT _id, doc FROM t_${t.seq} WHERE chunk = ?`,
+        );
+        const chunks = db.prepare<[string], { chunk: string }>('SELECT chunk FROM _chunks WHERE tbl = ?').all(t.name);
+        for (const { chunk } of chunks) {
+          const d = new ChunkDigest();
+          for (const r of rows.iterate(chunk)) d.add(r._id, r.doc);
+          set.run(d.toString(), chunk);
+        }
+      }
     },
   },
 ];

@@ -111,8 +111,19 @@ export interface ChunkDigestLine {
   error?: string;
 }
 
-/** The digest of a chunk with no rows (`<rows>:<sum>`, see worker/chunk-digest.ts). */
-export const DIGEST_EMPTY = '0:0000000000000000';
+/** The version of the chunk digests this code computes: the prefix of each (worker/chunk-digest.ts). */
+export const DIGEST_VERSION = 'd2';
+
+/** The digest of a chunk with no rows (`<version>:<rows>:<hash>`, see worker/chunk-digest.ts). */
+export const DIGEST_EMPTY = `${DIGEST_VERSION}:0:0000000000000000`;
+
+/**
+ * The version of a digest: `d2`, or `d1` for the first form (`<rows>:<sum>`, no prefix).
+ * Digests of different versions cannot be compared (a worker not yet upgraded).
+ */
+export function digestVersion(digest: string): string {
+  return /^d\d+:/.test(digest) ? digest.slice(0, digest.indexOf(':')) : 'd1';
+}
 
 /** The `error` of a digest line for a chunk the worker does not hold. */
 export const DIGEST_NOT_HELD = 'not held';

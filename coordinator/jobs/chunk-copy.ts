@@ -4,6 +4,7 @@ import {
   build,
   CommitMessage,
   DIGEST_EMPTY,
+  digestVersion,
   DropChunksMessage,
   PostMessage,
   type ChunkDigestLine,
@@ -264,6 +265,13 @@ export async function copyVerified(
       throw new Error(`chunk ${chunk}: source ${source} cannot be compared: ${src.error ?? 'no digest'}; will retry`);
     // A target that does not hold the chunk differs even from an empty source: reads ask it.
     const actual = (d: ChunkDigestLine) => d.actual;
+    const versions = new Set(
+      [src.actual, ...pending.map((t) => actual(digests.get(t)!))].flatMap((a) => (a ? [digestVersion(a)] : [])),
+    );
+    if (versions.size > 1)
+      throw new Error(
+        `chunk ${chunk}: ${source} and ${pending.join(', ')} compute digests of different versions (${[...versions].join(', ')}): a worker runs an older dstore; will retry`,
+      );
     const differ = pending.filter((t) => actual(digests.get(t)!) !== src.actual);
     if (differ.length === 0) return { rows: lines.length, attempts: attempt };
     const seen = Object.fromEntries(differ.map((t) => [t, actual(digests.get(t)!) ?? digests.get(t)!.error]));

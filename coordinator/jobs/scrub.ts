@@ -1,4 +1,4 @@
-import type { ChunkDigestLine } from '../../common/messages';
+import { digestVersion, type ChunkDigestLine } from '../../common/messages';
 import type { CoordinatorContext } from '../context';
 import type { ChunkMeta } from '../placement';
 import { collectDigests, copyVerified } from './chunk-copy';
@@ -81,6 +81,12 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
           reason: d.error ?? `stored digest ${d.stored} but the file holds ${d.actual}`,
         });
       } else healthy.set(w, d.actual!);
+    }
+    // Digests of two versions cannot be compared: a worker runs an older dstore (an upgrade
+    // under way); the chunk is compared once all its replicas run this one.
+    if (new Set([...healthy.values()].map(digestVersion)).size > 1) {
+      ctx.log.info({ chunk, digests: Object.fromEntries(healthy) }, 'scrub: digest versions differ; chunk skipped');
+      continue;
     }
     const votes = new Map<string, string[]>();
     for (const [w, a] of healthy) votes.set(a, [...(votes.get(a) ?? []), w]);

@@ -26,6 +26,8 @@ describe('shard migrations', () => {
       assert.match(store.shardId(), /^s-/);
       const digests = [...store.digests(['chunk-a', 'chunk-b', 'chunk-c', 'nope'])];
       assert.equal(digests[0].stored, digests[0].actual, 'the stored digest still matches the rows');
+      assert.match(digests[0].stored!, /^d2:\d+:/, 'stored digests were recomputed in the current version');
+      assert.equal(digests[1].stored, digests[1].actual);
       assert.deepEqual(
         digests.slice(2).map((d) => d.error),
         ['not committed', 'not held'],
