@@ -113,8 +113,9 @@ export async function drainChunk(
   const from = meta.replicas.find((w) => marks[w] !== undefined);
   if (!from) return undefined;
   let to = planned;
-  // A target chosen earlier that has since gone, or is draining itself, is chosen again.
-  if (to !== undefined && !meta.replicas.includes(to) && !(await canTake(ctx, to))) to = undefined;
+  // A target chosen earlier that has since gone, is draining itself, or got a copy from a
+  // repair meanwhile, is chosen again.
+  if (to !== undefined && (meta.replicas.includes(to) || !(await canTake(ctx, to)))) to = undefined;
   if (to === undefined) {
     to = await pickTarget(ctx, meta.replicas);
     if (to !== undefined) await persist(to);

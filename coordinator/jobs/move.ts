@@ -9,7 +9,7 @@ import { placementChange } from './repair';
 /** What one move did. */
 export interface MoveOutcome {
   chunk: string;
-  /** `target-gone`: the planned target is no longer live, or is draining or retired. */
+  /** `target-gone`: the planned target is no longer live, is draining or retired, or already holds a copy. */
   status: 'moved' | 'gone' | 'uncommitted' | 'not-held' | 'last-copy' | 'target-gone';
   from: string;
   to?: string;
@@ -56,7 +56,9 @@ export async function moveChunk(
     return { chunk, status: 'not-held', from, replicas: meta.replicas };
   }
   if (await ctx.cmd.hexists(ctx.keys.openPosts, meta.post)) return { chunk, status: 'uncommitted', from };
-  const target = to !== undefined && !meta.replicas.includes(to) ? to : undefined;
+  // A target that got a copy meanwhile (a repair): moving would only drop one copy.
+  if (to !== undefined && meta.replicas.includes(to)) return { chunk, status: 'target-gone', from, to };
+  const target = to;
   const replicas = meta.replicas.flatMap((w) => (w !== from ? [w] : target ? [target] : []));
   if (replicas.length === 0) return { chunk, status: 'last-copy', from, replicas: meta.replicas };
   if (target) {
@@ -74,8 +76,10 @@ export async function moveChunk(
     // switch, and the switch waits until it is verified equal to the source.
     await copyVerified(ctx, meta, chunk, sources[0], [target], meta.replicas, copyTimeoutMs);
   }
+  // Without a target (a forced drain) the chunk keeps one copy fewer: repair looks at it.
+  const under = replicas.length < meta.replicas.length ? { dueMs: Date.now() } : 'keep';
   await placementChange(chunk, `moving it from ${from}`, () =>
-    setReplicas(ctx.cmd, ctx.keys, chunk, meta, replicas, 'keep'),
+    setReplicas(ctx.cmd, ctx.keys, chunk, meta, replicas, under),
   );
   const set = build(SetReplicasMessage, { op: ulid(), chunk, replicas, replyTo: ctx.replyTo }).toArgs();
   // One XADD per worker stream (each its own slot on a cluster).

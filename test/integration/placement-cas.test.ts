@@ -4,6 +4,8 @@ import { createRedis, type DstoreRedis } from '../../common/redis';
 import { ScriptError, SCRIPT_CODES } from '../../common/script-codes';
 import { readChunkRecord, setReplicas } from '../../coordinator/placement';
 import { sharedRedis, uniquePrefix } from '../support/redis';
+import type { CoordinatorContext } from '../../coordinator/context';
+import { moveChunk } from '../../coordinator/jobs/move';
 
 /**
  * set-placement.lua: a chunk's replica list changes only if the record is still the one
@@ -56,6 +58,16 @@ describe('setReplicas: compare-and-set of a placement record', function () {
     assert.deepEqual(JSON.parse((await cmd.hget(keys.chunks, chunk))!).replicas, ['w1', 'w3']);
     assert.deepEqual(await cmd.smembers(keys.workerChunks('w2')), []);
     assert.equal(await cmd.zscore(keys.underReplicated, chunk), '1', "'keep' left the entry");
+  });
+
+  it('a planned move whose target got a copy meanwhile (a repair) leaves the chunk as it is', async () => {
+    // Before, the move went ahead without a target and dropped `from`: one copy fewer, unrecorded.
+    await cmd.hset(keys.chunks, chunk, JSON.stringify({ ...record, replicas: ['w1', 'w3'] }));
+    const ctx = { cmd, keys } as unknown as CoordinatorContext;
+    const out = await moveChunk(ctx, chunk, 'w1', 'w3', 1000);
+    assert.equal(out.status, 'target-gone');
+    assert.deepEqual(JSON.parse((await cmd.hget(keys.chunks, chunk))!).replicas, ['w1', 'w3']);
+    assert.deepEqual(await cmd.smembers(keys.workerChunks('w1')), [chunk]);
   });
 
   for (const state of ['draining', 'retired'] as const) {

@@ -348,6 +348,17 @@ export class NemesisCluster {
           : `${moves} move(s) pending`,
       );
     if (under.placed > 0) out.push(`${under.placed} chunk(s) under-replicated`);
+    // A worker restarted on a new shard (a wiped directory) holds nothing until the sweep has
+    // recorded its new shard and marked its chunks for repair: not quiet before that.
+    const [status, shards] = await Promise.all([r.hgetall(this.keys.workerStatus), r.hgetall(this.keys.workerShards)]);
+    for (const [id, raw] of Object.entries(status)) {
+      const { shard: serving, pid } = JSON.parse(raw) as { shard?: string; pid?: number };
+      // A worker restarted a moment ago still shows its killed process's last heartbeat.
+      const child = this.slots.get(id)?.state === 'up' ? this.cluster.workers.get(id)?.child : undefined;
+      if (child && pid !== child.pid) out.push(`${id}: its restarted process has not heartbeated yet`);
+      const recorded = shards[id] ? (JSON.parse(shards[id]) as { shard?: string }).shard : undefined;
+      if (serving && serving !== recorded) out.push(`${id}: its new shard not yet recorded by the sweep`);
+    }
     for (const id of this.workerDirs().keys()) {
       const lag = await this.streamLag(id);
       if (lag) out.push(`${id}: ${lag}`);
@@ -357,8 +368,8 @@ export class NemesisCluster {
 
   /**
    * Entries of `{<p>}:chunks:under-replicated`: `placed` those of chunks still placed, `gone`
-   * those of chunks that no longer exist (an aborted POST's: repair never removes them, so
-   * they would keep the cluster from ever looking quiet; reported, not waited for).
+   * those of chunks that no longer exist (reported, not waited for: repair removes them when
+   * it looks at them, and an abort removes those of its POST).
    */
   async underReplicated(): Promise<{ placed: number; gone: number }> {
     const r = this.cluster.redis;
