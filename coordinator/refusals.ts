@@ -13,9 +13,8 @@ export interface RefusedChunk {
  * The error a POST fails with when a worker refuses one of its chunks, chosen by the ack's
  * `code`: `duplicate-id` → 409 naming the request row and the `_id` (the message keeps the
  * words "duplicate _id", which clients match), `bad-input` → 400 naming the request rows,
- * `aborted` and `storage` → 503 (nothing was stored; retry), `internal` → 500. An ack
- * without a code, from a worker older than the field, is read as before: "duplicate _id"
- * in its text is a 409, anything else a 500.
+ * `aborted` and `storage` → 503 (nothing was stored; retry), `internal` (or no code) → 500.
+ * The coordinator never reads the worker's text to decide: only the code.
  */
 export function refusalError(
   ack: Pick<PostAckMessage, 'worker' | 'chunk' | 'error' | 'code' | 'row'>,
@@ -27,10 +26,6 @@ export function refusalError(
   // The request row at fault: the chunk's first row plus the worker's row within the chunk.
   const row = chunk.firstRow !== undefined && ack.row !== undefined ? chunk.firstRow + ack.row - 1 : undefined;
   switch (ack.code) {
-    case undefined:
-      return /duplicate _id/.test(cause)
-        ? conflict(`${cause}; nothing of this request was stored`, { worker })
-        : new ApiError(500, 'write_failed', refused);
     case 'duplicate-id':
       return conflict(
         `${row === undefined ? '' : `row ${row}: `}${cause}; nothing of this request was stored`,
@@ -57,6 +52,7 @@ export function refusalError(
         { worker },
       );
     case 'internal':
+    case undefined:
       return new ApiError(
         500,
         'write_failed',
