@@ -26,6 +26,15 @@ export interface JobsOptions extends RepairOptions {
 /** The BullMQ queue names (under `<prefix>:bull`). */
 export const QUEUES = { repair: 'repair', scrub: 'scrub', cleanup: 'cleanup' } as const;
 
+/**
+ * Lock and stalled-check times of every job worker. A coordinator killed mid-job leaves the
+ * job active until its lock expires and a stalled check moves it back: with BullMQ's
+ * defaults (30 s + 30 s) a killed coordinator's sweep could hold up the next sweep, and so
+ * repairs and drain retirements, for a minute (nemesis seed 12). Locks are renewed every
+ * half lock by a timer, so a long copy keeps its job as long as its process lives.
+ */
+const JOB_LOCKS = { lockDuration: 10_000, stalledInterval: 5_000 } as const;
+
 /** Job options of a per-chunk job: the job id is the chunk's, so one job per chunk runs at a time. */
 function chunkJobOpts(chunk: string) {
   // A failed job is removed (and logged) so that the next sweep can queue the chunk again.
@@ -90,6 +99,7 @@ export class Jobs {
       connection: this.connection('worker'),
       prefix,
       concurrency: 4,
+      ...JOB_LOCKS,
     });
     this.worker.on('failed', (job, err) => {
       this.ctx.log.warn({ job: job?.id, err: err.message }, 'repair job failed; it will be retried');
@@ -112,6 +122,7 @@ export class Jobs {
       connection: this.connection('scrub-worker'),
       prefix,
       concurrency: 1,
+      ...JOB_LOCKS,
     });
     this.scrubWorker.on('failed', (job, err) => this.ctx.log.warn({ job: job?.id, err: err.message }, 'scrub failed'));
     this.cleanupQueue = new Queue(QUEUES.cleanup, { connection: this.connection('cleanup-queue'), prefix });
@@ -127,6 +138,7 @@ export class Jobs {
         connection: this.connection('cleanup-worker'),
         prefix,
         concurrency: 1,
+        ...JOB_LOCKS,
       },
     );
     this.cleanupWorker.on('failed', (job, err) =>
