@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import Redis from 'ioredis';
 import { compileFilter, jsonPath } from '../common/filter';
-import { PostMessage, type FetchRespMessage } from '../common/messages';
+import { PostMessage } from '../common/messages';
 import type { QuerySpec } from '../common/query';
 import { combineAggregates } from '../coordinator/fetch-merger';
 import { planFetch } from '../worker/fetch-query';
@@ -115,7 +115,7 @@ export class SqliteBaseline {
       const plan = planFetch('t', q, undefined);
       const parts = (this.prepare(plan.sql).all(...plan.params) as Record<string, unknown>[]).map(plan.line);
       const groups = q.groupBy ?? [];
-      const rows = [...combineAggregates([{ rows: parts } as FetchRespMessage], groups, q.aggregate, q.sort, q.limit)];
+      const rows = [...combineAggregates([{ rows: parts.join('\n') }], groups, q.aggregate, q.sort, q.limit)];
       if (rows.length) fs.writeSync(this.sink, rows.join('\n') + '\n');
       return { lines: rows, ms: performance.now() - t0, count: rows.length };
     }

@@ -17,7 +17,7 @@ run(async () => {
   const n = envInt('PROBE_LOOKUPS', 1000, 1);
   const data = generate(path.join(tempDir('probe'), 'rows.ndjson'), rows, Math.min(100_000, rows));
   const redis = await startRedis();
-  const cluster = await benchCluster(redis.url, 4, envInt('PROBE_R', 2, 1), 'bench');
+  const cluster = await benchCluster(redis.url, envInt('PROBE_WORKERS', 4, 1), envInt('PROBE_R', 2, 1), 'bench');
   const pids = clusterPids(cluster, await redisPid(redis));
   const show = (cpu: CpuUse, units: number, per: number) => {
     const ms = (ns: number | undefined) => (ns === undefined ? '-' : (((ns / 1e6) * per) / units).toFixed(2));

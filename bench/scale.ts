@@ -2,7 +2,8 @@
  * `npm run bench:scale`: ingest, a full FETCH, a group-by and point lookups with 2, 4, 8 and
  * 16 worker processes on this one machine (R=2, BENCH_ROWS rows, default 200,000). For the
  * lookups it prints p50 and p99, the CPU of one lookup over every process (coordinator,
- * workers, Redis, this client) and how many workers a lookup and an `$in` of 10 ids reach,
+ * workers, Redis, this client; in brackets what the same processes spend idle over as long) and
+ * how many workers a lookup and an `$in` of 10 ids reach,
  * by the workers' own counters of FETCHes received; and which workers a full read of a
  * 2-chunk table asks. Writes bench/scale-results.json. Every read is checked.
  */
@@ -37,7 +38,9 @@ async function lookups(
   n: number,
 ): Promise<Record<string, number>> {
   const requestsBefore = await fetchRequests(cluster);
-  const { value: times, cpu } = await withCpu(clusterPids(cluster, redis), async () => {
+  const pids = clusterPids(cluster, redis);
+  const t0 = performance.now();
+  const { value: times, cpu } = await withCpu(pids, async () => {
     const times: number[] = [];
     for (let i = 0; i < n; i++) {
       const id = rowId(Math.floor(((i * 7919) % n) * (rows / n)));
@@ -47,6 +50,10 @@ async function lookups(
     }
     return times;
   });
+  // What the cluster spends doing nothing for as long (heartbeats, blocking reads, sweeps):
+  // with N workers on 2 cores that share grows with N whatever the lookups cost.
+  const wallMs = performance.now() - t0;
+  const idle = await withCpu(pids, () => new Promise((r) => setTimeout(r, wallMs)));
   const reached = (await fetchRequests(cluster)) - requestsBefore;
   const ten = Array.from({ length: 10 }, (_, i) => rowId(Math.floor((i * rows) / 10) + 3));
   const beforeIn = await fetchRequests(cluster);
@@ -58,6 +65,8 @@ async function lookups(
     lookupP50Ms: p.p50,
     lookupP99Ms: p.p99,
     lookupCpuMs: perUnit(cpu, n).all / 1000,
+    lookupIdleCpuMs: perUnit(idle.cpu, n).all / 1000,
+    lookupCoordCpuMs: (perUnit(cpu, n).coordinator ?? 0) / 1000,
     lookupWorkers: reached / n,
     inWorkers: reachedIn,
   };
@@ -119,7 +128,7 @@ async function main(): Promise<void> {
     }
   }
   const head =
-    'workers  ingest rows/s  full FETCH rows/s  group-by ms  group-by rows/s  lookup p50 ms  p99 ms  CPU ms/lookup  workers/lookup  workers/$in10  2-chunk read asks  coord RSS MiB  worker RSS MiB (max / all)';
+    'workers  ingest rows/s  full FETCH rows/s  group-by ms  group-by rows/s  lookup p50 ms  p99 ms  CPU ms/lookup (idle)  coord CPU ms  workers/lookup  workers/$in10  2-chunk read asks  coord RSS MiB  worker RSS MiB (max / all)';
   console.log(
     `\ndstore scale: ${rows} rows, R=2, ${os.cpus().length} cores, load ${os
       .loadavg()
@@ -137,7 +146,8 @@ async function main(): Promise<void> {
         Math.round(r.groupByRowsPerSec).toLocaleString('en-US').padStart(15),
         r.lookupP50Ms.toFixed(2).padStart(13),
         r.lookupP99Ms.toFixed(1).padStart(6),
-        r.lookupCpuMs.toFixed(2).padStart(13),
+        `${r.lookupCpuMs.toFixed(2)} (${r.lookupIdleCpuMs.toFixed(2)})`.padStart(20),
+        r.lookupCoordCpuMs.toFixed(2).padStart(12),
         r.lookupWorkers.toFixed(2).padStart(14),
         String(r.inWorkers).padStart(13),
         String(r.smallTableWorkers).padStart(17),

@@ -1,5 +1,5 @@
 import { pinnedIds } from '../common/filter';
-import type { FetchRespMessage } from '../common/messages';
+import { respRows, type FetchRespMessage } from '../common/messages';
 import { aggregateName, type AggregateSpec, type QuerySpec, type SortSpec } from '../common/query';
 import { compareSql, toSqlValue, type SqlValue } from '../common/sqlite-order';
 import { unavailable } from './errors';
@@ -156,14 +156,12 @@ export class FetchMerger {
       yield { explain: this.explain(plan, ids?.length) };
       return;
     }
-    const mode = q.aggregate ? 'agg' : q.sort ? 'sorted' : 'rows';
-    const rows =
-      mode === 'rows'
-        ? this.readRows(plan, q, opts)
-        : mode === 'sorted'
-          ? this.readSorted(plan, q, opts)
-          : this.readAggregate(plan, q);
-    for await (const text of rows) yield { rows: text, count: text === '' ? 0 : countLines(text) };
+    if (q.aggregate || q.sort) {
+      const lines = q.aggregate ? this.readAggregate(plan, q) : this.readSorted(plan, q, opts);
+      for await (const line of lines) yield { rows: line, count: 1 };
+    } else {
+      yield* this.readRows(plan, q, opts);
+    }
     if (plan.gap.chunks.size > 0)
       yield { partial: { missingWorkers: [...plan.gap.workers].sort(), missingChunks: plan.gap.chunks.size } };
   }
@@ -217,7 +215,11 @@ export class FetchMerger {
     };
   }
 
-  private async *readRows(plan: ReadPlan, q: QuerySpec, opts: ReadOptions): AsyncGenerator<string> {
+  private async *readRows(
+    plan: ReadPlan,
+    q: QuerySpec,
+    opts: ReadOptions,
+  ): AsyncGenerator<{ rows: string; count: number }> {
     let emitted = 0;
     // Chunks answered, by any worker, in any round of this read.
     const answered = new Set<string>();
@@ -236,16 +238,16 @@ export class FetchMerger {
         for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
           if (e.kind !== 'batch') continue;
           const r = e.resp;
-          if (q.limit === undefined && r.rows.length > 0) {
-            // A whole batch as one piece of text: per-line yields through the generators
-            // were a large share of a big read's cost.
-            emitted += r.rows.length;
-            yield (dec ? r.rows.map(out) : r.rows).join('\n');
+          if (q.limit === undefined && r.count > 0) {
+            // A whole batch as one piece of text, as the worker sent it: per-line yields,
+            // splits and joins were a large share of a big read's cost.
+            emitted += r.count;
+            yield { rows: dec ? respRows(r).map(out).join('\n') : r.rows, count: r.count };
           } else {
-            for (const line of r.rows) {
+            for (const line of respRows(r)) {
               if (q.limit !== undefined && emitted >= q.limit) return;
               emitted++;
-              yield out(line);
+              yield { rows: out(line), count: 1 };
             }
           }
           // Taken: the reader asked for what comes next.
@@ -309,8 +311,9 @@ export class FetchMerger {
             failed = true;
             break;
           }
-          for (const l of e.resp.rows) buffers.get(e.resp.worker)!.push(JSON.parse(l) as SortedLine);
-          if (e.resp.rows.length > 0) batches.get(e.resp.worker)!.push({ resp: e.resp, left: e.resp.rows.length });
+          const lines = respRows(e.resp);
+          for (const l of lines) buffers.get(e.resp.worker)!.push(JSON.parse(l) as SortedLine);
+          if (lines.length > 0) batches.get(e.resp.worker)!.push({ resp: e.resp, left: lines.length });
           else round.ack(e.resp);
           if (e.resp.done) open.delete(e.resp.worker);
         }
@@ -363,7 +366,7 @@ type Partial = SqlValue | [number | null, number];
 
 /** Combines partial aggregates of many workers into output rows. */
 export function* combineAggregates(
-  parts: readonly FetchRespMessage[],
+  parts: readonly Pick<FetchRespMessage, 'rows'>[],
   groupBy: readonly string[],
   aggs: readonly AggregateSpec[],
   sort: readonly SortSpec[] | undefined,
@@ -371,7 +374,7 @@ export function* combineAggregates(
 ): Generator<string> {
   const groups = new Map<string, { g: unknown[]; acc: Partial[] }>();
   for (const p of parts) {
-    for (const line of p.rows) {
+    for (const line of respRows(p)) {
       const { g, a } = JSON.parse(line) as { g: unknown[]; a: Partial[] };
       const key = JSON.stringify(g);
       const cur = groups.get(key);
@@ -430,13 +433,6 @@ function combine(spec: AggregateSpec, a: Partial, b: Partial): Partial {
       return spec.op === 'min' ? (c <= 0 ? a : b) : c >= 0 ? a : b;
     }
   }
-}
-
-/** Lines in a piece of output text that does not end in a newline. */
-function countLines(text: string): number {
-  let n = 1;
-  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
-  return n;
 }
 
 /**

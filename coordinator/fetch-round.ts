@@ -41,14 +41,11 @@ export interface FetchFlow {
 /** A batch of an answer: rows of a FETCH, or digests of a DIGEST. */
 export type AnswerBatch = FetchRespMessage | DigestRespMessage;
 
-/** The lines of a batch: its rows, or its digest lines. */
-export function linesOf(m: AnswerBatch): string[] {
-  return m.type === 'FETCH_RESP' ? m.rows : m.digests;
-}
-
+/** Characters of a batch's rows (or digest lines): what it holds in memory until taken. */
 function rowBytes(m: AnswerBatch): number {
+  if (m.type === 'FETCH_RESP') return m.rows.length;
   let n = 0;
-  for (const r of linesOf(m)) n += r.length;
+  for (const r of m.digests) n += r.length;
   return n;
 }
 

@@ -113,7 +113,7 @@ export class AnswerSender {
             mode: f ? 'rows' : kind,
             count: part.lines.length,
             chunks: part.chunks,
-            rows: part.lines,
+            rows: part.lines.join('\n'),
             done: part.done,
             ...error,
           });

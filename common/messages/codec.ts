@@ -5,8 +5,12 @@ import { MessageError } from '../errors';
 /** Flat field/value pairs of one stream entry (or the JSON object of a pub/sub message). */
 export type Fields = Record<string, string>;
 
-/** How a property is written into a string field. */
-export type FieldKind = 'string' | 'int' | 'bool' | 'list' | 'lines' | 'json';
+/**
+ * How a property is written into a string field. `lines`: an array, one item a line, each
+ * checked for line breaks; `text`: lines already joined by the producer and passed through
+ * as one string (rows that are JSON text, which holds no raw line break by construction).
+ */
+export type FieldKind = 'string' | 'int' | 'bool' | 'list' | 'lines' | 'text' | 'json';
 
 /** Largest field value accepted from Redis before validation even starts (64 MiB). */
 const MAX_FIELD_BYTES = 64 * 1024 * 1024;
@@ -55,6 +59,8 @@ function encodeValue(kind: FieldKind, v: unknown, field: string, type: string): 
       return (v as string[]).join(',');
     case 'lines':
       return joinLines(v as string[], field, type);
+    case 'text':
+      return v as string;
     case 'json':
       return JSON.stringify(v);
   }
@@ -98,6 +104,8 @@ function decodeValue(kind: FieldKind, raw: string, field: string, type: string):
       return raw === '' ? [] : raw.split(',');
     case 'lines':
       return raw === '' ? [] : raw.split('\n');
+    case 'text':
+      return raw;
     case 'json':
       try {
         return JSON.parse(raw);

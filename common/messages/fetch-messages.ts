@@ -144,9 +144,12 @@ export type FetchErrorCode = (typeof FETCH_ERROR_CODES)[number];
 
 /**
  * worker → coordinator reply stream: one batch of a worker's answer to a FETCH.
- * `rows` lines are JSON: objects (mode `rows`), `[sortKey…, _id, row]` arrays (mode
- * `sorted`, keys as SQLite compared them), `{g: [...], a: [...]}` partial aggregates
- * (mode `agg`) or {@link ChunkDigestLine}s (mode `digest`). The last batch has `done`.
+ * `rows` holds `count` lines of JSON, joined by line feeds: objects (mode `rows`),
+ * `[sortKey…, _id, row]` arrays (mode `sorted`, keys as SQLite compared them) or
+ * `{g: [...], a: [...]}` partial aggregates (mode `agg`). It travels as one string that a
+ * plain read hands to its client as it is (no split, per-row check or join on the way:
+ * JSON text holds no raw line break). {@link respRows} splits it where lines are needed.
+ * The last batch has `done`.
  *
  * Accounting: over all batches of one answer, `chunks` names every chunk answered, each
  * once, and they are exactly the chunks asked. The coordinator checks this, so a chunk is
@@ -162,7 +165,7 @@ export class FetchRespMessage extends Message {
     count: 'int',
     chunks: 'list',
     missing: 'list',
-    rows: 'lines',
+    rows: 'text',
     done: 'bool',
     code: 'string',
     error: 'string',
@@ -181,10 +184,15 @@ export class FetchRespMessage extends Message {
   @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) chunks?: string[];
   /** With code `missing`: the chunks asked that this worker does not hold committed. */
   @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) missing?: string[];
-  @IsArray() @IsString({ each: true }) rows!: string[];
+  @IsString() rows!: string;
   @IsBoolean() done!: boolean;
   @IsOptional() @IsIn(FETCH_ERROR_CODES) code?: FetchErrorCode;
   @IsOptional() @IsString() @MaxLength(2000) error?: string;
+}
+
+/** The lines of a FETCH_RESP batch's `rows` (none for `''`). */
+export function respRows(m: Pick<FetchRespMessage, 'rows'>): string[] {
+  return m.rows === '' ? [] : m.rows.split('\n');
 }
 
 /**

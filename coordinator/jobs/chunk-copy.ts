@@ -7,6 +7,7 @@ import {
   digestVersion,
   DropChunksMessage,
   PostMessage,
+  respRows,
   type ChunkDigestLine,
   type DigestRespMessage,
   type PostAckMessage,
@@ -36,7 +37,7 @@ export async function copyOut(
   try {
     await round.publish();
     for (let e = await round.next(); e.kind !== 'end'; e = await round.next())
-      if (e.kind === 'batch') lines.push(...e.resp.rows);
+      if (e.kind === 'batch') lines.push(...respRows(e.resp));
   } finally {
     round.close();
   }

@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { ulid } from 'ulid';
 import { matchesFilter } from '../../common/filter';
-import type { OpAckMessage, PostAckMessage } from '../../common/messages';
+import { respRows, type OpAckMessage, type PostAckMessage } from '../../common/messages';
 import { compareSql, toSqlValue } from '../../common/sqlite-order';
 import { Driver, type Row } from '../support/driver';
 import { chunked, lossAndDuplicates, makeRows, multiset } from '../support/data';
@@ -391,7 +391,7 @@ describe('worker (real child process, real Redis)', function () {
     const batches = res.byWorker.get('w1')!;
     assert.ok(batches.length > 1, 'several batches');
     for (const b of batches) {
-      const ids = new Set((b.rows.map((l) => JSON.parse(l)) as Row[]).map((r) => r._id));
+      const ids = new Set((respRows(b).map((l) => JSON.parse(l)) as Row[]).map((r) => r._id));
       const expectIds = new Set(chunks.filter((c) => b.chunks?.includes(c.chunk)).flatMap((c) => c.ids));
       assert.deepEqual(ids, expectIds, `batch ${b.seq} holds exactly the chunks it names`);
     }

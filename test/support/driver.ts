@@ -13,6 +13,7 @@ import {
   PostMessage,
   SetupTableMessage,
   UpdateMessage,
+  respRows,
   type FetchRespMessage,
   type ReplyMessage,
 } from '../../common/messages';
@@ -230,7 +231,7 @@ export class Driver {
       if (!result.byWorker.has(r.worker)) result.byWorker.set(r.worker, []);
       result.byWorker.get(r.worker)!.push(r);
       if (r.code) result.errors.push({ worker: r.worker, code: r.code, error: r.error, missing: r.missing });
-      for (const line of r.rows) result.lines.push(JSON.parse(line));
+      for (const line of respRows(r)) result.lines.push(JSON.parse(line));
     }
     return result;
   }

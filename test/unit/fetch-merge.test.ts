@@ -89,7 +89,7 @@ function resp(worker: string, seq: number, rows: string[], done: boolean): Fetch
     seq,
     mode: 'agg',
     count: rows.length,
-    rows,
+    rows: rows.join('\n'),
     done,
   } as unknown as FetchRespMessage;
 }

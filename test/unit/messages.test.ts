@@ -14,6 +14,7 @@ import {
   OpAckMessage,
   PostAckMessage,
   PostMessage,
+  respRows,
   SetupTableMessage,
   UpdateMessage,
   build,
@@ -127,12 +128,12 @@ describe('messages', () => {
         worker: 'w1',
         seq: 0,
         mode: 'rows',
-        count: 0,
-        rows: [],
+        count: 2,
+        rows: '{"a":1}\n{"a":2}',
         done: true,
       });
       const rb = decodeReply(roundTrip(r)) as FetchRespMessage;
-      assert.deepEqual(rb.rows, []);
+      assert.deepEqual(respRows(rb), ['{"a":1}', '{"a":2}']);
       assert.equal(rb.done, true);
     });
   });
