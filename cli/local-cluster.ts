@@ -371,14 +371,19 @@ export class LocalCluster {
    */
   addWorkerCommand(): string {
     const taken = new Set([...this.workers, ...this.retired].map((w) => w.id));
-    const shown = shownPath(path.join(this.opts.dataDir, freeWorkerId(this.opts.dataDir, taken)));
+    const id = freeWorkerId(this.opts.dataDir, taken);
+    const shown = shownPath(path.join(this.opts.dataDir, id));
     // A URL with a password is not printed: the user's shell has it in REDIS_URL already.
     const url = new URL(this.redisUrl).password ? '"$REDIS_URL"' : shellWord(this.redisUrl);
     const vars = [`REDIS_URL=${url}`];
     const nodes = this.common?.redisClusterNodes;
     if (nodes) vars.push(`REDIS_CLUSTER_NODES=${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`);
     if (process.env.REDIS_TLS_CA_FILE) vars.push(`REDIS_TLS_CA_FILE=${shellWord(process.env.REDIS_TLS_CA_FILE)}`);
-    vars.push(`DSTORE_PREFIX=${shellWord(this.common?.prefix ?? 'dstore')}`, `DSTORE_DATA_DIR=${shellWord(shown)}`);
+    vars.push(
+      `DSTORE_PREFIX=${shellWord(this.common?.prefix ?? 'dstore')}`,
+      `DSTORE_WORKER_ID=${shellWord(id)}`,
+      `DSTORE_DATA_DIR=${shellWord(shown)}`,
+    );
     return `${vars.join(' ')} npx dstore worker`;
   }
 

@@ -67,12 +67,19 @@ function checkList(at: string, v: unknown, max: number): unknown[] {
   return v;
 }
 
+const QUERY_KEYS: ReadonlySet<string> = new Set(['where', 'fields', 'sort', 'limit', 'groupBy', 'aggregate']);
+
 /**
  * Checks the shape of a query and returns it normalised (sort directions filled in).
  * Throws {@link QueryError} or {@link FilterError} naming the place at fault.
  */
 export function normalizeQuery(q: QuerySpec): QuerySpec {
   const out: QuerySpec = {};
+  for (const [k, v] of Object.entries(q)) {
+    // A misspelt key ("lmit") silently ignored answers a different query than the one meant.
+    if (v !== undefined && !QUERY_KEYS.has(k))
+      throw new QueryError(k, `unknown query key; a query takes ${[...QUERY_KEYS].join(', ')} (and partial, explain)`);
+  }
   if (q.where !== undefined && q.where !== null) {
     compileFilter(q.where); // throws FilterError naming the operator or field
     out.where = q.where;

@@ -258,8 +258,7 @@ export class FetchMerger {
         close();
       }
       if (round.failed.size === 0 || (q.limit !== undefined && emitted >= q.limit)) return;
-      if (attempt >= MAX_ATTEMPTS) throw unavailable('the read did not complete after repeated retries');
-      await plan.learn(round);
+      await retryAfter(plan, round, attempt);
     }
   }
 
@@ -320,8 +319,7 @@ export class FetchMerger {
       } finally {
         close();
       }
-      if (attempt >= MAX_ATTEMPTS) throw unavailable('the read did not complete after repeated retries');
-      await plan.learn(round);
+      await retryAfter(plan, round, attempt);
     }
   }
 
@@ -347,10 +345,21 @@ export class FetchMerger {
         yield* combineAggregates(parts, groupBy, aggs, q.sort, q.limit);
         return;
       }
-      if (attempt >= MAX_ATTEMPTS) throw unavailable('the read did not complete after repeated retries');
-      await plan.learn(round);
+      await retryAfter(plan, round, attempt);
     }
   }
+}
+
+/**
+ * Between the rounds of one read: the first retry goes out at once (another replica is
+ * usually there), later ones back off (50 ms doubling to 400 ms), so workers killed a moment
+ * ago, still live by their heartbeats, get a moment to come back. After
+ * {@link MAX_ATTEMPTS} rounds the workers that keep failing leave the read, and their chunks
+ * with no other replica become its gap: a 503 naming them, or a partial answer.
+ */
+async function retryAfter(plan: ReadPlan, round: FetchRound, attempt: number): Promise<void> {
+  if (attempt >= 2) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** (attempt - 2), 400)));
+  await plan.learn(round, attempt >= MAX_ATTEMPTS);
 }
 
 /** Orders `[key…, _id, row]` lines as the workers' SQLite did. */

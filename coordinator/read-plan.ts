@@ -159,9 +159,12 @@ export class ReadPlan {
    * Learns from a round's failures: a failed worker leaves the read's live set; a worker
    * that lacks chunks is not asked for them again, the chunks are recorded for repair (which
    * checks which copies really exist), and the placement is read again: the chunk may have
-   * moved. Throws when no live worker is left.
+   * moved. `final`: the read has retried enough, so the workers that failed leave it even
+   * if their heartbeats still say live (a worker killed a moment ago): their chunks go to
+   * other replicas or become the read's gap (a 503 naming them, or left out of a partial
+   * answer). Throws when no live worker is left, unless the read takes a partial answer.
    */
-  async learn(round: FetchRound): Promise<void> {
+  async learn(round: FetchRound, final = false): Promise<void> {
     if (round.failed.size === 0) return;
     let reload = false;
     let relist = false;
@@ -181,8 +184,9 @@ export class ReadPlan {
     // back since the read began (the list it began with was a moment old) joins it.
     if (relist) {
       const now = new Set(await this.deps.liveNow());
-      for (const f of round.failed.values()) if (f.code !== 'missing' && !now.has(f.worker)) this.live.delete(f.worker);
       for (const w of now) this.live.add(w);
+      for (const f of round.failed.values())
+        if (f.code !== 'missing' && (final || !now.has(f.worker))) this.live.delete(f.worker);
     }
     this.deps.log.warn(
       {
@@ -201,7 +205,7 @@ export class ReadPlan {
       this.deps.placements.invalidate(this.table);
       this.placement = await this.deps.placements.get(this.table);
     }
-    if (this.live.size === 0)
+    if (this.live.size === 0 && !this.partial)
       throw unavailable(
         `every live worker failed to answer (${[...this.failedWorkers].map(([w, r]) => `${w}: ${r}`).join('; ')})`,
         { missingWorkers: [...this.failedWorkers.keys()] },

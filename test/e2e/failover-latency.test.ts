@@ -79,4 +79,27 @@ describe('e2e: reads right after a worker is SIGKILLed (default timeouts)', func
       'no read ends more than 1.5 s after the kill or its own start',
     );
   });
+
+  it('names the chunks left without a replica, or answers partially, when the other holder dies too (still live by its heartbeat)', async () => {
+    const c = e2e.cluster;
+    // w2 is dead and no longer live; w3 dies now, and stays live by its heartbeat for ~5 s.
+    await c.waitLive(['w1', 'w3']);
+    c.workers.get('w3')!.child.kill('SIGKILL');
+    await c.workers.get('w3')!.child.exited;
+    const r = await c.api<{ message?: string; missingWorkers?: string[] }>('POST', '/tables/t/query', {
+      aggregate: [{ op: 'count' }],
+    });
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.match(String(r.body.message), /chunk\(s\) have no live replica that holds them/);
+    assert.match(String(r.body.message), /partial/);
+    assert.ok(r.body.missingWorkers?.includes('w3'), JSON.stringify(r.body));
+    const p = await c.api<Record<string, unknown>[]>('POST', '/tables/t/query', { partial: true });
+    assert.equal(p.status, 200, JSON.stringify(p.body));
+    const last = p.body[p.body.length - 1];
+    assert.equal(last._partial, true, JSON.stringify(last));
+    const got = p.body.filter((x) => !('_partial' in x)) as unknown as Row[];
+    const d = lossAndDuplicates(rows, got);
+    assert.equal(d.duplicated + d.wrong, 0, JSON.stringify(d));
+    assert.ok(got.length > 0 && got.length < rows.length, `${got.length} rows of ${rows.length}`);
+  });
 });

@@ -140,12 +140,16 @@ describe('e2e: dstore up supervises a local cluster', function () {
         fs.existsSync(path.join(dir, 'redis', 'appendonlydir')),
         'its own redis-server keeps an AOF in the data dir',
       );
-      const line = /^ {11}(REDIS_URL=\S+ DSTORE_PREFIX=\S+ DSTORE_DATA_DIR=\S+) npx dstore worker$/m.exec(u.out());
+      const line =
+        /^ {11}(REDIS_URL=\S+ DSTORE_PREFIX=\S+ DSTORE_WORKER_ID=\S+ DSTORE_DATA_DIR=\S+) npx dstore worker$/m.exec(
+          u.out(),
+        );
       assert.ok(line, u.out());
       const env = Object.fromEntries(line[1].split(' ').map((kv) => kv.split('=') as [string, string]));
       assert.match(env.REDIS_URL, /^redis:\/\/127\.0\.0\.1:\d+$/);
       assert.notEqual(env.REDIS_URL, 'redis://127.0.0.1:6379', 'the port up started Redis on');
       assert.equal(env.DSTORE_PREFIX, 'dstore');
+      assert.equal(env.DSTORE_WORKER_ID, 'w3', 'the id its directory is named for');
       assert.equal(path.resolve(env.DSTORE_DATA_DIR), path.join(dir, 'w3'));
       // The command as printed (npx dstore = this CLI), run from the same directory.
       const extra = spawnNode('added-worker', CLI(), ['worker'], {
@@ -159,7 +163,7 @@ describe('e2e: dstore up supervises a local cluster', function () {
           what: 'the added worker to be live',
           timeoutMs: 30_000,
         });
-        assert.equal(ids.length, 3);
+        assert.deepEqual([...ids].sort(), ['w1', 'w2', 'w3']);
       } finally {
         await extra.stop();
       }

@@ -70,6 +70,14 @@ describe('query shape', () => {
       });
     });
 
+    it('refuses an unknown top-level key, naming it (a misspelt limit must not read everything)', () => {
+      assert.throws(
+        () => normalizeQuery({ lmit: 3 } as never),
+        (e: Error) => e instanceof QueryError && e.at === 'lmit' && /unknown query key/.test(e.message),
+      );
+      assert.deepEqual(normalizeQuery({ limit: 3, fields: undefined }), { limit: 3 });
+    });
+
     it('drops unknown keys of a sort entry or an aggregate', () => {
       const q = normalizeQuery({
         sort: [{ field: 'count', dir: 'desc', extra: 1 } as never],
