@@ -8,7 +8,10 @@ import { typeCsvRecord, type CsvTypes, type Schema } from './schema';
 export const RECORD_FORMATS = ['ndjson', 'json', 'csv'] as const;
 export type RecordFormat = (typeof RECORD_FORMATS)[number];
 
-/** One parsed record and its 1-based position (NDJSON line, JSON array element, CSV record). */
+/**
+ * One parsed record and its 1-based position among the request's records, whatever the
+ * format: blank NDJSON lines and the CSV header are not records. Errors name it as `row`.
+ */
 export interface ParsedRecord {
   row: number;
   value: unknown;
@@ -61,17 +64,19 @@ export function parseRecords(
 async function* parseNdjson(body: Readable, maxRecordBytes: number): AsyncGenerator<ParsedRecord> {
   body.setEncoding('utf8');
   let row = 0;
+  let lineNo = 0;
   let rest = '';
   const parse = (raw: string): ParsedRecord | undefined => {
-    row++;
-    const line = row === 1 && raw.startsWith('\ufeff') ? raw.slice(1) : raw;
+    lineNo++;
+    const line = lineNo === 1 && raw.startsWith('\ufeff') ? raw.slice(1) : raw;
     if (line.trim() === '') return undefined;
+    row++;
     // Characters are at most bytes; count bytes only when it could matter.
     if (line.length > maxRecordBytes / 4) checkRecordBytes(Buffer.byteLength(line), { maxRecordBytes }, row);
     try {
       return { row, value: JSON.parse(line), text: line };
     } catch (e) {
-      throw badRequest(`row ${row}: invalid JSON: ${(e as Error).message}`, { row });
+      throw badRequest(`row ${row} (line ${lineNo}): invalid JSON: ${(e as Error).message}`, { row, line: lineNo });
     }
   };
   for await (const piece of body as AsyncIterable<string>) {

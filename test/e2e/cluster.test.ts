@@ -183,7 +183,7 @@ describe('e2e: coordinator + 3 workers (R = 2) as child processes', function () 
           .join('\n') + '\n{"oops": \n';
       const r = await e2e.cluster.api('POST', '/tables/events/records', body, 'application/x-ndjson');
       assert.equal(r.status, 400);
-      assert.match(String(r.body.message), /^row 4501: invalid JSON/);
+      assert.match(String(r.body.message), /^row 4501 \(line 4501\): invalid JSON/);
       assert.equal(r.body.row, 4501);
     });
 

@@ -266,13 +266,13 @@ describe('record parsers', () => {
   describe('NDJSON', () => {
     const TEXT = '{"a":1}\n\n   \n{"b":[1,"x\\ny"],"c":"é😀"}\r\n"str"\r\n\r\n[1,{"d":null}]\n\t\n42';
 
-    it('yields one record per non-blank line, numbered by line, fed in any pieces', async () => {
+    it('yields one record per non-blank line, numbered by record (blank lines are none), fed in any pieces', async () => {
       const want = [
         { row: 1, value: { a: 1 } },
-        { row: 4, value: { b: [1, 'x\ny'], c: 'é😀' } },
-        { row: 5, value: 'str' },
-        { row: 7, value: [1, { d: null }] },
-        { row: 9, value: 42 },
+        { row: 2, value: { b: [1, 'x\ny'], c: 'é😀' } },
+        { row: 3, value: 'str' },
+        { row: 4, value: [1, { d: null }] },
+        { row: 5, value: 42 },
       ];
       for (const { how, pieces } of feedings(TEXT)) assert.deepEqual(await collect(pieces, 'ndjson'), want, how);
     });
@@ -290,8 +290,8 @@ describe('record parsers', () => {
         assert.deepEqual(
           await collect(pieces, 'ndjson'),
           [
-            { row: 4, value: { a: 1 } },
-            { row: 6, value: { b: 2 } },
+            { row: 1, value: { a: 1 } },
+            { row: 2, value: { b: 2 } },
           ],
           how,
         );
@@ -321,9 +321,11 @@ describe('record parsers', () => {
       );
     });
 
-    it('rejects an invalid line with a 400 naming its line number', async () => {
+    it('rejects an invalid line with a 400 naming its record number and its line', async () => {
       for (const { how, pieces } of feedings('\n{"a":1}\r\n\n{bad}\n{"c":3}\n')) {
-        await rejects400(pieces, 'ndjson', /^row 4\b/).catch((e: Error) => assert.fail(`${how}: ${e.message}`));
+        await rejects400(pieces, 'ndjson', /^row 2 \(line 4\): invalid JSON/).catch((e: Error) =>
+          assert.fail(`${how}: ${e.message}`),
+        );
       }
       await rejects400(['{"a":1}\n{"a":1} {"b":2}\n'], 'ndjson', /^row 2\b/);
       await rejects400(['[1,\n2]\n'], 'ndjson', /^row 1\b/);
