@@ -141,6 +141,11 @@ export function csvRow(columns: string[], row: Record<string, unknown>): string 
   return csvLine(columns.map((c) => row[c]));
 }
 
+/** `n` and the noun, plural unless n is 1: `1 row`, `2 rows`, `0 rows`. */
+export function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /** Human size: `512 B`, `1.5 kB`, `12.3 MB`, `4.00 GB` (powers of 1000, like the MB/s of post). */
 export function formatBytes(n: number): string {
   if (!Number.isFinite(n) || n < 0) return '-';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { CliError, clientFor, tablePath, withUrlOption } from '../http-client';
 import { parseJsonObjectFlag } from './fetch';
 import { FETCH_TERMS } from '../cli-terms';
-import { pendingNote } from '../format';
+import { counted, pendingNote } from '../format';
 
 /**
  * The body of DELETE /tables/:name/records. `--where` is required so that a forgotten
@@ -28,6 +28,6 @@ export function registerDeleteCommand(program: Command): void {
       tablePath(table, '/records'),
       body,
     );
-    process.stdout.write(`deleted ${r.deleted} rows${pendingNote(r.pendingWorkers)}\n`);
+    process.stdout.write(`deleted ${counted(r.deleted, 'row')}${pendingNote(r.pendingWorkers)}\n`);
   });
 }

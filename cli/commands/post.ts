@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { CliError, clientFor, tablePath, withUrlOption } from '../http-client';
 import { countNewlines, formatUploadProgress, ProgressLine } from '../progress';
+import { counted } from '../format';
 
 /** Input formats of post. */
 export const POST_FORMATS = ['ndjson', 'json', 'csv'] as const;
@@ -45,11 +46,11 @@ export function detectFormat(flag: string | undefined, file: string | undefined)
   }
 }
 
-/** The closing line of a post, e.g. `inserted 1000 rows in 1 chunks into t (52341 rows/s, 4.12 MB/s, 0.02 s)`. */
+/** The closing line of a post, e.g. `inserted 1000 rows in 1 chunk into t (52341 rows/s, 4.12 MB/s, 0.02 s)`. */
 export function postSummary(table: string, r: PostResult, bytes: number, elapsedMs: number): string {
   const secs = Math.max(elapsedMs, 1) / 1000;
-  let line = `inserted ${r.inserted} rows in ${r.chunks} chunks into ${table} (${Math.round(r.inserted / secs)} rows/s, ${(bytes / 1e6 / secs).toFixed(2)} MB/s, ${secs.toFixed(2)} s)`;
-  if (r.underReplicated > 0) line += `, ${r.underReplicated} chunks under-replicated`;
+  let line = `inserted ${counted(r.inserted, 'row')} in ${counted(r.chunks, 'chunk')} into ${table} (${Math.round(r.inserted / secs)} rows/s, ${(bytes / 1e6 / secs).toFixed(2)} MB/s, ${secs.toFixed(2)} s)`;
+  if (r.underReplicated > 0) line += `, ${counted(r.underReplicated, 'chunk')} under-replicated`;
   return line;
 }
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { CliError, clientFor, tablePath, withUrlOption } from '../http-client';
 import { parseJsonObjectFlag } from './fetch';
 import { FETCH_TERMS } from '../cli-terms';
-import { pendingNote } from '../format';
+import { counted, pendingNote } from '../format';
 
 /** The body of PATCH /tables/:name/records from update's flags; both flags are required. */
 export function buildUpdate(o: { where?: string; set?: string }): {
@@ -29,6 +29,6 @@ export function registerUpdateCommand(program: Command): void {
       tablePath(table, '/records'),
       body,
     );
-    process.stdout.write(`updated ${r.updated} rows${pendingNote(r.pendingWorkers)}\n`);
+    process.stdout.write(`updated ${counted(r.updated, 'row')}${pendingNote(r.pendingWorkers)}\n`);
   });
 }

@@ -216,6 +216,10 @@ describe('cli format: units and summaries', () => {
       postSummary('t', { inserted: 10, chunks: 3, underReplicated: 2 }, 100, 1000),
       /\(10 rows\/s, 0\.00 MB\/s, 1\.00 s\), 2 chunks under-replicated$/,
     );
+    assert.match(
+      postSummary('t', { inserted: 1, chunks: 1, underReplicated: 1 }, 100, 1000),
+      /^inserted 1 row in 1 chunk into t .*, 1 chunk under-replicated$/,
+    );
   });
 
   it('shows upload progress with total, rows, rates and ETA', () => {
