@@ -21,6 +21,8 @@ export class FilterError extends Error {
 export interface CompiledFilter {
   sql: string;
   params: unknown[];
+  /** Some term was written for an index (see `indexed` of {@link compileFilter}). */
+  usesIndex?: boolean;
 }
 
 type Scalar = string | number | boolean | null;
@@ -267,27 +269,108 @@ function balanced(parts: string[], op: 'AND' | 'OR'): string {
 
 const NUMBER_TYPES = "('integer', 'real')";
 
-function toSql(n: Node, params: unknown[]): string {
+/**
+ * Compiling context: the JSON paths with a built index, and whether the node is a term of
+ * the top-level AND (where a NULL is as good as false, so an index-friendly form may be
+ * used; under NOT or OR every term must be exactly 0 or 1).
+ */
+interface SqlCtx {
+  indexed?: ReadonlySet<string>;
+  top: boolean;
+  /** Set when a term was written for an index. */
+  used?: { index: boolean };
+}
+
+function toSql(n: Node, params: unknown[], ctx: SqlCtx = { top: false }): string {
   switch (n.k) {
     case 'all':
       return '1';
     case 'and':
-    case 'or':
+    case 'or': {
+      const inner: SqlCtx = { ...ctx, top: ctx.top && n.k === 'and' };
       return balanced(
-        n.items.map((i) => toSql(i, params)),
+        n.items.map((i) => toSql(i, params, inner)),
         n.k === 'and' ? 'AND' : 'OR',
       );
+    }
     case 'not':
-      return `(NOT ${toSql(n.item, params)})`;
+      return `(NOT ${toSql(n.item, params, { ...ctx, top: false })})`;
     case 'exists':
       if (isId(n.f)) return n.v ? '1' : '0';
       params.push(n.f.path);
       return `(json_type(doc, ?) IS ${n.v ? 'NOT NULL' : 'NULL'})`;
     case 'cmp':
+      if (ctx.top && ctx.indexed?.has(n.f.path) && n.v !== null && typeof n.v !== 'boolean') {
+        if (ctx.used) ctx.used.index = true;
+        return indexedCmpSql(n.f, n.op, n.v, params);
+      }
       return cmpSql(n.f, n.op, n.v, params);
     case 'in':
+      if (
+        ctx.top &&
+        ctx.indexed?.has(n.f.path) &&
+        n.vs.length > 0 &&
+        n.vs.every((v) => typeof v === 'number' || typeof v === 'string')
+      ) {
+        if (ctx.used) ctx.used.index = true;
+        return indexedInSql(n.f, n.vs as (number | string)[], params);
+      }
       return inSql(n.f, n.vs, params);
   }
+}
+
+/**
+ * A comparison on an indexed field, written so SQLite's planner can range-scan the index
+ * (`json_extract(doc, '<path>') op ?`, the path as the index expression spells it). SQLite
+ * orders NULL < numbers < text, so a number range is bounded above by `< ''` and a text
+ * range below by `>= ''`; the json_type term keeps booleans (stored as 1 / 0) and the other
+ * type out. Only for terms of the top-level AND: a missing field gives NULL here, not 0.
+ */
+function indexedCmpSql(f: Field, op: CmpOp, v: number | string, params: unknown[]): string {
+  const x = indexKeyExpr(f.path);
+  if (typeof v === 'number') {
+    params.push(JSON.stringify(v));
+    const upper = op === '>' || op === '>=' ? ` AND ${x} < ''` : '';
+    return `(${x} ${op} json_extract(?, '$')${upper} AND ${typeIs(f, NUMBER_TYPES)})`;
+  }
+  params.push(v);
+  const lower = op === '<' || op === '<=' ? ` AND ${x} >= ''` : '';
+  return `(${x} ${op} ?${lower} AND ${typeIs(f, "('text')")})`;
+}
+
+/** `$in` of numbers and strings on an indexed field: an index lookup per value. */
+function indexedInSql(f: Field, vs: (number | string)[], params: unknown[]): string {
+  const x = indexKeyExpr(f.path);
+  const parts: string[] = [];
+  const nums = vs.filter((v): v is number => typeof v === 'number');
+  const strs = vs.filter((v): v is string => typeof v === 'string');
+  if (nums.length) {
+    params.push(JSON.stringify(nums));
+    parts.push(`(${x} IN (SELECT value FROM json_each(?)) AND ${typeIs(f, NUMBER_TYPES)})`);
+  }
+  if (strs.length) {
+    params.push(JSON.stringify(strs));
+    parts.push(`(${x} IN (SELECT value FROM json_each(?)) AND ${typeIs(f, "('text')")})`);
+  }
+  return parts.length === 1 ? parts[0] : `(${parts.join(' OR ')})`;
+}
+
+/**
+ * The SQL expression a secondary index keys a field by, for its JSON path ({@link jsonPath}):
+ * `json_extract(doc, '<path>')`, the path as a string literal (an index expression cannot
+ * take a parameter; paths hold no control characters). The filter writes the same text for
+ * an indexed field, which is what lets SQLite use the index.
+ */
+export function indexKeyExpr(path: string): string {
+  return `json_extract(doc, ${sqlText(path)})`;
+}
+
+function typeIs(f: Field, types: string): string {
+  return `json_type(doc, ${sqlText(f.path)}) IN ${types}`;
+}
+
+function sqlText(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
 }
 
 function isId(f: Field): boolean {
@@ -351,16 +434,21 @@ function inSql(f: Field, vs: Scalar[], params: unknown[]): string {
  * Compiles a filter (an already JSON-parsed value; `undefined`, `null` or `{}` match
  * everything and give sql `"1"`) into a boolean SQL expression for `WHERE (<sql>)` over
  * a dstore table. The SQL refers only to the columns `doc` and `_id`, never contains
- * user text (every name and value is in `params`), uses only anonymous `?` placeholders
+ * user text (every name and value is in `params`) except the JSON paths of `indexed` fields,
+ * written as string literals the way the index expression is ({@link indexKeyExpr}), uses
+ * only anonymous `?` placeholders
  * (so it can be embedded anywhere with its params spliced in at the same position), and
  * never evaluates to NULL.
  * @param where label for error paths (default `"where"`).
+ * @param indexed JSON paths ({@link jsonPath}) of fields with a built index: comparisons and
+ *   `$in` on them in the top-level AND are written so SQLite can use the index.
  * @throws {@link FilterError} naming the place at fault and how to fix it.
  */
-export function compileFilter(filter: unknown, where = 'where'): CompiledFilter {
+export function compileFilter(filter: unknown, where = 'where', indexed?: ReadonlySet<string>): CompiledFilter {
   const params: unknown[] = [];
-  const sql = toSql(parse(filter, where), params);
-  return { sql, params };
+  const used = { index: false };
+  const sql = toSql(parse(filter, where), params, { indexed, top: true, used });
+  return used.index ? { sql, params, usesIndex: true } : { sql, params };
 }
 
 // ---------------------------------------------------------------------------

@@ -44,6 +44,8 @@ export interface DstoreCommands {
   takeIds(index: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
   /** numKeys, then KEYS, then ARGV (see common/lua/set-placement.lua): compare-and-set of a chunk's placement. */
   setPlacement(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  /** Sets a hash field only if it still holds `expected`: 1, else 0 (common/lua/hset-if-1.lua). */
+  hsetIf(hash: string, field: string, expected: string, value: string): Promise<number>;
   /** Deletes a lock only if it still holds `token` (common/lua/release-lock-1.lua). */
   releaseLock(lock: string, token: string): Promise<number>;
   /** Publishes a FETCH/DIGEST with the worker's read fence spliced in (common/lua/publish-fenced-1.lua). */

@@ -1,3 +1,5 @@
+import type { IndexStatus } from './indexes';
+
 /**
  * What a worker publishes about itself at every heartbeat (`<prefix>:workers:status`): the
  * one record both processes read, so it lives here and neither imports the other.
@@ -35,6 +37,8 @@ export interface WorkerStatus {
    * answered with rows and the rows sent. The coordinator exports them on `/metrics`.
    */
   counters?: WorkerCounters;
+  /** Per table, its secondary indexes on this shard and where each stands. */
+  indexes?: Record<string, Record<string, IndexStatus>>;
   pid: number;
   host: string;
   startedAt: number;

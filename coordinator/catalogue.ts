@@ -5,10 +5,28 @@ import type { DstoreRedis } from '../common/redis';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { badRequest, conflict, notFound } from './errors';
 import type { TableEncryption } from './encryption';
+import { checkIndex, IndexError, INDEX_LIMITS, type IndexSpec, type IndexStatus } from '../common/indexes';
 import { parseTableSchema } from './schema';
 import type { TableDef } from './table-def';
 
 export type { TableDef } from './table-def';
+
+/** A table's secondary indexes as the catalogue holds them, or undefined (none, or no such table). */
+export async function readTableIndexes(
+  ctx: Pick<CoordinatorContext, 'cmd' | 'keys'>,
+  table: string,
+): Promise<TableDef['indexes']> {
+  const raw = await ctx.cmd.hget(ctx.keys.tables, table);
+  return raw ? (JSON.parse(raw) as TableDef).indexes : undefined;
+}
+
+/** One index as `GET /tables/:name/indexes` lists it: its fields and its state on each worker. */
+export interface IndexListing {
+  name: string;
+  fields: string[];
+  /** Per known worker: `ready`, `failed` (with `error`), or `building` until it has applied it. */
+  workers: Record<string, { state: IndexStatus['state']; error?: string }>;
+}
 
 /**
  * The table catalogue, kept in Redis so that every coordinator sees the same tables.
@@ -74,6 +92,104 @@ export class Catalogue {
       this.opTimeoutMs,
     );
     return { table: def, created: true };
+  }
+
+  /**
+   * Declares (or re-declares with other fields) a secondary index and sends the table's new
+   * index set to every worker through its ops stream, so a worker that is down builds it
+   * when it catches up; chunks placed or copied later carry the set too. Waits for the
+   * live workers' acks up to the op timeout (a long build may outlast it: the index then
+   * shows `building` until the worker has it).
+   */
+  async putIndex(table: string, name: string, body: unknown): Promise<{ index: IndexSpec; created: boolean }> {
+    let spec: IndexSpec;
+    try {
+      spec = checkIndex(name, body);
+    } catch (e) {
+      if (e instanceof IndexError) throw badRequest(e.message, { field: e.field });
+      throw e;
+    }
+    let created = false;
+    const { def, changed } = await this.updateIndexes(table, (ix) => {
+      const before = ix[name];
+      created = !before;
+      if (before && JSON.stringify(before.fields) === JSON.stringify(spec.fields)) return false;
+      if (!before && Object.keys(ix).length >= INDEX_LIMITS.perTable)
+        throw badRequest(`table ${table} has ${INDEX_LIMITS.perTable} indexes, the most a table may have`, {
+          field: 'index',
+        });
+      ix[name] = spec;
+      return true;
+    });
+    if (changed) await this.sendIndexes(def);
+    return { index: spec, created };
+  }
+
+  /** Drops a secondary index (a 404 when there is none of that name) on every worker. */
+  async dropIndex(table: string, name: string): Promise<void> {
+    const { def } = await this.updateIndexes(table, (ix) => {
+      if (!ix[name])
+        throw notFound(`table ${table} has no index ${JSON.stringify(name)}; see GET /tables/${table}/indexes`);
+      delete ix[name];
+      return true;
+    });
+    await this.sendIndexes(def);
+  }
+
+  /** A table's indexes with their state on every known worker (from the workers' heartbeats). */
+  async listIndexes(table: string, statuses: { id: string; indexes?: Record<string, Record<string, IndexStatus>> }[]) {
+    const def = await this.require(table);
+    const out: IndexListing[] = [];
+    for (const [name, spec] of Object.entries(def.indexes?.indexes ?? {})) {
+      const workers: IndexListing['workers'] = {};
+      for (const s of statuses) {
+        const st = s.indexes?.[table]?.[name];
+        workers[s.id] =
+          st && JSON.stringify(st.fields) === JSON.stringify(spec.fields)
+            ? { state: st.state, ...(st.error ? { error: st.error } : {}) }
+            : { state: 'building' };
+      }
+      out.push({ name, fields: spec.fields, workers });
+    }
+    return { table, version: def.indexes?.version ?? 0, indexes: out.sort((a, b) => (a.name < b.name ? -1 : 1)) };
+  }
+
+  /** Read-modify-write of a table's index set, compare-and-set so concurrent changes are never lost. */
+  private async updateIndexes(
+    table: string,
+    change: (ix: Record<string, IndexSpec>) => boolean,
+  ): Promise<{ def: TableDef; changed: boolean }> {
+    Catalogue.checkName(table);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const raw = await this.cmd.hget(this.keys.tables, table);
+      if (!raw)
+        throw notFound(
+          `table ${table} does not exist; create it with PUT /tables/${table} (dstore table create ${table})`,
+        );
+      const def = JSON.parse(raw) as TableDef;
+      const ix = { ...(def.indexes?.indexes ?? {}) };
+      if (!change(ix)) return { def, changed: false };
+      const next: TableDef = { ...def, indexes: { version: (def.indexes?.version ?? 0) + 1, indexes: ix } };
+      if ((await this.cmd.hsetIf(this.keys.tables, table, raw, JSON.stringify(next))) === 1)
+        return { def: next, changed: true };
+    }
+    throw conflict(`the catalogue entry of table ${table} kept changing; try again`);
+  }
+
+  private async sendIndexes(def: TableDef): Promise<void> {
+    await broadcastToAll(
+      this.ctx,
+      (op) =>
+        build(SetupTableMessage, {
+          op,
+          table: def.name,
+          schema: def.schema,
+          version: def.version,
+          indexes: def.indexes,
+          replyTo: this.ctx.replyTo,
+        }),
+      this.opTimeoutMs,
+    );
   }
 
   /** Every table, by name. */

@@ -300,6 +300,7 @@ class PostRun {
       replyTo: this.d.replyTo,
       ids,
       rows,
+      ...(this.table.indexes ? { indexes: this.table.indexes } : {}),
     });
     const args = msg.toArgs();
     const meta = JSON.stringify({ table: this.table.name, post: this.post, replicas, rows: ids.length });

@@ -1,3 +1,4 @@
+import type { TableIndexes } from '../common/indexes';
 import type { Schema } from './schema';
 
 /** A table as the catalogue holds it (`<prefix>:tables`, one JSON value per table). */
@@ -9,5 +10,7 @@ export interface TableDef {
   /** Identifies the DSTORE_ENCRYPTION_KEY the table was created with (an HMAC, not the key); set with `encrypted`. */
   keyCheck?: string;
   version: number;
+  /** Secondary indexes (common/indexes.ts); absent until the first is created. */
+  indexes?: TableIndexes;
   createdAt: number;
 }

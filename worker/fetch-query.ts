@@ -51,7 +51,8 @@ function aggregateSql(a: AggregateSpec, i: number, params: unknown[]): string {
 
 /**
  * Plans a FETCH over one local table. `chunks` limits the read to the chunks this
- * worker answers for (undefined = all of them). Rows travel as the JSON text SQLite
+ * worker answers for (undefined = all of them); `indexed`: the JSON paths of the table's
+ * built indexes on this shard (filters on them are written so SQLite can use them). Rows travel as the JSON text SQLite
  * holds, so a whole-row read never parses a row.
  *
  * - mode `rows`: whole rows (`doc`) or projected objects, grouped by chunk; the row's
@@ -60,10 +61,15 @@ function aggregateSql(a: AggregateSpec, i: number, params: unknown[]): string {
  *   tie-breaker, so the coordinator's k-way merge orders exactly as SQLite would.
  * - mode `agg`: `{"g":[group values], "a":[partials]}` per group.
  */
-export function planFetch(ident: string, q: QuerySpec, chunks: string[] | undefined): FetchPlan {
+export function planFetch(
+  ident: string,
+  q: QuerySpec,
+  chunks: string[] | undefined,
+  indexed?: ReadonlySet<string>,
+): FetchPlan {
   const params: unknown[] = [];
   const cols: string[] = [];
-  const where = compileFilter(q.where);
+  const where = compileFilter(q.where, 'where', indexed);
   const conds = [`(${where.sql})`];
   const whereParams = [...where.params];
   if (chunks) {
@@ -124,7 +130,9 @@ export function planFetch(ident: string, q: QuerySpec, chunks: string[] | undefi
     return {
       mode: 'rows',
       // Grouped by chunk (the chunk index gives this order without a sort step).
-      sql: `SELECT ${cols.join(', ')} FROM ${ident} WHERE ${conds.join(' AND ')} ORDER BY chunk${limitSql}`,
+      // With an indexed filter term, `+chunk` keeps SQLite from scanning the chunk index to
+      // save a sort: sorting the few matching rows is what the index was made for.
+      sql: `SELECT ${cols.join(', ')} FROM ${ident} WHERE ${conds.join(' AND ')} ORDER BY ${where.usesIndex ? '+chunk' : 'chunk'}${limitSql}`,
       params: [...params, ...whereParams, ...limitParams],
       line: rowText,
     };

@@ -192,7 +192,12 @@ export class FetchResponder {
     };
     if (table && msg.chunks.length > 0) {
       // Asked for every committed chunk it holds: no chunk filter in the SQL.
-      const plan = planFetch(table.ident, q, msg.chunks.length === held.size ? undefined : msg.chunks);
+      const plan = planFetch(
+        table.ident,
+        q,
+        msg.chunks.length === held.size ? undefined : msg.chunks,
+        this.store.indexedPaths(msg.table),
+      );
       out.setKind(plan.mode);
       // Mode rows: a batch is cut only where one chunk ends and the next begins, and it
       // names the chunks it completes, so a retry can ask for exactly the missing ones.

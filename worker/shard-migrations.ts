@@ -96,6 +96,24 @@ export const MIGRATIONS: readonly Migration[] = [
       }
     },
   },
+  {
+    version: 5,
+    what: 'secondary indexes: the declared set per table and each index state',
+    up: (db) => {
+      if (!columns(db, '_tables').has('index_version'))
+        db.exec('ALTER TABLE _tables ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0');
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS _indexes (
+          tbl TEXT NOT NULL,
+          name TEXT NOT NULL,
+          fields TEXT NOT NULL,
+          state TEXT NOT NULL,
+          error TEXT,
+          PRIMARY KEY (tbl, name)
+        );
+      `);
+    },
+  },
 ];
 
 /** The schema version this code writes. */

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compileFilter, jsonPath, parseField } from '../common/filter';
 import { RejectedError } from '../common/errors';
+import { indexedExpr, INDEX_NAME_PATTERN, type IndexStatus, type TableIndexes } from '../common/indexes';
 import { ChunkDigest } from './chunk-digest';
 import { migrate } from './shard-migrations';
 import {
@@ -116,6 +117,8 @@ export class ShardStore {
    * both (the process is the file's only writer).
    */
   private readonly heldCache = new Map<string, ReadonlySet<string>>();
+  /** Per table, the JSON paths of its built indexes (see indexedPaths); cleared after every write. */
+  private readonly indexCache = new Map<string, ReadonlySet<string>>();
   private readonly stateCache = new Map<string, string | undefined>();
   /** Inside a write transaction the caches are bypassed: it may read what it just wrote. */
   private writing = false;
@@ -285,6 +288,7 @@ export class ShardStore {
       if (outer) this.writing = false;
       this.heldCache.clear();
       this.stateCache.clear();
+      this.indexCache.clear();
     }
   }
 
@@ -341,12 +345,90 @@ export class ShardStore {
     });
   }
 
-  /** SETUP_TABLE: create or re-declare a table. */
+  /** SETUP_TABLE: create or re-declare a table, and bring its indexes to the declared set. */
   setupTable(msg: SetupTableMessage, entryId: string): ApplyResult {
     return this.once(msg.op, msg.type, entryId, () => {
-      this.ensureTable(msg.table, msg.schema ?? null, msg.version);
+      const t = this.ensureTable(msg.table, msg.schema ?? null, msg.version);
+      if (msg.indexes) this.applyIndexes(t, msg.indexes);
       return { count: 0 };
     });
+  }
+
+  /**
+   * Brings a table's secondary indexes to `decl` unless this shard already has that
+   * version of the set or a newer one (a POST may carry an older set than a SETUP_TABLE
+   * applied before it). Builds run in the caller's transaction, so a build and the write
+   * that asked for it commit together. A field SQLite cannot index leaves that index
+   * `failed` with the reason; the others are built.
+   */
+  private applyIndexes(t: LocalTable, decl: TableIndexes): void {
+    const have = this.db.prepare<[string], { v: number }>('SELECT index_version AS v FROM _tables WHERE name = ?');
+    if ((have.get(t.name)?.v ?? 0) >= decl.version) return;
+    const current = this.db
+      .prepare<[string], { name: string; fields: string }>('SELECT name, fields FROM _indexes WHERE tbl = ?')
+      .all(t.name);
+    const sqlName = (name: string) => `${t.ident}_ix_${name}`;
+    for (const c of current) {
+      const want = decl.indexes[c.name];
+      if (want && JSON.stringify(want.fields) === c.fields) continue;
+      this.db.exec(`DROP INDEX IF EXISTS ${sqlName(c.name)}`);
+      this.db.prepare('DELETE FROM _indexes WHERE tbl = ? AND name = ?').run(t.name, c.name);
+    }
+    const kept = new Set(
+      current.filter((c) => JSON.stringify(decl.indexes[c.name]?.fields) === c.fields).map((c) => c.name),
+    );
+    const record = this.db.prepare(
+      'INSERT INTO _indexes (tbl, name, fields, state, error) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tbl, name) DO UPDATE SET fields = excluded.fields, state = excluded.state, error = excluded.error',
+    );
+    for (const [name, spec] of Object.entries(decl.indexes)) {
+      if (kept.has(name)) continue;
+      if (!INDEX_NAME_PATTERN.test(name)) continue; // never from a coordinator; not put in SQL
+      try {
+        this.db.exec(
+          `CREATE INDEX IF NOT EXISTS ${sqlName(name)} ON ${t.ident} (${spec.fields.map(indexedExpr).join(', ')})`,
+        );
+        record.run(t.name, name, JSON.stringify(spec.fields), 'ready', null);
+      } catch (e) {
+        record.run(t.name, name, JSON.stringify(spec.fields), 'failed', (e as Error).message.slice(0, 500));
+      }
+    }
+    this.db.prepare('UPDATE _tables SET index_version = ? WHERE name = ?').run(decl.version, t.name);
+  }
+
+  /**
+   * The JSON paths of the fields of a table's built indexes, for the filter compiler
+   * (which writes comparisons on them so SQLite can use the index). Read with the reader
+   * connection: a read uses an index only once the write that built it has committed.
+   */
+  indexedPaths(table: string): ReadonlySet<string> {
+    let paths = this.indexCache.get(table);
+    if (!paths) {
+      paths = new Set(
+        this.reader
+          .prepare<[string], { fields: string }>("SELECT fields FROM _indexes WHERE tbl = ? AND state = 'ready'")
+          .all(table)
+          .flatMap((r) => (JSON.parse(r.fields) as string[]).map((f) => jsonPath(f))),
+      );
+      this.indexCache.set(table, paths);
+    }
+    return paths;
+  }
+
+  /** Every table's indexes and their state on this shard, for the heartbeat. */
+  indexStates(): Record<string, Record<string, IndexStatus>> {
+    const out: Record<string, Record<string, IndexStatus>> = {};
+    for (const r of this.db
+      .prepare<[], { tbl: string; name: string; fields: string; state: string; error: string | null }>(
+        'SELECT tbl, name, fields, state, error FROM _indexes',
+      )
+      .all()) {
+      (out[r.tbl] ??= {})[r.name] = {
+        state: r.state as IndexStatus['state'],
+        fields: JSON.parse(r.fields) as string[],
+        ...(r.error ? { error: r.error } : {}),
+      };
+    }
+    return out;
   }
 
   /** DROP_TABLE: remove a table, its rows and its chunks. */
@@ -358,6 +440,7 @@ export class ShardStore {
       this.db.exec(`DROP TABLE IF EXISTS ${t.ident}`);
       this.stmt.deleteChunks.run(table);
       this.stmt.deleteTable.run(table);
+      this.db.prepare('DELETE FROM _indexes WHERE tbl = ?').run(table);
       return { count: n };
     });
   }
@@ -378,6 +461,7 @@ export class ShardStore {
       throw new RejectedError(`chunk ${msg.chunk} belongs to POST ${msg.post}, which was aborted`, 'aborted');
     return this.tx(entryId, () => {
       const t = this.ensureTable(msg.table);
+      if (msg.indexes) this.applyIndexes(t, msg.indexes);
       const insert = this.db.prepare(`INSERT INTO ${t.ident} (_id, chunk, doc) VALUES (?, ?, ?)`);
       const digest = new ChunkDigest();
       for (let i = 0; i < msg.ids.length; i++) {

@@ -99,6 +99,7 @@ export class Worker {
       storage: this.consumer.storage.state,
       storageError: this.consumer.storage.error,
       counters: { ...this.consumer.counters, ...this.fetch.counters },
+      indexes: this.store.indexStates(),
     };
   }
 

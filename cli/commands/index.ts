@@ -4,6 +4,7 @@ import { registerDeleteCommand } from './delete';
 import { registerRebalanceCommand } from './drain';
 import { registerFetchCommand } from './fetch';
 import { registerGetCommand } from './get';
+import { registerIndexCommand } from './index-cmd';
 import { registerPostCommand } from './post';
 import { registerShellCommand } from './shell';
 import { registerStatusCommand } from './status';
@@ -12,12 +13,14 @@ import { registerUpdateCommand } from './update';
 import { registerWorkersCommand } from './workers';
 
 /**
- * Registers the commands that talk to a coordinator over HTTP: table, post, fetch, get,
- * update, delete, workers, status, dead-letters, rebalance and shell. Each takes `--url` (else `DSTORE_URL`, else
- * http://127.0.0.1:7070) and fails with an Error whose message is the one line to print.
+ * Registers the commands that talk to a coordinator over HTTP: table, index, post, fetch,
+ * get, update, delete, workers, status, dead-letters, rebalance and shell. Each takes `--url`
+ * (else `DSTORE_URL`, else http://127.0.0.1:7070) and fails with an Error whose message is
+ * the one line to print.
  */
 export function registerClientCommands(program: Command): void {
   registerTableCommand(program);
+  registerIndexCommand(program);
   registerPostCommand(program);
   registerFetchCommand(program);
   registerGetCommand(program);

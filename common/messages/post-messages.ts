@@ -4,6 +4,7 @@ import {
   IsBoolean,
   IsIn,
   IsInt,
+  IsObject,
   IsOptional,
   IsString,
   Matches,
@@ -11,6 +12,7 @@ import {
   Min,
 } from 'class-validator';
 import { REFUSAL_CODES, type RefusalCode } from '../errors';
+import type { TableIndexes } from '../indexes';
 import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey, IsWorkerList } from './common-rules';
 
@@ -30,6 +32,7 @@ export class PostMessage extends Message {
     replyTo: 'string',
     ids: 'lines',
     rows: 'lines',
+    indexes: 'json',
   };
   readonly type = PostMessage.type;
   @IsId() chunk!: string;
@@ -46,6 +49,12 @@ export class PostMessage extends Message {
   /** Empty only in a copy of a chunk whose rows were all deleted: the copy holds it, empty. */
   @IsArray() @IsString({ each: true }) @MaxLength(512, { each: true }) ids!: string[];
   @IsArray() @IsString({ each: true }) rows!: string[];
+  /**
+   * The table's secondary indexes as the coordinator knew them: a worker that has not yet
+   * applied this version of the set (it was down, or joined after the index was created)
+   * builds them before storing the chunk, so every copy of every chunk is covered.
+   */
+  @IsOptional() @IsObject() indexes?: TableIndexes;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { IsInt, IsObject, IsOptional, Min } from 'class-validator';
+import type { TableIndexes } from '../indexes';
 import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey } from './common-rules';
 
@@ -14,6 +15,7 @@ export class SetupTableMessage extends Message {
     table: 'string',
     schema: 'json',
     version: 'int',
+    indexes: 'json',
     replyTo: 'string',
   };
   readonly type = SetupTableMessage.type;
@@ -22,6 +24,8 @@ export class SetupTableMessage extends Message {
   /** Column name → type; absent for a schemaless table. */
   @IsOptional() @IsObject() schema?: Record<string, ColumnType>;
   @IsInt() @Min(1) version!: number;
+  /** The table's secondary indexes (the whole declared set, versioned); absent: unchanged. */
+  @IsOptional() @IsObject() indexes?: TableIndexes;
   @IsStreamKey() replyTo!: string;
 }
 

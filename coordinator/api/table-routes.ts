@@ -8,7 +8,12 @@ type Stats = { Querystring: { stats?: string } };
 /** `?stats=1` (or `true`): add each table's rows, chunks and size (table-stats.ts). */
 const wantsStats = (q: { stats?: string } | undefined) => q?.stats === '1' || q?.stats === 'true';
 
-/** `PUT /tables/:name`, `GET /tables`, `GET /tables/:name`, `DELETE /tables/:name`. */
+type Indexed = { Params: { name: string; index: string } };
+
+/**
+ * `PUT /tables/:name`, `GET /tables`, `GET /tables/:name`, `DELETE /tables/:name`, and the
+ * table's secondary indexes: `PUT|DELETE /tables/:name/indexes/:index`, `GET /tables/:name/indexes`.
+ */
 export function registerTableRoutes(
   app: FastifyInstance,
   coord: Pick<ApiDeps, 'catalogue' | 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>,
@@ -28,5 +33,19 @@ export function registerTableRoutes(
   app.delete<Named>('/tables/:name', async (req) => {
     await coord.catalogue.drop(req.params.name);
     return { dropped: req.params.name };
+  });
+  app.put<Indexed & { Body: unknown }>('/tables/:name/indexes/:index', async (req, reply) => {
+    const { index, created } = await coord.catalogue.putIndex(req.params.name, req.params.index, req.body);
+    return reply
+      .status(created ? 201 : 200)
+      .send({ table: req.params.name, index: req.params.index, ...index, created });
+  });
+  app.get<Named>('/tables/:name/indexes', async (req) => {
+    const workers = (await coord.workers.list()).map((w) => ({ id: w.id, indexes: w.status?.indexes }));
+    return coord.catalogue.listIndexes(req.params.name, workers);
+  });
+  app.delete<Indexed>('/tables/:name/indexes/:index', async (req) => {
+    await coord.catalogue.dropIndex(req.params.name, req.params.index);
+    return { table: req.params.name, dropped: req.params.index };
   });
 }

@@ -12,6 +12,7 @@ import {
   type DigestRespMessage,
   type PostAckMessage,
 } from '../../common/messages';
+import { readTableIndexes } from '../catalogue';
 import { timeToMs } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { FetchRound, type Assignment } from '../fetch-round';
@@ -66,6 +67,8 @@ export async function copyIn(
 ): Promise<void> {
   const drop = build(DropChunksMessage, { op: ulid(), chunks: [chunk], replyTo: ctx.replyTo }).toArgs();
   const ids = lines.map((l) => (JSON.parse(l) as { _id: string })._id);
+  // The copy carries the table's indexes: a target that never had them builds them first.
+  const indexes = await readTableIndexes(ctx, meta.table);
   const post = (lines.length > 0 ? buildRows : build)(PostMessage, {
     chunk,
     post: meta.post,
@@ -74,6 +77,7 @@ export async function copyIn(
     replyTo: ctx.replyTo,
     ids,
     rows: lines,
+    ...(indexes ? { indexes } : {}),
   }).toArgs();
   const commit = build(CommitMessage, { op: ulid(), post: meta.post, replyTo: ctx.replyTo }).toArgs();
   const acked = new Set<string>();

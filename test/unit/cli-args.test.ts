@@ -295,7 +295,20 @@ describe('cli args: commander wiring', () => {
     const p = program();
     assert.deepEqual(
       p.commands.map((c) => c.name()),
-      ['table', 'post', 'fetch', 'get', 'update', 'delete', 'workers', 'status', 'dead-letters', 'rebalance', 'shell'],
+      [
+        'table',
+        'index',
+        'post',
+        'fetch',
+        'get',
+        'update',
+        'delete',
+        'workers',
+        'status',
+        'dead-letters',
+        'rebalance',
+        'shell',
+      ],
     );
     for (const c of allCommands(p).slice(1)) {
       assert.ok(c.description(), `${c.name()} has no description`);

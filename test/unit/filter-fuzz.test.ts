@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { compileFilter, FilterError, matchesFilter } from '../../common/filter';
+import type { TableIndexes } from '../../common/indexes';
 import { PostMessage, SetupTableMessage } from '../../common/messages';
 import { planFetch } from '../../worker/fetch-query';
 import { ShardStore } from '../../worker/shard-store';
@@ -99,6 +100,18 @@ const { filter } = fc.letrec<{ filter: Record<string, unknown>; leaf: Record<str
   ),
 }));
 
+/** Indexes of the indexed variant: plain, hostile and nested names, one of two fields. */
+const INDEXES: TableIndexes = {
+  version: 1,
+  indexes: {
+    ix_a: { fields: ['a'] },
+    ix_b: { fields: ['b', 'a'] },
+    ix_first: { fields: ['first name'] },
+    ix_quote: { fields: ["it's"] },
+    ix_nested: { fields: ['a.b'] },
+  },
+};
+
 /** Every string value inside a filter (not keys). */
 function stringsIn(x: unknown, out: string[] = []): string[] {
   if (typeof x === 'string') out.push(x);
@@ -136,73 +149,103 @@ describe('filter fuzzing (fast-check)', function () {
     );
   });
 
-  describe('on a real SQLite shard through the worker query path', () => {
-    let dir: string;
-    let store: ShardStore;
-    let rows: Record<string, unknown>[];
-    let ident: string;
+  for (const indexed of [false, true])
+    describe(`on a real SQLite shard through the worker query path${indexed ? ', with indexes on some fields' : ''}`, () => {
+      let dir: string;
+      let store: ShardStore;
+      let rows: Record<string, unknown>[];
+      let ident: string;
 
-    before(() => {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dstore-fuzz-'));
-      store = new ShardStore(dir, { sync: 'normal' });
-      store.setupTable(
-        Object.assign(new SetupTableMessage(), { op: 'op1', table: 'fz', version: 1, replyTo: 'x:coord:c:replies' }),
-        '1-0',
-      );
-      const doc = fc.dictionary(
-        fieldName,
-        fc.oneof(value, fc.dictionary(fc.constantFrom('b', 'c', ' '), value, { maxKeys: 2 })),
-        { maxKeys: 5 },
-      );
-      rows = fc.sample(doc, { seed: SEED, numRuns: 300 }).map((d, i) => {
-        const { _id, ...rest } = d;
-        void _id;
-        return JSON.parse(JSON.stringify({ _id: `r${i}`, ...rest })) as Record<string, unknown>;
+      before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dstore-fuzz-'));
+        store = new ShardStore(dir, { sync: 'normal' });
+        store.setupTable(
+          Object.assign(new SetupTableMessage(), {
+            op: 'op1',
+            table: 'fz',
+            version: 1,
+            replyTo: 'x:coord:c:replies',
+            ...(indexed ? { indexes: INDEXES } : {}),
+          }),
+          '1-0',
+        );
+        const doc = fc.dictionary(
+          fieldName,
+          fc.oneof(value, fc.dictionary(fc.constantFrom('b', 'c', ' '), value, { maxKeys: 2 })),
+          { maxKeys: 5 },
+        );
+        rows = fc.sample(doc, { seed: SEED, numRuns: 300 }).map((d, i) => {
+          const { _id, ...rest } = d;
+          void _id;
+          return JSON.parse(JSON.stringify({ _id: `r${i}`, ...rest })) as Record<string, unknown>;
+        });
+        const msg = Object.assign(new PostMessage(), {
+          chunk: 'c1',
+          post: 'p1',
+          table: 'fz',
+          replicas: ['w1'],
+          replyTo: 'x:coord:c:replies',
+          ids: rows.map((r) => r._id as string),
+          rows: rows.map((r) => JSON.stringify(r)),
+        });
+        store.insertChunk(msg, '2-0');
+        store.commitPost('op2', 'p1', '3-0');
+        ident = store.readerTable('fz')!.ident;
       });
-      const msg = Object.assign(new PostMessage(), {
-        chunk: 'c1',
-        post: 'p1',
-        table: 'fz',
-        replicas: ['w1'],
-        replyTo: 'x:coord:c:replies',
-        ids: rows.map((r) => r._id as string),
-        rows: rows.map((r) => JSON.stringify(r)),
+
+      after(() => {
+        store?.close();
+        fs.rmSync(dir, { recursive: true, force: true });
       });
-      store.insertChunk(msg, '2-0');
-      store.commitPost('op2', 'p1', '3-0');
-      ident = store.readerTable('fz')!.ident;
-    });
 
-    after(() => {
-      store?.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
+      it('answers exactly the rows matchesFilter selects, for any filter', () => {
+        let nonTrivial = 0;
+        fc.assert(
+          fc.property(filter, (f) => {
+            let plan;
+            try {
+              plan = planFetch(ident, { where: f }, undefined, indexed ? store.indexedPaths('fz') : undefined);
+            } catch (e) {
+              assert.ok(e instanceof FilterError, `planFetch threw ${String(e)}`);
+              return;
+            }
+            const got = (store.reader.prepare(plan.sql).all(...plan.params) as Record<string, unknown>[])
+              .map((r) => (JSON.parse(plan.line(r)) as { _id: string })._id)
+              .sort();
+            const want = rows
+              .filter((r) => matchesFilter(f, r))
+              .map((r) => r._id as string)
+              .sort();
+            assert.deepEqual(got, want, `SQLite and matchesFilter disagree on ${JSON.stringify(f)}`);
+            if (want.length > 0 && want.length < rows.length) nonTrivial++;
+          }),
+          { seed: SEED, numRuns: 400 },
+        );
+        // The generators must produce filters that split the rows, or the test proves little.
+        assert.ok(nonTrivial > 40, `only ${nonTrivial} of 400 filters selected some but not all rows`);
+      });
 
-    it('answers exactly the rows matchesFilter selects, for any filter', () => {
-      let nonTrivial = 0;
-      fc.assert(
-        fc.property(filter, (f) => {
-          let plan;
-          try {
-            plan = planFetch(ident, { where: f }, undefined);
-          } catch (e) {
-            assert.ok(e instanceof FilterError, `planFetch threw ${String(e)}`);
-            return;
+      if (indexed)
+        it('builds every index and has SQLite use them for an equality, a range and an $in', () => {
+          assert.deepEqual(
+            Object.fromEntries(Object.entries(store.indexStates().fz).map(([n, st]) => [n, st.state])),
+            Object.fromEntries(Object.keys(INDEXES.indexes).map((n) => [n, 'ready'])),
+          );
+          const paths = store.indexedPaths('fz');
+          for (const where of [
+            { a: 3 },
+            { 'first name': { $gte: 'x' } },
+            { "it's": { $in: [1, 'b'] } },
+            { b: { $lt: 2 }, a: 1 },
+          ]) {
+            const plan = planFetch(ident, { where }, undefined, paths);
+            const steps = (
+              store.reader.prepare(`EXPLAIN QUERY PLAN ${plan.sql}`).all(...plan.params) as { detail: string }[]
+            )
+              .map((r) => r.detail)
+              .join(' | ');
+            assert.match(steps, /USING INDEX t_\d+_ix_/, `${JSON.stringify(where)}: ${steps}`);
           }
-          const got = (store.reader.prepare(plan.sql).all(...plan.params) as Record<string, unknown>[])
-            .map((r) => (JSON.parse(plan.line(r)) as { _id: string })._id)
-            .sort();
-          const want = rows
-            .filter((r) => matchesFilter(f, r))
-            .map((r) => r._id as string)
-            .sort();
-          assert.deepEqual(got, want, `SQLite and matchesFilter disagree on ${JSON.stringify(f)}`);
-          if (want.length > 0 && want.length < rows.length) nonTrivial++;
-        }),
-        { seed: SEED, numRuns: 400 },
-      );
-      // The generators must produce filters that split the rows, or the test proves little.
-      assert.ok(nonTrivial > 40, `only ${nonTrivial} of 400 filters selected some but not all rows`);
+        });
     });
-  });
 });
