@@ -1,4 +1,4 @@
-import { compileFilter, jsonPath } from '../common/filter';
+import { compileFilter, indexKeyExpr, jsonPath } from '../common/filter';
 import type { FetchMode } from '../common/messages';
 import type { AggregateSpec, QuerySpec } from '../common/query';
 
@@ -138,8 +138,17 @@ export function planFetch(
     };
   }
   sort.forEach((s, i) => {
-    cols.push(s.field === '_id' ? `_id AS k${i}` : `json_extract(doc, ?) AS k${i}`);
-    if (s.field !== '_id') params.push(jsonPath(s.field));
+    const path = s.field === '_id' ? undefined : jsonPath(s.field);
+    if (path === undefined) {
+      cols.push(`_id AS k${i}`);
+    } else if (indexed?.has(path)) {
+      // An indexed sort key is written as the index spells it: SQLite then reads the leading
+      // key in order from the index (sorting only ties) and stops at the limit.
+      cols.push(`${indexKeyExpr(path)} AS k${i}`);
+    } else {
+      cols.push(`json_extract(doc, ?) AS k${i}`);
+      params.push(path);
+    }
   });
   cols.push('_id');
   const order = sort.map((s, i) => `k${i} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
