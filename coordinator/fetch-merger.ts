@@ -18,7 +18,10 @@ export interface ReadOptions {
    * (coordinator/encryption.ts).
    */
   decryptRow?: (row: Record<string, unknown>) => Record<string, unknown>;
-  /** Answer the plan ({@link ReadExplain}, one line) instead of rows; no worker is asked. */
+  /**
+   * Answer the plan ({@link ReadExplain}, one line) instead of rows: each planned worker is
+   * asked only for its SQLite plan.
+   */
   explain?: boolean;
 }
 
@@ -31,8 +34,12 @@ export interface ReadExplain {
   tableChunks: number;
   /** Set when the filter pins `_id`s: how many, and how many chunks the id index says hold them. */
   pruned?: { by: '_id'; ids: number; chunks: number };
-  /** Each worker that would be asked, with the chunks it would answer for. */
-  workers: { worker: string; chunks: string[] }[];
+  /**
+   * Each worker that would be asked, with the chunks it would answer for and the plan its
+   * SQLite makes for the query (`EXPLAIN QUERY PLAN` steps, naming any index it uses);
+   * `sqlite` is absent for a worker that did not answer.
+   */
+  workers: { worker: string; chunks: string[]; sqlite?: string[] }[];
   /** Chunks no live replica holds (the read would fail, or leave them out with `partial`). */
   missingChunks: number;
 }
@@ -153,7 +160,10 @@ export class FetchMerger {
       only,
     );
     if (opts.explain) {
-      yield { explain: this.explain(plan, ids?.length) };
+      const explain = this.explain(plan, ids?.length);
+      const plans = await this.sqlitePlans(plan, q, explain.workers);
+      for (const w of explain.workers) if (plans.has(w.worker)) w.sqlite = plans.get(w.worker);
+      yield { explain };
       return;
     }
     if (q.aggregate || q.sort) {
@@ -180,6 +190,34 @@ export class FetchMerger {
       workers,
       missingChunks: plan.gap.chunks.size,
     };
+  }
+
+  /** Asks each worker of an explained read for its SQLite plan (one round; who fails is left out). */
+  private async sqlitePlans(
+    plan: ReadPlan,
+    q: QuerySpec,
+    workers: readonly { worker: string; chunks: string[] }[],
+  ): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (workers.length === 0) return out;
+    const round = new FetchRound(
+      this.ctx,
+      plan.table,
+      workers.map((w) => ({ worker: w.worker, chunks: w.chunks })),
+      { query: q, explain: true },
+      { timeoutMs: this.timeoutMs },
+    );
+    try {
+      await round.publish();
+      for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
+        if (e.kind !== 'batch') continue;
+        for (const line of respRows(e.resp)) out.set(e.resp.worker, (JSON.parse(line) as { sqlite: string[] }).sqlite);
+        round.ack(e.resp);
+      }
+    } finally {
+      round.close();
+    }
+    return out;
   }
 
   /** A round over `assignments`, counted as outstanding work of its workers until closed. */

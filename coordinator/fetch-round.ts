@@ -50,7 +50,7 @@ function rowBytes(m: AnswerBatch): number {
 }
 
 /** What a round asks: rows for a query (FETCH), or digests of chunks (DIGEST: scrub, repair, copy checks). */
-export type RoundRequest = { query: QuerySpec } | { digest: true };
+export type RoundRequest = { query: QuerySpec; explain?: boolean } | { digest: true };
 
 /** The chunks one worker answers for in a round. */
 export interface Assignment {
@@ -192,7 +192,12 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
         const msg =
           'digest' in this.request
             ? build(DigestMessage, base)
-            : build(FetchMessage, { ...base, window: this.flow?.window, ...this.request.query });
+            : build(FetchMessage, {
+                ...base,
+                window: this.flow?.window,
+                ...this.request.query,
+                ...(this.request.explain ? { explain: true } : {}),
+              });
         // The fence goes last: `{…}` becomes `{…,"tail":"<id>"}` in Redis.
         const json = encodeFetch(msg);
         const head = `${json.slice(0, -1)},"tail":"`;

@@ -198,6 +198,15 @@ export class FetchResponder {
         msg.chunks.length === held.size ? undefined : msg.chunks,
         this.store.indexedPaths(msg.table),
       );
+      if (msg.explain) {
+        // The plan SQLite would run, instead of rows: one line naming each step (and any index).
+        const steps = (
+          reader.statement(`EXPLAIN QUERY PLAN ${plan.sql}`).all(...plan.params) as { detail: string }[]
+        ).map((r) => r.detail);
+        out.setKind('rows');
+        await out.finish({ lines: [JSON.stringify({ sqlite: steps })], chunks: msg.chunks });
+        return 1;
+      }
       out.setKind(plan.mode);
       // Mode rows: a batch is cut only where one chunk ends and the next begins, and it
       // names the chunks it completes, so a retry can ask for exactly the missing ones.

@@ -132,6 +132,7 @@ export interface FetchFlags {
   agg?: string;
   groupBy?: string;
   partial?: boolean;
+  explain?: boolean;
 }
 
 /** Builds the query body from fetch's flags; flag mistakes throw a {@link CliError} naming the flag. */
@@ -255,6 +256,15 @@ export async function knownColumns(client: HttpClient, table: string, q: QuerySp
 async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat }, cmd: Command): Promise<void> {
   const body = buildQuery(o);
   const client = clientFor(cmd, FETCH_TERMS);
+  if (o.explain) {
+    // The answer is one NDJSON line: {"explain": …}.
+    const line = await client.request<{ explain: unknown }>('POST', tablePath(table, '/query'), {
+      ...body,
+      explain: true,
+    });
+    process.stdout.write(JSON.stringify(line.explain, null, 2) + '\n');
+    return;
+  }
   let count = 0;
   if (o.format === 'ndjson') {
     const t = await runQuery(client, table, body, async (lines) => {
@@ -339,6 +349,10 @@ export function registerFetchCommand(program: Command): void {
     .option(
       '--partial',
       'answer with the rows that can be read when some chunks have no live replica (a warning says what is missing) instead of failing',
+    )
+    .option(
+      '--explain',
+      "print the read's plan instead of rows: the workers asked, the chunks each answers for, whether _id pruned them, and each worker's SQLite plan (naming any index it uses)",
     )
     .addOption(
       new Option(

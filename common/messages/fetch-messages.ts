@@ -31,6 +31,7 @@ export class FetchMessage extends Message {
     tail: 'string',
     window: 'int',
     timeoutMs: 'int',
+    explain: 'bool',
   };
   readonly type = FetchMessage.type;
   @IsId() req!: string;
@@ -59,6 +60,8 @@ export class FetchMessage extends Message {
   @IsOptional() @IsInt() @Min(1) window?: number;
   /** How long the coordinator waits; a worker gives up waiting to catch up before that. */
   @IsInt() @Min(1) @Max(3_600_000) timeoutMs!: number;
+  /** Answer one line `{"sqlite": [steps]}`, SQLite's plan for the query, instead of rows. */
+  @IsOptional() @IsBoolean() explain?: boolean;
 }
 
 /**

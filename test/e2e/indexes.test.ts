@@ -9,6 +9,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { IndexList } from '../../cli/commands/index-cmd';
+import type { ReadExplain } from '../../coordinator/fetch-merger';
 import { clusterSuite, type TestCluster } from '../support/cluster';
 import { makeRows } from '../support/data';
 import type { Row } from '../support/driver';
@@ -71,6 +72,10 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     assert.equal((await c.api('PUT', '/tables/t/indexes/by_n', { fields: ['n', 'score'] })).status, 201);
     await waitIndex(c, 'by_n', ['w1', 'w2', 'w3']);
     const city = all[7].city;
+    const [{ explain }] = await c.query<{ explain: ReadExplain }>('t', { where: { city }, explain: true });
+    assert.ok(explain.workers.length > 0);
+    for (const w of explain.workers)
+      assert.match((w.sqlite ?? []).join(' | '), /USING INDEX t_\d+_ix_by_city/, JSON.stringify(w));
     assert.deepEqual(ids(await c.query<Row>('t', { where: { city } })), ids(all.filter((x) => x.city === city)));
     const inRange = (x: Row) => typeof x.n === 'number' && x.n >= 100 && x.n < 250;
     assert.deepEqual(ids(await c.query<Row>('t', { where: { n: { $gte: 100, $lt: 250 } } })), ids(all.filter(inRange)));
@@ -166,6 +171,14 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     assert.ok((JSON.parse(listed.stdout) as IndexList).indexes.some((i) => i.name === 'by_score'));
     const table = cli(url, ['index', 'list', 't']);
     assert.match(table.stdout, /by_score\s+score\s+w1: (ready|building)/);
+    const plan = cli(url, ['fetch', 't', '--where', '{"score":{"$gt":99}}', '--explain']);
+    assert.equal(plan.code, 0, plan.stderr);
+    const explained = JSON.parse(plan.stdout) as ReadExplain;
+    assert.equal(explained.table, 't');
+    assert.ok(
+      explained.workers.every((w) => w.sqlite?.some((s) => s.includes('USING INDEX'))),
+      plan.stdout,
+    );
     const dropped = cli(url, ['index', 'drop', 't', 'by_score']);
     assert.equal(dropped.code, 0, dropped.stderr);
     assert.equal(dropped.stdout, 'dropped index by_score on t\n');

@@ -69,6 +69,8 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     assert.equal(plan.workers.length, 1, JSON.stringify(plan));
     const holders = JSON.parse((await c.redis.hget(e2e.keys.chunks, plan.workers[0].chunks[0]))!).replicas as string[];
     assert.equal(holders.length, 2);
+    // The plan asked its worker for a SQLite plan: let that FETCH reach the counters first.
+    await new Promise((r) => setTimeout(r, 500));
     const got = await countRequests(c, e2e.keys.workerStatus, async () => {
       for (let i = 0; i < 20; i++) {
         const r = await c.query<Row>('small');
