@@ -1,7 +1,7 @@
 import { OPS_GROUP, type Keys } from '../common/keys';
 import type { Cluster } from 'ioredis';
 import { isCluster, timeToMs, type DstoreRedis } from '../common/redis';
-import type { WorkerCounters } from '../common/worker-status';
+import type { WorkerCounters, WorkerStatus } from '../common/worker-status';
 import type { WorkerDirectory } from './membership';
 
 /** A worker's ops stream as its consumer group sees it (`XLEN`, `XINFO GROUPS`). */
@@ -44,6 +44,8 @@ export interface WorkerStatusView {
   /** Null when the stream or its group does not exist (yet). */
   stream: OpsStreamInfo | null;
   counters: WorkerCounters | null;
+  /** Its secondary indexes, over every table: built (`ready`) and `failed` (GET /tables/:name/indexes says why). */
+  indexes: { ready: number; failed: number };
 }
 
 /** One coordinator in {@link ClusterStatus}. */
@@ -241,6 +243,7 @@ async function readWorkers(src: StatusSources): Promise<WorkerStatusView[]> {
       pid: s?.pid ?? null,
       stream,
       counters: s?.counters ?? null,
+      indexes: countIndexes(s?.indexes),
     };
   });
 }
@@ -311,4 +314,11 @@ function pairs(flat: unknown[]): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   for (let i = 0; i + 1 < flat.length; i += 2) o[String(flat[i])] = flat[i + 1];
   return o;
+}
+
+function countIndexes(byTable: WorkerStatus['indexes']): { ready: number; failed: number } {
+  const out = { ready: 0, failed: 0 };
+  for (const ix of Object.values(byTable ?? {}))
+    for (const st of Object.values(ix)) if (st.state === 'ready' || st.state === 'failed') out[st.state]++;
+  return out;
 }

@@ -88,6 +88,11 @@ export class CoordinatorMetrics {
       "1 when the worker's shard can store, 0 when it cannot (full disk, read-only, I/O errors): it then takes no chunks and answers no reads.",
       ['workerId'],
     );
+    gauge(
+      'dstore_worker_indexes',
+      "Secondary indexes on the worker's shard, over every table, by state (ready, failed).",
+      ['workerId', 'state'],
+    );
     gauge('dstore_stream_length', 'Entries in the worker ops stream (XLEN).', ['workerId']);
     gauge('dstore_stream_pending', 'Ops entries delivered to the worker but not acked (XINFO GROUPS pending).', [
       'workerId',
@@ -161,6 +166,8 @@ export class CoordinatorMetrics {
       set('dstore_worker_chunks', w.chunks, l);
       set('dstore_worker_shard_bytes', w.shardBytes, l);
       set('dstore_worker_storage_ok', w.storage === 'ok' ? 1 : 0, l);
+      set('dstore_worker_indexes', w.indexes?.ready, { ...l, state: 'ready' });
+      set('dstore_worker_indexes', w.indexes?.failed, { ...l, state: 'failed' });
       set('dstore_stream_length', w.stream?.length, l);
       set('dstore_stream_pending', w.stream?.pending, l);
       set('dstore_stream_lag', w.stream?.lag, l);

@@ -47,7 +47,21 @@ export function renderStatus(s: ClusterStatus, width = 120): string[] {
     out.push('  no workers have registered (start one with: dstore worker)');
   } else {
     const t = renderTable(
-      ['id', 'live', 'ready', 'state', 'rows', 'chunks', 'shard', 'stream', 'pending', 'lag', 'heartbeat', 'host'],
+      [
+        'id',
+        'live',
+        'ready',
+        'state',
+        'rows',
+        'chunks',
+        'shard',
+        'indexes',
+        'stream',
+        'pending',
+        'lag',
+        'heartbeat',
+        'host',
+      ],
       s.workers.map((w) => [
         w.id,
         w.live ? 'yes' : 'no',
@@ -57,6 +71,11 @@ export function renderStatus(s: ClusterStatus, width = 120): string[] {
         num(w.rows),
         num(w.chunks),
         w.shardBytes === null ? '-' : formatBytes(w.shardBytes),
+        !w.indexes
+          ? '-'
+          : w.indexes.failed > 0
+            ? `${w.indexes.ready}, ${w.indexes.failed} failed`
+            : String(w.indexes.ready),
         num(w.stream?.length),
         num(w.stream?.pending),
         num(w.stream?.lag ?? undefined),

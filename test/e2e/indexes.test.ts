@@ -71,6 +71,14 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     await waitIndex(c, 'by_city', ['w1', 'w2', 'w3']);
     assert.equal((await c.api('PUT', '/tables/t/indexes/by_n', { fields: ['n', 'score'] })).status, 201);
     await waitIndex(c, 'by_n', ['w1', 'w2', 'w3']);
+    const metrics = await waitFor(
+      async () => {
+        const text = await (await fetch(`${c.url}/metrics`)).text();
+        return /dstore_worker_indexes\{workerId="w1",state="ready"[^}]*\} 2\b/.test(text) ? text : undefined;
+      },
+      { what: '/metrics to count the two indexes built on w1', timeoutMs: 15_000 },
+    );
+    assert.match(metrics, /dstore_worker_indexes\{workerId="w2",state="failed"[^}]*\} 0\b/);
     const city = all[7].city;
     const [{ explain }] = await c.query<{ explain: ReadExplain }>('t', { where: { city }, explain: true });
     assert.ok(explain.workers.length > 0);

@@ -37,6 +37,7 @@ function sample(): ClusterStatus {
         pid: 10,
         stream: stream(40, 0, 0),
         counters: null,
+        indexes: { ready: 2, failed: 1 },
       },
       {
         id: 'w2',
@@ -55,6 +56,7 @@ function sample(): ClusterStatus {
         pid: null,
         stream: null,
         counters: null,
+        indexes: { ready: 0, failed: 0 },
       },
     ],
     coordinators: [
@@ -88,9 +90,9 @@ describe('dstore status', () => {
       );
       const at = (title: string) => lines.indexOf(title);
       assert.deepEqual(lines.slice(at('WORKERS') + 1, at('WORKERS') + 4), [
-        '  id  live  ready  state    rows  chunks  shard    stream  pending  lag  heartbeat   host',
-        '  w1  yes   yes    ready    1200       3  1.50 MB      40        0    0  450ms ago   h:10',
-        '  w2  no    no     stopped                -                              1m 05s ago  -',
+        '  id  live  ready  state    rows  chunks  shard    indexes      stream  pending  lag  heartbeat   host',
+        '  w1  yes   yes    ready    1200       3  1.50 MB  2, 1 failed      40        0    0  450ms ago   h:10',
+        '  w2  no    no     stopped                -        0                                  1m 05s ago  -',
       ]);
       assert.deepEqual(lines.slice(at('COORDINATORS') + 1, at('COORDINATORS') + 4), [
         '  id         live  heartbeat  reply stream',
