@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import Redis from 'ioredis';
-import { compileFilter, jsonPath } from '../common/filter';
+import { compileFilter, indexKeyExpr, jsonPath } from '../common/filter';
+import { indexedExpr } from '../common/indexes';
 import { PostMessage } from '../common/messages';
 import type { QuerySpec } from '../common/query';
 import { combineAggregates } from '../coordinator/fetch-merger';
@@ -112,7 +113,7 @@ export class SqliteBaseline {
     const doc = (r: Record<string, unknown>) => r.doc as string;
     if (q.aggregate) {
       const t0 = performance.now();
-      const plan = planFetch('t', q, undefined);
+      const plan = planFetch('t', q, undefined, this.indexed);
       const parts = (this.prepare(plan.sql).all(...plan.params) as Record<string, unknown>[]).map(plan.line);
       const groups = q.groupBy ?? [];
       const rows = [...combineAggregates([{ rows: parts.join('\n') }], groups, q.aggregate, q.sort, q.limit)];
@@ -120,14 +121,16 @@ export class SqliteBaseline {
       return { lines: rows, ms: performance.now() - t0, count: rows.length };
     }
     if (!q.where && !q.sort && q.limit === undefined) return this.read('SELECT doc FROM t', [], doc);
-    const where = compileFilter(q.where);
+    const where = compileFilter(q.where, 'where', this.indexed);
     const params = [...where.params];
     let sql = `SELECT doc FROM t WHERE ${where.sql}`;
     if (q.sort?.length) {
       const keys = q.sort.map((s) => {
         const dir = s.dir === 'desc' ? 'DESC' : 'ASC';
         if (s.field === '_id') return `_id ${dir}`;
-        params.push(jsonPath(s.field));
+        const path = jsonPath(s.field);
+        if (this.indexed.has(path)) return `${indexKeyExpr(path)} ${dir}`;
+        params.push(path);
         return `json_extract(doc, ?) ${dir}`;
       });
       sql += ` ORDER BY ${keys.join(', ')}, _id ASC`;
@@ -137,6 +140,17 @@ export class SqliteBaseline {
       params.push(q.limit);
     }
     return this.read(sql, params, doc);
+  }
+
+  /** JSON paths of the fields indexed by {@link createIndex}: filters and sorts on them use it, as on a worker. */
+  private readonly indexed = new Set<string>();
+
+  /** The index a worker builds for `fields` (the same expressions), and the time it took (ms). */
+  createIndex(name: string, fields: string[]): number {
+    const t0 = performance.now();
+    this.db.exec(`CREATE INDEX ${name} ON t (${fields.map(indexedExpr).join(', ')})`);
+    for (const f of fields) this.indexed.add(jsonPath(f));
+    return performance.now() - t0;
   }
 
   /** p50/p99 (ms) of point lookups by `_id` through {@link query}; throws unless each finds its row. */
