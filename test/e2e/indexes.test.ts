@@ -123,6 +123,13 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     all.push(...more);
     await waitIndex(c, 'by_tag', ['w4']);
     await waitIndex(c, 'by_city', ['w4']);
+    // A worker that joins empty and gets chunks only from a rebalance builds them from the copies.
+    c.startWorker('w5');
+    await c.waitLive(['w1', 'w2', 'w3', 'w4', 'w5']);
+    const rb = await c.api('POST', '/rebalance', {});
+    assert.equal(rb.status, 202, JSON.stringify(rb.body));
+    await waitIndex(c, 'by_city', ['w5']);
+    await waitIndex(c, 'by_tag', ['w5']);
     const tag = all.find((x) => (x.meta as { tag: string | null }).tag)!.meta as { tag: string };
     assert.deepEqual(
       ids(await c.query<Row>('t', { where: { 'meta.tag': tag.tag } })),
