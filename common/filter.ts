@@ -321,21 +321,21 @@ function toSql(n: Node, params: unknown[], ctx: SqlCtx = { top: false }): string
 
 /**
  * A comparison on an indexed field, written so SQLite's planner can range-scan the index
- * (`json_extract(doc, '<path>') op ?`, the path as the index expression spells it). SQLite
- * orders NULL < numbers < text, so a number range is bounded above by `< ''` and a text
- * range below by `>= ''`; the json_type term keeps booleans (stored as 1 / 0) and the other
- * type out. Only for terms of the top-level AND: a missing field gives NULL here, not 0.
+ * (`json_extract(doc, '<path>') op ?`, the path as the index expression spells it); the
+ * json_type term keeps booleans (stored as 1 / 0) and values of the other type out (SQLite
+ * orders numbers before text, so `$gt: 5` also meets the field's text values in the index).
+ * No extra type bound (`< ''`) is written: SQLite took it for the range's end instead of the
+ * query's own (`$lt`), and scanned half the index. Only for terms of the top-level AND: a
+ * missing field gives NULL here, not 0.
  */
 function indexedCmpSql(f: Field, op: CmpOp, v: number | string, params: unknown[]): string {
   const x = indexKeyExpr(f.path);
   if (typeof v === 'number') {
     params.push(JSON.stringify(v));
-    const upper = op === '>' || op === '>=' ? ` AND ${x} < ''` : '';
-    return `(${x} ${op} json_extract(?, '$')${upper} AND ${typeIs(f, NUMBER_TYPES)})`;
+    return `(${x} ${op} json_extract(?, '$') AND ${typeIs(f, NUMBER_TYPES)})`;
   }
   params.push(v);
-  const lower = op === '<' || op === '<=' ? ` AND ${x} >= ''` : '';
-  return `(${x} ${op} ?${lower} AND ${typeIs(f, "('text')")})`;
+  return `(${x} ${op} ? AND ${typeIs(f, "('text')")})`;
 }
 
 /** `$in` of numbers and strings on an indexed field: an index lookup per value. */
