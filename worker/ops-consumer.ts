@@ -134,6 +134,9 @@ export class OpsConsumer extends EventEmitter {
     // Phase 2: entries never delivered, without blocking, until none are left: then ready.
     // Phase 3: block for new entries.
     let phase: 1 | 2 | 3 = 1;
+    // Builds a crash cut short (recorded `building`) are run again first.
+    if (this.store.hasPendingBuilds())
+      await this.buildIndexes().catch((e) => this.log.error({ err: e }, 'index build failed'));
     while (!this.stopping) {
       try {
         const entries = await this.readBatch(phase === 1 ? '0' : '>', phase === 3);
@@ -240,6 +243,15 @@ export class OpsConsumer extends EventEmitter {
       if (err) throw err;
     }
     this.advance(id);
+    // A new index is built before the next entry: reads go on meanwhile (the build runs off the
+    // event loop), writes wait for it, in order.
+    if (this.store.hasPendingBuilds()) await this.buildIndexes();
+  }
+
+  private async buildIndexes(): Promise<void> {
+    const t0 = Date.now();
+    await this.store.buildPending();
+    this.log.info({ ms: Date.now() - t0 }, 'secondary indexes built');
   }
 
   private setStorage(state: StorageState, error?: string): void {

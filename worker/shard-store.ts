@@ -6,6 +6,7 @@ import { compileFilter, jsonPath, parseField } from '../common/filter';
 import { RejectedError } from '../common/errors';
 import { indexedExpr, INDEX_NAME_PATTERN, type IndexStatus, type TableIndexes } from '../common/indexes';
 import { ChunkDigest } from './chunk-digest';
+import { buildIndex } from './index-builder';
 import { migrate } from './shard-migrations';
 import {
   DIGEST_NOT_HELD,
@@ -106,6 +107,10 @@ export interface ShardStoreOptions {
  */
 export class ShardStore {
   readonly file: string;
+  /** The `synchronous` setting of every connection that writes (index builds included). */
+  private readonly syncMode: 'FULL' | 'NORMAL';
+  /** Some index may be `building` (set by a declaration, and at open for builds a crash cut short). */
+  private buildsDue = true;
   private readonly db: Database.Database;
   readonly reader: Database.Database;
   private readonly stmt;
@@ -137,7 +142,8 @@ export class ShardStore {
     this.diskFullFile = opts.diskFullFile;
     this.db = new Database(this.file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${(opts.sync ?? 'full') === 'full' ? 'FULL' : 'NORMAL'}`);
+    this.syncMode = (opts.sync ?? 'full') === 'full' ? 'FULL' : 'NORMAL';
+    this.db.pragma(`synchronous = ${this.syncMode}`);
     this.maxPages = this.db.pragma('max_page_count', { simple: true }) as number;
     this.db.pragma('busy_timeout = 5000');
     try {
@@ -357,9 +363,9 @@ export class ShardStore {
   /**
    * Brings a table's secondary indexes to `decl` unless this shard already has that
    * version of the set or a newer one (a POST may carry an older set than a SETUP_TABLE
-   * applied before it). Builds run in the caller's transaction, so a build and the write
-   * that asked for it commit together. A field SQLite cannot index leaves that index
-   * `failed` with the reason; the others are built.
+   * applied before it). Indexes left out are dropped at once; new ones are recorded
+   * `building`, in the caller's transaction, and built afterwards by {@link buildPending}
+   * off the event loop. Reads use an index only once it is `ready`.
    */
   private applyIndexes(t: LocalTable, decl: TableIndexes): void {
     const have = this.db.prepare<[string], { v: number }>('SELECT index_version AS v FROM _tables WHERE name = ?');
@@ -383,16 +389,55 @@ export class ShardStore {
     for (const [name, spec] of Object.entries(decl.indexes)) {
       if (kept.has(name)) continue;
       if (!INDEX_NAME_PATTERN.test(name)) continue; // never from a coordinator; not put in SQL
-      try {
-        this.db.exec(
-          `CREATE INDEX IF NOT EXISTS ${sqlName(name)} ON ${t.ident} (${spec.fields.map(indexedExpr).join(', ')})`,
-        );
-        record.run(t.name, name, JSON.stringify(spec.fields), 'ready', null);
-      } catch (e) {
-        record.run(t.name, name, JSON.stringify(spec.fields), 'failed', (e as Error).message.slice(0, 500));
-      }
+      record.run(t.name, name, JSON.stringify(spec.fields), 'building', null);
+      this.buildsDue = true;
     }
     this.db.prepare('UPDATE _tables SET index_version = ? WHERE name = ?').run(decl.version, t.name);
+  }
+
+  /** Whether some index is recorded `building` (a build to run, or one a crash interrupted). */
+  hasPendingBuilds(): boolean {
+    if (!this.buildsDue) return false;
+    this.buildsDue = this.db.prepare("SELECT 1 FROM _indexes WHERE state = 'building' LIMIT 1").get() !== undefined;
+    return this.buildsDue;
+  }
+
+  /**
+   * Builds every index recorded `building`, one at a time, each in a worker thread on its own
+   * connection ({@link buildIndex}): the event loop stays free, so reads go on; the caller
+   * applies no write meanwhile (the build holds SQLite's write lock). Each ends `ready`, or
+   * `failed` with SQLite's reason (a field it cannot index); the others are still built.
+   */
+  async buildPending(): Promise<void> {
+    const todo = this.db
+      .prepare<[], { tbl: string; name: string; fields: string }>(
+        "SELECT tbl, name, fields FROM _indexes WHERE state = 'building'",
+      )
+      .all();
+    for (const ix of todo) {
+      const t = this.existingTable(ix.tbl);
+      if (!t) continue;
+      let error: string | undefined;
+      try {
+        const exprs = (JSON.parse(ix.fields) as string[]).map(indexedExpr).join(', ');
+        error = await buildIndex(
+          this.file,
+          `CREATE INDEX IF NOT EXISTS ${t.ident}_ix_${ix.name} ON ${t.ident} (${exprs})`,
+          this.syncMode,
+        );
+      } catch (e) {
+        error = (e as Error).message.slice(0, 500);
+      }
+      // Only if the declaration did not change meanwhile (it cannot while the caller waits; a
+      // crash between the build and this line leaves it `building`: built again, a no-op).
+      this.write(() =>
+        this.db
+          .prepare(
+            "UPDATE _indexes SET state = ?, error = ? WHERE tbl = ? AND name = ? AND fields = ? AND state = 'building'",
+          )
+          .run(error === undefined ? 'ready' : 'failed', error ?? null, ix.tbl, ix.name, ix.fields),
+      );
+    }
   }
 
   /**

@@ -173,7 +173,7 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     );
   });
 
-  it('dstore index create, list and drop', () => {
+  it('dstore index create, list and drop', async () => {
     const url = e2e.cluster.url;
     const made = cli(url, ['index', 'create', 't', 'by_score', '--fields', 'score']);
     assert.equal(made.code, 0, made.stderr);
@@ -186,6 +186,7 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     assert.ok((JSON.parse(listed.stdout) as IndexList).indexes.some((i) => i.name === 'by_score'));
     const table = cli(url, ['index', 'list', 't']);
     assert.match(table.stdout, /by_score\s+score\s+w1: (ready|building)/);
+    await waitIndex(e2e.cluster, 'by_score', ['w1', 'w2', 'w3', 'w4', 'w5']);
     const plan = cli(url, ['fetch', 't', '--where', '{"score":{"$gt":99}}', '--explain']);
     assert.equal(plan.code, 0, plan.stderr);
     const explained = JSON.parse(plan.stdout) as ReadExplain;

@@ -157,7 +157,7 @@ describe('filter fuzzing (fast-check)', function () {
       let rows: Record<string, unknown>[];
       let ident: string;
 
-      before(() => {
+      before(async () => {
         dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dstore-fuzz-'));
         store = new ShardStore(dir, { sync: 'normal' });
         store.setupTable(
@@ -191,6 +191,11 @@ describe('filter fuzzing (fast-check)', function () {
         });
         store.insertChunk(msg, '2-0');
         store.commitPost('op2', 'p1', '3-0');
+        if (indexed) {
+          assert.equal(store.indexStates().fz.ix_a.state, 'building', 'recorded, built off the event loop');
+          assert.deepEqual([...store.indexedPaths('fz')], [], 'no index is used before it is built');
+          await store.buildPending();
+        }
         ident = store.readerTable('fz')!.ident;
       });
 
