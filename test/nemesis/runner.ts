@@ -25,6 +25,9 @@ import {
 } from './schedule';
 import { emptyStats, type SeedResult } from './report';
 
+/** The table's secondary indexes (reads filter on g, k, v, x and sort on k and v). */
+const INDEXES: Record<string, string[]> = { by_g_k: ['g', 'k'], by_v: ['v'], by_x: ['x'] };
+
 /** Client operations in flight at once. */
 export const LANES = 3;
 /** Pause between two steps. */
@@ -135,6 +138,13 @@ class SeedRun {
       });
       const put = await send(`${this.nem.url(0)}/tables/${TABLE}`, 'PUT', JSON.stringify({ schema: TABLE_SCHEMA }));
       if (put.kind !== 'answered' || put.status >= 300) throw new Error(`PUT /tables/${TABLE}: ${describeAnswer(put)}`);
+      // Secondary indexes on the fields reads filter and sort on, so every read also checks the
+      // indexed plans, on workers that build them from SETUP_TABLE, a chunk or a copy.
+      for (const [name, fields] of Object.entries(INDEXES)) {
+        const ix = await send(`${this.nem.url(0)}/tables/${TABLE}/indexes/${name}`, 'PUT', JSON.stringify({ fields }));
+        if (ix.kind !== 'answered' || ix.status >= 300)
+          throw new Error(`PUT /tables/${TABLE}/indexes/${name}: ${describeAnswer(ix)}`);
+      }
       for (let i = 0; i < steps.length && (!this.result.failure || this.o.keepGoing); i++) {
         this.current = i;
         await this.step(i, steps[i]);
