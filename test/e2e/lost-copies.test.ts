@@ -105,8 +105,11 @@ describe('e2e: a worker restarted under its id after its data directory was lost
       { what: 'the sweep to record the new shard of w3' },
     );
     await waitRepaired(c, e2e.keys, 2, 'every chunk back at two copies');
-    const held = JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3'))!) as { chunks: number };
-    assert.ok(held.chunks > 0, 'repair copied chunks back onto w3');
+    // Its heartbeat counts them at the next beat after the copies were applied.
+    await waitFor(
+      async () => (JSON.parse((await c.redis.hget(e2e.keys.workerStatus, 'w3'))!) as { chunks: number }).chunks > 0,
+      { what: 'repair to copy chunks back onto w3 (its heartbeat counting them)', timeoutMs: 10_000 },
+    );
     await assertExact(c, rows, 'after repair');
     // The copies repair made are real: with w1 gone, w2 and w3 answer everything.
     c.workers.get('w1')!.child.kill('SIGKILL');
