@@ -60,21 +60,16 @@ export class Coordinator {
     this.id = opts.coordinatorId ?? `c-${crypto.randomBytes(4).toString('hex')}`;
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'coordinator', coordinatorId: this.id });
-    const name = (role: string) => this.keys.connectionName('coord', this.id, role);
-    this.cmd = createRedis({
-      url: opts.redisUrl,
-      clusterNodes: opts.redisClusterNodes,
-      tlsCa: opts.redisTlsCa,
-      name: name('cmd'),
-      role: 'command',
-    });
-    this.replyReader = createRedis({
-      url: opts.redisUrl,
-      clusterNodes: opts.redisClusterNodes,
-      tlsCa: opts.redisTlsCa,
-      name: name('replies'),
-      role: 'blocking',
-    });
+    const connect = (name: string, role: 'command' | 'blocking') =>
+      createRedis({
+        url: opts.redisUrl,
+        clusterNodes: opts.redisClusterNodes,
+        tlsCa: opts.redisTlsCa,
+        name: this.keys.connectionName('coord', this.id, name),
+        role,
+      });
+    this.cmd = connect('cmd', 'command');
+    this.replyReader = connect('replies', 'blocking');
     for (const c of [this.cmd, this.replyReader])
       c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
     const replyTo = this.keys.coordReplies(this.id);

@@ -193,6 +193,14 @@ export class ShardStore {
       stats: this.db.prepare<[], { tables: number; chunks: number; rows: number }>(
         'SELECT (SELECT count(*) FROM _tables) AS tables, count(*) AS chunks, coalesce(sum(rows), 0) AS rows FROM _chunks',
       ),
+      // Secondary indexes: run per chunk that carries a set, per heartbeat, per read after a write.
+      indexVersion: this.db.prepare<[string], { v: number }>('SELECT index_version AS v FROM _tables WHERE name = ?'),
+      indexes: this.db.prepare<[], { tbl: string; name: string; fields: string; state: string; error: string | null }>(
+        'SELECT tbl, name, fields, state, error FROM _indexes',
+      ),
+      readyIndexFields: this.reader.prepare<[string], { fields: string }>(
+        "SELECT fields FROM _indexes WHERE tbl = ? AND state = 'ready'",
+      ),
       chunksOf: this.db.prepare<[string], { chunk: string }>(
         'SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1',
       ),
@@ -368,8 +376,7 @@ export class ShardStore {
    * off the event loop. Reads use an index only once it is `ready`.
    */
   private applyIndexes(t: LocalTable, decl: TableIndexes): void {
-    const have = this.db.prepare<[string], { v: number }>('SELECT index_version AS v FROM _tables WHERE name = ?');
-    if ((have.get(t.name)?.v ?? 0) >= decl.version) return;
+    if ((this.stmt.indexVersion.get(t.name)?.v ?? 0) >= decl.version) return;
     const current = this.db
       .prepare<[string], { name: string; fields: string }>('SELECT name, fields FROM _indexes WHERE tbl = ?')
       .all(t.name);
@@ -449,8 +456,7 @@ export class ShardStore {
     let paths = this.indexCache.get(table);
     if (!paths) {
       paths = new Set(
-        this.reader
-          .prepare<[string], { fields: string }>("SELECT fields FROM _indexes WHERE tbl = ? AND state = 'ready'")
+        this.stmt.readyIndexFields
           .all(table)
           .flatMap((r) => (JSON.parse(r.fields) as string[]).map((f) => jsonPath(f))),
       );
@@ -462,11 +468,7 @@ export class ShardStore {
   /** Every table's indexes and their state on this shard, for the heartbeat. */
   indexStates(): Record<string, Record<string, IndexStatus>> {
     const out: Record<string, Record<string, IndexStatus>> = {};
-    for (const r of this.db
-      .prepare<[], { tbl: string; name: string; fields: string; state: string; error: string | null }>(
-        'SELECT tbl, name, fields, state, error FROM _indexes',
-      )
-      .all()) {
+    for (const r of this.stmt.indexes.all()) {
       (out[r.tbl] ??= {})[r.name] = {
         state: r.state as IndexStatus['state'],
         fields: JSON.parse(r.fields) as string[],

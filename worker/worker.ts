@@ -35,28 +35,17 @@ export class Worker {
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'worker', workerId: this.id });
     this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync, diskFullFile: opts.failpointDiskFullFile });
-    const name = (role: string) => this.keys.connectionName('worker', this.id, role);
-    this.cmd = createRedis({
-      url: opts.redisUrl,
-      clusterNodes: opts.redisClusterNodes,
-      tlsCa: opts.redisTlsCa,
-      name: name('cmd'),
-      role: 'command',
-    });
-    this.reader = createRedis({
-      url: opts.redisUrl,
-      clusterNodes: opts.redisClusterNodes,
-      tlsCa: opts.redisTlsCa,
-      name: name('ops'),
-      role: 'blocking',
-    });
-    this.sub = createRedis({
-      url: opts.redisUrl,
-      clusterNodes: opts.redisClusterNodes,
-      tlsCa: opts.redisTlsCa,
-      name: name('fetch'),
-      role: 'subscriber',
-    });
+    const connect = (name: string, role: 'command' | 'blocking' | 'subscriber') =>
+      createRedis({
+        url: opts.redisUrl,
+        clusterNodes: opts.redisClusterNodes,
+        tlsCa: opts.redisTlsCa,
+        name: this.keys.connectionName('worker', this.id, name),
+        role,
+      });
+    this.cmd = connect('cmd', 'command');
+    this.reader = connect('ops', 'blocking');
+    this.sub = connect('fetch', 'subscriber');
     for (const c of [this.cmd, this.reader, this.sub])
       c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
     this.consumer = new OpsConsumer(

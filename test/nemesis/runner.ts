@@ -499,15 +499,7 @@ class SeedRun {
         });
       else problems.push(...second.problems, ...checkStable(first.rows, second.rows));
     }
-    const rep = await checkReplicas(
-      this.nem.cluster.redis,
-      this.nem.keys,
-      TABLE,
-      this.nem.workerDirs(),
-      REPLICAS,
-      this.nem.activeWorkers().length,
-      this.storedIds(first.rows),
-    );
+    const rep = await this.checkReplicas(first.rows);
     problems.push(...rep.problems);
     st.quiesces++;
     st.finalRows = first.rows.length;
@@ -519,9 +511,18 @@ class SeedRun {
     this.fail(i, problems);
   }
 
-  /** The `_id`s the shards hold for normalised rows: the generated one for a row the client did not name. */
-  private storedIds(rows: readonly Doc[]): string[] {
-    return rows.map((r) => this.generatedIds.get(r._id) ?? r._id);
+  /** Every chunk on R active workers whose SQLite files hold exactly the rows of `rows`. */
+  private checkReplicas(rows: readonly Doc[]): ReturnType<typeof checkReplicas> {
+    return checkReplicas(
+      this.nem.cluster.redis,
+      this.nem.keys,
+      TABLE,
+      this.nem.workerDirs(),
+      REPLICAS,
+      this.nem.activeWorkers().length,
+      // The `_id`s the shards hold: the generated one for a row the client did not name.
+      rows.map((r) => this.generatedIds.get(r._id) ?? r._id),
+    );
   }
 
   /** After a failure: heal, settle and read once more, to say whether what went wrong lasts. */
@@ -548,15 +549,7 @@ class SeedRun {
         `after healing and settling${unmet.length ? ` (still not quiet: ${unmet.join('; ')})` : ''}, a complete read of ${r.rows.length} rows ` +
           (left.length === 0 ? 'agrees with the model' : `still has ${counts}: e.g. ${left[0].detail}`),
       );
-      const rep = await checkReplicas(
-        this.nem.cluster.redis,
-        this.nem.keys,
-        TABLE,
-        this.nem.workerDirs(),
-        REPLICAS,
-        this.nem.activeWorkers().length,
-        this.storedIds(r.rows),
-      );
+      const rep = await this.checkReplicas(r.rows);
       if (rep.problems.length > 0)
         this.result.notes.push(
           `replica check after healing: ${rep.problems.length} problem(s), e.g. ${rep.problems[0].detail}`,
