@@ -297,6 +297,13 @@ function toSql(n: Node, params: unknown[], ctx: SqlCtx = { top: false }): string
       return `(NOT ${toSql(n.item, params, { ...ctx, top: false })})`;
     case 'exists':
       if (isId(n.f)) return n.v ? '1' : '0';
+      if (ctx.top && !n.v && ctx.indexed?.has(n.f.path)) {
+        // The index keys a missing field and a JSON null alike by NULL: look up the NULLs,
+        // then keep the rows where the field is absent. `$exists: true` has no such form
+        // (IS NOT NULL plus the nulls is an OR SQLite scans for) and rarely narrows a read.
+        if (ctx.used) ctx.used.index = true;
+        return `(${indexKeyExpr(n.f.path)} IS NULL AND json_type(doc, ${sqlText(n.f.path)}) IS NULL)`;
+      }
       params.push(n.f.path);
       return `(json_type(doc, ?) IS ${n.v ? 'NOT NULL' : 'NULL'})`;
     case 'cmp':
@@ -440,8 +447,9 @@ function inSql(f: Field, vs: Scalar[], params: unknown[]): string {
  * (so it can be embedded anywhere with its params spliced in at the same position), and
  * never evaluates to NULL.
  * @param where label for error paths (default `"where"`).
- * @param indexed JSON paths ({@link jsonPath}) of fields with a built index: comparisons and
- *   `$in` on them in the top-level AND are written so SQLite can use the index.
+ * @param indexed JSON paths ({@link jsonPath}) of fields with a built index: comparisons,
+ *   `$in` and `$exists: false` on them in the top-level AND are written so SQLite can use
+ *   the index.
  * @throws {@link FilterError} naming the place at fault and how to fix it.
  */
 export function compileFilter(filter: unknown, where = 'where', indexed?: ReadonlySet<string>): CompiledFilter {

@@ -31,11 +31,34 @@ export const timeout = (message: string, details?: Record<string, unknown>) =>
  */
 export function fromRedisError(e: unknown): ApiError | undefined {
   const message = (e as { message?: unknown })?.message;
-  if (typeof message !== 'string' || !message.startsWith('OOM ')) return undefined;
+  if (typeof message !== 'string') return undefined;
+  if (lostConnection(e as Error))
+    return new ApiError(
+      503,
+      'redis_unavailable',
+      `the connection to Redis dropped during the request (${message.trim()}), so whether it took effect is unknown: retry once Redis answers (GET /healthz); a POST retried with the same _ids answers 409 duplicate _id if the first attempt was stored`,
+      { retryAfterSeconds: 1 },
+    );
+  if (!message.startsWith('OOM ')) return undefined;
   return new ApiError(
     503,
     'redis_full',
     `Redis is at its maxmemory and refuses writes (${message.trim()}); nothing of this request was changed. Raise maxmemory or add Redis Cluster masters: the _id index of each table holds most of Redis' memory (GET /status shows redis memory; docs/scaling.md)`,
     { setting: 'maxmemory' },
+  );
+}
+
+/**
+ * Whether ioredis failed a command because its connection went away (a Redis restart or
+ * failover) rather than because Redis refused it: the library's own error classes, and the
+ * plain errors it raises for a closed connection.
+ */
+function lostConnection(e: Error): boolean {
+  return (
+    e.name === 'AbortError' ||
+    e.name === 'MaxRetriesPerRequestError' ||
+    e.name === 'ClusterAllFailedError' ||
+    e.message === 'Connection is closed.' ||
+    e.message.startsWith("Stream isn't writeable")
   );
 }

@@ -60,7 +60,10 @@ export function buildServer(coord: ApiDeps, log: Logger): FastifyInstance {
     if (err instanceof QueryError)
       return reply.status(400).send({ error: 'bad_query', message: err.message, field: err.at });
     const redis = fromRedisError(err);
-    if (redis) return reply.status(redis.status).send({ error: redis.code, message: redis.message, ...redis.details });
+    if (redis) {
+      if (redis.details.retryAfterSeconds) reply.header('retry-after', String(redis.details.retryAfterSeconds));
+      return reply.status(redis.status).send({ error: redis.code, message: redis.message, ...redis.details });
+    }
     const e = err as { statusCode?: number; code?: string; message: string };
     if (e.statusCode && e.statusCode < 500) {
       if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

@@ -13,6 +13,9 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { startCluster, type TestCluster } from '../support/cluster';
 import { lossAndDuplicates } from '../support/data';
+import type { IndexList } from '../../cli/commands/index-cmd';
+import type { ReadExplain } from '../../coordinator/fetch-merger';
+import type { Row } from '../support/driver';
 import type { ChildHandle } from '../support/processes';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import { sleep, waitFor } from '../support/wait';
@@ -441,6 +444,9 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         const fsync = (await c.cluster.redis.config('GET', 'appendfsync')) as string[];
         const aof = (await c.cluster.redis.config('GET', 'appendonly')) as string[];
         c.notes.push(`redis ${aof.join('=')} ${fsync.join('=')}: no acknowledged write may be lost`);
+        // An index declared while the load runs must outlive the restart (catalogue and shards).
+        const ix = await c.cluster.api('PUT', `/tables/${TABLE}/indexes/by_city`, { fields: ['city'] });
+        assert.equal(ix.status, 201, JSON.stringify(ix.body));
         const t0 = Date.now();
         await c.redis.restart!();
         c.notes.push(`redis answered PING again ${Date.now() - t0} ms after SIGKILL`);
@@ -450,6 +456,36 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         await c.cluster.waitLive(['w1', 'w2', 'w3']);
         const h = await c.cluster.api<{ ok: boolean; liveWorkers: number }>('GET', '/healthz');
         c.notes.push(`after the restart: healthz ${JSON.stringify(h.body)}`);
+      },
+      async extra(c, res) {
+        const listed = await waitFor(
+          async () => {
+            const r = await c.cluster.api<IndexList>('GET', `/tables/${TABLE}/indexes`);
+            const st = r.body.indexes?.find((i) => i.name === 'by_city')?.workers ?? {};
+            return ['w1', 'w2', 'w3'].every((w) => st[w]?.state === 'ready') ? r.body : undefined;
+          },
+          { what: 'index by_city ready on every worker after the Redis restart', timeoutMs: 30_000 },
+        );
+        assert.deepEqual(listed.indexes.find((i) => i.name === 'by_city')!.fields, ['city']);
+        const all = await readAll(c.cluster.url, TABLE, {}, 20_000);
+        if (!all.ok) throw new Error(all.why);
+        const city = all.rows[0].city;
+        const [{ explain }] = await c.cluster.query<{ explain: ReadExplain }>(TABLE, {
+          where: { city },
+          explain: true,
+        });
+        for (const w of explain.workers)
+          assert.match((w.sqlite ?? []).join(' | '), /USING INDEX t_\d+_ix_by_city/, JSON.stringify(w));
+        const byIndex = (await c.cluster.query<Row>(TABLE, { where: { city } })).map((r) => r._id).sort();
+        const want = all.rows
+          .filter((r) => r.city === city)
+          .map((r) => r._id)
+          .sort();
+        const wrong = byIndex.length === want.length && byIndex.every((x, i) => x === want[i]) ? 0 : 1;
+        c.notes.push(
+          `after the restart: index by_city ready on w1-w3; a read by city on it gave ${byIndex.length} rows, the full read ${want.length}`,
+        );
+        res.wrong += wrong;
       },
     });
     assertClean(r);

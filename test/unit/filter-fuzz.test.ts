@@ -232,7 +232,7 @@ describe('filter fuzzing (fast-check)', function () {
       });
 
       if (indexed)
-        it('builds every index and has SQLite use them for an equality, a range and an $in', () => {
+        it('builds every index and has SQLite use them for an equality, a range, an $in and $exists: false', () => {
           assert.deepEqual(
             Object.fromEntries(Object.entries(store.indexStates().fz).map(([n, st]) => [n, st.state])),
             Object.fromEntries(Object.keys(INDEXES.indexes).map((n) => [n, 'ready'])),
@@ -243,6 +243,7 @@ describe('filter fuzzing (fast-check)', function () {
             { 'first name': { $gte: 'x' } },
             { "it's": { $in: [1, 'b'] } },
             { b: { $lt: 2 }, a: 1 },
+            { a: { $exists: false } },
           ]) {
             // Also when the worker answers for some of its chunks only (a chunk list in the SQL).
             for (const chunks of [undefined, ['c1']]) {
