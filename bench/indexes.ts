@@ -64,6 +64,8 @@ function answerKey(lines: string[], sorted: boolean): string {
 interface Measured {
   ms: number;
   cpuMs: number;
+  /** CPU ms per run by process: coordinator, workers (sum), Redis, this client. */
+  cpuBy?: { coordinator?: number; workers?: number; redis?: number; client: number };
   count: number;
   key: string;
 }
@@ -78,9 +80,17 @@ async function dstoreRuns(cluster: TestCluster, pids: ClusterPids, q: QuerySpec,
       last = r;
     }
   });
+  const per = perUnit(cpu, repeat);
+  const ms = (us: number | undefined) => (us === undefined ? undefined : +(us / 1000).toFixed(2));
   return {
     ms: median(times),
-    cpuMs: perUnit(cpu, repeat).all / 1000,
+    cpuMs: per.all / 1000,
+    cpuBy: {
+      coordinator: ms(per.coordinator),
+      workers: ms(per.workersSum),
+      redis: ms(per.redis),
+      client: ms(per.client)!,
+    },
     count: last!.count,
     key: answerKey(last!.lines, q.sort !== undefined),
   };
@@ -175,6 +185,7 @@ async function main(): Promise<void> {
         speedup: b.dstore.ms / after.dstore.ms,
         unindexedCpuMs: b.dstore.cpuMs,
         indexedCpuMs: after.dstore.cpuMs,
+        indexedCpuBy: after.dstore.cpuBy,
         fileUnindexedMs: b.file.ms,
         fileIndexedMs: after.file.ms,
         vsFile: after.dstore.ms / (after.file.ms + lookupP50),
@@ -223,6 +234,9 @@ async function main(): Promise<void> {
         ].join('  '),
       );
     }
+    console.log('\nCPU ms per indexed run, by process:');
+    for (const r of out as { name: string; indexedCpuBy: Measured['cpuBy'] }[])
+      console.log(`  ${r.name.padEnd(28)} ${JSON.stringify(r.indexedCpuBy)}`);
     console.log('\nindex builds (ms, over every worker, until ready everywhere; the file alone):');
     for (const [name, b] of Object.entries(build))
       console.log(`  ${name}: dstore ${b.dstoreMs.toFixed(0)}, file ${b.fileMs.toFixed(0)}`);
