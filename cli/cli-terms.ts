@@ -18,6 +18,7 @@ export const FETCH_TERMS: CliTerms = {
   fields: '--fields',
   sort: '--sort',
   limit: '--limit',
+  cursor: '--cursor',
   aggregate: '--agg',
   groupBy: '--group-by',
   partial: '--partial',

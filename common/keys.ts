@@ -98,6 +98,11 @@ export interface Keys {
   orderLock(table: string): string;
   /** STRING: JSON report of the last scrub pass. */
   readonly scrubReport: string;
+  /**
+   * STRING: the random key every coordinator signs and checks query cursors with
+   * (coordinator/cursor.ts), created by the first coordinator that needs it.
+   */
+  readonly cursorSecret: string;
   /** ZSET: coordinator id → last heartbeat (ms). */
   readonly coordinators: string;
   /** Prefix for BullMQ queues (BullMQ appends `:<queue>:<key>`); hash-tagged as BullMQ requires on a cluster. */
@@ -145,6 +150,7 @@ export function makeKeys(prefix: string): Keys {
     repairWorkers: `${shared}:repair:workers`,
     coordinators: `${shared}:coordinators`,
     scrubReport: `${shared}:scrub:last`,
+    cursorSecret: `${shared}:cursor-secret`,
     draining: `${shared}:workers:draining`,
     retired: `${shared}:workers:retired`,
     movesPending: `${shared}:moves:pending`,

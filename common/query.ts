@@ -1,4 +1,5 @@
 import { FilterError, compileFilter, parseField } from './filter';
+import type { SqlValue } from './sqlite-order';
 
 /** One sort key. `dir` defaults to `asc`. */
 export interface SortSpec {
@@ -17,7 +18,11 @@ export interface AggregateSpec {
   as?: string;
 }
 
-/** A read, as the HTTP API takes it and FETCH carries it. */
+/**
+ * A read, as the HTTP API takes it and FETCH carries it. With a `limit` (and no aggregate) the
+ * rows come in a total order, the sort keys then `_id` (`_id` alone without `sort`), so a page
+ * can end with a cursor to the next.
+ */
 export interface QuerySpec {
   where?: unknown;
   fields?: string[];
@@ -25,6 +30,12 @@ export interface QuerySpec {
   limit?: number;
   aggregate?: AggregateSpec[];
   groupBy?: string[];
+  /**
+   * Where a page starts: strictly after the row whose sort keys (as SQLite compared them)
+   * and `_id` these are, `[key…, _id]`. Set by the coordinator from a cursor the client sent
+   * back (coordinator/cursor.ts); never taken from the HTTP API directly.
+   */
+  after?: SqlValue[];
 }
 
 /**
@@ -78,7 +89,10 @@ export function normalizeQuery(q: QuerySpec): QuerySpec {
   for (const [k, v] of Object.entries(q)) {
     // A misspelt key ("lmit") silently ignored answers a different query than the one meant.
     if (v !== undefined && !QUERY_KEYS.has(k))
-      throw new QueryError(k, `unknown query key; a query takes ${[...QUERY_KEYS].join(', ')} (and partial, explain)`);
+      throw new QueryError(
+        k,
+        `unknown query key; a query takes ${[...QUERY_KEYS].join(', ')} (and cursor, partial, explain)`,
+      );
   }
   if (q.where !== undefined && q.where !== null) {
     compileFilter(q.where); // throws FilterError naming the operator or field
@@ -150,3 +164,25 @@ export function normalizeQuery(q: QuerySpec): QuerySpec {
 }
 
 export { FilterError };
+
+/**
+ * A normalised query that starts after a keyset position ({@link QuerySpec.after}): one value
+ * per sort key (null, a number or a string, as SQLite's `json_extract` gives them), then the
+ * `_id` (a string). Only a query that pages rows (a `limit`, no aggregate) takes one.
+ * @throws {@link QueryError} at `cursor`.
+ */
+export function withAfter(q: QuerySpec, after: unknown): QuerySpec {
+  if (q.aggregate || q.limit === undefined)
+    throw new QueryError(
+      'cursor',
+      'a cursor pages rows: send it with the same query, which has a limit and no aggregate',
+    );
+  const keys = q.sort?.length ?? 0;
+  const ok =
+    Array.isArray(after) &&
+    after.length === keys + 1 &&
+    typeof after[keys] === 'string' &&
+    after.every((v) => v === null || typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)));
+  if (!ok) throw new QueryError('cursor', `does not fit this query's sort (${keys} keys and _id)`);
+  return { ...q, after: after as SqlValue[] };
+}

@@ -5,6 +5,7 @@ import type { DstoreRedis } from '../common/redis';
 import { broadcastToAll, type CoordinatorContext } from './context';
 import { badRequest, conflict, notFound } from './errors';
 import type { TableEncryption } from './encryption';
+import type { IndexListing } from '../common/api';
 import { checkIndex, IndexError, INDEX_LIMITS, type IndexSpec, type IndexStatus } from '../common/indexes';
 import { parseTableSchema } from './schema';
 import type { TableDef } from './table-def';
@@ -18,14 +19,6 @@ export async function readTableIndexes(
 ): Promise<TableDef['indexes']> {
   const raw = await ctx.cmd.hget(ctx.keys.tables, table);
   return raw ? (JSON.parse(raw) as TableDef).indexes : undefined;
-}
-
-/** One index as `GET /tables/:name/indexes` lists it: its fields and its state on each worker. */
-export interface IndexListing {
-  name: string;
-  fields: string[];
-  /** Per known worker: `ready`, `failed` (with `error`), or `building` until it has applied it. */
-  workers: Record<string, { state: IndexStatus['state']; error?: string }>;
 }
 
 /**

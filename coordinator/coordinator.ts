@@ -10,6 +10,7 @@ import { readClusterStatus, type ClusterStatus } from './cluster-status';
 import type { CoordinatorContext } from './context';
 import { TableEncryption } from './encryption';
 import { FetchMerger } from './fetch-merger';
+import { CursorCodec } from './cursor';
 import { QueryService } from './query-service';
 import { FetchQueue } from './fetch-round';
 import { Jobs } from './jobs/queues';
@@ -113,6 +114,7 @@ export class Coordinator {
       catalogue: this.catalogue,
       encryption: this.encryption,
       fetch: this.fetch,
+      cursors: new CursorCodec(this.cmd, this.keys),
       timeRead: () => this.metrics.fetchDuration.startTimer(),
       opts,
     });

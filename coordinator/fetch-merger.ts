@@ -46,10 +46,13 @@ export interface ReadExplain {
 
 /**
  * What a read yields, in order: rows (the text of `count` rows, one per line, no newline at
- * the end), then at most one of: the partial trailer (chunks were left out), or the plan.
+ * the end), then, when a `limit` stopped the rows before the end, where the next page starts
+ * (`[sortKey…, _id]` of the last row), then the partial trailer when chunks were left out; or
+ * only the plan.
  */
 export type ReadPiece =
   | { rows: string; count: number }
+  | { next: SqlValue[] }
   | { partial: { missingWorkers: string[]; missingChunks: number } }
   | { explain: ReadExplain };
 
@@ -166,9 +169,11 @@ export class FetchMerger {
       yield { explain };
       return;
     }
-    if (q.aggregate || q.sort) {
-      const lines = q.aggregate ? this.readAggregate(plan, q) : this.readSorted(plan, q, opts);
-      for await (const line of lines) yield { rows: line, count: 1 };
+    if (q.aggregate) {
+      for await (const line of this.readAggregate(plan, q)) yield { rows: line, count: 1 };
+    } else if (q.sort || q.limit !== undefined) {
+      // A limit reads in a total order (sort keys, then `_id`) even without a sort: a page.
+      yield* this.readSorted(plan, q, opts);
     } else {
       yield* this.readRows(plan, q, opts);
     }
@@ -258,7 +263,6 @@ export class FetchMerger {
     q: QuerySpec,
     opts: ReadOptions,
   ): AsyncGenerator<{ rows: string; count: number }> {
-    let emitted = 0;
     // Chunks answered, by any worker, in any round of this read.
     const answered = new Set<string>();
     const dec = opts.decryptRow;
@@ -276,17 +280,10 @@ export class FetchMerger {
         for (let e = await round.next(); e.kind !== 'end'; e = await round.next()) {
           if (e.kind !== 'batch') continue;
           const r = e.resp;
-          if (q.limit === undefined && r.count > 0) {
+          if (r.count > 0) {
             // A whole batch as one piece of text, as the worker sent it: per-line yields,
             // splits and joins were a large share of a big read's cost.
-            emitted += r.count;
             yield { rows: dec ? respRows(r).map(out).join('\n') : r.rows, count: r.count };
-          } else {
-            for (const line of respRows(r)) {
-              if (q.limit !== undefined && emitted >= q.limit) return;
-              emitted++;
-              yield { rows: out(line), count: 1 };
-            }
           }
           // Taken: the reader asked for what comes next.
           round.ack(r);
@@ -295,20 +292,29 @@ export class FetchMerger {
       } finally {
         close();
       }
-      if (round.failed.size === 0 || (q.limit !== undefined && emitted >= q.limit)) return;
+      if (round.failed.size === 0) return;
       await retryAfter(plan, round, attempt);
     }
   }
 
-  private async *readSorted(plan: ReadPlan, q: QuerySpec, opts: ReadOptions): AsyncGenerator<string> {
-    const sort = q.sort!;
-    const cmp = (a: SortedLine, b: SortedLine) => compareSorted(sort, a, b);
-    let cursor: SortedLine | undefined;
+  /**
+   * A k-way merge of the workers' sorted streams. With a `limit` each worker is asked for one
+   * row more than the page, so the merge knows whether rows follow the page (then it yields
+   * where the next page starts); a page that starts `after` a row is pushed down to every
+   * worker as a keyset condition.
+   */
+  private async *readSorted(plan: ReadPlan, q: QuerySpec, opts: ReadOptions): AsyncGenerator<ReadPiece> {
+    const keyCount = q.sort?.length ?? 0;
+    const cmp = (a: SortedLine, b: SortedLine) => compareSorted(q.sort ?? [], a, b);
+    const ask = q.limit === undefined ? q : { ...q, limit: q.limit + 1 };
+    // The last row sent (or the row the page starts after): a retry skips up to it.
+    let cursor = q.after as SortedLine | undefined;
     let emitted = 0;
-    for (let attempt = 1; ; attempt++) {
+    let more = false;
+    rounds: for (let attempt = 1; ; attempt++) {
       const assignments = plan.assign(plan.chunks());
       const workers = assignments.map((a) => a.worker);
-      const { round, close } = this.round(plan, assignments, q, attempt === 1);
+      const { round, close } = this.round(plan, assignments, ask, attempt === 1);
       const buffers = new Map<string, SortedLine[]>(workers.map((w) => [w, []]));
       // Per worker, its buffered batches and how many of their rows are still in `buffers`:
       // a batch is taken (acked) once its last row has been emitted or skipped.
@@ -331,15 +337,18 @@ export class FetchMerger {
             const line = buffers.get(best)!.shift()!;
             shifted(best);
             if (cursor && cmp(line, cursor) <= 0) continue;
+            if (q.limit !== undefined && emitted >= q.limit) {
+              more = true;
+              break rounds;
+            }
             cursor = line;
             emitted++;
             const row = line[line.length - 1] as unknown as Record<string, unknown>;
-            yield JSON.stringify(opts.decryptRow ? opts.decryptRow(row) : row);
-            if (q.limit !== undefined && emitted >= q.limit) return;
+            yield { rows: JSON.stringify(opts.decryptRow ? opts.decryptRow(row) : row), count: 1 };
           }
           const e = await round.next();
           if (e.kind === 'end') {
-            if (!failed && [...buffers.values()].every((b) => b.length === 0)) return;
+            if (!failed && [...buffers.values()].every((b) => b.length === 0)) break rounds;
             if (failed) break;
             open.clear();
             continue;
@@ -359,6 +368,7 @@ export class FetchMerger {
       }
       await retryAfter(plan, round, attempt);
     }
+    if (more && emitted > 0 && cursor) yield { next: cursor.slice(0, keyCount + 1) };
   }
 
   private async *readAggregate(plan: ReadPlan, q: QuerySpec): AsyncGenerator<string> {
@@ -400,7 +410,7 @@ async function retryAfter(plan: ReadPlan, round: FetchRound, attempt: number): P
   await plan.learn(round, attempt >= MAX_ATTEMPTS);
 }
 
-/** Orders `[key…, _id, row]` lines as the workers' SQLite did. */
+/** Orders `[key…, _id, row]` lines as the workers' SQLite did (keys, then `_id`). */
 function compareSorted(sort: readonly SortSpec[], a: SortedLine, b: SortedLine): number {
   for (let i = 0; i < sort.length; i++) {
     const c = compareSql(a[i], b[i]);

@@ -1,15 +1,21 @@
 import type { CoordinatorOptions } from '../common/config';
-import { normalizeQuery, type QuerySpec } from '../common/query';
+import { normalizeQuery, withAfter, type QuerySpec } from '../common/query';
+import type { SqlValue } from '../common/sqlite-order';
 import type { Catalogue } from './catalogue';
+import type { CursorCodec } from './cursor';
 import type { TableEncryption } from './encryption';
 import { ApiError } from './errors';
 import type { FetchMerger, ReadExplain, ReadPiece } from './fetch-merger';
 import { limitExceeded } from './limits';
 import { checkQueryFields } from './schema';
 
-/** What a read answers, in order: rows, then at most one partial trailer, or only the plan. */
+/**
+ * What a read answers, in order: rows, then the cursor to the next page when a limit cut the
+ * answer short, then at most one partial trailer; or only the plan.
+ */
 export type QueryEvent =
   | { kind: 'rows'; text: string; count: number }
+  | { kind: 'next'; cursor: string }
   | { kind: 'partial'; missingWorkers: string[]; missingChunks: number }
   | { kind: 'explain'; plan: ReadExplain };
 
@@ -19,6 +25,8 @@ export interface QueryOptions {
   partial?: boolean;
   /** Answer the plan instead of rows. */
   explain?: boolean;
+  /** The `_next` of the page before: this read is the page after it (the same query). */
+  cursor?: unknown;
 }
 
 /** What {@link QueryService} needs of its coordinator. */
@@ -26,6 +34,7 @@ export interface QueryDeps {
   catalogue: Pick<Catalogue, 'require'>;
   encryption: Pick<TableEncryption, 'checkQuery' | 'cipherFor' | 'decryptRow'>;
   fetch: Pick<FetchMerger, 'start' | 'read'>;
+  cursors: Pick<CursorCodec, 'encode' | 'decode'>;
   /** Times each read, by outcome (`ok`, `error`). */
   timeRead(): (labels: { outcome: 'ok' | 'error' }) => void;
   opts: Pick<CoordinatorOptions, 'maxResultRows' | 'queryTimeoutMs'>;
@@ -40,7 +49,7 @@ export function checkLimit(limit: number | undefined, maxResultRows: number): vo
   throw limitExceeded(
     400,
     'DSTORE_MAX_RESULT_ROWS',
-    `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}), the most rows one answer may hold; page with a smaller limit and a filter on the sort key`,
+    `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (${maxResultRows}), the most rows one answer may hold; page with a smaller limit, each page ending with {"_next": cursor} to send back as "cursor" (dstore fetch --all)`,
     {
       field: 'limit',
       value: limit,
@@ -64,7 +73,8 @@ export class QueryService {
     // Issued together with the catalogue lookup: one round trip to Redis, not two.
     const started = this.deps.fetch.start(name, raw.where);
     const table = await this.deps.catalogue.require(name);
-    const q = normalizeQuery(raw);
+    let q = normalizeQuery(raw);
+    if (opts.cursor !== undefined) q = withAfter(q, await this.deps.cursors.decode(name, q, opts.cursor));
     checkLimit(q.limit, this.deps.opts.maxResultRows);
     checkQueryFields(q, table.schema);
     this.deps.encryption.checkQuery(table, q);
@@ -78,7 +88,9 @@ export class QueryService {
       { partial: opts.partial, explain: opts.explain, decryptRow },
       started,
     );
-    return new QueryCursor(read, this.deps.opts, this.deps.timeRead());
+    const { after: _after, ...query } = q;
+    const next = (after: SqlValue[]) => this.deps.cursors.encode(table.name, query, after);
+    return new QueryCursor(read, this.deps.opts, this.deps.timeRead(), next);
   }
 
   /**
@@ -127,6 +139,8 @@ export class QueryCursor implements AsyncIterable<QueryEvent> {
     private readonly read: AsyncGenerator<ReadPiece>,
     private readonly opts: Pick<CoordinatorOptions, 'maxResultRows' | 'queryTimeoutMs'>,
     private readonly timer: (labels: { outcome: 'ok' | 'error' }) => void,
+    /** The cursor to the page that starts after `[sortKey…, _id]`. */
+    private readonly nextCursor: (after: SqlValue[]) => Promise<string>,
   ) {
     this.deadline = Date.now() + opts.queryTimeoutMs;
   }
@@ -143,11 +157,12 @@ export class QueryCursor implements AsyncIterable<QueryEvent> {
       const p = r.value;
       if ('explain' in p) return { kind: 'explain', plan: p.explain };
       if ('partial' in p) return { kind: 'partial', ...p.partial };
+      if ('next' in p) return { kind: 'next', cursor: await this.nextCursor(p.next) };
       if ((this.rows += p.count) > this.opts.maxResultRows) {
         throw limitExceeded(
           400,
           'DSTORE_MAX_RESULT_ROWS',
-          `the answer has more than DSTORE_MAX_RESULT_ROWS (${this.opts.maxResultRows}) rows; add a limit or narrow the filter`,
+          `the answer has more than DSTORE_MAX_RESULT_ROWS (${this.opts.maxResultRows}) rows; page it: add a limit and send each page's "_next" back as "cursor" (dstore fetch --all), or narrow the filter`,
         );
       }
       return { kind: 'rows', text: p.rows, count: p.count };

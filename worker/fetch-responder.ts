@@ -2,7 +2,7 @@ import type Redis from 'ioredis';
 import type { Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
 import { decodeFetch, type DigestMessage, type FetchChannelMessage, type FetchMessage } from '../common/messages';
-import { normalizeQuery, type QuerySpec } from '../common/query';
+import { normalizeQuery, withAfter, type QuerySpec } from '../common/query';
 import { subscribe, type DstoreRedis } from '../common/redis';
 import { AnswerSender } from './answer-sender';
 import { planFetch } from './fetch-query';
@@ -134,6 +134,7 @@ export class FetchResponder {
         aggregate: msg.aggregate,
         groupBy: msg.groupBy,
       });
+      if (msg.after !== undefined) q = withAfter(q, msg.after);
     } catch (e) {
       return this.fail(msg, out, { code: 'bad-request', error: (e as Error).message });
     }

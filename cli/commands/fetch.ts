@@ -12,6 +12,12 @@ import { CSV_HEADER_ROWS, CsvWriter, lateColumnsNote, tableColumns } from '../co
 import { renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
 import type { TableInfo } from './table';
+import { parseNext, parseTrailer, readAnswer, type AnswerEnd, type Trailer } from '../../client/answers';
+
+export { parseNext, parseTrailer, type Trailer };
+
+/** How an answer ended (client/answers.ts). */
+export type QueryEnd = AnswerEnd;
 
 /**
  * `dstore fetch`: reads rows (or aggregates) and streams them out as NDJSON, a JSON array,
@@ -26,7 +32,7 @@ export const FETCH_FORMATS = ['ndjson', 'json', 'csv', 'table'] as const;
 export type FetchFormat = (typeof FETCH_FORMATS)[number];
 
 /** A query as POST /tables/:name/query takes it. */
-export type QueryBody = QuerySpec & { partial?: boolean };
+export type QueryBody = QuerySpec & { partial?: boolean; cursor?: string };
 
 /** Parses a JSON flag value that must be an object (`--where`, `--set`); the error names the flag. */
 export function parseJsonObjectFlag(flag: string, text: string): Record<string, unknown> {
@@ -72,10 +78,10 @@ export function parseSort(text: string, flag = '--sort'): SortSpec[] {
   });
 }
 
-/** Parses `--limit N` (a whole number, 0 or more). */
-export function parseLimit(text: string): number {
+/** Parses `--limit N` (or another flag's N): a whole number, 0 or more. */
+export function parseLimit(text: string, flag = '--limit'): number {
   if (!/^\s*\d+\s*$/.test(text))
-    throw new CliError(`--limit must be a whole number (0 or more), got ${JSON.stringify(text)}`);
+    throw new CliError(`${flag} must be a whole number (0 or more), got ${JSON.stringify(text)}`);
   return Number(text);
 }
 
@@ -133,7 +139,13 @@ export interface FetchFlags {
   groupBy?: string;
   partial?: boolean;
   explain?: boolean;
+  all?: boolean;
+  pageSize?: string;
+  cursor?: string;
 }
+
+/** Rows a page of `--all` asks for, unless `--page-size` says otherwise. */
+export const DEFAULT_PAGE_SIZE = 1000;
 
 /** Builds the query body from fetch's flags; flag mistakes throw a {@link CliError} naming the flag. */
 export function buildQuery(o: FetchFlags): QueryBody {
@@ -150,65 +162,56 @@ export function buildQuery(o: FetchFlags): QueryBody {
       '--fields cannot be combined with --agg: the output columns are the --group-by fields and the aggregates',
     );
   if (o.partial) q.partial = true;
+  if (o.pageSize !== undefined && !o.all) throw new CliError('--page-size goes with --all (the rows of each page)');
+  if (o.all) {
+    if (o.limit !== undefined)
+      throw new CliError('--all reads every row page by page: use --page-size N for the rows of a page, not --limit');
+    if (q.aggregate) throw new CliError('--all pages rows; an aggregate answer is one page: drop --all');
+    q.limit = o.pageSize !== undefined ? parseLimit(o.pageSize, '--page-size') : DEFAULT_PAGE_SIZE;
+    if (q.limit === 0) throw new CliError('--page-size must be 1 or more');
+  }
+  if (o.cursor !== undefined) {
+    if (q.limit === undefined) throw new CliError('--cursor continues a page: give the same --limit as that page');
+    q.cursor = o.cursor;
+  }
   return q;
-}
-
-/** The last line of a query answer when it is not a row. */
-export type Trailer =
-  | { kind: 'partial'; missingWorkers: string[]; missingChunks: number }
-  | { kind: 'error'; code: string; message: string; details: Record<string, unknown> };
-
-/** Reads a `{"_partial": …}` or `{"_error": …}` line; undefined for a row. */
-export function parseTrailer(line: string): Trailer | undefined {
-  if (!line.includes('"_partial"') && !line.includes('"_error"')) return undefined;
-  let v: Record<string, unknown>;
-  try {
-    v = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (v._partial === true) {
-    const workers = Array.isArray(v.missingWorkers) ? v.missingWorkers.map(String) : [];
-    return {
-      kind: 'partial',
-      missingWorkers: workers,
-      missingChunks: typeof v.missingChunks === 'number' ? v.missingChunks : 0,
-    };
-  }
-  const e = v._error as { error?: unknown; message?: unknown } | undefined;
-  if (e && typeof e === 'object') {
-    const { error, message, ...details } = e;
-    return {
-      kind: 'error',
-      code: String(error ?? 'internal'),
-      message: typeof message === 'string' ? message : JSON.stringify(e),
-      details,
-    };
-  }
-  return undefined;
 }
 
 /**
  * Runs a query, passing rows (NDJSON lines) to `onRows` in batches as they arrive, and
- * returns the trailer, if any. The last line is held back until the answer ends, since
- * only then is it known to be a trailer. `onRows` returning false stops reading.
+ * returns how it ended (client/answers.ts). `onRows` returning false stops reading.
  */
 export async function runQuery(
   client: HttpClient,
   table: string,
   body: QueryBody,
   onRows: (lines: string[]) => Promise<boolean | void>,
-): Promise<Trailer | undefined> {
-  let pending: string | undefined;
-  for await (const batch of client.streamLineBatches(tablePath(table, '/query'), body)) {
-    const lines = pending === undefined ? batch : [pending, ...batch];
-    pending = lines.pop();
-    if (lines.length > 0 && (await onRows(lines)) === false) return undefined;
+): Promise<QueryEnd> {
+  return readAnswer(client.streamLineBatches(tablePath(table, '/query'), body), onRows);
+}
+
+/**
+ * Runs a query page by page: each page is `body` with the cursor the page before ended with,
+ * until a page ends without one (or `onRows` returns false). Returns the trailer of the page
+ * that ended the read, if any; a partial page stops it (its warning says what was missing).
+ */
+export async function runPages(
+  client: HttpClient,
+  table: string,
+  body: QueryBody,
+  onRows: (lines: string[]) => Promise<boolean | void>,
+): Promise<QueryEnd> {
+  let stopped = false;
+  const rows = async (lines: string[]) => {
+    const r = await onRows(lines);
+    if (r === false) stopped = true;
+    return r;
+  };
+  for (let cursor: string | undefined; ;) {
+    const end = await runQuery(client, table, cursor === undefined ? body : { ...body, cursor }, rows);
+    if (stopped || end.trailer || end.next === undefined) return end;
+    cursor = end.next;
   }
-  if (pending === undefined) return undefined;
-  const trailer = parseTrailer(pending);
-  if (!trailer) await onRows([pending]);
-  return trailer;
 }
 
 /** Writes to stdout, waiting when the pipe is full. A reader that went away (EPIPE) ends the process quietly. */
@@ -256,6 +259,13 @@ export async function knownColumns(client: HttpClient, table: string, q: QuerySp
 async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat }, cmd: Command): Promise<void> {
   const body = buildQuery(o);
   const client = clientFor(cmd, FETCH_TERMS);
+  const read = o.all ? runPages : runQuery;
+  // One page (not --all) that stops before the end says how to get the next one.
+  const reportEnd = (end: QueryEnd, rows: number) => {
+    if (end.next !== undefined && !o.all)
+      process.stderr.write(`dstore: more rows follow; the next page: the same command with --cursor ${end.next}\n`);
+    reportTrailer(end.trailer, rows);
+  };
   if (o.explain) {
     // The answer is one NDJSON line: {"explain": …}.
     const line = await client.request<{ explain: unknown }>('POST', tablePath(table, '/query'), {
@@ -267,26 +277,26 @@ async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat 
   }
   let count = 0;
   if (o.format === 'ndjson') {
-    const t = await runQuery(client, table, body, async (lines) => {
+    const t = await read(client, table, body, async (lines) => {
       count += lines.length;
       await writeStdout(lines.join('\n') + '\n');
     });
-    return reportTrailer(t, count);
+    return reportEnd(t, count);
   }
   if (o.format === 'json') {
     // One array, streamed: a row a line between "[" and "]". A read that fails part way
     // leaves the array open, so a JSON reader fails too rather than take it as whole.
-    const t = await runQuery(client, table, body, async (lines) => {
+    const t = await read(client, table, body, async (lines) => {
       await writeStdout((count === 0 ? '[\n' : ',\n') + lines.join(',\n'));
       count += lines.length;
     });
-    if (t?.kind !== 'error') await writeStdout(count === 0 ? '[]\n' : '\n]\n');
-    return reportTrailer(t, count);
+    if (t.trailer?.kind !== 'error') await writeStdout(count === 0 ? '[]\n' : '\n]\n');
+    return reportEnd(t, count);
   }
   const known = await knownColumns(client, table, body);
   if (o.format === 'csv') {
     const csv = new CsvWriter(known);
-    const t = await runQuery(client, table, body, async (lines) => {
+    const t = await read(client, table, body, async (lines) => {
       const out = csv.push(lines.map((l) => JSON.parse(l) as Record<string, unknown>));
       count += lines.length;
       if (out.length > 0) await writeStdout(out.join('\n') + '\n');
@@ -295,11 +305,11 @@ async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat 
     if (rest.length > 0) await writeStdout(rest.join('\n') + '\n');
     const note = lateColumnsNote(csv.lateColumns());
     if (note) process.stderr.write(`dstore: ${note}\n`);
-    return reportTrailer(t, count);
+    return reportEnd(t, count);
   }
   const rows: Record<string, unknown>[] = [];
   let more = false;
-  const t = await runQuery(client, table, body, async (lines) => {
+  const t = await read(client, table, body, async (lines) => {
     for (const line of lines) {
       if (rows.length === TABLE_ROW_CAP) {
         more = true;
@@ -327,7 +337,8 @@ async function fetchAction(table: string, o: FetchFlags & { format: FetchFormat 
     process.stderr.write(
       `dstore: showing the first ${TABLE_ROW_CAP} rows; use --limit, or --format json, ndjson or csv for all of them\n`,
     );
-  reportTrailer(t, rows.length);
+  if (!more) reportEnd(t, rows.length);
+  else reportTrailer(t.trailer, rows.length);
 }
 
 /** `dstore fetch TABLE [flags]`. */
@@ -340,7 +351,10 @@ export function registerFetchCommand(program: Command): void {
     .option('--where <json>', 'filter as JSON, e.g. \'{"age":{"$gte":18}}\' (see docs/filter.md)')
     .option('--fields <list>', 'comma-separated fields to return (default: whole rows)')
     .option('--sort <list>', 'comma-separated sort keys, each field[:asc|:desc], e.g. age:desc,name')
-    .option('--limit <n>', 'return at most n rows')
+    .option('--limit <n>', 'return at most n rows (a page: when more follow, stderr gives the --cursor of the next)')
+    .option('--cursor <cursor>', 'the page after the one that gave this cursor (the same query and --limit)')
+    .option('--all', 'read every row, page by page, following the cursors (see --page-size)')
+    .option('--page-size <n>', `rows per page with --all (default ${DEFAULT_PAGE_SIZE})`)
     .option(
       '--agg <list>',
       'aggregates: comma-separated count(), sum(f), min(f), max(f), avg(f), each with an optional "as name"',

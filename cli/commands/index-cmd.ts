@@ -1,14 +1,9 @@
 import { Option, type Command } from 'commander';
-import type { IndexListing } from '../../coordinator/catalogue';
+import type { IndexList } from '../../common/api';
 import { renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption } from '../http-client';
 
-/** What `GET /tables/:name/indexes` answers. */
-export interface IndexList {
-  table: string;
-  version: number;
-  indexes: IndexListing[];
-}
+export type { IndexList };
 
 /** `--fields a,b`: the field names, in order (a name holding a comma needs the HTTP API). */
 export function parseIndexFields(raw: string): string[] {

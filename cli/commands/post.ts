@@ -1,3 +1,4 @@
+import type { InsertResult } from '../../common/api';
 import { Option, type Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,13 +18,8 @@ export const CONTENT_TYPES: Record<PostFormat, string> = {
   csv: 'text/csv',
 };
 
-/** The answer of POST /tables/:name/records. */
-export interface PostResult {
-  inserted: number;
-  chunks: number;
-  post?: string;
-  underReplicated: number;
-}
+/** What a POST of records answers. */
+export type PostResult = InsertResult;
 
 /**
  * The format of an upload: the flag when given, else the file's extension (.ndjson and

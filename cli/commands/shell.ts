@@ -166,11 +166,14 @@ export class Shell {
       query = shellQuery(v as Record<string, unknown>);
     }
     let rows = 0;
-    const trailer = await runQuery(this.client, table, query, async (lines) => {
+    const end = await runQuery(this.client, table, query, async (lines) => {
       rows += lines.length;
       await writeStdout(lines.join('\n') + '\n');
     });
-    reportTrailer(trailer, rows, SHELL_TERMS);
+    // A note, not a row: on stderr, so piped output stays rows only.
+    if (end.next !== undefined)
+      process.stderr.write(`(more rows follow: the same FETCH with "cursor": ${JSON.stringify(end.next)})\n`);
+    reportTrailer(end.trailer, rows, SHELL_TERMS);
     if (this.interactive) await writeStdout(`(${rows} ${rows === 1 ? 'row' : 'rows'})\n`);
   }
 }

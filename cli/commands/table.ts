@@ -3,27 +3,9 @@ import { confirmOrRefuse } from '../confirm';
 import { formatBytes, formatCount, formatTime, renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
 
-/** What `?stats=1` adds to a table (coordinator/api/table-stats.ts). */
-export interface TableStats {
-  /** From a count() read: exact when `rowsExact`, else a lower bound (some chunks unread), or null when not counted. */
-  rows: number | null;
-  rowsExact: boolean;
-  /** Chunks of committed POSTs, from the placement records (exact). */
-  chunks: number;
-  /** Estimated disk bytes on the workers, every copy counted. */
-  bytes: number;
-}
+import type { TableInfo, TableStats } from '../../common/api';
 
-/** A table as GET /tables lists it (with `stats` when asked for). */
-export interface TableInfo {
-  name: string;
-  schema?: Record<string, string>;
-  /** Columns stored encrypted. */
-  encrypted?: string[];
-  version: number;
-  createdAt: number;
-  stats?: TableStats;
-}
+export type { TableInfo, TableStats };
 
 /**
  * The schema to send for `--schema`: text (`a:integer,b:string`) goes as it is, for the

@@ -3,6 +3,7 @@ import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey } from './common-rules';
 import { ID_PATTERN } from '../names';
 import type { AggregateSpec, SortSpec } from '../query';
+import type { SqlValue } from '../sqlite-order';
 
 /** A Redis stream id (`<ms>-<seq>`). */
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
@@ -28,6 +29,7 @@ export class FetchMessage extends Message {
     limit: 'int',
     aggregate: 'json',
     groupBy: 'json',
+    after: 'json',
     tail: 'string',
     window: 'int',
     timeoutMs: 'int',
@@ -47,6 +49,8 @@ export class FetchMessage extends Message {
   @IsOptional() @IsInt() @Min(0) limit?: number;
   @IsOptional() @IsArray() aggregate?: AggregateSpec[];
   @IsOptional() @IsArray() groupBy?: string[];
+  /** A page's keyset start, `[sortKey…, _id]` (see QuerySpec.after): only rows after it. */
+  @IsOptional() @IsArray() after?: SqlValue[];
   /**
    * The read fence: the last id of this worker's ops stream, read by the coordinator after
    * the read began. The worker answers only once it has applied up to it. Absent: the worker

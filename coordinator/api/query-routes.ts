@@ -7,7 +7,7 @@ import type { QueryCursor, QueryEvent, QueryService } from '../query-service';
 export { checkLimit } from '../query-service';
 
 type Named = { Params: { name: string } };
-type QueryBody = QuerySpec & { partial?: boolean; explain?: boolean };
+type QueryBody = QuerySpec & { partial?: boolean; explain?: boolean; cursor?: unknown };
 
 /** What the query routes need of their coordinator. */
 export interface QueryRoutesDeps {
@@ -22,23 +22,24 @@ export function registerQueryRoutes(app: FastifyInstance, api: QueryRoutesDeps):
   app.post<Named & { Body: QueryBody | undefined }>('/tables/:name/query', async (req, reply) => {
     const body = req.body ?? {};
     if (typeof body !== 'object' || Array.isArray(body))
-      throw badRequest('body must be a JSON object {where?, fields?, sort?, limit?, aggregate?, groupBy?}');
-    const { partial, explain, ...q } = body;
+      throw badRequest('body must be a JSON object {where?, fields?, sort?, limit?, aggregate?, groupBy?, cursor?}');
+    const { partial, explain, cursor, ...q } = body;
     return stream(
       reply,
-      await api.queries.open(req.params.name, q, { partial: partial === true, explain: explain === true }),
+      await api.queries.open(req.params.name, q, { partial: partial === true, explain: explain === true, cursor }),
     );
   });
   app.get<Named & { Querystring: Record<string, string | undefined> }>('/tables/:name/records', async (req, reply) => {
     const partial = ['1', 'true'].includes(req.query.partial ?? '');
-    return stream(reply, await api.queries.open(req.params.name, fromQueryString(req.query), { partial }));
+    const cursor = req.query.cursor;
+    return stream(reply, await api.queries.open(req.params.name, fromQueryString(req.query), { partial, cursor }));
   });
   app.get<{ Params: { name: string; id: string } }>('/tables/:name/records/:id', async (req) =>
     api.queries.recordById(req.params.name, req.params.id),
   );
 }
 
-/** `?where={json}&fields=a,b&sort=f:desc,g&limit=N` → a query. */
+/** `?where={json}&fields=a,b&sort=f:desc,g&limit=N` → a query (`cursor` and `partial` are options of the read). */
 export function fromQueryString(qs: Record<string, string | undefined>): QuerySpec {
   const q: QuerySpec = {};
   if (qs.where) {
@@ -71,6 +72,8 @@ function ndjson(e: QueryEvent): string {
   switch (e.kind) {
     case 'rows':
       return e.text + '\n';
+    case 'next':
+      return JSON.stringify({ _next: e.cursor }) + '\n';
     case 'partial':
       return (
         JSON.stringify({ _partial: true, missingWorkers: e.missingWorkers, missingChunks: e.missingChunks }) + '\n'

@@ -1,28 +1,7 @@
+import type { TableStats } from '../../common/api';
 import type { TableDef } from '../table-def';
 import type { ApiDeps } from './deps';
 import { readChunkMetas } from '../placement';
-
-/**
- * What `GET /tables?stats=1` and `GET /tables/:name?stats=1` add to a table: its rows,
- * chunks and size, for `dstore table ls` and the question `dstore table drop` asks.
- */
-export interface TableStats {
-  /**
-   * Rows, from a `count()` read of every chunk (the same read as `--agg "count()"`): exact
-   * when `rowsExact`; otherwise the rows of the chunks that could be read (a lower bound),
-   * or null when none could (no live worker).
-   */
-  rows: number | null;
-  rowsExact: boolean;
-  /** Chunks of committed POSTs (what a read answers), from the placement records: exact. */
-  chunks: number;
-  /**
-   * Estimated bytes on the workers' disks, every copy counted: each worker's shard file
-   * size (its last heartbeat) shared out by the rows the placement records put on it.
-   * Always an estimate (rows differ in size, shards hold free pages).
-   */
-  bytes: number;
-}
 
 /** Tables whose stats are read at once: each costs one count() read on every worker. */
 const CONCURRENCY = 4;

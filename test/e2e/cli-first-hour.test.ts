@@ -304,7 +304,7 @@ describe('e2e: the first hour with the CLI (issue 13)', function () {
         assert.equal(r.code, 1);
         assert.equal(
           oneLine(r),
-          `dstore: --limit ${limit} is over DSTORE_MAX_RESULT_ROWS (10000000), the most rows one answer may hold; page with a smaller limit and a filter on the sort key`,
+          `dstore: --limit ${limit} is over DSTORE_MAX_RESULT_ROWS (10000000), the most rows one answer may hold; page with a smaller limit, each page ending with {"_next": cursor} to send back as "cursor" (dstore fetch --all)`,
         );
       }
     });

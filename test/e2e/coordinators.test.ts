@@ -33,7 +33,8 @@ describe('e2e: two coordinators on one Redis', function () {
     return (await res.text())
       .split('\n')
       .filter(Boolean)
-      .map((l) => JSON.parse(l) as Row);
+      .map((l) => JSON.parse(l) as Row)
+      .filter((r) => r._next === undefined); // the cursor of a page a limit cut short
   }
 
   it('takes concurrent POSTs and queries through both, exactly, with chunks spread evenly', async () => {

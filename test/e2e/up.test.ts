@@ -209,7 +209,15 @@ describe('e2e: dstore up supervises a local cluster', function () {
     });
 
     it('stops every child on SIGHUP (the terminal closed): no orphan', async () => {
-      const pids = [...Object.values(await workerPids(u)), coordinatorPid(u), redisPid(u)];
+      // The worker restarted two tests ago may still be on its back-off on a loaded machine.
+      const workers = await waitFor(
+        async () => {
+          const w = Object.values(await workerPids(u));
+          return w.length === 2 ? w : undefined;
+        },
+        { what: 'both workers live', timeoutMs: 30_000 },
+      );
+      const pids = [...workers, coordinatorPid(u), redisPid(u)];
       leftovers.push(...pids);
       assert.equal(pids.length, 4);
       await stopUp(u, 'SIGHUP', pids);

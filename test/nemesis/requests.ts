@@ -90,11 +90,13 @@ export interface ReadLines {
   partial?: Record<string, unknown>;
   /** The `{"_error": …}` line, if the stream ended on an error. */
   error?: Record<string, unknown>;
+  /** The cursor of the `{"_next": …}` line: a limit cut the answer short. */
+  next?: string;
   /** Set when the body is not NDJSON. */
   garbled?: string;
 }
 
-/** Splits an NDJSON answer; `_partial` and `_error` lines are taken out. */
+/** Splits an NDJSON answer; `_next`, `_partial` and `_error` lines are taken out. */
 export function parseLines(text: string): ReadLines {
   const out: ReadLines = { lines: [] };
   for (const raw of text.split('\n')) {
@@ -108,6 +110,7 @@ export function parseLines(text: string): ReadLines {
     }
     if (v._partial !== undefined) out.partial = v;
     else if (v._error !== undefined) out.error = v;
+    else if (typeof v._next === 'string' && Object.keys(v).length === 1) out.next = v._next;
     else out.lines.push(v);
   }
   return out;

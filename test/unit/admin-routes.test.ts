@@ -20,7 +20,7 @@ describe('coordinator api: names and caps', () => {
           e.status === 400 &&
           e.code === 'limit_exceeded' &&
           e.message ===
-            `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (10), the most rows one answer may hold; page with a smaller limit and a filter on the sort key` &&
+            `limit ${limit} is over DSTORE_MAX_RESULT_ROWS (10), the most rows one answer may hold; page with a smaller limit, each page ending with {"_next": cursor} to send back as "cursor" (dstore fetch --all)` &&
           JSON.stringify(e.details) ===
             JSON.stringify({ limit: 'DSTORE_MAX_RESULT_ROWS', field: 'limit', value: limit, max: 10 }),
       );

@@ -10,6 +10,7 @@ import {
   parseJsonObjectFlag,
   parseLimit,
   parseSort,
+  parseNext,
   parseTrailer,
   runQuery,
 } from '../../cli/commands/fetch';
@@ -45,6 +46,24 @@ describe('cli args: fetch flags', () => {
     assert.throws(() => parseAggregates('sum()'), cliError(/sum needs a field/));
     assert.throws(() => parseAggregates('sum x'), cliError(/expected op\(field\)/));
     assert.throws(() => parseAggregates('count(),'), cliError(/--agg ""/));
+  });
+
+  it('pages with --all and --page-size, or continues one page with --cursor', () => {
+    assert.deepEqual(buildQuery({ all: true }), { limit: 1000 });
+    assert.deepEqual(buildQuery({ all: true, pageSize: '50', sort: 'n:desc' }), {
+      limit: 50,
+      sort: [{ field: 'n', dir: 'desc' }],
+    });
+    assert.deepEqual(buildQuery({ limit: '10', cursor: 'abc.def' }), { limit: 10, cursor: 'abc.def' });
+    assert.throws(() => buildQuery({ all: true, limit: '5' }), cliError(/--all .* --page-size N .* not --limit/));
+    assert.throws(() => buildQuery({ pageSize: '5' }), cliError(/--page-size goes with --all/));
+    assert.throws(() => buildQuery({ all: true, pageSize: 'x' }), cliError(/^--page-size must be a whole number/));
+    assert.throws(() => buildQuery({ all: true, pageSize: '0' }), cliError(/--page-size must be 1 or more/));
+    assert.throws(() => buildQuery({ all: true, agg: 'count()' }), cliError(/drop --all/));
+    assert.throws(() => buildQuery({ cursor: 'abc' }), cliError(/--cursor .* same --limit/));
+    assert.equal(parseNext('{"_next":"abc.def"}'), 'abc.def');
+    assert.equal(parseNext('{"_next":"abc","a":1}'), undefined);
+    assert.equal(parseNext('{"_id":"r1"}'), undefined);
   });
 
   it('parses --sort with optional :asc / :desc', () => {
@@ -398,11 +417,11 @@ describe('cli http client', () => {
 
   it('streams lines split across reads and holds back the trailer', async () => {
     const rows: string[] = [];
-    const trailer = await runQuery(new HttpClient(url), 't', {}, async (lines) => {
+    const end = await runQuery(new HttpClient(url), 't', {}, async (lines) => {
       rows.push(...lines);
     });
     assert.deepEqual(rows, ['{"a":1}', '{"a":2}']);
-    assert.deepEqual(trailer, { kind: 'partial', missingWorkers: ['w9'], missingChunks: 1 });
+    assert.deepEqual(end, { trailer: { kind: 'partial', missingWorkers: ['w9'], missingChunks: 1 } });
   });
 
   it('says how to start a coordinator when nothing listens at the URL', async () => {

@@ -209,15 +209,15 @@ describe('cli format: units and summaries', () => {
 
   it('summarises a post on one line, naming under-replicated chunks only when there are some', () => {
     assert.equal(
-      postSummary('t', { inserted: 1000, chunks: 2, underReplicated: 0 }, 2_000_000, 500),
+      postSummary('t', { post: 'p1', inserted: 1000, chunks: 2, underReplicated: 0 }, 2_000_000, 500),
       'inserted 1000 rows in 2 chunks into t (2000 rows/s, 4.00 MB/s, 0.50 s)',
     );
     assert.match(
-      postSummary('t', { inserted: 10, chunks: 3, underReplicated: 2 }, 100, 1000),
+      postSummary('t', { post: 'p1', inserted: 10, chunks: 3, underReplicated: 2 }, 100, 1000),
       /\(10 rows\/s, 0\.00 MB\/s, 1\.00 s\), 2 chunks under-replicated$/,
     );
     assert.match(
-      postSummary('t', { inserted: 1, chunks: 1, underReplicated: 1 }, 100, 1000),
+      postSummary('t', { post: 'p1', inserted: 1, chunks: 1, underReplicated: 1 }, 100, 1000),
       /^inserted 1 row in 1 chunk into t .*, 1 chunk under-replicated$/,
     );
   });

@@ -1,0 +1,19 @@
+/**
+ * dstore's client library: `import { Dstore } from 'dstore'`. See README, "The client".
+ * @packageDocumentation
+ */
+export { Dstore, Indexes, Table } from './dstore';
+export type { AggregateQuery, DstoreOptions, Page, Query, QueryOptions, Row, Rows } from './dstore';
+export { DstoreError, isDstoreError } from './errors';
+export { Transport, type RawBody } from './http';
+export type {
+  DeleteResult,
+  ErrorBody,
+  IndexList,
+  IndexListing,
+  InsertResult,
+  TableInfo,
+  TableStats,
+  UpdateResult,
+} from '../common/api';
+export type { AggregateSpec, SortSpec } from '../common/query';
