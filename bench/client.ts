@@ -65,6 +65,8 @@ export interface ReadResult {
   lines: string[];
   ms: number;
   bytes: number;
+  /** The cursor of the next page, when a limit cut the answer short (and every line was kept). */
+  next?: string;
 }
 
 /**
@@ -102,5 +104,10 @@ export async function query(baseUrl: string, table: string, q: QuerySpec, keep =
   const last = lines[lines.length - 1] ?? '';
   if (last.startsWith('{"_error"') || last.startsWith('{"_partial"'))
     throw new Error(`query ${JSON.stringify(q)} ended with ${last}`);
+  // A page a limit cut short ends with its cursor: not a row.
+  if (last.startsWith('{"_next":') && count === lines.length) {
+    lines.pop();
+    return { count: count - 1, lines, ms, bytes, next: (JSON.parse(last) as { _next: string })._next };
+  }
   return { count, lines, ms, bytes };
 }

@@ -50,6 +50,24 @@ export interface AggregateQuery {
   limit?: number;
 }
 
+/** A change of a typed table's columns ({@link Dstore.alterTable}). */
+export interface AlterTable {
+  addColumns?: Record<string, string | { type: string; default?: unknown }>;
+  dropColumns?: string[];
+}
+
+/** What {@link Dstore.alterTable} answers. */
+export interface AlterResult {
+  /** The table's new definition. */
+  table: TableInfo;
+  added: string[];
+  dropped: string[];
+  /** Stored rows given a default or stripped of a dropped column. */
+  rowsChanged?: number;
+  /** Workers that have the rows change queued but not applied yet. */
+  pendingWorkers?: string[];
+}
+
 /** What can be inserted: rows, as an array or any (async) iterable. */
 export type Rows<T> = Iterable<T> | AsyncIterable<T>;
 
@@ -89,6 +107,15 @@ export class Dstore {
     opts: { schema?: Record<string, string> | string } = {},
   ): Promise<{ table: TableInfo; created: boolean }> {
     return this.http.request('PUT', tablePath(name), opts.schema === undefined ? {} : { schema: opts.schema });
+  }
+
+  /**
+   * Adds or drops columns of a typed table: `addColumns` `{"col": "type"}` or
+   * `{"col": {"type": "integer", "default": 0}}` (stored rows get the default), `dropColumns`
+   * `["col"]` (removed from every row).
+   */
+  async alterTable(name: string, change: AlterTable): Promise<AlterResult> {
+    return this.http.request('PATCH', tablePath(name), change);
   }
 
   /** Drops a table and every row of it. */

@@ -3,7 +3,17 @@
  * @packageDocumentation
  */
 export { Dstore, Indexes, Table } from './dstore';
-export type { AggregateQuery, DstoreOptions, Page, Query, QueryOptions, Row, Rows } from './dstore';
+export type {
+  AggregateQuery,
+  AlterResult,
+  AlterTable,
+  DstoreOptions,
+  Page,
+  Query,
+  QueryOptions,
+  Row,
+  Rows,
+} from './dstore';
 export { DstoreError, isDstoreError } from './errors';
 export { Transport, type RawBody } from './http';
 export type {

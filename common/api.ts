@@ -33,6 +33,8 @@ export interface TableInfo {
   schema?: Record<string, string>;
   /** Columns stored encrypted. */
   encrypted?: string[];
+  /** Values of columns added with a default: a row stored without the column gets it. */
+  defaults?: Record<string, unknown>;
   version: number;
   /** Secondary indexes declared on the table. */
   indexes?: TableIndexes;

@@ -3,7 +3,9 @@ import type { Keys } from '../common/keys';
 import { assertName } from '../common/names';
 import type { DstoreRedis } from '../common/redis';
 import { broadcastToAll, type CoordinatorContext } from './context';
-import { badRequest, conflict, notFound } from './errors';
+import { badRequest, conflict, notFound, unavailable } from './errors';
+import { inWriteOrder, OrderLockTimeout } from './order-lock';
+import { planAlter, type AlterPlan } from './schema-change';
 import type { TableEncryption } from './encryption';
 import type { IndexListing } from '../common/api';
 import { checkIndex, IndexError, INDEX_LIMITS, type IndexSpec, type IndexStatus } from '../common/indexes';
@@ -169,6 +171,7 @@ export class Catalogue {
     throw conflict(`the catalogue entry of table ${table} kept changing; try again`);
   }
 
+  /** Sends a table's definition (schema, version, indexes) to every worker's ops stream. */
   private async sendIndexes(def: TableDef): Promise<void> {
     await broadcastToAll(
       this.ctx,
@@ -183,6 +186,41 @@ export class Catalogue {
         }),
       this.opTimeoutMs,
     );
+  }
+
+  /**
+   * Changes a typed table's columns (`PATCH /tables/:name`): `addColumns` `{"col": "type"}` or
+   * `{"col": {"type": "integer", "default": 0}}`, `dropColumns` `["col"]`. The catalogue entry
+   * is swapped under the table's write-order lock, so each POST's COMMIT is ordered before it
+   * (its rows are old rows, given the defaults and stripped of dropped columns by the rows
+   * change {@link AlterPlan} describes) or after it (a POST checked against the old schema is
+   * then refused at its commit: coordinator/ingest.ts). Every worker gets the new schema
+   * through its ops stream. Returns what the rows need.
+   */
+  async alter(name: string, body: unknown): Promise<AlterPlan> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const raw = await this.cmd.hget(this.keys.tables, Catalogue.checkName(name));
+      if (!raw)
+        throw notFound(
+          `table ${name} does not exist; create it with PUT /tables/${name} (dstore table create ${name})`,
+        );
+      const def = JSON.parse(raw) as TableDef;
+      const plan = planAlter(def, body);
+      const swapped = await inWriteOrder(
+        this.ctx,
+        name,
+        `the schema change of ${name}`,
+        async () => (await this.cmd.hsetIf(this.keys.tables, name, raw, JSON.stringify(plan.table))) === 1,
+        'fail',
+      ).catch((e: unknown) => {
+        if (e instanceof OrderLockTimeout) throw unavailable(e.message, { table: name });
+        throw e;
+      });
+      if (!swapped) continue;
+      await this.sendIndexes(plan.table);
+      return plan;
+    }
+    throw conflict(`the catalogue entry of table ${name} kept changing; try again`);
   }
 
   /** Every table, by name. */

@@ -10,6 +10,7 @@ import type { CoordinatorContext } from './context';
 import { checkRecordBytes, checkRecordShape, limitExceeded, type Limits } from './limits';
 import type { TableEncryption } from './encryption';
 import { checkRow } from './schema';
+import { sameRowRules } from './schema-change';
 import { placeChunk } from './token-ring';
 import { generatedId, type IdIndex } from './id-index';
 import { xaddEach } from './ops';
@@ -212,8 +213,16 @@ class PostRun {
         { row: rec.row },
       );
     }
-    const row = v as Record<string, unknown>;
+    let row = v as Record<string, unknown>;
     checkRecordShape(row, this.d.opts, rec.row);
+    // Columns added with a default: a row without one gets it (and is written anew below).
+    let filled = false;
+    for (const col in this.table.defaults)
+      if (!Object.hasOwn(row, col)) {
+        row = filled ? row : { ...row };
+        row[col] = this.table.defaults[col];
+        filled = true;
+      }
     if (this.table.schema) checkRow(row, this.table.schema, rec.row);
     let id = row._id;
     const generated = id === undefined;
@@ -239,7 +248,9 @@ class PostRun {
     }
     // The client's own text holds encrypted columns in clear: with encryption the row is always re-serialised.
     const reused =
-      rec.text === undefined || this.encrypt ? undefined : withIdFirst(rec.text, id as string, row._id === undefined);
+      rec.text === undefined || this.encrypt || filled
+        ? undefined
+        : withIdFirst(rec.text, id as string, row._id === undefined);
     if (reused !== undefined) return { id: id as string, line: reused, generated };
     const { _id, ...rest } = row;
     void _id;
@@ -410,16 +421,28 @@ class PostRun {
 
   private async commit(): Promise<void> {
     const { cmd, keys } = this.d;
-    // Marking the record `committing` first decides the race with a clean-up job.
-    try {
-      scriptResult('begin-commit-1.lua', await cmd.beginCommit(keys.openPosts, this.post));
-    } catch (e) {
-      if (!(e instanceof ScriptError && e.code === SCRIPT_CODES.POST_NOT_OPEN)) throw e;
-      throw unavailable(
-        `POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`,
-      );
-    }
-    await finishCommit(this.d, this.post, this.table.name, [...this.touched]);
+    // Under the write-order lock, so a schema change is ordered before this COMMIT or after.
+    const begin = async () => {
+      const raw = await cmd.hget(keys.tables, this.table.name);
+      const now = raw ? (JSON.parse(raw) as TableDef) : undefined;
+      if (!now || !sameRowRules(now, this.table))
+        throw conflict(
+          now
+            ? `table ${this.table.name} changed its columns while this request was stored (PATCH /tables/${this.table.name}); nothing was stored, send it again`
+            : `table ${this.table.name} was dropped while this request was stored; nothing was stored`,
+          { table: this.table.name },
+        );
+      // Marking the record `committing` first decides the race with a clean-up job.
+      try {
+        scriptResult('begin-commit-1.lua', await cmd.beginCommit(keys.openPosts, this.post));
+      } catch (e) {
+        if (!(e instanceof ScriptError && e.code === SCRIPT_CODES.POST_NOT_OPEN)) throw e;
+        throw unavailable(
+          `POST ${this.post} was aborted by the clean-up job before it could commit (this coordinator looked dead); nothing was stored, retry the request`,
+        );
+      }
+    };
+    await finishCommit(this.d, this.post, this.table.name, [...this.touched], begin);
     this.d.log.info(
       { post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated },
       'POST committed',
@@ -501,13 +524,24 @@ export async function finishCommit(
   post: string,
   table: string,
   workers: string[],
+  /** Runs under the write-order lock before the COMMIT is sent (a throw sends nothing). */
+  before?: () => Promise<void>,
 ): Promise<void> {
   const { cmd, keys } = ctx;
   const msg = build(CommitMessage, { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
   // In write order with UPDATE/DELETE: they reach committed rows only, so a COMMIT one
   // replica applies before an UPDATE and another after would leave them different.
-  await inWriteOrder(ctx, table, `the COMMIT of POST ${post}`, () => xaddEach(ctx, workers, args), 'proceed');
+  await inWriteOrder(
+    ctx,
+    table,
+    `the COMMIT of POST ${post}`,
+    async () => {
+      await before?.();
+      await xaddEach(ctx, workers, args);
+    },
+    'proceed',
+  );
   // Closing the record makes the POST readable: the placement version tells cached readers.
   const close = cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post));
   bumpPlacement(close, keys, [table]);

@@ -8,6 +8,7 @@ import { readChunkMetas } from './placement';
 import type { TableEncryption } from './encryption';
 import { OrderLockTimeout } from './order-lock';
 import { checkFilter, checkRow } from './schema';
+import type { AlterPlan } from './schema-change';
 
 /** What an UPDATE or DELETE answers. */
 export interface MutationResult {
@@ -61,6 +62,31 @@ export class Mutations {
       : (set as Record<string, unknown>);
     const out = await this.send(table.name, (op) =>
       build(UpdateMessage, { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }),
+    );
+    return result(this.ctx, out);
+  }
+
+  /**
+   * The rows' side of a schema change ({@link AlterPlan}): every stored row that lacks an
+   * added column gets its default, and dropped columns are removed, as one UPDATE in the
+   * table's write order (so it reaches every replica, and copies being made, like any other).
+   * Only rows that change are rewritten.
+   */
+  async alterRows(table: TableDef, plan: Pick<AlterPlan, 'fill' | 'unset'>): Promise<MutationResult> {
+    const cols = Object.keys(plan.fill);
+    const where = {
+      $or: [...cols.map((c) => ({ [c]: { $exists: false } })), ...plan.unset.map((c) => ({ [c]: { $exists: true } }))],
+    };
+    const out = await this.send(table.name, (op) =>
+      build(UpdateMessage, {
+        op,
+        table: table.name,
+        where,
+        set: {},
+        ...(cols.length ? { fill: plan.fill } : {}),
+        ...(plan.unset.length ? { unset: plan.unset } : {}),
+        replyTo: this.ctx.replyTo,
+      }),
     );
     return result(this.ctx, out);
   }

@@ -9,6 +9,11 @@ export interface TableDef {
   encrypted?: string[];
   /** Identifies the DSTORE_ENCRYPTION_KEY the table was created with (an HMAC, not the key); set with `encrypted`. */
   keyCheck?: string;
+  /**
+   * Values of columns added with a default (PATCH /tables/:name): a row stored without the
+   * column gets it, and rows stored before the change were given it.
+   */
+  defaults?: Record<string, unknown>;
   version: number;
   /** Secondary indexes (common/indexes.ts); absent until the first is created. */
   indexes?: TableIndexes;

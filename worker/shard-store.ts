@@ -591,23 +591,38 @@ export class ShardStore {
   /** UPDATE: sets fields on matching rows; reports rows changed per chunk. */
   update(msg: UpdateMessage, entryId: string): ApplyResult {
     const where = compileFilter(msg.where);
-    const entries = Object.entries(msg.set);
-    if (entries.length === 0) throw new RejectedError('UPDATE needs at least one field in "set"');
-    const setArgs: unknown[] = [];
-    for (const [field, value] of entries) {
-      const segs = parseField(field);
-      if (segs[0] === '_id') throw new RejectedError('"_id" cannot be updated');
-      setArgs.push(jsonPath(field), JSON.stringify(value ?? null));
+    const set = Object.entries(msg.set);
+    const fill = Object.entries(msg.fill ?? {});
+    const unset = msg.unset ?? [];
+    if (set.length + fill.length + unset.length === 0)
+      throw new RejectedError('UPDATE needs at least one field in "set"');
+    const pathOf = (field: string) => {
+      if (parseField(field)[0] === '_id') throw new RejectedError('"_id" cannot be updated');
+      return jsonPath(field);
+    };
+    // json_set writes every field; json_insert only fields the row lacks; json_remove drops.
+    let expr = 'doc';
+    const args: unknown[] = [];
+    for (const [fn, entries] of [
+      ['json_set', set],
+      ['json_insert', fill],
+    ] as const) {
+      if (entries.length === 0) continue;
+      expr = `${fn}(${expr}, ${entries.map(() => '?, json(?)').join(', ')})`;
+      for (const [field, value] of entries) args.push(pathOf(field), JSON.stringify(value ?? null));
     }
-    const pairs = entries.map(() => '?, json(?)').join(', ');
+    if (unset.length > 0) {
+      expr = `json_remove(${expr}, ${unset.map(() => '?').join(', ')})`;
+      args.push(...unset.map(pathOf));
+    }
     return this.once(msg.op, msg.type, entryId, () => {
       const t = this.existingTable(msg.table);
       if (!t) return { count: 0, counts: {} };
       const rows = this.db
         .prepare<unknown[], { chunk: string }>(
-          `UPDATE ${t.ident} SET doc = json_set(doc, ${pairs}) WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`,
+          `UPDATE ${t.ident} SET doc = ${expr} WHERE (${where.sql}) AND ${COMMITTED} RETURNING chunk`,
         )
-        .all(...setArgs, ...where.params, msg.table);
+        .all(...args, ...where.params, msg.table);
       const result = perChunk(rows);
       this.redigest(t, Object.keys(result.counts));
       return result;

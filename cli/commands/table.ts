@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { confirmOrRefuse } from '../confirm';
-import { formatBytes, formatCount, formatTime, renderTable } from '../format';
+import { counted, formatBytes, formatCount, formatTime, renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
 
 import type { TableInfo, TableStats } from '../../common/api';
@@ -100,9 +100,47 @@ export async function createTable(
   return { created: r.created, line: r.created ? `created table ${name}` : `table ${name} already exists` };
 }
 
-/** `dstore table create|ls|drop`. */
+/** The body of `PATCH /tables/:name` from `--add col:type[=default]` (repeatable) and `--drop col`. */
+export function alterBody(
+  add: string[] = [],
+  drop: string[] = [],
+): {
+  addColumns?: Record<string, string | { type: string; default: unknown }>;
+  dropColumns?: string[];
+} {
+  const addColumns: Record<string, string | { type: string; default: unknown }> = {};
+  for (const item of add) {
+    const m = /^([^:=]+):([a-z]+)(?:=(.*))?$/s.exec(item.trim());
+    if (!m)
+      throw new CliError(
+        `--add ${JSON.stringify(item)}: write column:type or column:type=default, e.g. --add score:integer=0`,
+      );
+    const [, col, type, raw] = m;
+    if (raw === undefined) {
+      addColumns[col.trim()] = type;
+      continue;
+    }
+    // A default is JSON when it reads as JSON (0, true, "x", {"a":1}), else the text itself.
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // text
+    }
+    addColumns[col.trim()] = { type, default: value };
+  }
+  const body: ReturnType<typeof alterBody> = {};
+  if (Object.keys(addColumns).length > 0) body.addColumns = addColumns;
+  if (drop.length > 0) body.dropColumns = drop.map((d) => d.trim());
+  if (!body.addColumns && !body.dropColumns) throw new CliError('give --add column:type or --drop column (or both)');
+  return body;
+}
+
+const collect = (v: string, all: string[] = []) => [...all, v];
+
+/** `dstore table create|ls|alter|drop`. */
 export function registerTableCommand(program: Command): void {
-  const table = program.command('table').description('create, list and drop tables');
+  const table = program.command('table').description('create, list, alter and drop tables');
 
   withUrlOption(
     table
@@ -141,6 +179,31 @@ export function registerTableCommand(program: Command): void {
         ? JSON.stringify(await tablesWithStats(client), null, 2)
         : (await listTables(client)).join('\n');
     process.stdout.write(out + '\n');
+  });
+
+  withUrlOption(
+    table
+      .command('alter')
+      .description(
+        "add or drop columns of a typed table: stored rows get an added column's default (or read without it), and lose a dropped one",
+      )
+      .argument('<name>', 'table to change')
+      .option('--add <column:type[=default]>', 'add a column, e.g. --add score:integer=0 (repeatable)', collect)
+      .option('--drop <column>', 'drop a column and its values from every row (repeatable)', collect),
+  ).action(async (name: string, o: { add?: string[]; drop?: string[] }, cmd: Command) => {
+    const r = await clientFor(cmd, { addColumns: '--add', dropColumns: '--drop' }).request<{
+      added: string[];
+      dropped: string[];
+      rowsChanged?: number;
+      pendingWorkers?: string[];
+    }>('PATCH', tablePath(name), alterBody(o.add, o.drop));
+    const parts = [
+      ...(r.added.length ? [`added ${r.added.join(', ')}`] : []),
+      ...(r.dropped.length ? [`dropped ${r.dropped.join(', ')}`] : []),
+    ];
+    const rows = r.rowsChanged === undefined ? '' : `; ${counted(r.rowsChanged, 'stored row')} changed`;
+    const pending = r.pendingWorkers?.length ? ` (queued on ${r.pendingWorkers.join(', ')}, down)` : '';
+    process.stdout.write(`table ${name}: ${parts.join(', ')}${rows}${pending}\n`);
   });
 
   withUrlOption(

@@ -1,8 +1,11 @@
-import { IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min } from 'class-validator';
+import { IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min } from 'class-validator';
 import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey } from './common-rules';
 
-/** coordinator → every worker's ops stream: set fields on the rows matching a filter. */
+/**
+ * coordinator → every worker's ops stream: set fields on the rows matching a filter (and, for a
+ * schema change, fill in added columns' defaults and remove dropped columns).
+ */
 export class UpdateMessage extends Message {
   static readonly type = 'UPDATE';
   static readonly codec: Record<string, FieldKind> = {
@@ -10,6 +13,8 @@ export class UpdateMessage extends Message {
     table: 'string',
     where: 'json',
     set: 'json',
+    fill: 'json',
+    unset: 'json',
     replyTo: 'string',
   };
   readonly type = UpdateMessage.type;
@@ -18,6 +23,10 @@ export class UpdateMessage extends Message {
   @IsDefined() where!: unknown;
   /** Field (dotted path) → new JSON value. */
   @IsObject() set!: Record<string, unknown>;
+  /** Field → value set only where the row has no such field (a column added with a default). */
+  @IsOptional() @IsObject() fill?: Record<string, unknown>;
+  /** Fields removed from the rows (dropped columns). */
+  @IsOptional() @IsArray() @IsString({ each: true }) unset?: string[];
   @IsStreamKey() replyTo!: string;
 }
 

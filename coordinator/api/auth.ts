@@ -41,6 +41,7 @@ export const ACCESS_RULES: readonly AccessRule[] = [
   { method: 'DELETE', path: '/tables/*/records', access: 'write' },
   { method: 'PUT', path: '/tables/*', access: 'admin' },
   { method: 'DELETE', path: '/tables/*', access: 'admin' },
+  { method: 'PATCH', path: '/tables/*', access: 'admin' },
 ];
 
 function segments(path: string): string[] {

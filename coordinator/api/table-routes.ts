@@ -11,12 +11,13 @@ const wantsStats = (q: { stats?: string } | undefined) => q?.stats === '1' || q?
 type Indexed = { Params: { name: string; index: string } };
 
 /**
- * `PUT /tables/:name`, `GET /tables`, `GET /tables/:name`, `DELETE /tables/:name`, and the
+ * `PUT /tables/:name`, `GET /tables`, `GET /tables/:name`, `PATCH /tables/:name` (columns),
+ * `DELETE /tables/:name`, and the
  * table's secondary indexes: `PUT|DELETE /tables/:name/indexes/:index`, `GET /tables/:name/indexes`.
  */
 export function registerTableRoutes(
   app: FastifyInstance,
-  coord: Pick<ApiDeps, 'catalogue' | 'cmd' | 'keys' | 'log' | 'queries' | 'workers'>,
+  coord: Pick<ApiDeps, 'catalogue' | 'cmd' | 'keys' | 'log' | 'mutations' | 'queries' | 'workers'>,
 ): void {
   app.put<Named & { Body: { schema?: unknown } | undefined }>('/tables/:name', async (req, reply) => {
     const { table, created } = await coord.catalogue.create(req.params.name, req.body?.schema);
@@ -29,6 +30,20 @@ export function registerTableRoutes(
   app.get<Named & Stats>('/tables/:name', async (req) => {
     const table = await coord.catalogue.require(req.params.name);
     return wantsStats(req.query) ? (await withStats(coord, [table]))[0] : table;
+  });
+  app.patch<Named & { Body: unknown }>('/tables/:name', async (req) => {
+    const plan = await coord.catalogue.alter(req.params.name, req.body);
+    const rows =
+      plan.unset.length > 0 || Object.keys(plan.fill).length > 0
+        ? await coord.mutations.alterRows(plan.table, plan)
+        : undefined;
+    return {
+      table: plan.table,
+      added: plan.added,
+      dropped: plan.dropped,
+      ...(rows ? { rowsChanged: rows.count } : {}),
+      ...(rows?.pendingWorkers.length ? { pendingWorkers: rows.pendingWorkers } : {}),
+    };
   });
   app.delete<Named>('/tables/:name', async (req) => {
     await coord.catalogue.drop(req.params.name);
