@@ -6,7 +6,8 @@
  * early pages (11-15, once warm; page 1 is shown apart) against pages deep into the result
  * (page BENCH_DEEP, default 1,000, or as deep as the rows go), each the median of 5 pages.
  * OFFSET paging (SQLite reading and dropping every row before the page) is what keyset
- * cursors avoid, so the ratio should stay near 1. Every row is checked to come exactly once, in order. Writes bench/pages-results.json.
+ * cursors avoid, so the ratio should stay near 1. Every row is checked to come exactly once,
+ * in order. Writes bench/pages-results.json.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
