@@ -1,4 +1,4 @@
-import type { DeleteResult, IndexList, InsertResult, TableInfo, UpdateResult } from '../common/api';
+import type { DeleteResult, IndexList, InsertResult, OnConflict, TableInfo, UpdateResult } from '../common/api';
 import type { AggregateSpec, SortSpec } from '../common/query';
 import { readAnswer, type Trailer } from './answers';
 import { DstoreError } from './errors';
@@ -160,13 +160,24 @@ export class Table<T extends object = Record<string, unknown>> {
   /**
    * Stores rows, all or none: an array, or any (async) iterable, streamed to the server as
    * NDJSON in one request (at most `DSTORE_MAX_ROWS_PER_REQUEST` rows). A row without `_id`
-   * gets one. A repeated `_id` is a 409 and nothing is stored.
+   * gets one. A row whose `_id` is stored is a 409 and nothing is stored, unless
+   * `onConflict` says to replace it or merge into it (see {@link upsert}).
    */
-  async insert(rows: Rows<T | (T & { _id: string })>): Promise<InsertResult> {
-    return this.http.request('POST', tablePath(this.name, '/records'), {
+  async insert(rows: Rows<T | (T & { _id: string })>, opts: { onConflict?: OnConflict } = {}): Promise<InsertResult> {
+    const q = opts.onConflict && opts.onConflict !== 'error' ? `?onConflict=${opts.onConflict}` : '';
+    return this.http.request('POST', tablePath(this.name, `/records${q}`), {
       contentType: 'application/x-ndjson',
       body: ndjsonStream(rows),
     });
+  }
+
+  /**
+   * Writes rows whether or not their `_id` is stored, all or none: a stored row is replaced
+   * whole (`replace`, the default) or has the given top-level fields set (`merge`); the others
+   * are inserted. The answer counts `inserted` and `replaced` (or `merged`) apart.
+   */
+  async upsert(rows: Rows<T & { _id: string }>, opts: { mode?: 'replace' | 'merge' } = {}): Promise<InsertResult> {
+    return this.insert(rows, { onConflict: opts.mode ?? 'replace' });
   }
 
   /**

@@ -22,6 +22,7 @@ export type {
   IndexList,
   IndexListing,
   InsertResult,
+  OnConflict,
   TableInfo,
   TableStats,
   UpdateResult,

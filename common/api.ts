@@ -59,10 +59,20 @@ export interface IndexList {
   indexes: IndexListing[];
 }
 
+/**
+ * What a POST does with a row whose `_id` is stored (`?onConflict=`): refuse it (409, the
+ * default), replace the row, or set its given fields.
+ */
+export type OnConflict = 'error' | 'replace' | 'merge';
+
 /** What a POST of records answers: stored whole, or not at all (an error). */
 export interface InsertResult {
-  /** Rows stored. */
+  /** Rows stored anew. */
   inserted: number;
+  /** With `onConflict=replace`: rows whose `_id` was stored, replaced whole. */
+  replaced?: number;
+  /** With `onConflict=merge`: rows whose `_id` was stored, their given fields set. */
+  merged?: number;
   /** Chunks the rows were cut into. */
   chunks: number;
   /** The POST's id (in logs and dead letters). */

@@ -64,6 +64,11 @@ export interface Keys {
   postChunks(post: string): string;
   /** SET: workers that got a chunk of an open POST. */
   postWorkers(post: string): string;
+  /**
+   * LIST: the rows of an open upsert POST whose `_id` was already stored, as JSON batches
+   * `{mode, chunks, ids, rows}`; sent as UPSERT ops with its COMMIT (by clean-up too).
+   */
+  postUpserts(post: string): string;
   /** SET: chunk ids held by one worker. */
   workerChunks(workerId: string): string;
   /** ZSET: chunk ids below the replication factor, or not yet checked (score: when repair should look, ms). */
@@ -91,6 +96,11 @@ export interface Keys {
    * rows, so on a cluster each table's index may sit on its own master.
    */
   idIndex(table: string): string;
+  /**
+   * HASH: `_id` → the open upsert POST that will rewrite its stored row. A POST must not
+   * take such an id (as deleted, say) until that POST is done (coordinator/id-index.ts).
+   */
+  upserting(table: string): string;
   /**
    * STRING: the write-order lock of a table (a token, with a lease): UPDATE, DELETE and
    * COMMIT are XADDed to every stream while holding it (coordinator/order-lock.ts).
@@ -145,6 +155,7 @@ export function makeKeys(prefix: string): Keys {
     openPosts: `${shared}:posts:open`,
     postChunks: (post) => `${shared}:post:${assertName('op id', post)}:chunks`,
     postWorkers: (post) => `${shared}:post:${assertName('op id', post)}:workers`,
+    postUpserts: (post) => `${shared}:post:${assertName('op id', post)}:upserts`,
     workerChunks: (id) => `${shared}:worker:${assertName('worker id', id)}:chunks`,
     underReplicated: `${shared}:chunks:under-replicated`,
     repairWorkers: `${shared}:repair:workers`,
@@ -156,6 +167,7 @@ export function makeKeys(prefix: string): Keys {
     movesPending: `${shared}:moves:pending`,
     mutationsInflight: `${shared}:mutations:inflight`,
     idIndex: (table) => `${prefix}:table:{${assertName('table', table)}}:ids`,
+    upserting: (table) => `${prefix}:table:{${assertName('table', table)}}:upserting`,
     orderLock: (table) => `${shared}:order:${assertName('table', table)}`,
     bullPrefix: `${shared}:bull`,
     patterns: [`${shared}:*`, `${prefix}:*`],

@@ -40,8 +40,15 @@ export interface DstoreCommands {
    * (reserve-ids-1.lua).
    */
   reserveIds(index: string, chunk: string, ...ids: string[]): Promise<string[]>;
-  /** Moves ids from a stale holder to `chunk`; returns id, holder pairs that changed meanwhile (take-ids-1.lua). */
-  takeIds(index: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
+  /**
+   * Moves ids from a stale holder to `chunk`; returns id, holder pairs that changed meanwhile,
+   * `~<post>` for ids an upsert POST marked (take-ids-2.lua).
+   */
+  takeIds(index: string, upserting: string, chunk: string, ...idHolderPairs: string[]): Promise<string[]>;
+  /** Marks the ids an upsert POST rewrites, all or none; returns what stopped it (mark-upserts-2.lua). */
+  markUpserts(index: string, upserting: string, post: string, ...idHolderPairs: string[]): Promise<string[]>;
+  /** Removes an upsert POST's marks (unmark-upserts-1.lua). */
+  unmarkUpserts(upserting: string, post: string, ...ids: string[]): Promise<number>;
   /** numKeys, then KEYS, then ARGV (see common/lua/set-placement.lua): compare-and-set of a chunk's placement. */
   setPlacement(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   /** Sets a hash field only if it still holds `expected`: 1, else 0 (common/lua/hset-if-1.lua). */

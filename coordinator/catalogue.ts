@@ -276,6 +276,6 @@ export class Catalogue {
     // Cached placements of the table (and of one created again under its name) are stale now.
     await this.cmd.multi().del(key).incr(this.keys.placementVersion(table)).exec();
     // The id index may be large: UNLINK frees it off Redis' main thread. Another slot.
-    await this.cmd.unlink(this.keys.idIndex(table));
+    await this.cmd.unlink(this.keys.idIndex(table), this.keys.upserting(table));
   }
 }

@@ -1,7 +1,16 @@
 import { monotonicFactory, ulid } from 'ulid';
+import type { OnConflict } from '../common/api';
 import type { CoordinatorOptions } from '../common/config';
 import type { Logger } from '../common/logger';
-import { buildRows, build, AbortMessage, CommitMessage, PostMessage, type PostAckMessage } from '../common/messages';
+import {
+  buildRows,
+  build,
+  AbortMessage,
+  CommitMessage,
+  PostMessage,
+  UpsertMessage,
+  type PostAckMessage,
+} from '../common/messages';
 import { refusalError } from './refusals';
 import type { TableDef } from './table-def';
 import { ApiError, badRequest, conflict, unavailable } from './errors';
@@ -18,10 +27,16 @@ import { inWriteOrder } from './order-lock';
 import { bumpPlacement } from './placement';
 import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
+/** The choices of `?onConflict=`, the first the default. */
+export const ON_CONFLICT: readonly OnConflict[] = ['error', 'replace', 'merge'];
+
 /** What a successful POST reports. */
 export interface IngestResult {
   post: string;
+  /** Rows stored anew. */
   inserted: number;
+  /** Rows whose `_id` was stored: replaced (`replace`) or changed (`merge`); 0 for `error`. */
+  updated: number;
   chunks: number;
   /** Chunks acked by fewer than R workers in time (recorded for repair). */
   underReplicated: number;
@@ -73,14 +88,18 @@ export class Ingest {
   }
 
   /** Stores the records of one request in `table`; throws an {@link ApiError} when nothing was stored. */
-  async post(table: TableDef, records: AsyncIterable<ParsedRecord>): Promise<IngestResult> {
+  async post(
+    table: TableDef,
+    records: AsyncIterable<ParsedRecord>,
+    onConflict: OnConflict = 'error',
+  ): Promise<IngestResult> {
     // Refuses (no key, wrong key) before anything is sent.
     const cipher = this.encryption?.cipherFor(table, 'write');
     const encrypt = cipher
       ? (row: Record<string, unknown>) => this.encryption!.encryptRow(table, cipher, row)
       : undefined;
     const post = this.newId();
-    const run = new PostRun(this, table, post, encrypt);
+    const run = new PostRun(this, table, post, onConflict, encrypt);
     try {
       return await run.execute(records);
     } catch (e) {
@@ -120,11 +139,14 @@ class PostRun {
   private readonly unlisten: () => void;
   private readonly timer: NodeJS.Timeout;
   private underReplicated = 0;
+  /** Rows whose `_id` was stored (upsert), sent with the COMMIT. */
+  private updated = 0;
 
   constructor(
     ingest: Ingest,
     private readonly table: TableDef,
     private readonly post: string,
+    private readonly onConflict: OnConflict,
     private readonly encrypt?: (row: Record<string, unknown>) => void,
   ) {
     this.d = ingest.deps;
@@ -201,7 +223,13 @@ class PostRun {
     this.throwIfFailed();
     // A body without records (e.g. a CSV header alone) stored nothing: nothing to commit.
     if (this.placed.length > 0) await this.commit();
-    return { post: this.post, inserted, chunks: this.placed.length, underReplicated: this.underReplicated };
+    return {
+      post: this.post,
+      inserted: inserted - this.updated,
+      updated: this.updated,
+      chunks: this.placed.length,
+      underReplicated: this.underReplicated,
+    };
   }
 
   /** Checks one record and serialises it with `_id` first; `generate` gives the `_id` of a record without one. */
@@ -216,13 +244,15 @@ class PostRun {
     let row = v as Record<string, unknown>;
     checkRecordShape(row, this.d.opts, rec.row);
     // Columns added with a default: a row without one gets it (and is written anew below).
+    // Not in a merge, which sets the given fields only: a new row gets them when it is placed.
     let filled = false;
-    for (const col in this.table.defaults)
-      if (!Object.hasOwn(row, col)) {
-        row = filled ? row : { ...row };
-        row[col] = this.table.defaults[col];
-        filled = true;
-      }
+    if (this.onConflict !== 'merge')
+      for (const col in this.table.defaults)
+        if (!Object.hasOwn(row, col)) {
+          row = filled ? row : { ...row };
+          row[col] = this.table.defaults[col];
+          filled = true;
+        }
     if (this.table.schema) checkRow(row, this.table.schema, rec.row);
     let id = row._id;
     const generated = id === undefined;
@@ -303,19 +333,7 @@ class PostRun {
     }
     const token = await cmd.incr(keys.token);
     const replicas = placeChunk(live, token, opts.replicas);
-    const msg = buildRows(PostMessage, {
-      chunk,
-      post: this.post,
-      table: this.table.name,
-      replicas,
-      replyTo: this.d.replyTo,
-      ids,
-      rows,
-      ...(this.table.indexes ? { indexes: this.table.indexes } : {}),
-    });
-    const args = msg.toArgs();
     const meta = JSON.stringify({ table: this.table.name, post: this.post, replicas, rows: ids.length });
-    this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, firstRow, acked: new Set(), sentAt: Date.now() });
     this.placed.push(chunk);
     replicas.forEach((w) => this.touched.add(w));
     // Placement is recorded before any stream gets the chunk, so clean-up always knows where a
@@ -337,7 +355,26 @@ class PostRun {
     );
     // After the placement is recorded: an index entry whose chunk has none is stale. Generated
     // ids name their chunk and need no entry.
-    await this.d.idIndex.reserve(this.table.name, chunk, clientIds, (id) => firstRow + ids.indexOf(id));
+    const stored = await this.d.idIndex.reserve(
+      this.table.name,
+      chunk,
+      clientIds,
+      (id) => firstRow + ids.indexOf(id),
+      this.onConflict === 'error' ? undefined : this.post,
+    );
+    if (stored.size > 0 || (this.onConflict === 'merge' && this.table.defaults))
+      [ids, rows] = await this.stageUpserts(stored, ids, rows);
+    const msg = buildRows(PostMessage, {
+      chunk,
+      post: this.post,
+      table: this.table.name,
+      replicas,
+      replyTo: this.d.replyTo,
+      ids,
+      rows,
+      ...(this.table.indexes ? { indexes: this.table.indexes } : {}),
+    });
+    const args = msg.toArgs();
     if (replicas.length < opts.replicas) {
       // Fewer live workers than R: acknowledged with fewer copies, recorded (after the
       // placement, which repair reads) so that repair tops it up once workers can take it.
@@ -348,9 +385,48 @@ class PostRun {
         'chunk placed on fewer than DSTORE_REPLICAS workers; recorded for repair',
       );
     }
+    this.inflight.set(chunk, { id: chunk, replicas, rows: ids.length, firstRow, acked: new Set(), sentAt: Date.now() });
     // Several copies: the large fields are encoded to UTF-8 once, not once per stream write.
     const payload = replicas.length > 1 ? args.map((a) => (a.length > 4096 ? Buffer.from(a) : a)) : args;
     await xaddEach(this.d, replicas, payload);
+  }
+
+  /**
+   * Takes the rows whose `_id` is stored out of a chunk and records them (with a fixed op id,
+   * so a COMMIT sent again by clean-up applies them once) in `post:<id>:upserts`, to be sent
+   * as an UPSERT op with the COMMIT. Returns the chunk's ids and rows left to insert; in a
+   * merge those get the defaults of added columns, as any new row does.
+   */
+  private async stageUpserts(
+    stored: Map<string, string>,
+    ids: string[],
+    rows: string[],
+  ): Promise<[string[], string[]]> {
+    const keep: [string[], string[]] = [[], []];
+    const batch = {
+      op: ulid(),
+      mode: this.onConflict,
+      chunks: [] as string[],
+      ids: [] as string[],
+      rows: [] as string[],
+    };
+    const defaults = this.onConflict === 'merge' ? this.table.defaults : undefined;
+    ids.forEach((id, i) => {
+      const holder = stored.get(id);
+      if (holder !== undefined) {
+        batch.chunks.push(holder);
+        batch.ids.push(id);
+        batch.rows.push(rows[i]);
+      } else {
+        keep[0].push(id);
+        keep[1].push(defaults ? withDefaults(rows[i], defaults) : rows[i]);
+      }
+    });
+    if (batch.ids.length > 0) {
+      this.updated += batch.ids.length;
+      await this.d.cmd.rpush(this.d.keys.postUpserts(this.post), JSON.stringify(batch));
+    }
+    return keep;
   }
 
   private onAck(m: PostAckMessage): void {
@@ -442,7 +518,7 @@ class PostRun {
         );
       }
     };
-    await finishCommit(this.d, this.post, this.table.name, [...this.touched], begin);
+    await finishCommit(this.d, this.post, this.table.name, [...this.touched], begin, this.updated > 0);
     this.d.log.info(
       { post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated },
       'POST committed',
@@ -520,16 +596,19 @@ function isJsonSpace(c: number): boolean {
  * whose coordinator died in between; COMMIT is idempotent, so sending it twice is harmless.
  */
 export async function finishCommit(
-  ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log' | 'failpoints'>,
+  ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log' | 'failpoints' | 'workers' | 'coordinatorId'>,
   post: string,
   table: string,
   workers: string[],
   /** Runs under the write-order lock before the COMMIT is sent (a throw sends nothing). */
   before?: () => Promise<void>,
+  /** Whether the POST staged upserts (unknown: look). */
+  upserts = true,
 ): Promise<void> {
   const { cmd, keys } = ctx;
   const msg = build(CommitMessage, { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
+  const staged = upserts ? await stagedUpserts(ctx, post) : [];
   // In write order with UPDATE/DELETE: they reach committed rows only, so a COMMIT one
   // replica applies before an UPDATE and another after would leave them different.
   await inWriteOrder(
@@ -538,14 +617,85 @@ export async function finishCommit(
     `the COMMIT of POST ${post}`,
     async () => {
       await before?.();
+      if (staged.length > 0) await sendUpserts(ctx, table, post, staged);
       await xaddEach(ctx, workers, args);
     },
     'proceed',
   );
   // Closing the record makes the POST readable: the placement version tells cached readers.
-  const close = cmd.multi().hdel(keys.openPosts, post).del(keys.postChunks(post), keys.postWorkers(post));
+  const close = cmd
+    .multi()
+    .hdel(keys.openPosts, post)
+    .del(keys.postChunks(post), keys.postWorkers(post), keys.postUpserts(post));
   bumpPlacement(close, keys, [table]);
   await close.exec();
+  if (staged.length > 0)
+    await unmarkUpserts(
+      ctx,
+      table,
+      post,
+      staged.flatMap((b) => b.ids),
+    );
+}
+
+/** A batch of an upsert POST's rows whose `_id` was stored (see stageUpserts). */
+interface StagedUpserts {
+  op: string;
+  mode: 'replace' | 'merge';
+  chunks: string[];
+  ids: string[];
+  rows: string[];
+}
+
+async function stagedUpserts(ctx: Pick<CoordinatorContext, 'cmd' | 'keys'>, post: string): Promise<StagedUpserts[]> {
+  return (await ctx.cmd.lrange(ctx.keys.postUpserts(post), 0, -1)).map((b) => JSON.parse(b) as StagedUpserts);
+}
+
+/**
+ * Sends the staged rows as UPSERT ops to every known worker, like an UPDATE (a chunk's
+ * holders can change under a move; copies being made are checked against their source):
+ * registered in `mutations:inflight` first, so a chunk copy waits for them.
+ */
+async function sendUpserts(
+  ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'failpoints' | 'workers' | 'coordinatorId'>,
+  table: string,
+  post: string,
+  staged: StagedUpserts[],
+): Promise<void> {
+  const token = `${ctx.coordinatorId}:${ulid()}`;
+  await ctx.cmd.touch(ctx.keys.mutationsInflight, token);
+  try {
+    const known = await ctx.workers.known();
+    for (const b of staged) {
+      const m = build(UpsertMessage, { ...b, post, table, replyTo: ctx.replyTo });
+      await xaddEach(ctx, known, m.toArgs());
+    }
+  } finally {
+    await ctx.cmd.zrem(ctx.keys.mutationsInflight, token).catch(() => undefined);
+  }
+}
+
+/** Removes an upsert POST's marks on the ids it rewrote (or would have). */
+async function unmarkUpserts(
+  ctx: Pick<CoordinatorContext, 'cmd' | 'keys'>,
+  table: string,
+  post: string,
+  ids: string[],
+): Promise<void> {
+  for (let i = 0; i < ids.length; i += 1000)
+    await ctx.cmd.unmarkUpserts(ctx.keys.upserting(table), post, ...ids.slice(i, i + 1000));
+}
+
+/** A row's JSON text with the columns it lacks set to their defaults. */
+function withDefaults(line: string, defaults: Record<string, unknown>): string {
+  const row = JSON.parse(line) as Record<string, unknown>;
+  let filled = false;
+  for (const col in defaults)
+    if (!Object.hasOwn(row, col)) {
+      row[col] = defaults[col];
+      filled = true;
+    }
+  return filled ? JSON.stringify(row) : line;
 }
 
 /**
@@ -585,5 +735,15 @@ export async function abortPost(
   const msg = build(AbortMessage, { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
   await xaddEach(ctx, workers, args);
+  const staged = await stagedUpserts(ctx, post);
+  if (staged.length > 0) {
+    await unmarkUpserts(
+      ctx,
+      table,
+      post,
+      staged.flatMap((b) => b.ids),
+    );
+    await cmd.del(keys.postUpserts(post));
+  }
   return true;
 }

@@ -296,6 +296,8 @@ export class OpsConsumer extends EventEmitter {
         return this.store.update(msg, id);
       case 'DELETE':
         return this.store.delete(msg, id);
+      case 'UPSERT':
+        return this.store.upsert(msg, id);
     }
   }
 

@@ -16,6 +16,7 @@ import {
   type PostMessage,
   type SetupTableMessage,
   type UpdateMessage,
+  type UpsertMessage,
 } from '../common/messages';
 
 /** What one applied message did, as reported in its ack. */
@@ -629,6 +630,50 @@ export class ShardStore {
     });
   }
 
+  /**
+   * UPSERT (with the COMMIT of an upsert POST): each row whose `_id` this shard holds
+   * committed is replaced, or has the given fields set (`merge`, top-level fields); a row
+   * deleted since the POST checked it is stored again in the chunk that held it, when this
+   * shard holds that chunk. Reports rows written per chunk.
+   */
+  upsert(msg: UpsertMessage, entryId: string): ApplyResult {
+    if (msg.ids.length !== msg.rows.length || msg.ids.length !== msg.chunks.length)
+      throw new RejectedError(
+        `UPSERT ${msg.op} has ${msg.ids.length} ids, ${msg.chunks.length} chunks and ${msg.rows.length} rows`,
+      );
+    return this.once(msg.op, msg.type, entryId, () => {
+      const t = this.existingTable(msg.table);
+      if (!t) return { count: 0, counts: {} };
+      const find = this.db.prepare<[string], { chunk: string; doc: string; committed: number | null }>(
+        `SELECT r.chunk, r.doc, c.committed FROM ${t.ident} r LEFT JOIN _chunks c ON c.chunk = r.chunk WHERE r._id = ?`,
+      );
+      const set = this.db.prepare(`UPDATE ${t.ident} SET doc = ? WHERE _id = ?`);
+      const insert = this.db.prepare(`INSERT INTO ${t.ident} (_id, chunk, doc) VALUES (?, ?, ?)`);
+      const holds = this.db.prepare<[string], { tbl: string; committed: number }>(
+        'SELECT tbl, committed FROM _chunks WHERE chunk = ?',
+      );
+      const rows: { chunk: string }[] = [];
+      for (let i = 0; i < msg.ids.length; i++) {
+        const id = msg.ids[i];
+        const row = find.get(id);
+        if (row) {
+          // Only committed rows: an uncommitted chunk is not there yet for any write.
+          if (row.committed !== 1) continue;
+          set.run(msg.mode === 'replace' ? msg.rows[i] : mergeRow(row.doc, msg.rows[i]), id);
+          rows.push({ chunk: row.chunk });
+        } else {
+          const c = holds.get(msg.chunks[i]);
+          if (c?.tbl !== msg.table || c.committed !== 1) continue;
+          insert.run(id, msg.chunks[i], msg.rows[i]);
+          rows.push({ chunk: msg.chunks[i] });
+        }
+      }
+      const result = perChunk(rows);
+      this.redigest(t, Object.keys(result.counts));
+      return result;
+    });
+  }
+
   /** DELETE: removes matching rows; reports rows removed per chunk. */
   delete(msg: DeleteMessage, entryId: string): ApplyResult {
     const where = compileFilter(msg.where);
@@ -701,6 +746,11 @@ export class ShardStore {
 
 /** UPDATE and DELETE reach committed rows only: an uncommitted POST is not there yet. */
 const COMMITTED = 'chunk IN (SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1)';
+
+/** `stored` with the top-level fields of `patch` set (both JSON objects, `_id` first). */
+function mergeRow(stored: string, patch: string): string {
+  return JSON.stringify(Object.assign(JSON.parse(stored) as Record<string, unknown>, JSON.parse(patch)));
+}
 
 function perChunk(rows: { chunk: string }[]): { count: number; counts: Record<string, number> } {
   const counts: Record<string, number> = {};

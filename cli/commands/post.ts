@@ -45,7 +45,14 @@ export function detectFormat(flag: string | undefined, file: string | undefined)
 /** The closing line of a post, e.g. `inserted 1000 rows in 1 chunk into t (52341 rows/s, 4.12 MB/s, 0.02 s)`. */
 export function postSummary(table: string, r: PostResult, bytes: number, elapsedMs: number): string {
   const secs = Math.max(elapsedMs, 1) / 1000;
-  let line = `inserted ${counted(r.inserted, 'row')} in ${counted(r.chunks, 'chunk')} into ${table} (${Math.round(r.inserted / secs)} rows/s, ${(bytes / 1e6 / secs).toFixed(2)} MB/s, ${secs.toFixed(2)} s)`;
+  const rows = r.inserted + (r.replaced ?? 0) + (r.merged ?? 0);
+  const changed =
+    r.replaced !== undefined
+      ? `, replaced ${counted(r.replaced, 'row')}`
+      : r.merged !== undefined
+        ? `, merged ${counted(r.merged, 'row')}`
+        : '';
+  let line = `inserted ${counted(r.inserted, 'row')}${changed} in ${counted(r.chunks, 'chunk')} into ${table} (${Math.round(rows / secs)} rows/s, ${(bytes / 1e6 / secs).toFixed(2)} MB/s, ${secs.toFixed(2)} s)`;
   if (r.underReplicated > 0) line += `, ${counted(r.underReplicated, 'chunk')} under-replicated`;
   return line;
 }
@@ -116,7 +123,7 @@ async function openInput(file: string | undefined): Promise<{ stream: Readable; 
 async function postAction(
   table: string,
   file: string | undefined,
-  o: { format?: string; csvTypes?: string },
+  o: { format?: string; csvTypes?: string; onConflict?: string },
   cmd: Command,
 ): Promise<void> {
   const format = detectFormat(o.format, file);
@@ -137,7 +144,10 @@ async function postAction(
   progress.start();
   let result: PostResult;
   try {
-    const query = o.csvTypes && o.csvTypes !== 'infer' ? `?csvTypes=${encodeURIComponent(o.csvTypes)}` : '';
+    const params = new URLSearchParams();
+    if (o.csvTypes && o.csvTypes !== 'infer') params.set('csvTypes', o.csvTypes);
+    if (o.onConflict && o.onConflict !== 'error') params.set('onConflict', o.onConflict);
+    const query = params.size > 0 ? `?${params.toString()}` : '';
     result = await client.request<PostResult>('POST', tablePath(table, '/records') + query, {
       contentType: CONTENT_TYPES[format],
       body: countingBody(input.stream, input.what, counters),
@@ -172,6 +182,14 @@ export function registerPostCommand(program: Command): void {
       )
         .choices(['infer', 'string'])
         .default('infer'),
+    )
+    .addOption(
+      new Option(
+        '--on-conflict <mode>',
+        'a record whose _id is stored: error refuses the whole request (409), replace swaps the row, merge sets the given fields',
+      )
+        .choices(['error', 'replace', 'merge'])
+        .default('error'),
     );
   withUrlOption(cmd).action(postAction);
 }

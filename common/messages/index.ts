@@ -1,7 +1,7 @@
 import { decodeOneOf, type Fields, type MessageClass, type Message } from './codec';
 import { SetupTableMessage, DropTableMessage } from './table-messages';
 import { PostMessage, PostAckMessage, CommitMessage, AbortMessage } from './post-messages';
-import { UpdateMessage, DeleteMessage, OpAckMessage } from './op-messages';
+import { UpdateMessage, DeleteMessage, UpsertMessage, OpAckMessage } from './op-messages';
 import { DigestMessage, DigestRespMessage, FetchCreditMessage, FetchMessage, FetchRespMessage } from './fetch-messages';
 import { DropChunksMessage, SetReplicasMessage } from './chunk-messages';
 
@@ -21,6 +21,7 @@ export type OpsMessage =
   | AbortMessage
   | UpdateMessage
   | DeleteMessage
+  | UpsertMessage
   | DropChunksMessage
   | SetReplicasMessage;
 /** Messages a coordinator finds on its reply stream. */
@@ -34,6 +35,7 @@ const OPS: readonly MessageClass<OpsMessage>[] = [
   AbortMessage,
   UpdateMessage,
   DeleteMessage,
+  UpsertMessage,
   DropChunksMessage,
   SetReplicasMessage,
 ];

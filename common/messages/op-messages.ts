@@ -46,12 +46,45 @@ export class DeleteMessage extends Message {
   @IsStreamKey() replyTo!: string;
 }
 
+/**
+ * coordinator → every worker's ops stream, in the table's write order next to the COMMIT of
+ * an upsert POST (`?onConflict=replace|merge`): the rows of the POST whose `_id` was already
+ * stored. `chunks[i]` is the chunk that held `ids[i]` when the POST checked it; `rows[i]`
+ * is the whole new row (`replace`) or the fields to set (`merge`), `_id` first. A worker
+ * changes the rows it holds committed; one whose row was deleted meanwhile stores it again
+ * in that chunk, so the upsert applies at its place in the write order on every replica.
+ */
+export class UpsertMessage extends Message {
+  static readonly type = 'UPSERT';
+  static readonly codec: Record<string, FieldKind> = {
+    op: 'string',
+    post: 'string',
+    table: 'string',
+    mode: 'string',
+    chunks: 'lines',
+    ids: 'lines',
+    rows: 'lines',
+    replyTo: 'string',
+  };
+  readonly type = UpsertMessage.type;
+  @IsId() op!: string;
+  /** The POST whose COMMIT this travels with. */
+  @IsId() post!: string;
+  @IsName() table!: string;
+  @IsIn(['replace', 'merge']) mode!: 'replace' | 'merge';
+  @IsArray() @IsString({ each: true }) @MaxLength(64, { each: true }) chunks!: string[];
+  @IsArray() @IsString({ each: true }) @MaxLength(512, { each: true }) ids!: string[];
+  @IsArray() @IsString({ each: true }) rows!: string[];
+  @IsStreamKey() replyTo!: string;
+}
+
 /** The ops that answer with an OP_ACK. */
 export const OP_KINDS = [
   'SETUP_TABLE',
   'DROP_TABLE',
   'UPDATE',
   'DELETE',
+  'UPSERT',
   'COMMIT',
   'ABORT',
   'DROP_CHUNKS',

@@ -6,6 +6,8 @@ import { checkRecordShape } from '../limits';
 import { formatOf, parseRecords } from '../record-parsers';
 import { CSV_TYPES, type CsvTypes } from '../schema';
 import type { MutationResult } from '../mutations';
+import { ON_CONFLICT } from '../ingest';
+import type { InsertResult, OnConflict } from '../../common/api';
 
 type Named = { Params: { name: string } };
 
@@ -21,18 +23,25 @@ export function registerRecordRoutes(
   void app.register(async (sub) => {
     sub.removeAllContentTypeParsers();
     sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
-    sub.post<Named & { Querystring: { csvTypes?: string } }>('/tables/:name/records', async (req) => {
-      try {
-        return await postRecords(req);
-      } catch (e) {
-        // A client still uploading would otherwise see its connection reset, not the error.
-        await discardRest(req.body as Readable, Math.min(coord.opts.bodyLimitBytes, DISCARD_MAX_BYTES), DISCARD_MAX_MS);
-        throw e;
-      }
-    });
+    sub.post<Named & { Querystring: { csvTypes?: string; onConflict?: string } }>(
+      '/tables/:name/records',
+      async (req) => {
+        try {
+          return await postRecords(req);
+        } catch (e) {
+          // A client still uploading would otherwise see its connection reset, not the error.
+          await discardRest(
+            req.body as Readable,
+            Math.min(coord.opts.bodyLimitBytes, DISCARD_MAX_BYTES),
+            DISCARD_MAX_MS,
+          );
+          throw e;
+        }
+      },
+    );
     const postRecords = async (req: {
       params: { name: string };
-      query: { csvTypes?: string };
+      query: { csvTypes?: string; onConflict?: string };
       headers: Record<string, string | string[] | undefined>;
       body: unknown;
     }) => {
@@ -42,6 +51,13 @@ export function registerRecordRoutes(
         throw badRequest(`csvTypes must be one of ${CSV_TYPES.join(', ')}, got ${JSON.stringify(csvTypes)}`, {
           field: 'csvTypes',
         });
+      }
+      const onConflict = (req.query.onConflict ?? 'error') as OnConflict;
+      if (!ON_CONFLICT.includes(onConflict)) {
+        throw badRequest(
+          `onConflict must be one of ${ON_CONFLICT.join(', ')}, got ${JSON.stringify(req.query.onConflict)}`,
+          { field: 'onConflict' },
+        );
       }
       const format = formatOf(req.headers['content-type'] as string | undefined);
       if (!format) {
@@ -56,9 +72,15 @@ export function registerRecordRoutes(
       const result = await coord.ingest.post(
         table,
         parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes as CsvTypes),
+        onConflict,
       );
-      coord.metrics.ingested(result.inserted, counted.bytes);
-      return result;
+      coord.metrics.ingested(result.inserted + result.updated, counted.bytes);
+      const { updated, ...rest } = result;
+      const answer: InsertResult = {
+        ...rest,
+        ...(onConflict === 'replace' ? { replaced: updated } : onConflict === 'merge' ? { merged: updated } : {}),
+      };
+      return answer;
     };
   });
   app.patch<Named & { Body: { where?: unknown; set?: unknown } | undefined }>('/tables/:name/records', async (req) => {

@@ -154,7 +154,7 @@ describe('e2e: the typed client (3 workers, R = 2)', function () {
     const [info] = JSON.parse(packed) as { filename: string; files: { path: string }[] }[];
     const files = info.files.map((f) => f.path);
     assert.ok(files.includes('dist/client/index.d.ts'), 'the types are in the package');
-    assert.ok(files.includes('common/lua/take-ids-1.lua'), "the CLI's Lua scripts are in the package");
+    assert.ok(files.includes('common/lua/take-ids-2.lua'), "the CLI's Lua scripts are in the package");
     assert.ok(!files.some((f) => f.startsWith('dist/test/') || f.startsWith('test/')), 'no tests in the package');
     const app = path.join(dir, 'app');
     fs.mkdirSync(app);
