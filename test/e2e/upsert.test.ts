@@ -14,6 +14,7 @@ import { makeRows } from '../support/data';
 import type { Row } from '../support/driver';
 import { projectRoot, tempDir } from '../support/processes';
 import { shardChunks } from '../support/shards';
+import { waitFor } from '../support/wait';
 
 type Model = Map<string, Row>;
 
@@ -71,7 +72,11 @@ function assertReplicasAgree(c: TestCluster, table = 't'): number {
 
 describe('e2e: upsert (?onConflict=replace|merge), 3 workers, R = 2', function () {
   this.timeout(240_000);
-  const e2e = clusterSuite({ workers: 3, replicas: 2, env: { DSTORE_CHUNK_ROWS: '50' } });
+  const e2e = clusterSuite({
+    workers: 3,
+    replicas: 2,
+    env: { DSTORE_CHUNK_ROWS: '50', DSTORE_SWEEP_MS: '300', DSTORE_COORDINATOR_TIMEOUT_MS: '1500' },
+  });
   const model: Model = new Map();
   let db: Dstore;
 
@@ -236,6 +241,44 @@ describe('e2e: upsert (?onConflict=replace|merge), 3 workers, R = 2', function (
     // In the write order the DELETE came first, then the upsert: the row is there, once.
     assert.deepEqual(await c.query<Row>('t', { where: { _id: 'g1' } }), [{ _id: 'g1', v: 'upsert' }]);
     assert.equal(await c.redis.hget(upserting, 'g1'), null, 'the mark is gone');
+    assertReplicasAgree(c);
+  });
+
+  it('clean-up finishes the upsert of a coordinator that died while committing, and drops one that had not', async () => {
+    const c = e2e.cluster;
+    await post(c, 't', [
+      { _id: 'h1', v: 1, keep: 'k' },
+      { _id: 'h2', v: 1, keep: 'k' },
+    ]);
+    // What a coordinator leaves when it dies after staging (and, for the first, deciding to
+    // commit): the open record, the staged rows and the marks; no chunk of new rows.
+    for (const [id, post, committing] of [
+      ['h1', 'ghostupsert1', true],
+      ['h2', 'ghostupsert2', false],
+    ] as const) {
+      const holder = await c.redis.hget(e2e.keys.idIndex('t'), id);
+      assert.ok(holder);
+      const batch = { op: `op-${post}`, mode: 'merge', chunks: [holder], ids: [id], rows: [`{"_id":"${id}","v":2}`] };
+      await c.redis.rpush(e2e.keys.postUpserts(post), JSON.stringify(batch));
+      await c.redis.hset(e2e.keys.upserting('t'), id, post);
+      await c.redis.hset(
+        e2e.keys.openPosts,
+        post,
+        JSON.stringify({ coordinator: 'c-dead', table: 't', at: Date.now(), ...(committing ? { committing } : {}) }),
+      );
+    }
+    for (const post of ['ghostupsert1', 'ghostupsert2'])
+      await waitFor(async () => (await c.redis.hexists(e2e.keys.openPosts, post)) === 0, {
+        what: `clean-up to finish ${post}`,
+        timeoutMs: 30_000,
+      });
+    const got = await c.query<Row>('t', { where: { _id: { $in: ['h1', 'h2'] } }, sort: [{ field: '_id' }] });
+    assert.deepEqual(got, [
+      { _id: 'h1', v: 2, keep: 'k' },
+      { _id: 'h2', v: 1, keep: 'k' },
+    ]);
+    assert.deepEqual(await c.redis.hmget(e2e.keys.upserting('t'), 'h1', 'h2'), [null, null]);
+    assert.equal(await c.redis.exists(e2e.keys.postUpserts('ghostupsert1'), e2e.keys.postUpserts('ghostupsert2')), 0);
     assertReplicasAgree(c);
   });
 
