@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
 import { Command } from 'commander';
+import { DESCRIPTION, VERSION } from '../common/version';
 import { registerClientCommands } from './commands';
 import { registerAclCommand } from './commands/acl';
 import { registerCompletionCommand } from './commands/completion';
@@ -11,10 +12,9 @@ import { registerWorkerCommand } from './commands/worker';
 
 /** Builds the `dstore` command line. Every command lives in cli/commands/. */
 export function buildProgram(): Command {
-  const pkg = require('../../package.json') as { version: string; description: string };
   const program = new Command('dstore')
-    .description(pkg.description)
-    .version(pkg.version, '-V, --version', 'print the dstore version')
+    .description(DESCRIPTION)
+    .version(VERSION, '-V, --version', 'print the dstore version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (str, write) => write(str) });
   registerClientCommands(program);

@@ -169,7 +169,7 @@ export class Coordinator {
     await beat();
     this.heartbeat = setInterval(beat, 1000);
     await this.jobs.start();
-    this.server = buildServer(this, this.log);
+    this.server = await buildServer(this, this.log);
     const address = await this.server.listen({ host: this.opts.host, port: this.opts.port });
     this.url = address;
     this.log.info(

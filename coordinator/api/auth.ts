@@ -28,6 +28,9 @@ export interface AccessRule {
  */
 export const ACCESS_RULES: readonly AccessRule[] = [
   { method: 'GET', path: '/healthz', access: 'open' },
+  // The API's description and its page: what the routes take, no data.
+  { method: 'GET', path: '/openapi.json', access: 'open' },
+  { method: 'GET', path: '/docs', access: 'open' },
   { method: 'GET', path: '/metrics', access: 'read' },
   { method: 'GET', path: '/status', access: 'read' },
   { method: '*', path: '/admin', access: 'admin' },

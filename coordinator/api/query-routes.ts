@@ -20,10 +20,8 @@ export interface QueryRoutesDeps {
  */
 export function registerQueryRoutes(app: FastifyInstance, api: QueryRoutesDeps): void {
   app.post<Named & { Body: QueryBody | undefined }>('/tables/:name/query', async (req, reply) => {
-    const body = req.body ?? {};
-    if (typeof body !== 'object' || Array.isArray(body))
-      throw badRequest('body must be a JSON object {where?, fields?, sort?, limit?, aggregate?, groupBy?, cursor?}');
-    const { partial, explain, cursor, ...q } = body;
+    // The body's shape is checked by the route's schema (route-schemas.ts).
+    const { partial, explain, cursor, ...q } = req.body ?? {};
     return stream(
       reply,
       await api.queries.open(req.params.name, q, { partial: partial === true, explain: explain === true, cursor }),

@@ -4,9 +4,8 @@ import type { ApiDeps } from './deps';
 import { ApiError, badRequest } from '../errors';
 import { checkRecordShape } from '../limits';
 import { formatOf, parseRecords } from '../record-parsers';
-import { CSV_TYPES, type CsvTypes } from '../schema';
+import type { CsvTypes } from '../schema';
 import type { MutationResult } from '../mutations';
-import { ON_CONFLICT } from '../ingest';
 import type { InsertResult, OnConflict } from '../../common/api';
 
 type Named = { Params: { name: string } };
@@ -46,19 +45,9 @@ export function registerRecordRoutes(
       body: unknown;
     }) => {
       const table = await coord.catalogue.require(req.params.name);
-      const csvTypes = req.query.csvTypes ?? 'infer';
-      if (!(CSV_TYPES as readonly string[]).includes(csvTypes)) {
-        throw badRequest(`csvTypes must be one of ${CSV_TYPES.join(', ')}, got ${JSON.stringify(csvTypes)}`, {
-          field: 'csvTypes',
-        });
-      }
+      // Checked against the route's schema (route-schemas.ts).
+      const csvTypes = (req.query.csvTypes ?? 'infer') as CsvTypes;
       const onConflict = (req.query.onConflict ?? 'error') as OnConflict;
-      if (!ON_CONFLICT.includes(onConflict)) {
-        throw badRequest(
-          `onConflict must be one of ${ON_CONFLICT.join(', ')}, got ${JSON.stringify(req.query.onConflict)}`,
-          { field: 'onConflict' },
-        );
-      }
       const format = formatOf(req.headers['content-type'] as string | undefined);
       if (!format) {
         throw new ApiError(
@@ -71,7 +60,7 @@ export function registerRecordRoutes(
       const body = limitBytes(req.body as Readable, coord.opts.bodyLimitBytes, counted);
       const result = await coord.ingest.post(
         table,
-        parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes as CsvTypes),
+        parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes),
         onConflict,
       );
       coord.metrics.ingested(result.inserted + result.updated, counted.bytes);

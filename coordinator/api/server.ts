@@ -4,6 +4,7 @@ import type { Logger } from '../../common/logger';
 import { QueryError } from '../../common/query';
 import { ApiError, fromRedisError } from '../errors';
 import { installAuth } from './auth';
+import { registerOpenApi, validationError } from './openapi';
 import type { ApiDeps } from './deps';
 import { registerAdminRoutes } from './admin-routes';
 import { registerQueryRoutes } from './query-routes';
@@ -13,7 +14,7 @@ import { registerTableRoutes } from './table-routes';
 import { registerWorkerRoutes } from './worker-routes';
 
 /** Builds the HTTP API. Every error leaves as JSON `{error, message, …details}`. */
-export function buildServer(coord: ApiDeps, log: Logger): FastifyInstance {
+export async function buildServer(coord: ApiDeps, log: Logger): Promise<FastifyInstance> {
   let requests = 0;
   // Typed as the default instance so route modules need not know the logger's type.
   const app = Fastify({
@@ -27,6 +28,9 @@ export function buildServer(coord: ApiDeps, log: Logger): FastifyInstance {
     // A caller's X-Request-Id is kept (and echoed), so one id follows a request through proxies and logs.
     requestIdHeader: 'x-request-id',
     genReqId: () => `${coord.id}-${(++requests).toString(36)}`,
+    // Requests are checked against the routes' schemas as they are: no type coercion, no
+    // defaults filled in, no unknown keys silently removed (route-schemas.ts).
+    ajv: { customOptions: { coerceTypes: false, useDefaults: false, removeAdditional: false, verbose: true } },
   }) as unknown as FastifyInstance;
   installAuth(app, coord.opts.tokens);
   app.addHook('onRequest', async (req, reply) => {
@@ -53,6 +57,8 @@ export function buildServer(coord: ApiDeps, log: Logger): FastifyInstance {
     }
   });
   app.setErrorHandler((err, req, reply) => {
+    const invalid = err as { validation?: Parameters<typeof validationError>[0]; validationContext?: string };
+    if (invalid.validation) err = validationError(invalid.validation, invalid.validationContext ?? 'body');
     if (err instanceof ApiError)
       return reply.status(err.status).send({ error: err.code, message: err.message, ...err.details });
     if (err instanceof FilterError)
@@ -87,6 +93,7 @@ export function buildServer(coord: ApiDeps, log: Logger): FastifyInstance {
       .status(404)
       .send({ error: 'not_found', message: `no route ${req.method} ${req.url}; see the README for the API` }),
   );
+  await registerOpenApi(app);
   registerSystemRoutes(app, coord);
   registerWorkerRoutes(app, coord);
   registerTableRoutes(app, coord);

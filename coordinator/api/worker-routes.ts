@@ -15,12 +15,9 @@ function checkId(id: string): string {
   return id;
 }
 
+/** A boolean option of the body (its type is checked by the route's schema, route-schemas.ts). */
 function flag(body: unknown, name: string): boolean {
-  if (body === undefined || body === null) return false;
-  if (typeof body !== 'object' || Array.isArray(body)) throw badRequest('the body must be a JSON object');
-  const v = (body as Record<string, unknown>)[name];
-  if (v !== undefined && typeof v !== 'boolean') throw badRequest(`"${name}" must be true or false`, { field: name });
-  return v === true;
+  return (body as Record<string, unknown> | null | undefined)?.[name] === true;
 }
 
 /** `POST|GET /workers/:id/drain`, `POST|GET /rebalance`. */

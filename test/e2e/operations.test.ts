@@ -3,26 +3,14 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
 import type { ClusterStatus } from '../../coordinator/cluster-status';
-import { chromiumOrSkip } from '../support/browser';
+import { withBrowser } from '../support/browser';
 import { clusterSuite } from '../support/cluster';
 import { makeRows } from '../support/data';
 import { documentedKeys, patternRegex } from '../support/operations-doc';
 import { keepTemp, projectRoot, tempDir } from '../support/processes';
 import { scanKeys } from '../support/redis';
 import { waitFor } from '../support/wait';
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** Prometheus text → samples. */
 function parseMetrics(text: string): { name: string; labels: Record<string, string>; value: number }[] {
@@ -45,25 +33,6 @@ function cli(args: string[]): { code: number | null; stdout: string; stderr: str
     env: { ...process.env, COLUMNS: '' },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/**
- * Runs `fn` in a headless Chromium found by test/support/browser.ts (none: the test is pending, or fails with
- * DSTORE_REQUIRE_BROWSER=1).
- */
-async function withBrowser<T>(test: Mocha.Context, fn: (ctx: BrowserContext) => Promise<T>): Promise<T> {
-  const executablePath = chromiumOrSkip(test);
-  const ctx = await chromium.launchPersistentContext(tempDir('chromium-profile'), {
-    executablePath,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1280, height: 720 },
-  });
-  try {
-    return await fn(ctx);
-  } finally {
-    await ctx.close();
-  }
 }
 
 describe('e2e: operator tooling (status, metrics, logs, queue dashboard, Redis keys)', function () {

@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { tempDir } from './processes';
 
 /** What the browser tests need and how to get it, in the one line a skipped run prints. */
 export const CHROMIUM_HINT =
@@ -56,4 +58,34 @@ export function chromiumOrSkip(ctx: Mocha.Context, env: NodeJS.ProcessEnv = proc
     process.stderr.write(`browser tests skipped: ${found.why}; ${CHROMIUM_HINT}\n`);
   }
   ctx.skip();
+}
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/**
+ * Runs `fn` in a headless Chromium found by test/support/browser.ts (none: the test is pending, or fails with
+ * DSTORE_REQUIRE_BROWSER=1).
+ */
+export async function withBrowser<T>(test: Mocha.Context, fn: (ctx: BrowserContext) => Promise<T>): Promise<T> {
+  const executablePath = chromiumOrSkip(test);
+  const ctx = await chromium.launchPersistentContext(tempDir('chromium-profile'), {
+    executablePath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 720 },
+  });
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
 }
