@@ -1,4 +1,12 @@
-import type { DeleteResult, IndexList, InsertResult, OnConflict, TableInfo, UpdateResult } from '../common/api';
+import {
+  DEFAULT_PAGE_SIZE,
+  type DeleteResult,
+  type IndexList,
+  type InsertResult,
+  type OnConflict,
+  type TableInfo,
+  type UpdateResult,
+} from '../common/api';
 import type { AggregateSpec, SortSpec } from '../common/query';
 import { readAnswer, type Trailer } from './answers';
 import { DstoreError } from './errors';
@@ -72,7 +80,6 @@ export interface AlterResult {
 export type Rows<T> = Iterable<T> | AsyncIterable<T>;
 
 const DEFAULT_URL = 'http://127.0.0.1:7070';
-const DEFAULT_PAGE_SIZE = 1000;
 
 /**
  * A client of a dstore cluster (any of its coordinators):

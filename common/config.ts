@@ -55,6 +55,8 @@ export interface WorkerOptions extends CommonOptions {
   sqliteSync: 'full' | 'normal';
   /** Testing only: while this file exists the shard cannot grow (a full disk). */
   failpointDiskFullFile?: string;
+  /** Testing only: how long each index build holds the write lock before it runs. */
+  failpointIndexBuildMs: number;
 }
 
 /** Settings of a coordinator process; defaults and variables in `SETTINGS` (common/settings.ts). */

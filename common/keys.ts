@@ -106,6 +106,11 @@ export interface Keys {
    * COMMIT are XADDed to every stream while holding it (coordinator/order-lock.ts).
    */
   orderLock(table: string): string;
+  /**
+   * STRING: the worker building secondary indexes now (a lease). Builds run one worker at a
+   * time, so the other copies of a chunk keep taking writes meanwhile (worker/ops-consumer.ts).
+   */
+  readonly indexBuildLease: string;
   /** STRING: JSON report of the last scrub pass. */
   readonly scrubReport: string;
   /**
@@ -161,6 +166,7 @@ export function makeKeys(prefix: string): Keys {
     repairWorkers: `${shared}:repair:workers`,
     coordinators: `${shared}:coordinators`,
     scrubReport: `${shared}:scrub:last`,
+    indexBuildLease: `${shared}:index-build`,
     cursorSecret: `${shared}:cursor-secret`,
     draining: `${shared}:workers:draining`,
     retired: `${shared}:workers:retired`,

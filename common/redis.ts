@@ -55,6 +55,8 @@ export interface DstoreCommands {
   hsetIf(hash: string, field: string, expected: string, value: string): Promise<number>;
   /** Deletes a lock only if it still holds `token` (common/lua/release-lock-1.lua). */
   releaseLock(lock: string, token: string): Promise<number>;
+  /** Extends a lock's lease only if it still holds `token` (common/lua/renew-lock-1.lua). */
+  renewLock(lock: string, token: string, leaseMs: number): Promise<number>;
   /** Publishes a FETCH/DIGEST with the worker's read fence spliced in (common/lua/publish-fenced-1.lua). */
   publishFenced(workerOps: string, channel: string, head: string, rest: string, sharded: '0' | '1'): Promise<number>;
   /** Records the shard a worker serves; a new one forgets the worker's chunks (common/lua/lose-shard-4.lua). */

@@ -171,6 +171,18 @@ export const SETTINGS = [
     doc: "Testing only: while a file exists at this path the worker's shard cannot grow (SQLite max_page_count), so writes fail as on a full disk; removing it frees the space again. Never set in production.",
   },
 
+  {
+    env: 'DSTORE_FAILPOINT_INDEX_BUILD_MS',
+    key: 'failpointIndexBuildMs',
+    use: 'worker',
+    kind: 'int',
+    default: 0,
+    min: 0,
+    max: 1 * MINUTE,
+    unit: 'ms',
+    doc: "Testing only: each secondary-index build holds the shard's write lock this long before it runs, as a build over a large table would. Never set in production.",
+  },
+
   // Coordinator.
   {
     env: 'DSTORE_COORDINATOR_ID',

@@ -7,6 +7,8 @@ interface BuildJob {
   file: string;
   sql: string;
   sync: 'FULL' | 'NORMAL';
+  /** Testing only: how long the build holds the write lock before it runs. */
+  delayMs: number;
 }
 
 /**
@@ -15,9 +17,14 @@ interface BuildJob {
  * ops consumer applies nothing until the build is done (the build holds the write lock).
  * Resolves with undefined when built, or with SQLite's error message.
  */
-export function buildIndex(file: string, sql: string, sync: 'FULL' | 'NORMAL'): Promise<string | undefined> {
+export function buildIndex(
+  file: string,
+  sql: string,
+  sync: 'FULL' | 'NORMAL',
+  delayMs = 0,
+): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const job: BuildJob = { file, sql, sync };
+    const job: BuildJob = { file, sql, sync, delayMs };
     const w = new Worker(path.join(__dirname, 'index-builder.js'), { workerData: job });
     let settled = false;
     const done = (error: string | undefined) => {
@@ -39,7 +46,12 @@ if (!isMainThread && parentPort) {
     try {
       db.pragma(`synchronous = ${job.sync}`);
       db.pragma('busy_timeout = 60000');
-      db.exec(job.sql);
+      if (job.delayMs > 0) {
+        db.exec('BEGIN IMMEDIATE');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, job.delayMs);
+        db.exec(job.sql);
+        db.exec('COMMIT');
+      } else db.exec(job.sql);
     } finally {
       db.close();
     }

@@ -33,6 +33,9 @@ export function storageProblem(e: unknown): Exclude<StorageState, 'ok'> | undefi
 const STORAGE_RETRY_MAX_MS = 2000;
 
 /** Options of {@link OpsConsumer}. */
+/** The build lease: renewed while a build runs, so only a dead holder's lapses. */
+const BUILD_LEASE_MS = 15_000;
+
 export interface OpsConsumerOptions {
   workerId: string;
   keys: Keys;
@@ -70,6 +73,8 @@ export class OpsConsumer extends EventEmitter {
   /** Highest entry id this process has finished with (applied, refused or dead-lettered). */
   appliedId: string;
   private sinceTrim = 0;
+  /** Indexes wait for the build lease (logged once per wait). */
+  private buildWaiting = false;
   ready = false;
   /** Running totals since this process started, reported in the heartbeat (see worker/membership.ts). */
   readonly counters = { entries: 0, chunks: 0, rows: 0, deadLettered: 0 };
@@ -134,9 +139,8 @@ export class OpsConsumer extends EventEmitter {
     // Phase 2: entries never delivered, without blocking, until none are left: then ready.
     // Phase 3: block for new entries.
     let phase: 1 | 2 | 3 = 1;
-    // Builds a crash cut short (recorded `building`) are run again first.
-    if (this.store.hasPendingBuilds())
-      await this.buildIndexes().catch((e) => this.log.error({ err: e }, 'index build failed'));
+    // Builds a crash cut short (recorded `building`) are run again first, when it is our turn.
+    await this.buildIndexes().catch((e) => this.log.error({ err: e }, 'index build failed'));
     while (!this.stopping) {
       try {
         const entries = await this.readBatch(phase === 1 ? '0' : '>', phase === 3);
@@ -150,6 +154,8 @@ export class OpsConsumer extends EventEmitter {
           continue;
         }
         if (entries.length === 0) {
+          // Idle: a build that waited for its turn may run now.
+          if (this.store.hasPendingBuilds()) await this.buildIndexes();
           if (this.sinceTrim > 0) this.trim();
           if (phase === 1) phase = 2;
           else if (phase === 2) {
@@ -243,15 +249,43 @@ export class OpsConsumer extends EventEmitter {
       if (err) throw err;
     }
     this.advance(id);
-    // A new index is built before the next entry: reads go on meanwhile (the build runs off the
-    // event loop), writes wait for it, in order.
+    // A new index is built before the next entry when it is this worker's turn: reads go on
+    // meanwhile (the build runs off the event loop), writes wait for it, in order.
     if (this.store.hasPendingBuilds()) await this.buildIndexes();
   }
 
+  /**
+   * Builds the indexes recorded `building`, holding the cluster's build lease
+   * (`{<p>}:index-build`): one worker builds at a time, since a build holds the shard's write
+   * lock, and were every copy of a chunk building at once, no replica could ack a write. Without
+   * the lease it returns and the consumer goes on applying entries (the index is not used
+   * until built); it tries again after the next entry, or within a second when idle. A holder
+   * that dies frees the lease when it expires.
+   */
   private async buildIndexes(): Promise<void> {
+    if (!this.store.hasPendingBuilds()) return;
+    const lease = this.opts.keys.indexBuildLease;
+    const me = this.opts.workerId;
+    if ((await this.cmd.set(lease, me, 'PX', BUILD_LEASE_MS, 'NX')) !== 'OK') {
+      if ((await this.cmd.get(lease)) !== me) {
+        if (!this.buildWaiting) this.log.info('secondary indexes to build; waiting for the build lease');
+        this.buildWaiting = true;
+        return;
+      }
+      await this.cmd.pexpire(lease, BUILD_LEASE_MS);
+    }
+    this.buildWaiting = false;
+    const renew = setInterval(() => {
+      this.cmd.renewLock(lease, me, BUILD_LEASE_MS).catch(() => undefined);
+    }, BUILD_LEASE_MS / 3);
     const t0 = Date.now();
-    await this.store.buildPending();
-    this.log.info({ ms: Date.now() - t0 }, 'secondary indexes built');
+    try {
+      await this.store.buildPending();
+      this.log.info({ ms: Date.now() - t0 }, 'secondary indexes built');
+    } finally {
+      clearInterval(renew);
+      await this.cmd.releaseLock(lease, me).catch(() => undefined);
+    }
   }
 
   private setStorage(state: StorageState, error?: string): void {

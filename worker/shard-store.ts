@@ -94,6 +94,8 @@ export interface ShardStoreOptions {
   sync?: 'full' | 'normal';
   /** Testing only: while this file exists the shard cannot grow, as on a full disk. */
   diskFullFile?: string;
+  /** Testing only: how long each index build holds the write lock before it runs. */
+  indexBuildDelayMs?: number;
 }
 
 /**
@@ -133,6 +135,7 @@ export class ShardStore {
   /** The schema version the file had when opened (see shard-migrations.ts). */
   readonly migratedFrom: number;
   private readonly diskFullFile?: string;
+  private readonly indexBuildDelayMs: number;
   private readonly maxPages: number;
   private diskFull = false;
 
@@ -141,6 +144,7 @@ export class ShardStore {
     this.file = path.join(dataDir, 'shard.sqlite');
     this.created = !fs.existsSync(this.file);
     this.diskFullFile = opts.diskFullFile;
+    this.indexBuildDelayMs = opts.indexBuildDelayMs ?? 0;
     this.db = new Database(this.file);
     this.db.pragma('journal_mode = WAL');
     this.syncMode = (opts.sync ?? 'full') === 'full' ? 'FULL' : 'NORMAL';
@@ -432,6 +436,7 @@ export class ShardStore {
           this.file,
           `CREATE INDEX IF NOT EXISTS ${t.ident}_ix_${ix.name} ON ${t.ident} (${exprs})`,
           this.syncMode,
+          this.indexBuildDelayMs,
         );
       } catch (e) {
         error = (e as Error).message.slice(0, 500);

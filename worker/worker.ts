@@ -34,7 +34,11 @@ export class Worker {
     this.id = resolveWorkerId(opts.dataDir, opts.workerId);
     this.keys = makeKeys(opts.prefix);
     this.log = logger.child({ component: 'worker', workerId: this.id });
-    this.store = new ShardStore(opts.dataDir, { sync: opts.sqliteSync, diskFullFile: opts.failpointDiskFullFile });
+    this.store = new ShardStore(opts.dataDir, {
+      sync: opts.sqliteSync,
+      diskFullFile: opts.failpointDiskFullFile,
+      indexBuildDelayMs: opts.failpointIndexBuildMs,
+    });
     const connect = (name: string, role: 'command' | 'blocking' | 'subscriber') =>
       createRedis({
         url: opts.redisUrl,

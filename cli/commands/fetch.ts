@@ -13,6 +13,7 @@ import { renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
 import type { TableInfo } from './table';
 import { parseNext, parseTrailer, readAnswer, type AnswerEnd, type Trailer } from '../../client/answers';
+import { DEFAULT_PAGE_SIZE } from '../../common/api';
 
 export { parseNext, parseTrailer, type Trailer };
 
@@ -143,9 +144,6 @@ export interface FetchFlags {
   pageSize?: string;
   cursor?: string;
 }
-
-/** Rows a page of `--all` asks for, unless `--page-size` says otherwise. */
-export const DEFAULT_PAGE_SIZE = 1000;
 
 /** Builds the query body from fetch's flags; flag mistakes throw a {@link CliError} naming the flag. */
 export function buildQuery(o: FetchFlags): QueryBody {

@@ -196,14 +196,15 @@ describe('e2e: keyset cursors (3 workers, R = 2)', function () {
     const edited = Buffer.from(
       JSON.stringify({ ...JSON.parse(Buffer.from(body, 'base64url').toString()), a: [0, 'x'] }),
     );
-    for (const [bad, why] of [
-      [`${edited.toString('base64url')}.${mac}`, /not made by this cluster or was changed/],
-      ['garbage', /not made by this cluster or was changed/],
-      [42, /must be the string/],
+    for (const [bad, why, code] of [
+      [`${edited.toString('base64url')}.${mac}`, /not made by this cluster or was changed/, 'bad_cursor'],
+      ['garbage', /not made by this cluster or was changed/, 'bad_cursor'],
+      // Not a string: the route's schema refuses it (route-schemas.ts), naming the field too.
+      [42, /"cursor" must be string/, 'bad_request'],
     ] as const) {
       const r = await page(c.url, q, bad as string);
       assert.equal(r.status, 400, JSON.stringify(r.body));
-      assert.deepEqual((r.body as { error: string; field: string }).error, 'bad_cursor');
+      assert.deepEqual((r.body as { error: string; field: string }).error, code);
       assert.equal((r.body as { field: string }).field, 'cursor');
       assert.match((r.body as { message: string }).message, why);
     }

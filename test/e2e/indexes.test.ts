@@ -200,3 +200,43 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     assert.equal(dropped.stdout, 'dropped index by_score on t\n');
   });
 });
+
+describe('e2e: index builds take turns (2 workers, R = 2, each build held 1.5 s)', function () {
+  this.timeout(120_000);
+  const e2e = clusterSuite({ workers: 2, replicas: 2, env: { DSTORE_FAILPOINT_INDEX_BUILD_MS: '1500' } });
+
+  it('builds on one worker at a time, while the other goes on applying writes', async () => {
+    const c = e2e.cluster;
+    await c.api('PUT', '/tables/t');
+    const rows = makeRows(400, 3);
+    await post(c, rows);
+    const put = await c.api('PUT', '/tables/t/indexes/by_city', { fields: ['city'] });
+    assert.equal(put.status, 201, JSON.stringify(put.body));
+    // Who holds the build lease, and each worker's state, as they change.
+    const holders: string[] = [];
+    const readyAt = new Map<string, number>();
+    const more = makeRows(50, 4, 'during-');
+    const posted = post(c, more);
+    await waitFor(
+      async () => {
+        const h = await c.redis.get(e2e.keys.indexBuildLease);
+        if (h && holders[holders.length - 1] !== h) holders.push(h);
+        const r = await c.api<IndexList>('GET', '/tables/t/indexes');
+        const ix = r.body.indexes.find((i) => i.name === 'by_city');
+        for (const w of ['w1', 'w2'])
+          if (ix?.workers[w]?.state === 'ready' && !readyAt.has(w)) readyAt.set(w, Date.now());
+        return readyAt.size === 2 ? true : undefined;
+      },
+      { what: 'by_city ready on both workers', timeoutMs: 60_000, intervalMs: 20 },
+    );
+    await posted;
+    assert.deepEqual([...holders].sort(), ['w1', 'w2'], `each held the lease in turn: ${holders.join(' → ')}`);
+    const [first, second] = [...readyAt.values()].sort((a, b) => a - b);
+    // The second build began after the first ended, and each holds the write lock 1.5 s.
+    assert.ok(second - first >= 1000, `the builds overlapped: ready ${second - first} ms apart`);
+    assert.equal(await c.redis.exists(e2e.keys.indexBuildLease), 0, 'the lease is released');
+    const got = await c.query<Row>('t', { where: { city: rows[0].city } });
+    const want = [...rows, ...more].filter((r) => r.city === rows[0].city);
+    assert.deepEqual(ids(got), ids(want));
+  });
+});
