@@ -154,10 +154,7 @@ export class IdIndex {
     posts.forEach((post, i) => {
       if (open[i] === null) return;
       const id = candidates.find((x) => inTable.get(x.slice(0, 26)) === post)!;
-      throw conflict(
-        `row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`,
-        { row: rowOf(id), field: '_id' },
-      );
+      throw inProgress(id, post, rowOf);
     });
     const stored = await this.existing(table, candidates);
     const dup = candidates.find((id) => stored.has(id));
@@ -180,11 +177,6 @@ export class IdIndex {
   ): Promise<{ take: string[]; again: string[]; stored: string[] }> {
     const out = { take: [] as string[], again: [] as string[], stored: [] as string[] };
     if (held.length === 0) return out;
-    const inProgress = (id: string, post: string) =>
-      conflict(
-        `row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`,
-        { row: rowOf(id), field: '_id' },
-      );
     const holders = [...new Set(held.filter((h, i) => i % 2 === 1 && !h.startsWith('~')))];
     const metas = holders.length > 0 ? await this.cmd.hmget(this.keys.chunks, ...holders) : [];
     const postOf = new Map<string, string>();
@@ -202,7 +194,7 @@ export class IdIndex {
     for (let i = 0; i < held.length; i += 2) {
       const [id, holder] = [held[i], held[i + 1]];
       const post = postOf.get(holder);
-      if (post !== undefined && open.has(post)) throw inProgress(id, post);
+      if (post !== undefined && open.has(post)) throw inProgress(id, post, rowOf);
       if (holder.startsWith('~')) {
         // The upsert POST that marked it is gone (committed, or died): its mark is stale.
         await this.cmd.unmarkUpserts(this.keys.upserting(table), post!, id);
@@ -223,6 +215,14 @@ export class IdIndex {
     }
     return out;
   }
+}
+
+/** A 409: another open POST (an insert, or an upsert that marked it) is storing `id`. */
+function inProgress(id: string, post: string, rowOf: (id: string) => number): ApiError {
+  return conflict(
+    `row ${rowOf(id)}: duplicate _id ${JSON.stringify(id)}: another request still in progress (POST ${post}) is storing it; retry once it has finished`,
+    { row: rowOf(id), field: '_id' },
+  );
 }
 
 function duplicateStored(table: string, id: string, rowOf: (id: string) => number): ApiError {
