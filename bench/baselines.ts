@@ -60,11 +60,28 @@ export class SqliteBaseline {
    * 1000 rows. Returns rows/s.
    */
   async insert(data: DataSet): Promise<number> {
-    const insert = this.prepare('INSERT INTO t (_id, doc) VALUES (?, ?)');
+    return this.writeRows(data, this.prepare('INSERT INTO t (_id, doc) VALUES (?, ?)'));
+  }
+
+  /**
+   * Writes every row of `data` whether or not its `_id` is stored, as {@link insert} does:
+   * `replace` swaps the stored JSON, `merge` patches it (SQLite's json_patch) with the row's
+   * fields. One `INSERT … ON CONFLICT (_id) DO UPDATE` per row. Returns rows/s.
+   */
+  async upsert(data: DataSet, mode: 'replace' | 'merge'): Promise<number> {
+    const set = mode === 'replace' ? 'excluded.doc' : 'json_patch(doc, excluded.doc)';
+    return this.writeRows(
+      data,
+      this.prepare(`INSERT INTO t (_id, doc) VALUES (?, ?) ON CONFLICT (_id) DO UPDATE SET doc = ${set}`),
+    );
+  }
+
+  /** Runs `write(_id, json)` for each row of the file, parsed and serialised again, in transactions of TX_ROWS. */
+  private async writeRows(data: DataSet, write: Database.Statement): Promise<number> {
     const tx = this.db.transaction((batch: string[]) => {
       for (const line of batch) {
         const row = JSON.parse(line) as { _id: string };
-        insert.run(row._id, JSON.stringify(row));
+        write.run(row._id, JSON.stringify(row));
       }
     });
     const t0 = performance.now();

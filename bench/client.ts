@@ -32,10 +32,16 @@ function request(
 
 /**
  * POSTs every slice of the data set (`lanes` POSTs at a time), each a streamed NDJSON
- * body read from the file. Throws unless every POST answers 200 with every row inserted.
- * Returns rows/s over the whole load.
+ * body read from the file. Throws unless every POST answers 200 with every row inserted (or,
+ * with `onConflict`, inserted, replaced or merged). Returns rows/s over the whole load.
  */
-export async function ingest(baseUrl: string, table: string, data: DataSet, lanes: number): Promise<number> {
+export async function ingest(
+  baseUrl: string,
+  table: string,
+  data: DataSet,
+  lanes: number,
+  onConflict?: 'replace' | 'merge',
+): Promise<number> {
   const t0 = performance.now();
   let next = 0;
   const lane = async () => {
@@ -43,15 +49,15 @@ export async function ingest(baseUrl: string, table: string, data: DataSet, lane
       const s = data.slices[next++];
       const chunks: Buffer[] = [];
       const status = await request(
-        `${baseUrl}/tables/${table}/records`,
+        `${baseUrl}/tables/${table}/records${onConflict ? `?onConflict=${onConflict}` : ''}`,
         'POST',
         { 'content-type': 'application/x-ndjson' },
         fs.createReadStream(data.file, { start: s.start, end: s.end - 1, highWaterMark: 1 << 20 }),
         (b) => chunks.push(b),
       );
       const text = Buffer.concat(chunks).toString();
-      const answer = JSON.parse(text) as { inserted?: number };
-      if (status !== 200 || answer.inserted !== s.rows)
+      const answer = JSON.parse(text) as { inserted?: number; replaced?: number; merged?: number };
+      if (status !== 200 || (answer.inserted ?? 0) + (answer.replaced ?? 0) + (answer.merged ?? 0) !== s.rows)
         throw new Error(`POST of ${s.rows} rows answered ${status}: ${text.slice(0, 500)}`);
     }
   };

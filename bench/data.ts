@@ -41,8 +41,11 @@ function makeRow(i: number, r: () => number): Record<string, unknown> {
   };
 }
 
-/** Writes `rows` rows (seed fixed) to `file`, recording slice offsets every `postRows` rows. */
-export function generate(file: string, rows: number, postRows: number, seed = 42): DataSet {
+/**
+ * Writes `rows` rows (seed fixed) to `file`, recording slice offsets every `postRows` rows;
+ * with `only`, each row keeps `_id` and those fields (the body of a merge).
+ */
+export function generate(file: string, rows: number, postRows: number, seed = 42, only?: readonly string[]): DataSet {
   const r = rng(seed);
   const fd = fs.openSync(file, 'w');
   const slices: DataSet['slices'] = [];
@@ -59,7 +62,9 @@ export function generate(file: string, rows: number, postRows: number, seed = 42
   };
   try {
     for (let i = 0; i < rows; i++) {
-      const line = JSON.stringify(makeRow(i, r)) + '\n';
+      const full = makeRow(i, r);
+      const row = only ? Object.fromEntries(['_id', ...only].map((k) => [k, full[k]])) : full;
+      const line = JSON.stringify(row) + '\n';
       const len = Buffer.byteLength(line);
       buf.push(line);
       bufBytes += len;
