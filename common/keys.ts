@@ -107,6 +107,12 @@ export interface Keys {
    */
   orderLock(table: string): string;
   /**
+   * STRING: the POST whose commit ops (UPSERTs, COMMIT) are being sent under the table's
+   * write-order lock; left by a sender that died half way, for the next holder to finish
+   * (coordinator/commit-send.ts).
+   */
+  orderPending(table: string): string;
+  /**
    * STRING: the worker building secondary indexes now (a lease). Builds run one worker at a
    * time, so the other copies of a chunk keep taking writes meanwhile (worker/ops-consumer.ts).
    */
@@ -175,6 +181,7 @@ export function makeKeys(prefix: string): Keys {
     idIndex: (table) => `${prefix}:table:{${assertName('table', table)}}:ids`,
     upserting: (table) => `${prefix}:table:{${assertName('table', table)}}:upserting`,
     orderLock: (table) => `${shared}:order:${assertName('table', table)}`,
+    orderPending: (table) => `${shared}:order:${assertName('table', table)}:pending`,
     bullPrefix: `${shared}:bull`,
     patterns: [`${shared}:*`, `${prefix}:*`],
   };

@@ -2,15 +2,7 @@ import { monotonicFactory, ulid } from 'ulid';
 import type { OnConflict } from '../common/api';
 import type { CoordinatorOptions } from '../common/config';
 import type { Logger } from '../common/logger';
-import {
-  buildRows,
-  build,
-  AbortMessage,
-  CommitMessage,
-  PostMessage,
-  UpsertMessage,
-  type PostAckMessage,
-} from '../common/messages';
+import { buildRows, build, AbortMessage, PostMessage, type PostAckMessage } from '../common/messages';
 import { refusalError } from './refusals';
 import type { TableDef } from './table-def';
 import { ApiError, badRequest, conflict, unavailable } from './errors';
@@ -24,6 +16,7 @@ import { placeChunk } from './token-ring';
 import { generatedId, type IdIndex } from './id-index';
 import { xaddEach } from './ops';
 import { inWriteOrder } from './order-lock';
+import { sendCommitOps, stagedUpserts, unmarkUpserts, type CommitContext } from './commit-send';
 import { bumpPlacement } from './placement';
 import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
@@ -134,6 +127,8 @@ class PostRun {
    */
   private readonly sending = new Set<Promise<void>>();
   private queued = 0;
+  /** The POST's open record, created before its first chunk is registered. */
+  private opened?: Promise<number>;
   private stopping = false;
   private wake?: () => void;
   private readonly unlisten: () => void;
@@ -339,20 +334,36 @@ class PostRun {
     // Placement is recorded before any stream gets the chunk, so clean-up always knows where a
     // chunk may be. On a cluster the streams live on other nodes than the metadata, hence
     // one command per stream rather than one pipeline.
-    await cmd.registerChunk(
-      5 + replicas.length,
-      keys.chunks,
-      keys.tableChunks(this.table.name),
+    // The open record first, once for the whole POST (clean-up looks for it).
+    this.opened ??= cmd.hsetnx(
       keys.openPosts,
-      keys.postChunks(this.post),
-      keys.postWorkers(this.post),
-      ...replicas.map((w) => keys.workerChunks(w)),
-      chunk,
-      meta,
       this.post,
       JSON.stringify({ coordinator: this.d.coordinatorId, table: this.table.name, at: Date.now() }),
-      ...replicas,
     );
+    await this.opened;
+    try {
+      scriptResult(
+        'register-chunk.lua',
+        await cmd.registerChunk(
+          5 + replicas.length,
+          keys.chunks,
+          keys.tableChunks(this.table.name),
+          keys.openPosts,
+          keys.postChunks(this.post),
+          keys.postWorkers(this.post),
+          ...replicas.map((w) => keys.workerChunks(w)),
+          chunk,
+          meta,
+          this.post,
+          ...replicas,
+        ),
+      );
+    } catch (e) {
+      if (!(e instanceof ScriptError && e.code === SCRIPT_CODES.POST_NOT_OPEN)) throw e;
+      throw unavailable(
+        `POST ${this.post} was aborted by the clean-up job while it was being stored (this coordinator looked dead); nothing was stored, retry the request`,
+      );
+    }
     // After the placement is recorded: an index entry whose chunk has none is stale. Generated
     // ids name their chunk and need no entry.
     const stored = await this.d.idIndex.reserve(
@@ -403,14 +414,16 @@ class PostRun {
     rows: string[],
   ): Promise<[string[], string[]]> {
     const keep: [string[], string[]] = [[], []];
+    const defaults = this.onConflict === 'merge' ? this.table.defaults : undefined;
     const batch = {
       op: ulid(),
       mode: this.onConflict,
       chunks: [] as string[],
       ids: [] as string[],
       rows: [] as string[],
+      // A merged row deleted meanwhile is stored again: with the defaults a new row gets.
+      ...(defaults ? { defaults } : {}),
     };
-    const defaults = this.onConflict === 'merge' ? this.table.defaults : undefined;
     ids.forEach((id, i) => {
       const holder = stored.get(id);
       if (holder !== undefined) {
@@ -589,6 +602,9 @@ function isJsonSpace(c: number): boolean {
   return c === 32 || c === 10 || c === 13 || c === 9;
 }
 
+/** Tries of a commit's XADDs once it is decided (a Redis failover may fail one). */
+const COMMIT_SEND_ATTEMPTS = 5;
+
 /**
  * Second step of a commit (after begin-commit-1.lua marked it): sends COMMIT to every
  * worker that got a chunk (under the table's write-order lock; a commit waits for it
@@ -596,7 +612,7 @@ function isJsonSpace(c: number): boolean {
  * whose coordinator died in between; COMMIT is idempotent, so sending it twice is harmless.
  */
 export async function finishCommit(
-  ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'log' | 'failpoints' | 'workers' | 'coordinatorId'>,
+  ctx: CommitContext,
   post: string,
   table: string,
   workers: string[],
@@ -606,8 +622,6 @@ export async function finishCommit(
   upserts = true,
 ): Promise<void> {
   const { cmd, keys } = ctx;
-  const msg = build(CommitMessage, { op: ulid(), post, replyTo: ctx.replyTo });
-  const args = msg.toArgs();
   const staged = upserts ? await stagedUpserts(ctx, post) : [];
   // In write order with UPDATE/DELETE: they reach committed rows only, so a COMMIT one
   // replica applies before an UPDATE and another after would leave them different.
@@ -617,8 +631,17 @@ export async function finishCommit(
     `the COMMIT of POST ${post}`,
     async () => {
       await before?.();
-      if (staged.length > 0) await sendUpserts(ctx, table, post, staged);
-      await xaddEach(ctx, workers, args);
+      // The decision is taken: a failed XADD (a failover) is tried again, not reported.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await sendCommitOps(ctx, table, post, workers, staged);
+          return;
+        } catch (e) {
+          if (attempt === COMMIT_SEND_ATTEMPTS) throw e;
+          ctx.log.warn({ err: e, post, attempt }, 'sending a COMMIT failed; trying again');
+          await new Promise((r) => setTimeout(r, 250 * attempt));
+        }
+      }
     },
     'proceed',
   );
@@ -636,54 +659,6 @@ export async function finishCommit(
       post,
       staged.flatMap((b) => b.ids),
     );
-}
-
-/** A batch of an upsert POST's rows whose `_id` was stored (see stageUpserts). */
-interface StagedUpserts {
-  op: string;
-  mode: 'replace' | 'merge';
-  chunks: string[];
-  ids: string[];
-  rows: string[];
-}
-
-async function stagedUpserts(ctx: Pick<CoordinatorContext, 'cmd' | 'keys'>, post: string): Promise<StagedUpserts[]> {
-  return (await ctx.cmd.lrange(ctx.keys.postUpserts(post), 0, -1)).map((b) => JSON.parse(b) as StagedUpserts);
-}
-
-/**
- * Sends the staged rows as UPSERT ops to every known worker, like an UPDATE (a chunk's
- * holders can change under a move; copies being made are checked against their source):
- * registered in `mutations:inflight` first, so a chunk copy waits for them.
- */
-async function sendUpserts(
-  ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'replyTo' | 'failpoints' | 'workers' | 'coordinatorId'>,
-  table: string,
-  post: string,
-  staged: StagedUpserts[],
-): Promise<void> {
-  const token = `${ctx.coordinatorId}:${ulid()}`;
-  await ctx.cmd.touch(ctx.keys.mutationsInflight, token);
-  try {
-    const known = await ctx.workers.known();
-    for (const b of staged) {
-      const m = build(UpsertMessage, { ...b, post, table, replyTo: ctx.replyTo });
-      await xaddEach(ctx, known, m.toArgs());
-    }
-  } finally {
-    await ctx.cmd.zrem(ctx.keys.mutationsInflight, token).catch(() => undefined);
-  }
-}
-
-/** Removes an upsert POST's marks on the ids it rewrote (or would have). */
-async function unmarkUpserts(
-  ctx: Pick<CoordinatorContext, 'cmd' | 'keys'>,
-  table: string,
-  post: string,
-  ids: string[],
-): Promise<void> {
-  for (let i = 0; i < ids.length; i += 1000)
-    await ctx.cmd.unmarkUpserts(ctx.keys.upserting(table), post, ...ids.slice(i, i + 1000));
 }
 
 /** A row's JSON text with the columns it lacks set to their defaults. */

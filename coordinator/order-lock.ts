@@ -1,7 +1,7 @@
 import { ulid } from 'ulid';
 import type { Keys } from '../common/keys';
-import type { Logger } from '../common/logger';
 import type { DstoreRedis } from '../common/redis';
+import { resumePendingCommit, type CommitContext } from './commit-send';
 import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
 /**
@@ -15,7 +15,10 @@ export const ORDER_LEASE_MS = 10_000;
 const ORDER_WAIT_MS = 2 * ORDER_LEASE_MS;
 
 /** Releases a lock taken by {@link takeOrderLock}; resolves false when the lease had expired. */
-export type ReleaseOrderLock = () => Promise<boolean>;
+export type ReleaseOrderLock = (() => Promise<boolean>) & {
+  /** Extends the lease (while a long send goes on); resolves false when it was lost. */
+  renew: () => Promise<boolean>;
+};
 
 /**
  * Takes the write-order lock of `table` (`{<prefix>}:order:<table>`). Each op that must
@@ -38,23 +41,31 @@ export async function takeOrderLock(
   const deadline = Date.now() + ORDER_WAIT_MS;
   for (let pause = 1; ; pause = Math.min(pause * 2, 20)) {
     if ((await cmd.set(key, token, 'PX', ORDER_LEASE_MS, 'NX')) === 'OK') {
-      return async () => {
+      const ours = async (reply: Promise<number>, script: string) => {
         try {
-          return scriptResult('release-lock-1.lua', await cmd.releaseLock(key, token)) === 1;
+          return scriptResult(script, await reply) === 1;
         } catch (e) {
           if (e instanceof ScriptError && e.code === SCRIPT_CODES.LOCK_NOT_HELD) return false;
           throw e;
         }
       };
+      return Object.assign(() => ours(cmd.releaseLock(key, token), 'release-lock-1.lua'), {
+        renew: () => ours(cmd.renewLock(key, token, ORDER_LEASE_MS), 'renew-lock-1.lua'),
+      });
     }
     if (Date.now() + pause > deadline) return undefined;
     await new Promise((r) => setTimeout(r, pause));
   }
 }
 
-/** Runs `send` (the XADDs of one op) under the write-order lock of `table`; see {@link takeOrderLock}. */
+/**
+ * Runs `send` (the XADDs of one op) under the write-order lock of `table`; see
+ * {@link takeOrderLock}. First, a POST's commit that a previous holder left half sent is sent
+ * again (commit-send.ts), so it stays ordered before this op on every stream. The lease is
+ * renewed while `send` runs (a commit of many upserted rows takes longer than one lease).
+ */
 export async function inWriteOrder<T>(
-  ctx: { cmd: DstoreRedis; keys: Keys; log: Logger },
+  ctx: CommitContext,
   table: string,
   what: string,
   send: () => Promise<T>,
@@ -69,9 +80,12 @@ export async function inWriteOrder<T>(
     );
     return send();
   }
+  const renew = setInterval(() => void release.renew().catch(() => false), ORDER_LEASE_MS / 3);
   try {
+    await resumePendingCommit(ctx, table);
     return await send();
   } finally {
+    clearInterval(renew);
     const ours = await release().catch(() => false);
     if (!ours)
       ctx.log.warn(

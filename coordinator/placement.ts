@@ -15,8 +15,11 @@ export interface OpenPost {
   coordinator: string;
   table: string;
   at: number;
-  /** Set by begin-commit-1.lua: the POST commits (clean-up finishes it rather than abort it). */
-  committing?: boolean;
+  /**
+   * Set by begin-commit-1.lua to the Redis time (ms) of the decision: the POST commits (clean-up
+   * finishes it rather than abort it). `true` in records of older versions.
+   */
+  committing?: number | boolean;
 }
 
 /**

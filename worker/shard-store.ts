@@ -662,14 +662,20 @@ export class ShardStore {
         const id = msg.ids[i];
         const row = find.get(id);
         if (row) {
-          // Only committed rows: an uncommitted chunk is not there yet for any write.
-          if (row.committed !== 1) continue;
-          set.run(msg.mode === 'replace' ? msg.rows[i] : mergeRow(row.doc, msg.rows[i]), id);
+          // Only the row the POST found, in its chunk (chunk ids are never reused: a row of the
+          // same _id in another chunk is another table's, dropped and created again meanwhile),
+          // and only committed: an uncommitted chunk is not there yet for any write.
+          if (row.chunk !== msg.chunks[i] || row.committed !== 1) continue;
+          set.run(msg.mode === 'replace' ? msg.rows[i] : mergeRow(row.doc, msg.rows[i], id), id);
           rows.push({ chunk: row.chunk });
         } else {
           const c = holds.get(msg.chunks[i]);
           if (c?.tbl !== msg.table || c.committed !== 1) continue;
-          insert.run(id, msg.chunks[i], msg.rows[i]);
+          insert.run(
+            id,
+            msg.chunks[i],
+            msg.defaults ? mergeRow(JSON.stringify(msg.defaults), msg.rows[i], id) : msg.rows[i],
+          );
           rows.push({ chunk: msg.chunks[i] });
         }
       }
@@ -752,9 +758,9 @@ export class ShardStore {
 /** UPDATE and DELETE reach committed rows only: an uncommitted POST is not there yet. */
 const COMMITTED = 'chunk IN (SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1)';
 
-/** `stored` with the top-level fields of `patch` set (both JSON objects, `_id` first). */
-function mergeRow(stored: string, patch: string): string {
-  return JSON.stringify(Object.assign(JSON.parse(stored) as Record<string, unknown>, JSON.parse(patch)));
+/** `stored` with the top-level fields of `patch` set (JSON objects), `_id` first. */
+function mergeRow(stored: string, patch: string, id: string): string {
+  return JSON.stringify(Object.assign({ _id: id }, JSON.parse(stored), JSON.parse(patch)));
 }
 
 function perChunk(rows: { chunk: string }[]): { count: number; counts: Record<string, number> } {

@@ -11,17 +11,23 @@
   ARGV[1]     chunk id
   ARGV[2]     JSON chunk metadata
   ARGV[3]     post id
-  ARGV[4]     JSON open-post record
-  ARGV[5..m]  replica worker ids (same order as KEYS[6..n])
+  ARGV[4]..   replica worker ids (same order as KEYS[6..n])
 
-  Returns the number of replica sets the chunk was added to.
+  The POST's open record must exist (the coordinator creates it before its first chunk): a
+  POST that clean-up aborted meanwhile (its coordinator looked dead) gets no more chunks, so
+  it cannot come back open with only its later ones.
+
+  Returns the number of replica sets the chunk was added to, or -1 (POST_NOT_OPEN,
+  common/script-codes.ts) when the POST is not open.
 ]]
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 0 then
+  return -1
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSETNX', KEYS[3], ARGV[3], ARGV[4])
 redis.call('SADD', KEYS[4], ARGV[1])
 for i = 6, #KEYS do
   redis.call('SADD', KEYS[i], ARGV[1])
-  redis.call('SADD', KEYS[5], ARGV[i - 1])
+  redis.call('SADD', KEYS[5], ARGV[i - 2])
 end
 return #KEYS - 5

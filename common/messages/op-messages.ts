@@ -64,6 +64,7 @@ export class UpsertMessage extends Message {
     chunks: 'lines',
     ids: 'lines',
     rows: 'lines',
+    defaults: 'json',
     replyTo: 'string',
   };
   readonly type = UpsertMessage.type;
@@ -75,6 +76,8 @@ export class UpsertMessage extends Message {
   @IsArray() @IsString({ each: true }) @MaxLength(64, { each: true }) chunks!: string[];
   @IsArray() @IsString({ each: true }) @MaxLength(512, { each: true }) ids!: string[];
   @IsArray() @IsString({ each: true }) rows!: string[];
+  /** A merge: the defaults of added columns, for a row stored again (it gets them as a new row would). */
+  @IsOptional() @IsObject() defaults?: Record<string, unknown>;
   @IsStreamKey() replyTo!: string;
 }
 

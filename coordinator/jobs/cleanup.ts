@@ -3,6 +3,9 @@ import type { CoordinatorContext } from '../context';
 import { abortPost, finishCommit } from '../ingest';
 import type { OpenPost } from '../placement';
 
+/** How long a decided commit may stay unsent by a live coordinator before clean-up finishes it. */
+const STUCK_COMMIT_MS = 60_000;
+
 /**
  * Aborts the POSTs whose coordinator died before committing them: their chunks are
  * removed from every worker and from the placement records, so a retry of the same
@@ -19,7 +22,11 @@ export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinator
   for (const [post, raw] of Object.entries(open)) {
     const rec = JSON.parse(raw) as OpenPost;
     const seen = await ctx.cmd.zscore(ctx.keys.coordinators, rec.coordinator);
-    if (seen !== null && now - Number(seen) <= coordinatorTimeoutMs) continue;
+    const alive = seen !== null && now - Number(seen) <= coordinatorTimeoutMs;
+    // A commit decided long ago whose coordinator lives on failed to send it (Redis failed it
+    // over and over): finished here too; sending it twice is harmless (commit-send.ts).
+    const stuck = typeof rec.committing === 'number' && now - rec.committing > STUCK_COMMIT_MS;
+    if (alive && !stuck) continue;
     const workers = await ctx.cmd.smembers(ctx.keys.postWorkers(post));
     if (rec.committing) {
       await finishCommit(ctx, post, rec.table, workers);

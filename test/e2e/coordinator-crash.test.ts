@@ -6,6 +6,10 @@ import { Driver } from '../support/driver';
 import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
 import { waitFor } from '../support/wait';
+import { projectRoot } from '../support/processes';
+import { streamedPost } from '../support/streamed-post';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 describe('e2e: a coordinator killed in the middle of a POST', function () {
   this.timeout(120_000);
@@ -130,5 +134,42 @@ describe('e2e: a coordinator killed in the middle of a POST', function () {
     const after = await e2e.cluster.query<Row>('t', { where: { _id: { $in: rows.map((r) => r._id) } } });
     assert.deepEqual(lossAndDuplicates(rows, after), { lost: 0, duplicated: 0, wrong: 0 }, 'committed, not aborted');
     await driver.close();
+  });
+
+  it('a POST that clean-up aborted takes no more chunks: the client gets 503 and nothing of it is visible', async () => {
+    const c = e2e.cluster;
+    const rows = makeRows(2000, 11, 'late');
+    const { push, answer } = streamedPost(c.url, 't');
+    push(ndjson(rows.slice(0, 1200)));
+    const post = await waitFor(
+      async () => {
+        const open = await c.redis.hkeys(e2e.keys.openPosts);
+        return open.length === 1 && (await c.redis.scard(e2e.keys.postChunks(open[0]))) >= 2 ? open[0] : undefined;
+      },
+      { what: 'the POST to have placed two chunks', timeoutMs: 20_000 },
+    );
+    // What clean-up does to a POST whose coordinator looks dead (unregister-chunks.lua): its
+    // placement and open record are gone. The coordinator lives on and keeps storing.
+    const workers = await c.redis.smembers(e2e.keys.postWorkers(post));
+    const lua = fs.readFileSync(path.join(projectRoot(), 'common', 'lua', 'unregister-chunks.lua'), 'utf8');
+    const keys = [
+      e2e.keys.chunks,
+      e2e.keys.tableChunks('t'),
+      e2e.keys.openPosts,
+      e2e.keys.postChunks(post),
+      e2e.keys.postWorkers(post),
+      e2e.keys.underReplicated,
+      ...workers.map((w) => e2e.keys.workerChunks(w)),
+    ];
+    assert.ok(Number(await c.redis.eval(lua, keys.length, ...keys, post)) >= 2);
+    push(ndjson(rows.slice(1200)));
+    push(null);
+    const res = await answer;
+    const body = (await res.json()) as { error: string; message: string };
+    assert.equal(res.status, 503, JSON.stringify(body));
+    assert.match(body.message, /aborted by the clean-up job/);
+    assert.equal(await c.redis.hexists(e2e.keys.openPosts, post), 0, 'the POST did not come back open');
+    const got = await c.query<Row>('t', { where: { _id: { $in: rows.map((r) => r._id) } } });
+    assert.equal(got.length, 0, 'nothing of it is visible');
   });
 });

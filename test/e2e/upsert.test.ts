@@ -9,11 +9,13 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Dstore, DstoreError } from '../../client';
+import { build, UpsertMessage } from '../../common/messages';
 import { clusterSuite, type TestCluster } from '../support/cluster';
 import { makeRows } from '../support/data';
 import type { Row } from '../support/driver';
 import { projectRoot, tempDir } from '../support/processes';
 import { shardChunks } from '../support/shards';
+import { streamedPost } from '../support/streamed-post';
 import { waitFor } from '../support/wait';
 
 type Model = Map<string, Row>;
@@ -208,18 +210,7 @@ describe('e2e: upsert (?onConflict=replace|merge), 3 workers, R = 2', function (
     const c = e2e.cluster;
     assert.equal((await post(c, 't', [{ _id: 'g1', v: 'first' }])).status, 200);
     // A streamed upsert held open after its first chunk (g1 and 49 new rows) was placed.
-    let push!: (line: string | null) => void;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        push = (line) => (line === null ? controller.close() : controller.enqueue(new TextEncoder().encode(line)));
-      },
-    });
-    const upsert = fetch(`${c.url}/tables/t/records?onConflict=replace`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-ndjson' },
-      body,
-      duplex: 'half',
-    } as RequestInit);
+    const { push, answer: upsert } = streamedPost(c.url, 't', 'replace');
     push(JSON.stringify({ _id: 'g1', v: 'upsert' }) + '\n');
     for (let i = 0; i < 49; i++) push(JSON.stringify({ _id: `g-new-${i}` }) + '\n');
     const upserting = e2e.keys.upserting('t');
@@ -280,6 +271,64 @@ describe('e2e: upsert (?onConflict=replace|merge), 3 workers, R = 2', function (
     assert.deepEqual(await c.redis.hmget(e2e.keys.upserting('t'), 'h1', 'h2'), [null, null]);
     assert.equal(await c.redis.exists(e2e.keys.postUpserts('ghostupsert1'), e2e.keys.postUpserts('ghostupsert2')), 0);
     assertReplicasAgree(c);
+  });
+
+  it('an upsert held open across a table drop and create changes nothing of the new table', async () => {
+    const c = e2e.cluster;
+    await db.createTable('dropped');
+    assert.equal((await post(c, 'dropped', [{ _id: 'x1', v: 'old' }])).status, 200);
+    const { push, answer } = streamedPost(c.url, 'dropped', 'replace');
+    push(JSON.stringify({ _id: 'x1', v: 'upsert' }) + '\n');
+    for (let i = 0; i < 49; i++) push(JSON.stringify({ _id: `x-new-${i}` }) + '\n');
+    for (let i = 0; (await c.redis.hget(e2e.keys.upserting('dropped'), 'x1')) === null; i++) {
+      assert.ok(i < 200, 'the upsert marked x1');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await db.dropTable('dropped');
+    await db.createTable('dropped');
+    assert.equal((await post(c, 'dropped', [{ _id: 'x1', v: 'new table' }])).status, 200);
+    push(null);
+    await (await answer).text();
+    // Whatever the upsert answered, the new table's x1 is its own.
+    const got = await c.query<Row>('dropped', { where: { _id: 'x1' } });
+    assert.deepEqual(got, [{ _id: 'x1', v: 'new table' }]);
+    assertReplicasAgree(c, 'dropped');
+  });
+
+  it('a commit left half sent is sent again by the next writer of the table, before its own op', async () => {
+    const c = e2e.cluster;
+    assert.equal((await post(c, 't', [{ _id: 'p1', v: 1 }])).status, 200);
+    const holder = (await c.redis.hget(e2e.keys.idIndex('t'), 'p1'))!;
+    const meta = JSON.parse((await c.redis.hget(e2e.keys.chunks, holder))!) as { replicas: string[] };
+    // What a coordinator leaves when it stops after the UPSERT reached one replica's stream:
+    // the table's pending record, the staged batch, the open record (its coordinator alive).
+    const ghost = 'halfsent1';
+    const batch = { op: `op-${ghost}`, mode: 'merge', chunks: [holder], ids: ['p1'], rows: ['{"_id":"p1","m":2}'] };
+    const live = (await c.api<{ coordinator: string }>('GET', '/healthz')).body.coordinator;
+    await c.redis.rpush(e2e.keys.postUpserts(ghost), JSON.stringify(batch));
+    await c.redis.hset(e2e.keys.upserting('t'), 'p1', ghost);
+    await c.redis.hset(
+      e2e.keys.openPosts,
+      ghost,
+      JSON.stringify({ coordinator: live, table: 't', at: Date.now(), committing: Date.now() }),
+    );
+    await c.redis.set(e2e.keys.orderPending('t'), ghost);
+    const msg = build(UpsertMessage, {
+      ...batch,
+      mode: 'merge',
+      post: ghost,
+      table: 't',
+      replyTo: e2e.keys.coordReplies('test'),
+    });
+    await c.redis.xadd(e2e.keys.workerOps(meta.replicas[0]), '*', ...msg.toArgs());
+    // The next write of the table: it must come after the merge on every replica.
+    const u = await c.api('PATCH', '/tables/t/records', { where: { _id: 'p1' }, set: { v: 9 } });
+    assert.equal(u.status, 200, JSON.stringify(u.body));
+    assert.equal(await c.redis.exists(e2e.keys.orderPending('t')), 0, 'the pending record is done');
+    assert.deepEqual(await c.query<Row>('t', { where: { _id: 'p1' } }), [{ _id: 'p1', v: 9, m: 2 }]);
+    assertReplicasAgree(c);
+    await c.redis.hdel(e2e.keys.openPosts, ghost);
+    await c.redis.hdel(e2e.keys.upserting('t'), 'p1');
   });
 
   it('typed tables: merge keeps stored columns and gives new rows the defaults; types are checked', async () => {
