@@ -1,13 +1,18 @@
 import { ulid } from 'ulid';
 import { build, CommitMessage, UpsertMessage } from '../common/messages';
-import type { CoordinatorContext } from './context';
-import { xaddEach } from './ops';
+import type { Logger } from '../common/logger';
+import { xaddEach, type StreamWriter } from './ops';
 
-/** What sending a POST's commit needs of its coordinator. */
-export type CommitContext = Pick<
-  CoordinatorContext,
-  'cmd' | 'keys' | 'replyTo' | 'log' | 'failpoints' | 'workers' | 'coordinatorId'
->;
+/**
+ * What sending a POST's commit needs of its coordinator (a part of CoordinatorContext,
+ * spelled out: the write-order lock, which the context's broadcasts use, resumes commits).
+ */
+export interface CommitContext extends StreamWriter {
+  replyTo: string;
+  log: Logger;
+  coordinatorId: string;
+  workers: { known(): Promise<string[]> };
+}
 
 /** A batch of an upsert POST's rows whose `_id` was stored (ingest.ts, stageUpserts). */
 export interface StagedUpserts {
@@ -20,10 +25,7 @@ export interface StagedUpserts {
 }
 
 /** The batches an upsert POST staged, in order. */
-export async function stagedUpserts(
-  ctx: Pick<CoordinatorContext, 'cmd' | 'keys'>,
-  post: string,
-): Promise<StagedUpserts[]> {
+export async function stagedUpserts(ctx: Pick<CommitContext, 'cmd' | 'keys'>, post: string): Promise<StagedUpserts[]> {
   return (await ctx.cmd.lrange(ctx.keys.postUpserts(post), 0, -1)).map((b) => JSON.parse(b) as StagedUpserts);
 }
 
@@ -89,7 +91,7 @@ async function sendUpserts(
 
 /** Removes an upsert POST's marks on the ids it rewrote (or would have). */
 export async function unmarkUpserts(
-  ctx: Pick<CoordinatorContext, 'cmd' | 'keys'>,
+  ctx: Pick<CommitContext, 'cmd' | 'keys'>,
   table: string,
   post: string,
   ids: string[],
