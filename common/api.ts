@@ -65,6 +65,9 @@ export interface IndexList {
  */
 export type OnConflict = 'error' | 'replace' | 'merge';
 
+/** The choices of `?onConflict=`, the first the default. */
+export const ON_CONFLICT: readonly OnConflict[] = ['error', 'replace', 'merge'];
+
 /** Rows a page asks for when a client pages through a whole result (`Table.query()`, `dstore fetch --all`). */
 export const DEFAULT_PAGE_SIZE = 1000;
 

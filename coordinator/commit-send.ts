@@ -51,10 +51,11 @@ export async function sendCommitOps(
   await ctx.cmd.del(pending);
 }
 
-/** Run by whoever takes a table's write-order lock: finishes a commit left half sent (see {@link sendCommitOps}). */
-export async function resumePendingCommit(ctx: CommitContext, table: string): Promise<void> {
-  const post = await ctx.cmd.get(ctx.keys.orderPending(table));
-  if (!post) return;
+/**
+ * Run by whoever takes a table's write-order lock and finds `post` in its pending record:
+ * finishes the commit its sender left half sent (see {@link sendCommitOps}).
+ */
+export async function resumePendingCommit(ctx: CommitContext, table: string, post: string): Promise<void> {
   ctx.log.warn({ table, post }, 'sending again the commit of a POST its sender left half sent, before the next write');
   const workers = await ctx.cmd.smembers(ctx.keys.postWorkers(post));
   await sendCommitOps(ctx, table, post, workers, await stagedUpserts(ctx, post));

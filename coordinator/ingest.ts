@@ -20,9 +20,6 @@ import { sendCommitOps, stagedUpserts, unmarkUpserts, type CommitContext } from 
 import { bumpPlacement } from './placement';
 import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
-/** The choices of `?onConflict=`, the first the default. */
-export const ON_CONFLICT: readonly OnConflict[] = ['error', 'replace', 'merge'];
-
 /** What a successful POST reports. */
 export interface IngestResult {
   post: string;

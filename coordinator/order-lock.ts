@@ -18,6 +18,8 @@ const ORDER_WAIT_MS = 2 * ORDER_LEASE_MS;
 export type ReleaseOrderLock = (() => Promise<boolean>) & {
   /** Extends the lease (while a long send goes on); resolves false when it was lost. */
   renew: () => Promise<boolean>;
+  /** A POST whose commit a previous holder left half sent (commit-send.ts), read with the lock. */
+  pending?: string;
 };
 
 /**
@@ -40,7 +42,16 @@ export async function takeOrderLock(
   const token = ulid();
   const deadline = Date.now() + ORDER_WAIT_MS;
   for (let pause = 1; ; pause = Math.min(pause * 2, 20)) {
-    if ((await cmd.set(key, token, 'PX', ORDER_LEASE_MS, 'NX')) === 'OK') {
+    // The pending record in the same round trip (same slot): every ordered write needs it.
+    const [taken, pending] = (await cmd
+      .pipeline()
+      .set(key, token, 'PX', ORDER_LEASE_MS, 'NX')
+      .get(keys.orderPending(table))
+      .exec())!.map(([err, v]) => {
+      if (err) throw err;
+      return v as string | null;
+    });
+    if (taken === 'OK') {
       const ours = async (reply: Promise<number>, script: string) => {
         try {
           return scriptResult(script, await reply) === 1;
@@ -51,6 +62,7 @@ export async function takeOrderLock(
       };
       return Object.assign(() => ours(cmd.releaseLock(key, token), 'release-lock-1.lua'), {
         renew: () => ours(cmd.renewLock(key, token, ORDER_LEASE_MS), 'renew-lock-1.lua'),
+        ...(pending ? { pending } : {}),
       });
     }
     if (Date.now() + pause > deadline) return undefined;
@@ -82,7 +94,7 @@ export async function inWriteOrder<T>(
   }
   const renew = setInterval(() => void release.renew().catch(() => false), ORDER_LEASE_MS / 3);
   try {
-    await resumePendingCommit(ctx, table);
+    if (release.pending) await resumePendingCommit(ctx, table, release.pending);
     return await send();
   } finally {
     clearInterval(renew);

@@ -6,10 +6,10 @@
  * (a filter's operators, a column's type against the table's schema) stay in the handlers,
  * with the same kind of answer. Answers are described here but serialised as they are.
  */
+import { ON_CONFLICT } from '../../common/api';
 import { COLUMN_TYPES } from '../../common/messages';
 import { MAX_FIELD_NAME_LENGTH } from '../../common/names';
 import { AGGREGATE_OPS } from '../../common/query';
-import { ON_CONFLICT } from '../ingest';
 import { CSV_TYPES } from '../schema';
 
 /** A schema as Fastify and @fastify/swagger read it (JSON Schema, plus `description`s). */
