@@ -117,6 +117,12 @@ export interface Keys {
    * time, so the other copies of a chunk keep taking writes meanwhile (worker/ops-consumer.ts).
    */
   readonly indexBuildLease: string;
+  /**
+   * HASH: one backup in progress (coordinator/backup.ts): `cut` (JSON: when, and each table's
+   * definition and chunks with their holders), `rows:<table>` rows read so far, `done:<table>`
+   * rows of a table read whole. Expires when not used.
+   */
+  backup(id: string): string;
   /** STRING: JSON report of the last scrub pass. */
   readonly scrubReport: string;
   /**
@@ -173,6 +179,7 @@ export function makeKeys(prefix: string): Keys {
     coordinators: `${shared}:coordinators`,
     scrubReport: `${shared}:scrub:last`,
     indexBuildLease: `${shared}:index-build`,
+    backup: (id) => `${shared}:backup:${assertName('backup id', id)}`,
     cursorSecret: `${shared}:cursor-secret`,
     draining: `${shared}:workers:draining`,
     retired: `${shared}:workers:retired`,

@@ -9,7 +9,7 @@ export const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
 
 /** The kinds of names dstore checks. */
-export type NameKind = 'table' | 'worker id' | 'coordinator id' | 'chunk id' | 'op id' | 'request id';
+export type NameKind = 'table' | 'worker id' | 'coordinator id' | 'chunk id' | 'op id' | 'request id' | 'backup id';
 
 /** Whether `value` is a valid table name / process id. */
 export function isValidName(value: unknown): value is string {

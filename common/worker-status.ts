@@ -39,6 +39,8 @@ export interface WorkerStatus {
   counters?: WorkerCounters;
   /** Per table, its secondary indexes on this shard and where each stands. */
   indexes?: Record<string, Record<string, IndexStatus>>;
+  /** Backups whose read snapshot this worker holds (coordinator/backup.ts). */
+  backups?: string[];
   pid: number;
   host: string;
   startedAt: number;

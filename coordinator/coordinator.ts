@@ -21,6 +21,7 @@ import { Mutations } from './mutations';
 import { IdIndex } from './id-index';
 import { normalizeQuery } from '../common/query';
 import { ReplyRouter } from './reply-router';
+import { Backups } from './backup';
 
 /**
  * A coordinator: the HTTP API over the catalogue, ingest, reads and mutations. It
@@ -42,6 +43,8 @@ export class Coordinator {
   readonly mutations: Mutations;
   /** Encrypted columns (DSTORE_ENCRYPTION_KEY). */
   readonly encryption: TableEncryption;
+  /** Backups in progress (coordinator/backup.ts). */
+  readonly backups: Backups;
   /** Repair (and later scrub, clean-up) as BullMQ jobs. */
   readonly jobs: Jobs;
   readonly log: Logger;
@@ -110,6 +113,7 @@ export class Coordinator {
       { planned: (n) => this.metrics.fetchWorkers.observe(n) },
     );
     this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
+    this.backups = new Backups(ctx, this.fetch);
     this.queries = new QueryService({
       catalogue: this.catalogue,
       encryption: this.encryption,

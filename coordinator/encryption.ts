@@ -18,6 +18,11 @@ export class TableEncryption {
     this.cipher = key ? new FieldCipher(key) : undefined;
   }
 
+  /** The key check value of this coordinator's key (an HMAC, not the key); undefined without one. */
+  get keyCheck(): string | undefined {
+    return this.cipher?.keyCheck;
+  }
+
   /** Whether this coordinator has a key. */
   get enabled(): boolean {
     return this.cipher !== undefined;

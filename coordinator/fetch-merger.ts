@@ -6,7 +6,7 @@ import { unavailable } from './errors';
 import { FetchRound, type Assignment, type FetchFlow } from './fetch-round';
 import type { CoordinatorContext } from './context';
 import { chunksHoldingIds } from './id-index';
-import { PlacementCache } from './placement';
+import { PlacementCache, type TablePlacement } from './placement';
 import { Outstanding, ReadPlan } from './read-plan';
 
 /** Options of one read. */
@@ -23,6 +23,11 @@ export interface ReadOptions {
    * asked only for its SQLite plan.
    */
   explain?: boolean;
+  /**
+   * A backup's read (coordinator/backup.ts): every worker answers from the snapshot it kept
+   * at the backup's cut, and the chunks are those of the cut's placement.
+   */
+  snapshot?: { backup: string; placement: TablePlacement };
 }
 
 /** What `"explain": true` answers: which workers a read would ask, for which chunks, and why. */
@@ -141,8 +146,8 @@ export class FetchMerger {
     const { live, version, pinned: pins } = await (started ?? this.start(table, q.where));
     if (live.length === 0 && !opts.explain)
       throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
-    const placement = await this.placements.get(table, version);
-    const only = pins?.chunks;
+    const placement = opts.snapshot?.placement ?? (await this.placements.get(table, version));
+    const only = opts.snapshot ? undefined : pins?.chunks;
     const ids = pins && { length: pins.ids };
     const plan = new ReadPlan(
       {
@@ -161,6 +166,7 @@ export class FetchMerger {
       placement,
       opts.partial || opts.explain === true,
       only,
+      opts.snapshot?.backup,
     );
     if (opts.explain) {
       const explain = this.explain(plan, ids?.length);
@@ -237,7 +243,7 @@ export class FetchMerger {
       this.ctx,
       plan.table,
       assignments,
-      { query: q },
+      { query: q, ...(plan.snapshot === undefined ? {} : { snapshot: plan.snapshot }) },
       {
         timeoutMs: this.timeoutMs,
         flow: this.flow,

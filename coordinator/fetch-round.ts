@@ -50,7 +50,7 @@ function rowBytes(m: AnswerBatch): number {
 }
 
 /** What a round asks: rows for a query (FETCH), or digests of chunks (DIGEST: scrub, repair, copy checks). */
-export type RoundRequest = { query: QuerySpec; explain?: boolean } | { digest: true };
+export type RoundRequest = { query: QuerySpec; explain?: boolean; snapshot?: string } | { digest: true };
 
 /** The chunks one worker answers for in a round. */
 export interface Assignment {
@@ -197,6 +197,7 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
                 window: this.flow?.window,
                 ...this.request.query,
                 ...(this.request.explain ? { explain: true } : {}),
+                ...(this.request.snapshot === undefined ? {} : { snapshot: this.request.snapshot }),
               });
         // The fence goes last: `{…}` becomes `{…,"tail":"<id>"}` in Redis.
         const json = encodeFetch(msg);

@@ -10,6 +10,7 @@ import type { ParsedRecord } from './record-parsers';
 import type { CoordinatorContext } from './context';
 import { checkRecordBytes, checkRecordShape, limitExceeded, type Limits } from './limits';
 import type { TableEncryption } from './encryption';
+import { DecryptError, type FieldCipher } from '../common/field-crypto';
 import { checkRow } from './schema';
 import { sameRowRules } from './schema-change';
 import { placeChunk } from './token-ring';
@@ -77,14 +78,22 @@ export class Ingest {
     this.log = ctx.log.child({ component: 'ingest' });
   }
 
-  /** Stores the records of one request in `table`; throws an {@link ApiError} when nothing was stored. */
+  /**
+   * Stores the records of one request in `table`; throws an {@link ApiError} when nothing was
+   * stored. `ciphertextOf` (a restore): the records' encrypted columns hold the ciphertext a
+   * backup of table `ciphertextOf` kept; each is decrypted with this coordinator's key (a
+   * value that does not decrypt is a 400 naming its row and field) and encrypted again for
+   * `table`.
+   */
   async post(
     table: TableDef,
     records: AsyncIterable<ParsedRecord>,
     onConflict: OnConflict = 'error',
+    ciphertextOf?: string,
   ): Promise<IngestResult> {
     // Refuses (no key, wrong key) before anything is sent.
     const cipher = this.encryption?.cipherFor(table, 'write');
+    if (cipher && ciphertextOf !== undefined) records = decrypted(records, table, ciphertextOf, cipher);
     const encrypt = cipher
       ? (row: Record<string, unknown>) => this.encryption!.encryptRow(table, cipher, row)
       : undefined;
@@ -540,6 +549,36 @@ class PostRun {
     if (this.placed.length === 0) return;
     await abortPost(this.d, this.post, this.table.name, [...this.touched]);
     this.d.log.info({ post: this.post, chunks: this.placed.length }, 'POST aborted');
+  }
+}
+
+/** The records with their encrypted columns decrypted (ciphertext of table `source`, see Ingest.post). */
+async function* decrypted(
+  records: AsyncIterable<ParsedRecord>,
+  table: TableDef,
+  source: string,
+  cipher: FieldCipher,
+): AsyncIterable<ParsedRecord> {
+  for await (const rec of records) {
+    const v = rec.value;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) {
+      yield rec; // refused by the usual check, with its message
+      continue;
+    }
+    const row = { ...(v as Record<string, unknown>) };
+    for (const c of table.encrypted ?? []) {
+      if (row[c] === undefined || row[c] === null) continue;
+      try {
+        row[c] = cipher.decrypt(source, c, row[c]);
+      } catch (e) {
+        if (!(e instanceof DecryptError)) throw e;
+        throw badRequest(
+          `row ${rec.row}: field ${JSON.stringify(c)} does not decrypt with this coordinator's DSTORE_ENCRYPTION_KEY as a value of ${source}.${c} (${e.message}); restore with the key the backup was taken with`,
+          { row: rec.row, field: c },
+        );
+      }
+    }
+    yield { row: rec.row, value: row };
   }
 }
 

@@ -87,6 +87,11 @@ export class ReadPlan {
     private readonly partial: boolean,
     /** The only chunks that can hold a match (the filter pins `_id`s); absent: any chunk. */
     readonly only?: ReadonlySet<string>,
+    /**
+     * A backup's read: the id of the snapshot every worker answers from, and `placement` is
+     * the backup's cut, kept as it is (not reloaded when a worker lacks a chunk).
+     */
+    readonly snapshot?: string,
   ) {
     this.live = new Set(live);
   }
@@ -201,7 +206,7 @@ export class ReadPlan {
       const now = Date.now();
       await this.deps.cmd.zadd(this.deps.keys.underReplicated, ...lost.flatMap((c) => [now, c])).catch(() => undefined);
     }
-    if (reload) {
+    if (reload && this.snapshot === undefined) {
       this.deps.placements.invalidate(this.table);
       this.placement = await this.deps.placements.get(this.table);
     }
@@ -220,5 +225,5 @@ function lessThan(a: readonly number[], b: readonly number[]): boolean {
 }
 
 function describe(f: WorkerFailure): string {
-  return f.code === 'timeout' ? 'did not answer' : f.code;
+  return f.code === 'timeout' ? 'did not answer' : f.code === 'no-snapshot' ? 'no snapshot of the backup' : f.code;
 }

@@ -10,6 +10,7 @@ import type { OpsConsumer } from './ops-consumer';
 import { ReadClosed, ReadCredits } from './read-credit';
 import { awaitFence } from './read-fence';
 import type { ShardReader, ShardStore } from './shard-store';
+import type { BackupSnapshots } from './backup-snapshots';
 
 /** Options of {@link FetchResponder}. */
 export interface FetchResponderOptions {
@@ -19,6 +20,8 @@ export interface FetchResponderOptions {
   batchBytes: number;
   /** Requests served at once; more wait their turn. @defaultValue 4 */
   concurrency?: number;
+  /** The backups' read snapshots, for FETCHes that name one. */
+  snapshots?: Pick<BackupSnapshots, 'use'>;
 }
 
 /**
@@ -138,6 +141,7 @@ export class FetchResponder {
     } catch (e) {
       return this.fail(msg, out, { code: 'bad-request', error: (e as Error).message });
     }
+    if (msg.snapshot !== undefined) return this.answerSnapshot(msg, q, msg.snapshot, out);
     // A connection of its own: its snapshot starts now, after the fence (see ShardReader).
     const reader = this.store.acquireReader();
     try {
@@ -157,15 +161,33 @@ export class FetchResponder {
     }
   }
 
+  /** A backup's FETCH: the rows as of its cut, from the snapshot its BACKUP entry began. */
+  private async answerSnapshot(msg: FetchMessage, q: QuerySpec, backup: string, out: AnswerSender): Promise<void> {
+    try {
+      const done = await this.opts.snapshots?.use(backup, (reader) => this.answerRows(msg, q, reader, out, true));
+      if (done === undefined)
+        return this.fail(msg, out, {
+          code: 'no-snapshot',
+          error: `worker holds no snapshot of backup ${backup} (it restarted since the backup's cut, or the backup ended)`,
+        });
+      if (done.value !== undefined) this.counters.fetchRows += done.value;
+    } catch (e) {
+      if (e instanceof ReadClosed) return;
+      return this.fail(msg, out, { code: 'failed', error: (e as Error).message });
+    }
+  }
+
   /** Streams the rows of exactly the chunks asked; returns how many, or undefined when it answered `missing`. */
   private async answerRows(
     msg: FetchMessage,
     q: QuerySpec,
     reader: ShardReader,
     out: AnswerSender,
+    snapshot = false,
   ): Promise<number | undefined> {
-    // Only what this worker holds committed now, the state the reader's snapshot starts from.
-    const held = this.store.committedChunks(msg.table);
+    // Only what this worker holds committed now, the state the reader's snapshot starts from
+    // (a backup's snapshot: what it held committed at the cut).
+    const held = snapshot ? reader.committedChunks(msg.table) : this.store.committedChunks(msg.table);
     const missing = msg.chunks.filter((c) => !held.has(c));
     if (missing.length > 0) {
       await this.fail(msg, out, {
@@ -197,7 +219,7 @@ export class FetchResponder {
         table.ident,
         q,
         msg.chunks.length === held.size ? undefined : msg.chunks,
-        this.store.indexedPaths(msg.table),
+        snapshot ? undefined : this.store.indexedPaths(msg.table),
       );
       if (msg.explain) {
         // The plan SQLite would run, instead of rows: one line naming each step (and any index).

@@ -16,6 +16,7 @@ import {
 import { isCluster, type DstoreRedis } from '../common/redis';
 import { compareStreamIds } from '../common/stream-ids';
 import type { ApplyResult, ShardStore } from './shard-store';
+import type { BackupSnapshots } from './backup-snapshots';
 import type { StorageState } from '../common/worker-status';
 
 type StreamReply = [key: string, entries: [id: string, fields: string[] | null][]][] | null;
@@ -45,6 +46,8 @@ export interface OpsConsumerOptions {
   applyAttempts: number;
   /** How long one XREADGROUP blocks; bounds how fast stop() is noticed. @defaultValue 1000 */
   blockMs?: number;
+  /** Where BACKUP entries begin their snapshots (absent: a BACKUP entry keeps none). */
+  snapshots?: Pick<BackupSnapshots, 'take' | 'end'>;
 }
 
 /**
@@ -332,6 +335,13 @@ export class OpsConsumer extends EventEmitter {
         return this.store.delete(msg, id);
       case 'UPSERT':
         return this.store.upsert(msg, id);
+      case 'BACKUP':
+        // Every entry before this one is applied and committed: the snapshot is the cut.
+        this.opts.snapshots?.take(msg.backup, msg.idleMs);
+        return { count: 0, duplicate: false };
+      case 'BACKUP_END':
+        this.opts.snapshots?.end(msg.backup);
+        return { count: 0, duplicate: false };
     }
   }
 

@@ -61,6 +61,14 @@ export class ShardReader {
     return t && { name: t.name, ident: `t_${t.seq}` };
   }
 
+  /** The chunks of a table this connection sees committed (a backup's snapshot: as of its cut). */
+  committedChunks(table: string): ReadonlySet<string> {
+    const rows = this.statement('SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1').all(table) as {
+      chunk: string;
+    }[];
+    return new Set(rows.map((r) => r.chunk));
+  }
+
   /** A prepared statement for `sql`, kept for the next FETCH on this reader (at most {@link STATEMENT_CACHE}). */
   statement(sql: string): Database.Statement {
     let st = this.statements.get(sql);

@@ -8,6 +8,7 @@ import type { WorkerState, WorkerStatus } from '../common/worker-status';
 import { Heartbeat, resolveWorkerId } from './membership';
 import { OpsConsumer } from './ops-consumer';
 import { ShardStore } from './shard-store';
+import { BackupSnapshots } from './backup-snapshots';
 
 /**
  * A dstore worker: keeps its shard of every table in SQLite, applies its ops stream,
@@ -19,6 +20,7 @@ export class Worker {
   readonly keys: Keys;
   private state: WorkerState = 'starting';
   private readonly store: ShardStore;
+  private readonly snapshots: BackupSnapshots;
   private readonly cmd: DstoreRedis;
   private readonly reader: DstoreRedis;
   private readonly sub: DstoreRedis;
@@ -52,11 +54,18 @@ export class Worker {
     this.sub = connect('fetch', 'subscriber');
     for (const c of [this.cmd, this.reader, this.sub])
       c.on('error', (e) => this.log.debug({ err: e }, 'redis connection error'));
+    this.snapshots = new BackupSnapshots(this.store.file, this.log.child({ component: 'backup' }));
     this.consumer = new OpsConsumer(
       this.reader,
       this.cmd,
       this.store,
-      { workerId: this.id, keys: this.keys, batch: opts.opsBatch, applyAttempts: opts.applyAttempts },
+      {
+        workerId: this.id,
+        keys: this.keys,
+        batch: opts.opsBatch,
+        applyAttempts: opts.applyAttempts,
+        snapshots: this.snapshots,
+      },
       this.log.child({ component: 'ops-consumer' }),
     );
     this.fetch = new FetchResponder(
@@ -64,7 +73,13 @@ export class Worker {
       this.cmd,
       this.store,
       this.consumer,
-      { workerId: this.id, keys: this.keys, batchRows: opts.fetchBatchRows, batchBytes: opts.fetchBatchBytes },
+      {
+        workerId: this.id,
+        keys: this.keys,
+        batchRows: opts.fetchBatchRows,
+        batchBytes: opts.fetchBatchBytes,
+        snapshots: this.snapshots,
+      },
       this.log.child({ component: 'fetch-responder' }),
     );
     this.heartbeat = new Heartbeat(this.cmd, this.keys, opts.heartbeatMs, () => this.status(), this.log);
@@ -93,6 +108,7 @@ export class Worker {
       storageError: this.consumer.storage.error,
       counters: { ...this.consumer.counters, ...this.fetch.counters },
       indexes: this.store.indexStates(),
+      backups: this.snapshots.ids(),
     };
   }
 
@@ -152,6 +168,7 @@ export class Worker {
       2000,
     );
     await closeAll(this.cmd, this.reader, this.sub);
+    this.snapshots.close();
     this.store.close();
     this.log.info('worker stopped');
   }

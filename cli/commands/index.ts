@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerBackupCommand } from './backup';
 import { registerDeadLettersCommand } from './dead-letters';
 import { registerDeleteCommand } from './delete';
 import { registerRebalanceCommand } from './drain';
@@ -14,7 +15,7 @@ import { registerWorkersCommand } from './workers';
 
 /**
  * Registers the commands that talk to a coordinator over HTTP: table, index, post, fetch,
- * get, update, delete, workers, status, dead-letters, rebalance and shell. Each takes `--url`
+ * get, update, delete, workers, status, dead-letters, rebalance, shell and backup. Each takes `--url`
  * (else `DSTORE_URL`, else http://127.0.0.1:7070) and fails with an Error whose message is
  * the one line to print.
  */
@@ -31,4 +32,5 @@ export function registerClientCommands(program: Command): void {
   registerDeadLettersCommand(program);
   registerRebalanceCommand(program);
   registerShellCommand(program);
+  registerBackupCommand(program);
 }

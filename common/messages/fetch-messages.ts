@@ -34,6 +34,7 @@ export class FetchMessage extends Message {
     window: 'int',
     timeoutMs: 'int',
     explain: 'bool',
+    snapshot: 'string',
   };
   readonly type = FetchMessage.type;
   @IsId() req!: string;
@@ -66,6 +67,11 @@ export class FetchMessage extends Message {
   @IsInt() @Min(1) @Max(3_600_000) timeoutMs!: number;
   /** Answer one line `{"sqlite": [steps]}`, SQLite's plan for the query, instead of rows. */
   @IsOptional() @IsBoolean() explain?: boolean;
+  /**
+   * A backup's id: read the snapshot the worker kept when it applied that backup's BACKUP
+   * entry (the cut), not the shard as it is now. A worker without it answers `no-snapshot`.
+   */
+  @IsOptional() @IsId() snapshot?: string;
 }
 
 /**
@@ -145,8 +151,9 @@ export type FetchMode = (typeof FETCH_MODES)[number];
 /**
  * Why a worker did not answer a FETCH with rows. `missing`: it does not hold (committed)
  * some chunks it was asked for (listed in `missing`); the coordinator asks another replica.
+ * `no-snapshot`: it holds no snapshot of the backup the FETCH names (it restarted since the cut).
  */
-export const FETCH_ERROR_CODES = ['not-ready', 'lagging', 'bad-request', 'failed', 'missing'] as const;
+export const FETCH_ERROR_CODES = ['not-ready', 'lagging', 'bad-request', 'failed', 'missing', 'no-snapshot'] as const;
 export type FetchErrorCode = (typeof FETCH_ERROR_CODES)[number];
 
 /**

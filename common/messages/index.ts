@@ -4,6 +4,7 @@ import { PostMessage, PostAckMessage, CommitMessage, AbortMessage } from './post
 import { UpdateMessage, DeleteMessage, UpsertMessage, OpAckMessage } from './op-messages';
 import { DigestMessage, DigestRespMessage, FetchCreditMessage, FetchMessage, FetchRespMessage } from './fetch-messages';
 import { DropChunksMessage, SetReplicasMessage } from './chunk-messages';
+import { BackupEndMessage, BackupMessage } from './backup-messages';
 
 export * from './codec';
 export * from './table-messages';
@@ -11,6 +12,7 @@ export * from './post-messages';
 export * from './op-messages';
 export * from './fetch-messages';
 export * from './chunk-messages';
+export * from './backup-messages';
 
 /** Messages a worker finds on its ops stream. */
 export type OpsMessage =
@@ -23,7 +25,9 @@ export type OpsMessage =
   | DeleteMessage
   | UpsertMessage
   | DropChunksMessage
-  | SetReplicasMessage;
+  | SetReplicasMessage
+  | BackupMessage
+  | BackupEndMessage;
 /** Messages a coordinator finds on its reply stream. */
 export type ReplyMessage = PostAckMessage | OpAckMessage | FetchRespMessage | DigestRespMessage;
 
@@ -38,6 +42,8 @@ const OPS: readonly MessageClass<OpsMessage>[] = [
   UpsertMessage,
   DropChunksMessage,
   SetReplicasMessage,
+  BackupMessage,
+  BackupEndMessage,
 ];
 const REPLIES: readonly MessageClass<ReplyMessage>[] = [
   PostAckMessage,

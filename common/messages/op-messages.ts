@@ -92,6 +92,8 @@ export const OP_KINDS = [
   'ABORT',
   'DROP_CHUNKS',
   'SET_REPLICAS',
+  'BACKUP',
+  'BACKUP_END',
 ] as const;
 
 /**

@@ -11,6 +11,7 @@ import {
   type DeadLetterSelection,
 } from '../dead-letters';
 import { badRequest } from '../errors';
+import { registerBackupRoutes } from './backup-routes';
 
 /** Every operator page lives under this prefix, so one access check can wrap all of them. */
 export const ADMIN_PREFIX = '/admin';
@@ -78,9 +79,13 @@ function parseSelection(q: DeadLetterQuery['Querystring']): DeadLetterSelection 
  * Mounts the operator pages in one encapsulated plugin at {@link ADMIN_PREFIX}: hooks
  * added inside it (e.g. an admin role check) cover every page and none of the data API.
  * Besides the queue dashboard: `GET /admin/dead-letters?limit=N` (newest first, with the
- * total) and `DELETE /admin/dead-letters` (all, `?before=<id>` or `?ids=<id>,…`) → `{deleted}`.
+ * total) and `DELETE /admin/dead-letters` (all, `?before=<id>` or `?ids=<id>,…`) → `{deleted}`;
+ * the backup routes (backup-routes.ts).
  */
-export function registerAdminRoutes(app: FastifyInstance, coord: Pick<ApiDeps, 'cmd' | 'jobs' | 'keys' | 'log'>): void {
+export function registerAdminRoutes(
+  app: FastifyInstance,
+  coord: Pick<ApiDeps, 'backups' | 'cmd' | 'encryption' | 'jobs' | 'keys' | 'log'>,
+): void {
   void app.register(
     async (admin) => {
       const board = new FastifyAdapter();
@@ -106,6 +111,7 @@ export function registerAdminRoutes(app: FastifyInstance, coord: Pick<ApiDeps, '
         );
         return { deleted };
       });
+      registerBackupRoutes(admin, { backups: coord.backups, keyCheck: coord.encryption.keyCheck });
     },
     { prefix: ADMIN_PREFIX },
   );

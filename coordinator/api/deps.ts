@@ -7,6 +7,8 @@ import type { ClusterStatus } from '../cluster-status';
 import type { CoordinatorContext } from '../context';
 import type { Ingest } from '../ingest';
 import type { Jobs } from '../jobs/queues';
+import type { Backups } from '../backup';
+import type { TableEncryption } from '../encryption';
 import type { WorkerDirectory } from '../membership';
 import type { CoordinatorMetrics } from '../metrics';
 import type { Mutations } from '../mutations';
@@ -30,6 +32,10 @@ export interface ApiDeps {
   mutations: Mutations;
   queries: QueryService;
   jobs: Jobs;
+  /** Backups in progress (`/admin/backups`). */
+  backups: Backups;
+  /** Encrypted columns: the key check value a restore compares. */
+  encryption: Pick<TableEncryption, 'keyCheck'>;
   metrics: CoordinatorMetrics;
   log: Logger;
   /** One look at the cluster (`GET /status`). */

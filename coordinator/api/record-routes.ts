@@ -22,7 +22,7 @@ export function registerRecordRoutes(
   void app.register(async (sub) => {
     sub.removeAllContentTypeParsers();
     sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
-    sub.post<Named & { Querystring: { csvTypes?: string; onConflict?: string } }>(
+    sub.post<Named & { Querystring: { csvTypes?: string; onConflict?: string; ciphertextOf?: string } }>(
       '/tables/:name/records',
       async (req) => {
         try {
@@ -40,7 +40,7 @@ export function registerRecordRoutes(
     );
     const postRecords = async (req: {
       params: { name: string };
-      query: { csvTypes?: string; onConflict?: string };
+      query: { csvTypes?: string; onConflict?: string; ciphertextOf?: string };
       headers: Record<string, string | string[] | undefined>;
       body: unknown;
     }) => {
@@ -62,6 +62,7 @@ export function registerRecordRoutes(
         table,
         parseRecords(body, format, table.schema, coord.opts.maxRecordBytes, csvTypes),
         onConflict,
+        req.query.ciphertextOf,
       );
       coord.metrics.ingested(result.inserted + result.updated, counted.bytes);
       const { updated, ...rest } = result;

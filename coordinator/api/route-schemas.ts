@@ -29,6 +29,11 @@ const indexParams: Schema = {
   required: ['name', 'index'],
   properties: { name: name('table name'), index: { type: 'string', description: 'index name' } },
 };
+const backupParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,80}$', description: 'backup id' } },
+};
 const workerParams: Schema = { type: 'object', required: ['id'], properties: { id: name('worker id') } };
 
 /** Every error answer: `error` is a stable code, `message` says what to change. */
@@ -272,6 +277,11 @@ export const ROUTE_SCHEMAS: Record<string, Schema> = {
           enum: [...ON_CONFLICT],
           description: 'a record whose _id is stored: 409 (error), replace the row, or set its given fields',
         },
+        ciphertextOf: {
+          ...name('table name'),
+          description:
+            "restore (`dstore backup restore`): the encrypted columns hold ciphertext of this table, as a backup kept it; each is decrypted with this coordinator's key and encrypted again",
+        },
       },
     },
     response: {
@@ -395,6 +405,63 @@ export const ROUTE_SCHEMAS: Record<string, Schema> = {
       properties: { limit: { type: 'string', pattern: '^\\d+$' } },
     },
     response: { 200: anyObject, ...errors },
+  },
+  'POST /admin/backups': {
+    tags: ['admin'],
+    summary: 'Start a backup: take a consistent cut of every table (docs/operations.md, "Backups")',
+    description:
+      "Takes every table's write-order lock for a moment and puts a BACKUP entry on every worker's stream; each worker keeps a read snapshot as of it. Answers the cut: each table's definition and chunks. Read each table with GET /admin/backups/:id/tables/:name, then DELETE the backup.",
+    response: {
+      201: {
+        type: 'object',
+        required: ['backup', 'cutAt', 'marks', 'tables'],
+        properties: {
+          backup: { type: 'string' },
+          cutAt: { type: 'integer', description: 'Redis time of the cut, ms' },
+          marks: { type: 'object', additionalProperties: { type: 'string' }, description: 'worker → its BACKUP entry' },
+          tables: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                def: tableInfo,
+                chunks: { type: 'object', additionalProperties: stringList, description: 'chunk → holders' },
+              },
+            },
+          },
+        },
+      },
+      ...errors,
+    },
+  },
+  'GET /admin/backups/:id': {
+    tags: ['admin'],
+    summary: "A backup's progress: rows read of each table",
+    params: backupParams,
+    response: { 200: anyObject, ...errors },
+  },
+  'GET /admin/backups/:id/tables/:name': {
+    tags: ['admin'],
+    summary: "One table's rows as of the backup's cut (NDJSON, as stored, encrypted columns encrypted)",
+    description:
+      'Ends with a line {"_backup": {"table", "rows"}}; a failure after rows were sent ends with {"_error": …} instead.',
+    params: {
+      type: 'object',
+      required: ['id', 'name'],
+      properties: { id: backupParams.properties.id, name: name('table name') },
+    },
+    response: { 200: { type: 'string', description: 'NDJSON' }, ...errors },
+  },
+  'DELETE /admin/backups/:id': {
+    tags: ['admin'],
+    summary: 'End a backup: the workers let its snapshots go',
+    params: backupParams,
+    response: { 200: { type: 'object', properties: { ended: { type: 'string' } } }, ...errors },
+  },
+  'GET /admin/encryption': {
+    tags: ['admin'],
+    summary: "The key check value of this coordinator's DSTORE_ENCRYPTION_KEY (not the key), or null",
+    response: { 200: { type: 'object', properties: { keyCheck: { type: ['string', 'null'] } } }, ...errors },
   },
   'DELETE /admin/dead-letters': {
     tags: ['admin'],
