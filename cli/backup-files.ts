@@ -111,7 +111,16 @@ export class TableFileWriter {
   }
 }
 
-function idOf(line: string): string {
+/** How every stored row begins (coordinator/ingest.ts, withIdFirst). */
+const ID_HEAD = '{"_id":"';
+
+/** The `_id` of a stored row: read off its head when it holds no escape, else parsed. */
+export function idOf(line: string): string {
+  if (line.startsWith(ID_HEAD)) {
+    const end = line.indexOf('"', ID_HEAD.length);
+    const id = line.slice(ID_HEAD.length, end);
+    if (end > 0 && !id.includes('\\')) return id;
+  }
   const row = JSON.parse(line) as { _id?: unknown };
   if (typeof row._id !== 'string') throw new CliError(`the coordinator sent a row without _id: ${line.slice(0, 100)}`);
   return row._id;

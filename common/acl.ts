@@ -49,6 +49,8 @@ export function workerAclRules(keys: Keys, workerId: string): string[] {
     '+xreadgroup',
     '+xack',
     '+xpending',
+    // Its group's last delivered id, once its backlog is applied (ops-consumer.ts).
+    '+xinfo|groups',
     '+xrevrange',
     '+xrange',
     '+xadd',

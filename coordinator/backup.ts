@@ -98,10 +98,15 @@ export class Backups {
 
   private async cutUnderLocks(backup: string, names: string[]): Promise<BackupCut> {
     const { cmd, keys } = this.ctx;
-    const defs = await cmd.hgetall(keys.tables);
-    const open = Object.entries(await cmd.hgetall(keys.openPosts)).map(
-      ([post, raw]) => [post, JSON.parse(raw) as OpenPost] as const,
-    );
+    // One moment (one slot, one MULTI): each table's chunk set and the open POSTs. Read apart,
+    // a POST opened between the two reads would have its chunks taken for committed ones.
+    const read = cmd.multi().hgetall(keys.tables).hgetall(keys.openPosts);
+    for (const name of names) read.smembers(keys.tableChunks(name));
+    const [defs, openRaw, ...chunkSets] = (await read.exec())!.map(([err, v]) => {
+      if (err) throw err;
+      return v;
+    }) as [Record<string, string>, Record<string, string>, ...string[][]];
+    const open = Object.entries(openRaw).map(([post, raw]) => [post, JSON.parse(raw) as OpenPost] as const);
     const locked = new Set(names);
     // A POST marked committing may have its COMMIT on some streams only (its sender died
     // before the pending record was written) or on none: sent again, it is before the cut on
@@ -114,9 +119,9 @@ export class Backups {
     const notCommitted = new Set(open.filter(([, p]) => !p.committing).map(([post]) => post));
     const tables: BackupTable[] = [];
     const holders = new Set<string>();
-    for (const name of names) {
+    for (const [i, name] of names.entries()) {
       if (!defs[name]) continue; // dropped before its lock was had
-      const metas = await readChunkMetas(cmd, keys, await cmd.smembers(keys.tableChunks(name)));
+      const metas = await readChunkMetas(cmd, keys, chunkSets[i]);
       const chunks: Record<string, string[]> = {};
       for (const [id, m] of metas) {
         if (notCommitted.has(m.post)) continue;

@@ -151,6 +151,11 @@ export class ReadPlan {
       const why = ws.map(
         (w) => `${w} (${this.failedWorkers.get(w) ?? (this.live.has(w) ? 'does not hold it' : 'down')})`,
       );
+      if (this.snapshot !== undefined)
+        throw unavailable(
+          `${chunks.length} chunk(s) have no copy left as of backup ${this.snapshot}'s cut; their holders: ${why.join(', ')}. A worker that restarted since the cut has no snapshot of it: start the backup again`,
+          { missingWorkers: ws, missingChunks: chunks.length },
+        );
       throw unavailable(
         `${chunks.length} chunk(s) have no live replica that holds them; their replicas: ${why.join(', ')}. Restart those workers or wait for repair, or ask for a partial answer (partial=true)`,
         { missingWorkers: ws, missingChunks: chunks.length },

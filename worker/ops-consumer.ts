@@ -130,6 +130,34 @@ export class OpsConsumer extends EventEmitter {
     return reply?.[0]?.[1] ?? [];
   }
 
+  /**
+   * Once the backlog is drained: every entry ever delivered to the group was handled, so the
+   * applied id is at least the group's last delivered id. The id recorded in SQLite lags it
+   * when the last entries wrote nothing there (BACKUP, BACKUP_END, a dead-lettered entry):
+   * without this a restarted worker whose stream ends with such an entry would wait for it
+   * at every read fence until the next write came.
+   */
+  private async catchUpToDelivered(): Promise<void> {
+    let groups: unknown[][];
+    try {
+      groups = (await this.cmd.xinfo('GROUPS', this.stream)) as unknown[][];
+    } catch (e) {
+      // A Redis user made before this rule (docs/security.md): reads wait for the next write.
+      this.log.warn({ err: e }, "cannot read the ops group's last delivered id (XINFO GROUPS); grant +xinfo|groups");
+      return;
+    }
+    for (const g of groups) {
+      const f = new Map<string, unknown>();
+      for (let i = 0; i + 1 < g.length; i += 2) f.set(String(g[i]), g[i + 1]);
+      if (f.get('name') !== OPS_GROUP || Number(f.get('pending')) !== 0) continue;
+      const last = String(f.get('last-delivered-id'));
+      if (compareStreamIds(last, this.appliedId) > 0) {
+        this.appliedId = last;
+        this.emit('applied', last);
+      }
+    }
+  }
+
   /** Whether an entry below `id` (any entry, without `id`) is pending for this consumer. */
   private async pendingBefore(id: string | undefined): Promise<boolean> {
     const end = id === undefined ? '+' : `(${id}`;
@@ -162,6 +190,7 @@ export class OpsConsumer extends EventEmitter {
           if (this.sinceTrim > 0) this.trim();
           if (phase === 1) phase = 2;
           else if (phase === 2) {
+            await this.catchUpToDelivered();
             phase = 3;
             this.ready = true;
             this.log.info({ appliedId: this.appliedId }, 'ops backlog applied; ready for reads');

@@ -229,7 +229,7 @@ export async function restoreBackup(
     );
     if (exists)
       throw new CliError(
-        `table ${target(t)} exists; restore it under another name (--table ${t.name} --as <new name>) or drop it first. Nothing was restored`,
+        `table ${target(t)} exists; restore it under another name (--table ${t.name} --as <new name>) or drop it first (a restore that was killed leaves its table empty). Nothing was restored`,
       );
   }
   const done: { name: string; as: string; rows: number }[] = [];

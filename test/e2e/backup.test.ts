@@ -16,7 +16,8 @@ import { clusterSuite, TestCluster } from '../support/cluster';
 import type { Row } from '../support/driver';
 import { spawnNode, tempDir } from '../support/processes';
 import { uniquePrefix, dropPrefix } from '../support/redis';
-import { sleep } from '../support/wait';
+import { sleep, waitFor } from '../support/wait';
+import { makeKeys } from '../../common/keys';
 
 const KEY = crypto.randomBytes(32).toString('base64');
 const OTHER_KEY = crypto.randomBytes(32).toString('base64');
@@ -329,6 +330,41 @@ describe('e2e: backup and restore', function () {
     assert.deepEqual(compare(got, judged.expected.s), { lost: 0, duplicated: 0, wrong: 0 });
   });
 
+  it('leaves no row visible when a restore is killed half way through its POST', async () => {
+    const c = restored!;
+    // Each XADD delayed 0-40 ms: the POST is open long enough to be killed in the middle.
+    const slow = await c.spawnCoordinator('coordinator-slow', { DSTORE_FAILPOINT_SEND_JITTER_MS: '40' });
+    const child = spawnNode(
+      'cli-restore-killed',
+      'dist/cli/main.js',
+      ['backup', 'restore', dir, '--table', 't', '--as', 't_killed'],
+      {
+        DSTORE_URL: slow.url,
+        LOG_FORMAT: 'json',
+      },
+    );
+    const keys = makeKeys(restoredPrefix);
+    let open = false;
+    for (let i = 0; i < 500 && !open; i++) {
+      const posts = Object.values(await c.redis.hgetall(keys.openPosts)).map((p) => JSON.parse(p) as { table: string });
+      open = posts.some((p) => p.table === 't_killed');
+      if (!open) await sleep(10);
+    }
+    assert.ok(open, 'the restore POST was seen open');
+    child.kill('SIGKILL');
+    await child.exited;
+    // The coordinator sees the body cut off and aborts the POST: nothing of it is stored.
+    await waitFor(
+      async () =>
+        Object.values(await c.redis.hgetall(keys.openPosts)).some((p) => p.includes('"t_killed"')) ? undefined : true,
+      { what: 'the killed restore POST aborted', timeoutMs: 30_000 },
+    );
+    assert.deepEqual(await c.query('t_killed'), []);
+    const again = await cli(c.url, ['backup', 'restore', dir, '--table', 't', '--as', 't_killed']);
+    assert.notEqual(again.code, 0);
+    assert.match(again.out, /table t_killed exists.*a restore that was killed leaves its table empty/);
+  });
+
   it('refuses a coordinator with another encryption key at start, creating nothing', async () => {
     const prefix = uniquePrefix();
     const other = new TestCluster({
@@ -351,6 +387,34 @@ describe('e2e: backup and restore', function () {
       await other.stop();
       await dropPrefix(e2e.redis.url, prefix);
     }
+  });
+
+  it('reads a chunk from another copy when a worker restarted since the cut, and fails saying so when none is left', async () => {
+    const c = e2e.cluster;
+    await c.waitLive(['w1', 'w2', 'w3']);
+    const want = new Map((await c.query<Row>('t')).map((r) => [r._id as string, r]));
+    const { backup } = (await c.api<{ backup: string }>('POST', '/admin/backups')).body;
+    const restart = async (id: string) => {
+      await c.workers.get(id)!.child.stop();
+      c.startWorker(id);
+      await c.waitLive(['w1', 'w2', 'w3']);
+    };
+    await restart('w1');
+    const r = await c.api<Row[]>('GET', `/admin/backups/${backup}/tables/t`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.pop(), { _backup: { table: 't', rows: want.size } });
+    assert.deepEqual(compare(r.body, want), { lost: 0, duplicated: 0, wrong: 0 });
+    // With w2 restarted too, the chunks only w1 and w2 held have no copy as of the cut.
+    await restart('w2');
+    // A 503, or (rows of other chunks having left already) an `_error` line instead of the trailer.
+    const gone = await c.api<{ message: string } | Record<string, { message: string }>[]>(
+      'GET',
+      `/admin/backups/${backup}/tables/t`,
+    );
+    const err = Array.isArray(gone.body) ? gone.body[gone.body.length - 1]._error : gone.body;
+    assert.ok(gone.status === 503 || (gone.status === 200 && err !== undefined), JSON.stringify(gone.body).slice(-300));
+    assert.match(err.message, /no copy left as of backup .*w1 \(no snapshot of the backup\).*start the backup again/);
+    assert.equal((await c.api('DELETE', `/admin/backups/${backup}`)).status, 200);
   });
 
   it('needs the cut to read: a backup that ended answers 404', async () => {

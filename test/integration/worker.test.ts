@@ -3,7 +3,15 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { ulid } from 'ulid';
 import { matchesFilter } from '../../common/filter';
-import { respRows, type OpAckMessage, type PostAckMessage } from '../../common/messages';
+import {
+  BackupEndMessage,
+  BackupMessage,
+  build,
+  respRows,
+  type OpAckMessage,
+  type PostAckMessage,
+} from '../../common/messages';
+import type { QuerySpec } from '../../common/query';
 import { compareSql, toSqlValue } from '../../common/sqlite-order';
 import { Driver, type Row } from '../support/driver';
 import { chunked, lossAndDuplicates, makeRows, multiset } from '../support/data';
@@ -401,6 +409,50 @@ describe('worker (real child process, real Redis)', function () {
       duplicated: 0,
       wrong: 0,
     });
+  });
+
+  it('answers a backup from the snapshot its BACKUP entry began, and reads after a restart when the stream ends with it', async () => {
+    const { child, dataDir } = await startWorker('w1');
+    const rows = makeRows(30, 3);
+    const msg = driver.post('t', rows, ['w1']);
+    await driver.send('w1', msg);
+    await driver.commit(['w1']);
+    const mark = (type: typeof BackupMessage | typeof BackupEndMessage) =>
+      driver.send(
+        'w1',
+        build(type as typeof BackupMessage, { op: ulid(), backup: 'b1', idleMs: 60_000, replyTo: driver.replyTo }),
+      );
+    await mark(BackupMessage);
+    // After the cut: an UPDATE of every row and a new POST; the snapshot sees neither.
+    await driver.update('w1', 't', {}, { after: true });
+    const later = driver.post('t', makeRows(5, 3, 'later'), ['w1'], ulid(), 'plater');
+    await driver.send('w1', later);
+    await driver.commit(['w1'], 'plater');
+    await driver.until(() => driver.acksFor(later.chunk).length === 1, 'the later POST acked');
+    const snap = await driver.fetch('t', ['w1'], { snapshot: 'b1' } as QuerySpec, 5000, [msg.chunk]);
+    assert.deepEqual(snap.errors, []);
+    assert.deepEqual(lossAndDuplicates(rows, snap.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    const late = await driver.fetch('t', ['w1'], { snapshot: 'b1' } as QuerySpec, 5000, [later.chunk]);
+    assert.equal(late.errors[0]?.code, 'missing', 'a chunk committed after the cut is not in the snapshot');
+    const now = await driver.fetch('t', ['w1'], {}, 5000, [msg.chunk]);
+    assert.ok((now.lines as Row[]).every((r) => r.after === true));
+    await mark(BackupEndMessage);
+    await driver.xadd('w1', ['type', 'NOPE']);
+    await waitFor(
+      async () => (await driver.groupInfo('w1')).pending === 0 && (await driver.groupInfo('w1')).lag === 0,
+      {
+        what: 'the marks applied',
+      },
+    );
+    const gone = await driver.fetch('t', ['w1'], { snapshot: 'b1' } as QuerySpec, 5000, [msg.chunk]);
+    assert.equal(gone.errors[0]?.code, 'no-snapshot');
+    // Restarted, its stream ending with entries that wrote nothing to SQLite: reads are answered.
+    await child.stop();
+    children.splice(children.indexOf(child), 1);
+    await startWorker('w1', dataDir);
+    const after = await driver.fetch('t', ['w1'], {}, 3000, [msg.chunk]);
+    assert.deepEqual(after.errors, []);
+    assert.equal(after.lines.length, rows.length);
   });
 
   it('dead-letters a malformed entry with its reason and applies the next good one', async () => {

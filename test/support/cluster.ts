@@ -91,10 +91,10 @@ export class TestCluster {
   }
 
   /**
-   * Starts one more coordinator with the cluster's settings, waits for /healthz, and
+   * Starts one more coordinator with the cluster's settings (and `env`), waits for /healthz, and
    * stops it with the cluster. Used for tests that run several coordinators.
    */
-  async spawnCoordinator(name: string): Promise<{ child: ChildHandle; url: string }> {
+  async spawnCoordinator(name: string, env: Record<string, string> = {}): Promise<{ child: ChildHandle; url: string }> {
     const port = await freePort();
     const child = spawnNode(name, 'dist/coordinator/main.js', [], {
       REDIS_URL: this.opts.redisUrl,
@@ -102,6 +102,7 @@ export class TestCluster {
       DSTORE_PORT: String(port),
       LOG_FORMAT: 'json',
       ...this.env(),
+      ...env,
     });
     const url = `http://127.0.0.1:${port}`;
     await waitFor(
