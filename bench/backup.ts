@@ -21,7 +21,7 @@ import { startRedis } from '../test/support/redis';
 import { ingest, query } from './client';
 import { clusterPids, perUnit, redisPid, withCpu, type CpuPerUnit } from './cpu';
 import { generate } from './data';
-import { benchCluster, envInt, settled } from './setup';
+import { benchCluster, envInt, run, settled } from './setup';
 
 const TABLE = 'bench';
 const WORKERS = 4;
@@ -160,7 +160,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+run(main);

@@ -62,3 +62,15 @@ function lostConnection(e: Error): boolean {
     e.message.startsWith("Stream isn't writeable")
   );
 }
+
+/**
+ * The last line of an NDJSON answer that failed after rows had left (its status was sent):
+ * `{"_error": {error, message, …details}}`, newline included.
+ */
+export function errorLine(e: unknown): string {
+  const known = e instanceof ApiError ? e : fromRedisError(e);
+  const err = known
+    ? { error: known.code, message: known.message, ...known.details }
+    : { error: 'internal', message: (e as Error).message };
+  return JSON.stringify({ _error: err }) + '\n';
+}

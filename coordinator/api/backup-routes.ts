@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Readable } from 'node:stream';
 import type { Backups } from '../backup';
-import { ApiError, fromRedisError } from '../errors';
+import { errorLine } from '../errors';
 
 type ById = { Params: { id: string } };
 
@@ -53,11 +53,7 @@ async function streamRows(
       }
       yield JSON.stringify({ _backup: { table, rows: total } }) + '\n';
     } catch (e) {
-      const known = e instanceof ApiError ? e : fromRedisError(e);
-      const err = known
-        ? { error: known.code, message: known.message, ...known.details }
-        : { error: 'internal', message: (e as Error).message };
-      yield JSON.stringify({ _error: err }) + '\n';
+      yield errorLine(e);
     } finally {
       await rows.return(undefined);
     }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Readable } from 'node:stream';
 import type { QuerySpec } from '../../common/query';
-import { ApiError, badRequest, fromRedisError } from '../errors';
+import { badRequest, errorLine } from '../errors';
 import type { QueryCursor, QueryEvent, QueryService } from '../query-service';
 
 export { checkLimit } from '../query-service';
@@ -113,11 +113,7 @@ async function stream(reply: FastifyReply, cursor: QueryCursor): Promise<Fastify
       try {
         for (let e = await cursor.next(); e; e = await cursor.next()) yield ndjson(e);
       } catch (e) {
-        const known = e instanceof ApiError ? e : fromRedisError(e);
-        const err = known
-          ? { error: known.code, message: known.message, ...known.details }
-          : { error: 'internal', message: (e as Error).message };
-        yield JSON.stringify({ _error: err }) + '\n';
+        yield errorLine(e);
       }
     } finally {
       // The client went away mid-answer: close the read, so its workers stop sending.

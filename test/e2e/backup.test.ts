@@ -14,23 +14,13 @@ import * as path from 'node:path';
 import type { Manifest } from '../../cli/backup-files';
 import { clusterSuite, TestCluster } from '../support/cluster';
 import type { Row } from '../support/driver';
-import { spawnNode, tempDir } from '../support/processes';
+import { runCli, spawnNode, tempDir } from '../support/processes';
 import { uniquePrefix, dropPrefix } from '../support/redis';
 import { sleep, waitFor } from '../support/wait';
 import { makeKeys } from '../../common/keys';
 
 const KEY = crypto.randomBytes(32).toString('base64');
 const OTHER_KEY = crypto.randomBytes(32).toString('base64');
-
-/** Runs the dstore CLI to completion against `url`. */
-async function cli(url: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawnNode(`cli-${args.slice(0, 2).join('-')}`, 'dist/cli/main.js', args, {
-    DSTORE_URL: url,
-    LOG_FORMAT: 'json',
-  });
-  const exit = await child.exited;
-  return { code: exit.code, out: fs.readFileSync(child.logFile, 'utf8') };
-}
 
 const GROUP_ROWS = 10;
 const GROUPS = 400;
@@ -221,7 +211,7 @@ describe('e2e: backup and restore', function () {
     await sleep(2500);
     dir = path.join(tempDir('backup'), 'b1');
     const backupStart = Date.now();
-    const made = await cli(urls[1], ['backup', 'create', dir]);
+    const made = await runCli(urls[1], ['backup', 'create', dir]);
     await sleep(300);
     stop = true;
     await load;
@@ -239,7 +229,7 @@ describe('e2e: backup and restore', function () {
       env: { DSTORE_CHUNK_ROWS: '100', DSTORE_ENCRYPTION_KEY: KEY },
     });
     await restored.start();
-    const r = await cli(restored.url, ['backup', 'restore', dir]);
+    const r = await runCli(restored.url, ['backup', 'restore', dir]);
     assert.equal(r.code, 0, r.out);
     const got = {
       t: new Map((await restored.query<Row>('t')).map((x) => [x._id as string, x])),
@@ -292,7 +282,7 @@ describe('e2e: backup and restore', function () {
   });
 
   it('verify passes on the backup and fails, naming the file, on a flipped byte', async () => {
-    const ok = await cli(e2e.cluster.url, ['backup', 'verify', dir]);
+    const ok = await runCli(e2e.cluster.url, ['backup', 'verify', dir]);
     assert.equal(ok.code, 0, ok.out);
     const copy = path.join(tempDir('backup-flip'), 'b');
     fs.cpSync(dir, copy, { recursive: true });
@@ -301,10 +291,10 @@ describe('e2e: backup and restore', function () {
     const bytes = fs.readFileSync(f);
     bytes[Math.floor(bytes.length / 2)] ^= 0x40;
     fs.writeFileSync(f, bytes);
-    const bad = await cli(e2e.cluster.url, ['backup', 'verify', copy]);
+    const bad = await runCli(e2e.cluster.url, ['backup', 'verify', copy]);
     assert.notEqual(bad.code, 0);
     assert.match(bad.out, /tables\/t\.sqlite does not match its checksum/);
-    const refused = await cli(restored!.url, ['backup', 'restore', copy, '--table', 't', '--as', 't_flipped']);
+    const refused = await runCli(restored!.url, ['backup', 'restore', copy, '--table', 't', '--as', 't_flipped']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.out, /damaged.*nothing was restored/);
     assert.equal((await restored!.api('GET', '/tables/t_flipped')).status, 404);
@@ -312,10 +302,10 @@ describe('e2e: backup and restore', function () {
 
   it('refuses a table that exists, and restores one table under a new name', async () => {
     const c = e2e.cluster;
-    const refused = await cli(c.url, ['backup', 'restore', dir, '--table', 't']);
+    const refused = await runCli(c.url, ['backup', 'restore', dir, '--table', 't']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.out, /table t exists; restore it under another name \(--table t --as <new name>\)/);
-    const ok = await cli(c.url, ['backup', 'restore', dir, '--table', 't', '--as', 't_restored']);
+    const ok = await runCli(c.url, ['backup', 'restore', dir, '--table', 't', '--as', 't_restored']);
     assert.equal(ok.code, 0, ok.out);
     const got = await c.query<Row>('t_restored');
     assert.deepEqual(compare(got, judged.expected.t), { lost: 0, duplicated: 0, wrong: 0 });
@@ -324,7 +314,7 @@ describe('e2e: backup and restore', function () {
 
   it('restores encrypted columns under a new name (re-encrypted for it) and reads them in clear', async () => {
     const c = e2e.cluster;
-    const ok = await cli(c.url, ['backup', 'restore', dir, '--table', 's', '--as', 's2']);
+    const ok = await runCli(c.url, ['backup', 'restore', dir, '--table', 's', '--as', 's2']);
     assert.equal(ok.code, 0, ok.out);
     const got = await c.query<Row>('s2');
     assert.deepEqual(compare(got, judged.expected.s), { lost: 0, duplicated: 0, wrong: 0 });
@@ -360,7 +350,7 @@ describe('e2e: backup and restore', function () {
       { what: 'the killed restore POST aborted', timeoutMs: 30_000 },
     );
     assert.deepEqual(await c.query('t_killed'), []);
-    const again = await cli(c.url, ['backup', 'restore', dir, '--table', 't', '--as', 't_killed']);
+    const again = await runCli(c.url, ['backup', 'restore', dir, '--table', 't', '--as', 't_killed']);
     assert.notEqual(again.code, 0);
     assert.match(again.out, /table t_killed exists.*a restore that was killed leaves its table empty/);
   });
@@ -376,7 +366,7 @@ describe('e2e: backup and restore', function () {
     });
     try {
       await other.start();
-      const r = await cli(other.url, ['backup', 'restore', dir]);
+      const r = await runCli(other.url, ['backup', 'restore', dir]);
       assert.notEqual(r.code, 0);
       assert.match(
         r.out,

@@ -1,21 +1,10 @@
 import 'reflect-metadata';
 import { strict as assert } from 'node:assert';
-import * as fs from 'node:fs';
 import { clusterSuite } from '../support/cluster';
 import { canonical, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
-import { spawnNode } from '../support/processes';
+import { runCli } from '../support/processes';
 import { waitFor } from '../support/wait';
-
-/** Runs the dstore CLI to completion against `url`. */
-async function cli(url: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawnNode(`cli-${args.slice(0, 2).join('-')}`, 'dist/cli/main.js', args, {
-    DSTORE_URL: url,
-    LOG_FORMAT: 'json',
-  });
-  const exit = await child.exited;
-  return { code: exit.code, out: fs.readFileSync(child.logFile, 'utf8') };
-}
 
 const ndjson = (rows: Row[]) => rows.map((r) => JSON.stringify(r)).join('\n');
 
@@ -216,7 +205,9 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     await new Promise((r) => setTimeout(r, 500));
     const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w2'].map((w) => e2e.cluster.workers.get(w)!.child.pid));
     const t0 = Date.now();
-    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'w2', '--timeout', '120']).finally(() => pauser.stop());
+    const res = await runCli(e2e.cluster.url, ['worker', 'drain', 'w2', '--timeout', '120']).finally(() =>
+      pauser.stop(),
+    );
     const drainMs = Date.now() - t0;
     assert.equal(res.code, 0, res.out);
     assert.match(res.out, /w2 drained and retired/);
@@ -279,7 +270,7 @@ describe('e2e: workers join, drain and rebalance while reads run (4 workers, R =
     await new Promise((r) => setTimeout(r, 500));
     const pauser = new Pauser(() => ['w1', 'w3', 'w4', 'w5'].map((w) => e2e.cluster.workers.get(w)!.child.pid));
     const t0 = Date.now();
-    const res = await cli(url2, ['rebalance', '--timeout', '120']).finally(() => pauser.stop());
+    const res = await runCli(url2, ['rebalance', '--timeout', '120']).finally(() => pauser.stop());
     const ms = Date.now() - t0;
     assert.equal(res.code, 0, res.out);
     const results = await Promise.all(readers.map((r) => r.stop()));
@@ -328,20 +319,20 @@ describe('e2e: drain refusals and forced drains (2 workers, R = 2)', function ()
     assert.match(r.body.message, /no worker "nope"; known workers: w1, w2/);
     const bad = await e2e.cluster.api<{ error: string }>('POST', '/workers/a%20b/drain', {});
     assert.equal(bad.status, 400);
-    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'nope']);
+    const res = await runCli(e2e.cluster.url, ['worker', 'drain', 'nope']);
     assert.equal(res.code, 1);
     assert.equal(res.out.trim(), 'dstore: no worker "nope"; known workers: w1, w2 (see dstore workers)');
   });
 
   it('refuses a drain that would leave chunks with fewer than R copies unless forced', async () => {
-    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'w1']);
+    const res = await runCli(e2e.cluster.url, ['worker', 'drain', 'w1']);
     assert.equal(res.code, 1);
     assert.match(
       res.out,
       /^dstore: draining w1 would leave chunks with fewer than DSTORE_REPLICAS=2 copies: only 1 other live worker\(s\) \(w2\)/,
     );
     assert.equal(await e2e.cluster.redis.hlen(e2e.keys.draining), 0, 'nothing was marked');
-    const forced = await cli(e2e.cluster.url, ['worker', 'drain', 'w1', '--force', '--timeout', '60']);
+    const forced = await runCli(e2e.cluster.url, ['worker', 'drain', 'w1', '--force', '--timeout', '60']);
     assert.equal(forced.code, 0, forced.out);
     const got = await e2e.cluster.query<Row>('t');
     assert.equal(checkRead(got, new Map(rows.map((r) => [r._id, canonical(r)]))), undefined);
@@ -355,10 +346,10 @@ describe('e2e: drain refusals and forced drains (2 workers, R = 2)', function ()
   });
 
   it('never drains the last worker, even forced, and says so', async () => {
-    const res = await cli(e2e.cluster.url, ['worker', 'drain', 'w2', '--force']);
+    const res = await runCli(e2e.cluster.url, ['worker', 'drain', 'w2', '--force']);
     assert.equal(res.code, 1);
     assert.match(res.out, /^dstore: cannot drain w2: no other live worker could take its chunks/);
-    const again = await cli(e2e.cluster.url, ['worker', 'drain', 'w1']);
+    const again = await runCli(e2e.cluster.url, ['worker', 'drain', 'w1']);
     assert.equal(again.code, 1);
     assert.match(again.out, /^dstore: worker w1 was already drained and retired/);
   });

@@ -246,3 +246,18 @@ process.on('exit', () => {
     }
   }
 });
+
+/** Runs the dstore CLI to completion against `url` (as DSTORE_URL); `out` is what it wrote, stdout and stderr. */
+export async function runCli(
+  url: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string }> {
+  const child = spawnNode(`cli-${args.slice(0, 2).join('-')}`, 'dist/cli/main.js', args, {
+    DSTORE_URL: url,
+    LOG_FORMAT: 'json',
+    ...env,
+  });
+  const exit = await child.exited;
+  return { code: exit.code, out: fs.readFileSync(child.logFile, 'utf8') };
+}
