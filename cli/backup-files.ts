@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import type { TableIndexes } from '../common/indexes';
 import { CliError } from './http-client';
+import { storedRowId } from '../common/changes';
 
 /** The format a backup directory is written in; a reader refuses any other. */
 export const BACKUP_FORMAT = 'dstore-backup';
@@ -111,19 +112,13 @@ export class TableFileWriter {
   }
 }
 
-/** How every stored row begins (coordinator/ingest.ts, withIdFirst). */
-const ID_HEAD = '{"_id":"';
-
-/** The `_id` of a stored row: read off its head when it holds no escape, else parsed. */
+/** The `_id` of a stored row. */
 export function idOf(line: string): string {
-  if (line.startsWith(ID_HEAD)) {
-    const end = line.indexOf('"', ID_HEAD.length);
-    const id = line.slice(ID_HEAD.length, end);
-    if (end > 0 && !id.includes('\\')) return id;
+  try {
+    return storedRowId(line);
+  } catch (e) {
+    throw new CliError(`the coordinator sent ${(e as Error).message}`);
   }
-  const row = JSON.parse(line) as { _id?: unknown };
-  if (typeof row._id !== 'string') throw new CliError(`the coordinator sent a row without _id: ${line.slice(0, 100)}`);
-  return row._id;
 }
 
 /** SHA-256 (hex) and size of a file, read in pieces. */

@@ -8,6 +8,7 @@ import {
   type UpdateResult,
 } from '../common/api';
 import type { AggregateSpec, SortSpec } from '../common/query';
+import type { ChangeEvent, ChangeRetention } from '../common/changes';
 import { readAnswer, type Trailer } from './answers';
 import { DstoreError } from './errors';
 import { Transport, tablePath } from './http';
@@ -62,6 +63,8 @@ export interface AggregateQuery {
 export interface AlterTable {
   addColumns?: Record<string, string | { type: string; default?: unknown }>;
   dropColumns?: string[];
+  /** Turns the table's change stream on (true, or a retention) or off (false). */
+  changes?: boolean | ChangeRetention;
 }
 
 /** What {@link Dstore.alterTable} answers. */
@@ -111,9 +114,12 @@ export class Dstore {
   /** Creates a table; `created` is false when it existed with the same schema (a different one is a 409). */
   async createTable(
     name: string,
-    opts: { schema?: Record<string, string> | string } = {},
+    opts: { schema?: Record<string, string> | string; changes?: boolean | ChangeRetention } = {},
   ): Promise<{ table: TableInfo; created: boolean }> {
-    return this.http.request('PUT', tablePath(name), opts.schema === undefined ? {} : { schema: opts.schema });
+    return this.http.request('PUT', tablePath(name), {
+      ...(opts.schema === undefined ? {} : { schema: opts.schema }),
+      ...(opts.changes === undefined ? {} : { changes: opts.changes }),
+    });
   }
 
   /**
@@ -264,6 +270,24 @@ export class Table<T extends object = Record<string, unknown>> {
   /** Deletes every row `where` selects (`{}` for all). */
   async delete(where: Record<string, unknown>): Promise<DeleteResult> {
     return this.http.request('DELETE', tablePath(this.name, '/records'), { where });
+  }
+
+  /**
+   * The table's committed changes as they happen, one event per row, in its write order
+   * (a table created or altered with `changes`). Starts at the end, or after the event whose
+   * `token` is `opts.after` (keep the last token seen to resume after a disconnect, through
+   * any coordinator, without a gap or a repeat). Runs until the loop breaks; fails with a
+   * {@link DstoreError} (410 `changes_lost`) when events after `after` are no longer kept.
+   */
+  async *watch(opts: { after?: string } = {}): AsyncGenerator<ChangeEvent> {
+    const q = opts.after === undefined ? '' : `?after=${encodeURIComponent(opts.after)}`;
+    for await (const lines of this.http.streamLineBatches(tablePath(this.name, `/changes${q}`), undefined, 'GET')) {
+      for (const line of lines) {
+        const e = JSON.parse(line) as ChangeEvent & { _error?: { error: string; message: string } };
+        if (e._error) throw new DstoreError(e._error.message, undefined, e._error.error);
+        yield e;
+      }
+    }
   }
 }
 

@@ -28,3 +28,4 @@ export type {
   UpdateResult,
 } from '../common/api';
 export type { AggregateSpec, SortSpec } from '../common/query';
+export type { ChangeEvent, ChangeOp, ChangeRetention } from '../common/changes';

@@ -10,8 +10,9 @@ import { NOT_KEYS, type Keys } from './keys';
 // A valid id that cannot occur in a real key name, turned into a glob `*` afterwards.
 const MARK = 'ACLxMARKx0';
 
-function pattern(keyOf: (id: string) => string): string {
-  return keyOf(MARK).split(MARK).join('*');
+function pattern(keyOf: (...ids: string[]) => string): string {
+  // Every argument the mark (a key of a table and a write takes two).
+  return keyOf(MARK, MARK).split(MARK).join('*');
 }
 
 /** Commands every dstore connection needs: connect, name itself, ready check, close. */
@@ -87,7 +88,7 @@ export function allKeyPatterns(keys: Keys): string[] {
     if (NOT_KEYS.includes(name as keyof Keys) || name === 'workerFetch') continue;
     if (name === 'bullPrefix') out.add(`${v as string}:*`);
     else if (typeof v === 'string') out.add(v);
-    else if (typeof v === 'function') out.add(pattern(v as (id: string) => string));
+    else if (typeof v === 'function') out.add(pattern(v as (...ids: string[]) => string));
   }
   return [...out];
 }

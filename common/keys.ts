@@ -102,6 +102,18 @@ export interface Keys {
    */
   upserting(table: string): string;
   /**
+   * STREAM: the committed changes of a table with changes on (common/changes.ts), one entry
+   * per row changed, in the table's write order: fields `op`, `id`, `row`. Tagged by the
+   * table, like its id index.
+   */
+  changes(table: string): string;
+  /**
+   * LIST: the change events of one write (a POST, an UPDATE or DELETE) staged until its
+   * commit moves them into {@link changes} (common/lua/move-changes-2.lua); deleted when the
+   * POST aborts.
+   */
+  changesStaged(table: string, write: string): string;
+  /**
    * STRING: the write-order lock of a table (a token, with a lease): UPDATE, DELETE and
    * COMMIT are XADDed to every stream while holding it (coordinator/order-lock.ts).
    */
@@ -187,6 +199,9 @@ export function makeKeys(prefix: string): Keys {
     mutationsInflight: `${shared}:mutations:inflight`,
     idIndex: (table) => `${prefix}:table:{${assertName('table', table)}}:ids`,
     upserting: (table) => `${prefix}:table:{${assertName('table', table)}}:upserting`,
+    changes: (table) => `${prefix}:table:{${assertName('table', table)}}:changes`,
+    changesStaged: (table, write) =>
+      `${prefix}:table:{${assertName('table', table)}}:staged:${assertName('op id', write)}`,
     orderLock: (table) => `${shared}:order:${assertName('table', table)}`,
     orderPending: (table) => `${shared}:order:${assertName('table', table)}:pending`,
     bullPrefix: `${shared}:bull`,

@@ -57,6 +57,11 @@ export interface DstoreCommands {
   releaseLock(lock: string, token: string): Promise<number>;
   /** Extends a lock's lease only if it still holds `token` (common/lua/renew-lock-1.lua). */
   renewLock(lock: string, token: string, leaseMs: number): Promise<number>;
+  /**
+   * Moves at most `count` staged change events of a write into the table's change stream;
+   * returns how many are left (common/lua/move-changes-2.lua).
+   */
+  moveChanges(staged: string, stream: string, count: string, maxLen: string, minId: string): Promise<number>;
   /** Publishes a FETCH/DIGEST with the worker's read fence spliced in (common/lua/publish-fenced-1.lua). */
   publishFenced(workerOps: string, channel: string, head: string, rest: string, sharded: '0' | '1'): Promise<number>;
   /** Records the shard a worker serves; a new one forgets the worker's chunks (common/lua/lose-shard-4.lua). */

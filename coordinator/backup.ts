@@ -2,13 +2,12 @@ import { ulid } from 'ulid';
 import { build, BackupEndMessage, BackupMessage } from '../common/messages';
 import { normalizeQuery } from '../common/query';
 import { redisNow } from '../common/redis';
-import { resumePendingCommit, sendCommitOps, stagedUpserts } from './commit-send';
+import { placementInOrder, resumePendingCommit } from './commit-send';
 import type { CoordinatorContext } from './context';
 import { ApiError, unavailable } from './errors';
 import type { FetchMerger } from './fetch-merger';
 import { xaddEach } from './ops';
 import { ORDER_LEASE_MS, takeOrderLock, type ReleaseOrderLock } from './order-lock';
-import { readChunkMetas, type OpenPost } from './placement';
 import type { TableDef } from './table-def';
 
 /** One table as a backup's cut holds it. */
@@ -98,37 +97,12 @@ export class Backups {
 
   private async cutUnderLocks(backup: string, names: string[]): Promise<BackupCut> {
     const { cmd, keys } = this.ctx;
-    // One moment (one slot, one MULTI): each table's chunk set and the open POSTs. Read apart,
-    // a POST opened between the two reads would have its chunks taken for committed ones.
-    const read = cmd.multi().hgetall(keys.tables).hgetall(keys.openPosts);
-    for (const name of names) read.smembers(keys.tableChunks(name));
-    const [defs, openRaw, ...chunkSets] = (await read.exec())!.map(([err, v]) => {
-      if (err) throw err;
-      return v;
-    }) as [Record<string, string>, Record<string, string>, ...string[][]];
-    const open = Object.entries(openRaw).map(([post, raw]) => [post, JSON.parse(raw) as OpenPost] as const);
-    const locked = new Set(names);
-    // A POST marked committing may have its COMMIT on some streams only (its sender died
-    // before the pending record was written) or on none: sent again, it is before the cut on
-    // every stream. Sending again is harmless (COMMIT is idempotent, UPSERTs keep their op ids).
-    for (const [post, p] of open) {
-      if (!p.committing || !locked.has(p.table)) continue;
-      const workers = await cmd.smembers(keys.postWorkers(post));
-      await sendCommitOps(this.ctx, p.table, post, workers, await stagedUpserts(this.ctx, post));
-    }
-    const notCommitted = new Set(open.filter(([, p]) => !p.committing).map(([post]) => post));
+    const { defs, placements } = await placementInOrder(this.ctx, names);
     const tables: BackupTable[] = [];
     const holders = new Set<string>();
-    for (const [i, name] of names.entries()) {
-      if (!defs[name]) continue; // dropped before its lock was had
-      const metas = await readChunkMetas(cmd, keys, chunkSets[i]);
-      const chunks: Record<string, string[]> = {};
-      for (const [id, m] of metas) {
-        if (notCommitted.has(m.post)) continue;
-        chunks[id] = m.replicas;
-        for (const w of m.replicas) holders.add(w);
-      }
-      tables.push({ def: JSON.parse(defs[name]) as TableDef, chunks });
+    for (const [name, p] of placements) {
+      for (const replicas of p.chunks.values()) for (const w of replicas) holders.add(w);
+      tables.push({ def: defs.get(name)!, chunks: Object.fromEntries(p.chunks) as Record<string, string[]> });
     }
     const workers = [...new Set([...(await this.ctx.workers.known()), ...holders])].sort();
     const msg = build(BackupMessage, { op: ulid(), backup, idleMs: this.idleMs, replyTo: this.ctx.replyTo }).toArgs();

@@ -8,6 +8,7 @@ import { inWriteOrder, OrderLockTimeout } from './order-lock';
 import { planAlter, type AlterPlan } from './schema-change';
 import type { TableEncryption } from './encryption';
 import type { IndexListing } from '../common/api';
+import { parseChanges, type ChangeRetention } from '../common/changes';
 import { checkIndex, IndexError, INDEX_LIMITS, type IndexSpec, type IndexStatus } from '../common/indexes';
 import { parseTableSchema } from './schema';
 import type { TableDef } from './table-def';
@@ -54,9 +55,19 @@ export class Catalogue {
    * Creates a table. Creating one that exists with the same schema is a no-op
    * (`created: false`); with another schema it is a 409.
    */
-  async create(name: string, schemaInput?: unknown): Promise<{ table: TableDef; created: boolean }> {
+  async create(
+    name: string,
+    schemaInput?: unknown,
+    changesInput?: unknown,
+  ): Promise<{ table: TableDef; created: boolean }> {
     Catalogue.checkName(name);
     const { schema, encrypted } = parseTableSchema(schemaInput);
+    let changes: ChangeRetention | false = false;
+    try {
+      if (changesInput !== undefined) changes = parseChanges(changesInput);
+    } catch (e) {
+      throw badRequest(`changes: ${(e as Error).message}`, { field: 'changes' });
+    }
     const keyCheck = this.encryption ? this.encryption.keyCheckFor(name, encrypted) : undefined;
     if (encrypted.length > 0 && !keyCheck)
       throw badRequest('this coordinator cannot create encrypted columns', { field: 'schema' });
@@ -66,6 +77,7 @@ export class Catalogue {
       createdAt: Date.now(),
       ...(schema ? { schema } : {}),
       ...(encrypted.length ? { encrypted, keyCheck } : {}),
+      ...(changes ? { changes } : {}),
     };
     const created = (await this.cmd.hsetnx(this.keys.tables, name, JSON.stringify(def))) === 1;
     if (!created) {
@@ -210,7 +222,11 @@ export class Catalogue {
         this.ctx,
         name,
         `the schema change of ${name}`,
-        async () => (await this.cmd.hsetIf(this.keys.tables, name, raw, JSON.stringify(plan.table))) === 1,
+        async () => {
+          if ((await this.cmd.hsetIf(this.keys.tables, name, raw, JSON.stringify(plan.table))) !== 1) return false;
+          if (def.changes && !plan.table.changes) await this.forgetChanges(name);
+          return true;
+        },
         'fail',
       ).catch((e: unknown) => {
         if (e instanceof OrderLockTimeout) throw unavailable(e.message, { table: name });
@@ -256,6 +272,18 @@ export class Catalogue {
       this.opTimeoutMs,
     );
     await this.forgetChunks(name);
+    await this.cmd.unlink(this.keys.changes(name));
+  }
+
+  /**
+   * Changes turned off: the events kept are dropped, and the stream counts one more event
+   * than it held (a marker, removed with them), so a watcher's token from before is refused
+   * (410) once changes are on again: the writes in between were not recorded.
+   */
+  private async forgetChanges(table: string): Promise<void> {
+    const key = this.keys.changes(table);
+    await this.cmd.xadd(key, 'NOMKSTREAM', '*', 'op', 'gap', 'id', '-', 'row', '', 'n', '0');
+    await this.cmd.xtrim(key, 'MAXLEN', 0);
   }
 
   /** Removes the placement records of a dropped table's chunks. */

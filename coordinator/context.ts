@@ -37,7 +37,12 @@ export async function broadcastToAll(
   ctx: CoordinatorContext,
   make: (op: string) => Message,
   timeoutMs: number,
-  opts: { inflight?: boolean; orderTable?: string } = {},
+  opts: {
+    inflight?: boolean;
+    orderTable?: string;
+    /** Runs under the write-order lock around the XADDs (`send`): an UPDATE's change events. */
+    inOrder?: (send: () => Promise<void>, op: string, msg: Message) => Promise<void>;
+  } = {},
 ): Promise<OpOutcome> {
   const token = opts.inflight ? `${ctx.coordinatorId}:${ulid()}` : undefined;
   if (token) await ctx.cmd.touch(ctx.keys.mutationsInflight, token);
@@ -56,7 +61,14 @@ export async function broadcastToAll(
       ordered:
         opts.orderTable === undefined
           ? undefined
-          : (send) => inWriteOrder(ctx, opts.orderTable!, 'an UPDATE/DELETE', send, 'fail'),
+          : (send, op, msg) =>
+              inWriteOrder(
+                ctx,
+                opts.orderTable!,
+                'an UPDATE/DELETE',
+                () => (opts.inOrder ? opts.inOrder(send, op, msg) : send()),
+                'fail',
+              ),
     });
   } finally {
     // After a failed XADD too (the op is then on some streams only, and the request fails).

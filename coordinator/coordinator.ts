@@ -22,6 +22,7 @@ import { IdIndex } from './id-index';
 import { normalizeQuery } from '../common/query';
 import { ReplyRouter } from './reply-router';
 import { Backups } from './backup';
+import { ChangeFeed } from './changes';
 
 /**
  * A coordinator: the HTTP API over the catalogue, ingest, reads and mutations. It
@@ -43,6 +44,8 @@ export class Coordinator {
   readonly mutations: Mutations;
   /** Encrypted columns (DSTORE_ENCRYPTION_KEY). */
   readonly encryption: TableEncryption;
+  /** Tables' change streams, for watchers. */
+  readonly changes: ChangeFeed;
   /** Backups in progress (coordinator/backup.ts). */
   readonly backups: Backups;
   /** Repair (and later scrub, clean-up) as BullMQ jobs. */
@@ -112,8 +115,9 @@ export class Coordinator {
       { window: opts.fetchWindow, queue: fetchQueue },
       { planned: (n) => this.metrics.fetchWorkers.observe(n) },
     );
-    this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption);
+    this.mutations = new Mutations(ctx, opts.ackTimeoutMs, this.encryption, (t, q, o) => this.fetch.read(t, q, o));
     this.backups = new Backups(ctx, this.fetch);
+    this.changes = new ChangeFeed(this.cmd, this.keys);
     this.queries = new QueryService({
       catalogue: this.catalogue,
       encryption: this.encryption,

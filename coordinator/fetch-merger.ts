@@ -1,5 +1,5 @@
 import { pinnedIds } from '../common/filter';
-import { respRows, type FetchRespMessage } from '../common/messages';
+import { respRows, type FetchRespMessage, type UpdatePreview } from '../common/messages';
 import { aggregateName, type AggregateSpec, type QuerySpec, type SortSpec } from '../common/query';
 import { compareSql, toSqlValue, type SqlValue } from '../common/sqlite-order';
 import { unavailable } from './errors';
@@ -28,6 +28,13 @@ export interface ReadOptions {
    * at the backup's cut, and the chunks are those of the cut's placement.
    */
   snapshot?: { backup: string; placement: TablePlacement };
+  /**
+   * Rows as this UPDATE would leave them (a plain read of whole rows): the after-images an
+   * UPDATE of a table with changes on reads under its write-order lock (coordinator/mutations.ts).
+   */
+  preview?: UpdatePreview;
+  /** The placement to read, kept as given (the table's write order under its lock, commit-send.ts). */
+  placement?: TablePlacement;
 }
 
 /** What `"explain": true` answers: which workers a read would ask, for which chunks, and why. */
@@ -146,8 +153,9 @@ export class FetchMerger {
     const { live, version, pinned: pins } = await (started ?? this.start(table, q.where));
     if (live.length === 0 && !opts.explain)
       throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
-    const placement = opts.snapshot?.placement ?? (await this.placements.get(table, version));
-    const only = opts.snapshot ? undefined : pins?.chunks;
+    const given = opts.snapshot?.placement ?? opts.placement;
+    const placement = given ?? (await this.placements.get(table, version));
+    const only = given ? undefined : pins?.chunks;
     const ids = pins && { length: pins.ids };
     const plan = new ReadPlan(
       {
@@ -166,7 +174,7 @@ export class FetchMerger {
       placement,
       opts.partial || opts.explain === true,
       only,
-      opts.snapshot?.backup,
+      { snapshot: opts.snapshot?.backup, preview: opts.preview, fixed: given !== undefined },
     );
     if (opts.explain) {
       const explain = this.explain(plan, ids?.length);
@@ -243,7 +251,11 @@ export class FetchMerger {
       this.ctx,
       plan.table,
       assignments,
-      { query: q, ...(plan.snapshot === undefined ? {} : { snapshot: plan.snapshot }) },
+      {
+        query: q,
+        ...(plan.mode.snapshot === undefined ? {} : { snapshot: plan.mode.snapshot }),
+        ...(plan.mode.preview === undefined ? {} : { preview: plan.mode.preview }),
+      },
       {
         timeoutMs: this.timeoutMs,
         flow: this.flow,

@@ -9,6 +9,7 @@ import {
   type DigestRespMessage,
   type FetchErrorCode,
   type FetchRespMessage,
+  type UpdatePreview,
 } from '../common/messages';
 import type { QuerySpec } from '../common/query';
 import { isCluster, publish, type DstoreRedis } from '../common/redis';
@@ -50,7 +51,8 @@ function rowBytes(m: AnswerBatch): number {
 }
 
 /** What a round asks: rows for a query (FETCH), or digests of chunks (DIGEST: scrub, repair, copy checks). */
-export type RoundRequest = { query: QuerySpec; explain?: boolean; snapshot?: string } | { digest: true };
+export type RoundRequest =
+  { query: QuerySpec; explain?: boolean; snapshot?: string; preview?: UpdatePreview } | { digest: true };
 
 /** The chunks one worker answers for in a round. */
 export interface Assignment {
@@ -198,6 +200,7 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
                 ...this.request.query,
                 ...(this.request.explain ? { explain: true } : {}),
                 ...(this.request.snapshot === undefined ? {} : { snapshot: this.request.snapshot }),
+                ...(this.request.preview === undefined ? {} : { preview: this.request.preview }),
               });
         // The fence goes last: `{…}` becomes `{…,"tail":"<id>"}` in Redis.
         const json = encodeFetch(msg);

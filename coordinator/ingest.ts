@@ -19,6 +19,8 @@ import { xaddEach } from './ops';
 import { inWriteOrder } from './order-lock';
 import { sendCommitOps, stagedUpserts, unmarkUpserts, type CommitContext } from './commit-send';
 import { bumpPlacement } from './placement';
+import { stageChanges } from './changes';
+import { stagedEvent } from '../common/changes';
 import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
 /** What a successful POST reports. */
@@ -91,6 +93,11 @@ export class Ingest {
     onConflict: OnConflict = 'error',
     ciphertextOf?: string,
   ): Promise<IngestResult> {
+    if (table.changes && onConflict === 'merge')
+      throw badRequest(
+        `onConflict=merge is not supported on table ${table.name}, whose changes are on (its update events need each merged row whole); use onConflict=replace, or PATCH /tables/${table.name} {"changes": false}`,
+        { field: 'onConflict' },
+      );
     // Refuses (no key, wrong key) before anything is sent.
     const cipher = this.encryption?.cipherFor(table, 'write');
     if (cipher && ciphertextOf !== undefined) records = decrypted(records, table, ciphertextOf, cipher);
@@ -381,6 +388,16 @@ class PostRun {
     );
     if (stored.size > 0 || (this.onConflict === 'merge' && this.table.defaults))
       [ids, rows] = await this.stageUpserts(stored, ids, rows);
+    // A table with changes on: the chunk's rows are its insert events, moved into the change
+    // stream with the COMMIT (nothing, if the POST aborts).
+    if (this.table.changes)
+      await stageChanges(
+        cmd,
+        keys,
+        this.table.name,
+        this.post,
+        ids.map((id, i) => stagedEvent('insert', id, rows[i])),
+      );
     const msg = buildRows(PostMessage, {
       chunk,
       post: this.post,
@@ -444,6 +461,15 @@ class PostRun {
     if (batch.ids.length > 0) {
       this.updated += batch.ids.length;
       await this.d.cmd.rpush(this.d.keys.postUpserts(this.post), JSON.stringify(batch));
+      // A replaced row is an update whose row is the new one (merge is refused with changes on).
+      if (this.table.changes)
+        await stageChanges(
+          this.d.cmd,
+          this.d.keys,
+          this.table.name,
+          this.post,
+          batch.ids.map((id, i) => stagedEvent('update', id, batch.rows[i])),
+        );
     }
     return keep;
   }
@@ -746,6 +772,8 @@ export async function abortPost(
   const msg = build(AbortMessage, { op: ulid(), post, replyTo: ctx.replyTo });
   const args = msg.toArgs();
   await xaddEach(ctx, workers, args);
+  // Its change events, if it staged any: an aborted POST changed nothing.
+  await cmd.del(keys.changesStaged(table, post));
   const staged = await stagedUpserts(ctx, post);
   if (staged.length > 0) {
     await unmarkUpserts(

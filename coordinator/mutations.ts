@@ -1,5 +1,10 @@
 import { compileFilter, FilterError, parseField } from '../common/filter';
-import { build, DeleteMessage, UpdateMessage } from '../common/messages';
+import { build, DeleteMessage, UpdateMessage, type Message, type UpdatePreview } from '../common/messages';
+import { normalizeQuery } from '../common/query';
+import { stagedEvent, storedRowId } from '../common/changes';
+import { publishChanges, stageChanges } from './changes';
+import { pendingMutation, placementInOrder } from './commit-send';
+import type { FetchMerger } from './fetch-merger';
 import type { TableDef } from './table-def';
 import { badRequest, unavailable } from './errors';
 import { broadcastToAll, type CoordinatorContext } from './context';
@@ -34,6 +39,8 @@ export class Mutations {
     private readonly ctx: CoordinatorContext,
     private readonly timeoutMs: number,
     private readonly encryption?: TableEncryption,
+    /** Reads (FetchMerger.read): the rows an UPDATE or DELETE of a table with changes on reaches. */
+    private readonly read?: FetchMerger['read'],
   ) {}
 
   /** Sets fields on every row matching `where`. */
@@ -60,8 +67,10 @@ export class Mutations {
     const stored = cipher
       ? this.encryption!.encryptSet(table, cipher, set as Record<string, unknown>)
       : (set as Record<string, unknown>);
-    const out = await this.send(table.name, (op) =>
-      build(UpdateMessage, { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }),
+    const out = await this.send(
+      table,
+      (op) => build(UpdateMessage, { op, table: table.name, where, set: stored, replyTo: this.ctx.replyTo }),
+      { where, preview: { set: stored } },
     );
     return result(this.ctx, out);
   }
@@ -77,16 +86,15 @@ export class Mutations {
     const where = {
       $or: [...cols.map((c) => ({ [c]: { $exists: false } })), ...plan.unset.map((c) => ({ [c]: { $exists: true } }))],
     };
-    const out = await this.send(table.name, (op) =>
-      build(UpdateMessage, {
-        op,
-        table: table.name,
-        where,
-        set: {},
-        ...(cols.length ? { fill: plan.fill } : {}),
-        ...(plan.unset.length ? { unset: plan.unset } : {}),
-        replyTo: this.ctx.replyTo,
-      }),
+    const change = {
+      set: {},
+      ...(cols.length ? { fill: plan.fill } : {}),
+      ...(plan.unset.length ? { unset: plan.unset } : {}),
+    };
+    const out = await this.send(
+      table,
+      (op) => build(UpdateMessage, { op, table: table.name, where, ...change, replyTo: this.ctx.replyTo }),
+      { where, preview: change },
     );
     return result(this.ctx, out);
   }
@@ -96,18 +104,29 @@ export class Mutations {
     checkWhere(where);
     checkFilter(where, table.schema);
     this.encryption?.checkWhere(table, where);
-    const out = await this.send(table.name, (op) =>
-      build(DeleteMessage, { op, table: table.name, where, replyTo: this.ctx.replyTo }),
+    const out = await this.send(
+      table,
+      (op) => build(DeleteMessage, { op, table: table.name, where, replyTo: this.ctx.replyTo }),
+      { where },
     );
     return result(this.ctx, out);
   }
 
-  private async send(table: string, make: (op: string) => UpdateMessage | DeleteMessage): Promise<OpOutcome> {
+  private async send(
+    def: TableDef,
+    make: (op: string) => UpdateMessage | DeleteMessage,
+    reach: Reach,
+  ): Promise<OpOutcome> {
+    const table = def.name;
     if ((await this.ctx.workers.live()).length === 0)
       throw unavailable('no live workers; start one with `dstore worker` (or `dstore up`)');
     let out: OpOutcome;
     try {
-      out = await broadcastToAll(this.ctx, make, this.timeoutMs, { inflight: true, orderTable: table });
+      out = await broadcastToAll(this.ctx, make, this.timeoutMs, {
+        inflight: true,
+        orderTable: table,
+        inOrder: (send, op, msg) => this.withChanges(table, reach, send, op, msg),
+      });
     } catch (e) {
       if (e instanceof OrderLockTimeout) throw unavailable(e.message, { table });
       throw e;
@@ -124,6 +143,59 @@ export class Mutations {
     }
     return out;
   }
+
+  /**
+   * Under the table's write-order lock, for a table with changes on (read again here: the
+   * lock orders this against a PATCH that turns them on or off): reads the rows the op
+   * reaches, as the op will leave them (a DELETE: their `_id`s), with the exactness of any
+   * read (a chunk no live worker holds fails the op, 503, before anything is sent); stages
+   * them as the op's change events; records the op as the table's pending write; sends it;
+   * moves the events into the change stream; clears the record. No other write of the table
+   * can come between the read and the op. A coordinator that dies part way leaves the
+   * record, and the next holder of the lock sends the op again (workers apply an op id
+   * once) and moves what is left of its events (commit-send.ts, resumePending).
+   */
+  private async withChanges(
+    table: string,
+    reach: Reach,
+    send: () => Promise<void>,
+    op: string,
+    msg: Message,
+  ): Promise<void> {
+    const { cmd, keys } = this.ctx;
+    const raw = await cmd.hget(keys.tables, table);
+    const changes = raw ? (JSON.parse(raw) as TableDef).changes : undefined;
+    if (!changes || !this.read) return send();
+    const events: string[] = [];
+    const q = normalizeQuery(reach.preview ? { where: reach.where } : { where: reach.where, fields: ['_id'] });
+    // The chunks the op reaches: those of POSTs whose COMMIT is before it on the streams,
+    // including POSTs whose commit was sent but whose record is not closed yet.
+    const placement = (await placementInOrder(this.ctx, [table])).placements.get(table);
+    if (!placement) return send(); // dropped meanwhile: the op reaches nothing
+    for await (const piece of this.read(table, q, {
+      placement,
+      ...(reach.preview ? { preview: reach.preview } : {}),
+    })) {
+      if (!('rows' in piece)) continue;
+      for (const line of piece.rows.split('\n')) {
+        if (line === '') continue;
+        const id = storedRowId(line);
+        events.push(reach.preview ? stagedEvent('update', id, line) : stagedEvent('delete', id));
+      }
+    }
+    await stageChanges(cmd, keys, table, op, events);
+    await cmd.set(keys.orderPending(table), pendingMutation(op, msg));
+    await send();
+    await publishChanges(cmd, keys, table, op, changes);
+    await cmd.del(keys.orderPending(table));
+  }
+}
+
+/** Which rows an UPDATE or DELETE reaches, and what an UPDATE makes of them. */
+interface Reach {
+  where: unknown;
+  /** An UPDATE's change; absent for a DELETE. */
+  preview?: UpdatePreview;
 }
 
 /**

@@ -55,7 +55,7 @@ export async function broadcastOp(
     joined?: () => Promise<string[]>;
     sent?: () => Promise<void>;
     live?: () => Promise<string[]>;
-    ordered?: (send: () => Promise<void>) => Promise<void>;
+    ordered?: (send: () => Promise<void>, op: string, msg: Message) => Promise<void>;
   } = {},
 ): Promise<OpOutcome> {
   const op = ulid();
@@ -79,7 +79,7 @@ export async function broadcastOp(
       await xaddEach(writer, late, args);
       sentTo.push(...late);
     };
-    await (hooks.ordered ? hooks.ordered(send) : send());
+    await (hooks.ordered ? hooks.ordered(send, op, msg) : send());
     await hooks.sent?.();
     if (waiting.size > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -4,6 +4,20 @@ import type { DstoreRedis } from '../common/redis';
 import { unavailable } from './errors';
 import type { Assignment, FetchRound, WorkerFailure } from './fetch-round';
 import type { PlacementCache, TablePlacement } from './placement';
+import type { UpdatePreview } from '../common/messages';
+
+/** A read that is not an ordinary one. */
+export interface ReadMode {
+  /** A backup's read: the id of the snapshot every worker answers from. */
+  snapshot?: string;
+  /** An UPDATE's after-images: what every worker answers instead of the rows as they are. */
+  preview?: UpdatePreview;
+  /**
+   * The placement was given for this read (a backup's cut, the write order under a lock) and
+   * is kept as it is: not reloaded when a worker lacks a chunk.
+   */
+  fixed?: boolean;
+}
 
 /** Chunks left out of a partial answer, and the workers that hold them. */
 export interface Gap {
@@ -87,11 +101,8 @@ export class ReadPlan {
     private readonly partial: boolean,
     /** The only chunks that can hold a match (the filter pins `_id`s); absent: any chunk. */
     readonly only?: ReadonlySet<string>,
-    /**
-     * A backup's read: the id of the snapshot every worker answers from, and `placement` is
-     * the backup's cut, kept as it is (not reloaded when a worker lacks a chunk).
-     */
-    readonly snapshot?: string,
+    /** What kind of read this is, when not an ordinary one. */
+    readonly mode: ReadMode = {},
   ) {
     this.live = new Set(live);
   }
@@ -151,9 +162,9 @@ export class ReadPlan {
       const why = ws.map(
         (w) => `${w} (${this.failedWorkers.get(w) ?? (this.live.has(w) ? 'does not hold it' : 'down')})`,
       );
-      if (this.snapshot !== undefined)
+      if (this.mode.snapshot !== undefined)
         throw unavailable(
-          `${chunks.length} chunk(s) have no copy left as of backup ${this.snapshot}'s cut; their holders: ${why.join(', ')}. A worker that restarted since the cut has no snapshot of it: start the backup again`,
+          `${chunks.length} chunk(s) have no copy left as of backup ${this.mode.snapshot}'s cut; their holders: ${why.join(', ')}. A worker that restarted since the cut has no snapshot of it: start the backup again`,
           { missingWorkers: ws, missingChunks: chunks.length },
         );
       throw unavailable(
@@ -211,7 +222,7 @@ export class ReadPlan {
       const now = Date.now();
       await this.deps.cmd.zadd(this.deps.keys.underReplicated, ...lost.flatMap((c) => [now, c])).catch(() => undefined);
     }
-    if (reload && this.snapshot === undefined) {
+    if (reload && !this.mode.fixed) {
       this.deps.placements.invalidate(this.table);
       this.placement = await this.deps.placements.get(this.table);
     }

@@ -1,6 +1,7 @@
 import { badRequest, conflict } from './errors';
 import { checkRow, parseTableSchema, type Schema } from './schema';
 import type { TableDef } from './table-def';
+import { parseChanges } from '../common/changes';
 
 /** What a schema change ({@link planAlter}) does: the new definition and the rows change. */
 export interface AlterPlan {
@@ -14,12 +15,13 @@ export interface AlterPlan {
   unset: string[];
 }
 
-const KEYS = new Set(['addColumns', 'dropColumns']);
+const KEYS = new Set(['addColumns', 'dropColumns', 'changes']);
 
 /**
  * Checks a `PATCH /tables/:name` body against the table and returns the plan: `addColumns`
- * `{"col": "type"}` or `{"col": {"type": "integer", "default": 0}}`, and `dropColumns`
- * `["col"]`. Only typed tables have columns to change; `_id`, a column an index uses, and an
+ * `{"col": "type"}` or `{"col": {"type": "integer", "default": 0}}`, `dropColumns`
+ * `["col"]`, and `changes` (true, false or a retention: common/changes.ts). Only typed tables
+ * have columns to change; `_id`, a column an index uses, and an
  * encrypted column to be added are refused, each with a message naming the field.
  */
 export function planAlter(def: TableDef, body: unknown): AlterPlan {
@@ -31,6 +33,24 @@ export function planAlter(def: TableDef, body: unknown): AlterPlan {
     throw badRequest(`unknown key ${JSON.stringify(unknownKey)}; a table change takes addColumns and dropColumns`, {
       field: unknownKey,
     });
+  let changes = def.changes;
+  if ('changes' in b) {
+    try {
+      changes = parseChanges(b.changes) || undefined;
+    } catch (e) {
+      throw badRequest(`changes: ${(e as Error).message}`, { field: 'changes' });
+    }
+  }
+  const withChanges = (t: TableDef): TableDef => {
+    if (changes) t.changes = changes;
+    else delete t.changes;
+    return t;
+  };
+  if (!('addColumns' in b) && !('dropColumns' in b)) {
+    if (!('changes' in b))
+      throw badRequest('nothing to change: give addColumns, dropColumns or changes', { field: 'addColumns' });
+    return { table: withChanges({ ...def, version: def.version + 1 }), added: [], dropped: [], fill: {}, unset: [] };
+  }
   if (!def.schema)
     throw badRequest(
       `table ${def.name} has no schema, so it has no columns to change: every field may be written as it is`,
@@ -113,7 +133,7 @@ export function planAlter(def: TableDef, body: unknown): AlterPlan {
   if (added.length === 0 && dropped.length === 0)
     throw badRequest('nothing to change: give addColumns, dropColumns or both', { field: 'addColumns' });
 
-  const table: TableDef = { ...def, schema, version: def.version + 1 };
+  const table: TableDef = withChanges({ ...def, schema, version: def.version + 1 });
   if (Object.keys(defaults).length > 0) table.defaults = defaults;
   else delete table.defaults;
   if (encrypted.length > 0) table.encrypted = encrypted;
@@ -125,10 +145,12 @@ export function planAlter(def: TableDef, body: unknown): AlterPlan {
 }
 
 /**
- * Whether two definitions take the same rows: same columns, types, encrypted columns and
- * defaults. A POST checked against one may commit under the other only if so.
+ * Whether two definitions take the same rows: same columns, types, encrypted columns,
+ * defaults, and changes on or off. A POST checked against one may commit under the other only if so.
  */
 export function sameRowRules(a: TableDef, b: TableDef): boolean {
-  const rules = (d: TableDef) => JSON.stringify([d.schema ?? null, d.encrypted ?? [], d.defaults ?? {}]);
+  // `changes` too: a POST staged its change events only if the table had them on.
+  const rules = (d: TableDef) =>
+    JSON.stringify([d.schema ?? null, d.encrypted ?? [], d.defaults ?? {}, d.changes !== undefined]);
   return rules(a) === rules(b);
 }

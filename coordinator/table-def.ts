@@ -1,3 +1,4 @@
+import type { ChangeRetention } from '../common/changes';
 import type { TableIndexes } from '../common/indexes';
 import type { Schema } from './schema';
 
@@ -15,6 +16,8 @@ export interface TableDef {
    */
   defaults?: Record<string, unknown>;
   version: number;
+  /** On when present: the table's committed writes go to its change stream, kept as this says (common/changes.ts). */
+  changes?: ChangeRetention;
   /** Secondary indexes (common/indexes.ts); absent until the first is created. */
   indexes?: TableIndexes;
   createdAt: number;

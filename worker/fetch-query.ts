@@ -67,6 +67,8 @@ export function planFetch(
   q: QuerySpec,
   chunks: string[] | undefined,
   indexed?: ReadonlySet<string>,
+  /** Answer whole rows as this SQL (an UPDATE's, worker/shard-store.ts updatedDoc) makes them. */
+  preview?: { sql: string; params: unknown[] },
 ): FetchPlan {
   const params: unknown[] = [];
   const cols: string[] = [];
@@ -116,6 +118,9 @@ export function planFetch(
       cols.push(`doc -> ? AS f${i}`);
       params.push(jsonPath(f));
     });
+  } else if (preview) {
+    cols.push(`${preview.sql} AS doc`);
+    params.push(...preview.params);
   } else {
     cols.push('doc');
   }

@@ -9,7 +9,7 @@ import { planFetch } from './fetch-query';
 import type { OpsConsumer } from './ops-consumer';
 import { ReadClosed, ReadCredits } from './read-credit';
 import { awaitFence } from './read-fence';
-import type { ShardReader, ShardStore } from './shard-store';
+import { updatedDoc, type ShardReader, type ShardStore } from './shard-store';
 import type { BackupSnapshots } from './backup-snapshots';
 
 /** Options of {@link FetchResponder}. */
@@ -220,6 +220,7 @@ export class FetchResponder {
         q,
         msg.chunks.length === held.size ? undefined : msg.chunks,
         snapshot ? undefined : this.store.indexedPaths(msg.table),
+        msg.preview && updatedDoc(msg.preview),
       );
       if (msg.explain) {
         // The plan SQLite would run, instead of rows: one line naming each step (and any index).

@@ -16,6 +16,7 @@ import {
   type PostMessage,
   type SetupTableMessage,
   type UpdateMessage,
+  type UpdatePreview,
   type UpsertMessage,
 } from '../common/messages';
 
@@ -83,6 +84,40 @@ export class ShardReader {
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+/**
+ * The SQL expression of the row an UPDATE leaves (`set`, then `fill`, then `unset` applied to
+ * `doc`), with its parameters: what the UPDATE writes, and what a FETCH with `preview` answers,
+ * so an UPDATE's change events show exactly the rows it writes. Throws RejectedError for an
+ * UPDATE that changes nothing or touches `_id`.
+ */
+export function updatedDoc(u: UpdatePreview): { sql: string; params: unknown[] } {
+  const set = Object.entries(u.set);
+  const fill = Object.entries(u.fill ?? {});
+  const unset = u.unset ?? [];
+  if (set.length + fill.length + unset.length === 0)
+    throw new RejectedError('UPDATE needs at least one field in "set"');
+  const pathOf = (field: string) => {
+    if (parseField(field)[0] === '_id') throw new RejectedError('"_id" cannot be updated');
+    return jsonPath(field);
+  };
+  // json_set writes every field; json_insert only fields the row lacks; json_remove drops.
+  let sql = 'doc';
+  const params: unknown[] = [];
+  for (const [fn, entries] of [
+    ['json_set', set],
+    ['json_insert', fill],
+  ] as const) {
+    if (entries.length === 0) continue;
+    sql = `${fn}(${sql}, ${entries.map(() => '?, json(?)').join(', ')})`;
+    for (const [field, value] of entries) params.push(pathOf(field), JSON.stringify(value ?? null));
+  }
+  if (unset.length > 0) {
+    sql = `json_remove(${sql}, ${unset.map(() => '?').join(', ')})`;
+    params.push(...unset.map(pathOf));
+  }
+  return { sql, params };
 }
 
 /** Statements one reader keeps prepared. */
@@ -605,30 +640,7 @@ export class ShardStore {
   /** UPDATE: sets fields on matching rows; reports rows changed per chunk. */
   update(msg: UpdateMessage, entryId: string): ApplyResult {
     const where = compileFilter(msg.where);
-    const set = Object.entries(msg.set);
-    const fill = Object.entries(msg.fill ?? {});
-    const unset = msg.unset ?? [];
-    if (set.length + fill.length + unset.length === 0)
-      throw new RejectedError('UPDATE needs at least one field in "set"');
-    const pathOf = (field: string) => {
-      if (parseField(field)[0] === '_id') throw new RejectedError('"_id" cannot be updated');
-      return jsonPath(field);
-    };
-    // json_set writes every field; json_insert only fields the row lacks; json_remove drops.
-    let expr = 'doc';
-    const args: unknown[] = [];
-    for (const [fn, entries] of [
-      ['json_set', set],
-      ['json_insert', fill],
-    ] as const) {
-      if (entries.length === 0) continue;
-      expr = `${fn}(${expr}, ${entries.map(() => '?, json(?)').join(', ')})`;
-      for (const [field, value] of entries) args.push(pathOf(field), JSON.stringify(value ?? null));
-    }
-    if (unset.length > 0) {
-      expr = `json_remove(${expr}, ${unset.map(() => '?').join(', ')})`;
-      args.push(...unset.map(pathOf));
-    }
+    const { sql: expr, params: args } = updatedDoc(msg);
     return this.once(msg.op, msg.type, entryId, () => {
       const t = this.existingTable(msg.table);
       if (!t) return { count: 0, counts: {} };

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerBackupCommand } from './backup';
+import { registerWatchCommand } from './watch';
 import { registerDeadLettersCommand } from './dead-letters';
 import { registerDeleteCommand } from './delete';
 import { registerRebalanceCommand } from './drain';
@@ -15,7 +16,7 @@ import { registerWorkersCommand } from './workers';
 
 /**
  * Registers the commands that talk to a coordinator over HTTP: table, index, post, fetch,
- * get, update, delete, workers, status, dead-letters, rebalance, shell and backup. Each takes `--url`
+ * get, update, delete, workers, status, dead-letters, rebalance, shell, backup and watch. Each takes `--url`
  * (else `DSTORE_URL`, else http://127.0.0.1:7070) and fails with an Error whose message is
  * the one line to print.
  */
@@ -33,4 +34,5 @@ export function registerClientCommands(program: Command): void {
   registerRebalanceCommand(program);
   registerShellCommand(program);
   registerBackupCommand(program);
+  registerWatchCommand(program);
 }

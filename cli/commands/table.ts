@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { Argument, Option, type Command } from 'commander';
 import { confirmOrRefuse } from '../confirm';
 import { counted, formatBytes, formatCount, formatTime, renderTable } from '../format';
 import { CliError, clientFor, tablePath, withUrlOption, type HttpClient } from '../http-client';
@@ -95,8 +95,12 @@ export async function createTable(
   client: HttpClient,
   name: string,
   schema?: unknown,
+  changes?: boolean,
 ): Promise<{ created: boolean; line: string }> {
-  const r = await client.request<{ created: boolean }>('PUT', tablePath(name), schema === undefined ? {} : { schema });
+  const r = await client.request<{ created: boolean }>('PUT', tablePath(name), {
+    ...(schema === undefined ? {} : { schema }),
+    ...(changes ? { changes: true } : {}),
+  });
   return { created: r.created, line: r.created ? `created table ${name}` : `table ${name} already exists` };
 }
 
@@ -150,10 +154,37 @@ export function registerTableCommand(program: Command): void {
       .option(
         '--schema <columns>',
         'typed columns, e.g. "age:integer,name:string" or \'{"age":"integer"}\'; types: string, integer, number, boolean, json; add :encrypted to encrypt a column (needs DSTORE_ENCRYPTION_KEY on the coordinator)',
-      ),
-  ).action(async (name: string, o: { schema?: string }, cmd: Command) => {
+      )
+      .option('--changes', 'keep a change stream of its committed writes (dstore watch), about 1,000,000 events'),
+  ).action(async (name: string, o: { schema?: string; changes?: boolean }, cmd: Command) => {
     const schema = o.schema === undefined ? undefined : parseSchemaFlag(o.schema);
-    process.stdout.write((await createTable(clientFor(cmd), name, schema)).line + '\n');
+    process.stdout.write((await createTable(clientFor(cmd), name, schema, o.changes)).line + '\n');
+  });
+
+  withUrlOption(
+    table
+      .command('changes')
+      .description("turn a table's change stream on or off (off forgets the events kept)")
+      .argument('<name>', 'table')
+      .addArgument(new Argument('<state>', 'on or off').choices(['on', 'off']))
+      .option('--max-entries <n>', 'with on: keep about this many events (default 1,000,000)')
+      .option('--max-age <seconds>', 'with on: keep events about this long'),
+  ).action(async (name: string, state: 'on' | 'off', o: { maxEntries?: string; maxAge?: string }, cmd: Command) => {
+    const whole = (flag: string, v: string) => {
+      if (!/^\d+$/.test(v)) throw new CliError(`${flag} must be a whole number, got ${JSON.stringify(v)}`);
+      return Number(v);
+    };
+    const retention = {
+      ...(o.maxEntries === undefined ? {} : { maxEntries: whole('--max-entries', o.maxEntries) }),
+      ...(o.maxAge === undefined ? {} : { maxAgeMs: whole('--max-age', o.maxAge) * 1000 }),
+    };
+    const changes = state === 'off' ? false : Object.keys(retention).length > 0 ? retention : true;
+    await clientFor(cmd, { 'changes.maxEntries': '--max-entries', 'changes.maxAgeMs': '--max-age' }).request(
+      'PATCH',
+      tablePath(name),
+      { changes },
+    );
+    process.stdout.write(`table ${name}: changes ${state}\n`);
   });
 
   withUrlOption(

@@ -1,4 +1,16 @@
-import { IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import {
+  IsArray,
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+} from 'class-validator';
 import { Message, type FieldKind } from './codec';
 import { IsId, IsName, IsStreamKey } from './common-rules';
 import { ID_PATTERN } from '../names';
@@ -35,6 +47,7 @@ export class FetchMessage extends Message {
     timeoutMs: 'int',
     explain: 'bool',
     snapshot: 'string',
+    preview: 'json',
   };
   readonly type = FetchMessage.type;
   @IsId() req!: string;
@@ -72,6 +85,19 @@ export class FetchMessage extends Message {
    * entry (the cut), not the shard as it is now. A worker without it answers `no-snapshot`.
    */
   @IsOptional() @IsId() snapshot?: string;
+  /**
+   * Answer each matching row as this UPDATE would leave it (`set`, `fill`, `unset` as in
+   * {@link UpdatePreview}), not as it is: the after-images of an UPDATE about to be sent, for
+   * its change events (coordinator/mutations.ts). Plain row reads only.
+   */
+  @IsOptional() @IsObject() preview?: UpdatePreview;
+}
+
+/** The fields of an UPDATE that decide what it makes of a row (see UpdateMessage). */
+export interface UpdatePreview {
+  set: Record<string, unknown>;
+  fill?: Record<string, unknown>;
+  unset?: string[];
 }
 
 /**

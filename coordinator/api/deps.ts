@@ -8,6 +8,7 @@ import type { CoordinatorContext } from '../context';
 import type { Ingest } from '../ingest';
 import type { Jobs } from '../jobs/queues';
 import type { Backups } from '../backup';
+import type { ChangeFeed } from '../changes';
 import type { TableEncryption } from '../encryption';
 import type { WorkerDirectory } from '../membership';
 import type { CoordinatorMetrics } from '../metrics';
@@ -34,8 +35,10 @@ export interface ApiDeps {
   jobs: Jobs;
   /** Backups in progress (`/admin/backups`). */
   backups: Backups;
-  /** Encrypted columns: the key check value a restore compares. */
-  encryption: Pick<TableEncryption, 'keyCheck'>;
+  /** Encrypted columns: the key check value a restore compares; decrypting change events. */
+  encryption: Pick<TableEncryption, 'keyCheck' | 'cipherFor' | 'decryptRow'>;
+  /** Tables' change streams (`GET /tables/:name/changes`). */
+  changes: ChangeFeed;
   metrics: CoordinatorMetrics;
   log: Logger;
   /** One look at the cluster (`GET /status`). */

@@ -53,6 +53,19 @@ const errors = { '4XX': errorSchema, '5XX': errorSchema };
 const anyObject: Schema = { type: 'object', additionalProperties: true };
 const stringList: Schema = { type: 'array', items: { type: 'string' } };
 
+const changesSetting: Schema = {
+  description:
+    "the table's change stream (GET /tables/:name/changes): true, false, or {maxEntries, maxAgeMs}, how much of it Redis keeps (default: about 1,000,000 events)",
+  anyOf: [
+    { type: 'boolean' },
+    {
+      type: 'object',
+      properties: { maxEntries: { type: 'integer' }, maxAgeMs: { type: 'integer' } },
+      additionalProperties: false,
+    },
+  ],
+};
+
 const tableInfo: Schema = {
   type: 'object',
   required: ['name', 'version', 'createdAt'],
@@ -63,6 +76,7 @@ const tableInfo: Schema = {
     defaults: anyObject,
     version: { type: 'integer' },
     indexes: anyObject,
+    changes: { type: 'object', properties: { maxEntries: { type: 'integer' }, maxAgeMs: { type: 'integer' } } },
     createdAt: { type: 'integer', description: 'milliseconds since the epoch' },
     stats: anyObject,
   },
@@ -168,6 +182,7 @@ export const ROUTE_SCHEMAS: Record<string, Schema> = {
             'column → type, as an object {"col": "integer"} or text "col:integer,other:string"; absent: schemaless',
           anyOf: [{ type: 'string' }, { type: 'object', additionalProperties: true }],
         },
+        changes: changesSetting,
       },
       additionalProperties: true,
     },
@@ -192,7 +207,7 @@ export const ROUTE_SCHEMAS: Record<string, Schema> = {
   },
   'PATCH /tables/:name': {
     tags: ['tables'],
-    summary: "Change a typed table's columns",
+    summary: "Change a typed table's columns, or turn its change stream on or off",
     params: tableParams,
     body: {
       type: 'object',
@@ -205,6 +220,7 @@ export const ROUTE_SCHEMAS: Record<string, Schema> = {
           },
         },
         dropColumns: { type: 'array', items: { type: 'string', maxLength: MAX_FIELD_NAME_LENGTH } },
+        changes: changesSetting,
       },
       additionalProperties: false,
     },
@@ -396,6 +412,24 @@ export const ROUTE_SCHEMAS: Record<string, Schema> = {
       properties: { name: name('table name'), id: { type: 'string', minLength: 1, maxLength: 256 } },
     },
     response: { 200: anyObject, ...errors },
+  },
+  'GET /tables/:name/changes': {
+    tags: ['records'],
+    summary: "Watch a table's committed changes, one event per row, in its write order",
+    description:
+      'NDJSON lines {"token","op":"insert"|"update"|"delete","_id","row"} (no row for a delete), or Server-Sent Events with Accept: text/event-stream (each id is the token; Last-Event-ID resumes). Without after it starts at the end; the stream stays open. 409 when the table keeps no changes, 410 when events after the token are no longer kept.',
+    params: tableParams,
+    querystring: {
+      type: 'object',
+      properties: {
+        after: {
+          type: 'string',
+          pattern: '^\\d{1,20}-\\d{1,20}\\.\\d{1,20}$',
+          description: 'the token of the last event seen: go on after it',
+        },
+      },
+    },
+    response: { 200: { type: 'string', description: 'NDJSON or text/event-stream' }, ...errors },
   },
   'GET /admin/dead-letters': {
     tags: ['admin'],

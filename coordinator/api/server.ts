@@ -8,6 +8,7 @@ import { registerOpenApi, validationError } from './openapi';
 import type { ApiDeps } from './deps';
 import { registerAdminRoutes } from './admin-routes';
 import { registerQueryRoutes } from './query-routes';
+import { registerChangeRoutes } from './change-routes';
 import { registerRecordRoutes } from './record-routes';
 import { registerSystemRoutes } from './system-routes';
 import { registerTableRoutes } from './table-routes';
@@ -99,6 +100,7 @@ export async function buildServer(coord: ApiDeps, log: Logger): Promise<FastifyI
   registerTableRoutes(app, coord);
   registerRecordRoutes(app, coord);
   registerQueryRoutes(app, coord);
+  registerChangeRoutes(app, coord);
   registerAdminRoutes(app, coord);
   return app;
 }

@@ -19,10 +19,13 @@ export function registerTableRoutes(
   app: FastifyInstance,
   coord: Pick<ApiDeps, 'catalogue' | 'cmd' | 'keys' | 'log' | 'mutations' | 'queries' | 'workers'>,
 ): void {
-  app.put<Named & { Body: { schema?: unknown } | undefined }>('/tables/:name', async (req, reply) => {
-    const { table, created } = await coord.catalogue.create(req.params.name, req.body?.schema);
-    return reply.status(created ? 201 : 200).send({ table, created });
-  });
+  app.put<Named & { Body: { schema?: unknown; changes?: unknown } | undefined }>(
+    '/tables/:name',
+    async (req, reply) => {
+      const { table, created } = await coord.catalogue.create(req.params.name, req.body?.schema, req.body?.changes);
+      return reply.status(created ? 201 : 200).send({ table, created });
+    },
+  );
   app.get<Stats>('/tables', async (req) => {
     const tables = await coord.catalogue.list();
     return { tables: wantsStats(req.query) ? await withStats(coord, tables) : tables };

@@ -2,6 +2,7 @@ import { redisNow } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
 import { abortPost, finishCommit } from '../ingest';
 import type { OpenPost } from '../placement';
+import { inWriteOrder } from '../order-lock';
 
 /** How long a decided commit may stay unsent by a live coordinator before clean-up finishes it. */
 const STUCK_COMMIT_MS = 60_000;
@@ -45,4 +46,23 @@ export async function cleanupAbandonedPosts(ctx: CoordinatorContext, coordinator
     }
   }
   return aborted;
+}
+
+/**
+ * Finishes the writes a coordinator left half sent under a table's write-order lock (its
+ * pending record: an UPDATE or DELETE with its change events, or a commit) when no one holds
+ * the lock now: taking the lock finishes them (order-lock.ts). Without this a table that
+ * nobody writes to again would keep such a write's change events staged. Returns the tables.
+ */
+export async function finishPendingWrites(ctx: CoordinatorContext): Promise<string[]> {
+  const tables = await ctx.cmd.hkeys(ctx.keys.tables);
+  if (tables.length === 0) return [];
+  const pending = await ctx.cmd.mget(...tables.map((t) => ctx.keys.orderPending(t)));
+  const done: string[] = [];
+  for (const [i, t] of tables.entries()) {
+    if (pending[i] === null || (await ctx.cmd.exists(ctx.keys.orderLock(t))) === 1) continue;
+    await inWriteOrder(ctx, t, 'finishing a write left half sent', async () => undefined, 'fail');
+    done.push(t);
+  }
+  return done;
 }

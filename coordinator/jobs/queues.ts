@@ -2,7 +2,7 @@ import { Queue, Worker as BullWorker, type Job } from 'bullmq';
 import type { ClusterNode } from '../../common/config';
 import { createRedis, type DstoreRedis } from '../../common/redis';
 import type { CoordinatorContext } from '../context';
-import { cleanupAbandonedPosts } from './cleanup';
+import { cleanupAbandonedPosts, finishPendingWrites } from './cleanup';
 import { chunksToDrain, drainChunk, retireDrained } from './drain';
 import { moveChunk, type PlannedMove } from './move';
 import { chunksToRepair, repairChunk, type RepairOptions } from './repair';
@@ -133,7 +133,10 @@ export class Jobs {
     );
     this.cleanupWorker = new BullWorker(
       QUEUES.cleanup,
-      async () => ({ aborted: await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs) }),
+      async () => ({
+        aborted: await cleanupAbandonedPosts(this.ctx, this.opts.coordinatorTimeoutMs),
+        finished: await finishPendingWrites(this.ctx),
+      }),
       {
         connection: this.connection('cleanup-worker'),
         prefix,

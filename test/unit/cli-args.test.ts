@@ -328,6 +328,7 @@ describe('cli args: commander wiring', () => {
         'rebalance',
         'shell',
         'backup',
+        'watch',
       ],
     );
     for (const c of allCommands(p).slice(1)) {

@@ -164,7 +164,7 @@ describe('dstore completion bash', () => {
   });
 
   it('completes subcommands and flags of the command typed so far', () => {
-    assert.deepEqual(complete('table', ''), ['--help', 'alter', 'create', 'drop', 'ls']);
+    assert.deepEqual(complete('table', ''), ['--help', 'alter', 'changes', 'create', 'drop', 'ls']);
     assert.deepEqual(complete('status', '--w'), ['--watch']);
     assert.deepEqual(complete('--url', 'http://x', 'table', 'create', 't', '--s'), ['--schema']);
   });

@@ -30,8 +30,8 @@ describe('docs/operations.md key table', () => {
 
   it('spells each key exactly as makeKeys() does', () => {
     for (const m of members) {
-      const v = keys[m] as string | ((id: string) => string);
-      const key = typeof v === 'function' ? v(ARG) : v;
+      const v = keys[m] as string | ((...ids: string[]) => string);
+      const key = typeof v === 'function' ? v(ARG, ARG) : v;
       const row = rows.find((r) => r.member === m)!;
       const rendered = renderPattern(row.pattern, PREFIX, ARG);
       if (row.pattern.endsWith('*')) {
