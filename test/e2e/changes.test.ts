@@ -11,7 +11,8 @@ import { strict as assert } from 'node:assert';
 import * as crypto from 'node:crypto';
 import { Dstore } from '../../client';
 import type { ChangeEvent } from '../../common/changes';
-import { clusterSuite } from '../support/cluster';
+import { clusterSuite, TestCluster } from '../support/cluster';
+import { startRedis, uniquePrefix, type TestRedis } from '../support/redis';
 import type { Row } from '../support/driver';
 import * as fs from 'node:fs';
 import type Redis from 'ioredis';
@@ -403,3 +404,56 @@ async function readSome(url: string, table: string, after: string | undefined, n
   await w.stop();
   return w.events;
 }
+
+describe('e2e: change streams across a Redis SIGKILL and restart (AOF, appendfsync always)', function () {
+  this.timeout(180_000);
+  let redis: TestRedis | undefined;
+  let cluster: TestCluster | undefined;
+
+  after(async () => {
+    await cluster?.stop();
+    await redis?.stop();
+  });
+
+  it('a watcher resuming with its last token misses and repeats nothing', async () => {
+    redis = await startRedis({ appendonly: true });
+    cluster = new TestCluster({ redisUrl: redis.url, prefix: uniquePrefix(), workers: 2, replicas: 2 });
+    cluster.redis.on('error', () => undefined);
+    await cluster.start();
+    const c = cluster;
+    await c.api('PUT', '/tables/t', { changes: true });
+    const model = new Model();
+    const w = new Watcher(c.url, 't');
+    await waitFor(() => (w.status === 200 ? true : undefined), { what: 'the watch open' });
+    const batch = (k: number) => Array.from({ length: 30 }, (_, i) => ({ _id: `k${k}-${i}`, k, v: 0 }));
+    for (let k = 0; k < 3; k++) {
+      assert.equal((await c.api('POST', '/tables/t/records', nd(batch(k)), 'application/x-ndjson')).status, 200);
+      model.insert(batch(k));
+    }
+    assert.equal((await c.api('PATCH', '/tables/t/records', { where: { k: 1 }, set: { v: 1 } })).status, 200);
+    model.update((r) => r.k === 1, { v: 1 });
+    await w.until(model.writes.flat().length, 'before the restart');
+    await w.stop();
+    const last = w.events[w.events.length - 1].token;
+    await redis.restart!();
+    await c.waitLive(['w1', 'w2']);
+    // Writes after the restart, then the watcher comes back with its token.
+    for (const k of [3, 4]) {
+      await waitFor(
+        async () =>
+          (await c.api('POST', '/tables/t/records', nd(batch(k)), 'application/x-ndjson')).status === 200
+            ? true
+            : undefined,
+        { what: `POST ${k} after the restart` },
+      );
+      model.insert(batch(k));
+    }
+    assert.equal((await c.api('DELETE', '/tables/t/records', { where: { k: 0 } })).status, 200);
+    model.delete((r) => r.k === 0);
+    const w2 = new Watcher(c.url, 't', last);
+    await w2.until(model.writes.flat().length - w.events.length, 'after the restart');
+    await sleepMs(300);
+    await w2.stop();
+    assert.deepEqual(compareEvents([...w.events, ...w2.events], model.writes), { lost: 0, duplicated: 0, wrong: 0 });
+  });
+});
