@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import type { TableIndexes } from '../common/indexes';
 import { CliError } from './http-client';
-import { storedRowId } from '../common/changes';
+import { storedRowId, type ChangeRetention } from '../common/changes';
 
 /** The format a backup directory is written in; a reader refuses any other. */
 export const BACKUP_FORMAT = 'dstore-backup';
@@ -23,6 +23,8 @@ export interface ManifestTable {
   /** Columns added with a default (PATCH /tables/:name): their defaults. */
   defaults?: Record<string, unknown>;
   indexes?: TableIndexes['indexes'];
+  /** Its change stream's retention, when it kept one (the events themselves are not backed up). */
+  changes?: ChangeRetention;
   /** The chunks of the table at the cut. */
   chunks: string[];
   rows: number;

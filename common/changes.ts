@@ -99,3 +99,12 @@ export function parseChanges(input: unknown): ChangeRetention | false {
 export function trimArgs(r: ChangeRetention, nowMs: number): [string, string] {
   return [String(r.maxEntries ?? 0), r.maxAgeMs === undefined ? '' : `${Math.max(0, nowMs - r.maxAgeMs)}-0`];
 }
+
+/**
+ * The row an upsert merge leaves: the stored row (JSON text) with the patch's top-level
+ * fields set, `_id` first. The worker writes it (worker/shard-store.ts) and a table's change
+ * stream shows it, from this one function.
+ */
+export function mergedRow(stored: string, patch: string, id: string): string {
+  return JSON.stringify(Object.assign({ _id: id }, JSON.parse(stored), JSON.parse(patch)));
+}

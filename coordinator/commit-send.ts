@@ -1,5 +1,6 @@
 import { ulid } from 'ulid';
-import { build, CommitMessage, UpsertMessage, type Message } from '../common/messages';
+import { build, CommitMessage, UpsertMessage, type Message, type UpdatePreview } from '../common/messages';
+import type { QuerySpec } from '../common/query';
 import type { Logger } from '../common/logger';
 import { xaddEach, type StreamWriter } from './ops';
 import { publishChanges } from './changes';
@@ -16,6 +17,13 @@ export interface CommitContext extends StreamWriter {
   coordinatorId: string;
   workers: { known(): Promise<string[]> };
 }
+
+/** Reads rows as an ordinary read does (FetchMerger.read), here with a given placement. */
+export type RowReader = (
+  table: string,
+  q: QuerySpec,
+  opts: { placement?: TablePlacement; preview?: UpdatePreview },
+) => AsyncIterable<{ rows: string; count: number } | object>;
 
 /** A batch of an upsert POST's rows whose `_id` was stored (ingest.ts, stageUpserts). */
 export interface StagedUpserts {

@@ -106,6 +106,7 @@ export class Coordinator {
       opts,
       new IdIndex(this.cmd, this.keys, (table, ids) => this.storedIds(table, ids)),
       this.encryption,
+      (t, q, o) => this.fetch.read(t, q, o),
     );
     const fetchQueue = new FetchQueue();
     this.metrics = new CoordinatorMetrics(this.id, fetchQueue);

@@ -17,10 +17,18 @@ import { placeChunk } from './token-ring';
 import { generatedId, type IdIndex } from './id-index';
 import { xaddEach } from './ops';
 import { inWriteOrder } from './order-lock';
-import { sendCommitOps, stagedUpserts, unmarkUpserts, type CommitContext } from './commit-send';
+import {
+  placementInOrder,
+  sendCommitOps,
+  stagedUpserts,
+  unmarkUpserts,
+  type CommitContext,
+  type RowReader,
+} from './commit-send';
 import { bumpPlacement } from './placement';
 import { stageChanges } from './changes';
-import { stagedEvent } from '../common/changes';
+import { mergedRow, stagedEvent, storedRowId } from '../common/changes';
+import { normalizeQuery } from '../common/query';
 import { SCRIPT_CODES, ScriptError, scriptResult } from '../common/script-codes';
 
 /** What a successful POST reports. */
@@ -76,6 +84,8 @@ export class Ingest {
       Pick<Limits, 'maxRowsPerRequest' | 'maxRecordBytes' | 'maxFields' | 'maxDepth'>,
     private readonly idIndex: IdIndex,
     private readonly encryption?: TableEncryption,
+    /** Reads (FetchMerger.read): the stored rows an upsert merge of a table with changes on rewrites. */
+    private readonly read?: RowReader,
   ) {
     this.log = ctx.log.child({ component: 'ingest' });
   }
@@ -93,11 +103,6 @@ export class Ingest {
     onConflict: OnConflict = 'error',
     ciphertextOf?: string,
   ): Promise<IngestResult> {
-    if (table.changes && onConflict === 'merge')
-      throw badRequest(
-        `onConflict=merge is not supported on table ${table.name}, whose changes are on (its update events need each merged row whole); use onConflict=replace, or PATCH /tables/${table.name} {"changes": false}`,
-        { field: 'onConflict' },
-      );
     // Refuses (no key, wrong key) before anything is sent.
     const cipher = this.encryption?.cipherFor(table, 'write');
     if (cipher && ciphertextOf !== undefined) records = decrypted(records, table, ciphertextOf, cipher);
@@ -121,7 +126,14 @@ export class Ingest {
 
   /** @internal state shared with PostRun */
   get deps() {
-    return { ...this.ctx, opts: this.opts, log: this.log, newId: this.newId, idIndex: this.idIndex };
+    return {
+      ...this.ctx,
+      opts: this.opts,
+      log: this.log,
+      newId: this.newId,
+      idIndex: this.idIndex,
+      read: this.read,
+    };
   }
 }
 
@@ -461,8 +473,9 @@ class PostRun {
     if (batch.ids.length > 0) {
       this.updated += batch.ids.length;
       await this.d.cmd.rpush(this.d.keys.postUpserts(this.post), JSON.stringify(batch));
-      // A replaced row is an update whose row is the new one (merge is refused with changes on).
-      if (this.table.changes)
+      // A replaced row is an update whose row is the new one (a merge's are made at the
+      // commit, from the rows stored then: stageMerged).
+      if (this.table.changes && this.onConflict === 'replace')
         await stageChanges(
           this.d.cmd,
           this.d.keys,
@@ -553,6 +566,8 @@ class PostRun {
             : `table ${this.table.name} was dropped while this request was stored; nothing was stored`,
           { table: this.table.name },
         );
+      // Under the lock, before the decision: an abort drops these events with the rest.
+      if (now.changes && this.onConflict === 'merge' && this.updated > 0) await this.stageMerged();
       // Marking the record `committing` first decides the race with a clean-up job.
       try {
         scriptResult('begin-commit-1.lua', await cmd.beginCommit(keys.openPosts, this.post));
@@ -568,6 +583,39 @@ class PostRun {
       { post: this.post, table: this.table.name, chunks: this.placed.length, underReplicated: this.underReplicated },
       'POST committed',
     );
+  }
+
+  /**
+   * The update events of a merge's stored rows, each the row as the UPSERT will leave it: the
+   * row stored now (read under the table's write-order lock, so at the commit's place in the
+   * write order) with the POST's fields set, or, for a row deleted meanwhile, the row the
+   * UPSERT stores again (worker/shard-store.ts upsert).
+   */
+  private async stageMerged(): Promise<void> {
+    if (!this.d.read) throw new Error('an upsert merge of a table with changes on needs a reader');
+    const batches = await stagedUpserts(this.d, this.post);
+    const ids = batches.flatMap((b) => b.ids);
+    const stored = new Map<string, string>();
+    const placement = (await placementInOrder(this.d, [this.table.name])).placements.get(this.table.name);
+    for (let i = 0; i < ids.length; i += 5000) {
+      const q = normalizeQuery({ where: { _id: { $in: ids.slice(i, i + 5000) } } });
+      for await (const piece of this.d.read(this.table.name, q, { placement })) {
+        if (!('rows' in piece)) continue;
+        for (const line of piece.rows.split('\n')) if (line) stored.set(storedRowId(line), line);
+      }
+    }
+    const events: string[] = [];
+    for (const b of batches)
+      b.ids.forEach((id, i) => {
+        const now = stored.get(id);
+        const after = now
+          ? mergedRow(now, b.rows[i], id)
+          : b.defaults
+            ? mergedRow(JSON.stringify(b.defaults), b.rows[i], id)
+            : b.rows[i];
+        events.push(stagedEvent('update', id, after));
+      });
+    await stageChanges(this.d.cmd, this.d.keys, this.table.name, this.post, events);
   }
 
   /** Removes every chunk placed so far from its workers and from the placement records. */

@@ -3,6 +3,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compileFilter, jsonPath, parseField } from '../common/filter';
+import { mergedRow } from '../common/changes';
 import { RejectedError } from '../common/errors';
 import { indexedExpr, INDEX_NAME_PATTERN, type IndexStatus, type TableIndexes } from '../common/indexes';
 import { ChunkDigest } from './chunk-digest';
@@ -686,7 +687,7 @@ export class ShardStore {
           // same _id in another chunk is another table's, dropped and created again meanwhile),
           // and only committed: an uncommitted chunk is not there yet for any write.
           if (row.chunk !== msg.chunks[i] || row.committed !== 1) continue;
-          set.run(msg.mode === 'replace' ? msg.rows[i] : mergeRow(row.doc, msg.rows[i], id), id);
+          set.run(msg.mode === 'replace' ? msg.rows[i] : mergedRow(row.doc, msg.rows[i], id), id);
           rows.push({ chunk: row.chunk });
         } else {
           const c = holds.get(msg.chunks[i]);
@@ -694,7 +695,7 @@ export class ShardStore {
           insert.run(
             id,
             msg.chunks[i],
-            msg.defaults ? mergeRow(JSON.stringify(msg.defaults), msg.rows[i], id) : msg.rows[i],
+            msg.defaults ? mergedRow(JSON.stringify(msg.defaults), msg.rows[i], id) : msg.rows[i],
           );
           rows.push({ chunk: msg.chunks[i] });
         }
@@ -779,10 +780,6 @@ export class ShardStore {
 const COMMITTED = 'chunk IN (SELECT chunk FROM _chunks WHERE tbl = ? AND committed = 1)';
 
 /** `stored` with the top-level fields of `patch` set (JSON objects), `_id` first. */
-function mergeRow(stored: string, patch: string, id: string): string {
-  return JSON.stringify(Object.assign({ _id: id }, JSON.parse(stored), JSON.parse(patch)));
-}
-
 function perChunk(rows: { chunk: string }[]): { count: number; counts: Record<string, number> } {
   const counts: Record<string, number> = {};
   for (const r of rows) counts[r.chunk] = (counts[r.chunk] ?? 0) + 1;

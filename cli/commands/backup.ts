@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { VERSION } from '../../common/version';
 import type { TableIndexes } from '../../common/indexes';
+import type { ChangeRetention } from '../../common/changes';
 import {
   BACKUP_FORMAT,
   BACKUP_FORMAT_VERSION,
@@ -33,6 +34,7 @@ interface BackupCut {
       keyCheck?: string;
       defaults?: Record<string, unknown>;
       indexes?: TableIndexes;
+      changes?: ChangeRetention;
     };
     chunks: Record<string, string[]>;
   }[];
@@ -172,6 +174,7 @@ async function backupTable(
     ...(t.def.encrypted?.length ? { encrypted: t.def.encrypted, keyCheck: t.def.keyCheck } : {}),
     ...(t.def.defaults ? { defaults: t.def.defaults } : {}),
     ...(t.def.indexes && Object.keys(t.def.indexes.indexes).length > 0 ? { indexes: t.def.indexes.indexes } : {}),
+    ...(t.def.changes ? { changes: t.def.changes } : {}),
     chunks: Object.keys(t.chunks).sort(),
     rows: writer.rows,
     file,
@@ -185,7 +188,8 @@ async function backupTable(
  * is created: every file against the manifest, the encryption key, and that no target table
  * exists. Then per table: create it (its columns added with defaults by PATCH, as they were
  * made), POST its rows in one request (a failure leaves the POST stored not at all, and the
- * table created here is dropped again), build its indexes.
+ * table created here is dropped again), build its indexes, and turn its change stream on
+ * when it had one (after the rows: a restore emits no events).
  */
 export async function restoreBackup(
   client: HttpClient,
@@ -283,5 +287,7 @@ async function restoreTable(client: HttpClient, dir: string, t: ManifestTable, a
   }
   for (const [index, spec] of Object.entries(t.indexes ?? {}))
     await client.request('PUT', tablePath(as, `/indexes/${encodeURIComponent(index)}`), { fields: spec.fields });
+  // Changes on once the rows are in: a restore is not a change to watch.
+  if (t.changes) await client.request('PATCH', tablePath(as), { changes: t.changes });
   return t.rows;
 }

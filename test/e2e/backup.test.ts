@@ -407,6 +407,22 @@ describe('e2e: backup and restore', function () {
     assert.equal((await c.api('DELETE', `/admin/backups/${backup}`)).status, 200);
   });
 
+  it("keeps a table's change stream setting, and the restore emits no events", async () => {
+    const c = e2e.cluster;
+    assert.equal((await c.api('PUT', '/tables/w', { changes: { maxEntries: 5000 } })).status, 201);
+    const rows = [{ _id: 'w1' }, { _id: 'w2' }, { _id: 'w3' }];
+    await c.api('POST', '/tables/w/records', rows.map((r) => JSON.stringify(r)).join('\n'), 'application/x-ndjson');
+    const d = path.join(tempDir('backup-changes'), 'b');
+    const made = await runCli(c.url, ['backup', 'create', d]);
+    assert.equal(made.code, 0, made.out);
+    const ok = await runCli(c.url, ['backup', 'restore', d, '--table', 'w', '--as', 'w_restored']);
+    assert.equal(ok.code, 0, ok.out);
+    const def = await c.api<{ changes?: unknown }>('GET', '/tables/w_restored');
+    assert.deepEqual(def.body.changes, { maxEntries: 5000 });
+    assert.equal(await c.redis.xlen(e2e.keys.changes('w_restored')), 0);
+    assert.equal((await c.query('w_restored')).length, 3);
+  });
+
   it('needs the cut to read: a backup that ended answers 404', async () => {
     const c = e2e.cluster;
     const cut = await c.api<{ backup: string }>('POST', '/admin/backups');

@@ -82,6 +82,14 @@ class Model {
     for (const r of rows) this.rows.set(r._id as string, r);
   }
 
+  merge(rows: Row[]): void {
+    const after = rows.map((r) => ({ ...(this.rows.get(r._id as string) ?? {}), ...r }) as Row);
+    this.writes.push(
+      after.map((r) => ({ op: this.rows.has(r._id as string) ? 'update' : 'insert', _id: r._id as string, row: r })),
+    );
+    for (const r of after) this.rows.set(r._id as string, r);
+  }
+
   update(match: (r: Row) => boolean, set: Doc): void {
     const hit = [...this.rows.values()].filter(match).map((r) => ({ ...r, ...set }));
     this.writes.push(hit.map((r) => ({ op: 'update', _id: r._id as string, row: r })));
@@ -175,6 +183,13 @@ describe('e2e: change streams', function () {
     ];
     assert.equal((await post(replaced, '?onConflict=replace')).status, 200);
     model.replace(replaced);
+    // A merge: its stored rows as the merge leaves them (read at the commit), its new rows inserted.
+    const merged = [
+      { _id: 'r2', extra: 1 },
+      { _id: 'r901', g: 9 },
+    ];
+    assert.equal((await post(merged, '?onConflict=merge')).status, 200);
+    model.merge(merged);
     // Chunk moves emit nothing.
     const drained = await runCli(c.url, ['worker', 'drain', 'w1', '--timeout', '120']);
     assert.equal(drained.code, 0, drained.out);

@@ -102,5 +102,7 @@ describe('backup files', () => {
       'admin',
     );
     assert.equal(requiredAccess('POST', '/admin/backups', '/admin/backups'), 'admin');
+    // Watching a table's changes is a read.
+    assert.equal(requiredAccess('GET', '/tables/:name/changes', '/tables/t/changes?after=1-0.1'), 'read');
   });
 });
