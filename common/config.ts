@@ -111,6 +111,8 @@ export interface CoordinatorOptions extends CommonOptions {
   statusTimeoutMs: number;
   /** Test-only fault injection: random delay (0..N ms) of each XADD to a worker stream. */
   failpointSendJitterMs: number;
+  /** Test-only: exit after the N-th UPDATE/DELETE of a table with changes on is sent, before its events move. */
+  failpointExitAfterSend: number;
 }
 
 /** Reads the settings every process shares. */

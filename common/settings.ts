@@ -496,6 +496,16 @@ export const SETTINGS = [
     unit: 'ms',
     doc: 'Testing only: delays each XADD the coordinator makes to a worker stream by a random 0..N ms, as a slow link to one Redis node would (the write-order tests use it). Never set in production.',
   },
+  {
+    env: 'DSTORE_FAILPOINT_EXIT_AFTER_SEND',
+    key: 'failpointExitAfterSend',
+    use: 'coordinator',
+    kind: 'int',
+    default: 0,
+    min: 0,
+    max: 1_000_000,
+    doc: 'Testing only: the coordinator exits (code 137, as if killed) right after the N-th UPDATE or DELETE of a table with changes on was put on the worker streams, before its change events are moved (0: never). Never set in production.',
+  },
 
   // The CLI's client commands.
   {

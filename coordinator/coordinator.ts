@@ -90,7 +90,7 @@ export class Coordinator {
       coordinatorId: this.id,
       replyTo,
       log: this.log,
-      failpoints: { sendJitterMs: opts.failpointSendJitterMs },
+      failpoints: { sendJitterMs: opts.failpointSendJitterMs, exitAfterSend: opts.failpointExitAfterSend },
     };
     this.ctx = ctx;
     if (opts.failpointSendJitterMs > 0)

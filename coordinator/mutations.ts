@@ -35,6 +35,9 @@ export interface MutationResult {
  * UPDATEs, DELETEs and COMMITs of a table in one order.
  */
 export class Mutations {
+  /** UPDATEs/DELETEs of tables with changes on sent so far (DSTORE_FAILPOINT_EXIT_AFTER_SEND). */
+  private sentWithChanges = 0;
+
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly timeoutMs: number,
@@ -186,6 +189,8 @@ export class Mutations {
     await stageChanges(cmd, keys, table, op, events);
     await cmd.set(keys.orderPending(table), pendingMutation(op, msg));
     await send();
+    if (this.ctx.failpoints?.exitAfterSend && ++this.sentWithChanges === this.ctx.failpoints.exitAfterSend)
+      process.exit(137);
     await publishChanges(cmd, keys, table, op, changes);
     await cmd.del(keys.orderPending(table));
   }

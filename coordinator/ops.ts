@@ -11,6 +11,8 @@ import type { ReplyRouter } from './reply-router';
  */
 export interface Failpoints {
   sendJitterMs: number;
+  /** Exit (137) after the N-th UPDATE/DELETE of a table with changes on was sent (coordinator/mutations.ts). */
+  exitAfterSend?: number;
 }
 
 /** Where writes to worker streams go: the connection, the key builder, and the failpoints. */

@@ -276,6 +276,32 @@ describe('e2e: change streams', function () {
     await w.stop();
   });
 
+  it('an UPDATE whose coordinator died right after sending it gets its events once, from the clean-up sweep', async () => {
+    const c = e2e.cluster;
+    await c.api('PUT', '/tables/crash', { changes: true });
+    const rows = Array.from({ length: 40 }, (_, i) => ({ _id: `c${i}`, g: 1, v: 0 }));
+    assert.equal((await c.api('POST', '/tables/crash/records', nd(rows), 'application/x-ndjson')).status, 200);
+    const w = new Watcher(c.url, 'crash');
+    await waitFor(() => (w.status === 200 ? true : undefined), { what: 'the watch open' });
+    const doomed = await c.spawnCoordinator('coordinator-doomed', { DSTORE_FAILPOINT_EXIT_AFTER_SEND: '1' });
+    const answer = await fetch(`${doomed.url}/tables/crash/records`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ where: { g: 1 }, set: { v: 9 } }),
+    }).catch((e: Error) => e);
+    assert.ok(answer instanceof Error, 'the coordinator died before answering');
+    await doomed.child.exited;
+    // Its lock's lease ends, the sweep takes the lock, sends the UPDATE again and moves its events.
+    await waitFor(() => (w.events.length >= 40 ? true : undefined), {
+      what: 'the events of the UPDATE',
+      timeoutMs: 40_000,
+    });
+    await sleepMs(500);
+    await w.stop();
+    assert.deepEqual(w.events.map((e) => [e.op, e._id, e.row?.v]).sort(), rows.map((r) => ['update', r._id, 9]).sort());
+    assert.ok((await c.query<Row>('crash')).every((r) => r.v === 9));
+  });
+
   it('keeps encrypted columns encrypted in Redis and decrypts them for the watcher', async () => {
     const c = e2e.cluster;
     await c.api('PUT', '/tables/sec', { schema: 'name:string,ssn:string:encrypted', changes: true });
