@@ -169,24 +169,32 @@ export class Mutations {
     const raw = await cmd.hget(keys.tables, table);
     const changes = raw ? (JSON.parse(raw) as TableDef).changes : undefined;
     if (!changes || !this.read) return send();
-    const events: string[] = [];
     const q = normalizeQuery(reach.preview ? { where: reach.where } : { where: reach.where, fields: ['_id'] });
     // The chunks the op reaches: those of POSTs whose COMMIT is before it on the streams,
     // including POSTs whose commit was sent but whose record is not closed yet.
     const placement = (await placementInOrder(this.ctx, [table])).placements.get(table);
     if (!placement) return send(); // dropped meanwhile: the op reaches nothing
-    for await (const piece of this.read(table, q, {
-      placement,
-      ...(reach.preview ? { preview: reach.preview } : {}),
-    })) {
-      if (!('rows' in piece)) continue;
-      for (const line of piece.rows.split('\n')) {
-        if (line === '') continue;
-        const id = storedRowId(line);
-        events.push(reach.preview ? stagedEvent('update', id, line) : stagedEvent('delete', id));
+    try {
+      for await (const piece of this.read(table, q, {
+        placement,
+        ...(reach.preview ? { preview: reach.preview } : {}),
+      })) {
+        if (!('rows' in piece)) continue;
+        // Staged batch by batch as they come: an UPDATE of every row holds one batch here, not the table.
+        const events: string[] = [];
+        for (const line of piece.rows.split('\n')) {
+          if (line === '') continue;
+          const id = storedRowId(line);
+          events.push(reach.preview ? stagedEvent('update', id, line) : stagedEvent('delete', id));
+        }
+        await stageChanges(cmd, keys, table, op, events);
       }
+    } catch (e) {
+      // Nothing was sent: the op fails (a 503 naming the chunks no live worker holds), and so
+      // do its events.
+      await cmd.del(keys.changesStaged(table, op)).catch(() => undefined);
+      throw e;
     }
-    await stageChanges(cmd, keys, table, op, events);
     await cmd.set(keys.orderPending(table), pendingMutation(op, msg));
     await send();
     if (this.ctx.failpoints?.exitAfterSend && ++this.sentWithChanges === this.ctx.failpoints.exitAfterSend)
