@@ -1,7 +1,7 @@
 /**
  * Backups (issue 19): `dstore backup create|verify|restore`. A backup is taken while two
  * coordinators POST, PATCH and DELETE and one worker is SIGSTOPped, and restored into a new
- * cluster (its own key prefix, another worker count and R). The reference is a model of the
+ * cluster on a Redis of its own, with another worker count and R. The reference is a model of the
  * writes in plain JS: every write is independent of the others (its own rows), so the
  * restored data must be the preloaded rows with some set of whole writes applied, holding
  * every write acknowledged before the backup started and none sent after its cut.
@@ -15,7 +15,7 @@ import type { Manifest } from '../../cli/backup-files';
 import { clusterSuite, TestCluster } from '../support/cluster';
 import type { Row } from '../support/driver';
 import { runCli, spawnNode, tempDir } from '../support/processes';
-import { uniquePrefix, dropPrefix } from '../support/redis';
+import { clusterMode, dropPrefix, startRedis, startRedisCluster, uniquePrefix, type TestRedis } from '../support/redis';
 import { sleep, waitFor } from '../support/wait';
 import { makeKeys } from '../../common/keys';
 
@@ -141,6 +141,7 @@ describe('e2e: backup and restore', function () {
   let judged: ReturnType<typeof judge>;
   let restored: TestCluster | undefined;
   let restoredPrefix = '';
+  let fresh: TestRedis | undefined;
 
   before(async () => {
     const c = e2e.cluster;
@@ -219,10 +220,12 @@ describe('e2e: backup and restore', function () {
     assert.equal(made.code, 0, made.out);
     manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Manifest;
 
-    // A new cluster: its own prefix, two workers, R = 1, the same key.
+    // A new cluster on a Redis of its own (a Redis Cluster of its own under
+    // DSTORE_TEST_REDIS=cluster): two workers, R = 1, the same key.
+    fresh = clusterMode() ? await startRedisCluster() : await startRedis();
     restoredPrefix = uniquePrefix();
     restored = new TestCluster({
-      redisUrl: e2e.redis.url,
+      redisUrl: fresh.url,
       prefix: restoredPrefix,
       workers: 2,
       replicas: 1,
@@ -246,7 +249,10 @@ describe('e2e: backup and restore', function () {
 
   after(async () => {
     await restored?.stop();
-    if (restoredPrefix) await dropPrefix(e2e.redis.url, restoredPrefix);
+    if (fresh) {
+      if (restoredPrefix) await dropPrefix(fresh.url, restoredPrefix);
+      await fresh.stop();
+    }
   });
 
   it('holds every write acknowledged before it, none sent after its cut, and no write in part', () => {
