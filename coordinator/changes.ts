@@ -62,9 +62,9 @@ export async function publishChanges(
   }
 }
 
-/** The retention of a table's change stream, or undefined when its changes are off. */
-export function changesOf(def: TableDef | undefined): ChangeRetention | undefined {
-  return def?.changes;
+/** The retention of a table's change stream from its catalogue entry (HGET text), or undefined when off or absent. */
+export function changesOf(raw: string | null): ChangeRetention | undefined {
+  return raw ? (JSON.parse(raw) as TableDef).changes : undefined;
 }
 
 /** How often a watcher with nothing new looks again (ms), at most. */

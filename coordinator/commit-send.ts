@@ -3,7 +3,7 @@ import { build, CommitMessage, UpsertMessage, type Message, type UpdatePreview }
 import type { QuerySpec } from '../common/query';
 import type { Logger } from '../common/logger';
 import { xaddEach, type StreamWriter } from './ops';
-import { publishChanges } from './changes';
+import { changesOf, publishChanges } from './changes';
 import type { TableDef } from './table-def';
 import { readChunkMetas, type OpenPost, type TablePlacement } from './placement';
 
@@ -64,7 +64,7 @@ export async function sendCommitOps(
   if (staged.length > 0) await sendUpserts(ctx, table, post, staged);
   await xaddEach(ctx, workers, build(CommitMessage, { op: ulid(), post, replyTo: ctx.replyTo }).toArgs());
   // Its change events follow it, in the table's write order (the lock is held).
-  const changes = raw ? (JSON.parse(raw) as TableDef).changes : undefined;
+  const changes = changesOf(raw);
   if (changes) await publishChanges(ctx.cmd, ctx.keys, table, post, changes);
   await ctx.cmd.del(pending);
 }
@@ -102,7 +102,7 @@ async function resumeMutation(ctx: CommitContext, table: string, p: PendingMutat
   );
   await xaddEach(ctx, await ctx.workers.known(), p.args);
   const raw = await ctx.cmd.hget(ctx.keys.tables, table);
-  const changes = raw ? (JSON.parse(raw) as TableDef).changes : undefined;
+  const changes = changesOf(raw);
   await publishChanges(ctx.cmd, ctx.keys, table, p.mutation, changes);
   await ctx.cmd.del(ctx.keys.orderPending(table));
 }

@@ -2,7 +2,7 @@ import { compileFilter, FilterError, parseField } from '../common/filter';
 import { build, DeleteMessage, UpdateMessage, type Message, type UpdatePreview } from '../common/messages';
 import { normalizeQuery } from '../common/query';
 import { stagedEvent, storedRowId } from '../common/changes';
-import { publishChanges, stageChanges } from './changes';
+import { changesOf, publishChanges, stageChanges } from './changes';
 import { pendingMutation, placementInOrder } from './commit-send';
 import type { FetchMerger } from './fetch-merger';
 import type { TableDef } from './table-def';
@@ -167,7 +167,7 @@ export class Mutations {
   ): Promise<void> {
     const { cmd, keys } = this.ctx;
     const raw = await cmd.hget(keys.tables, table);
-    const changes = raw ? (JSON.parse(raw) as TableDef).changes : undefined;
+    const changes = changesOf(raw);
     if (!changes || !this.read) return send();
     const q = normalizeQuery(reach.preview ? { where: reach.where } : { where: reach.where, fields: ['_id'] });
     // The chunks the op reaches: those of POSTs whose COMMIT is before it on the streams,
