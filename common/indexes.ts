@@ -1,4 +1,5 @@
-import { indexKeyExpr, jsonPath, parseField } from './filter';
+import { compileFilter, indexKeyExpr, jsonPath, parseField } from './filter';
+import type { QuerySpec } from './query';
 
 /**
  * Secondary indexes: declared per table in the catalogue, built by every worker on its
@@ -81,4 +82,23 @@ export function checkIndex(name: unknown, spec: unknown): IndexSpec {
 /** The SQL expression an index keys `field` by (see {@link indexKeyExpr}). */
 export function indexedExpr(field: string): string {
   return indexKeyExpr(jsonPath(field));
+}
+
+/**
+ * Whether an index makes a read narrow: each shard reads about the rows it answers, so the
+ * fixed cost of asking a worker outweighs what spreading the read over more of them saves.
+ * True for a filter with a top-level term on an index's leading field (the terms the
+ * workers' planner writes for an index, see compileFilter), and for a `limit` read in an
+ * order an index gives (`_id`, or an index's leading field as first sort key), which each
+ * worker reads in order and stops at the limit. The coordinator then asks the fewest workers
+ * that hold every chunk (coordinator/read-plan.ts).
+ */
+export function isNarrowRead(q: QuerySpec, indexes?: TableIndexes): boolean {
+  const leading = new Set(Object.values(indexes?.indexes ?? {}).map((ix) => ix.fields[0]));
+  if (q.limit !== undefined && !q.aggregate) {
+    const first = q.sort?.[0]?.field;
+    if (first === undefined || first === '_id' || leading.has(first)) return true;
+  }
+  if (leading.size === 0 || q.where === undefined) return false;
+  return compileFilter(q.where, 'where', new Set([...leading].map(jsonPath))).usesIndex === true;
 }

@@ -35,6 +35,8 @@ export interface ReadOptions {
   preview?: UpdatePreview;
   /** The placement to read, kept as given (the table's write order under its lock, commit-send.ts). */
   placement?: TablePlacement;
+  /** Ask the fewest workers that hold every chunk (common/indexes.ts isNarrowRead). */
+  narrow?: boolean;
 }
 
 /** What `"explain": true` answers: which workers a read would ask, for which chunks, and why. */
@@ -83,7 +85,25 @@ export interface ReadStart {
   pinned?: { ids: number; chunks: Set<string> };
 }
 
+/** Sort keys then `_id`, as SQLite compared them. */
 type SortedLine = [...SqlValue[]];
+
+/** One line of a sorted answer: its keys, and the row's text as the worker sent it. */
+interface SortedRow {
+  keys: SortedLine;
+  row: string;
+}
+
+/** Splits a sorted answer's line, `[key…, _id]` + tab + row (worker/fetch-query.ts). */
+function sortedRow(line: string): SortedRow {
+  const tab = line.indexOf('\t');
+  if (tab < 0) {
+    // A worker from before the split (during an upgrade): `[key…, _id, row]`.
+    const all = JSON.parse(line) as unknown[];
+    return { keys: all.slice(0, -1) as SortedLine, row: JSON.stringify(all[all.length - 1]) };
+  }
+  return { keys: JSON.parse(line.slice(0, tab)) as SortedLine, row: line.slice(tab + 1) };
+}
 
 /** Rounds a read may take before it gives up (each retry follows a failure). */
 const MAX_ATTEMPTS = 8;
@@ -174,7 +194,7 @@ export class FetchMerger {
       placement,
       opts.partial || opts.explain === true,
       only,
-      { snapshot: opts.snapshot?.backup, preview: opts.preview, fixed: given !== undefined },
+      { snapshot: opts.snapshot?.backup, preview: opts.preview, fixed: given !== undefined, narrow: opts.narrow },
     );
     if (opts.explain) {
       const explain = this.explain(plan, ids?.length);
@@ -305,7 +325,7 @@ export class FetchMerger {
           }
           // Taken: the reader asked for what comes next.
           round.ack(r);
-          for (const c of r.chunks ?? []) answered.add(c);
+          for (const c of e.completed) answered.add(c);
         }
       } finally {
         close();
@@ -323,7 +343,8 @@ export class FetchMerger {
    */
   private async *readSorted(plan: ReadPlan, q: QuerySpec, opts: ReadOptions): AsyncGenerator<ReadPiece> {
     const keyCount = q.sort?.length ?? 0;
-    const cmp = (a: SortedLine, b: SortedLine) => compareSorted(q.sort ?? [], a, b);
+    const sort = q.sort ?? [];
+    const cmp = (a: SortedLine, b: SortedLine) => compareSorted(sort, a, b);
     const ask = q.limit === undefined ? q : { ...q, limit: q.limit + 1 };
     // The last row sent (or the row the page starts after): a retry skips up to it.
     let cursor = q.after as SortedLine | undefined;
@@ -333,7 +354,7 @@ export class FetchMerger {
       const assignments = plan.assign(plan.chunks());
       const workers = assignments.map((a) => a.worker);
       const { round, close } = this.round(plan, assignments, ask, attempt === 1);
-      const buffers = new Map<string, SortedLine[]>(workers.map((w) => [w, []]));
+      const buffers = new Map<string, SortedRow[]>(workers.map((w) => [w, []]));
       // Per worker, its buffered batches and how many of their rows are still in `buffers`:
       // a batch is taken (acked) once its last row has been emitted or skipped.
       const batches = new Map<string, { resp: FetchRespMessage; left: number }[]>(workers.map((w) => [w, []]));
@@ -350,19 +371,22 @@ export class FetchMerger {
           while ([...open].every((w) => buffers.get(w)!.length > 0)) {
             let best: string | undefined;
             for (const [w, buf] of buffers)
-              if (buf.length && (!best || cmp(buf[0], buffers.get(best)![0]) < 0)) best = w;
+              if (buf.length && (!best || cmp(buf[0].keys, buffers.get(best)![0].keys) < 0)) best = w;
             if (!best) break;
             const line = buffers.get(best)!.shift()!;
             shifted(best);
-            if (cursor && cmp(line, cursor) <= 0) continue;
+            if (cursor && cmp(line.keys, cursor) <= 0) continue;
             if (q.limit !== undefined && emitted >= q.limit) {
               more = true;
               break rounds;
             }
-            cursor = line;
+            cursor = line.keys;
             emitted++;
-            const row = line[line.length - 1] as unknown as Record<string, unknown>;
-            yield { rows: JSON.stringify(opts.decryptRow ? opts.decryptRow(row) : row), count: 1 };
+            const dec = opts.decryptRow;
+            yield {
+              rows: dec ? JSON.stringify(dec(JSON.parse(line.row) as Record<string, unknown>)) : line.row,
+              count: 1,
+            };
           }
           const e = await round.next();
           if (e.kind === 'end') {
@@ -376,7 +400,7 @@ export class FetchMerger {
             break;
           }
           const lines = respRows(e.resp);
-          for (const l of lines) buffers.get(e.resp.worker)!.push(JSON.parse(l) as SortedLine);
+          for (const l of lines) buffers.get(e.resp.worker)!.push(sortedRow(l));
           if (lines.length > 0) batches.get(e.resp.worker)!.push({ resp: e.resp, left: lines.length });
           else round.ack(e.resp);
           if (e.resp.done) open.delete(e.resp.worker);

@@ -72,7 +72,14 @@ export interface WorkerFailure {
 
 /** Something that happened in a round, in arrival order. */
 export type RoundEvent<R extends AnswerBatch = FetchRespMessage> =
-  { kind: 'batch'; resp: R } | { kind: 'failed'; failure: WorkerFailure } | { kind: 'end' };
+  | {
+      kind: 'batch';
+      resp: R;
+      /** The chunks this batch completes: those it names, and with `done` every other chunk its worker was asked. */
+      completed: readonly string[];
+    }
+  | { kind: 'failed'; failure: WorkerFailure }
+  | { kind: 'end' };
 
 /**
  * A worker silent this long is probed: is its process still subscribed to its channel, and
@@ -99,8 +106,10 @@ export interface FetchRoundOptions {
  * worker that sends nothing for `timeoutMs`, or answers with an error code, fails: its
  * later batches are ignored, so a retry can ask others for its share without duplicates.
  *
- * Accounting: a worker's answer is complete only when the chunks its batches name are
- * exactly the chunks it was asked for, each named once; anything else fails it (`protocol`).
+ * Accounting: a batch may name chunks it completes, each one the worker was asked for and
+ * not named before (anything else fails the worker: `protocol`); its last batch (`done`)
+ * completes every chunk it was asked for and did not name, so a short answer need not echo
+ * the whole list back.
  *
  * With a {@link FetchFlow}, a worker sends `window` batches and then waits for credit:
  * each batch the reader takes ({@link ack}) lets it send one more, so a slow client holds
@@ -116,6 +125,8 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
   private readonly open: Set<string>;
   readonly failed = new Map<string, WorkerFailure>();
   private readonly assigned = new Map<string, Assignment>();
+  /** Per worker, the chunks it was asked for, as a set. */
+  private readonly asked = new Map<string, ReadonlySet<string>>();
   /** Per worker, the chunks its batches named so far (complete answers only count once done). */
   private readonly named = new Map<string, Set<string>>();
   private readonly nextSeq = new Map<string, number>();
@@ -151,7 +162,10 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
     ({ timeoutMs: this.timeoutMs, flow: this.flow } = opts);
     const timeoutMs = this.timeoutMs;
     ({ cmd: this.cmd, keys: this.keys, replyTo: this.replyTo } = ctx);
-    for (const a of assignments) this.assigned.set(a.worker, a);
+    for (const a of assignments) {
+      this.assigned.set(a.worker, a);
+      this.asked.set(a.worker, new Set(a.chunks));
+    }
     this.open = new Set(this.assigned.keys());
     const now = Date.now();
     for (const w of this.open) {
@@ -330,33 +344,37 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
     for (let r = pending.get(seq); r; r = pending.get(seq)) {
       pending.delete(seq);
       seq++;
-      const problem = this.account(r);
-      if (problem) {
-        this.failWorker({ worker: r.worker, code: 'protocol', reason: problem });
+      const completed = this.account(r);
+      if (typeof completed === 'string') {
+        this.failWorker({ worker: r.worker, code: 'protocol', reason: completed });
         break;
       }
       if (r.done) {
         this.open.delete(r.worker);
         this.opts.onAnswered?.(r.worker, Date.now() - this.publishedAt);
       }
-      this.push({ kind: 'batch', resp: r });
+      this.push({ kind: 'batch', resp: r, completed });
     }
     this.nextSeq.set(m.worker, seq);
   }
 
-  /** Checks the chunks a batch names against what its worker was asked; a reason when they do not add up. */
-  private account(r: R): string | undefined {
-    const asked = this.assigned.get(r.worker)!;
-    const askedSet = new Set(asked.chunks);
+  /**
+   * The chunks a batch completes (see the class's accounting), or why they do not add up:
+   * a chunk its worker was not asked for, or named twice.
+   */
+  private account(r: R): readonly string[] | string {
+    const asked = this.asked.get(r.worker)!;
     const named = this.named.get(r.worker)!;
-    for (const c of r.chunks ?? []) {
-      if (!askedSet.has(c)) return `worker ${r.worker} answered chunk ${c}, which it was not asked for`;
+    const own = r.chunks ?? [];
+    for (const c of own) {
+      if (!asked.has(c)) return `worker ${r.worker} answered chunk ${c}, which it was not asked for`;
       if (named.has(c)) return `worker ${r.worker} answered chunk ${c} twice`;
       named.add(c);
     }
-    if (r.done && named.size !== askedSet.size)
-      return `worker ${r.worker} answered ${named.size} of the ${askedSet.size} chunks it was asked for`;
-    return undefined;
+    if (!r.done || named.size === asked.size) return own;
+    const rest = this.assigned.get(r.worker)!.chunks.filter((c) => !named.has(c));
+    for (const c of rest) named.add(c);
+    return own.length === 0 ? rest : [...own, ...rest];
   }
 
   private failWorker(f: WorkerFailure): void {

@@ -1,4 +1,5 @@
 import type { CoordinatorOptions } from '../common/config';
+import { isNarrowRead } from '../common/indexes';
 import { normalizeQuery, withAfter, type QuerySpec } from '../common/query';
 import type { SqlValue } from '../common/sqlite-order';
 import type { Catalogue } from './catalogue';
@@ -85,7 +86,7 @@ export class QueryService {
     const read = this.deps.fetch.read(
       table.name,
       q,
-      { partial: opts.partial, explain: opts.explain, decryptRow },
+      { partial: opts.partial, explain: opts.explain, decryptRow, narrow: isNarrowRead(q, table.indexes) },
       started,
     );
     const { after: _after, ...query } = q;

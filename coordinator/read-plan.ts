@@ -17,6 +17,11 @@ export interface ReadMode {
    * is kept as it is: not reloaded when a worker lacks a chunk.
    */
   fixed?: boolean;
+  /**
+   * A narrow read (common/indexes.ts isNarrowRead): ask the fewest workers that hold every
+   * chunk, not all of them.
+   */
+  narrow?: boolean;
 }
 
 /** Chunks left out of a partial answer, and the workers that hold them. */
@@ -24,6 +29,9 @@ export interface Gap {
   chunks: Set<string>;
   workers: Set<string>;
 }
+
+/** Starting workers a narrow read's cover is tried from (see ReadPlan.cover). */
+const COVER_STARTS = 8;
 
 /** Weight of the newest answer time in a worker's moving average. */
 const EWMA_ALPHA = 0.3;
@@ -116,42 +124,88 @@ export class ReadPlan {
   }
 
   /**
-   * Assigns each of `chunks` to one live replica that is not known to lack it, spreading
-   * them: the replica with the fewest chunks of this round, then the lowest expected cost
-   * (answer time × FETCHes in flight from this coordinator, {@link Outstanding.cost}), then
-   * at random. A chunk without such a replica is a gap: a 503 naming its workers, or
-   * (partial) left out.
+   * Assigns each of `chunks` to one live replica that is not known to lack it. A chunk
+   * without such a replica is a gap: a 503 naming its workers, or (partial) left out.
+   *
+   * An ordinary read spreads the chunks: the replica with the fewest chunks of this round,
+   * then the lowest expected cost (answer time × FETCHes in flight from this coordinator,
+   * {@link Outstanding.cost}), then at random. A narrow read ({@link ReadMode.narrow}) asks
+   * as few workers as it can (a greedy set cover: the worker that holds the most chunks not
+   * yet assigned, then the same tie-breaks): at R = 2 on 4 workers, 2 of them. Each worker
+   * asked costs a FETCH, a fence, its answer's batches and a merge input, which is most of a
+   * narrow read's time; and a worker asked for every chunk it holds reads without a chunk
+   * condition.
    */
   assign(chunks: readonly string[]): Assignment[] {
     const byWorker = new Map<string, string[]>();
     const noReplica: string[] = [];
-    for (const c of chunks) {
-      const replicas = this.placement.chunks.get(c) ?? [];
-      let best: string | undefined;
-      let bestKey: [number, number, number, number] | undefined;
-      for (const w of replicas) {
-        if (!this.live.has(w) || this.lacking.has(`${w}\0${c}`)) continue;
-        // A worker that failed in this read comes last: asked only when no other replica is left.
-        const key: [number, number, number, number] = [
-          this.failedWorkers.has(w) ? 1 : 0,
-          byWorker.get(w)?.length ?? 0,
-          this.deps.outstanding.cost(w),
-          Math.random(),
-        ];
-        if (!bestKey || lessThan(key, bestKey)) {
-          best = w;
-          bestKey = key;
+    const usable = (w: string, c: string) => this.live.has(w) && !this.lacking.has(`${w}\0${c}`);
+    const key = (w: string, held: number): [number, number, number, number] => [
+      // A worker that failed in this read comes last: asked only when no other replica is left.
+      this.failedWorkers.has(w) ? 1 : 0,
+      held,
+      this.deps.outstanding.cost(w),
+      Math.random(),
+    ];
+    if (this.mode.narrow) {
+      for (const [w, cs] of this.cover(chunks, usable, noReplica)) byWorker.set(w, [...cs]);
+    } else {
+      for (const c of chunks) {
+        let best: string | undefined;
+        let bestKey: [number, number, number, number] | undefined;
+        for (const w of this.placement.chunks.get(c) ?? []) {
+          if (!usable(w, c)) continue;
+          const k = key(w, byWorker.get(w)?.length ?? 0);
+          if (!bestKey || lessThan(k, bestKey)) [best, bestKey] = [w, k];
         }
-      }
-      if (best === undefined) noReplica.push(c);
-      else {
-        const list = byWorker.get(best) ?? [];
-        list.push(c);
-        byWorker.set(best, list);
+        if (best === undefined) noReplica.push(c);
+        else {
+          const list = byWorker.get(best) ?? [];
+          list.push(c);
+          byWorker.set(best, list);
+        }
       }
     }
     if (noReplica.length > 0) this.addGap(noReplica);
     return [...byWorker].map(([worker, cs]) => ({ worker, chunks: cs }));
+  }
+
+  /**
+   * The fewest workers that hold every chunk of `chunks` (a chunk no usable replica holds
+   * goes to `noReplica`), from {@link smallestCovers}; of the covers found, the one whose
+   * workers have the fewest FETCHes in flight from this coordinator, then one at random:
+   * equal covers share the reads (at R = 2 on 4 workers, the two pairs that hold everything).
+   * A first round over the whole table takes the covers from a cache kept per placement and
+   * live set: computing them is O(workers × chunks).
+   */
+  private cover(
+    chunks: readonly string[],
+    usable: (w: string, c: string) => boolean,
+    noReplica: string[],
+  ): Map<string, string[]> {
+    const whole =
+      this.lacking.size === 0 && this.failedWorkers.size === 0 && chunks.length === this.placement.chunks.size;
+    const liveKey = [...this.live].sort().join(',');
+    let found = whole ? coverCache.get(this.placement)?.get(liveKey) : undefined;
+    if (!found) {
+      const failed = (w: string) => this.failedWorkers.has(w);
+      found = smallestCovers(chunks, (c) => this.placement.chunks.get(c) ?? [], usable, failed);
+      if (whole) {
+        const byLive = coverCache.get(this.placement) ?? new Map<string, Covers>();
+        if (byLive.size >= 16) byLive.clear();
+        byLive.set(liveKey, found);
+        coverCache.set(this.placement, byLive);
+      }
+    }
+    noReplica.push(...found.noReplica);
+    let best: { cover: Map<string, string[]>; key: number[] } | undefined;
+    for (const cover of found.covers) {
+      let busy = 0;
+      for (const w of cover.keys()) busy += this.deps.outstanding.get(w);
+      const key = [busy, Math.random()];
+      if (!best || lessThan(key, best.key)) best = { cover, key };
+    }
+    return best?.cover ?? new Map();
   }
 
   private addGap(chunks: string[]): void {
@@ -242,4 +296,79 @@ function lessThan(a: readonly number[], b: readonly number[]): boolean {
 
 function describe(f: WorkerFailure): string {
   return f.code === 'timeout' ? 'did not answer' : f.code === 'no-snapshot' ? 'no snapshot of the backup' : f.code;
+}
+
+/** Covers of a set of chunks, all of the smallest size found, and the chunks none can hold. */
+interface Covers {
+  covers: Map<string, string[]>[];
+  noReplica: string[];
+}
+
+/** A narrow read's covers, per placement (a new placement is a new object) and live set. */
+const coverCache = new WeakMap<TablePlacement, Map<string, Covers>>();
+
+/**
+ * Greedy set covers of `chunks` by the workers that hold them (usable replicas only), one
+ * from each of up to {@link COVER_STARTS} starting workers; each step takes the worker that
+ * holds the most chunks still uncovered. Keeps the distinct covers of the smallest size. A
+ * worker `failed` in this read is taken only for chunks no other replica holds.
+ */
+function smallestCovers(
+  chunks: readonly string[],
+  replicasOf: (chunk: string) => readonly string[],
+  usable: (w: string, c: string) => boolean,
+  failed: (w: string) => boolean,
+): Covers {
+  const holds = new Map<string, Set<string>>();
+  const noReplica: string[] = [];
+  for (const c of chunks) {
+    let any = false;
+    for (const w of replicasOf(c)) {
+      if (!usable(w, c)) continue;
+      any = true;
+      const set = holds.get(w) ?? new Set<string>();
+      set.add(c);
+      holds.set(w, set);
+    }
+    if (!any) noReplica.push(c);
+  }
+  const rank = (w: string) => (failed(w) ? 1 : 0);
+  let starts = [...holds.keys()].filter((w) => rank(w) === 0);
+  if (starts.length === 0) starts = [...holds.keys()];
+  starts = starts.sort(() => Math.random() - 0.5).slice(0, COVER_STARTS);
+  const seen = new Set<string>();
+  let covers: Map<string, string[]>[] = [];
+  let bestKey: number[] | undefined;
+  for (const start of starts) {
+    const left = new Map([...holds].map(([w, set]) => [w, new Set(set)]));
+    const cover = new Map<string, string[]>();
+    for (let next: string | undefined = start; next !== undefined;) {
+      const taken = left.get(next)!;
+      left.delete(next);
+      cover.set(next, [...taken]);
+      next = undefined;
+      let nextKey: number[] | undefined;
+      for (const [w, set] of left) {
+        for (const c of taken) set.delete(c);
+        if (set.size === 0) {
+          left.delete(w);
+          continue;
+        }
+        const k = [rank(w), -set.size];
+        if (!nextKey || lessThan(k, nextKey)) [next, nextKey] = [w, k];
+      }
+    }
+    const ws = [...cover.keys()];
+    const id = [...ws].sort().join(',');
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const key = [ws.reduce((n, w) => n + rank(w), 0), cover.size];
+    if (!bestKey || lessThan(key, bestKey)) {
+      bestKey = key;
+      covers = [cover];
+    } else if (!lessThan(bestKey, key)) {
+      covers.push(cover);
+    }
+  }
+  return { covers, noReplica };
 }

@@ -58,8 +58,8 @@ function aggregateSql(a: AggregateSpec, i: number, params: unknown[]): string {
  *
  * - mode `rows`: whole rows (`doc`) or projected objects, grouped by chunk; the row's
  *   `chunk` column lets the responder cut batches on chunk boundaries only.
- * - mode `sorted`: `[key…, _id, row]` with keys as SQLite compared them, `_id` as the
- *   tie-breaker, so the coordinator's k-way merge orders exactly as SQLite would.
+ * - mode `sorted`: `[key…, _id]`, a tab, then the row text; keys as SQLite compared them,
+ *   `_id` as the tie-breaker, so the coordinator's k-way merge orders exactly as SQLite would.
  * - mode `agg`: `{"g":[group values], "a":[partials]}` per group.
  */
 export function planFetch(
@@ -167,8 +167,10 @@ export function planFetch(
   });
   cols.push('_id');
   const order = `ORDER BY ${sort.map((s, i) => `k${i} ${s.dir === 'desc' ? 'DESC' : 'ASC'}, `).join('')}_id ASC`;
+  // `[key…, _id]`, a tab, then the row as stored: the merge parses only the keys (JSON text
+  // holds no raw tab, so the first one ends them) and hands the row on as it is.
   const line = (r: Record<string, unknown>) =>
-    `[${sort.map((_, i) => keys(r[`k${i}`] ?? null) + ',').join('')}${keys(r._id)},${rowText(r)}]`;
+    `[${sort.map((_, i) => keys(r[`k${i}`] ?? null) + ',').join('')}${keys(r._id)}]\t${rowText(r)}`;
   const select = (extra: Sql) =>
     `SELECT ${cols.join(', ')} FROM ${ident} WHERE ${[...conds, ...(extra.sql ? [extra.sql] : [])].join(' AND ')}`;
   const parts = q.after ? keysetSql(keyExprs, sort, q.after) : [{ sql: '', params: [] }];

@@ -31,7 +31,7 @@ export interface FetchResponderOptions {
  * list, and the coordinator asks another replica. Before reading it waits for the read fence
  * ({@link awaitFence}), so a read sees every write acked before it. Rows go back in batches
  * ({@link AnswerSender}, flow-controlled by {@link ReadCredits}); the batches name the chunks
- * they complete and the last one names the rest, so the coordinator can check that every
+ * they complete and the last one completes the rest, so the coordinator can check that every
  * chunk was answered once.
  */
 export class FetchResponder {
@@ -202,12 +202,10 @@ export class FetchResponder {
     let total = 0;
     let lines: string[] = [];
     let bytes = 0;
-    // Chunks named by a batch sent so far; the last batch names the rest: those of its own
-    // rows and those without a matching row.
-    const named = new Set<string>();
+    // A batch names the chunks it completes; the last one completes the rest (those of its
+    // own rows and those without a matching row) without naming them.
     const full = () => lines.length >= this.opts.batchRows || bytes >= this.opts.batchBytes;
     const flush = async (chunks?: string[]) => {
-      for (const c of chunks ?? []) named.add(c);
       await out.send({ lines, chunks, done: false });
       total += lines.length;
       lines = [];
@@ -228,7 +226,7 @@ export class FetchResponder {
           reader.statement(`EXPLAIN QUERY PLAN ${plan.sql}`).all(...plan.params) as { detail: string }[]
         ).map((r) => r.detail);
         out.setKind('rows');
-        await out.finish({ lines: [JSON.stringify({ sqlite: steps })], chunks: msg.chunks });
+        await out.finish({ lines: [JSON.stringify({ sqlite: steps })] });
         return 1;
       }
       out.setKind(plan.mode);
@@ -251,7 +249,7 @@ export class FetchResponder {
       }
     }
     total += lines.length;
-    await out.finish({ lines, chunks: msg.chunks.filter((c) => !named.has(c)) });
+    await out.finish({ lines });
     return total;
   }
 

@@ -1,7 +1,6 @@
-import { ArrayMinSize, IsArray, Matches } from 'class-validator';
-import { ID_PATTERN } from '../names';
+import { ArrayMinSize } from 'class-validator';
 import { Message, type FieldKind } from './codec';
-import { IsId, IsStreamKey, IsWorkerList } from './common-rules';
+import { IsId, IsIdList, IsStreamKey, IsWorkerList } from './common-rules';
 
 /**
  * repair or a move → a worker that no longer holds chunks (re-homed while it was lost, or
@@ -13,7 +12,7 @@ export class DropChunksMessage extends Message {
   static readonly codec: Record<string, FieldKind> = { op: 'string', chunks: 'list', replyTo: 'string' };
   readonly type = DropChunksMessage.type;
   @IsId() op!: string;
-  @IsArray() @ArrayMinSize(1) @Matches(ID_PATTERN, { each: true }) chunks!: string[];
+  @ArrayMinSize(1) @IsIdList() chunks!: string[];
   @IsStreamKey() replyTo!: string;
 }
 

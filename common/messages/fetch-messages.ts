@@ -12,8 +12,7 @@ import {
   Min,
 } from 'class-validator';
 import { Message, type FieldKind } from './codec';
-import { IsId, IsName, IsStreamKey } from './common-rules';
-import { ID_PATTERN } from '../names';
+import { IsId, IsIdList, IsName, IsStreamKey } from './common-rules';
 import type { AggregateSpec, SortSpec } from '../query';
 import type { SqlValue } from '../sqlite-order';
 
@@ -56,7 +55,7 @@ export class FetchMessage extends Message {
   @IsStreamKey() replyTo!: string;
   @IsName() table!: string;
   /** The chunks this worker answers for in this read, each of which it must hold committed. */
-  @IsArray() @Matches(ID_PATTERN, { each: true }) chunks!: string[];
+  @IsIdList() chunks!: string[];
   @IsOptional() where?: unknown;
   @IsOptional() @IsArray() fields?: string[];
   @IsOptional() @IsArray() sort?: SortSpec[];
@@ -133,7 +132,7 @@ export class DigestMessage extends Message {
   @IsName() worker!: string;
   @IsStreamKey() replyTo!: string;
   @IsName() table!: string;
-  @IsArray() @Matches(ID_PATTERN, { each: true }) chunks!: string[];
+  @IsIdList() chunks!: string[];
   /** The read fence, as in {@link FetchMessage.tail}. */
   @IsOptional() @Matches(STREAM_ID) tail?: string;
   @IsInt() @Min(1) @Max(3_600_000) timeoutMs!: number;
@@ -185,15 +184,16 @@ export type FetchErrorCode = (typeof FETCH_ERROR_CODES)[number];
 /**
  * worker → coordinator reply stream: one batch of a worker's answer to a FETCH.
  * `rows` holds `count` lines of JSON, joined by line feeds: objects (mode `rows`),
- * `[sortKey…, _id, row]` arrays (mode `sorted`, keys as SQLite compared them) or
+ * `[sortKey…, _id]` arrays, a tab and the row (mode `sorted`, keys as SQLite compared them) or
  * `{g: [...], a: [...]}` partial aggregates (mode `agg`). It travels as one string that a
  * plain read hands to its client as it is (no split, per-row check or join on the way:
  * JSON text holds no raw line break). {@link respRows} splits it where lines are needed.
  * The last batch has `done`.
  *
- * Accounting: over all batches of one answer, `chunks` names every chunk answered, each
- * once, and they are exactly the chunks asked. The coordinator checks this, so a chunk is
- * never silently left out or answered twice.
+ * Accounting: a batch's `chunks` names chunks it completes, each one asked and named once
+ * over the answer; the last batch completes every chunk asked that no batch named (a short
+ * answer does not echo the list back). The coordinator checks this, so a chunk is never
+ * answered twice, nor one answered that was not asked.
  */
 export class FetchRespMessage extends Message {
   static readonly type = 'FETCH_RESP';
@@ -219,11 +219,11 @@ export class FetchRespMessage extends Message {
   /**
    * Chunks whose rows are complete with this batch. Mode `rows` cuts batches only between
    * chunks, so after a failure the coordinator re-asks exactly the chunks not yet answered;
-   * the last batch names every remaining answered chunk, those without matching rows too.
+   * the last batch completes every chunk asked that no batch named, without naming them.
    */
-  @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) chunks?: string[];
+  @IsOptional() @IsIdList() chunks?: string[];
   /** With code `missing`: the chunks asked that this worker does not hold committed. */
-  @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) missing?: string[];
+  @IsOptional() @IsIdList() missing?: string[];
   @IsString() rows!: string;
   @IsBoolean() done!: boolean;
   @IsOptional() @IsIn(FETCH_ERROR_CODES) code?: FetchErrorCode;
@@ -256,7 +256,7 @@ export class DigestRespMessage extends Message {
   @IsId() req!: string;
   @IsName() worker!: string;
   @IsInt() @Min(0) seq!: number;
-  @IsOptional() @IsArray() @Matches(ID_PATTERN, { each: true }) chunks?: string[];
+  @IsOptional() @IsIdList() chunks?: string[];
   @IsArray() @IsString({ each: true }) digests!: string[];
   @IsBoolean() done!: boolean;
   @IsOptional() @IsIn(FETCH_ERROR_CODES) code?: FetchErrorCode;

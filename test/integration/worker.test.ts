@@ -251,11 +251,7 @@ describe('worker (real child process, real Redis)', function () {
     const sent = (w: string) => both.byWorker.get(w)!.reduce((n, r) => n + r.count, 0);
     assert.equal(sent('w1'), 100, 'w1 answers chunk1 only');
     assert.equal(sent('w2'), 200, 'w2 answers chunk2 and chunk3');
-    const named = (w: string) =>
-      both.byWorker
-        .get(w)!
-        .flatMap((r) => r.chunks ?? [])
-        .sort();
+    const named = (w: string) => both.completed.get(w)!.flat().sort();
     assert.deepEqual(named('w1'), ['chunk1'], 'its batches name every chunk it answered');
     assert.deepEqual(named('w2'), ['chunk2', 'chunk3']);
 
@@ -398,11 +394,12 @@ describe('worker (real child process, real Redis)', function () {
     const res = await driver.fetch('t', ['w1']);
     const batches = res.byWorker.get('w1')!;
     assert.ok(batches.length > 1, 'several batches');
-    for (const b of batches) {
+    batches.forEach((b, i) => {
+      const completes = res.completed.get('w1')![i];
       const ids = new Set((respRows(b).map((l) => JSON.parse(l)) as Row[]).map((r) => r._id));
-      const expectIds = new Set(chunks.filter((c) => b.chunks?.includes(c.chunk)).flatMap((c) => c.ids));
-      assert.deepEqual(ids, expectIds, `batch ${b.seq} holds exactly the chunks it names`);
-    }
+      const expectIds = new Set(chunks.filter((c) => completes.includes(c.chunk)).flatMap((c) => c.ids));
+      assert.deepEqual(ids, expectIds, `batch ${b.seq} holds exactly the chunks it completes`);
+    });
     const retry = await driver.fetch('t', ['w1'], {}, 10_000, ['ck1', 'ck3']);
     assert.deepEqual(lossAndDuplicates([...chunked(rows, 40)[1], ...chunked(rows, 40)[3]], retry.lines as Row[]), {
       lost: 0,

@@ -30,6 +30,11 @@ export interface FetchResult {
   /** All lines, parsed, in arrival order per worker. */
   lines: unknown[];
   errors: { worker: string; code?: string; error?: string; missing?: string[] }[];
+  /**
+   * Per worker, the chunks each of its batches completes, as the coordinator counts them
+   * (coordinator/fetch-round.ts): those a batch names, and with `done` every other chunk asked.
+   */
+  completed: Map<string, string[][]>;
 }
 
 /**
@@ -226,12 +231,21 @@ export class Driver {
       const subs = await Promise.all(workers.map((w) => this.redis.call('PUBSUB', 'NUMSUB', this.keys.workerFetch(w))));
       throw new Error(`${(e as Error).message}; subscribers now: ${JSON.stringify(subs)}`);
     }
-    const result: FetchResult = { byWorker: new Map(), lines: [], errors: [] };
+    const result: FetchResult = { byWorker: new Map(), lines: [], errors: [], completed: new Map() };
     for (const r of this.inbox.filter(mine).sort((a, b) => a.seq - b.seq)) {
       if (!result.byWorker.has(r.worker)) result.byWorker.set(r.worker, []);
       result.byWorker.get(r.worker)!.push(r);
       if (r.code) result.errors.push({ worker: r.worker, code: r.code, error: r.error, missing: r.missing });
-      for (const line of respRows(r)) result.lines.push(JSON.parse(line));
+      for (const line of respRows(r)) result.lines.push(parseLine(r.mode, line));
+      const done = result.completed.get(r.worker) ?? [];
+      const named = new Set(done.flat());
+      const own = r.chunks ?? [];
+      done.push(
+        r.done && !r.code
+          ? [...own, ...(asks.get(r.worker) ?? []).filter((c) => !named.has(c) && !own.includes(c))]
+          : own,
+      );
+      result.completed.set(r.worker, done);
     }
     return result;
   }
@@ -256,4 +270,11 @@ export class Driver {
     const entries = await this.redis.xrange(this.keys.dead, '-', '+');
     return entries.map(([, f]) => fieldsFromArray(f));
   }
+}
+
+/** A FETCH_RESP line as a value; a sorted line (`[key…, _id]`, tab, row) as `[key…, _id, row]`. */
+function parseLine(mode: string, line: string): unknown {
+  if (mode !== 'sorted') return JSON.parse(line);
+  const tab = line.indexOf('\t');
+  return [...(JSON.parse(line.slice(0, tab)) as unknown[]), JSON.parse(line.slice(tab + 1))];
 }
