@@ -53,6 +53,8 @@ export interface WorkerOptions extends CommonOptions {
   fetchBatchBytes: number;
   /** SQLite `synchronous`. */
   sqliteSync: 'full' | 'normal';
+  /** SQLite `mmap_size` of the read connections (0: off). */
+  sqliteMmapBytes: number;
   /** Testing only: while this file exists the shard cannot grow (a full disk). */
   failpointDiskFullFile?: string;
   /** Testing only: how long each index build holds the write lock before it runs. */

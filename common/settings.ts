@@ -163,6 +163,17 @@ export const SETTINGS = [
     doc: 'SQLite `synchronous`: `full` (an acked chunk survives power loss) or `normal` (faster; survives a process crash only).',
   },
   {
+    env: 'DSTORE_SQLITE_MMAP_BYTES',
+    key: 'sqliteMmapBytes',
+    use: 'worker',
+    kind: 'int',
+    default: 1024 * MiB,
+    min: 0,
+    max: 64 * 1024 * MiB,
+    unit: 'bytes',
+    doc: "SQLite `mmap_size` of the worker's read connections: reads of the shard's first bytes come from the OS page cache without a copy, shared by every connection (each has only a 2 MiB page cache of its own). `0` turns it off.",
+  },
+  {
     env: 'DSTORE_FAILPOINT_DISK_FULL_FILE',
     key: 'failpointDiskFullFile',
     use: 'worker',

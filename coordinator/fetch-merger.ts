@@ -105,6 +105,9 @@ function sortedRow(line: string): SortedRow {
   return { keys: JSON.parse(line.slice(0, tab)) as SortedLine, row: line.slice(tab + 1) };
 }
 
+/** Rows of a sorted or aggregated answer handed on as one piece, at most. */
+const OUT_BATCH_ROWS = 1000;
+
 /** Rounds a read may take before it gives up (each retry follows a failure). */
 const MAX_ATTEMPTS = 8;
 
@@ -159,7 +162,8 @@ export class FetchMerger {
 
   /**
    * Runs a normalised query over a table that exists; yields {@link ReadPiece}s: rows as
-   * text (one line, or, for plain reads without a limit, a whole batch), then the partial
+   * text (lines joined by line feeds: a whole batch of a plain read, up to OUT_BATCH_ROWS
+   * merged rows of a sorted or aggregated one), then the partial
    * trailer when chunks were left out, or only the plan with `explain`.
    */
   async *read(
@@ -204,7 +208,15 @@ export class FetchMerger {
       return;
     }
     if (q.aggregate) {
-      for await (const line of this.readAggregate(plan, q)) yield { rows: line, count: 1 };
+      let out: string[] = [];
+      for await (const line of this.readAggregate(plan, q)) {
+        out.push(line);
+        if (out.length >= OUT_BATCH_ROWS) {
+          yield { rows: out.join('\n'), count: out.length };
+          out = [];
+        }
+      }
+      if (out.length > 0) yield { rows: out.join('\n'), count: out.length };
     } else if (q.sort || q.limit !== undefined) {
       // A limit reads in a total order (sort keys, then `_id`) even without a sort: a page.
       yield* this.readSorted(plan, q, opts);
@@ -350,6 +362,10 @@ export class FetchMerger {
     let cursor = q.after as SortedLine | undefined;
     let emitted = 0;
     let more = false;
+    // Rows merged and not yet handed on: they go as one piece whenever the merge waits for a
+    // worker (or holds OUT_BATCH_ROWS), not one piece a row.
+    let out: string[] = [];
+    const dec = opts.decryptRow;
     rounds: for (let attempt = 1; ; attempt++) {
       const assignments = plan.assign(plan.chunks());
       const workers = assignments.map((a) => a.worker);
@@ -382,11 +398,15 @@ export class FetchMerger {
             }
             cursor = line.keys;
             emitted++;
-            const dec = opts.decryptRow;
-            yield {
-              rows: dec ? JSON.stringify(dec(JSON.parse(line.row) as Record<string, unknown>)) : line.row,
-              count: 1,
-            };
+            out.push(dec ? JSON.stringify(dec(JSON.parse(line.row) as Record<string, unknown>)) : line.row);
+            if (out.length >= OUT_BATCH_ROWS) {
+              yield { rows: out.join('\n'), count: out.length };
+              out = [];
+            }
+          }
+          if (out.length > 0) {
+            yield { rows: out.join('\n'), count: out.length };
+            out = [];
           }
           const e = await round.next();
           if (e.kind === 'end') {
@@ -410,6 +430,7 @@ export class FetchMerger {
       }
       await retryAfter(plan, round, attempt);
     }
+    if (out.length > 0) yield { rows: out.join('\n'), count: out.length };
     if (more && emitted > 0 && cursor) yield { next: cursor.slice(0, keyCount + 1) };
   }
 

@@ -38,6 +38,7 @@ export class Worker {
     this.log = logger.child({ component: 'worker', workerId: this.id });
     this.store = new ShardStore(opts.dataDir, {
       sync: opts.sqliteSync,
+      mmapBytes: opts.sqliteMmapBytes,
       diskFullFile: opts.failpointDiskFullFile,
       indexBuildDelayMs: opts.failpointIndexBuildMs,
     });

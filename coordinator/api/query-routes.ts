@@ -106,10 +106,12 @@ async function stream(reply: FastifyReply, cursor: QueryCursor): Promise<Fastify
     await cursor.close();
     throw e;
   }
+  reply.header('content-type', 'application/x-ndjson');
+  // The whole answer is here: one body, one write (a stream wrote each piece as a chunk).
+  if (done) return reply.send(head.join(''));
   async function* lines(): AsyncGenerator<string> {
     try {
-      yield* head;
-      if (done) return;
+      yield head.join('');
       try {
         for (let e = await cursor.next(); e; e = await cursor.next()) yield ndjson(e);
       } catch (e) {
@@ -120,6 +122,5 @@ async function stream(reply: FastifyReply, cursor: QueryCursor): Promise<Fastify
       await cursor.close();
     }
   }
-  reply.header('content-type', 'application/x-ndjson');
   return reply.send(Readable.from(lines()));
 }
