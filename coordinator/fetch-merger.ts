@@ -49,6 +49,11 @@ export interface ReadExplain {
   /** Set when the filter pins `_id`s: how many, and how many chunks the id index says hold them. */
   pruned?: { by: '_id'; ids: number; chunks: number };
   /**
+   * `narrow`: an index bounds what each shard reads, so the read asks the fewest workers that
+   * hold every chunk; `spread`: a scan, spread over every live worker.
+   */
+  workersAsked: 'narrow' | 'spread';
+  /**
    * Each worker that would be asked, with the chunks it would answer for and the plan its
    * SQLite makes for the query (`EXPLAIN QUERY PLAN` steps, naming any index it uses);
    * `sqlite` is absent for a worker that did not answer.
@@ -238,6 +243,7 @@ export class FetchMerger {
       placementVersion: plan.placement.version,
       tableChunks: plan.placement.chunks.size,
       ...(pinned === undefined ? {} : { pruned: { by: '_id' as const, ids: pinned, chunks: chunks.length } }),
+      workersAsked: plan.mode.narrow ? 'narrow' : 'spread',
       workers,
       missingChunks: plan.gap.chunks.size,
     };

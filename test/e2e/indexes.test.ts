@@ -84,6 +84,16 @@ describe('e2e: secondary indexes (3 workers, R = 2)', function () {
     assert.ok(explain.workers.length > 0);
     for (const w of explain.workers)
       assert.match((w.sqlite ?? []).join(' | '), /USING INDEX t_\d+_ix_by_city/, JSON.stringify(w));
+    // Narrow: the fewest workers that hold every chunk (2 of 3 at R = 2), each chunk once; a
+    // scan asks all 3.
+    assert.equal(explain.workersAsked, 'narrow');
+    assert.equal(explain.workers.length, 2, JSON.stringify(explain.workers.map((w) => w.worker)));
+    const asked = explain.workers.flatMap((w) => w.chunks);
+    assert.equal(asked.length, explain.tableChunks);
+    assert.equal(new Set(asked).size, explain.tableChunks);
+    const [{ explain: scan }] = await c.query<{ explain: ReadExplain }>('t', { where: { ok: true }, explain: true });
+    assert.equal(scan.workersAsked, 'spread');
+    assert.equal(scan.workers.length, 3);
     assert.deepEqual(ids(await c.query<Row>('t', { where: { city } })), ids(all.filter((x) => x.city === city)));
     const inRange = (x: Row) => typeof x.n === 'number' && x.n >= 100 && x.n < 250;
     assert.deepEqual(ids(await c.query<Row>('t', { where: { n: { $gte: 100, $lt: 250 } } })), ids(all.filter(inRange)));
