@@ -72,16 +72,14 @@ interface Measured {
   key: string;
 }
 
-async function dstoreRuns(cluster: TestCluster, pids: ClusterPids, q: QuerySpec, repeat: number): Promise<Measured> {
-  const times: number[] = [];
-  let last: { count: number; lines: string[] } | undefined;
-  const { cpu } = await withCpu(pids, async () => {
-    for (let i = 0; i < repeat; i++) {
-      const r = await query(cluster.url, TABLE, q);
-      times.push(r.ms);
-      last = r;
-    }
-  });
+/** What a series of dstore runs measured: median time, CPU per run by process, the last answer. */
+function dstoreMeasured(
+  cpu: CpuUse,
+  repeat: number,
+  times: number[],
+  last: { count: number; lines: string[] },
+  q: QuerySpec,
+): Measured {
   const per = perUnit(cpu, repeat);
   const ms = (us: number | undefined) => (us === undefined ? undefined : +(us / 1000).toFixed(2));
   return {
@@ -93,9 +91,22 @@ async function dstoreRuns(cluster: TestCluster, pids: ClusterPids, q: QuerySpec,
       redis: ms(per.redis),
       client: ms(per.client)!,
     },
-    count: last!.count,
-    key: answerKey(last!.lines, q.sort !== undefined),
+    count: last.count,
+    key: answerKey(last.lines, q.sort !== undefined),
   };
+}
+
+async function dstoreRuns(cluster: TestCluster, pids: ClusterPids, q: QuerySpec, repeat: number): Promise<Measured> {
+  const times: number[] = [];
+  let last: { count: number; lines: string[] } | undefined;
+  const { cpu } = await withCpu(pids, async () => {
+    for (let i = 0; i < repeat; i++) {
+      const r = await query(cluster.url, TABLE, q);
+      times.push(r.ms);
+      last = r;
+    }
+  });
+  return dstoreMeasured(cpu, repeat, times, last!, q);
 }
 
 function fileRuns(file: SqliteBaseline, q: QuerySpec, repeat: number): Measured {
@@ -158,21 +169,8 @@ async function interleavedRuns(
     fileCpuUs += u.user + u.system;
     fileTimes.push(lastFile.ms);
   }
-  const per = perUnit(cpu!, repeat);
-  const ms = (us: number | undefined) => (us === undefined ? undefined : +(us / 1000).toFixed(2));
   return {
-    dstore: {
-      ms: median(times),
-      cpuMs: per.all / 1000,
-      cpuBy: {
-        coordinator: ms(per.coordinator),
-        workers: ms(per.workersSum),
-        redis: ms(per.redis),
-        client: ms(per.client)!,
-      },
-      count: last!.count,
-      key: answerKey(last!.lines, q.sort !== undefined),
-    },
+    dstore: dstoreMeasured(cpu!, repeat, times, last!, q),
     file: {
       ms: median(fileTimes),
       cpuMs: fileCpuUs / 1000 / repeat,
