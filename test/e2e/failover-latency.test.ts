@@ -41,6 +41,9 @@ describe('e2e: reads right after a worker is SIGKILLed (default timeouts)', func
       ['rows', {}],
       ['count', { aggregate: [{ op: 'count' }] }],
       ['sorted', { sort: [{ field: 'n', dir: 'desc' }], limit: 50 }],
+      // A limit read in `_id` order is narrow: it asks the fewest workers holding every chunk
+      // (2 of 3), so a kill takes out half of its workers.
+      ['narrow', { limit: 25_000 }],
     ];
     const loop = async (k: number) => {
       for (let i = k; !stop; i++) {
@@ -50,7 +53,7 @@ describe('e2e: reads right after a worker is SIGKILLed (default timeouts)', func
         const ms = Date.now() - started;
         let ok = r.status === 200;
         let why = ok ? undefined : `${r.status} ${JSON.stringify(r.body).slice(0, 200)}`;
-        if (ok && kind === 'rows') {
+        if (ok && (kind === 'rows' || kind === 'narrow')) {
           const d = lossAndDuplicates(rows, r.body);
           ok = d.lost + d.duplicated + d.wrong === 0;
           if (!ok) why = JSON.stringify(d);
@@ -72,6 +75,10 @@ describe('e2e: reads right after a worker is SIGKILLed (default timeouts)', func
     await Promise.all(loops);
     const after = reads.filter((r) => r.started + r.ms >= killedAt);
     assert.ok(after.length >= 10, `${after.length} reads after the kill`);
+    assert.ok(
+      after.filter((r) => r.kind === 'narrow').length >= 2,
+      `narrow reads after the kill: ${after.filter((r) => r.kind === 'narrow').length}`,
+    );
     const bad = after.filter((r) => !r.ok);
     assert.deepEqual(bad, [], 'every read after the kill is exact');
     const slow = after.filter((r) => r.started + r.ms - Math.max(r.started, killedAt) > 1500);
