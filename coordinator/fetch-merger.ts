@@ -113,6 +113,11 @@ function sortedRow(line: string): SortedRow {
 /** Rows of a sorted or aggregated answer handed on as one piece, at most. */
 const OUT_BATCH_ROWS = 1000;
 
+/** Output lines as one piece of a read. */
+function piece(lines: string[]): { rows: string; count: number } {
+  return { rows: lines.join('\n'), count: lines.length };
+}
+
 /** Rounds a read may take before it gives up (each retry follows a failure). */
 const MAX_ATTEMPTS = 8;
 
@@ -217,11 +222,11 @@ export class FetchMerger {
       for await (const line of this.readAggregate(plan, q)) {
         out.push(line);
         if (out.length >= OUT_BATCH_ROWS) {
-          yield { rows: out.join('\n'), count: out.length };
+          yield piece(out);
           out = [];
         }
       }
-      if (out.length > 0) yield { rows: out.join('\n'), count: out.length };
+      if (out.length > 0) yield piece(out);
     } else if (q.sort || q.limit !== undefined) {
       // A limit reads in a total order (sort keys, then `_id`) even without a sort: a page.
       yield* this.readSorted(plan, q, opts);
@@ -406,12 +411,12 @@ export class FetchMerger {
             emitted++;
             out.push(dec ? JSON.stringify(dec(JSON.parse(line.row) as Record<string, unknown>)) : line.row);
             if (out.length >= OUT_BATCH_ROWS) {
-              yield { rows: out.join('\n'), count: out.length };
+              yield piece(out);
               out = [];
             }
           }
           if (out.length > 0) {
-            yield { rows: out.join('\n'), count: out.length };
+            yield piece(out);
             out = [];
           }
           const e = await round.next();
@@ -436,7 +441,7 @@ export class FetchMerger {
       }
       await retryAfter(plan, round, attempt);
     }
-    if (out.length > 0) yield { rows: out.join('\n'), count: out.length };
+    if (out.length > 0) yield piece(out);
     if (more && emitted > 0 && cursor) yield { next: cursor.slice(0, keyCount + 1) };
   }
 

@@ -125,49 +125,54 @@ export class ReadPlan {
 
   /**
    * Assigns each of `chunks` to one live replica that is not known to lack it. A chunk
-   * without such a replica is a gap: a 503 naming its workers, or (partial) left out.
-   *
-   * An ordinary read spreads the chunks: the replica with the fewest chunks of this round,
-   * then the lowest expected cost (answer time × FETCHes in flight from this coordinator,
-   * {@link Outstanding.cost}), then at random. A narrow read ({@link ReadMode.narrow}) asks
-   * as few workers as it can (a greedy set cover: the worker that holds the most chunks not
-   * yet assigned, then the same tie-breaks): at R = 2 on 4 workers, 2 of them. Each worker
-   * asked costs a FETCH, a fence, its answer's batches and a merge input, which is most of a
-   * narrow read's time; and a worker asked for every chunk it holds reads without a chunk
+   * without such a replica is a gap: a 503 naming its workers, or (partial) left out. An
+   * ordinary read spreads the chunks ({@link spread}); a narrow read ({@link ReadMode.narrow})
+   * asks as few workers as it can ({@link cover}): at R = 2 on 4 workers, 2 of them. Each
+   * worker asked costs a FETCH, a fence, its answer's batches and a merge input, which is most
+   * of a narrow read's time; and a worker asked for every chunk it holds reads without a chunk
    * condition.
    */
   assign(chunks: readonly string[]): Assignment[] {
-    const byWorker = new Map<string, string[]>();
     const noReplica: string[] = [];
     const usable = (w: string, c: string) => this.live.has(w) && !this.lacking.has(`${w}\0${c}`);
-    const key = (w: string, held: number): [number, number, number, number] => [
-      // A worker that failed in this read comes last: asked only when no other replica is left.
-      this.failedWorkers.has(w) ? 1 : 0,
-      held,
-      this.deps.outstanding.cost(w),
-      Math.random(),
-    ];
-    if (this.mode.narrow) {
-      for (const [w, cs] of this.cover(chunks, usable, noReplica)) byWorker.set(w, [...cs]);
-    } else {
-      for (const c of chunks) {
-        let best: string | undefined;
-        let bestKey: [number, number, number, number] | undefined;
-        for (const w of this.placement.chunks.get(c) ?? []) {
-          if (!usable(w, c)) continue;
-          const k = key(w, byWorker.get(w)?.length ?? 0);
-          if (!bestKey || lessThan(k, bestKey)) [best, bestKey] = [w, k];
-        }
-        if (best === undefined) noReplica.push(c);
-        else {
-          const list = byWorker.get(best) ?? [];
-          list.push(c);
-          byWorker.set(best, list);
-        }
+    const byWorker = this.mode.narrow ? this.cover(chunks, usable, noReplica) : this.spread(chunks, usable, noReplica);
+    if (noReplica.length > 0) this.addGap(noReplica);
+    // Copies: a narrow read's lists come from a cache shared by reads.
+    return [...byWorker].map(([worker, cs]) => ({ worker, chunks: [...cs] }));
+  }
+
+  /**
+   * Each chunk to the replica with the fewest chunks of this round, then the lowest expected
+   * cost (answer time × FETCHes in flight from this coordinator, {@link Outstanding.cost}),
+   * then at random; a worker that failed in this read comes last.
+   */
+  private spread(
+    chunks: readonly string[],
+    usable: (w: string, c: string) => boolean,
+    noReplica: string[],
+  ): Map<string, string[]> {
+    const byWorker = new Map<string, string[]>();
+    for (const c of chunks) {
+      let best: string | undefined;
+      let bestKey: number[] | undefined;
+      for (const w of this.placement.chunks.get(c) ?? []) {
+        if (!usable(w, c)) continue;
+        const k = [
+          this.failedWorkers.has(w) ? 1 : 0,
+          byWorker.get(w)?.length ?? 0,
+          this.deps.outstanding.cost(w),
+          Math.random(),
+        ];
+        if (!bestKey || lessThan(k, bestKey)) [best, bestKey] = [w, k];
+      }
+      if (best === undefined) noReplica.push(c);
+      else {
+        const list = byWorker.get(best) ?? [];
+        list.push(c);
+        byWorker.set(best, list);
       }
     }
-    if (noReplica.length > 0) this.addGap(noReplica);
-    return [...byWorker].map(([worker, cs]) => ({ worker, chunks: cs }));
+    return byWorker;
   }
 
   /**
@@ -185,7 +190,7 @@ export class ReadPlan {
   ): Map<string, string[]> {
     const whole =
       this.lacking.size === 0 && this.failedWorkers.size === 0 && chunks.length === this.placement.chunks.size;
-    const liveKey = [...this.live].sort().join(',');
+    const liveKey = whole ? [...this.live].sort().join(',') : '';
     let found = whole ? coverCache.get(this.placement)?.get(liveKey) : undefined;
     if (!found) {
       const failed = (w: string) => this.failedWorkers.has(w);
