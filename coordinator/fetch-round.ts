@@ -58,6 +58,11 @@ export type RoundRequest =
 export interface Assignment {
   worker: string;
   chunks: readonly string[];
+  /**
+   * `chunks` are every chunk the placement puts on the worker, and this is their
+   * `chunkSetToken` (common/messages): the FETCH names the token, not the list.
+   */
+  token?: string;
 }
 
 /** Why a worker left a round without finishing. */
@@ -193,44 +198,71 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
     const workers = this.workers;
     if (workers.length === 0) return;
     this.publishedAt = Date.now();
-    const sharded = isCluster(this.cmd) ? '1' : '0';
-    await Promise.all(
-      workers.map(async (w) => {
-        const a = this.assigned.get(w)!;
-        const base = {
-          req: this.req,
-          worker: w,
-          replyTo: this.replyTo,
-          table: this.table,
-          chunks: [...a.chunks],
-          timeoutMs: this.timeoutMs,
-        };
-        const msg =
-          'digest' in this.request
-            ? build(DigestMessage, base)
-            : build(FetchMessage, {
-                ...base,
-                window: this.flow?.window,
-                ...this.request.query,
-                ...(this.request.explain ? { explain: true } : {}),
-                ...(this.request.snapshot === undefined ? {} : { snapshot: this.request.snapshot }),
-                ...(this.request.preview === undefined ? {} : { preview: this.request.preview }),
-              });
-        // The fence goes last: `{…}` becomes `{…,"tail":"<id>"}` in Redis.
-        const json = encodeFetch(msg);
-        const head = `${json.slice(0, -1)},"tail":"`;
-        const rest = '"}';
-        const receivers = await this.cmd.publishFenced(
-          this.keys.workerOps(w),
-          this.keys.workerFetch(w),
-          head,
-          rest,
-          sharded,
-        );
-        if (receivers === 0)
-          this.failWorker({ worker: w, code: 'timeout', reason: `worker ${w} is not subscribed to its fetch channel` });
+    await Promise.all(workers.map((w) => this.publishTo(w)));
+  }
+
+  private async publishTo(w: string): Promise<void> {
+    const a = this.assigned.get(w)!;
+    const base = {
+      req: this.req,
+      worker: w,
+      replyTo: this.replyTo,
+      table: this.table,
+      chunks: a.token === undefined ? [...a.chunks] : [a.token],
+      timeoutMs: this.timeoutMs,
+    };
+    const msg =
+      'digest' in this.request
+        ? build(DigestMessage, { ...base, chunks: [...a.chunks] })
+        : build(FetchMessage, {
+            ...base,
+            window: this.flow?.window,
+            ...this.request.query,
+            ...(this.request.explain ? { explain: true } : {}),
+            ...(this.request.snapshot === undefined ? {} : { snapshot: this.request.snapshot }),
+            ...(this.request.preview === undefined ? {} : { preview: this.request.preview }),
+          });
+    // The fence goes last: `{…}` becomes `{…,"tail":"<id>"}` in Redis.
+    const json = encodeFetch(msg);
+    const head = `${json.slice(0, -1)},"tail":"`;
+    const rest = '"}';
+    const receivers = await this.cmd.publishFenced(
+      this.keys.workerOps(w),
+      this.keys.workerFetch(w),
+      head,
+      rest,
+      isCluster(this.cmd) ? '1' : '0',
+    );
+    if (receivers === 0)
+      this.failWorker({ worker: w, code: 'timeout', reason: `worker ${w} is not subscribed to its fetch channel` });
+  }
+
+  /**
+   * A worker asked by token holds another set of chunks than the token names (a POST
+   * committed, or a copy made, since the read began): it is asked again, in this round and
+   * under the same request id, with the list. A worker from before tokens answers `missing`
+   * naming the token, and is asked again the same way.
+   */
+  private relist(m: R): boolean {
+    const a = this.assigned.get(m.worker)!;
+    if (a.token === undefined) return false;
+    const unlisted =
+      m.code === 'unlisted' || (m.code === 'missing' && m.type === 'FETCH_RESP' && m.missing?.[0] === a.token);
+    if (!unlisted) return false;
+    this.assigned.set(m.worker, { worker: a.worker, chunks: a.chunks });
+    this.nextSeq.delete(m.worker);
+    this.early.delete(m.worker);
+    this.taken.delete(m.worker);
+    this.granted.delete(m.worker);
+    this.grantedAt.set(m.worker, Date.now());
+    this.publishTo(m.worker).catch((e: Error) =>
+      this.failWorker({
+        worker: m.worker,
+        code: 'timeout',
+        reason: `asking worker ${m.worker} again failed: ${e.message}`,
       }),
     );
+    return true;
   }
 
   /** The next event; resolves `{kind: 'end'}` once, after every worker finished or failed. */
@@ -328,6 +360,7 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
       this.flow.queue.add(b);
     }
     if (m.code) {
+      if (this.relist(m)) return;
       this.failWorker({
         worker: m.worker,
         code: m.code,

@@ -1,4 +1,5 @@
 import type { Keys } from '../common/keys';
+import { chunkSetToken } from '../common/messages';
 import type { DstoreRedis } from '../common/redis';
 import { scriptResult } from '../common/script-codes';
 
@@ -167,6 +168,31 @@ export class PlacementCache {
     for (const [id, m] of metas) if (!pending.has(m.post)) chunks.set(id, m.replicas);
     return { version: version ?? '0', chunks };
   }
+}
+
+/** Per placement, each worker's chunks, and their token once asked for. */
+const heldSets = new WeakMap<TablePlacement, Map<string, { chunks: string[]; token?: string }>>();
+
+/**
+ * The {@link chunkSetToken} of every chunk `placement` puts on `worker`, when `asked` (how
+ * many of them a read asks of it) is all of them; otherwise undefined. Made once per
+ * placement and worker.
+ */
+export function wholeSetToken(placement: TablePlacement, worker: string, asked: number): string | undefined {
+  let byWorker = heldSets.get(placement);
+  if (!byWorker) {
+    byWorker = new Map();
+    for (const [chunk, replicas] of placement.chunks)
+      for (const w of replicas) {
+        const held = byWorker.get(w);
+        if (held) held.chunks.push(chunk);
+        else byWorker.set(w, { chunks: [chunk] });
+      }
+    heldSets.set(placement, byWorker);
+  }
+  const held = byWorker.get(worker);
+  if (!held || held.chunks.length !== asked) return undefined;
+  return (held.token ??= chunkSetToken(held.chunks));
 }
 
 /** Bumps the placement version of tables (queued on a MULTI or pipeline when given one). */

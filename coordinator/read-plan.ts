@@ -3,7 +3,7 @@ import type { Logger } from '../common/logger';
 import type { DstoreRedis } from '../common/redis';
 import { unavailable } from './errors';
 import type { Assignment, FetchRound, WorkerFailure } from './fetch-round';
-import type { PlacementCache, TablePlacement } from './placement';
+import { wholeSetToken, type PlacementCache, type TablePlacement } from './placement';
 import type { UpdatePreview } from '../common/messages';
 
 /** A read that is not an ordinary one. */
@@ -130,7 +130,8 @@ export class ReadPlan {
    * asks as few workers as it can ({@link cover}): at R = 2 on 4 workers, 2 of them. Each
    * worker asked costs a FETCH, a fence, its answer's batches and a merge input, which is most
    * of a narrow read's time; and a worker asked for every chunk it holds reads without a chunk
-   * condition.
+   * condition. Such a worker is asked by token (a `chunkSetToken`, common/messages), not
+   * by a list of hundreds of ids.
    */
   assign(chunks: readonly string[]): Assignment[] {
     const noReplica: string[] = [];
@@ -138,7 +139,10 @@ export class ReadPlan {
     const byWorker = this.mode.narrow ? this.cover(chunks, usable, noReplica) : this.spread(chunks, usable, noReplica);
     if (noReplica.length > 0) this.addGap(noReplica);
     // Copies: a narrow read's lists come from a cache shared by reads.
-    return [...byWorker].map(([worker, cs]) => ({ worker, chunks: [...cs] }));
+    return [...byWorker].map(([worker, cs]) => {
+      const token = cs.length >= 2 ? wholeSetToken(this.placement, worker, cs.length) : undefined;
+      return { worker, chunks: [...cs], ...(token === undefined ? {} : { token }) };
+    });
   }
 
   /**

@@ -1,7 +1,14 @@
 import type Redis from 'ioredis';
 import type { Keys } from '../common/keys';
 import type { Logger } from '../common/logger';
-import { decodeFetch, type DigestMessage, type FetchChannelMessage, type FetchMessage } from '../common/messages';
+import {
+  chunkSetOf,
+  chunkSetToken,
+  decodeFetch,
+  type DigestMessage,
+  type FetchChannelMessage,
+  type FetchMessage,
+} from '../common/messages';
 import { normalizeQuery, withAfter, type QuerySpec } from '../common/query';
 import { subscribe, type DstoreRedis } from '../common/redis';
 import { AnswerSender } from './answer-sender';
@@ -11,6 +18,15 @@ import { ReadClosed, ReadCredits } from './read-credit';
 import { awaitFence } from './read-fence';
 import { updatedDoc, type ShardReader, type ShardStore } from './shard-store';
 import type { BackupSnapshots } from './backup-snapshots';
+
+/** The token of a held set, per set object (the store's is cached until its next write). */
+const tokens = new WeakMap<ReadonlySet<string>, string>();
+
+function tokenOf(held: ReadonlySet<string>): string {
+  let t = tokens.get(held);
+  if (t === undefined) tokens.set(held, (t = chunkSetToken(held)));
+  return t;
+}
 
 /** Options of {@link FetchResponder}. */
 export interface FetchResponderOptions {
@@ -91,7 +107,7 @@ export class FetchResponder {
   }
 
   private async serve(msg: FetchMessage | DigestMessage): Promise<void> {
-    if (msg.type === 'FETCH' && msg.window) this.credits.open(msg.req, msg.window);
+    const opened = msg.type === 'FETCH' && msg.window ? this.credits.open(msg.req, msg.window) : undefined;
     try {
       await this.turn();
       try {
@@ -101,7 +117,7 @@ export class FetchResponder {
         this.release();
       }
     } finally {
-      this.credits.close(msg.req);
+      this.credits.close(msg.req, opened);
     }
   }
 
@@ -150,7 +166,13 @@ export class FetchResponder {
       this.counters.fetches++;
       this.counters.fetchRows += rows;
       this.log.debug(
-        { req: msg.req, table: msg.table, rows, chunks: msg.chunks.length, ms: Date.now() - started },
+        {
+          req: msg.req,
+          table: msg.table,
+          rows,
+          chunks: chunkSetOf(msg.chunks) ?? msg.chunks.length,
+          ms: Date.now() - started,
+        },
         'answered FETCH',
       );
     } catch (e) {
@@ -177,7 +199,10 @@ export class FetchResponder {
     }
   }
 
-  /** Streams the rows of exactly the chunks asked; returns how many, or undefined when it answered `missing`. */
+  /**
+   * Streams the rows of exactly the chunks asked; returns how many, or undefined when it
+   * answered `missing` or `unlisted`.
+   */
   private async answerRows(
     msg: FetchMessage,
     q: QuerySpec,
@@ -188,7 +213,17 @@ export class FetchResponder {
     // Only what this worker holds committed now, the state the reader's snapshot starts from
     // (a backup's snapshot: what it held committed at the cut).
     const held = snapshot ? reader.committedChunks(msg.table) : this.store.committedChunks(msg.table);
-    const missing = msg.chunks.filter((c) => !held.has(c));
+    const set = chunkSetOf(msg.chunks);
+    if (set !== undefined && tokenOf(held) !== set) {
+      await this.fail(msg, out, {
+        code: 'unlisted',
+        error: `worker holds another set of ${held.size} committed chunks of ${msg.table} than the one asked (${set})`,
+      });
+      return undefined;
+    }
+    // Asked by token: every chunk held, exactly the set the token names.
+    const asked = set === undefined ? msg.chunks : undefined;
+    const missing = asked ? asked.filter((c) => !held.has(c)) : [];
     if (missing.length > 0) {
       await this.fail(msg, out, {
         code: 'missing',
@@ -211,12 +246,12 @@ export class FetchResponder {
       lines = [];
       bytes = 0;
     };
-    if (table && msg.chunks.length > 0) {
+    if (table && (asked ? asked.length : held.size) > 0) {
       // Asked for every committed chunk it holds: no chunk filter in the SQL.
       const plan = planFetch(
         table.ident,
         q,
-        msg.chunks.length === held.size ? undefined : msg.chunks,
+        !asked || asked.length === held.size ? undefined : asked,
         snapshot ? undefined : this.store.indexedPaths(msg.table),
         msg.preview && updatedDoc(msg.preview),
       );
@@ -274,7 +309,8 @@ export class FetchResponder {
     out: AnswerSender,
     f: Parameters<AnswerSender['fail']>[0],
   ): Promise<void> {
-    this.log.warn(
+    // `unlisted` is routine (a commit since the read began): the coordinator asks again.
+    this.log[f.code === 'unlisted' ? 'debug' : 'warn'](
       { req: msg.req, code: f.code, error: f.error, missing: f.missing?.slice(0, 5) },
       `${msg.type} not answered with rows`,
     );

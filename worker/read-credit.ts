@@ -22,14 +22,19 @@ interface Credit {
 export class ReadCredits {
   private readonly credits = new Map<string, Credit>();
 
-  /** Starts counting credit for a FETCH with a window. */
-  open(req: string, window: number): void {
-    this.credits.set(req, { granted: window, heard: Date.now() });
+  /** Starts counting credit for a FETCH with a window; returns what {@link close} takes. */
+  open(req: string, window: number): object {
+    const c: Credit = { granted: window, heard: Date.now() };
+    this.credits.set(req, c);
+    return c;
   }
 
-  /** Forgets a FETCH once answered. */
-  close(req: string): void {
-    this.credits.delete(req);
+  /**
+   * Forgets a FETCH once answered: the credit `open` returned, when given, and only if it is
+   * still this request's (a FETCH asked again under the same id, after `unlisted`, has its own).
+   */
+  close(req: string, opened?: object): void {
+    if (opened === undefined || this.credits.get(req) === opened) this.credits.delete(req);
   }
 
   /** Whether the coordinator closed this read. */

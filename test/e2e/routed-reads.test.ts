@@ -193,4 +193,65 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
       timeoutMs: 20_000,
     });
   });
+
+  it('asks a worker by token for every chunk it holds, and again with the list when it holds another set', async () => {
+    const c = e2e.cluster;
+    const rs = makeRows(3000, 63, 't');
+    await c.api('PUT', '/tables/tok');
+    const posted = await c.api(
+      'POST',
+      '/tables/tok/records',
+      rs.map((r) => JSON.stringify(r)).join('\n'),
+      'application/x-ndjson',
+    );
+    assert.equal(posted.status, 200);
+    // A limit read in `_id` order is narrow: 2 workers, each asked for all it holds (by token).
+    const all = { sort: [{ field: '_id', dir: 'asc' }], limit: 5000 };
+    const plan = await explain(c, 'tok', all);
+    assert.equal(plan.workersAsked, 'narrow');
+    assert.equal(plan.workers.length, 2, JSON.stringify(plan));
+    await new Promise((r) => setTimeout(r, 500));
+    let got = await countRequests(c, e2e.keys.workerStatus, async () => {
+      assert.deepEqual(lossAndDuplicates(rs, await c.query<Row>('tok', all)), { lost: 0, duplicated: 0, wrong: 0 });
+    });
+    assert.equal(
+      [...got.values()].reduce((a, b) => a + b, 0),
+      2,
+      'one FETCH each',
+    );
+
+    // The placement stops listing one chunk its workers still hold (as after a POST committed
+    // on the workers that the read's placement did not include yet): each of the 2 asked
+    // workers that holds it answers `unlisted` and is asked again with the list.
+    const gone = plan.workers[0].chunks[0];
+    const chunkOf = await c.redis.hgetall(e2e.keys.idIndex('tok'));
+    const kept = rs.filter((r) => chunkOf[r._id] !== gone);
+    assert.ok(kept.length < rs.length && kept.length > 0);
+    const meta = JSON.parse((await c.redis.hget(e2e.keys.chunks, gone))!) as { replicas: string[] };
+    await c.redis
+      .multi()
+      .srem(e2e.keys.tableChunks('tok'), gone)
+      .hdel(e2e.keys.chunks, gone)
+      .incr(e2e.keys.placementVersion('tok'))
+      .exec();
+    const asked = (await explain(c, 'tok', all)).workers;
+    const holders = asked.filter((w) => meta.replicas.includes(w.worker)).length;
+    assert.ok(holders >= 1, JSON.stringify({ asked, meta }));
+    await new Promise((r) => setTimeout(r, 500));
+    let answer: Row[] = [];
+    got = await countRequests(c, e2e.keys.workerStatus, async () => {
+      answer = await c.query<Row>('tok', all);
+    });
+    assert.equal(
+      [...got.values()].reduce((a, b) => a + b, 0),
+      asked.length + holders,
+      'each holder of the chunk asked twice',
+    );
+    // Exactly the rows of the chunks the placement lists, in `_id` order.
+    assert.deepEqual(lossAndDuplicates(kept, answer), { lost: 0, duplicated: 0, wrong: 0 });
+    assert.deepEqual(
+      answer.map((r) => r._id),
+      kept.map((r) => r._id).sort(),
+    );
+  });
 });

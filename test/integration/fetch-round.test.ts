@@ -1,15 +1,22 @@
 import { strict as assert } from 'node:assert';
 import { makeKeys } from '../../common/keys';
 import { createLogger } from '../../common/logger';
-import { build, decodeFetch, FetchRespMessage, type FetchMessage } from '../../common/messages';
+import {
+  build,
+  chunkSetToken,
+  decodeFetch,
+  FetchRespMessage,
+  type FetchErrorCode,
+  type FetchMessage,
+} from '../../common/messages';
 import { createRedis, subscribe, type DstoreRedis } from '../../common/redis';
 import type { CoordinatorContext } from '../../coordinator/context';
 import { FetchRound, type RoundEvent } from '../../coordinator/fetch-round';
 import { ReplyRouter } from '../../coordinator/reply-router';
 import { sharedRedis, uniquePrefix } from '../support/redis';
 
-/** How a scripted worker answers: the batches it sends, as (chunks it names, done). */
-type Script = { chunks?: string[]; done: boolean }[];
+/** How a scripted worker answers: the batches it sends, as (chunks it names, done), or a failure. */
+type Script = { chunks?: string[]; done: boolean; code?: FetchErrorCode; missing?: string[] }[];
 
 /**
  * A round's accounting (coordinator/fetch-round.ts) against a real Redis, a real reply
@@ -24,7 +31,9 @@ describe('FetchRound: which chunks an answer completes', function () {
   let sub: DstoreRedis;
   let router: ReplyRouter;
   let ctx: Pick<CoordinatorContext, 'cmd' | 'keys' | 'router' | 'replyTo'>;
-  let script: Script = [];
+  /** The answer to each FETCH in turn (the last one for any after it), and the `chunks` each FETCH named. */
+  let scripts: Script[] = [];
+  let asked: string[][] = [];
   let unsubscribe: () => Promise<void>;
 
   before(async () => {
@@ -36,11 +45,13 @@ describe('FetchRound: which chunks an answer completes', function () {
     router = new ReplyRouter(read, cmd, replyTo, createLogger({ logLevel: 'silent', logFormat: 'json' }));
     await router.start();
     ctx = { cmd, keys, router, replyTo };
-    // The worker: answers each FETCH with the batches of the current script.
+    // The worker: answers each FETCH with the batches of its script.
     unsubscribe = await subscribe(sub, keys.workerFetch('w1'), (payload) => {
       const m = decodeFetch(payload);
       if (m.type !== 'FETCH') return;
       const f = m as FetchMessage;
+      const script = scripts[Math.min(asked.length, scripts.length - 1)];
+      asked.push(f.chunks);
       void (async () => {
         let seq = 0;
         for (const b of script) {
@@ -53,6 +64,8 @@ describe('FetchRound: which chunks an answer completes', function () {
             rows: '',
             done: b.done,
             ...(b.chunks ? { chunks: b.chunks } : {}),
+            ...(b.code ? { code: b.code, error: 'scripted' } : {}),
+            ...(b.missing ? { missing: b.missing } : {}),
           });
           await cmd.xadd(f.replyTo, '*', ...resp.toArgs());
         }
@@ -67,9 +80,16 @@ describe('FetchRound: which chunks an answer completes', function () {
     cmd.disconnect();
   });
 
-  async function run(asked: string[], s: Script): Promise<RoundEvent[]> {
-    script = s;
-    const round = new FetchRound(ctx, 't', [{ worker: 'w1', chunks: asked }], { query: {} }, { timeoutMs: 5000 });
+  async function run(chunks: string[], s: Script | Script[], token?: string): Promise<RoundEvent[]> {
+    scripts = Array.isArray(s[0]) ? (s as Script[]) : [s as Script];
+    asked = [];
+    const round = new FetchRound(
+      ctx,
+      't',
+      [{ worker: 'w1', chunks, ...(token ? { token } : {}) }],
+      { query: {} },
+      { timeoutMs: 5000 },
+    );
     const events: RoundEvent[] = [];
     try {
       await round.publish();
@@ -107,5 +127,37 @@ describe('FetchRound: which chunks an answer completes', function () {
       ),
       [['a'], 'protocol'],
     );
+  });
+
+  describe('asked by token', () => {
+    const chunks = ['a', 'b', 'c'];
+    const token = chunkSetToken(chunks);
+
+    it('names the token instead of the list; an answer completes every chunk', async () => {
+      assert.deepEqual(completed(await run(chunks, [{ done: true }], token)), [chunks]);
+      assert.deepEqual(asked, [[token]]);
+    });
+
+    it('a worker that holds another set (`unlisted`) is asked again with the list, in the same round', async () => {
+      const events = await run(
+        chunks,
+        [[{ done: true, code: 'unlisted' }], [{ chunks: ['b'], done: false }, { done: true }]],
+        token,
+      );
+      assert.deepEqual(completed(events), [['b'], ['a', 'c']]);
+      assert.deepEqual(asked, [[token], chunks]);
+    });
+
+    it('a worker from before tokens (`missing` naming the token) is asked again with the list too', async () => {
+      const events = await run(chunks, [[{ done: true, code: 'missing', missing: [token] }], [{ done: true }]], token);
+      assert.deepEqual(completed(events), [chunks]);
+      assert.deepEqual(asked, [[token], chunks]);
+    });
+
+    it('`unlisted` to a list, or to the list sent after it, fails the worker', async () => {
+      assert.deepEqual(completed(await run(chunks, [{ done: true, code: 'unlisted' }])), ['unlisted']);
+      assert.deepEqual(completed(await run(chunks, [{ done: true, code: 'unlisted' }], token)), ['unlisted']);
+      assert.deepEqual(asked, [[token], chunks]);
+    });
   });
 });

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { ulid } from 'ulid';
 import { matchesFilter } from '../../common/filter';
 import {
+  chunkSetToken,
   BackupEndMessage,
   BackupMessage,
   build,
@@ -268,6 +269,20 @@ describe('worker (real child process, real Redis)', function () {
     assert.deepEqual(lacking.errors, [
       { worker: 'w1', code: 'missing', error: lacking.errors[0]?.error, missing: ['chunk3'] },
     ]);
+
+    // Asked by token for every chunk it holds (w2: all three), in any order.
+    const byToken = await driver.fetchFrom('t', new Map([['w2', [chunkSetToken(['chunk3', 'chunk1', 'chunk2'])]]]));
+    assert.deepEqual(byToken.errors, []);
+    assert.deepEqual(lossAndDuplicates(rows, byToken.lines as Row[]), { lost: 0, duplicated: 0, wrong: 0 });
+    // A token of another set (w1's, a subset, an unknown chunk more): `unlisted`, and not one row.
+    for (const set of [['chunk1', 'chunk2'], ['chunk3'], ['chunk1', 'chunk2', 'chunk3', 'chunk4']]) {
+      const other = await driver.fetchFrom('t', new Map([['w2', [chunkSetToken(set)]]]));
+      assert.equal(other.lines.length, 0);
+      assert.deepEqual(
+        other.errors.map((e) => e.code),
+        ['unlisted'],
+      );
+    }
   });
 
   it('applies all of 1000 entries left unacked by a SIGKILL, losing and duplicating nothing', async () => {
