@@ -187,11 +187,11 @@ export class SqliteBaseline {
   }
 }
 
-/** p50 and p99 of a list of durations. */
-export function percentiles(times: number[]): { p50: number; p99: number } {
+/** p10, p50, p90 and p99 of a list of durations. */
+export function percentiles(times: number[]): { p10: number; p50: number; p90: number; p99: number } {
   const s = [...times].sort((a, b) => a - b);
   const at = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
-  return { p50: at(0.5), p99: at(0.99) };
+  return { p10: at(0.1), p50: at(0.5), p90: at(0.9), p99: at(0.99) };
 }
 
 /**

@@ -10,7 +10,9 @@
  * - a group-by over an indexed filter (`cat`, ~1 %; the first index).
  *
  * Unindexed, each query runs BENCH_REPEAT times (default 5); indexed, BENCH_INDEXED_REPEAT
- * times (default 21), each dstore run followed by the file's, after one warm-up run of each;
+ * times (default 21), each dstore run followed by the file's, after BENCH_WARMUP warm-up runs
+ * of each (default 100: V8 optimises a read's code path only after it has run many times, as
+ * it has in a coordinator that serves reads all day; the point lookups get the same);
  * medians are shown, with the CPU of every process. Every answer is checked against the
  * single file's. Targets: indexed dstore ≥ 10x faster than unindexed dstore, and within 2x of
  * (the indexed file + one point lookup's p50, from 200 lookups run alone).
@@ -65,6 +67,8 @@ function answerKey(lines: string[], sorted: boolean): string {
 
 interface Measured {
   ms: number;
+  /** The 10th and 90th percentile of the runs' times: how much a median here can drift. */
+  spread?: [number, number];
   cpuMs: number;
   /** CPU ms per run by process: coordinator, workers (sum), Redis, this client. */
   cpuBy?: { coordinator?: number; workers?: number; redis?: number; client: number };
@@ -82,8 +86,10 @@ function dstoreMeasured(
 ): Measured {
   const per = perUnit(cpu, repeat);
   const ms = (us: number | undefined) => (us === undefined ? undefined : +(us / 1000).toFixed(2));
+  const p = percentiles(times);
   return {
     ms: median(times),
+    spread: [+p.p10.toFixed(2), +p.p90.toFixed(2)],
     cpuMs: per.all / 1000,
     cpuBy: {
       coordinator: ms(per.coordinator),
@@ -201,6 +207,10 @@ async function main(): Promise<void> {
   const repeat = envInt('BENCH_REPEAT', 5, 1);
   // The indexed runs are short: more of them, for a median that holds on a noisy machine.
   const indexedRepeat = envInt('BENCH_INDEXED_REPEAT', 21, 1);
+  // Runs of each query (and of lookups) before any is measured: with one, the coordinator's
+  // code for a sorted read was still unoptimised (2.7x its CPU after 300 runs), while the
+  // lookups it is compared with had run 200 times.
+  const warmup = envInt('BENCH_WARMUP', 100, 1);
   const dir = tempDir('bench-indexes');
   const postRows = Math.max(1000, Math.min(100_000, Math.ceil(rows / 8)));
   log(`generating ${rows} rows`);
@@ -232,11 +242,14 @@ async function main(): Promise<void> {
       build[name] = { dstoreMs: performance.now() - t0, fileMs: file.createIndex(name, fields) };
     }
 
-    // Warm-up: each query once on both (a first read pays for caches the others find warm).
+    // Warm-up: each query, and lookups, `warmup` times (see BENCH_WARMUP above).
     for (const { q } of QUERIES) {
-      await query(cluster.url, TABLE, q);
-      file.query(q);
+      for (let i = 0; i < warmup; i++) {
+        await query(cluster.url, TABLE, q);
+        file.query(q);
+      }
     }
+    for (let i = 0; i < warmup; i++) await query(cluster.url, TABLE, { where: { _id: rowId((i * 104_729) % rows) } });
     // One point lookup's latency, the fixed cost any dstore read pays: 200 of them, alone.
     const lookups: number[] = [];
     for (let i = 0; i < 200; i++)
@@ -260,6 +273,7 @@ async function main(): Promise<void> {
         unindexedCpuMs: b.dstore.cpuMs,
         indexedCpuMs: after.dstore.cpuMs,
         indexedCpuBy: after.dstore.cpuBy,
+        indexedSpread: after.dstore.spread,
         fileUnindexedMs: b.file.ms,
         fileIndexedMs: after.file.ms,
         vsFile: after.dstore.ms / (after.file.ms + lookupP50),
@@ -309,9 +323,9 @@ async function main(): Promise<void> {
         ].join('  '),
       );
     }
-    console.log('\nCPU ms per indexed run, by process:');
-    for (const r of out as { name: string; indexedCpuBy: Measured['cpuBy'] }[])
-      console.log(`  ${r.name.padEnd(28)} ${JSON.stringify(r.indexedCpuBy)}`);
+    console.log('\nIndexed runs: ms p10 / p90, and CPU ms per run by process:');
+    for (const r of out as { name: string; indexedCpuBy: Measured['cpuBy']; indexedSpread: [number, number] }[])
+      console.log(`  ${r.name.padEnd(28)} ${r.indexedSpread.join(' / ').padEnd(12)} ${JSON.stringify(r.indexedCpuBy)}`);
     console.log('\nindex builds (ms, over every worker, until ready everywhere; the file alone):');
     for (const [name, b] of Object.entries(build))
       console.log(`  ${name}: dstore ${b.dstoreMs.toFixed(0)}, file ${b.fileMs.toFixed(0)}`);
