@@ -213,7 +213,7 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
     };
     const msg =
       'digest' in this.request
-        ? build(DigestMessage, { ...base, chunks: [...a.chunks] })
+        ? build(DigestMessage, base)
         : build(FetchMessage, {
             ...base,
             window: this.flow?.window,

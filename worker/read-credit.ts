@@ -30,11 +30,11 @@ export class ReadCredits {
   }
 
   /**
-   * Forgets a FETCH once answered: the credit `open` returned, when given, and only if it is
-   * still this request's (a FETCH asked again under the same id, after `unlisted`, has its own).
+   * Forgets a FETCH once answered: the credit `open` returned for it, only if it is still this
+   * request's (a FETCH asked again under the same id, after `unlisted`, has its own).
    */
-  close(req: string, opened?: object): void {
-    if (opened === undefined || this.credits.get(req) === opened) this.credits.delete(req);
+  close(req: string, opened: object | undefined): void {
+    if (opened !== undefined && this.credits.get(req) === opened) this.credits.delete(req);
   }
 
   /** Whether the coordinator closed this read. */
