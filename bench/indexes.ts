@@ -10,12 +10,13 @@
  * - a group-by over an indexed filter (`cat`, ~1 %; the first index).
  *
  * Unindexed, each query runs BENCH_REPEAT times (default 5); indexed, BENCH_INDEXED_REPEAT
- * times (default 21), each dstore run followed by the file's, after BENCH_WARMUP warm-up runs
- * of each (default 100: V8 optimises a read's code path only after it has run many times, as
- * it has in a coordinator that serves reads all day; the point lookups get the same);
- * medians are shown, with the CPU of every process. Every answer is checked against the
- * single file's. Targets: indexed dstore ≥ 10x faster than unindexed dstore, and within 2x of
- * (the indexed file + one point lookup's p50, from 200 lookups run alone).
+ * times (default 51), each dstore run followed by the file's and by one dstore point lookup,
+ * after BENCH_WARMUP warm-up runs of each (default 100: V8 optimises a read's code path only
+ * after it has run many times, as it has in a coordinator that serves reads all day; the point
+ * lookups get the same); medians are shown, with the CPU of every process. Every answer is
+ * checked against the single file's. Targets: indexed dstore ≥ 10x faster than unindexed
+ * dstore, and within 2x of (the indexed file + one point lookup), each the median of the same
+ * rounds. The p50 of 200 lookups run alone is printed too.
  * Writes bench/indexes-results.json.
  */
 import * as fs from 'node:fs';
@@ -147,9 +148,11 @@ function addCpu(total: CpuUse | undefined, c: CpuUse): CpuUse {
 }
 
 /**
- * The indexed runs, interleaved: each round runs the query on dstore, then on the file, so
- * both see the same machine (a 2-core box shared with other work drifts by tens of percent
- * over a minute). CPU is counted over the dstore runs only.
+ * The indexed runs, interleaved: each round runs the query on dstore, then on the file, then
+ * one point lookup on dstore, so all three see the same machine (a 2-core box shared with
+ * other work drifts by tens of percent over a minute, and a lookup p50 taken a minute apart
+ * moved the ratio by as much as the change being measured). CPU is counted over the dstore
+ * runs of the query only.
  */
 async function interleavedRuns(
   cluster: TestCluster,
@@ -157,9 +160,11 @@ async function interleavedRuns(
   file: SqliteBaseline,
   q: QuerySpec,
   repeat: number,
-): Promise<{ dstore: Measured; file: Measured }> {
+  rows: number,
+): Promise<{ dstore: Measured; file: Measured; lookupMs: number }> {
   const times: number[] = [];
   const fileTimes: number[] = [];
+  const lookupTimes: number[] = [];
   let cpu: CpuUse | undefined;
   let last: { count: number; lines: string[] } | undefined;
   let lastFile: ReturnType<SqliteBaseline['query']> | undefined;
@@ -174,8 +179,10 @@ async function interleavedRuns(
     const u = process.cpuUsage(u0);
     fileCpuUs += u.user + u.system;
     fileTimes.push(lastFile.ms);
+    lookupTimes.push((await query(cluster.url, TABLE, { where: { _id: rowId((i * 7919 + 13) % rows) } })).ms);
   }
   return {
+    lookupMs: median(lookupTimes),
     dstore: dstoreMeasured(cpu!, repeat, times, last!, q),
     file: {
       ms: median(fileTimes),
@@ -206,7 +213,7 @@ async function main(): Promise<void> {
   const rows = envInt('BENCH_ROWS', 1_000_000, 1000);
   const repeat = envInt('BENCH_REPEAT', 5, 1);
   // The indexed runs are short: more of them, for a median that holds on a noisy machine.
-  const indexedRepeat = envInt('BENCH_INDEXED_REPEAT', 21, 1);
+  const indexedRepeat = envInt('BENCH_INDEXED_REPEAT', 51, 1);
   // Runs of each query (and of lookups) before any is measured: with one, the coordinator's
   // code for a sorted read was still unoptimised (2.7x its CPU after 300 runs), while the
   // lookups it is compared with had run 200 times.
@@ -250,7 +257,8 @@ async function main(): Promise<void> {
       }
     }
     for (let i = 0; i < warmup; i++) await query(cluster.url, TABLE, { where: { _id: rowId((i * 104_729) % rows) } });
-    // One point lookup's latency, the fixed cost any dstore read pays: 200 of them, alone.
+    // One point lookup's latency, the fixed cost any dstore read pays: 200 of them, alone
+    // (for reference; each query is compared with the lookups run in its own rounds).
     const lookups: number[] = [];
     for (let i = 0; i < 200; i++)
       lookups.push((await query(cluster.url, TABLE, { where: { _id: rowId((i * 7919) % rows) } })).ms);
@@ -259,7 +267,7 @@ async function main(): Promise<void> {
     const out: Record<string, unknown>[] = [];
     for (const { name, q } of QUERIES) {
       log(`indexed: ${name}`);
-      const after = await interleavedRuns(cluster, pids, file, q, indexedRepeat);
+      const after = await interleavedRuns(cluster, pids, file, q, indexedRepeat, rows);
       const b = before.get(name)!;
       const keys = [b.dstore.key, b.file.key, after.dstore.key, after.file.key];
       if (keys.some((k) => k !== keys[0]) || b.dstore.count !== after.dstore.count)
@@ -276,7 +284,8 @@ async function main(): Promise<void> {
         indexedSpread: after.dstore.spread,
         fileUnindexedMs: b.file.ms,
         fileIndexedMs: after.file.ms,
-        vsFile: after.dstore.ms / (after.file.ms + lookupP50),
+        lookupMs: after.lookupMs,
+        vsFile: after.dstore.ms / (after.file.ms + after.lookupMs),
       });
     }
     console.log(
@@ -285,7 +294,7 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(1))
         .join(
           ' ',
-        )}; median of ${repeat} unindexed, ${indexedRepeat} indexed (interleaved with the file); point lookup p50 ${lookupP50.toFixed(2)} ms\n`,
+        )}; median of ${repeat} unindexed, ${indexedRepeat} indexed (each round: dstore, the file, a dstore point lookup); point lookup p50 run alone ${lookupP50.toFixed(2)} ms\n`,
     );
     const cols = [
       'query                          rows',
@@ -295,6 +304,7 @@ async function main(): Promise<void> {
       'CPU ms no index / indexed',
       'file no index ms',
       'file indexed ms',
+      'lookup ms',
       'indexed / (file + lookup) (<= 2x)',
     ];
     console.log(cols.join('  '));
@@ -308,6 +318,7 @@ async function main(): Promise<void> {
       indexedCpuMs: number;
       fileUnindexedMs: number;
       fileIndexedMs: number;
+      lookupMs: number;
       vsFile: number;
     }[]) {
       console.log(
@@ -319,6 +330,7 @@ async function main(): Promise<void> {
           `${r.unindexedCpuMs.toFixed(1)} / ${r.indexedCpuMs.toFixed(1)}`.padStart(25),
           r.fileUnindexedMs.toFixed(1).padStart(16),
           r.fileIndexedMs.toFixed(2).padStart(15),
+          r.lookupMs.toFixed(2).padStart(9),
           `${r.vsFile.toFixed(2)}x ${r.vsFile <= 2 ? 'yes' : 'NO'}`.padStart(33),
         ].join('  '),
       );

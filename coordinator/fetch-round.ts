@@ -130,7 +130,7 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
   private readonly open: Set<string>;
   readonly failed = new Map<string, WorkerFailure>();
   private readonly assigned = new Map<string, Assignment>();
-  /** Per worker, the chunks it was asked for, as a set. */
+  /** Per worker, the chunks it was asked for, as a set: made when one of its batches names chunks. */
   private readonly asked = new Map<string, ReadonlySet<string>>();
   /** Per worker, the chunks its batches named so far (complete answers only count once done). */
   private readonly named = new Map<string, Set<string>>();
@@ -167,10 +167,7 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
     ({ timeoutMs: this.timeoutMs, flow: this.flow } = opts);
     const timeoutMs = this.timeoutMs;
     ({ cmd: this.cmd, keys: this.keys, replyTo: this.replyTo } = ctx);
-    for (const a of assignments) {
-      this.assigned.set(a.worker, a);
-      this.asked.set(a.worker, new Set(a.chunks));
-    }
+    for (const a of assignments) this.assigned.set(a.worker, a);
     this.open = new Set(this.assigned.keys());
     const now = Date.now();
     for (const w of this.open) {
@@ -387,6 +384,8 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
         this.opts.onAnswered?.(r.worker, Date.now() - this.publishedAt);
       }
       this.push({ kind: 'batch', resp: r, completed });
+      // Nothing a worker sends after its last batch counts.
+      if (r.done) break;
     }
     this.nextSeq.set(m.worker, seq);
   }
@@ -396,17 +395,23 @@ export class FetchRound<R extends AnswerBatch = FetchRespMessage> {
    * a chunk its worker was not asked for, or named twice.
    */
   private account(r: R): readonly string[] | string {
-    const asked = this.asked.get(r.worker)!;
+    const list = this.assigned.get(r.worker)!.chunks;
     const named = this.named.get(r.worker)!;
     const own = r.chunks ?? [];
-    for (const c of own) {
-      if (!asked.has(c)) return `worker ${r.worker} answered chunk ${c}, which it was not asked for`;
-      if (named.has(c)) return `worker ${r.worker} answered chunk ${c} twice`;
-      named.add(c);
+    if (own.length > 0) {
+      let asked = this.asked.get(r.worker);
+      if (asked === undefined) this.asked.set(r.worker, (asked = new Set(list)));
+      for (const c of own) {
+        if (!asked.has(c)) return `worker ${r.worker} answered chunk ${c}, which it was not asked for`;
+        if (named.has(c)) return `worker ${r.worker} answered chunk ${c} twice`;
+        named.add(c);
+      }
     }
-    if (!r.done || named.size === asked.size) return own;
-    const rest = this.assigned.get(r.worker)!.chunks.filter((c) => !named.has(c));
-    for (const c of rest) named.add(c);
+    if (!r.done || named.size === list.length) return own;
+    // Its last batch: it completes every chunk it was asked for and did not name (a sorted or
+    // aggregated answer names none: then that is the whole list, as it was asked).
+    if (named.size === 0) return list;
+    const rest = list.filter((c) => !named.has(c));
     return own.length === 0 ? rest : [...own, ...rest];
   }
 

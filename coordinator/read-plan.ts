@@ -120,7 +120,7 @@ export class ReadPlan {
     const all = this.only
       ? [...this.only].filter((c) => this.placement.chunks.has(c))
       : [...this.placement.chunks.keys()];
-    return all.filter((c) => !this.gap.chunks.has(c));
+    return this.gap.chunks.size === 0 ? all : all.filter((c) => !this.gap.chunks.has(c));
   }
 
   /**

@@ -1,6 +1,9 @@
 import 'reflect-metadata';
 import { validateSync, type ValidationError } from 'class-validator';
 import { MessageError } from '../errors';
+import { cacheValidationMetadata } from './validation-cache';
+
+cacheValidationMetadata();
 
 /** Flat field/value pairs of one stream entry (or the JSON object of a pub/sub message). */
 export type Fields = Record<string, string>;
