@@ -115,7 +115,7 @@ function sortedRow(line: string): SortedRow {
  * is at the head: a merge that a limit stops leaves the lines it did not reach unparsed
  * (about half of them when two workers each sent limit + 1).
  */
-class SortedInput {
+export class SortedInput {
   private lines: string[] = [];
   private at = 0;
   private head?: SortedRow;
@@ -124,7 +124,18 @@ class SortedInput {
     return this.lines.length - this.at;
   }
 
+  /** Lines held in memory: those not taken yet, and those taken since the last push. */
+  get retained(): number {
+    return this.lines.length;
+  }
+
   push(lines: readonly string[]): void {
+    // Lines already taken are let go here, so the buffer holds only what is not merged yet
+    // (a long read's next batch often arrives before the last one is used up).
+    if (this.at > 0) {
+      this.lines = this.lines.slice(this.at);
+      this.at = 0;
+    }
     for (const l of lines) this.lines.push(l);
   }
 

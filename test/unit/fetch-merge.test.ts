@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import type { FetchRespMessage, OpAckMessage } from '../../common/messages';
 import type { AggregateSpec, SortSpec } from '../../common/query';
 import { compareSql, toSqlValue, type SqlValue } from '../../common/sqlite-order';
-import { combineAggregates } from '../../coordinator/fetch-merger';
+import { combineAggregates, SortedInput } from '../../coordinator/fetch-merger';
 import { countOncePerChunk } from '../../coordinator/ops';
 import { rng } from '../support/data';
 
@@ -563,5 +563,30 @@ describe('fetch merging', () => {
         assert.deepEqual(fromJs, fromSqlite);
       });
     });
+  });
+});
+
+describe('a sorted answer waiting to be merged (SortedInput)', () => {
+  const line = (i: number) => `[${i},"r${i}"]\t{"_id":"r${i}","n":${i}}`;
+
+  it('hands lines on in order, keys parsed, and lets go of what was taken when the next batch comes', () => {
+    const input = new SortedInput();
+    let sent = 0;
+    let taken = 0;
+    // A worker sending 100-line batches ahead of a merge that takes 99 between two of them.
+    for (let batch = 0; batch < 200; batch++) {
+      input.push(Array.from({ length: 100 }, () => line(sent++)));
+      assert.ok(input.retained <= 300, `holds ${input.retained} lines after ${batch + 1} batches`);
+      for (let k = 0; k < 99; k++) {
+        assert.deepEqual(input.peek().keys, [taken, `r${taken}`]);
+        const r = input.take();
+        assert.equal(r.row, `{"_id":"r${taken}","n":${taken}}`);
+        taken++;
+      }
+    }
+    assert.equal(input.size, sent - taken);
+    while (input.size > 0) assert.deepEqual(input.take().keys, [taken, `r${taken++}`]);
+    assert.equal(taken, sent);
+    assert.equal(input.retained, 0);
   });
 });
