@@ -182,8 +182,9 @@ const MAX_ATTEMPTS = 8;
  * - plain reads stream rows through as they arrive; after a failure only the chunks not
  *   answered yet are asked again;
  * - sorted reads are a k-way merge of the workers' sorted streams; after a failure the
- *   read restarts without that worker and skips what was already sent (the order is
- *   total: sort keys, then `_id`);
+ *   read restarts without that worker from the last row merged (the order is total: sort
+ *   keys, then `_id`): a limit read asks the workers for the rows after it (a keyset, as a
+ *   page does), a read without a limit skips up to it;
  * - aggregates combine the partials of every worker (sum of sums, count of counts,
  *   min of mins, avg as sum/count), then sort and limit.
  */
@@ -420,7 +421,7 @@ export class FetchMerger {
     const sort = q.sort ?? [];
     const cmp = (a: SortedLine, b: SortedLine) => compareSorted(sort, a, b);
     const ask = q.limit === undefined ? q : { ...q, limit: q.limit + 1 };
-    // The last row sent (or the row the page starts after): a retry skips up to it.
+    // The last row merged (or the row the page starts after): a retry starts after it.
     let cursor = q.after as SortedLine | undefined;
     let emitted = 0;
     let more = false;
@@ -431,7 +432,14 @@ export class FetchMerger {
     rounds: for (let attempt = 1; ; attempt++) {
       const assignments = plan.assign(plan.chunks());
       const workers = assignments.map((a) => a.worker);
-      const { round, close } = this.round(plan, assignments, ask, attempt === 1);
+      // A retry of a limit read asks only for the rows after the last one merged, and only as
+      // many as are still wanted (plus one, to know whether more follow): the workers left do
+      // not send again what was already merged, and the merge does not skip through it.
+      const again =
+        attempt > 1 && q.limit !== undefined && cursor !== undefined && emitted > 0
+          ? { ...q, after: cursor, limit: q.limit - emitted + 1 }
+          : ask;
+      const { round, close } = this.round(plan, assignments, again, attempt === 1);
       const buffers = new Map<string, SortedInput>(workers.map((w) => [w, new SortedInput()]));
       // Per worker, its buffered batches and how many of their rows are still in `buffers`:
       // a batch is taken (acked) once its last row has been emitted or skipped.
