@@ -279,13 +279,22 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     );
     assert.equal(posted.status, 200);
     const q = { sort: [{ field: '_id', dir: 'asc' }], limit: 30_000 };
-    const plan = await explain(c, 'resume', q);
-    assert.equal(plan.workersAsked, 'narrow');
-    const victim = plan.workers[0].worker;
-    const survivors = [...c.workers.keys()].filter((w) => w !== victim);
+    assert.equal((await explain(c, 'resume', q)).workersAsked, 'narrow');
     await new Promise((r) => setTimeout(r, 500));
     const before = await fetchRows(c, e2e.keys.workerStatus);
+    const askedBefore = await fetchRequests(c, e2e.keys.workerStatus);
     let atKill = 0;
+    let victim = '';
+    // One of the 2 workers this read asked (a narrow read takes turns between the covers, so
+    // not necessarily the pair `explain` showed): the one whose FETCH count went up.
+    const killAsked = async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      const asked = await fetchRequests(c, e2e.keys.workerStatus);
+      const readers = [...asked].filter(([w, n]) => n > (askedBefore.get(w) ?? 0)).map(([w]) => w);
+      assert.equal(readers.length, 2, `workers asked: ${readers.join(', ')}`);
+      victim = readers.sort()[0];
+      c.workers.get(victim)!.child.kill('SIGKILL');
+    };
     const body = await new Promise<string>((resolve, reject) => {
       const req = http.request(
         `${c.url}/tables/resume/query`,
@@ -300,8 +309,13 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
             if (lines < 2000) return;
             atKill = lines;
             res.pause();
-            c.workers.get(victim)!.child.kill('SIGKILL');
-            setTimeout(() => res.resume(), 300);
+            killAsked().then(
+              () => setTimeout(() => res.resume(), 300),
+              (e: unknown) => {
+                res.destroy();
+                reject(e as Error);
+              },
+            );
           });
           res.on('end', () => resolve(text));
           res.on('error', reject);
@@ -326,6 +340,7 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     // 20,000.
     await new Promise((r) => setTimeout(r, 600));
     const after = await fetchRows(c, e2e.keys.workerStatus);
+    const survivors = [...c.workers.keys()].filter((w) => w !== victim);
     const retried = survivors.reduce((n, w) => n + (after.get(w) ?? 0) - (before.get(w) ?? 0), 0);
     assert.ok(retried > 0 && retried <= rs.length - atKill, `the retry sent ${retried} rows after ${atKill} were read`);
     c.startWorker(victim);
