@@ -12,26 +12,37 @@ import { lossAndDuplicates, makeRows } from '../support/data';
 import type { Row } from '../support/driver';
 import { waitFor } from '../support/wait';
 
-/** FETCHes each worker received so far, from the counters in its heartbeat. */
-async function fetchRequests(c: TestCluster, statusKey: string): Promise<Map<string, number>> {
+/**
+ * A counter of each worker so far, from its heartbeat: FETCHes received (`fetchRequests`), or
+ * rows of the answers it finished (`fetchRows`).
+ */
+async function workerCounters(
+  c: TestCluster,
+  statusKey: string,
+  counter: 'fetchRequests' | 'fetchRows',
+): Promise<Map<string, number>> {
   const all = await c.redis.hgetall(statusKey);
   return new Map(
     Object.entries(all).map(([w, raw]) => [
       w,
-      (JSON.parse(raw) as { counters?: { fetchRequests?: number } }).counters?.fetchRequests ?? 0,
+      (JSON.parse(raw) as { counters?: Record<string, number | undefined> }).counters?.[counter] ?? 0,
     ]),
   );
 }
 
-/** Rows each worker answered so far (in answers it finished), from the counters in its heartbeat. */
-async function fetchRows(c: TestCluster, statusKey: string): Promise<Map<string, number>> {
-  const all = await c.redis.hgetall(statusKey);
-  return new Map(
-    Object.entries(all).map(([w, raw]) => [
-      w,
-      (JSON.parse(raw) as { counters?: { fetchRows?: number } }).counters?.fetchRows ?? 0,
-    ]),
+/** FETCHes each worker received so far. */
+const fetchRequests = (c: TestCluster, statusKey: string) => workerCounters(c, statusKey, 'fetchRequests');
+
+/** Creates `table` and POSTs `rs` to it as NDJSON, which must answer 200. */
+async function load(c: TestCluster, table: string, rs: Row[]): Promise<void> {
+  await c.api('PUT', `/tables/${table}`);
+  const r = await c.api(
+    'POST',
+    `/tables/${table}/records`,
+    rs.map((x) => JSON.stringify(x)).join('\n'),
+    'application/x-ndjson',
   );
+  assert.equal(r.status, 200, JSON.stringify(r.body));
 }
 
 /**
@@ -43,6 +54,47 @@ async function countRequests(c: TestCluster, statusKey: string, fn: () => Promis
   await new Promise((r) => setTimeout(r, 500));
   const after = await fetchRequests(c, statusKey);
   return new Map([...after].map(([w, n]) => [w, n - (before.get(w) ?? 0)]));
+}
+
+/**
+ * POSTs `q` to `table`'s query route and reads the whole answer; the first time `when(text so
+ * far)` holds, the client stops reading, runs `meanwhile`, and reads on 300 ms after it ended.
+ */
+function readPausing(
+  c: TestCluster,
+  table: string,
+  q: Record<string, unknown>,
+  when: (text: string) => boolean,
+  meanwhile: () => Promise<void>,
+): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = http.request(
+      `${c.url}/tables/${table}/query`,
+      { method: 'POST', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        let paused = false;
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          text += d;
+          if (paused || !when(text)) return;
+          paused = true;
+          res.pause();
+          meanwhile().then(
+            () => setTimeout(() => res.resume(), 300),
+            (e: unknown) => {
+              res.destroy();
+              reject(e as Error);
+            },
+          );
+        });
+        res.on('end', () => resolve(text));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(q));
+  });
 }
 
 const explain = async (c: TestCluster, table: string, q: Record<string, unknown>) =>
@@ -60,17 +112,9 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
   const small = makeRows(300, 62, 's');
 
   before(async () => {
-    for (const t of ['big', 'small']) await e2e.cluster.api('PUT', `/tables/${t}`);
-    const post = (t: string, rs: Row[]) =>
-      e2e.cluster.api(
-        'POST',
-        `/tables/${t}/records`,
-        rs.map((r) => JSON.stringify(r)).join('\n'),
-        'application/x-ndjson',
-      );
-    assert.equal((await post('big', rows)).status, 200);
+    await load(e2e.cluster, 'big', rows);
     // One chunk: on 2 of the 4 workers.
-    assert.equal((await post('small', small)).status, 200);
+    await load(e2e.cluster, 'small', small);
   });
 
   it('asks one replica per chunk, and never a worker that holds none of the table', async () => {
@@ -158,42 +202,15 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     // About 10 MB of answer, read by a client that pauses: far more than socket buffers hold,
     // so the workers are still sending (2 batches of 20 rows at a time) when one is stopped.
     const wide = makeRows(40_000, 63, 'w').map((r) => ({ ...r, pad: 'p'.repeat(150) }));
-    await c.api('PUT', '/tables/wide');
-    assert.equal(
-      (
-        await c.api(
-          'POST',
-          '/tables/wide/records',
-          wide.map((r) => JSON.stringify(r)).join('\n'),
-          'application/x-ndjson',
-        )
-      ).status,
-      200,
-    );
+    await load(c, 'wide', wide);
     const victim = (await explain(c, 'wide', {})).workers[0].worker;
-    const body = await new Promise<string>((resolve, reject) => {
-      const req = http.request(
-        `${c.url}/tables/wide/query`,
-        { method: 'POST', headers: { 'content-type': 'application/json' } },
-        (res) => {
-          let text = '';
-          let stopped = false;
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => {
-            text += d;
-            if (stopped) return;
-            stopped = true;
-            res.pause();
-            c.workers.get(victim)!.child.kill('SIGSTOP');
-            setTimeout(() => res.resume(), 300);
-          });
-          res.on('end', () => resolve(text));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end('{}');
-    }).finally(() => c.workers.get(victim)!.child.kill('SIGCONT'));
+    const body = await readPausing(
+      c,
+      'wide',
+      {},
+      () => true,
+      async () => void c.workers.get(victim)!.child.kill('SIGSTOP'),
+    ).finally(() => c.workers.get(victim)!.child.kill('SIGCONT'));
     const got = body
       .split('\n')
       .filter(Boolean)
@@ -208,14 +225,7 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
   it('asks a worker by token for every chunk it holds, and again with the list when it holds another set', async () => {
     const c = e2e.cluster;
     const rs = makeRows(3000, 63, 't');
-    await c.api('PUT', '/tables/tok');
-    const posted = await c.api(
-      'POST',
-      '/tables/tok/records',
-      rs.map((r) => JSON.stringify(r)).join('\n'),
-      'application/x-ndjson',
-    );
-    assert.equal(posted.status, 200);
+    await load(c, 'tok', rs);
     // A limit read in `_id` order is narrow: 2 workers, each asked for all it holds (by token).
     const all = { sort: [{ field: '_id', dir: 'asc' }], limit: 5000 };
     const plan = await explain(c, 'tok', all);
@@ -270,18 +280,11 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     // About 4 MB of answer in `_id` order (a narrow read: 2 of the 4 workers), read by a
     // client that pauses: the workers are still sending when one of them is killed.
     const rs = makeRows(20_000, 64, 'k').map((r) => ({ ...r, pad: 'p'.repeat(150) }));
-    await c.api('PUT', '/tables/resume');
-    const posted = await c.api(
-      'POST',
-      '/tables/resume/records',
-      rs.map((r) => JSON.stringify(r)).join('\n'),
-      'application/x-ndjson',
-    );
-    assert.equal(posted.status, 200);
+    await load(c, 'resume', rs);
     const q = { sort: [{ field: '_id', dir: 'asc' }], limit: 30_000 };
     assert.equal((await explain(c, 'resume', q)).workersAsked, 'narrow');
     await new Promise((r) => setTimeout(r, 500));
-    const before = await fetchRows(c, e2e.keys.workerStatus);
+    const before = await workerCounters(c, e2e.keys.workerStatus, 'fetchRows');
     const askedBefore = await fetchRequests(c, e2e.keys.workerStatus);
     let atKill = 0;
     let victim = '';
@@ -295,35 +298,7 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
       victim = readers.sort()[0];
       c.workers.get(victim)!.child.kill('SIGKILL');
     };
-    const body = await new Promise<string>((resolve, reject) => {
-      const req = http.request(
-        `${c.url}/tables/resume/query`,
-        { method: 'POST', headers: { 'content-type': 'application/json' } },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => {
-            text += d;
-            if (atKill > 0) return;
-            const lines = text.split('\n').length - 1;
-            if (lines < 2000) return;
-            atKill = lines;
-            res.pause();
-            killAsked().then(
-              () => setTimeout(() => res.resume(), 300),
-              (e: unknown) => {
-                res.destroy();
-                reject(e as Error);
-              },
-            );
-          });
-          res.on('end', () => resolve(text));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(JSON.stringify(q));
-    });
+    const body = await readPausing(c, 'resume', q, (text) => (atKill = text.split('\n').length - 1) >= 2000, killAsked);
     const got = body
       .split('\n')
       .filter(Boolean)
@@ -339,7 +314,7 @@ describe('e2e: routed reads (4 workers, R = 2)', function () {
     // the rows the client had when the worker died). Asked again from the start, it was all
     // 20,000.
     await new Promise((r) => setTimeout(r, 600));
-    const after = await fetchRows(c, e2e.keys.workerStatus);
+    const after = await workerCounters(c, e2e.keys.workerStatus, 'fetchRows');
     const survivors = [...c.workers.keys()].filter((w) => w !== victim);
     const retried = survivors.reduce((n, w) => n + (after.get(w) ?? 0) - (before.get(w) ?? 0), 0);
     assert.ok(retried > 0 && retried <= rs.length - atKill, `the retry sent ${retried} rows after ${atKill} were read`);
