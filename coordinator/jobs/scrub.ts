@@ -15,7 +15,7 @@ export interface ScrubReport {
   /** Chunks whose healthy copies disagree and no majority decides (left alone, reported). */
   divergent: { chunk: string; digests: Record<string, string> }[];
   rebuilt: { chunk: string; worker: string; from: string }[];
-  /** Workers that did not answer (not live, or timed out): their copies were not checked. */
+  /** Replicas not live (not asked) or that did not answer in time: their copies were not checked. */
   unchecked: string[];
 }
 
@@ -49,7 +49,10 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
     if (open.has(m.post)) continue;
     report.chunks++;
     for (const w of m.replicas) {
-      if (!live.has(w)) continue;
+      if (!live.has(w)) {
+        if (!report.unchecked.includes(w)) report.unchecked.push(w);
+        continue;
+      }
       const byTable = asks.get(w) ?? new Map<string, string[]>();
       byTable.set(m.table, [...(byTable.get(m.table) ?? []), chunk]);
       asks.set(w, byTable);

@@ -13,6 +13,7 @@ interface Report {
   corrupt: { chunk: string; worker: string }[];
   divergent: unknown[];
   rebuilt: { chunk: string; worker: string; from: string }[];
+  unchecked: string[];
 }
 
 describe('e2e: scrub finds a silently altered replica and rebuilds it', function () {
@@ -95,6 +96,7 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
       await e2e.cluster.workers.get(id)!.child.exited;
     }
     await e2e.cluster.waitLive(['w2']);
+    const alone = Date.now();
     // Only w2 is left: it answers every chunk it holds (2/3 of them), from its rebuilt copies.
     const metas = Object.values(await e2e.cluster.redis.hgetall(e2e.keys.chunks)).map(
       (v) => JSON.parse(v) as { replicas: string[]; rows: number },
@@ -106,5 +108,11 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     assert.equal(got.length, held);
     const check = lossAndDuplicates(expected, got);
     assert.deepEqual([check.duplicated, check.wrong], [0, 0], 'no row of w2 differs from what was written');
+
+    // A pass with w1 and w3 gone compares only w2's copies and names the two it could not check.
+    const lone = await waitFor(() => report(alone), { what: 'a scrub pass with only w2 live', timeoutMs: 30_000 });
+    assert.deepEqual([...lone.unchecked].sort(), ['w1', 'w3']);
+    assert.equal(lone.copies, metas.filter((m) => m.replicas.includes('w2')).length);
+    assert.deepEqual([lone.corrupt, lone.divergent, lone.rebuilt], [[], [], []]);
   });
 });

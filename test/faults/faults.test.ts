@@ -505,7 +505,10 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
     let watching: Promise<void> | undefined;
     let liveSince: number | undefined;
     const r = await runFault('shard corruption + scrub', {
-      env: { DSTORE_SCRUB_MS: '1000' },
+      // The fault is a corrupt copy, not a lost worker: w2 must come back as the holder of its
+      // copies. Repair's 3 s (BASE_ENV) is shorter than a SIGTERM, the edit and a restart on a
+      // loaded machine, and then moves w2's chunks away before scrub could see them.
+      env: { DSTORE_SCRUB_MS: '1000', DSTORE_REPAIR_AFTER_MS: '120000' },
       async inject(c) {
         // Keep every scrub report from now on (each one overwrites <prefix>:scrub:last).
         watching = (async () => {
@@ -570,7 +573,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         ).catch((e) => {
           const seen = [...reports.values()].map(
             (x) =>
-              `at+${x.at - c.t0}: corrupt ${x.corrupt.length}, divergent ${x.divergent.length}, rebuilt ${x.rebuilt.length}, unchecked [${x.unchecked}]`,
+              `at+${x.at - c.t0}: copies ${x.copies}, corrupt ${x.corrupt.length}, divergent ${x.divergent.length}, rebuilt ${x.rebuilt.length}, unchecked [${x.unchecked}]`,
           );
           throw new Error(`${(e as Error).message}; scrub reports seen: ${seen.join('; ') || 'none'}`);
         });
