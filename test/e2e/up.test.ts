@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { projectRoot, spawnNode, tempDir, type ChildHandle } from '../support/processes';
+import { clusterMode } from '../support/redis';
 import { waitFor } from '../support/wait';
 
 const CLI = () => path.join(projectRoot(), 'dist', 'cli', 'main.js');
@@ -118,6 +119,12 @@ function cli(
 describe('e2e: dstore up supervises a local cluster', function () {
   this.timeout(180_000);
   const leftovers: number[] = [];
+
+  // `dstore up` starts its own single redis-server whatever the harness runs: under
+  // test:cluster this suite would only repeat the single-Redis run (about 35 s of CI).
+  before(function () {
+    if (clusterMode()) this.skip();
+  });
 
   after(async () => {
     // Only if a test failed half-way: nothing started here may survive the run.
