@@ -45,17 +45,20 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
   const open = new Set(await ctx.cmd.hkeys(ctx.keys.openPosts));
   const live = new Set(await ctx.workers.live());
   const asks = new Map<string, Map<string, string[]>>(); // worker → table → chunks
+  const unchecked = new Set<string>();
   for (const [chunk, m] of metas) {
     if (open.has(m.post)) continue;
     report.chunks++;
     for (const w of m.replicas) {
       if (!live.has(w)) {
-        if (!report.unchecked.includes(w)) report.unchecked.push(w);
+        unchecked.add(w);
         continue;
       }
-      const byTable = asks.get(w) ?? new Map<string, string[]>();
-      byTable.set(m.table, [...(byTable.get(m.table) ?? []), chunk]);
-      asks.set(w, byTable);
+      let byTable = asks.get(w);
+      if (byTable === undefined) asks.set(w, (byTable = new Map()));
+      const list = byTable.get(m.table);
+      if (list === undefined) byTable.set(m.table, [chunk]);
+      else list.push(chunk);
     }
   }
   const found = new Map<string, Map<string, ChunkDigestLine>>(); // chunk → worker → digest
@@ -67,9 +70,10 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
         for (const [w, d] of byWorker) m.set(w, d);
         found.set(chunk, m);
       }
-      if (failed.size > 0 && !report.unchecked.includes(worker)) report.unchecked.push(worker);
+      if (failed.size > 0) unchecked.add(worker);
     }
   }
+  report.unchecked = [...unchecked];
   for (const [chunk, byWorker] of found) {
     const meta = metas.get(chunk)!;
     const healthy = new Map<string, string>();
