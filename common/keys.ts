@@ -138,6 +138,11 @@ export interface Keys {
   /** STRING: JSON report of the last scrub pass. */
   readonly scrubReport: string;
   /**
+   * STREAM: every scrub pass's report (field `report`, JSON), capped at
+   * {@link SCRUB_REPORTS_KEPT}: the last report alone loses a rebuild to the next clean pass.
+   */
+  readonly scrubReports: string;
+  /**
    * STRING: the random key every coordinator signs and checks query cursors with
    * (coordinator/cursor.ts), created by the first coordinator that needs it.
    */
@@ -152,6 +157,9 @@ export interface Keys {
 
 /** Members of {@link Keys} that are not a key (or channel) builder: helpers and the prefix itself. */
 export const NOT_KEYS: readonly (keyof Keys)[] = ['prefix', 'patterns', 'isCoordReplies', 'connectionName'];
+
+/** Scrub reports kept in {@link Keys.scrubReports} (about; trimmed with `MAXLEN ~`). */
+export const SCRUB_REPORTS_KEPT = 1000;
 
 /** The consumer group every worker uses on its own ops stream. */
 export const OPS_GROUP = 'apply';
@@ -190,6 +198,7 @@ export function makeKeys(prefix: string): Keys {
     repairWorkers: `${shared}:repair:workers`,
     coordinators: `${shared}:coordinators`,
     scrubReport: `${shared}:scrub:last`,
+    scrubReports: `${shared}:scrub:reports`,
     indexBuildLease: `${shared}:index-build`,
     backup: (id) => `${shared}:backup:${assertName('backup id', id)}`,
     cursorSecret: `${shared}:cursor-secret`,

@@ -1,4 +1,5 @@
 import { digestVersion, type ChunkDigestLine } from '../../common/messages';
+import { SCRUB_REPORTS_KEPT } from '../../common/keys';
 import type { CoordinatorContext } from '../context';
 import type { ChunkMeta } from '../placement';
 import { collectDigests, copyVerified } from './chunk-copy';
@@ -116,7 +117,12 @@ export async function scrub(ctx: CoordinatorContext, timeoutMs: number): Promise
     ctx.log.warn({ chunk, table: meta.table, rebuilt: losers, from: source }, 'scrub rebuilt chunk copies');
   }
   report.ms = Date.now() - started;
-  await ctx.cmd.set(ctx.keys.scrubReport, JSON.stringify(report));
+  const json = JSON.stringify(report);
+  await ctx.cmd
+    .multi()
+    .set(ctx.keys.scrubReport, json)
+    .xadd(ctx.keys.scrubReports, 'MAXLEN', '~', SCRUB_REPORTS_KEPT, '*', 'report', json)
+    .exec();
   ctx.log.info(
     {
       chunks: report.chunks,

@@ -4,17 +4,10 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { clusterSuite } from '../support/cluster';
 import { lossAndDuplicates, makeRows } from '../support/data';
+import type { ScrubReport } from '../../coordinator/jobs/scrub';
 import type { Row } from '../support/driver';
+import { scrubReportsSince } from '../support/scrub-reports';
 import { waitFor } from '../support/wait';
-
-interface Report {
-  at: number;
-  copies: number;
-  corrupt: { chunk: string; worker: string }[];
-  divergent: unknown[];
-  rebuilt: { chunk: string; worker: string; from: string }[];
-  unchecked: string[];
-}
 
 describe('e2e: scrub finds a silently altered replica and rebuilds it', function () {
   this.timeout(120_000);
@@ -46,16 +39,22 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     loadedAt = Date.now();
   });
 
-  async function report(after: number): Promise<Report | undefined> {
-    const raw = await e2e.cluster.redis.get(e2e.keys.scrubReport);
-    const r = raw ? (JSON.parse(raw) as Report) : undefined;
-    return r && r.at > after ? r : undefined;
+  /** The first scrub pass that started after `after` and satisfies `ok`, from the report stream. */
+  async function report(after: number, ok: (r: ScrubReport) => boolean = () => true): Promise<ScrubReport | undefined> {
+    return (await scrubReportsSince(e2e.cluster.redis, e2e.keys, after + 1)).find(ok);
   }
 
   it('reports every copy healthy after loads and updates', async () => {
     const r = await waitFor(() => report(loadedAt), { what: 'a scrub report after the load', timeoutMs: 20_000 });
     assert.equal(r.copies, 20, '10 chunks × 2 copies compared');
     assert.deepEqual([r.corrupt, r.divergent, r.rebuilt], [[], [], []]);
+    // scrub:last is the newest entry of the report stream (read in one MULTI: passes go on).
+    const [[, last], [, newest]] = (await e2e.cluster.redis
+      .multi()
+      .get(e2e.keys.scrubReport)
+      .xrevrange(e2e.keys.scrubReports, '+', '-', 'COUNT', 1)
+      .exec()) as [[null, string], [null, [string, string[]][]]];
+    assert.deepEqual(JSON.parse(last), JSON.parse(newest[0][1][1]));
   });
 
   it('rebuilds the altered copies, so a read served only by that replica is exact', async () => {
@@ -70,25 +69,19 @@ describe('e2e: scrub finds a silently altered replica and rebuilds it', function
     e2e.cluster.startWorker('w2');
     await e2e.cluster.waitLive(['w1', 'w2', 'w3']);
 
-    const fixed = await waitFor(
-      async () => {
-        const r = await report(t0);
-        return r && r.rebuilt.length > 0 ? r : undefined;
-      },
-      { what: 'scrub to rebuild the altered copies', timeoutMs: 30_000 },
-    );
+    const fixed = await waitFor(() => report(t0, (r) => r.rebuilt.length > 0), {
+      what: 'scrub to rebuild the altered copies',
+      timeoutMs: 30_000,
+    });
     assert.ok(
       fixed.corrupt.every((c) => c.worker === 'w2'),
       'only w2 is flagged',
     );
     assert.ok(fixed.rebuilt.every((c) => c.worker === 'w2' && c.from !== 'w2'));
-    const clean = await waitFor(
-      async () => {
-        const r = await report(fixed.at);
-        return r && r.corrupt.length === 0 ? r : undefined;
-      },
-      { what: 'a clean scrub pass after the rebuild', timeoutMs: 30_000 },
-    );
+    const clean = await waitFor(() => report(fixed.at, (r) => r.corrupt.length === 0), {
+      what: 'a clean scrub pass after the rebuild',
+      timeoutMs: 30_000,
+    });
     assert.equal(clean.copies, 20);
 
     for (const id of ['w1', 'w3']) {

@@ -15,9 +15,11 @@ import { startCluster, type TestCluster } from '../support/cluster';
 import { lossAndDuplicates } from '../support/data';
 import type { IndexList } from '../../cli/commands/index-cmd';
 import type { ReadExplain } from '../../coordinator/fetch-merger';
+import type { ScrubReport } from '../../coordinator/jobs/scrub';
 import type { Row } from '../support/driver';
 import type { ChildHandle } from '../support/processes';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis';
+import { scrubReportsSince } from '../support/scrub-reports';
 import { sleep, waitFor } from '../support/wait';
 import { compare, Load, probeRecovery, readAll } from './load';
 import { formatNotes, formatTable, writeResults, type FaultResult } from './report';
@@ -492,17 +494,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
   });
 
   it("6. silent corruption of one replica's shard, repaired by scrub", async () => {
-    interface Report {
-      at: number;
-      ms: number;
-      copies: number;
-      corrupt: { chunk: string; worker: string; reason: string }[];
-      divergent: unknown[];
-      rebuilt: { chunk: string; worker: string; from: string }[];
-      unchecked: string[];
-    }
-    const reports = new Map<number, Report>();
-    let watching: Promise<void> | undefined;
+    let reports: ScrubReport[] = [];
     let liveSince: number | undefined;
     const r = await runFault('shard corruption + scrub', {
       // The fault is a corrupt copy, not a lost worker: w2 must come back as the holder of its
@@ -510,17 +502,6 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
       // loaded machine, and then moves w2's chunks away before scrub could see them.
       env: { DSTORE_SCRUB_MS: '1000', DSTORE_REPAIR_AFTER_MS: '120000' },
       async inject(c) {
-        // Keep every scrub report from now on (each one overwrites <prefix>:scrub:last).
-        watching = (async () => {
-          while (!c.cancelled) {
-            const raw = await c.cluster.redis.get(makeKeys(c.prefix).scrubReport).catch(() => null);
-            if (raw) {
-              const rep = JSON.parse(raw) as Report;
-              reports.set(rep.at, rep);
-            }
-            await sleep(150);
-          }
-        })();
         const h = worker(c, 'w2');
         const dataDir = c.cluster.workers.get('w2')!.dataDir;
         c.expectedDead.add(h);
@@ -555,9 +536,11 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
       async settle(c) {
         await c.cluster.waitLive(['w1', 'w2', 'w3']);
         const loadEnd = Date.now();
+        const keys = makeKeys(c.prefix);
+        const since = c.t0 - 5_000;
         const clean = await waitFor(
-          () => {
-            const all = [...reports.values()].sort((a, b) => a.at - b.at);
+          async () => {
+            const all = (reports = await scrubReportsSince(c.cluster.redis, keys, since));
             const fix = all.find((x) => x.at >= c.t0 && x.rebuilt.some((b) => b.worker === 'w2'));
             if (!fix) return undefined;
             return all.find(
@@ -571,13 +554,13 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
           },
           { what: "scrub to rebuild w2's copies, then a clean scrub pass", timeoutMs: 60_000, intervalMs: 200 },
         ).catch((e) => {
-          const seen = [...reports.values()].map(
+          const seen = reports.map(
             (x) =>
               `at+${x.at - c.t0}: copies ${x.copies}, corrupt ${x.corrupt.length}, divergent ${x.divergent.length}, rebuilt ${x.rebuilt.length}, unchecked [${x.unchecked}]`,
           );
           throw new Error(`${(e as Error).message}; scrub reports seen: ${seen.join('; ') || 'none'}`);
         });
-        const everyPass = [...reports.values()].sort((a, b) => a.at - b.at);
+        const everyPass = reports;
         const all = everyPass.filter((x) => x.at >= c.t0);
         const corrupt = all.flatMap((x) => x.corrupt);
         const rebuilt = all.flatMap((x) => x.rebuilt);
@@ -630,11 +613,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         if (last.rows >= 0 && last.rows < held) res.lost += held - last.rows;
         if (!exact && last.rows < 0) throw new Error(`no read succeeded with only w2 live: ${last.why}`);
       },
-      cleanup() {
-        // the watcher stops on c.cancelled
-      },
     });
-    await bounded(watching ?? Promise.resolve(), 5_000);
     assertClean(r);
   });
 });

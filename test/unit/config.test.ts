@@ -91,6 +91,7 @@ describe('keys and names', () => {
       k.underReplicated,
       k.coordinators,
       k.scrubReport,
+      k.scrubReports,
       `${k.bullPrefix}:repair:wait`,
     ];
     assert.equal(calculateSlot.generateMulti(shared), calculateSlot('{p1}'));
