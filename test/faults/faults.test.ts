@@ -560,8 +560,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
           );
           throw new Error(`${(e as Error).message}; scrub reports seen: ${seen.join('; ') || 'none'}`);
         });
-        const everyPass = reports;
-        const all = everyPass.filter((x) => x.at >= c.t0);
+        const all = reports.filter((x) => x.at >= c.t0);
         const corrupt = all.flatMap((x) => x.corrupt);
         const rebuilt = all.flatMap((x) => x.rebuilt);
         const firstFix = all.find((x) => x.rebuilt.length > 0)!;
@@ -572,7 +571,7 @@ describe('faults: acknowledged writes survive injected faults (3 workers, R = 2)
         );
         c.notes.push(
           `scrub passes (start relative to w2's restart/duration; copies; corrupt/rebuilt/divergent; unchecked): ` +
-            everyPass
+            reports
               .map(
                 (x) =>
                   `${x.at - c.t0}/${x.ms}ms ${x.copies} ${x.corrupt.length}/${x.rebuilt.length}/${x.divergent.length} [${x.unchecked}]`,
